@@ -1,0 +1,1 @@
+"""Activities: every write to PostgreSQL, each idempotent so a retry never duplicates a row."""

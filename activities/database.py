@@ -1,0 +1,53 @@
+"""The PostgreSQL connection pool and the schema, applied idempotently at worker start."""
+
+import json
+from enum import StrEnum
+from importlib import resources
+
+import asyncpg
+
+from goalkeeper.statuses import AgentStatus, AssignmentStatus, GoalStatus, TaskStatus
+
+ENUM_TYPES: dict[str, type[StrEnum]] = {
+    "agent_status": AgentStatus,
+    "task_status": TaskStatus,
+    "goal_status": GoalStatus,
+    "assignment_status": AssignmentStatus,
+}
+"""PostgreSQL enum types and the Python enums they are generated from."""
+
+_SCHEMA_LOCK = 0x60A1_CEE9
+"""Advisory lock id: workers starting together apply the schema one at a time."""
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections decode jsonb to Python values."""
+    return await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def apply_schema(pool: asyncpg.Pool) -> None:
+    """Create or update the enum types, tables, indexes and views."""
+    schema = resources.files("activities").joinpath("schema.sql").read_text()
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+        for type_name, enum in ENUM_TYPES.items():
+            exists = await connection.fetchval(
+                "SELECT 1 FROM pg_type WHERE typname = $1", type_name
+            )
+            if not exists:
+                labels = ", ".join(f"'{member.value}'" for member in enum)
+                await connection.execute(f"CREATE TYPE {type_name} AS ENUM ({labels})")
+            else:
+                for member in enum:
+                    await connection.execute(
+                        f"ALTER TYPE {type_name} ADD VALUE IF NOT EXISTS '{member.value}'"
+                    )
+        await connection.execute(schema)

@@ -1,0 +1,1 @@
+"""Goalkeeper: a goal-driven orchestration engine for teams of AI agents, on Temporal."""

@@ -1,0 +1,30 @@
+"""The one way Goalkeeper's processes connect to Temporal."""
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from goalkeeper.config import Settings
+from goalkeeper.errors import GoalkeeperError
+
+
+class TemporalUnreachable(GoalkeeperError):
+    """No Temporal server answered at the configured address."""
+
+    def __init__(self, address: str, cause: BaseException) -> None:
+        super().__init__(
+            f"cannot reach Temporal at {address} ({cause}); start one with "
+            "'python starter.py up' or set TEMPORAL_ADDRESS"
+        )
+        self.address = address
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect with the pydantic converter every Goalkeeper client must share."""
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as exc:
+        raise TemporalUnreachable(settings.temporal_address, exc) from exc

@@ -1,0 +1,17 @@
+"""Exceptions that carry the ids of what they are about.
+
+In workflows and activities they become `ApplicationError`s whose `type` is the
+class name, so callers can tell them apart without parsing messages.
+"""
+
+
+class GoalkeeperError(Exception):
+    """Base of Goalkeeper's errors."""
+
+
+class InvalidGoalSpec(GoalkeeperError):
+    """A goal spec that cannot run: the message names the bad value and what was expected."""
+
+    def __init__(self, goal_id: str, message: str) -> None:
+        super().__init__(message)
+        self.goal_id = goal_id

@@ -1,0 +1,114 @@
+"""What the workflows ask the activities to write: one model per activity input."""
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, JsonValue
+
+from goalkeeper.models import GoalReport, GoalSpec, TaskView
+from goalkeeper.statuses import AssignmentStatus, GoalStatus
+
+
+class EventKind(StrEnum):
+    """Kinds of rows in the audit trail."""
+
+    GOAL_STARTED = "goal_started"
+    GOAL_REJECTED = "goal_rejected"
+    GOAL_CONTINUED = "goal_continued_as_new"
+    GOAL_FINISHED = "goal_finished"
+    TASK_ASSIGNED = "task_assigned"
+    AGENT_PROVISIONED = "agent_provisioned"
+    REPORT_ACCEPTED = "report_accepted"
+    REPORT_REJECTED = "report_rejected"
+    TASK_RETRIED = "task_retried"
+    APPROVAL_REQUESTED = "approval_requested"
+    DECISION_ACCEPTED = "decision_accepted"
+    DECISION_REJECTED = "decision_rejected"
+    TASK_COMPLETED = "task_completed"
+    TASK_FAILED = "task_failed"
+    TASK_SKIPPED = "task_skipped"
+    UPDATE_REJECTED = "update_rejected"
+
+
+class Event(BaseModel):
+    """One row of the audit trail; `event_id` comes from the workflow so retries add it once."""
+
+    event_id: str
+    kind: EventKind
+    message: str
+    goal_id: str | None = None
+    task_id: str | None = None
+    agent_id: str | None = None
+    detail: dict[str, JsonValue] = {}
+
+
+class RecordGoal(BaseModel):
+    """A validated goal and its tasks, written as `pending` when the goal starts."""
+
+    goal_id: str
+    first_run_id: str
+    spec: GoalSpec
+    event: Event
+
+
+class RecordRejectedGoal(BaseModel):
+    """A goal whose spec was invalid: kept so the rejection is visible in the read model."""
+
+    goal_id: str
+    first_run_id: str
+    raw_spec: Any
+    error: str
+    event: Event
+
+
+class RecordTask(BaseModel):
+    """A task's new state (absolute values, applied only if newer than the stored one)."""
+
+    task: TaskView
+    event: Event | None = None
+
+
+class AssignAgent(BaseModel):
+    """Give a task attempt an agent: the assignment id is the workflow's, so retries reuse it."""
+
+    assignment_id: str
+    workspace: str
+    skill: str
+    exclude_agent_ids: list[str] = []
+    """Agents that already failed this task."""
+    prefer_agent_id: str | None = None
+    """The agent that did the work before, for rework."""
+    context: dict[str, JsonValue]
+    """What the agent sees: the goal, the task, dependency results, rework comments."""
+    task: TaskView
+    """The task as it will be once assigned (agent fields are filled in by the activity)."""
+
+
+class Assignment(BaseModel):
+    """The outcome of `assign_agent`."""
+
+    assignment_id: str
+    agent_id: str
+    provisioned: bool
+
+
+class EndAssignment(BaseModel):
+    """Close an assignment on the agent's report, release the agent, and record the task."""
+
+    assignment_id: str
+    status: AssignmentStatus
+    result: JsonValue = None
+    error: str | None = None
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+    task: TaskView
+    event: Event
+
+
+class FinishGoal(BaseModel):
+    """A goal's final status and report."""
+
+    goal_id: str
+    status: GoalStatus
+    report: GoalReport
+    event: Event

