@@ -70,7 +70,7 @@ class AgentReport(_Strict):
 
     agent_id: Id
     assignment_id: Text
-    outcome: ReportOutcome
+    outcome: ReportOutcome = Field(strict=False)
     result: JsonValue = None
     error: str | None = None
     tokens_used: int = Field(default=0, ge=0)
@@ -81,7 +81,7 @@ class ApprovalDecision(_Strict):
     """An approver's decision on a task's result: the `approval_decision` signal."""
 
     approver: Id
-    decision: Decision
+    decision: Decision = Field(strict=False)
     comment: str = ""
 
 

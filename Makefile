@@ -1,0 +1,37 @@
+# Goalkeeper: `make demo` shows it working, `make test` proves it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test lint up worker bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create the virtualenv and install Goalkeeper with its test tools
+
+demo: install ## Run a sample goal on the embedded stack, end to end, and stop
+	$(PY) starter.py demo
+
+test: install lint ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+up: install ## Run the embedded stack (Temporal + UI on :8233, PostgreSQL) in the foreground
+	$(PY) starter.py up
+
+worker: install ## Run a worker against TEMPORAL_ADDRESS and DATABASE_URL
+	$(PY) worker.py
+
+bench: install ## Print throughput and memory figures
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .goalkeeper .pytest_cache .mypy_cache .ruff_cache

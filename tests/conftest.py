@@ -1,0 +1,71 @@
+"""Session fixtures: a real Temporal dev server and a real PostgreSQL, on free ports.
+
+Each test gets its own task queue (and worker) and its own goal ids, so tests
+never see each other's work.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.database import apply_schema, create_pool
+from goalkeeper.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from worker import build_worker
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def temporal_server(stack_dir: Path) -> Iterator[TemporalDevServer]:
+    server = TemporalDevServer(stack_dir / "temporal.db", port=free_port(), ui_port=None)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(stack_dir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(stack_dir / "postgres")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: EmbeddedPostgres) -> str:
+    return postgres.url
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, max_size=20)
+    await apply_schema(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_server: TemporalDevServer) -> Client:
+    return await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture
+async def task_queue(client: Client, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """A fresh task queue with a Goalkeeper worker polling it for the test's duration."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    async with build_worker(client, pool, queue):
+        yield queue
+
+
+@pytest.fixture
+def workspace() -> str:
+    """A workspace of the test's own, so its agents are not shared with other tests."""
+    return f"ws-{uuid.uuid4().hex[:8]}"

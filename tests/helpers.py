@@ -1,0 +1,215 @@
+"""Test helpers that act as agents and approvers do: over real signals and queries."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+
+from goalkeeper.models import GoalReport, Progress, TaskView
+from goalkeeper.statuses import TaskStatus
+from workflows.goal import GoalWorkflow
+
+T = TypeVar("T")
+
+
+def goal_spec(n_tasks: int = 1, workspace: str = "default", **fields: Any) -> dict[str, Any]:
+    """A goal spec with `n_tasks` independent tasks of skill `writing`, or given `tasks`."""
+    spec: dict[str, Any] = {
+        "title": "Test goal",
+        "description": "A goal made by a test",
+        "workspace": workspace,
+        "tasks": [
+            {"id": f"t{i}", "title": f"Task {i}", "skill": "writing"} for i in range(1, n_tasks + 1)
+        ],
+    }
+    spec.update(fields)
+    return spec
+
+
+def new_goal_id() -> str:
+    return f"goal-{uuid.uuid4().hex[:10]}"
+
+
+async def start_goal(
+    client: Client, spec: dict[str, Any], task_queue: str, goal_id: str | None = None
+) -> WorkflowHandle[GoalWorkflow, GoalReport]:
+    """Start a goal the way the `temporal` CLI does: the spec as a plain JSON object."""
+    return await client.start_workflow(
+        GoalWorkflow.run, spec, id=goal_id or new_goal_id(), task_queue=task_queue
+    )
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 30, what: str = "condition"
+) -> T:
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            value = await probe()
+        except RPCError as exc:  # e.g. the task workflow is not started yet
+            last = exc
+        else:
+            if value:
+                return value
+            last = value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
+
+
+async def task_view(client: Client, goal_id: str, task_id: str) -> TaskView:
+    """The task's own `status` query."""
+    return await client.get_workflow_handle(f"{goal_id}/{task_id}").query(
+        "status", result_type=TaskView
+    )
+
+
+async def wait_task(
+    client: Client,
+    goal_id: str,
+    task_id: str,
+    status: TaskStatus,
+    attempt: int | None = None,
+    timeout: float = 30,
+) -> TaskView:
+    """Wait until the task reaches `status` (and, if given, its `attempt`-th assignment)."""
+
+    async def probe() -> TaskView | None:
+        view = await task_view(client, goal_id, task_id)
+        if view.status is status and (attempt is None or view.attempts == attempt):
+            return view
+        return None
+
+    return await eventually(probe, timeout, f"{goal_id}/{task_id} to be {status}")
+
+
+async def report(
+    client: Client,
+    view: TaskView,
+    outcome: str = "completed",
+    **fields: Any,
+) -> None:
+    """Signal `agent_report` as the assigned agent of `view`, unless fields override it."""
+    payload = {
+        "agent_id": view.agent_id,
+        "assignment_id": view.assignment_id,
+        "outcome": outcome,
+        "result": f"result of {view.task_id}",
+        "tokens_used": 100,
+        "cost_usd": 0.01,
+    }
+    payload.update(fields)
+    await client.get_workflow_handle(f"{view.goal_id}/{view.task_id}").signal(
+        "agent_report", payload
+    )
+
+
+async def decide(
+    client: Client, goal_id: str, task_id: str, approver: str, decision: str, comment: str = ""
+) -> None:
+    await client.get_workflow_handle(f"{goal_id}/{task_id}").signal(
+        "approval_decision", {"approver": approver, "decision": decision, "comment": comment}
+    )
+
+
+async def progress(handle: WorkflowHandle[Any, Any]) -> Progress:
+    return await handle.query("progress", result_type=Progress)
+
+
+async def wait_progress(
+    handle: WorkflowHandle[Any, Any], check: Callable[[Progress], bool], timeout: float = 30
+) -> Progress:
+    async def probe() -> Progress | None:
+        current = await progress(handle)
+        return current if check(current) else None
+
+    return await eventually(probe, timeout, f"progress of {handle.id}")
+
+
+async def events(pool: asyncpg.Pool, goal_id: str, kind: str | None = None) -> list[asyncpg.Record]:
+    """The goal's audit trail, oldest first, optionally of one kind."""
+    return await pool.fetch(
+        "SELECT * FROM events WHERE goal_id = $1 AND ($2::text IS NULL OR kind = $2) ORDER BY seq",
+        goal_id,
+        kind,
+    )
+
+
+class SimulatedAgents:
+    """Reports on every active assignment of a goal, as fast agents would.
+
+    `outcome(task_id, attempt)` chooses each report's outcome; `approver`, if
+    set, approves every task that awaits approval.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        pool: asyncpg.Pool,
+        goal_id: str,
+        outcome: Callable[[str, int], str] = lambda task_id, attempt: "completed",
+        approver: str | None = None,
+    ) -> None:
+        self.client, self.pool, self.goal_id = client, pool, goal_id
+        self.outcome, self.approver = outcome, approver
+        self.reported: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "SimulatedAgents":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+    async def _run(self) -> None:
+        decided: set[str] = set()
+        while True:
+            rows = await self.pool.fetch(
+                """
+                SELECT a.assignment_id::text, a.agent_id, a.task_id, a.attempt, t.status
+                FROM assignments a JOIN tasks t USING (goal_id, task_id)
+                WHERE a.goal_id = $1 AND a.status = 'active'
+                """,
+                self.goal_id,
+            )
+            for row in rows:
+                if row["assignment_id"] in self.reported:
+                    continue
+                self.reported.add(row["assignment_id"])
+                outcome = self.outcome(row["task_id"], row["attempt"])
+                await self.client.get_workflow_handle(f"{self.goal_id}/{row['task_id']}").signal(
+                    "agent_report",
+                    {
+                        "agent_id": row["agent_id"],
+                        "assignment_id": row["assignment_id"],
+                        "outcome": outcome,
+                        "result": f"{row['task_id']} done" if outcome == "completed" else None,
+                        "error": "simulated failure" if outcome == "failed" else None,
+                        "tokens_used": 10,
+                        "cost_usd": 0.001,
+                    },
+                )
+            if self.approver:
+                waiting = await self.pool.fetch(
+                    "SELECT task_id, assignment_id::text FROM tasks "
+                    "WHERE goal_id = $1 AND status = 'awaiting_approval'",
+                    self.goal_id,
+                )
+                for row in waiting:
+                    if row["assignment_id"] in decided:
+                        continue
+                    decided.add(row["assignment_id"])
+                    await decide(self.client, self.goal_id, row["task_id"], self.approver, "approve")
+            await asyncio.sleep(0.05)
