@@ -257,7 +257,8 @@ class TaskWorkflow:
         """Get an agent for the next attempt; the activity retries until it has one."""
         input = self._input
         attempt = self._view.attempts + 1
-        self._view = self._view.model_copy(update={"attempts": attempt, "seq": self._view.seq + 1})
+        # Shown only once the agent is known, so no one sees an attempt without its agent.
+        pending = self._view.model_copy(update={"attempts": attempt, "seq": self._view.seq + 1})
         assignment_id = str(workflow.uuid4())
         self._assigning = assignment_id
         context: dict[str, Any] = {
@@ -280,13 +281,13 @@ class TaskWorkflow:
                 exclude_agent_ids=exclude,
                 prefer_agent_id=prefer,
                 context=context,
-                task=self._view,
+                task=pending,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ASSIGN_RETRY,
             summary=f"assign an agent with skill {input.task.skill!r} (attempt {attempt})",
         )
-        self._view = self._view.model_copy(
+        self._view = pending.model_copy(
             update={
                 "status": TaskStatus.ASSIGNED,
                 "agent_id": assignment.agent_id,
