@@ -211,5 +211,7 @@ class SimulatedAgents:
                     if row["assignment_id"] in decided:
                         continue
                     decided.add(row["assignment_id"])
-                    await decide(self.client, self.goal_id, row["task_id"], self.approver, "approve")
+                    await decide(
+                        self.client, self.goal_id, row["task_id"], self.approver, "approve"
+                    )
             await asyncio.sleep(0.05)

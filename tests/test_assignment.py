@@ -1,0 +1,199 @@
+"""Assignment against a real PostgreSQL: least loaded first, never racing, always an agent."""
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+
+from activities.assignment import ASSIGNMENTS_CHANNEL, AssignmentActivities
+from activities.read_model import ReadModelActivities
+from goalkeeper.models import GoalSpec, TaskView
+from goalkeeper.records import AssignAgent, EndAssignment, Event, EventKind, RecordGoal
+from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
+from tests.helpers import SimulatedAgents, events, goal_spec, start_goal
+
+env = ActivityEnvironment()
+
+
+async def _goal(pool: asyncpg.Pool, workspace: str, n_tasks: int, skill: str = "data") -> str:
+    goal_id = f"goal-{uuid.uuid4().hex[:8]}"
+    spec = GoalSpec.model_validate(
+        {
+            "goal_id": goal_id,
+            "title": "Assignment test",
+            "workspace": workspace,
+            "tasks": [{"id": f"t{i}", "title": f"T{i}", "skill": skill} for i in range(n_tasks)],
+        }
+    )
+    record = RecordGoal(
+        goal_id=goal_id,
+        first_run_id="run",
+        spec=spec,
+        event=Event(event_id=str(uuid.uuid4()), kind=EventKind.GOAL_STARTED, message="test"),
+    )
+    await env.run(ReadModelActivities(pool).record_goal, record)
+    return goal_id
+
+
+def _request(goal_id: str, task_id: str, workspace: str, **fields: object) -> AssignAgent:
+    view = TaskView(
+        goal_id=goal_id, task_id=task_id, title=task_id, skill="data", attempts=1, seq=1
+    )
+    return AssignAgent.model_validate(
+        {
+            "assignment_id": str(uuid.uuid4()),
+            "workspace": workspace,
+            "skill": "data",
+            "context": {"task": task_id},
+            "task": view,
+            **fields,
+        }
+    )
+
+
+async def _register(
+    pool: asyncpg.Pool,
+    workspace: str,
+    agent_id: str,
+    *,
+    skills: tuple[str, ...] = ("data",),
+    capacity: int = 1,
+    load: int = 0,
+    status: str = "available",
+) -> None:
+    await pool.execute(
+        "INSERT INTO agents (agent_id, workspace, skills, capacity, active_assignments, status) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        agent_id,
+        workspace,
+        list(skills),
+        capacity,
+        load,
+        status,
+    )
+
+
+async def test_least_loaded_agent_with_the_skill_and_a_working_status_wins(
+    pool: asyncpg.Pool, workspace: str
+) -> None:
+    goal_id = await _goal(pool, workspace, 1)
+    await _register(pool, workspace, f"{workspace}-busy", capacity=4, load=3, status="busy")
+    await _register(pool, workspace, f"{workspace}-idle", capacity=4, load=1, status="busy")
+    await _register(pool, workspace, f"{workspace}-writer", skills=("writing",))
+    await _register(pool, workspace, f"{workspace}-gone", status="unresponsive")
+    await _register(pool, workspace, f"{workspace}-off", status="offline")
+    assignment = await env.run(
+        AssignmentActivities(pool).assign_agent, _request(goal_id, "t0", workspace)
+    )
+    assert assignment.agent_id == f"{workspace}-idle" and not assignment.provisioned
+    task = await pool.fetchrow("SELECT * FROM tasks WHERE goal_id = $1", goal_id)
+    assert (task["status"], task["agent_id"]) == ("assigned", f"{workspace}-idle")
+    assert str(task["assignment_id"]) == assignment.assignment_id
+
+
+async def test_with_no_agent_one_is_provisioned_and_recorded(
+    pool: asyncpg.Pool, workspace: str
+) -> None:
+    goal_id = await _goal(pool, workspace, 1)
+    assignment = await env.run(
+        AssignmentActivities(pool).assign_agent, _request(goal_id, "t0", workspace)
+    )
+    assert assignment.provisioned and assignment.agent_id.startswith("auto-data-")
+    agent = await pool.fetchrow("SELECT * FROM agents WHERE agent_id = $1", assignment.agent_id)
+    assert (agent["provisioned"], agent["status"], agent["active_assignments"]) == (True, "busy", 1)
+    [provisioned] = await events(pool, goal_id, "agent_provisioned")
+    assert workspace in provisioned["message"] and "'data'" in provisioned["message"]
+
+
+async def test_a_retried_assignment_writes_nothing_twice(
+    pool: asyncpg.Pool, workspace: str
+) -> None:
+    goal_id = await _goal(pool, workspace, 1)
+    await _register(pool, workspace, f"{workspace}-a", capacity=3)
+    request = _request(goal_id, "t0", workspace)
+    activities = AssignmentActivities(pool)
+    first = await env.run(activities.assign_agent, request)
+    again = await env.run(activities.assign_agent, request)
+    assert again.agent_id == first.agent_id
+    load = await pool.fetchval(
+        "SELECT active_assignments FROM agents WHERE agent_id = $1", first.agent_id
+    )
+    assert load == 1
+    assert len(await events(pool, goal_id, "task_assigned")) == 1
+
+    end = EndAssignment(
+        assignment_id=first.assignment_id,
+        status=AssignmentStatus.COMPLETED,
+        task=request.task.model_copy(
+            update={"status": TaskStatus.COMPLETED, "agent_id": first.agent_id, "seq": 2}
+        ),
+        event=Event(event_id=str(uuid.uuid4()), kind=EventKind.TASK_COMPLETED, message="done"),
+    )
+    await env.run(activities.end_assignment, end)
+    await env.run(activities.end_assignment, end)
+    agent = await pool.fetchrow("SELECT * FROM agents WHERE agent_id = $1", first.agent_id)
+    assert (agent["active_assignments"], agent["status"]) == (0, "available")
+
+
+async def test_concurrent_assignments_never_race_for_one_slot(
+    pool: asyncpg.Pool, workspace: str
+) -> None:
+    goal_id = await _goal(pool, workspace, 12)
+    for n in range(3):
+        await _register(pool, workspace, f"{workspace}-agent{n}", capacity=2)
+    activities = AssignmentActivities(pool)
+    assignments = await asyncio.gather(
+        *(
+            env.run(activities.assign_agent, _request(goal_id, f"t{i}", workspace))
+            for i in range(12)
+        )
+    )
+    registered = [a for a in assignments if not a.provisioned]
+    assert len(registered) == 6  # three agents, two slots each, none over capacity
+    rows = await pool.fetch(
+        "SELECT agent_id, active_assignments, capacity FROM agents WHERE workspace = $1", workspace
+    )
+    assert all(r["active_assignments"] <= r["capacity"] for r in rows)
+    assert sum(r["active_assignments"] for r in rows) == 12
+    assert len({a.assignment_id for a in assignments}) == 12
+
+
+async def test_the_agent_is_woken_by_notify(pool: asyncpg.Pool, workspace: str) -> None:
+    goal_id = await _goal(pool, workspace, 1)
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    async with pool.acquire() as connection:
+        listener = lambda *args: woken.put_nowait(args[3])  # noqa: E731
+        await connection.add_listener(ASSIGNMENTS_CHANNEL, listener)
+        assignment = await env.run(
+            AssignmentActivities(pool).assign_agent, _request(goal_id, "t0", workspace)
+        )
+        assert await asyncio.wait_for(woken.get(), 5) == assignment.agent_id
+        await connection.remove_listener(ASSIGNMENTS_CHANNEL, listener)
+
+
+async def test_the_schema_refuses_a_task_past_pending_without_an_agent(
+    pool: asyncpg.Pool, workspace: str
+) -> None:
+    goal_id = await _goal(pool, workspace, 1)
+    with pytest.raises(asyncpg.CheckViolationError, match="task_past_pending_has_agent"):
+        await pool.execute("UPDATE tasks SET status = 'assigned' WHERE goal_id = $1", goal_id)
+
+
+async def test_with_no_agents_registered_every_task_gets_one(
+    client: Client, task_queue: str, workspace: str, pool: asyncpg.Pool
+) -> None:
+    handle = await start_goal(client, goal_spec(4, workspace), task_queue)
+    async with SimulatedAgents(client, pool, handle.id):
+        report = await handle.result()
+    assert report.status is GoalStatus.COMPLETED
+    assert all(t.agent_id and t.agent_id.startswith("auto-writing-") for t in report.tasks)
+    used = {t.agent_id for t in report.tasks}
+    provisioned = {r["agent_id"] for r in await events(pool, handle.id, "agent_provisioned")}
+    assert used <= provisioned  # an agent freed by one task may be reused by the next
+    orphans = await pool.fetchval(
+        "SELECT count(*) FROM tasks WHERE status <> 'pending' AND agent_id IS NULL"
+    )
+    assert orphans == 0
