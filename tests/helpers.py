@@ -1,6 +1,7 @@
 """Test helpers that act as agents and approvers do: over real signals and queries."""
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -145,7 +146,7 @@ class SimulatedAgents:
     """Reports on every active assignment of a goal, as fast agents would.
 
     `outcome(task_id, attempt)` chooses each report's outcome; `approver`, if
-    set, approves every task that awaits approval.
+    set, approves every task that awaits approval. Each report waits `delay` seconds.
     """
 
     def __init__(
@@ -155,9 +156,10 @@ class SimulatedAgents:
         goal_id: str,
         outcome: Callable[[str, int], str] = lambda task_id, attempt: "completed",
         approver: str | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.client, self.pool, self.goal_id = client, pool, goal_id
-        self.outcome, self.approver = outcome, approver
+        self.outcome, self.approver, self.delay = outcome, approver, delay
         self.reported: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -168,10 +170,8 @@ class SimulatedAgents:
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
 
     async def _run(self) -> None:
         decided: set[str] = set()
@@ -188,6 +188,7 @@ class SimulatedAgents:
                 if row["assignment_id"] in self.reported:
                     continue
                 self.reported.add(row["assignment_id"])
+                await asyncio.sleep(self.delay)
                 outcome = self.outcome(row["task_id"], row["attempt"])
                 await self.client.get_workflow_handle(f"{self.goal_id}/{row['task_id']}").signal(
                     "agent_report",

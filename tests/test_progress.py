@@ -5,7 +5,6 @@ import asyncio
 import asyncpg
 from temporalio.client import Client
 
-from goalkeeper.models import GoalReport
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
     goal_spec,

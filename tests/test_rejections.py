@@ -6,8 +6,8 @@ from temporalio.client import Client
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
     decide,
-    eventually,
     events,
+    eventually,
     goal_spec,
     progress,
     report,
