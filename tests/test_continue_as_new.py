@@ -1,0 +1,90 @@
+"""A goal too big for one run continues-as-new and loses nothing."""
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from goalkeeper.stack import TemporalDevServer, free_port
+from goalkeeper.statuses import GoalStatus
+from tests.helpers import SimulatedAgents, events, start_goal
+from worker import build_worker
+
+
+@pytest.fixture(scope="module")
+def small_history_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    """A dev server that suggests continue-as-new after a few dozen history events."""
+    server = TemporalDevServer(
+        tmp_path_factory.mktemp("can") / "temporal.db",
+        port=free_port(),
+        ui_port=None,
+        dynamic_config={"limit.historyCount.suggestContinueAsNew": "60"},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def small_history_client(small_history_server: TemporalDevServer) -> Client:
+    return await Client.connect(
+        small_history_server.address, data_converter=pydantic_data_converter
+    )
+
+
+@pytest.fixture
+async def queue(small_history_client: Client, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    async with build_worker(small_history_client, pool, "can-goals"):
+        yield "can-goals"
+
+
+async def test_a_large_goal_continues_as_new_with_exact_progress_and_report(
+    small_history_client: Client, queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    client = small_history_client
+    spec = {
+        "title": "Big goal",
+        "workspace": workspace,
+        "approvers": ["ops-lead"],
+        "max_running_tasks": 4,
+        "max_attempts": 2,
+        "tasks": [
+            {
+                "id": f"t{i}",
+                "title": f"Task {i}",
+                "skill": "data",
+                "requires_approval": i % 5 == 0,
+                "depends_on": [f"t{i - 10}"] if i >= 10 else [],
+            }
+            for i in range(30)
+        ],
+    }
+    handle = await start_goal(client, spec, queue)
+
+    def outcome(task_id: str, attempt: int) -> str:
+        return "failed" if task_id in ("t3", "t17") and attempt == 1 else "completed"
+
+    async with SimulatedAgents(client, pool, handle.id, outcome=outcome, approver="ops-lead"):
+        report = await handle.result()
+
+    assert report.status is GoalStatus.COMPLETED
+    assert report.progress.tasks_total == 30 and report.progress.tasks_completed == 30
+    assert report.progress.progress_percentage == 100.0
+    assert report.progress.tokens_used == 10 * (30 + 2)  # two tasks took a second attempt
+    attempts = {t.task_id: t.attempts for t in report.tasks}
+    assert attempts["t3"] == attempts["t17"] == 2
+    assert sum(attempts.values()) == 32
+
+    continued = await events(pool, handle.id, "goal_continued_as_new")
+    assert continued, "the goal never continued as new"
+    description = await handle.describe()
+    assert description.run_id != handle.first_execution_run_id
+    finished = await events(pool, handle.id, "goal_finished")
+    assert len(finished) == 1
+    started = await pool.fetch(
+        "SELECT task_id, count(*) AS n FROM assignments WHERE goal_id = $1 GROUP BY task_id",
+        handle.id,
+    )
+    assert {r["task_id"]: r["n"] for r in started} == attempts

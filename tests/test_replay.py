@@ -1,0 +1,90 @@
+"""Replay of stored histories: a change that breaks determinism fails here, not in production.
+
+To refresh the stored histories after a deliberate, versioned change:
+    GOALKEEPER_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_replay.py
+"""
+
+import os
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from goalkeeper.statuses import GoalStatus
+from tests.helpers import SimulatedAgents, start_goal
+from workflows.goal import GoalWorkflow
+from workflows.task import TaskWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+REPLAYER = Replayer(workflows=[GoalWorkflow, TaskWorkflow], data_converter=pydantic_data_converter)
+
+
+async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, workspace: str) -> str:
+    """A goal that touches every path: approval, rework, a failed attempt, skipped dependents."""
+    spec = {
+        "title": "Replay sample",
+        "description": "Everything a goal can go through",
+        "workspace": workspace,
+        "approvers": ["ops-lead"],
+        "max_attempts": 2,
+        "tasks": [
+            {"id": "csv", "title": "Import CSV", "skill": "data"},
+            {
+                "id": "email",
+                "title": "Email",
+                "skill": "writing",
+                "depends_on": ["csv"],
+                "requires_approval": True,
+            },
+            {"id": "flaky", "title": "Flaky", "skill": "data"},
+            {"id": "doomed", "title": "Doomed", "skill": "ops"},
+            {"id": "after", "title": "After doomed", "skill": "ops", "depends_on": ["doomed"]},
+        ],
+    }
+    handle = await start_goal(client, spec, queue)
+
+    def outcome(task_id: str, attempt: int) -> str:
+        return (
+            "failed"
+            if task_id == "doomed" or (task_id == "flaky" and attempt == 1)
+            else "completed"
+        )
+
+    async with SimulatedAgents(client, pool, handle.id, outcome=outcome, approver="ops-lead"):
+        report = await handle.result()
+    assert report.status is GoalStatus.FAILED and report.progress.tasks_completed == 3
+    return handle.id
+
+
+async def test_a_fresh_history_of_every_path_replays(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    goal_id = await _run_sample_goal(client, pool, task_queue, workspace)
+    histories = {
+        "goal": await client.get_workflow_handle(goal_id).fetch_history(),
+        "task_with_approval": await client.get_workflow_handle(f"{goal_id}/email").fetch_history(),
+        "task_retried": await client.get_workflow_handle(f"{goal_id}/flaky").fetch_history(),
+    }
+    for history in histories.values():
+        await REPLAYER.replay_workflow(history)
+    if os.environ.get("GOALKEEPER_RECORD_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        for name, history in histories.items():
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+def _stored() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+def test_histories_are_stored() -> None:
+    assert {p.stem for p in _stored()} >= {"goal", "task_with_approval", "task_retried"}
+
+
+@pytest.mark.parametrize("path", _stored(), ids=lambda p: p.stem)
+async def test_stored_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    await REPLAYER.replay_workflow(history)
