@@ -19,10 +19,16 @@ from workflows.goal import GoalWorkflow
 from workflows.task import TaskWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+GOAL_ID = "replay-sample"
+WORKFLOW_IDS = {
+    "goal": GOAL_ID,
+    "task_with_approval": f"{GOAL_ID}/email",
+    "task_retried": f"{GOAL_ID}/flaky",
+}
 REPLAYER = Replayer(workflows=[GoalWorkflow, TaskWorkflow], data_converter=pydantic_data_converter)
 
 
-async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, workspace: str) -> str:
+async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, workspace: str) -> None:
     """A goal that touches every path: approval, rework, a failed attempt, skipped dependents."""
     spec = {
         "title": "Replay sample",
@@ -44,7 +50,7 @@ async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, works
             {"id": "after", "title": "After doomed", "skill": "ops", "depends_on": ["doomed"]},
         ],
     }
-    handle = await start_goal(client, spec, queue)
+    handle = await start_goal(client, spec, queue, goal_id=GOAL_ID)
 
     def outcome(task_id: str, attempt: int) -> str:
         return (
@@ -56,17 +62,15 @@ async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, works
     async with SimulatedAgents(client, pool, handle.id, outcome=outcome, approver="ops-lead"):
         report = await handle.result()
     assert report.status is GoalStatus.FAILED and report.progress.tasks_completed == 3
-    return handle.id
 
 
 async def test_a_fresh_history_of_every_path_replays(
     client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
 ) -> None:
-    goal_id = await _run_sample_goal(client, pool, task_queue, workspace)
+    await _run_sample_goal(client, pool, task_queue, workspace)
     histories = {
-        "goal": await client.get_workflow_handle(goal_id).fetch_history(),
-        "task_with_approval": await client.get_workflow_handle(f"{goal_id}/email").fetch_history(),
-        "task_retried": await client.get_workflow_handle(f"{goal_id}/flaky").fetch_history(),
+        name: await client.get_workflow_handle(workflow_id).fetch_history()
+        for name, workflow_id in WORKFLOW_IDS.items()
     }
     for history in histories.values():
         await REPLAYER.replay_workflow(history)
@@ -81,10 +85,10 @@ def _stored() -> list[Path]:
 
 
 def test_histories_are_stored() -> None:
-    assert {p.stem for p in _stored()} >= {"goal", "task_with_approval", "task_retried"}
+    assert {p.stem for p in _stored()} == set(WORKFLOW_IDS)
 
 
 @pytest.mark.parametrize("path", _stored(), ids=lambda p: p.stem)
 async def test_stored_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = WorkflowHistory.from_json(WORKFLOW_IDS[path.stem], path.read_text())
     await REPLAYER.replay_workflow(history)
