@@ -2,9 +2,13 @@
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -12,10 +16,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from goalkeeper.models import GoalReport, Progress, TaskView
+from goalkeeper.stack import TemporalDevServer
 from goalkeeper.statuses import TaskStatus
 from workflows.goal import GoalWorkflow
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def goal_spec(n_tasks: int = 1, workspace: str = "default", **fields: Any) -> dict[str, Any]:
@@ -216,3 +222,25 @@ class SimulatedAgents:
                         self.client, self.goal_id, row["task_id"], self.approver, "approve"
                     )
             await asyncio.sleep(0.05)
+
+
+async def start_worker_process(
+    temporal_server: TemporalDevServer, database_url: str, task_queue: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """Run `worker.py` as its own process, as an operator would, and wait until it polls."""
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_server.address,
+        "DATABASE_URL": database_url,
+        "GOALKEEPER_TASK_QUEUE": task_queue,
+    }
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py")], env=env, stdout=out, stderr=out
+        )
+    for _ in range(300):
+        if b"worker polling" in log.read_bytes():
+            return process
+        assert process.poll() is None, log.read_text()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"worker did not start: {log.read_text()}")

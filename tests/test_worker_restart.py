@@ -1,10 +1,7 @@
 """The worker killed with SIGKILL mid-goal: the goal completes, nothing lost or duplicated."""
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -13,30 +10,7 @@ from temporalio.client import Client
 
 from goalkeeper.stack import TemporalDevServer
 from goalkeeper.statuses import GoalStatus
-from tests.helpers import SimulatedAgents, start_goal, wait_progress
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-async def _start_worker(
-    temporal_server: TemporalDevServer, database_url: str, task_queue: str, log: Path
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": temporal_server.address,
-        "DATABASE_URL": database_url,
-        "GOALKEEPER_TASK_QUEUE": task_queue,
-    }
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")], env=env, stdout=out, stderr=out
-        )
-    for _ in range(300):
-        if b"worker polling" in log.read_bytes():
-            return process
-        assert process.poll() is None, log.read_text()
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"worker did not start: {log.read_text()}")
+from tests.helpers import SimulatedAgents, start_goal, start_worker_process, wait_progress
 
 
 async def test_the_goal_completes_after_the_worker_is_killed(
@@ -49,7 +23,7 @@ async def test_the_goal_completes_after_the_worker_is_killed(
 ) -> None:
     queue = f"restart-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "worker.log"
-    worker = await _start_worker(temporal_server, database_url, queue, log)
+    worker = await start_worker_process(temporal_server, database_url, queue, log)
     spec = {
         "title": "Survive a crash",
         "workspace": workspace,
@@ -67,7 +41,7 @@ async def test_the_goal_completes_after_the_worker_is_killed(
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             await asyncio.sleep(1)
-            worker = await _start_worker(temporal_server, database_url, queue, log)
+            worker = await start_worker_process(temporal_server, database_url, queue, log)
             report = await asyncio.wait_for(handle.result(), 120)
     finally:
         worker.send_signal(signal.SIGKILL)
