@@ -244,3 +244,10 @@ async def start_worker_process(
         assert process.poll() is None, log.read_text()
         await asyncio.sleep(0.1)
     raise AssertionError(f"worker did not start: {log.read_text()}")
+
+
+async def one_row(pool: asyncpg.Pool, sql: str, *args: Any) -> asyncpg.Record:
+    """The single row a query must return."""
+    row = await pool.fetchrow(sql, *args)
+    assert row is not None, f"no row for {sql} {args}"
+    return row

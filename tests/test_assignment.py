@@ -13,7 +13,7 @@ from activities.read_model import ReadModelActivities
 from goalkeeper.models import GoalSpec, TaskView
 from goalkeeper.records import AssignAgent, EndAssignment, Event, EventKind, RecordGoal
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
-from tests.helpers import SimulatedAgents, events, goal_spec, start_goal
+from tests.helpers import SimulatedAgents, events, goal_spec, one_row, start_goal
 
 env = ActivityEnvironment()
 
@@ -89,7 +89,7 @@ async def test_least_loaded_agent_with_the_skill_and_a_working_status_wins(
         AssignmentActivities(pool).assign_agent, _request(goal_id, "t0", workspace)
     )
     assert assignment.agent_id == f"{workspace}-idle" and not assignment.provisioned
-    task = await pool.fetchrow("SELECT * FROM tasks WHERE goal_id = $1", goal_id)
+    task = await one_row(pool, "SELECT * FROM tasks WHERE goal_id = $1", goal_id)
     assert (task["status"], task["agent_id"]) == ("assigned", f"{workspace}-idle")
     assert str(task["assignment_id"]) == assignment.assignment_id
 
@@ -102,7 +102,7 @@ async def test_with_no_agent_one_is_provisioned_and_recorded(
         AssignmentActivities(pool).assign_agent, _request(goal_id, "t0", workspace)
     )
     assert assignment.provisioned and assignment.agent_id.startswith("auto-data-")
-    agent = await pool.fetchrow("SELECT * FROM agents WHERE agent_id = $1", assignment.agent_id)
+    agent = await one_row(pool, "SELECT * FROM agents WHERE agent_id = $1", assignment.agent_id)
     assert (agent["provisioned"], agent["status"], agent["active_assignments"]) == (True, "busy", 1)
     [provisioned] = await events(pool, goal_id, "agent_provisioned")
     assert workspace in provisioned["message"] and "'data'" in provisioned["message"]
@@ -134,7 +134,7 @@ async def test_a_retried_assignment_writes_nothing_twice(
     )
     await env.run(activities.end_assignment, end)
     await env.run(activities.end_assignment, end)
-    agent = await pool.fetchrow("SELECT * FROM agents WHERE agent_id = $1", first.agent_id)
+    agent = await one_row(pool, "SELECT * FROM agents WHERE agent_id = $1", first.agent_id)
     assert (agent["active_assignments"], agent["status"]) == (0, "available")
 
 

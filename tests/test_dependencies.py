@@ -93,13 +93,13 @@ async def test_the_running_window_bounds_concurrent_tasks(
         assigned = [v for v in running if v.status is TaskStatus.ASSIGNED]
         if assigned:
             await report(client, assigned[0])
-            await eventually(
-                lambda v=assigned[0]: _ended(client, handle.id, v.task_id),
-                what=f"{assigned[0].task_id} to end",
-            )
+            await _wait_ended(client, handle.id, assigned[0].task_id)
             done.add(assigned[0].task_id)
     assert (await handle.result()).status is GoalStatus.COMPLETED
 
 
-async def _ended(client: Client, goal_id: str, task_id: str) -> bool:
-    return (await task_view(client, goal_id, task_id)).status.is_terminal
+async def _wait_ended(client: Client, goal_id: str, task_id: str) -> None:
+    async def ended() -> bool:
+        return (await task_view(client, goal_id, task_id)).status.is_terminal
+
+    await eventually(ended, what=f"{task_id} to end")

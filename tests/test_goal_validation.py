@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.validation import validate_goal_spec
-from tests.helpers import events, goal_spec, start_goal
+from tests.helpers import events, goal_spec, one_row, start_goal
 
 TASK = {"title": "Write", "skill": "writing"}
 
@@ -99,7 +99,7 @@ async def test_an_invalid_goal_fails_at_once_and_is_recorded(
     assert cause.type == "InvalidGoalSpec" and cause.non_retryable
     assert "duplicate task id 't1'" in cause.message
 
-    goal = await pool.fetchrow("SELECT status, error FROM goals WHERE goal_id = $1", handle.id)
+    goal = await one_row(pool, "SELECT status, error FROM goals WHERE goal_id = $1", handle.id)
     assert goal["status"] == "rejected" and "duplicate task id 't1'" in goal["error"]
     [rejection] = await events(pool, handle.id, "goal_rejected")
     assert "duplicate task id 't1'" in rejection["message"]

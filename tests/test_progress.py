@@ -8,6 +8,7 @@ from temporalio.client import Client
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
     goal_spec,
+    one_row,
     progress,
     report,
     start_goal,
@@ -105,7 +106,7 @@ async def test_read_model_agrees_with_the_progress_query(
     await report(client, views[1], "failed")
     await wait_task(client, handle.id, "t2", TaskStatus.FAILED)
     live = await wait_progress(handle, lambda p: p.tasks_completed == 1 and p.tasks_failed == 1)
-    row = await pool.fetchrow("SELECT * FROM goal_progress WHERE goal_id = $1", handle.id)
+    row = await one_row(pool, "SELECT * FROM goal_progress WHERE goal_id = $1", handle.id)
     assert row is not None
     for field in (
         "tasks_total",

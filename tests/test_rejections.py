@@ -9,6 +9,7 @@ from tests.helpers import (
     events,
     eventually,
     goal_spec,
+    one_row,
     progress,
     report,
     start_goal,
@@ -136,5 +137,5 @@ async def test_rejected_work_goes_back_for_rework_with_the_comment(
     task = result.tasks[0]
     assert (task.outcome, task.reworks) == (TaskStatus.FAILED, 2)
     assert task.error is not None and "still no" in task.error
-    agent = await pool.fetchrow("SELECT * FROM agents WHERE agent_id = $1", first.agent_id)
+    agent = await one_row(pool, "SELECT * FROM agents WHERE agent_id = $1", first.agent_id)
     assert agent["active_assignments"] == 0 and agent["status"] == "available"

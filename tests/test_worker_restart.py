@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from goalkeeper.stack import TemporalDevServer
 from goalkeeper.statuses import GoalStatus
-from tests.helpers import SimulatedAgents, start_goal, start_worker_process, wait_progress
+from tests.helpers import SimulatedAgents, one_row, start_goal, start_worker_process, wait_progress
 
 
 async def test_the_goal_completes_after_the_worker_is_killed(
@@ -76,5 +76,5 @@ async def test_the_goal_completes_after_the_worker_is_killed(
         "SELECT coalesce(sum(active_assignments), 0) FROM agents WHERE workspace = $1", workspace
     )
     assert busy == 0
-    progress_row = await pool.fetchrow("SELECT * FROM goal_progress WHERE goal_id = $1", handle.id)
+    progress_row = await one_row(pool, "SELECT * FROM goal_progress WHERE goal_id = $1", handle.id)
     assert progress_row["progress_percentage"] == 100.0 and progress_row["status"] == "completed"
