@@ -53,12 +53,14 @@ class TemporalDevServer:
         ui_port: int | None = 8233,
         dynamic_config: dict[str, str] | None = None,
         log_file: Path | None = None,
+        register_search_attributes: bool = True,
     ) -> None:
         self.db_file = db_file
         self.port = port
         self.ui_port = ui_port
         self.dynamic_config = dynamic_config or {}
         self.log_file = log_file or db_file.with_suffix(".log")
+        self.register_search_attributes = register_search_attributes
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,8 +86,9 @@ class TemporalDevServer:
             str(self.db_file),
             "--log-level",
             "warn",
-            *search_attributes.dev_server_flags(),
         ]
+        if self.register_search_attributes:
+            command += search_attributes.dev_server_flags()
         command += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         for key, value in self.dynamic_config.items():
             command += ["--dynamic-config-value", f"{key}={value}"]
