@@ -3,7 +3,8 @@
     python worker.py
 
 Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_URL
-(unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR). At start it applies the
+(unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR), and the telemetry
+settings GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS. At start it applies the
 schema and registers the search attributes it uses, both idempotently.
 """
 
@@ -21,7 +22,7 @@ from activities.read_model import ReadModelActivities
 from goalkeeper import search_attributes
 from goalkeeper.client import connect
 from goalkeeper.config import Settings
-from goalkeeper.stack import EmbeddedPostgres
+from goalkeeper.stack import database_url
 from workflows.goal import GoalWorkflow
 from workflows.task import TaskWorkflow
 
@@ -48,18 +49,11 @@ def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
     )
 
 
-def database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded PostgreSQL of the dev stack (started if need be)."""
-    if settings.database_url:
-        return settings.database_url
-    return EmbeddedPostgres(settings.data_dir / "postgres").start()
-
-
 async def main() -> None:
     settings = Settings.from_env()
-    pool = await create_pool(database_url(settings))
+    pool = await create_pool(database_url(settings, start=True))
     await apply_schema(pool)
-    client = await connect(settings)
+    client = await connect(settings, service="goalkeeper-worker")
     added = await search_attributes.ensure_registered(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes %s", ", ".join(added))

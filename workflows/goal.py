@@ -219,7 +219,7 @@ class GoalWorkflow:
                     goal_description=self._spec.description,
                     workspace=self._spec.workspace,
                     task=task,
-                    approvers=sorted({*self._spec.approvers, *task.approvers}),
+                    approvers=self._spec.approvers_of(task),
                     dependency_results={d: self._tasks[d].result for d in task.depends_on},
                     max_attempts=self._spec.max_attempts,
                     max_rework=self._spec.max_rework,

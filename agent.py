@@ -1,0 +1,142 @@
+"""The reference agent runner: simulated agents for demos and load, or your own agent.
+
+    python agent.py --count 4 --skills data,writing
+    python agent.py --skills writing --hook mypackage.agents:write      # a Python function
+    python agent.py --skills data --command './my-agent.sh'             # a shell command
+
+Agents register in PostgreSQL, wake on their assignments through LISTEN/NOTIFY, and
+report by signalling their task workflow. See goalkeeper/agent_runner.py for the hook
+interface. Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and DATABASE_URL like the worker.
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from activities.database import create_pool
+from goalkeeper import registry, telemetry
+from goalkeeper.agent_runner import (
+    AgentRunner,
+    CommandHook,
+    Hook,
+    SimulatedWork,
+    load_function_hook,
+)
+from goalkeeper.client import TemporalUnreachable, connect
+from goalkeeper.config import Settings
+from goalkeeper.errors import GoalkeeperError
+from goalkeeper.stack import database_url
+
+log = logging.getLogger("goalkeeper.agent")
+
+
+def span(text: str, kind: type[float] | type[int]) -> tuple[float, float] | tuple[int, int]:
+    """Parse `LOW-HIGH` (or one number) into a range."""
+    low, _, high = text.partition("-")
+    try:
+        first, last = kind(low), kind(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH, got {text!r}") from None
+    if first < 0 or last < first:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
+    return first, last  # type: ignore[return-value]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agent.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=3, help="agents to run (default 3)")
+    p.add_argument(
+        "--skills",
+        default="data,writing,analytics,sales",
+        help="comma-separated skills every agent has",
+    )
+    p.add_argument("--workspace", default="default", help="workspace the agents serve")
+    p.add_argument("--prefix", default="sim", help="agent ids are PREFIX-1, PREFIX-2, ...")
+    p.add_argument("--capacity", type=int, default=1, help="assignments per agent at once")
+    p.add_argument(
+        "--adopt-provisioned",
+        action="store_true",
+        help="also do the work of agents Goalkeeper provisioned in the workspace",
+    )
+    sim = p.add_argument_group("simulated work (when no --hook or --command is given)")
+    sim.add_argument("--success-rate", type=float, default=0.9, help="chance an attempt succeeds")
+    sim.add_argument(
+        "--delay",
+        type=lambda t: span(t, float),
+        default=(0.5, 2.0),
+        help="seconds per task, LOW-HIGH (default 0.5-2)",
+    )
+    sim.add_argument(
+        "--tokens",
+        type=lambda t: span(t, int),
+        default=(200, 2000),
+        help="tokens per task, LOW-HIGH (default 200-2000)",
+    )
+    sim.add_argument("--cost-per-1k-tokens", type=float, default=0.002, help="USD per 1k tokens")
+    sim.add_argument("--seed", default="goalkeeper", help="same seed, same outcomes")
+    real = p.add_mutually_exclusive_group()
+    real.add_argument("--hook", help="module:function called with each assignment")
+    real.add_argument("--command", help="shell command run with each assignment on stdin")
+    return p
+
+
+def hook_of(args: argparse.Namespace) -> Hook:
+    if args.hook:
+        return load_function_hook(args.hook)
+    if args.command:
+        return CommandHook(args.command)
+    if not 0.0 <= args.success_rate <= 1.0:
+        raise GoalkeeperError(f"--success-rate must be between 0 and 1, got {args.success_rate}")
+    return SimulatedWork(
+        success_rate=args.success_rate,
+        delay=args.delay,
+        tokens=args.tokens,
+        cost_per_1k_tokens=args.cost_per_1k_tokens,
+        seed=args.seed,
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    settings = Settings.from_env()
+    hook = hook_of(args)
+    skills = [s.strip() for s in args.skills.split(",") if s.strip()]
+    agent_ids = [f"{args.prefix}-{n}" for n in range(1, args.count + 1)]
+    client = await connect(settings, service="goalkeeper-agent")
+    pool = await create_pool(database_url(settings, start=False), max_size=4)
+    for agent_id in agent_ids:
+        await registry.register_agent(pool, agent_id, args.workspace, skills, args.capacity)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "agents %s serving workspace %r with skills %s",
+        ", ".join(agent_ids),
+        args.workspace,
+        ", ".join(skills),
+    )
+    runner = AgentRunner(
+        client, pool, agent_ids, hook, args.workspace if args.adopt_provisioned else None
+    )
+    try:
+        await runner.run(stop)
+    finally:
+        await registry.take_offline(pool, agent_ids)
+        await pool.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    telemetry.configure_logging()
+    try:
+        asyncio.run(run(args))
+    except (TemporalUnreachable, GoalkeeperError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, (TemporalUnreachable, OSError)) else 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

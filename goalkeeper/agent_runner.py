@@ -1,0 +1,245 @@
+"""Runs agents: registers them, wakes on their assignments, does the work, reports by signal.
+
+The work itself is a hook: the simulated work of the demo and benchmarks, a Python
+function, or a shell command. A hook receives a `Work` (the goal, the task, the
+results of the tasks it depends on, rework comments) and returns a `WorkResult`;
+raising marks the attempt failed, with the exception's message as the error.
+"""
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from pydantic import JsonValue
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from activities.assignment import ASSIGNMENTS_CHANNEL
+from goalkeeper import registry
+
+log = logging.getLogger("goalkeeper.agent")
+
+SWEEP_INTERVAL = 30.0
+"""Seconds between safety sweeps of the inbox; wake-ups normally come by NOTIFY."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """One assignment as the agent sees it."""
+
+    assignment_id: str
+    agent_id: str
+    goal_id: str
+    task_id: str
+    attempt: int
+    context: dict[str, Any]
+    """`goal` (id, title, description), `task` (its spec), `dependency_results`, `rework`."""
+
+    @property
+    def goal(self) -> dict[str, Any]:
+        return dict(self.context.get("goal", {}))
+
+    @property
+    def task(self) -> dict[str, Any]:
+        return dict(self.context.get("task", {}))
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    """What an agent produced, and what it cost."""
+
+    result: JsonValue
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+
+
+Hook = Callable[[Work], Awaitable[WorkResult] | WorkResult]
+
+
+@dataclass(frozen=True)
+class SimulatedWork:
+    """Pretend work with a chosen success rate, delay, and token use.
+
+    The outcome of each attempt depends only on the seed, the task and the attempt,
+    not on timing, so a seeded run goes the same way every time.
+    """
+
+    success_rate: float = 1.0
+    delay: tuple[float, float] = (0.2, 1.0)
+    tokens: tuple[int, int] = (200, 2000)
+    cost_per_1k_tokens: float = 0.002
+    seed: str = "goalkeeper"
+
+    async def __call__(self, work: Work) -> WorkResult:
+        rng = random.Random(f"{self.seed}:{work.goal_id}:{work.task_id}:{work.attempt}")
+        await asyncio.sleep(rng.uniform(*self.delay))
+        tokens = rng.randint(*self.tokens)
+        if rng.random() >= self.success_rate:
+            raise SimulatedFailure(f"simulated failure on attempt {work.attempt}", tokens)
+        rework = work.context.get("rework") or []
+        note = f" (rework: {rework[-1]['comment']})" if rework else ""
+        return WorkResult(
+            result=f"{work.task.get('title', work.task_id)} done by {work.agent_id}{note}",
+            tokens_used=tokens,
+            cost_usd=round(tokens / 1000 * self.cost_per_1k_tokens, 6),
+        )
+
+
+class SimulatedFailure(Exception):
+    """A simulated attempt that failed, having spent tokens all the same."""
+
+    def __init__(self, message: str, tokens_used: int) -> None:
+        super().__init__(message)
+        self.tokens_used = tokens_used
+
+
+@dataclass(frozen=True)
+class CommandHook:
+    """Runs a shell command per assignment: `Work` as JSON on stdin, the result on stdout.
+
+    A non-zero exit fails the attempt with the command's stderr as the error.
+    """
+
+    command: str
+
+    async def __call__(self, work: Work) -> WorkResult:
+        process = await asyncio.create_subprocess_shell(
+            self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        payload = json.dumps(work.__dict__).encode()
+        out, err = await process.communicate(payload)
+        if process.returncode != 0:
+            raise RuntimeError(
+                f"command exited with {process.returncode}: {err.decode().strip()[:500]}"
+            )
+        return WorkResult(result=out.decode().strip())
+
+
+def load_function_hook(spec: str) -> Hook:
+    """Import `module:function`; the function takes a `Work` and returns a `WorkResult`."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"expected a hook as module:function, got {spec!r}")
+    function = getattr(importlib.import_module(module_name), name, None)
+    if not callable(function):
+        raise ValueError(f"{spec!r} is not a function")
+    return function
+
+
+@dataclass
+class AgentRunner:
+    """Serves the assignments of a set of agents until stopped."""
+
+    client: Client
+    pool: asyncpg.Pool
+    agent_ids: Sequence[str]
+    hook: Hook
+    adopt_in_workspace: str | None = None
+    """Also serve agents Goalkeeper provisioned in this workspace (they have no process)."""
+    started: set[str] = field(default_factory=set)
+    reports: int = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        wake = asyncio.Event()
+
+        def woken(*_: object) -> None:
+            wake.set()
+
+        listener = await self.pool.acquire()
+        await listener.add_listener(ASSIGNMENTS_CHANNEL, woken)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                for row in await registry.active_assignments(
+                    self.pool, self.agent_ids, self.adopt_in_workspace
+                ):
+                    if row["assignment_id"] not in self.started:
+                        self.started.add(row["assignment_id"])
+                        task = asyncio.create_task(self._serve(_work_of(row)))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(wake, stop), SWEEP_INTERVAL)
+        finally:
+            for task in running:
+                task.cancel()
+            await listener.remove_listener(ASSIGNMENTS_CHANNEL, woken)
+            await self.pool.release(listener)
+
+    async def _serve(self, work: Work) -> None:
+        log.info(
+            "agent %s works on %s/%s (attempt %d)",
+            work.agent_id,
+            work.goal_id,
+            work.task_id,
+            work.attempt,
+        )
+        report: dict[str, Any] = {"agent_id": work.agent_id, "assignment_id": work.assignment_id}
+        try:
+            produced = self.hook(work)
+            done = await produced if inspect.isawaitable(produced) else produced
+            if not isinstance(done, WorkResult):
+                done = WorkResult(result=done)
+            report |= {
+                "outcome": "completed",
+                "result": done.result,
+                "tokens_used": done.tokens_used,
+                "cost_usd": done.cost_usd,
+            }
+        except Exception as exc:
+            report |= {"outcome": "failed", "error": str(exc) or type(exc).__name__}
+            if isinstance(exc, SimulatedFailure):
+                report["tokens_used"] = exc.tokens_used
+        try:
+            await self.client.get_workflow_handle(f"{work.goal_id}/{work.task_id}").signal(
+                "agent_report", report
+            )
+        except RPCError as exc:  # e.g. the task ended meanwhile; nothing left to tell
+            log.warning(
+                "agent %s could not report on %s/%s: %s",
+                work.agent_id,
+                work.goal_id,
+                work.task_id,
+                exc,
+            )
+            return
+        self.reports += 1
+        log.info(
+            "agent %s reported %s on %s/%s",
+            work.agent_id,
+            report["outcome"],
+            work.goal_id,
+            work.task_id,
+        )
+
+
+def _work_of(row: asyncpg.Record) -> Work:
+    return Work(
+        assignment_id=row["assignment_id"],
+        agent_id=row["agent_id"],
+        goal_id=row["goal_id"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        context=row["context"],
+    )
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

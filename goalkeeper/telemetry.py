@@ -1,0 +1,76 @@
+"""Tracing, metrics and logs, chosen by environment.
+
+Traces: `GOALKEEPER_TRACES=none|console|otlp`; `otlp` sends spans over HTTP to
+`OTEL_EXPORTER_OTLP_ENDPOINT` (read by the exporter itself, e.g. http://jaeger:4318).
+Temporal's tracing interceptor carries the span context through workflow starts,
+child workflows and activities, so one goal is one trace. Metrics:
+`GOALKEEPER_METRICS_ADDRESS=0.0.0.0:9464` serves the SDK's metrics for Prometheus.
+"""
+
+import logging
+from functools import cache
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from goalkeeper.config import Settings
+from goalkeeper.errors import GoalkeeperError
+
+TRACE_TARGETS = ("none", "console", "otlp")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TelemetryError(GoalkeeperError):
+    """Telemetry settings that cannot work."""
+
+
+def tracing_interceptors(settings: Settings, service: str) -> list[TracingInterceptor]:
+    """The tracing interceptor for a client, or none when traces are off."""
+    if settings.traces not in TRACE_TARGETS:
+        raise TelemetryError(
+            f"GOALKEEPER_TRACES must be one of {', '.join(TRACE_TARGETS)}, got {settings.traces!r}"
+        )
+    if settings.traces == "none":
+        return []
+    provider = _tracer_provider(service, settings.traces)
+    return [interceptor_for(provider)]
+
+
+def interceptor_for(provider: TracerProvider) -> TracingInterceptor:
+    # Workflow spans even without a client span, so goals started from the
+    # `temporal` CLI are traced too.
+    return TracingInterceptor(provider.get_tracer("goalkeeper"), always_create_workflow_spans=True)
+
+
+@cache
+def _tracer_provider(service: str, target: str) -> TracerProvider:
+    exporter: SpanExporter
+    if target == "console":
+        exporter = ConsoleSpanExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+@cache
+def runtime(metrics_address: str | None) -> Runtime | None:
+    """A Temporal runtime serving Prometheus metrics, or None for the default runtime."""
+    if not metrics_address:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address))
+    )
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log lines with time, level and source; workflow and activity loggers add their ids."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
