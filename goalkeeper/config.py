@@ -9,12 +9,16 @@ from pathlib import Path
 class Settings:
     """Where Temporal and PostgreSQL are, and which task queue the workers poll."""
 
+    # Field defaults double as the documented defaults of the environment variables.
+
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "goals"
     database_url: str | None = None
     """None means the embedded PostgreSQL of the dev stack, under `data_dir`."""
     data_dir: Path = field(default_factory=lambda: Path(".goalkeeper"))
+    ui_url: str = "http://localhost:8233"
+    """Temporal Web UI, for the links the CLI prints."""
     traces: str = "none"
     """Where spans go: `none`, `console`, or `otlp` (to OTEL_EXPORTER_OTLP_ENDPOINT)."""
     metrics_address: str | None = None
@@ -29,6 +33,7 @@ class Settings:
             task_queue=env.get("GOALKEEPER_TASK_QUEUE") or cls.task_queue,
             database_url=env.get("DATABASE_URL") or None,
             data_dir=Path(env.get("GOALKEEPER_DATA_DIR") or ".goalkeeper"),
+            ui_url=(env.get("GOALKEEPER_UI_URL") or cls.ui_url).rstrip("/"),
             traces=(env.get("GOALKEEPER_TRACES") or cls.traces).lower(),
             metrics_address=env.get("GOALKEEPER_METRICS_ADDRESS") or None,
         )

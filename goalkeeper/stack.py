@@ -212,3 +212,41 @@ async def wait_for_database(url: str, within: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise StackError(f"PostgreSQL at {url} is unreachable: {exc}") from exc
             await asyncio.sleep(0.5)
+
+
+class EmbeddedStack:
+    """Temporal (with its Web UI) and PostgreSQL, with their data kept under one folder."""
+
+    def __init__(self, data_dir: Path, port: int = 7233, ui_port: int | None = 8233) -> None:
+        self.data_dir = data_dir
+        self.temporal = TemporalDevServer(
+            data_dir / "temporal.db", port=port, ui_port=ui_port, log_file=data_dir / "temporal.log"
+        )
+        self.postgres = EmbeddedPostgres(data_dir / "postgres")
+        self.database_url = ""
+
+    def start(self) -> None:
+        if _port_in_use(self.temporal.port):
+            raise StackError(
+                f"port {self.temporal.port} is taken; is the stack already up? "
+                "Stop it, or choose another port"
+            )
+        self.temporal.start()
+        try:
+            self.database_url = self.postgres.start()
+        except Exception:
+            self.temporal.stop()
+            raise
+
+    def stop(self) -> None:
+        self.postgres.stop()
+        self.temporal.stop()
+
+    def env(self) -> dict[str, str]:
+        """Environment for processes that use this stack (worker, agents)."""
+        return {"TEMPORAL_ADDRESS": self.temporal.address, "DATABASE_URL": self.database_url}
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

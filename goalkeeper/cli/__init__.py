@@ -1,0 +1,1 @@
+"""The `starter.py` command line: one CLI for people and scripts."""

@@ -1,0 +1,70 @@
+"""`agent register|list` and `report`: the registry, and an agent's report sent by hand."""
+
+import argparse
+
+from goalkeeper import registry
+from goalkeeper.cli.session import EXIT_USAGE, CliError, Session, table
+from goalkeeper.cli.tasks import require_open, task_view, wait_for_change
+from goalkeeper.statuses import TaskStatus
+
+
+async def register(session: Session, args: argparse.Namespace) -> None:
+    skills = [s.strip() for s in args.skills.split(",") if s.strip()]
+    try:
+        await registry.register_agent(
+            await session.pool(), args.agent_id, args.workspace, skills, args.capacity
+        )
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    session.emit(
+        {"agent_id": args.agent_id, "workspace": args.workspace, "skills": skills},
+        f"registered agent {args.agent_id} in workspace {args.workspace} ({', '.join(skills)})",
+    )
+
+
+async def list_agents(session: Session, args: argparse.Namespace) -> None:
+    rows = await registry.list_agents(await session.pool(), args.workspace)
+    session.emit(
+        [dict(r) for r in rows],
+        table(
+            [
+                [
+                    r["agent_id"],
+                    r["workspace"],
+                    r["status"],
+                    f"{r['active_assignments']}/{r['capacity']}",
+                    ", ".join(r["skills"]),
+                    "yes" if r["provisioned"] else "no",
+                ]
+                for r in rows
+            ],
+            ["agent", "workspace", "status", "load", "skills", "provisioned"],
+        ),
+    )
+
+
+async def report(session: Session, args: argparse.Namespace) -> None:
+    view = await task_view(session, args.task)
+    require_open(view)
+    if view.status is not TaskStatus.ASSIGNED:
+        raise CliError(f"task {args.task} is not waiting for a report (it is {view.status})")
+    payload = {
+        "agent_id": args.agent or view.agent_id,
+        "assignment_id": args.assignment or view.assignment_id,
+        "outcome": args.outcome,
+        "result": args.result,
+        "error": args.error,
+        "tokens_used": args.tokens,
+        "cost_usd": args.cost,
+    }
+    client = await session.client()
+    await client.get_workflow_handle(args.task).signal("agent_report", payload)
+    after = await wait_for_change(session, view)
+    if after.seq == view.seq:
+        raise CliError(
+            f"the report did not change {args.task} (it is still {after.status}); "
+            "see the events table for why it was rejected"
+        )
+    session.emit(
+        after.model_dump(mode="json"), f"reported {args.outcome}; {args.task} is now {after.status}"
+    )

@@ -1,0 +1,189 @@
+"""`goal start|progress|tasks|report|list`: start goals and read them."""
+
+import argparse
+import asyncio
+import sys
+import uuid
+from typing import Any
+
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from goalkeeper import queries
+from goalkeeper.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
+from goalkeeper.cli.specs import load_spec_file, spec_from_flags
+from goalkeeper.errors import InvalidGoalSpec
+from goalkeeper.models import GoalReport, Progress, TaskView
+from goalkeeper.statuses import GoalStatus
+from goalkeeper.validation import validate_goal_spec
+from workflows.goal import GoalWorkflow
+
+
+async def start(session: Session, args: argparse.Namespace) -> None:
+    if args.spec:
+        spec = load_spec_file(args.spec)
+        source = str(args.spec)
+    elif args.title and args.task:
+        spec = spec_from_flags(
+            args.title, args.description, args.workspace, args.approver, args.task
+        )
+        source = "flags"
+    else:
+        raise CliError("give a spec file, or --title and at least one --task", EXIT_USAGE)
+    goal_id = args.goal_id or spec.get("goal_id") or f"goal-{uuid.uuid4().hex[:8]}"
+    if args.goal_id and spec.get("goal_id") not in (None, args.goal_id):
+        spec = {**spec, "goal_id": args.goal_id}
+    try:
+        validate_goal_spec(spec, goal_id)  # the workflow checks again; this answers sooner
+    except InvalidGoalSpec as exc:
+        raise CliError(f"{source}: {exc}", EXIT_USAGE) from exc
+    client = await session.client()
+    try:
+        await client.start_workflow(
+            GoalWorkflow.run,
+            spec,
+            id=goal_id,
+            task_queue=session.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=str(spec.get("title", ""))[:200],
+        )
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.ALREADY_EXISTS:
+            raise CliError(f"goal {goal_id!r} already exists; choose another goal id") from exc
+        raise
+    link = session.ui_link(goal_id)
+    session.emit({"goal_id": goal_id, "ui": link}, f"started goal {goal_id}\n{link}")
+
+
+async def progress(session: Session, args: argparse.Namespace) -> None:
+    handle = await goal_handle(session, args.goal_id)
+    if not args.watch:
+        current = await query_progress(handle)
+        session.emit(current.model_dump(mode="json"), describe_progress(current))
+        return
+    last = None
+    interactive = sys.stdout.isatty() and not session.as_json
+    while True:
+        current = await query_progress(handle)
+        if current != last:
+            if interactive:
+                print(f"\r\033[K{describe_progress(current)}", end="", flush=True)
+            else:
+                session.emit(current.model_dump(mode="json"), describe_progress(current))
+            last = current
+        if current.status is not GoalStatus.RUNNING:
+            break
+        await asyncio.sleep(args.interval)
+    if interactive:
+        print()
+    if current.status is not GoalStatus.COMPLETED:
+        session.exit_code = EXIT_FAILED
+
+
+async def tasks(session: Session, args: argparse.Namespace) -> None:
+    handle = await goal_handle(session, args.goal_id)
+    views: list[TaskView] = await handle.query(GoalWorkflow.tasks)
+    rows = [
+        [v.task_id, v.status, v.agent_id, v.attempts, v.assignment_id, ", ".join(v.waiting_on)]
+        for v in views
+    ]
+    session.emit(
+        [v.model_dump(mode="json") for v in views],
+        table(rows, ["task", "status", "agent", "attempts", "assignment", "waiting on"]),
+    )
+
+
+async def report(session: Session, args: argparse.Namespace) -> None:
+    handle = await goal_handle(session, args.goal_id)
+    try:
+        result: GoalReport = await handle.result()
+    except WorkflowFailureError as exc:
+        raise CliError(f"goal {args.goal_id!r} failed: {exc.cause}") from exc
+    session.emit(result.model_dump(mode="json"), describe_report(result))
+    if result.status is not GoalStatus.COMPLETED:
+        session.exit_code = EXIT_FAILED
+
+
+async def list_goals(session: Session, args: argparse.Namespace) -> None:
+    rows = await queries.list_goals(await session.pool(), args.limit)
+    session.emit(
+        [dict(r) for r in rows],
+        table(
+            [
+                [
+                    r["goal_id"],
+                    r["status"],
+                    f"{r['progress_percentage']}%",
+                    f"{r['tasks_completed']}/{r['tasks_total']}",
+                    r["workspace"],
+                    r["title"],
+                ]
+                for r in rows
+            ],
+            ["goal", "status", "progress", "tasks", "workspace", "title"],
+        ),
+    )
+
+
+async def goal_handle(session: Session, goal_id: str) -> WorkflowHandle[Any, GoalReport]:
+    """The goal's workflow handle, or a one-line error if there is no such goal."""
+    client = await session.client()
+    handle = client.get_workflow_handle_for(GoalWorkflow.run, goal_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise CliError(f"no goal {goal_id!r} in namespace {client.namespace!r}") from exc
+        raise
+    if description.workflow_type != "GoalWorkflow":
+        raise CliError(f"{goal_id!r} is a {description.workflow_type}, not a goal")
+    return handle
+
+
+async def query_progress(handle: WorkflowHandle[Any, Any]) -> Progress:
+    return await handle.query(GoalWorkflow.progress)
+
+
+def describe_progress(p: Progress) -> str:
+    """One line: a bar, the counts, agents, approvals and cost."""
+    width = 24
+    filled = round(width * p.progress_percentage / 100)
+    bar = "#" * filled + "." * (width - filled)
+    line = (
+        f"[{bar}] {p.progress_percentage:5.1f}%  {p.tasks_completed} of {p.tasks_total} tasks, "
+        f"{p.agents_total} agents"
+    )
+    if p.tasks_awaiting_approval:
+        line += f", {p.tasks_awaiting_approval} awaiting approval"
+    if p.tasks_failed or p.tasks_skipped:
+        line += f", {p.tasks_failed} failed, {p.tasks_skipped} skipped"
+    return f"{line}, ${p.cost_usd:.4f}  ({p.status})"
+
+
+def describe_report(report: GoalReport) -> str:
+    p = report.progress
+    rows = [
+        [
+            t.task_id,
+            t.outcome,
+            t.agent_id,
+            t.attempts,
+            t.reworks,
+            t.tokens_used,
+            f"${t.cost_usd:.4f}",
+            f"{t.duration_seconds:.1f}s" if t.duration_seconds else None,
+        ]
+        for t in report.tasks
+    ]
+    lines = [
+        f"Goal {report.goal_id}: {report.title}",
+        f"{report.status}: {p.tasks_completed} of {p.tasks_total} tasks "
+        f"({p.progress_percentage}%), {p.agents_total} agents, {p.tokens_used} tokens, "
+        f"${p.cost_usd:.4f}",
+        "",
+        table(rows, ["task", "outcome", "agent", "attempts", "reworks", "tokens", "cost", "time"]),
+    ]
+    if report.error:
+        lines += ["", report.error]
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""The parser and dispatcher of `starter.py`; each command lives in its own module."""
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from goalkeeper import demo
+from goalkeeper.cli import agents, approvals, goals, stack
+from goalkeeper.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
+from goalkeeper.client import TemporalUnreachable
+from goalkeeper.config import Settings
+from goalkeeper.stack import StackError
+from goalkeeper.telemetry import TelemetryError
+
+DESCRIPTION = """Goalkeeper: goals for teams of AI agents, on Temporal.
+
+exit codes: 0 success; 1 the goal, task or request failed; 2 bad usage or input;
+3 Temporal or PostgreSQL unreachable. Add --json to any command for scripts."""
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    top = argparse.ArgumentParser(
+        prog="starter.py",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        group: "argparse._SubParsersAction[argparse.ArgumentParser]",
+        name: str,
+        help: str,
+        run: object,
+    ) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help, description=help, parents=[common])
+        sub.set_defaults(run=run)
+        return sub
+
+    up = command(commands, "up", "run the embedded Temporal (Web UI) and PostgreSQL", stack.up)
+    up.add_argument("--port", type=int, default=7233, help="Temporal gRPC port (7233)")
+    up.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
+
+    show = command(
+        commands, "demo", "run the sample goal end to end on the embedded stack", demo.run
+    )
+    show.add_argument("--interactive", action="store_true", help="ask me to approve each task")
+    show.add_argument("--keep", action="store_true", help="keep everything running afterwards")
+    show.add_argument("--agents", type=int, default=3, help="simulated agents (3)")
+    show.add_argument("--success-rate", type=float, default=0.75, help="per attempt (0.75)")
+    show.add_argument("--delay", default="0.3-1.2", help="seconds per task, LOW-HIGH")
+    show.add_argument("--seed", default="demo", help="the agents' seed: same seed, same run")
+    show.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
+    show.add_argument("--timeout", type=float, default=300, help="give up after (300) seconds")
+
+    goal = commands.add_parser("goal", help="start goals and read them").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    start = command(
+        goal, "start", "start a goal from a JSON or TOML spec, or from flags", goals.start
+    )
+    start.add_argument("spec", type=Path, nargs="?", help="spec file (.json or .toml)")
+    start.add_argument("--goal-id", help="goal id (default: the spec's, or generated)")
+    start.add_argument("--title", help="goal title, when giving tasks as flags")
+    start.add_argument("--description", default="", help="goal description")
+    start.add_argument("--workspace", default="default", help="workspace (default)")
+    start.add_argument("--approver", action="append", default=[], help="an approver (repeat)")
+    start.add_argument(
+        "--task", action="append", default=[], help="SKILL:TITLE or SKILL:TITLE:approval (repeat)"
+    )
+    watch = command(goal, "progress", "show a goal's progress", goals.progress)
+    watch.add_argument("goal_id")
+    watch.add_argument("--watch", action="store_true", help="follow until the goal ends")
+    watch.add_argument("--interval", type=float, default=0.5, help="seconds between updates")
+    command(goal, "tasks", "list a goal's tasks, agents and assignments", goals.tasks).add_argument(
+        "goal_id"
+    )
+    command(
+        goal, "report", "wait for a goal to end and print its report", goals.report
+    ).add_argument("goal_id")
+    listing = command(goal, "list", "list goals from the read model", goals.list_goals)
+    listing.add_argument("--limit", type=int, default=50, help="newest N goals (50)")
+
+    waiting = command(commands, "approvals", "list tasks awaiting approval", approvals.awaiting)
+    waiting.add_argument("--as", dest="approver", help="only those this approver may decide")
+    for name, run in (("approve", approvals.approve), ("reject", approvals.reject)):
+        decide = command(commands, name, f"{name} a task's result", run)
+        decide.add_argument("task", help="GOAL_ID/TASK_ID")
+        decide.add_argument("--as", dest="approver", required=True, help="approver name")
+        decide.add_argument("--comment", default="", help="why (sent to the agent on reject)")
+
+    agent = commands.add_parser("agent", help="the agent registry").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    register = command(agent, "register", "register (or bring back) an agent", agents.register)
+    register.add_argument("agent_id")
+    register.add_argument("--skills", required=True, help="comma-separated skills")
+    register.add_argument("--workspace", default="default", help="workspace (default)")
+    register.add_argument("--capacity", type=int, default=1, help="assignments at once (1)")
+    command(
+        agent, "list", "list agents with their status and load", agents.list_agents
+    ).add_argument("--workspace", help="only this workspace")
+
+    send = command(commands, "report", "send an agent report for a task by hand", agents.report)
+    send.add_argument("task", help="GOAL_ID/TASK_ID")
+    send.add_argument("--outcome", choices=["completed", "failed"], default="completed")
+    send.add_argument("--result", help="the work's result")
+    send.add_argument("--error", help="why it failed")
+    send.add_argument("--agent", help="agent id (default: the assigned agent)")
+    send.add_argument("--assignment", help="assignment id (default: the current one)")
+    send.add_argument("--tokens", type=int, default=0, help="tokens used")
+    send.add_argument("--cost", type=float, default=0.0, help="cost in USD")
+    return top
+
+
+async def _run(session: Session, args: argparse.Namespace) -> None:
+    try:
+        await args.run(session, args)
+    finally:
+        await session.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    session = Session(Settings.from_env(), as_json=args.json)
+    try:
+        if args.run is stack.up:
+            stack.up(session, args)
+        else:
+            asyncio.run(_run(session, args))
+    except (TemporalUnreachable, StackError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except TelemetryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return session.exit_code

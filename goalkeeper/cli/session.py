@@ -1,0 +1,78 @@
+"""What every command needs: settings, output, and lazily opened Temporal and PostgreSQL."""
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+
+from activities.database import create_pool
+from goalkeeper.client import connect
+from goalkeeper.config import Settings
+from goalkeeper.errors import GoalkeeperError
+from goalkeeper.stack import database_url
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+"""0 success; 1 the goal, task or request failed; 2 bad usage or input; 3 a server is
+unreachable."""
+
+
+class CliError(GoalkeeperError):
+    """An error printed as one line, with the exit code it means."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Session:
+    settings: Settings
+    as_json: bool = False
+    _client: Client | None = None
+    _pool: asyncpg.Pool | None = None
+    exit_code: int = EXIT_OK
+
+    async def client(self) -> Client:
+        if self._client is None:
+            self._client = await connect(self.settings, service="goalkeeper-cli")
+        return self._client
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            url = database_url(self.settings, start=False)
+            try:
+                self._pool = await create_pool(url, min_size=1, max_size=2)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise CliError(
+                    f"cannot reach PostgreSQL at {url} ({exc}); start the stack with "
+                    "'python starter.py up' or set DATABASE_URL",
+                    EXIT_UNREACHABLE,
+                ) from exc
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    def emit(self, data: Any, text: str) -> None:
+        """Print `data` as JSON with --json, else the text for people."""
+        print(json.dumps(data, indent=2, default=str) if self.as_json else text)
+        sys.stdout.flush()
+
+    def ui_link(self, workflow_id: str) -> str:
+        namespace = self.settings.temporal_namespace
+        return f"{self.settings.ui_url}/namespaces/{namespace}/workflows/{workflow_id}"
+
+
+def table(rows: list[list[Any]], header: list[str]) -> str:
+    """Rows as aligned columns under a header."""
+    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

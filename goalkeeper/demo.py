@@ -1,0 +1,186 @@
+"""`starter.py demo` (what `make demo` runs): a sample goal on the embedded stack, end to end.
+
+Starts Temporal (with its Web UI) and PostgreSQL unless a stack already answers at
+TEMPORAL_ADDRESS, then a worker and a team of simulated agents as separate processes,
+launches the sample campaign goal, shows its progress live while acting as its
+approver, prints the goal report, and stops everything it started.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from goalkeeper.cli.goals import describe_progress, describe_report
+from goalkeeper.cli.session import EXIT_FAILED, CliError, Session
+from goalkeeper.cli.stack import wait_for_stop
+from goalkeeper.client import TemporalUnreachable
+from goalkeeper.models import GoalReport, Progress, TaskView
+from goalkeeper.stack import EmbeddedStack, database_url
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from workflows.goal import GoalWorkflow
+
+APPROVER = "ops-lead"
+FIRST_DRAFT_COMMENTS = {"email-2": "Lead with the customer's numbers, not ours."}
+"""Drafts the demo's approver sends back once, to show rework."""
+
+AGENT_SKILLS = "data,writing,sales"
+"""The simulated team; nobody has `analytics`, so Goalkeeper provisions an agent for it."""
+
+
+def sample_spec() -> dict[str, Any]:
+    text = resources.files("goalkeeper").joinpath("samples/campaign.json").read_text()
+    return dict(json.loads(text))
+
+
+async def run(session: Session, args: argparse.Namespace) -> None:
+    settings = session.settings
+    stack: EmbeddedStack | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        env = dict(os.environ, GOALKEEPER_TASK_QUEUE=settings.task_queue)
+        if await _temporal_answers(session):
+            print(f"using the stack already running at {settings.temporal_address}")
+            env["DATABASE_URL"] = database_url(settings, start=False)
+        else:
+            port = int(settings.temporal_address.rsplit(":", 1)[-1])
+            stack = EmbeddedStack(settings.data_dir, port=port, ui_port=args.ui_port)
+            print(f"starting Temporal on :{port} (Web UI :{args.ui_port}) and PostgreSQL ...")
+            stack.start()
+            env.update(stack.env())
+        logs = settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        children.append(_spawn(["worker"], env, logs / "worker.log"))
+        children.append(
+            _spawn(
+                [
+                    "agent",
+                    "--count",
+                    str(args.agents),
+                    "--skills",
+                    AGENT_SKILLS,
+                    "--adopt-provisioned",
+                    "--success-rate",
+                    str(args.success_rate),
+                    "--delay",
+                    args.delay,
+                    "--seed",
+                    args.seed,
+                ],
+                env,
+                logs / "agents.log",
+            )
+        )
+        print(f"worker and {args.agents} simulated agents started; logs in {logs}")
+        report = await asyncio.wait_for(_run_goal(session, args), args.timeout)
+        print()
+        print(describe_report(report))
+        print()
+        print(f"Temporal Web UI: {session.ui_link(report.goal_id)}")
+        if report.status is not GoalStatus.COMPLETED:
+            session.exit_code = EXIT_FAILED
+        if args.keep:
+            print("the stack, worker and agents keep running; Ctrl-C stops them")
+            await wait_for_stop()
+        else:
+            print(
+                "to look around afterwards: 'python starter.py demo --keep', or "
+                "'python starter.py up' (every goal is kept in the data folder)"
+            )
+    except TimeoutError as exc:
+        raise CliError(f"the demo goal did not finish within {args.timeout:.0f}s") from exc
+    finally:
+        for child in reversed(children):
+            _stop(child)
+        if stack is not None:
+            stack.stop()
+
+
+async def _run_goal(session: Session, args: argparse.Namespace) -> GoalReport:
+    client = await session.client()
+    goal_id = f"campaign-{uuid.uuid4().hex[:6]}"
+    spec = sample_spec()
+    handle = await client.start_workflow(
+        GoalWorkflow.run,
+        spec,
+        id=goal_id,
+        task_queue=session.settings.task_queue,
+        static_summary=spec["title"],
+    )
+    print(f"started goal {goal_id}: {spec['title']} ({len(spec['tasks'])} tasks)")
+    print(session.ui_link(goal_id))
+    interactive = sys.stdout.isatty()
+    decided: set[str] = set()
+    shown = ""
+    while True:
+        progress: Progress = await handle.query(GoalWorkflow.progress)
+        views: list[TaskView] = await handle.query(GoalWorkflow.tasks)
+        for view in views:
+            key = f"{view.task_id}:{view.assignment_id}"
+            if view.status is TaskStatus.AWAITING_APPROVAL and key not in decided:
+                decided.add(key)
+                line = await _decide(session, view, args.interactive)
+                print(("\r\033[K" if interactive else "") + line, flush=True)
+        line = describe_progress(progress)
+        if line != shown:
+            print(f"\r\033[K{line}" if interactive else line, end="" if interactive else "\n")
+            sys.stdout.flush()
+            shown = line
+        if progress.status is not GoalStatus.RUNNING:
+            break
+        await asyncio.sleep(0.25)
+    return await handle.result()
+
+
+async def _decide(session: Session, view: TaskView, ask: bool) -> str:
+    """Decide as the sample approver, or ask the person at the terminal."""
+    comment = ""
+    if ask:
+        print(f"\n'{view.title}' by {view.agent_id}:\n  {view.result}")
+        answer = await asyncio.to_thread(input, f"{APPROVER}, approve? [Y/n/comment to reject] ")
+        decision = "approve" if answer.strip().lower() in ("", "y", "yes") else "reject"
+        comment = "" if decision == "approve" or answer.strip().lower() == "n" else answer.strip()
+    elif view.task_id in FIRST_DRAFT_COMMENTS and view.reworks == 0:
+        decision, comment = "reject", FIRST_DRAFT_COMMENTS[view.task_id]
+    else:
+        decision = "approve"
+    client = await session.client()
+    await client.get_workflow_handle(f"{view.goal_id}/{view.task_id}").signal(
+        "approval_decision", {"approver": APPROVER, "decision": decision, "comment": comment}
+    )
+    verdict = "approves" if decision == "approve" else f"sends back for rework: {comment}"
+    return f"  {APPROVER} {verdict} '{view.title}' (agent {view.agent_id})"
+
+
+async def _temporal_answers(session: Session) -> bool:
+    try:
+        await session.client()
+    except TemporalUnreachable:
+        return False
+    return True
+
+
+def _spawn(module_args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", *module_args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _stop(child: subprocess.Popen[bytes], grace: float = 10) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
