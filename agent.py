@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from activities.database import create_pool
+from activities.database import apply_schema, create_pool
 from goalkeeper import registry, telemetry
 from goalkeeper.agent_runner import (
     AgentRunner,
@@ -105,6 +105,7 @@ async def run(args: argparse.Namespace) -> None:
     agent_ids = [f"{args.prefix}-{n}" for n in range(1, args.count + 1)]
     client = await connect(settings, service="goalkeeper-agent")
     pool = await create_pool(database_url(settings, start=False), max_size=4)
+    await apply_schema(pool)  # agents may start before any worker has
     for agent_id in agent_ids:
         await registry.register_agent(pool, agent_id, args.workspace, skills, args.capacity)
     stop = asyncio.Event()

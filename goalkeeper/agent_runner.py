@@ -68,8 +68,8 @@ Hook = Callable[[Work], Awaitable[WorkResult] | WorkResult]
 class SimulatedWork:
     """Pretend work with a chosen success rate, delay, and token use.
 
-    The outcome of each attempt depends only on the seed, the task and the attempt,
-    not on timing, so a seeded run goes the same way every time.
+    The outcome of an attempt depends only on the seed, the task id and the attempt
+    number, not on timing or the goal, so a given seed plays out the same every time.
     """
 
     success_rate: float = 1.0
@@ -79,26 +79,27 @@ class SimulatedWork:
     seed: str = "goalkeeper"
 
     async def __call__(self, work: Work) -> WorkResult:
-        rng = random.Random(f"{self.seed}:{work.goal_id}:{work.task_id}:{work.attempt}")
+        rng = random.Random(f"{self.seed}:{work.task_id}:{work.attempt}")
         await asyncio.sleep(rng.uniform(*self.delay))
         tokens = rng.randint(*self.tokens)
+        cost = round(tokens / 1000 * self.cost_per_1k_tokens, 6)
         if rng.random() >= self.success_rate:
-            raise SimulatedFailure(f"simulated failure on attempt {work.attempt}", tokens)
+            raise SimulatedFailure(f"simulated failure on attempt {work.attempt}", tokens, cost)
         rework = work.context.get("rework") or []
         note = f" (rework: {rework[-1]['comment']})" if rework else ""
         return WorkResult(
             result=f"{work.task.get('title', work.task_id)} done by {work.agent_id}{note}",
             tokens_used=tokens,
-            cost_usd=round(tokens / 1000 * self.cost_per_1k_tokens, 6),
+            cost_usd=cost,
         )
 
 
 class SimulatedFailure(Exception):
     """A simulated attempt that failed, having spent tokens all the same."""
 
-    def __init__(self, message: str, tokens_used: int) -> None:
+    def __init__(self, message: str, tokens_used: int, cost_usd: float) -> None:
         super().__init__(message)
-        self.tokens_used = tokens_used
+        self.tokens_used, self.cost_usd = tokens_used, cost_usd
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ class AgentRunner:
         except Exception as exc:
             report |= {"outcome": "failed", "error": str(exc) or type(exc).__name__}
             if isinstance(exc, SimulatedFailure):
-                report["tokens_used"] = exc.tokens_used
+                report |= {"tokens_used": exc.tokens_used, "cost_usd": exc.cost_usd}
         try:
             await self.client.get_workflow_handle(f"{work.goal_id}/{work.task_id}").signal(
                 "agent_report", report

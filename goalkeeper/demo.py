@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             print(f"starting Temporal on :{port} (Web UI :{args.ui_port}) and PostgreSQL ...")
             stack.start()
             env.update(stack.env())
+            session.settings = replace(settings, ui_url=stack.temporal.ui_url or settings.ui_url)
         logs = settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         children.append(_spawn(["worker"], env, logs / "worker.log"))
@@ -156,8 +158,9 @@ async def _decide(session: Session, view: TaskView, ask: bool) -> str:
     await client.get_workflow_handle(f"{view.goal_id}/{view.task_id}").signal(
         "approval_decision", {"approver": APPROVER, "decision": decision, "comment": comment}
     )
-    verdict = "approves" if decision == "approve" else f"sends back for rework: {comment}"
-    return f"  {APPROVER} {verdict} '{view.title}' (agent {view.agent_id})"
+    if decision == "approve":
+        return f"  {APPROVER} approves '{view.title}' (agent {view.agent_id})"
+    return f"  {APPROVER} sends '{view.title}' back to agent {view.agent_id}: {comment}"
 
 
 async def _temporal_answers(session: Session) -> bool:

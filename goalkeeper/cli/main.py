@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -122,8 +123,14 @@ async def _run(session: Session, args: argparse.Namespace) -> None:
         await session.close()
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the demo stops what it started.
+    signal.signal(signal.SIGTERM, _interrupt)
     session = Session(Settings.from_env(), as_json=args.json)
     try:
         if args.run is stack.up:
