@@ -148,6 +148,7 @@ class AgentRunner:
     hook: Hook
     adopt_in_workspace: str | None = None
     """Also serve agents Goalkeeper provisioned in this workspace (they have no process)."""
+    sweep_interval: float = SWEEP_INTERVAL
     started: set[str] = field(default_factory=set)
     reports: int = 0
 
@@ -162,6 +163,7 @@ class AgentRunner:
         running: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
+                wake.clear()  # before the sweep, so a wake-up during it is not lost
                 for row in await registry.active_assignments(
                     self.pool, self.agent_ids, self.adopt_in_workspace
                 ):
@@ -170,9 +172,8 @@ class AgentRunner:
                         task = asyncio.create_task(self._serve(_work_of(row)))
                         running.add(task)
                         task.add_done_callback(running.discard)
-                wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(wake, stop), SWEEP_INTERVAL)
+                    await asyncio.wait_for(_first(wake, stop), self.sweep_interval)
         finally:
             for task in running:
                 task.cancel()

@@ -1,0 +1,116 @@
+"""The agent runner: woken by NOTIFY, reporting by signal, with pluggable work."""
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from temporalio.client import Client
+
+from goalkeeper import registry
+from goalkeeper.agent_runner import AgentRunner, CommandHook, Hook, SimulatedWork, Work, WorkResult
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from tests.helpers import goal_spec, start_goal
+
+
+@asynccontextmanager
+async def running_agents(
+    client: Client,
+    pool: asyncpg.Pool,
+    workspace: str,
+    hook: Hook,
+    skills: Sequence[str] = ("writing",),
+) -> AsyncIterator[AgentRunner]:
+    """Two agents with two slots each, enough that no task needs a provisioned agent."""
+    agent_ids = [f"{workspace}-agent-{n}" for n in range(2)]
+    for agent_id in agent_ids:
+        await registry.register_agent(pool, agent_id, workspace, skills, capacity=2)
+    # A sweep interval of an hour: only NOTIFY can wake these agents within the test.
+    runner = AgentRunner(client, pool, agent_ids, hook, sweep_interval=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield runner
+    finally:
+        stop.set()
+        await task
+        await registry.take_offline(pool, agent_ids)
+
+
+async def test_registered_agents_are_woken_and_complete_a_goal(
+    client: Client, task_queue: str, workspace: str, pool: asyncpg.Pool
+) -> None:
+    hook = SimulatedWork(delay=(0.0, 0.05), tokens=(100, 100), cost_per_1k_tokens=0.01)
+    async with running_agents(client, pool, workspace, hook) as runner:
+        handle = await start_goal(client, goal_spec(4, workspace), task_queue)
+        report = await asyncio.wait_for(handle.result(), 60)
+    assert report.status is GoalStatus.COMPLETED
+    assert {t.agent_id for t in report.tasks} <= {f"{workspace}-agent-0", f"{workspace}-agent-1"}
+    assert report.progress.tokens_used == 400 and report.progress.cost_usd == 0.004
+    assert runner.reports == 4
+    provisioned = await pool.fetchval(
+        "SELECT count(*) FROM agents WHERE workspace = $1 AND provisioned", workspace
+    )
+    assert provisioned == 0
+
+
+async def test_a_seeded_simulation_fails_the_same_attempts_every_time() -> None:
+    work = Work("a", "agent", "goal", "t1", 1, {"task": {"title": "T"}})
+    hook = SimulatedWork(success_rate=0.5, delay=(0, 0), seed="s")
+    outcomes = []
+    for attempt in range(1, 9):
+        try:
+            await hook(Work("a", "agent", "any-goal", "t1", attempt, work.context))
+            outcomes.append(True)
+        except Exception:
+            outcomes.append(False)
+    again = []
+    for attempt in range(1, 9):
+        try:
+            await hook(Work("b", "other", "another-goal", "t1", attempt, work.context))
+            again.append(True)
+        except Exception:
+            again.append(False)
+    assert outcomes == again and True in outcomes and False in outcomes
+
+
+async def summarize(work: Work) -> WorkResult:
+    """A function hook, as a real agent would plug in."""
+    return WorkResult(
+        result=f"{work.goal['description']} / {work.task['title']}", tokens_used=7, cost_usd=0.5
+    )
+
+
+async def test_a_function_hook_sees_the_goal_and_the_task(
+    client: Client, task_queue: str, workspace: str, pool: asyncpg.Pool
+) -> None:
+    async with running_agents(client, pool, workspace, summarize):
+        handle = await start_goal(client, goal_spec(1, workspace), task_queue)
+        report = await asyncio.wait_for(handle.result(), 60)
+    views = await handle.query("tasks")
+    assert views[0]["result"] == "A goal made by a test / Task 1"
+    assert report.progress.cost_usd == 0.5
+
+
+async def test_a_command_hook_gets_the_work_on_stdin_and_fails_on_exit_code(
+    client: Client, task_queue: str, workspace: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    script = tmp_path / "agent.py"
+    script.write_text(
+        "import json, sys\n"
+        "work = json.load(sys.stdin)\n"
+        "if work['task_id'] == 't2':\n"
+        "    sys.exit('cannot do ' + work['context']['task']['title'])\n"
+        "print('did ' + work['context']['task']['title'])\n"
+    )
+    hook = CommandHook(f"{sys.executable} {script}")
+    async with running_agents(client, pool, workspace, hook):
+        handle = await start_goal(client, goal_spec(2, workspace, max_attempts=2), task_queue)
+        report = await asyncio.wait_for(handle.result(), 60)
+    outcomes = {t.task_id: (t.outcome, t.error) for t in report.tasks}
+    assert outcomes["t1"] == (TaskStatus.COMPLETED, None)
+    assert outcomes["t2"][0] is TaskStatus.FAILED
+    error = outcomes["t2"][1]
+    assert error is not None and "cannot do Task 2" in error and "attempt 2" in error
