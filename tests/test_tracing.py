@@ -1,0 +1,99 @@
+"""One goal is one trace: goal, task and activity spans share it and are linked."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from goalkeeper.config import Settings
+from goalkeeper.stack import TemporalDevServer
+from goalkeeper.telemetry import TelemetryError, interceptor_for, tracing_interceptors
+from tests.helpers import SimulatedAgents, goal_spec, start_goal
+from worker import build_worker
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+async def traced_client(
+    temporal_server: TemporalDevServer, exporter: InMemorySpanExporter
+) -> Client:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return await Client.connect(
+        temporal_server.address,
+        data_converter=pydantic_data_converter,
+        interceptors=[interceptor_for(provider)],
+    )
+
+
+@pytest.fixture
+async def traced_queue(traced_client: Client, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    queue = f"traced-{uuid.uuid4().hex[:8]}"
+    async with build_worker(traced_client, pool, queue):  # the worker inherits the interceptor
+        yield queue
+
+
+async def test_one_goal_is_one_linked_trace(
+    traced_client: Client,
+    traced_queue: str,
+    pool: asyncpg.Pool,
+    workspace: str,
+    exporter: InMemorySpanExporter,
+) -> None:
+    handle = await start_goal(traced_client, goal_spec(2, workspace), traced_queue)
+    async with SimulatedAgents(traced_client, pool, handle.id):
+        await handle.result()
+
+    # An agent's report is the agent's own trace; the goal's trace shows it as HandleSignal.
+    spans = [
+        s
+        for s in exporter.get_finished_spans()
+        if _about(s, handle.id) and not s.name.startswith("SignalWorkflow:")
+    ]
+    names = {s.name for s in spans}
+    assert {
+        "StartWorkflow:GoalWorkflow",
+        "RunWorkflow:GoalWorkflow",
+        "StartChildWorkflow:TaskWorkflow",
+        "RunWorkflow:TaskWorkflow",
+        "StartActivity:record_goal",
+        "RunActivity:assign_agent",
+        "RunActivity:end_assignment",
+        "RunActivity:finish_goal",
+        "HandleSignal:agent_report",
+        "SignalExternalWorkflow:task_update",
+        "HandleSignal:task_update",
+    } <= names, names
+    traces: dict[int, set[str]] = {}
+    for s in spans:
+        traces.setdefault(s.context.trace_id, set()).add(s.name)
+    assert len(traces) == 1, f"the goal spans more than one trace: {list(traces.values())}"
+
+    by_id = {s.context.span_id: s for s in spans}
+    root = next(s for s in spans if s.name == "StartWorkflow:GoalWorkflow")
+    for span in spans:
+        chain = span
+        while chain.parent is not None and chain.parent.span_id in by_id:
+            chain = by_id[chain.parent.span_id]
+        assert chain is root, f"{span.name} is not linked to the goal's start"
+
+
+def _about(span: ReadableSpan, goal_id: str) -> bool:
+    workflow_id = str((span.attributes or {}).get("temporalWorkflowID", ""))
+    return workflow_id == goal_id or workflow_id.startswith(f"{goal_id}/")
+
+
+def test_tracing_is_off_by_default_and_rejects_unknown_exporters() -> None:
+    assert tracing_interceptors(Settings(), "test") == []
+    with pytest.raises(TelemetryError, match="one of none, console, otlp, got 'zipkin'"):
+        tracing_interceptors(Settings(traces="zipkin"), "test")
