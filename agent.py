@@ -24,7 +24,7 @@ from goalkeeper.agent_runner import (
     SimulatedWork,
     load_function_hook,
 )
-from goalkeeper.client import TemporalUnreachable, connect
+from goalkeeper.client import TemporalUnreachable, connect, exit_process
 from goalkeeper.config import Settings
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.stack import database_url
@@ -140,4 +140,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

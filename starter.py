@@ -7,9 +7,8 @@ python starter.py goal progress GOAL_ID --watch
 python starter.py approve GOAL_ID/TASK_ID --as ops-lead
 """
 
-import sys
-
 from goalkeeper.cli.main import main
+from goalkeeper.client import exit_process
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -19,8 +19,8 @@ from temporalio.worker import Worker
 from activities.assignment import AssignmentActivities
 from activities.database import apply_schema, create_pool
 from activities.read_model import ReadModelActivities
-from goalkeeper import search_attributes
-from goalkeeper.client import connect
+from goalkeeper import search_attributes, telemetry
+from goalkeeper.client import connect, exit_process
 from goalkeeper.config import Settings
 from goalkeeper.stack import database_url
 from workflows.goal import GoalWorkflow
@@ -74,7 +74,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    telemetry.configure_logging()
     asyncio.run(main())
+    exit_process(0)

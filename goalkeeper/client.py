@@ -1,5 +1,9 @@
 """The one way Goalkeeper's processes connect to Temporal."""
 
+import os
+import sys
+from typing import NoReturn
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -31,3 +35,16 @@ async def connect(settings: Settings, service: str = "goalkeeper") -> Client:
         )
     except RuntimeError as exc:
         raise TemporalUnreachable(settings.temporal_address, exc) from exc
+
+
+def exit_process(code: int) -> NoReturn:
+    """Exit without interpreter teardown, after flushing output and spans.
+
+    The Temporal client's native threads can outlive the event loop; if they touch
+    the interpreter while it finalizes, CPython aborts ("PyGILState_Release ...",
+    temporalio/sdk-python#300). Short-lived commands therefore skip finalization.
+    """
+    telemetry.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -71,6 +71,13 @@ def runtime(metrics_address: str | None) -> Runtime | None:
     )
 
 
+def flush() -> None:
+    """Export spans still buffered, before a process exits."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush()
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Log lines with time, level and source; workflow and activity loggers add their ids."""
     logging.basicConfig(level=level, format=LOG_FORMAT)

@@ -8,6 +8,7 @@ from typing import Any
 
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper import queries
@@ -48,10 +49,8 @@ async def start(session: Session, args: argparse.Namespace) -> None:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=str(spec.get("title", ""))[:200],
         )
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.ALREADY_EXISTS:
-            raise CliError(f"goal {goal_id!r} already exists; choose another goal id") from exc
-        raise
+    except WorkflowAlreadyStartedError as exc:
+        raise CliError(f"goal {goal_id!r} already exists; choose another goal id") from exc
     link = session.ui_link(goal_id)
     session.emit({"goal_id": goal_id, "ui": link}, f"started goal {goal_id}\n{link}")
 

@@ -1,0 +1,201 @@
+"""starter.py end to end against the real stack, and every error it promises."""
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+
+from goalkeeper.stack import TemporalDevServer, free_port
+from goalkeeper.statuses import TaskStatus
+from tests.helpers import ROOT, SimulatedAgents, goal_spec, new_goal_id, wait_task
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Cli = Callable[..., Awaitable[Result]]
+
+
+@pytest.fixture
+def cli(temporal_server: TemporalDevServer, database_url: str, task_queue: str) -> Cli:
+    async def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        environment = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": temporal_server.address,
+            "DATABASE_URL": database_url,
+            "GOALKEEPER_TASK_QUEUE": task_queue,
+            **(env or {}),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "starter.py"),
+            *args,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return Result(process.returncode, out.decode(), err.decode())
+
+    return run
+
+
+def _spec_file(tmp_path: Path, spec: dict[str, Any], name: str = "spec.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(spec, indent=2))
+    return path
+
+
+async def test_a_goal_from_a_file_to_its_report(
+    cli: Cli, client: Client, pool: asyncpg.Pool, workspace: str, tmp_path: Path
+) -> None:
+    spec = goal_spec(3, workspace, approvers=["ops-lead"])
+    spec["tasks"][2]["requires_approval"] = True
+    goal_id = new_goal_id()
+    started = await cli("goal", "start", str(_spec_file(tmp_path, spec)), "--goal-id", goal_id,
+                        "--json")  # fmt: skip
+    assert started.code == 0, started.err
+    assert started.json()["goal_id"] == goal_id and goal_id in started.json()["ui"]
+
+    async with SimulatedAgents(client, pool, goal_id):
+        await wait_task(client, goal_id, "t3", TaskStatus.AWAITING_APPROVAL)
+        waiting = await cli("approvals", "--as", "ops-lead", "--json")
+        assert f"{goal_id}/t3" in [f"{r['goal_id']}/{r['task_id']}" for r in waiting.json()]
+        nobody = await cli("approvals", "--as", "someone-else", "--json")
+        assert goal_id not in nobody.out
+
+        rejected = await cli("reject", f"{goal_id}/t3", "--as", "ops-lead", "--comment",
+                             "shorter please", "--json")  # fmt: skip
+        assert rejected.code == 0, rejected.err
+        assert rejected.json()["reworks"] == 1
+        await wait_task(client, goal_id, "t3", TaskStatus.AWAITING_APPROVAL, attempt=2)
+        approved = await cli("approve", f"{goal_id}/t3", "--as", "ops-lead", "--json")
+        assert approved.code == 0 and approved.json()["status"] == "completed"
+
+        watched = await cli("goal", "progress", goal_id, "--watch", "--interval", "0.1", "--json")
+    assert watched.code == 0
+    last = json.loads(watched.out.strip().split("\n}\n")[-1].rstrip("}\n") + "}")
+    assert last["progress_percentage"] == 100.0
+
+    report = await cli("goal", "report", goal_id, "--json")
+    assert report.code == 0
+    body = report.json()
+    assert body["status"] == "completed" and len(body["tasks"]) == 3
+    assert next(t for t in body["tasks"] if t["task_id"] == "t3")["reworks"] == 1
+    text = await cli("goal", "report", goal_id)
+    assert "completed: 3 of 3 tasks (100.0%)" in text.out and "t3" in text.out
+
+    tasks = (await cli("goal", "tasks", goal_id, "--json")).json()
+    assert {t["status"] for t in tasks} == {"completed"}
+    listed = (await cli("goal", "list", "--json")).json()
+    assert any(g["goal_id"] == goal_id and g["progress_percentage"] == 100.0 for g in listed)
+
+
+async def test_agents_and_reports_by_hand(
+    cli: Cli, client: Client, workspace: str, tmp_path: Path
+) -> None:
+    agent_id = f"{workspace}-human"
+    registered = await cli("agent", "register", agent_id, "--skills", "writing", "--workspace",
+                           workspace, "--json")  # fmt: skip
+    assert registered.code == 0, registered.err
+    agents = (await cli("agent", "list", "--workspace", workspace, "--json")).json()
+    assert [(a["agent_id"], a["status"]) for a in agents] == [(agent_id, "available")]
+
+    started = await cli("goal", "start", "--title", "By hand", "--workspace", workspace,
+                        "--task", "writing:Write the memo", "--json")  # fmt: skip
+    goal_id = started.json()["goal_id"]
+    view = await wait_task(client, goal_id, "task-1", TaskStatus.ASSIGNED)
+    assert view.agent_id == agent_id
+
+    wrong = await cli("report", f"{goal_id}/task-1", "--agent", "impostor")
+    assert wrong.code == 1 and "did not change" in wrong.err
+    sent = await cli("report", f"{goal_id}/task-1", "--result", "memo written", "--tokens",
+                     "42", "--json")  # fmt: skip
+    assert sent.code == 0, sent.err
+    assert sent.json()["status"] == "completed" and sent.json()["tokens_used"] == 42
+
+
+async def test_every_error_is_one_clear_line_and_starts_nothing(
+    cli: Cli, client: Client, workspace: str, tmp_path: Path
+) -> None:
+    async def goals_started() -> int:
+        return len([w async for w in client.list_workflows("WorkflowType = 'GoalWorkflow'")])
+
+    before = await goals_started()
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "title": "x",\n  "tasks": [\n    {"title": "a" "skill": "b"}\n  ]\n}')
+    cases: list[tuple[list[str], int, str]] = [
+        (["goal", "start", str(broken)], 2, "broken.json: invalid JSON at line 4, column 19"),
+        (["goal", "start", str(tmp_path / "missing.json")], 2, "cannot read spec file"),
+        (
+            ["goal", "start", str(_spec_file(tmp_path, {"title": "t", "tasks": [{"title": "a"}]}))],
+            2,
+            "tasks[0].skill: Field required",
+        ),
+        (
+            ["goal", "start", str(_spec_file(tmp_path, {"title": "t", "tasks": []}, "e.json"))],
+            2,
+            "expected at least one task, got none",
+        ),
+        (["goal", "start", "--title", "t", "--task", "no-colon"], 2, "--task expects SKILL:TITLE"),
+        (["goal", "progress", "no-such-goal"], 1, "no goal 'no-such-goal'"),
+        (["approve", "no-such-goal/t1", "--as", "x"], 1, "no goal 'no-such-goal'"),
+        (["approve", "just-a-goal", "--as", "x"], 2, "expected a task as GOAL_ID/TASK_ID"),
+    ]
+    for args, code, message in cases:
+        result = await cli(*args)
+        assert (result.code, result.out) == (code, ""), (args, result)
+        assert message in result.err and result.err.count("\n") == 1, (args, result.err)
+    toml = tmp_path / "spec.toml"
+    toml.write_text('title = "t"\n[[tasks]]\ntitle = a\nskill = "b"\n')
+    result = await cli("goal", "start", str(toml))
+    assert result.code == 2 and "spec.toml: invalid TOML" in result.err and "line 3" in result.err
+    assert await goals_started() == before
+
+    spec = _spec_file(tmp_path, goal_spec(2, workspace, approvers=["ops-lead"]), "ok.json")
+    goal_id = (await cli("goal", "start", str(spec), "--json")).json()["goal_id"]
+    again = await cli("goal", "start", str(spec), "--goal-id", goal_id)
+    assert again.code == 1 and f"goal {goal_id!r} already exists" in again.err
+    unknown = await cli("approve", f"{goal_id}/t9", "--as", "ops-lead")
+    assert (
+        unknown.code == 1 and f"goal {goal_id!r} has no task 't9'; its tasks: t1, t2" in unknown.err
+    )
+    view = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
+    premature = await cli("approve", f"{goal_id}/t1", "--as", "ops-lead")
+    assert premature.code == 1 and "not awaiting approval (it is assigned)" in premature.err
+    done = await cli("report", f"{goal_id}/t1")
+    assert done.code == 0, done.err
+    ended = await cli("report", f"{goal_id}/t1")
+    assert ended.code == 1 and f"task {goal_id}/t1 already ended (completed)" in ended.err
+    assert view.agent_id
+
+
+async def test_unreachable_servers_say_where_and_how_to_start_one(cli: Cli, tmp_path: Path) -> None:
+    port = free_port()
+    result = await cli("goal", "progress", "g", env={"TEMPORAL_ADDRESS": f"127.0.0.1:{port}"})
+    assert result.code == 3
+    assert f"cannot reach Temporal at 127.0.0.1:{port}" in result.err
+    assert "starter.py up" in result.err
+
+    no_db = {"DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/none"}
+    result = await cli("goal", "list", env=no_db)
+    assert result.code == 3 and "cannot reach PostgreSQL at postgresql://nobody@" in result.err
+    no_embedded = {"DATABASE_URL": "", "GOALKEEPER_DATA_DIR": str(tmp_path)}
+    result = await cli("goal", "list", env=no_embedded)
+    assert result.code == 3 and "no PostgreSQL is running" in result.err
