@@ -1,5 +1,6 @@
 """docker-compose.yml, checked statically: there is no Docker engine to run it here."""
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -8,10 +9,13 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+import agent
 from goalkeeper import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [*ROOT.glob("*.py"), *ROOT.glob("goalkeeper/*.py"), *ROOT.glob("activities/*.py")]
+SOURCES = [*ROOT.glob("*.py"), *ROOT.glob("goalkeeper/**/*.py"), *ROOT.glob("activities/*.py")]
+LIBRARY_VARIABLES = {"OTEL_EXPORTER_OTLP_ENDPOINT": "opentelemetry.sdk.environment_variables"}
+"""Variables the compose file sets for libraries Goalkeeper configures, and where they live."""
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +29,9 @@ def variables_read_by_the_code() -> set[str]:
 
 
 def test_goalkeeper_services_set_only_variables_the_code_reads(compose: dict[str, Any]) -> None:
-    known = variables_read_by_the_code()
+    for name, module in LIBRARY_VARIABLES.items():
+        assert getattr(importlib.import_module(module), name) == name
+    known = variables_read_by_the_code() | set(LIBRARY_VARIABLES)
     assert {"TEMPORAL_ADDRESS", "DATABASE_URL", "GOALKEEPER_TASK_QUEUE"} <= known
     for name, service in compose["services"].items():
         if "build" not in service:
@@ -51,13 +57,24 @@ def test_addresses_point_at_services_and_ports_that_exist(compose: dict[str, Any
                 postgres["POSTGRES_PASSWORD"],
                 postgres["POSTGRES_DB"],
             ), name
+        if "OTEL_EXPORTER_OTLP_ENDPOINT" in env:
+            url = urlparse(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+            assert url.hostname in services, name
+            assert f"{url.port}:{url.port}" in services[url.hostname]["ports"], name
         for dependency in service.get("depends_on", []):
             assert dependency in services, f"{name} depends on unknown {dependency}"
 
 
-def test_workers_can_be_scaled(compose: dict[str, Any]) -> None:
-    worker = compose["services"]["worker"]
-    assert "container_name" not in worker and "ports" not in worker
+def test_workers_and_agents_can_be_scaled(compose: dict[str, Any]) -> None:
+    for name in ("worker", "agents"):
+        service = compose["services"][name]
+        assert "container_name" not in service and "ports" not in service, name
+
+
+def test_the_agents_command_is_one_agent_py_accepts(compose: dict[str, Any]) -> None:
+    command = compose["services"]["agents"]["command"]
+    assert command[:2] == ["python", "agent.py"]
+    agent.parser().parse_args(command[2:])  # exits on an unknown flag
 
 
 def test_the_search_attributes_registered_are_the_ones_the_code_uses(
@@ -70,5 +87,5 @@ def test_the_search_attributes_registered_are_the_ones_the_code_uses(
 
 def test_the_image_copies_every_package(compose: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("goalkeeper", "workflows", "activities", "worker.py"):
+    for package in ("goalkeeper", "workflows", "activities", "worker.py", "agent.py"):
         assert package in dockerfile

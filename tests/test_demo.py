@@ -1,0 +1,40 @@
+"""`make demo` runs in the suite as a newcomer would run it, on its own embedded stack."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from goalkeeper.stack import EmbeddedPostgres, free_port
+from tests.helpers import ROOT
+
+
+def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: Path) -> None:
+    port, ui_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "GOALKEEPER_DATA_DIR": str(tmp_path / "data"),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+        "DATABASE_URL": "",
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "starter.py"), "demo", "--ui-port", str(ui_port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "100.0%  6 of 6 tasks" in out
+    assert "completed: 6 of 6 tasks (100.0%)" in out
+    for task in ("import-csv", "email-1", "email-2", "email-3", "dashboard", "sales-scripts"):
+        assert f"\n{task} " in out, task
+    assert "ops-lead sends 'Write email 2: the case study' back" in out  # rework shown
+    assert "auto-analytics-" in out  # an agent provisioned for the skill nobody had
+    assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/campaign-" in out
+
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "Temporal was left running"
+    assert EmbeddedPostgres(tmp_path / "data" / "postgres").running_url() is None
