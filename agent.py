@@ -41,7 +41,7 @@ def span(text: str, kind: type[float] | type[int]) -> tuple[float, float] | tupl
         raise argparse.ArgumentTypeError(f"expected LOW-HIGH, got {text!r}") from None
     if first < 0 or last < first:
         raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
-    return first, last  # type: ignore[return-value]
+    return first, last
 
 
 def parser() -> argparse.ArgumentParser:
