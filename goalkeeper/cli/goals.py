@@ -151,7 +151,7 @@ def describe_progress(p: Progress) -> str:
     bar = "#" * filled + "." * (width - filled)
     line = (
         f"[{bar}] {p.progress_percentage:5.1f}%  {p.tasks_completed} of {p.tasks_total} tasks, "
-        f"{p.agents_total} agents"
+        f"{plural(p.agents_total, 'agent')}"
     )
     if p.tasks_awaiting_approval:
         line += f", {p.tasks_awaiting_approval} awaiting approval"
@@ -178,7 +178,7 @@ def describe_report(report: GoalReport) -> str:
     lines = [
         f"Goal {report.goal_id}: {report.title}",
         f"{report.status}: {p.tasks_completed} of {p.tasks_total} tasks "
-        f"({p.progress_percentage}%), {p.agents_total} agents, {p.tokens_used} tokens, "
+        f"({p.progress_percentage}%), {plural(p.agents_total, 'agent')}, {p.tokens_used} tokens, "
         f"${p.cost_usd:.4f}",
         "",
         table(rows, ["task", "outcome", "agent", "attempts", "reworks", "tokens", "cost", "time"]),
@@ -186,3 +186,7 @@ def describe_report(report: GoalReport) -> str:
     if report.error:
         lines += ["", report.error]
     return "\n".join(lines)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
