@@ -13,8 +13,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create the virtualenv and install Goalkeeper with its test tools
 
-demo: install ## Run a sample goal on the embedded stack, end to end, and stop
-	$(PY) starter.py demo
+demo: install ## Run a sample goal on the embedded stack, end to end, and stop (ARGS=--keep)
+	$(PY) starter.py demo $(ARGS)
 
 test: install lint ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
 	$(PY) -m pytest

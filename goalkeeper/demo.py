@@ -94,8 +94,8 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             await wait_for_stop()
         else:
             print(
-                "to look around afterwards: 'python starter.py demo --keep', or "
-                "'python starter.py up' (every goal is kept in the data folder)"
+                "to look around afterwards: 'make demo ARGS=--keep', or 'make up' "
+                "(every goal is kept in the data folder)"
             )
     except TimeoutError as exc:
         raise CliError(f"the demo goal did not finish within {args.timeout:.0f}s") from exc
