@@ -1,5 +1,7 @@
-"""One goal is one trace: goal, task and activity spans share it and are linked."""
+"""Telemetry: one goal is one linked trace; SDK metrics for Prometheus when configured."""
 
+import asyncio
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,8 +13,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from goalkeeper.client import connect
 from goalkeeper.config import Settings
-from goalkeeper.stack import TemporalDevServer
+from goalkeeper.stack import TemporalDevServer, free_port
 from goalkeeper.telemetry import TelemetryError, interceptor_for, tracing_interceptors
 from tests.helpers import SimulatedAgents, goal_spec, start_goal
 from worker import build_worker
@@ -97,3 +100,21 @@ def test_tracing_is_off_by_default_and_rejects_unknown_exporters() -> None:
     assert tracing_interceptors(Settings(), "test") == []
     with pytest.raises(TelemetryError, match="one of none, console, otlp, got 'zipkin'"):
         tracing_interceptors(Settings(traces="zipkin"), "test")
+
+
+async def test_sdk_metrics_are_served_for_prometheus_when_configured(
+    temporal_server: TemporalDevServer, pool: asyncpg.Pool, workspace: str
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    settings = Settings(temporal_address=temporal_server.address, metrics_address=address)
+    client = await connect(settings)
+    queue = f"metrics-{uuid.uuid4().hex[:8]}"
+    async with build_worker(client, pool, queue):
+        handle = await start_goal(client, goal_spec(1, workspace), queue)
+        async with SimulatedAgents(client, pool, handle.id):
+            await handle.result()
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+    )
+    assert "temporal_workflow_completed" in body
+    assert "temporal_activity_execution_latency" in body
