@@ -7,7 +7,7 @@ from temporalio import activity
 
 from activities.rows import Connection, insert_event, write_task
 from goalkeeper.records import AssignAgent, Assignment, EndAssignment, Event, EventKind
-from goalkeeper.statuses import AgentStatus, TaskStatus
+from goalkeeper.statuses import AgentStatus, AssignmentStatus, TaskStatus
 
 ASSIGNMENTS_CHANNEL = "goalkeeper_assignments"
 """PostgreSQL NOTIFY channel; the payload is the agent id whose inbox changed."""
@@ -166,6 +166,10 @@ class AssignmentActivities:
             )
             if agent_id is not None:
                 await release_agent(connection, agent_id)
+                if request.status is AssignmentStatus.TIMED_OUT:
+                    await connection.execute(
+                        "UPDATE agents SET status = 'unresponsive' WHERE agent_id = $1", agent_id
+                    )
             await write_task(connection, request.task)
             await insert_event(connection, request.event)
 

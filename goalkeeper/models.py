@@ -7,7 +7,7 @@ typo is an error that names the field instead of a value silently ignored.
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
@@ -26,6 +26,12 @@ Id = Annotated[
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 """A required, non-blank line of text such as a title or a skill."""
+
+Seconds = Annotated[int, Field(ge=1, le=365 * 86400)]
+"""A duration in whole seconds, from one second to a year."""
+
+FailurePolicy = Literal["continue", "fail_goal", "ask_approver"]
+ApprovalTimeoutPolicy = Literal["reject", "fail"]
 
 
 class _Strict(BaseModel):
@@ -46,6 +52,10 @@ class TaskSpec(_Strict):
     """Approvers of this task, in addition to the goal's."""
     depends_on: list[Id] = []
     """Tasks whose results this one needs; it starts once they have completed."""
+    report_deadline_seconds: Seconds | None = None
+    """Overrides the goal's `report_deadline_seconds` for this task."""
+    heartbeat_timeout_seconds: Seconds | None = None
+    """Overrides the goal's `heartbeat_timeout_seconds` for this task."""
 
 
 class GoalSpec(_Strict):
@@ -58,11 +68,23 @@ class GoalSpec(_Strict):
     approvers: list[Id] = []
     tasks: list[TaskSpec]
     max_attempts: int = Field(default=3, ge=1, le=50)
-    """Assignments a task may use on failed reports before it fails for good."""
-    max_rework: int = Field(default=2, ge=0, le=50)
-    """Times an approver may send a task back for rework before it fails."""
+    """Assignments per task; failed reports, missed deadlines, silent agents and
+    rejected work all use one, and when they are spent the task fails."""
     max_running_tasks: int = Field(default=100, ge=1, le=1000)
     """Window of task workflows running at once (Temporal caps pending children)."""
+    report_deadline_seconds: Seconds = 3600
+    """How long an agent has, from its assignment, to report."""
+    heartbeat_timeout_seconds: Seconds = 60
+    """Longest silence allowed between an agent's heartbeats, once it has sent one."""
+    approval_timeout_seconds: Seconds = 86400
+    """How long each level of approvers has to decide before the next level is asked."""
+    escalation: list[list[Id]] = []
+    """Approver groups asked in turn when the previous level does not decide in time."""
+    on_approval_timeout: ApprovalTimeoutPolicy = "reject"
+    """At the end of the escalation chain: `reject` (rework, using an attempt) or `fail`."""
+    on_task_failure: FailurePolicy = "continue"
+    """When a task fails for good: `continue` without it (its dependents are skipped),
+    `fail_goal` (stop everything), or `ask_approver` whether to retry it."""
 
     def approvers_of(self, task: TaskSpec) -> list[str]:
         """Who may decide on the task: the goal's approvers and the task's own."""
@@ -82,11 +104,23 @@ class AgentReport(_Strict):
 
 
 class ApprovalDecision(_Strict):
-    """An approver's decision on a task's result: the `approval_decision` signal."""
+    """An approver's decision: the `approval_decision` signal and `decide` update.
+
+    On a task, it approves or rejects the task's result. On a goal whose policy is
+    `ask_approver`, it names a failed `task_id`: approve retries it, reject gives it up.
+    """
 
     approver: Id
     decision: Decision = Field(strict=False)
     comment: str = ""
+    task_id: Id | None = None
+
+
+class Heartbeat(_Strict):
+    """An agent saying it is still working: the `agent_heartbeat` signal and update."""
+
+    agent_id: Id
+    assignment_id: Text
 
 
 class TaskView(BaseModel):
@@ -107,6 +141,12 @@ class TaskView(BaseModel):
     """Every agent that has held an assignment on this task, in order."""
     waiting_on: list[str] = []
     """Approvers who may decide, while the task awaits approval."""
+    approval_level: int = 0
+    """0 for the task's own approvers, then one more per escalation."""
+    assigned_at: datetime | None = None
+    report_due_at: datetime | None = None
+    """When the current assignment's report deadline passes."""
+    last_heartbeat_at: datetime | None = None
     tokens_used: int = 0
     cost_usd: float = 0.0
     result: JsonValue = None
@@ -137,6 +177,7 @@ class Progress(BaseModel):
     agents_completed: int
     cost_usd: float
     tokens_used: int
+    on_task_failure: str = "continue"
     calculation_method: str = (
         "tasks_completed / tasks_total; failed and skipped tasks count in the total"
     )
@@ -176,10 +217,16 @@ class TaskInput(BaseModel):
     goal_description: str
     workspace: str
     task: TaskSpec
-    approvers: list[str]
+    approval_levels: list[list[str]]
+    """Who may decide at each level: the task's approvers, then each escalation group."""
     dependency_results: dict[str, JsonValue] = {}
     max_attempts: int
-    max_rework: int
+    report_deadline_seconds: int
+    heartbeat_timeout_seconds: int
+    approval_timeout_seconds: int
+    on_approval_timeout: ApprovalTimeoutPolicy
+    previous: TaskView | None = None
+    """The task's state from an earlier run, when an approver had it retried."""
 
 
 class GoalCheckpoint(BaseModel):
@@ -189,6 +236,11 @@ class GoalCheckpoint(BaseModel):
     tasks: dict[str, TaskView]
     started: list[str]
     """Tasks whose workflows have been started (they survive continue-as-new)."""
+    failures_handled: list[str] = []
+    retry_due: dict[str, datetime] = {}
+    """Failed tasks awaiting an approver's retry decision, and when that wait ends."""
+    failing: str | None = None
+    """Why the goal is failing, under the `fail_goal` policy."""
 
 
 def describe_validation_error(exc: ValidationError, what: str) -> str:

@@ -18,7 +18,11 @@ def percentage(completed: int, total: int) -> float:
 
 
 def compute_progress(
-    goal_id: str, status: GoalStatus, stage: str, tasks: Iterable[TaskView]
+    goal_id: str,
+    status: GoalStatus,
+    stage: str,
+    tasks: Iterable[TaskView],
+    on_task_failure: str = "continue",
 ) -> Progress:
     """Count tasks by status; failed and skipped tasks stay in the total."""
     tasks = list(tasks)
@@ -47,4 +51,5 @@ def compute_progress(
         agents_completed=len(agents_completed),
         cost_usd=round(sum(t.cost_usd for t in tasks), 6),
         tokens_used=sum(t.tokens_used for t in tasks),
+        on_task_failure=on_task_failure,
     )

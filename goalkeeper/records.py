@@ -27,8 +27,12 @@ class EventKind(StrEnum):
     TASK_COMPLETED = "task_completed"
     TASK_FAILED = "task_failed"
     TASK_SKIPPED = "task_skipped"
-    UPDATE_REJECTED = "update_rejected"
     AGENT_REGISTERED = "agent_registered"
+    AGENT_UNRESPONSIVE = "agent_unresponsive"
+    HEARTBEAT_REJECTED = "heartbeat_rejected"
+    APPROVAL_ESCALATED = "approval_escalated"
+    RETRY_REQUESTED = "retry_requested"
+    TASK_CANCELLED = "task_cancelled"
 
 
 class Event(BaseModel):
@@ -94,7 +98,11 @@ class Assignment(BaseModel):
 
 
 class EndAssignment(BaseModel):
-    """Close an assignment on the agent's report, release the agent, and record the task."""
+    """Close an assignment, release the agent, and record the task, in one transaction.
+
+    A `timed_out` assignment also marks its agent unresponsive, so it gets no new work
+    until it registers again.
+    """
 
     assignment_id: str
     status: AssignmentStatus

@@ -57,6 +57,8 @@ class AssignmentStatus(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    """The agent missed its report deadline or went silent."""
     CANCELLED = "cancelled"
 
 

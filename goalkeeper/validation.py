@@ -72,6 +72,13 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
                 f"tasks[{index}].requires_approval: task {task.id!r} needs approval "
                 "but neither it nor the goal names an approver"
             )
+    for level, group in enumerate(spec.escalation):
+        if not group:
+            problems.append(f"escalation[{level}]: expected at least one approver, got none")
+    if spec.on_task_failure == "ask_approver" and not spec.approvers:
+        problems.append(
+            "on_task_failure: 'ask_approver' needs the goal to name approvers, got none"
+        )
     if not problems:
         cycle = _find_cycle({t.id: t.depends_on for t in spec.tasks if t.id is not None})
         if cycle:

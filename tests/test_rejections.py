@@ -37,8 +37,8 @@ async def test_reports_from_the_wrong_agent_or_assignment_are_rejected(
     await report(client, view, outcome="done")
     await client.get_workflow_handle(f"{handle.id}/t1").signal("agent_report", "not json object")
     messages = await _rejections(pool, handle.id, "report_rejected", 4)
-    assert "agent 'impostor' is not assigned" in messages[0] and repr(view.agent_id) in messages[0]
-    assert "assignment '00000000-0000-0000-0000-000000000000' is not current" in messages[1]
+    assert "agent 'impostor' does not hold" in messages[0] and repr(view.agent_id) in messages[0]
+    assert "assignment '00000000-0000-0000-0000-000000000000' (agent" in messages[1]
     assert "outcome" in messages[2] and "'done'" in messages[2]
     assert "expected a JSON object" in messages[3]
 
@@ -112,7 +112,7 @@ async def test_only_named_approvers_may_decide(
 async def test_rejected_work_goes_back_for_rework_with_the_comment(
     client: Client, task_queue: str, workspace: str, pool: asyncpg.Pool
 ) -> None:
-    spec = goal_spec(1, workspace, approvers=["ops-lead"], max_rework=1)
+    spec = goal_spec(1, workspace, approvers=["ops-lead"], max_attempts=2)
     spec["tasks"][0]["requires_approval"] = True
     handle = await start_goal(client, spec, task_queue)
 

@@ -1,6 +1,7 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -13,12 +14,14 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper import search_attributes as sa
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.models import (
+        ApprovalDecision,
         GoalCheckpoint,
         GoalReport,
         GoalSpec,
         Progress,
         TaskInput,
         TaskReport,
+        TaskSpec,
         TaskView,
     )
     from goalkeeper.progress import compute_progress
@@ -30,11 +33,11 @@ with workflow.unsafe.imports_passed_through():
         RecordRejectedGoal,
         RecordTask,
     )
-    from goalkeeper.statuses import GoalStatus, TaskStatus
+    from goalkeeper.statuses import Decision, GoalStatus, TaskStatus
     from goalkeeper.validation import validate_goal_spec
+    from workflows.messages import parse_message, summarize_payload
     from workflows.options import ACTIVITY_TIMEOUT, DATABASE_RETRY
     from workflows.task import TaskWorkflow
-
 
 _DETAIL_LINES = 10
 """Approvals and failures listed in the UI's current details; the rest are counted."""
@@ -47,7 +50,8 @@ class GoalWorkflow:
     The goal learns of every task's state from `task_update` signals, so its
     `progress` query is exact at every moment. It keeps at most
     `max_running_tasks` task workflows running and continues-as-new when Temporal
-    suggests it; running tasks carry on and keep signalling the new run.
+    suggests it; running tasks carry on and keep signalling the new run. When a task
+    fails for good, the goal's `on_task_failure` policy decides what follows.
     """
 
     @workflow.init
@@ -56,6 +60,11 @@ class GoalWorkflow:
         self._spec: GoalSpec | None = None
         self._tasks: dict[str, TaskView] = {}
         self._started: set[str] = set()
+        self._failures_handled: set[str] = set()
+        self._retry_due: dict[str, datetime] = {}
+        self._retry_granted: dict[str, ApprovalDecision] = {}
+        self._failing: str | None = None
+        self._aborted: set[str] = set()
         self._status = GoalStatus.RUNNING
         self._stage = "validating"
         self._changed = False
@@ -67,6 +76,9 @@ class GoalWorkflow:
             self._spec = GoalSpec.model_validate(spec)
             self._tasks = restored.tasks
             self._started = set(restored.started)
+            self._failures_handled = set(restored.failures_handled)
+            self._retry_due = dict(restored.retry_due)
+            self._failing = restored.failing
             self._stage = "running"
 
     @workflow.run
@@ -103,16 +115,29 @@ class GoalWorkflow:
         while not self._all_ended():
             # Cleared before the work, so an update that arrives during it wakes the wait.
             self._changed = False
+            await self._apply_failure_policy()
+            await self._start_retries()
             await self._skip_blocked()
-            await self._start_ready()
+            if self._failing is None:
+                await self._start_ready()
             self._show()
             if workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new()
-            await workflow.wait_condition(lambda: self._changed or self._all_ended())
+            try:
+                await workflow.wait_condition(
+                    lambda: self._changed or self._all_ended(),
+                    timeout=self._next_retry_deadline(),
+                    timeout_summary="retry decision deadline",
+                )
+            except TimeoutError:
+                await self._expire_retry_decisions()
         return await self._finish()
 
     def _all_ended(self) -> bool:
-        return all(task.status.is_terminal for task in self._tasks.values())
+        return all(
+            task.status.is_terminal and task.task_id not in self._retry_due
+            for task in self._tasks.values()
+        )
 
     @workflow.signal
     def task_update(self, view: TaskView) -> None:
@@ -126,15 +151,61 @@ class GoalWorkflow:
         self._tasks[view.task_id] = view
         self._changed = True
 
+    @workflow.signal(name="approval_decision")
+    async def approval_decision(self, *payload: Any) -> None:
+        """Under `ask_approver`: retry (approve) or give up (reject) a failed `task_id`."""
+        decision = self._judge_retry(payload)
+        if isinstance(decision, str):
+            workflow.logger.warning(decision)
+            await self._write(
+                ReadModelActivities.record_event,
+                self._event(
+                    EventKind.DECISION_REJECTED,
+                    decision,
+                    None,
+                    {"payload": summarize_payload(payload)},
+                ),
+                "record rejected decision",
+            )
+            return
+        await self._take_retry_decision(decision)
+
+    @workflow.update(name="decide")
+    async def decide(self, *payload: Any) -> Progress:
+        """`approval_decision`, answered: the goal's progress after it, or why it was rejected."""
+        decision = self._judge_retry(payload)
+        if isinstance(decision, str):
+            raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
+        await self._take_retry_decision(decision)
+        return self.progress()
+
+    @decide.validator
+    def _validate_decision(self, *payload: Any) -> None:
+        decision = self._judge_retry(payload)
+        if isinstance(decision, str):
+            raise ValueError(decision)
+
     @workflow.query
     def progress(self) -> Progress:
         """Progress derived from the task states now: completed / total, failures included."""
-        return compute_progress(self._goal_id, self._status, self._stage, self._tasks.values())
+        policy = self._spec.on_task_failure if self._spec else "continue"
+        return compute_progress(
+            self._goal_id, self._status, self._stage_now(), self._tasks.values(), policy
+        )
 
     @workflow.query
     def tasks(self) -> list[TaskView]:
         """Every task with its status, agent and assignment."""
         return list(self._tasks.values())
+
+    def _stage_now(self) -> str:
+        if self._status is not GoalStatus.RUNNING or self._stage != "running":
+            return self._stage
+        if self._failing:
+            return f"failing: {self._failing}"
+        if self._retry_due:
+            return "awaiting a retry decision on " + ", ".join(sorted(self._retry_due))
+        return self._stage
 
     async def _validate(self, spec: Any) -> GoalSpec:
         """Check the spec before anything runs; an invalid goal is recorded and fails at once."""
@@ -157,23 +228,159 @@ class GoalWorkflow:
             )
             raise ApplicationError(str(exc), type="InvalidGoalSpec", non_retryable=True) from None
 
+    # What a failed task means for the goal.
+
+    async def _apply_failure_policy(self) -> None:
+        """Act once on each task that failed for good, as `on_task_failure` says."""
+        assert self._spec is not None
+        policy = self._spec.on_task_failure
+        for task in self._tasks.values():
+            if task.status is not TaskStatus.FAILED or task.task_id in self._failures_handled:
+                continue
+            self._failures_handled.add(task.task_id)
+            if policy == "fail_goal" and self._failing is None:
+                self._failing = f"task {task.task_id!r} failed"
+            elif policy == "ask_approver":
+                due = workflow.now() + timedelta(seconds=self._spec.approval_timeout_seconds)
+                self._retry_due[task.task_id] = due
+                await self._write(
+                    ReadModelActivities.record_event,
+                    self._event(
+                        EventKind.RETRY_REQUESTED,
+                        f"task {task.task_id!r} failed; asking {self._spec.approvers} whether "
+                        "to retry it (approve) or give it up (reject)",
+                        task.task_id,
+                    ),
+                    f"ask whether to retry {task.task_id}",
+                )
+        if self._failing is not None:
+            await self._abort_running()
+
+    async def _abort_running(self) -> None:
+        """Under `fail_goal`: stop every running task, releasing its agent."""
+        for task_id in sorted(self._started - self._aborted):
+            if not self._tasks[task_id].status.is_terminal:
+                self._aborted.add(task_id)
+                handle = workflow.get_external_workflow_handle(f"{self._goal_id}/{task_id}")
+                try:
+                    await handle.signal("abort", f"goal failed: {self._failing}")
+                except Exception as exc:  # its workflow is gone; the watcher records that
+                    workflow.logger.warning(f"could not abort task {task_id!r}: {exc}")
+
+    def _judge_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
+        decision = parse_message(payload, ApprovalDecision, "approval decision")
+        if isinstance(decision, str):
+            return decision
+        assert self._spec is not None
+        goal = f"goal {self._goal_id!r}"
+        if decision.task_id is None:
+            return (
+                f"decision rejected: a decision on {goal} needs a task_id naming a failed task; "
+                "decisions on a task's result go to the task's workflow"
+            )
+        if decision.task_id not in self._tasks:
+            return (
+                f"decision rejected: {goal} has no task {decision.task_id!r}; "
+                f"its tasks: {', '.join(self._tasks)}"
+            )
+        if decision.task_id not in self._retry_due:
+            state = self._tasks[decision.task_id].status
+            return (
+                f"decision rejected: task {decision.task_id!r} of {goal} is not awaiting a "
+                f"retry decision (it is {state})"
+            )
+        if decision.approver not in self._spec.approvers:
+            return (
+                f"decision rejected: {decision.approver!r} may not decide on {goal}; "
+                f"expected one of {self._spec.approvers}"
+            )
+        return decision
+
+    async def _take_retry_decision(self, decision: ApprovalDecision) -> None:
+        task_id = decision.task_id or ""
+        self._retry_due.pop(task_id, None)
+        retry = decision.decision is Decision.APPROVE
+        if retry:
+            self._retry_granted[task_id] = decision
+        self._changed = True
+        await self._write(
+            ReadModelActivities.record_event,
+            self._event(
+                EventKind.DECISION_ACCEPTED,
+                f"{decision.approver!r} chose to {'retry' if retry else 'give up'} failed task "
+                f"{task_id!r}" + (f": {decision.comment}" if decision.comment else ""),
+                task_id,
+            ),
+            f"record retry decision on {task_id}",
+        )
+
+    def _next_retry_deadline(self) -> timedelta | None:
+        if not self._retry_due:
+            return None
+        return max(min(self._retry_due.values()) - workflow.now(), timedelta(seconds=1))
+
+    async def _expire_retry_decisions(self) -> None:
+        """Give up on failed tasks whose approvers did not decide in time."""
+        now = workflow.now()
+        for task_id, due in sorted(self._retry_due.items()):
+            if due <= now:
+                del self._retry_due[task_id]
+                await self._write(
+                    ReadModelActivities.record_event,
+                    self._event(
+                        EventKind.DECISION_ACCEPTED,
+                        f"no retry decision on failed task {task_id!r} in time; giving it up",
+                        task_id,
+                    ),
+                    f"give up {task_id}",
+                )
+
+    async def _start_retries(self) -> None:
+        """Start a granted retry: the same task, its history kept, a fresh attempt budget."""
+        assert self._spec is not None
+        for task_id, decision in sorted(self._retry_granted.items()):
+            view = self._tasks[task_id]
+            again = view.model_copy(
+                update={
+                    "status": TaskStatus.PENDING,
+                    "error": None,
+                    "ended_at": None,
+                    "seq": view.seq + 1,
+                    "history": [*view.history, f"{decision.approver} asked for a retry"],
+                }
+            )
+            self._tasks[task_id] = again
+            await self._write(
+                ReadModelActivities.record_task,
+                RecordTask(
+                    task=again,
+                    event=self._event(
+                        EventKind.TASK_RETRIED, f"retrying failed task {task_id!r}", task_id
+                    ),
+                ),
+                f"record retry of {task_id}",
+            )
+            spec = next(t for t in self._spec.tasks if t.id == task_id)
+            await self._start_task(spec, previous=again)
+            self._failures_handled.discard(task_id)
+        self._retry_granted.clear()
+
     async def _skip_blocked(self) -> None:
-        """Skip pending tasks whose dependencies failed or were skipped, transitively."""
+        """Skip pending tasks that cannot run: a dependency was lost, or the goal is failing."""
         blocked = True
         while blocked:
             blocked = False
             for task in list(self._tasks.values()):
-                if task.status is not TaskStatus.PENDING:
+                if task.status is not TaskStatus.PENDING or task.task_id in self._started:
                     continue
-                lost = [
-                    d
-                    for d in task.depends_on
-                    if self._tasks[d].status in (TaskStatus.FAILED, TaskStatus.SKIPPED)
-                ]
-                if not lost:
-                    continue
+                if self._failing is not None:
+                    reason = f"skipped: goal failed ({self._failing})"
+                else:
+                    lost = [d for d in task.depends_on if self._lost(d)]
+                    if not lost:
+                        continue
+                    reason = f"skipped: dependency {lost[0]!r} {self._tasks[lost[0]].status}"
                 blocked = True
-                reason = f"skipped: dependency {lost[0]!r} {self._tasks[lost[0]].status}"
                 skipped = task.model_copy(
                     update={
                         "status": TaskStatus.SKIPPED,
@@ -195,6 +402,11 @@ class GoalWorkflow:
                     f"record task {task.task_id} skipped",
                 )
 
+    def _lost(self, task_id: str) -> bool:
+        """A dependency that will never complete (not one awaiting a retry decision)."""
+        status = self._tasks[task_id].status
+        return status in (TaskStatus.FAILED, TaskStatus.SKIPPED) and task_id not in self._retry_due
+
     async def _start_ready(self) -> None:
         """Start tasks whose dependencies completed, keeping within the running window."""
         assert self._spec is not None
@@ -211,30 +423,42 @@ class GoalWorkflow:
                 continue
             if any(self._tasks[d].status is not TaskStatus.COMPLETED for d in task.depends_on):
                 continue
-            handle = await workflow.start_child_workflow(
-                TaskWorkflow.run,
-                TaskInput(
-                    goal_id=self._goal_id,
-                    goal_title=self._spec.title,
-                    goal_description=self._spec.description,
-                    workspace=self._spec.workspace,
-                    task=task,
-                    approvers=self._spec.approvers_of(task),
-                    dependency_results={d: self._tasks[d].result for d in task.depends_on},
-                    max_attempts=self._spec.max_attempts,
-                    max_rework=self._spec.max_rework,
-                ),
-                id=f"{self._goal_id}/{view.task_id}",
-                # Tasks outlive a continue-as-new of their goal and signal the new run.
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                # A task left open by an earlier goal of the same id must not block this one.
-                id_reuse_policy=WorkflowIDReusePolicy.TERMINATE_IF_RUNNING,
-                static_summary=f"{view.title} ({view.skill})",
-            )
-            self._started.add(view.task_id)
+            await self._start_task(task)
             running += 1
-            workflow.logger.info(f"started task {view.task_id!r}")
-            self._watchers[view.task_id] = asyncio.create_task(self._watch(view.task_id, handle))
+
+    async def _start_task(self, task: TaskSpec, previous: TaskView | None = None) -> None:
+        assert self._spec is not None
+        spec = self._spec
+        task_id = task.id or ""
+        handle = await workflow.start_child_workflow(
+            TaskWorkflow.run,
+            TaskInput(
+                goal_id=self._goal_id,
+                goal_title=spec.title,
+                goal_description=spec.description,
+                workspace=spec.workspace,
+                task=task,
+                approval_levels=[spec.approvers_of(task), *spec.escalation],
+                dependency_results={d: self._tasks[d].result for d in task.depends_on},
+                max_attempts=spec.max_attempts,
+                report_deadline_seconds=task.report_deadline_seconds
+                or spec.report_deadline_seconds,
+                heartbeat_timeout_seconds=task.heartbeat_timeout_seconds
+                or spec.heartbeat_timeout_seconds,
+                approval_timeout_seconds=spec.approval_timeout_seconds,
+                on_approval_timeout=spec.on_approval_timeout,
+                previous=previous,
+            ),
+            id=f"{self._goal_id}/{task_id}",
+            # Tasks outlive a continue-as-new of their goal and signal the new run.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            # A task left open by an earlier run (late-report window) must not block this one.
+            id_reuse_policy=WorkflowIDReusePolicy.TERMINATE_IF_RUNNING,
+            static_summary=f"{task.title} ({task.skill})",
+        )
+        self._started.add(task_id)
+        workflow.logger.info(f"started task {task_id!r}")
+        self._watchers[task_id] = asyncio.create_task(self._watch(task_id, handle))
 
     async def _watch(self, task_id: str, handle: workflow.ChildWorkflowHandle) -> None:
         """Fail a task visibly if its workflow ends without having said how it ended."""
@@ -276,22 +500,31 @@ class GoalWorkflow:
             "record continue-as-new",
         )
         checkpoint = GoalCheckpoint(
-            spec=self._spec, tasks=self._tasks, started=sorted(self._started)
+            spec=self._spec,
+            tasks=self._tasks,
+            started=sorted(self._started),
+            failures_handled=sorted(self._failures_handled),
+            retry_due=self._retry_due,
+            failing=self._failing,
         )
         workflow.continue_as_new(
             args=[self._spec.model_dump(mode="json"), checkpoint.model_dump(mode="json")]
         )
 
     async def _finish(self) -> GoalReport:
-        """Settle the goal's status, record the report, and return it."""
+        """Settle the goal's status, record the report, and return it (or fail with it)."""
         assert self._spec is not None
         failed = [t for t in self._tasks.values() if t.status is not TaskStatus.COMPLETED]
         self._status = GoalStatus.FAILED if failed else GoalStatus.COMPLETED
         self._stage = "done"
         error = None
         if failed:
-            error = f"{len(failed)} of {len(self._tasks)} tasks did not complete: " + "; ".join(
-                f"{t.task_id} {t.status}" for t in failed
+            error = (
+                f"{len(failed)} of {len(self._tasks)} tasks did not complete "
+                f"(on_task_failure={self._spec.on_task_failure}"
+                + (f", {self._failing}" if self._failing else "")
+                + "): "
+                + "; ".join(f"{t.task_id} {t.status}" for t in failed)
             )
         report = GoalReport(
             goal_id=self._goal_id,
@@ -336,6 +569,13 @@ class GoalWorkflow:
         )
         self._show()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._failing is not None:
+            raise ApplicationError(
+                f"goal {self._goal_id!r} failed: {error}",
+                report,
+                type="GoalFailed",
+                non_retryable=True,
+            )
         return report
 
     async def _write(self, activity: Any, arg: Any, summary: str) -> None:
@@ -348,13 +588,20 @@ class GoalWorkflow:
             summary=summary,
         )
 
-    def _event(self, kind: EventKind, message: str, task_id: str | None = None) -> Event:
+    def _event(
+        self,
+        kind: EventKind,
+        message: str,
+        task_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Event:
         return Event(
             event_id=str(workflow.uuid4()),
             kind=kind,
             message=message,
             goal_id=self._goal_id,
             task_id=task_id,
+            detail=detail or {},
         )
 
     def _show(self) -> None:
@@ -374,14 +621,21 @@ class GoalWorkflow:
             f"({progress.progress_percentage}%), {progress.agents_total} agents, "
             f"${progress.cost_usd:.4f}"
         ]
-        notes = [
-            f"waiting on approver {' or '.join(task.waiting_on)} for '{task.title}'"
-            if task.status is TaskStatus.AWAITING_APPROVAL
-            else f"{task.status}: '{task.title}' ({task.error})"
-            for task in self._tasks.values()
-            if task.status in (TaskStatus.AWAITING_APPROVAL, TaskStatus.FAILED, TaskStatus.SKIPPED)
-        ]
+        if progress.stage not in ("running", "done"):
+            lines.append(progress.stage)
+        notes = [_note(task) for task in self._tasks.values() if _note(task)]
         lines += notes[:_DETAIL_LINES]
         if len(notes) > _DETAIL_LINES:
             lines.append(f"and {len(notes) - _DETAIL_LINES} more")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def _note(task: TaskView) -> str:
+    """What the UI should say about a task that needs attention, if anything."""
+    if task.status is TaskStatus.AWAITING_APPROVAL:
+        return f"waiting on approver {' or '.join(task.waiting_on)} for '{task.title}'"
+    if task.status in (TaskStatus.FAILED, TaskStatus.SKIPPED):
+        return f"{task.status}: '{task.title}' ({task.error})"
+    if task.status is TaskStatus.ASSIGNED and task.attempts > 1:
+        return f"'{task.title}' reassigned to {task.agent_id} (attempt {task.attempts})"
+    return ""
