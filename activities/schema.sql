@@ -85,6 +85,15 @@ CREATE TABLE IF NOT EXISTS assignments (
 CREATE INDEX IF NOT EXISTS assignments_inbox ON assignments (agent_id) WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS assignments_goal ON assignments (goal_id);
 
+-- Results too large for workflow history; tasks carry {"$ref": "results/<id>"} instead.
+CREATE TABLE IF NOT EXISTS results (
+    result_id      uuid PRIMARY KEY,
+    assignment_id  uuid NOT NULL,
+    body           jsonb NOT NULL,
+    bytes          integer NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE IF NOT EXISTS events (
     event_id    uuid PRIMARY KEY,
     seq         bigserial UNIQUE,

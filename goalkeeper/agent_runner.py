@@ -19,11 +19,11 @@ from typing import Any
 
 import asyncpg
 from pydantic import JsonValue
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities.assignment import ASSIGNMENTS_CHANNEL
-from goalkeeper import registry
+from goalkeeper import registry, results
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -169,7 +169,7 @@ class AgentRunner:
                 ):
                     if row["assignment_id"] not in self.started:
                         self.started.add(row["assignment_id"])
-                        task = asyncio.create_task(self._serve(_work_of(row)))
+                        task = asyncio.create_task(self._serve(row))
                         running.add(task)
                         task.add_done_callback(running.discard)
                 with contextlib.suppress(TimeoutError):
@@ -180,7 +180,9 @@ class AgentRunner:
             await listener.remove_listener(ASSIGNMENTS_CHANNEL, woken)
             await self.pool.release(listener)
 
-    async def _serve(self, work: Work) -> None:
+    async def _serve(self, row: asyncpg.Record) -> None:
+        """Do one assignment, heartbeating meanwhile, and report how it went."""
+        work = await self._work_of(row)
         log.info(
             "agent %s works on %s/%s (attempt %d)",
             work.agent_id,
@@ -188,27 +190,30 @@ class AgentRunner:
             work.task_id,
             work.attempt,
         )
-        report: dict[str, Any] = {"agent_id": work.agent_id, "assignment_id": work.assignment_id}
+        handle = self.client.get_workflow_handle(f"{work.goal_id}/{work.task_id}")
+        doing = asyncio.create_task(self._do(work))
+        beating = asyncio.create_task(self._heartbeat(handle, work, doing))
         try:
-            produced = self.hook(work)
-            done = await produced if inspect.isawaitable(produced) else produced
-            if not isinstance(done, WorkResult):
-                done = WorkResult(result=done)
-            report |= {
-                "outcome": "completed",
-                "result": done.result,
-                "tokens_used": done.tokens_used,
-                "cost_usd": done.cost_usd,
-            }
-        except Exception as exc:
-            report |= {"outcome": "failed", "error": str(exc) or type(exc).__name__}
-            if isinstance(exc, SimulatedFailure):
-                report |= {"tokens_used": exc.tokens_used, "cost_usd": exc.cost_usd}
+            report = await doing
+        except asyncio.CancelledError:
+            return  # the assignment was taken away; the heartbeat said why
+        finally:
+            beating.cancel()
+        report["result"] = await results.by_reference(
+            self.pool, work.assignment_id, report.get("result")
+        )
         try:
-            await self.client.get_workflow_handle(f"{work.goal_id}/{work.task_id}").signal(
-                "agent_report", report
+            await handle.execute_update("report", report)
+        except WorkflowUpdateFailedError as exc:
+            log.warning(
+                "agent %s: report on %s/%s rejected: %s",
+                work.agent_id,
+                work.goal_id,
+                work.task_id,
+                exc.cause,
             )
-        except RPCError as exc:  # e.g. the task ended meanwhile; nothing left to tell
+            return
+        except RPCError as exc:  # the task ended meanwhile: nothing left to tell
             log.warning(
                 "agent %s could not report on %s/%s: %s",
                 work.agent_id,
@@ -226,16 +231,59 @@ class AgentRunner:
             work.task_id,
         )
 
+    async def _do(self, work: Work) -> dict[str, Any]:
+        """Run the hook; its exception is the attempt's failure."""
+        report: dict[str, Any] = {"agent_id": work.agent_id, "assignment_id": work.assignment_id}
+        try:
+            produced = self.hook(work)
+            done = await produced if inspect.isawaitable(produced) else produced
+            if not isinstance(done, WorkResult):
+                done = WorkResult(result=done)
+            return report | {
+                "outcome": "completed",
+                "result": done.result,
+                "tokens_used": done.tokens_used,
+                "cost_usd": done.cost_usd,
+            }
+        except Exception as exc:
+            report |= {"outcome": "failed", "error": str(exc) or type(exc).__name__}
+            if isinstance(exc, SimulatedFailure):
+                report |= {"tokens_used": exc.tokens_used, "cost_usd": exc.cost_usd}
+            return report
 
-def _work_of(row: asyncpg.Record) -> Work:
-    return Work(
-        assignment_id=row["assignment_id"],
-        agent_id=row["agent_id"],
-        goal_id=row["goal_id"],
-        task_id=row["task_id"],
-        attempt=row["attempt"],
-        context=row["context"],
-    )
+    async def _heartbeat(
+        self, handle: WorkflowHandle[Any, Any], work: Work, doing: asyncio.Task[Any]
+    ) -> None:
+        """Tell the task it is being worked on; stop the work if it is no longer ours."""
+        timeout = float(work.context.get("heartbeat_timeout_seconds") or 60)
+        beat = {"agent_id": work.agent_id, "assignment_id": work.assignment_id}
+        while not doing.done():
+            try:
+                await handle.execute_update("heartbeat", beat)
+            except WorkflowUpdateFailedError as exc:
+                log.warning(
+                    "agent %s lost %s/%s: %s", work.agent_id, work.goal_id, work.task_id, exc.cause
+                )
+                doing.cancel()
+                return
+            except RPCError as exc:  # Temporal unreachable for a moment: keep working
+                log.warning("agent %s could not heartbeat: %s", work.agent_id, exc)
+            await asyncio.sleep(max(1.0, timeout / 3))
+
+    async def _work_of(self, row: asyncpg.Record) -> Work:
+        context = dict(row["context"])
+        context["dependency_results"] = {
+            task_id: await results.resolve(self.pool, value)
+            for task_id, value in (context.get("dependency_results") or {}).items()
+        }
+        return Work(
+            assignment_id=row["assignment_id"],
+            agent_id=row["agent_id"],
+            goal_id=row["goal_id"],
+            task_id=row["task_id"],
+            attempt=row["attempt"],
+            context=context,
+        )
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -163,7 +163,7 @@ class TaskWorkflow:
     @workflow.signal(name="agent_heartbeat")
     async def agent_heartbeat(self, *payload: Any) -> None:
         """An agent saying it still works on its assignment; silence past the timeout lapses it."""
-        beat = self._judge_heartbeat(payload)
+        beat = await self._judge_heartbeat(payload)
         if isinstance(beat, str):
             # One record per assignment: a stale agent's every beat would flood the trail.
             sent = payload[0] if len(payload) == 1 and isinstance(payload[0], dict) else {}
@@ -175,14 +175,21 @@ class TaskWorkflow:
             self._beat()
 
     @workflow.update(name="heartbeat")
-    def heartbeat(self, *payload: Any) -> TaskView:
+    async def heartbeat(self, *payload: Any) -> TaskView:
         """`agent_heartbeat`, answered: rejected once the assignment is no longer the agent's."""
+        beat = await self._judge_heartbeat(payload)
+        if isinstance(beat, str):
+            raise ApplicationError(beat, type="HeartbeatRejected", non_retryable=True)
         self._beat()
         return self._view
 
     @heartbeat.validator
     def _validate_heartbeat(self, *payload: Any) -> None:
-        _raise_if(self._judge_heartbeat(payload))
+        beat = parse_message(payload, Heartbeat, "heartbeat")
+        if isinstance(beat, str):
+            raise ValueError(beat)
+        if beat.assignment_id != self._assigning:  # else judged once the agent is known
+            _raise_if(self._assignment_problem(beat.agent_id, beat.assignment_id, "heartbeat"))
 
     @workflow.signal(name="reassign")
     def reassign(self, reason: str = "reassigned on request") -> None:
@@ -200,9 +207,7 @@ class TaskWorkflow:
         report = parse_message(payload, AgentReport, "agent report")
         if isinstance(report, str):
             return report
-        if report.assignment_id == self._assigning:
-            # The agent heard of its assignment before the workflow did: judge it once known.
-            await workflow.wait_condition(lambda: self._assigning is None)
+        await self._known(report.assignment_id)
         return self._report_problem(report) or report
 
     def _accept_report(self, report: AgentReport) -> None:
@@ -226,11 +231,17 @@ class TaskWorkflow:
             )
         return None
 
-    def _judge_heartbeat(self, payload: tuple[Any, ...]) -> Heartbeat | str:
+    async def _judge_heartbeat(self, payload: tuple[Any, ...]) -> Heartbeat | str:
         beat = parse_message(payload, Heartbeat, "heartbeat")
         if isinstance(beat, str):
             return beat
+        await self._known(beat.assignment_id)
         return self._assignment_problem(beat.agent_id, beat.assignment_id, "heartbeat") or beat
+
+    async def _known(self, assignment_id: str) -> None:
+        """Wait out an assignment the agent heard of before the workflow did."""
+        if assignment_id == self._assigning:
+            await workflow.wait_condition(lambda: self._assigning is None)
 
     def _beat(self) -> None:
         self._heartbeats += 1
