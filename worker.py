@@ -11,6 +11,7 @@ schema and registers the search attributes it uses, both idempotently.
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client
@@ -18,26 +19,33 @@ from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities
 from activities.database import apply_schema, create_pool
+from activities.health import HealthActivities
 from activities.read_model import ReadModelActivities
 from goalkeeper import search_attributes, telemetry
 from goalkeeper.client import connect, exit_process
 from goalkeeper.config import Settings
+from goalkeeper.health import install_schedule
 from goalkeeper.stack import database_url
 from workflows.goal import GoalWorkflow
+from workflows.health import HealthCheckWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("goalkeeper.worker")
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
+def build_worker(
+    client: Client, pool: asyncpg.Pool, task_queue: str, alert_webhook: str | None = None
+) -> Worker:
     """A worker for every Goalkeeper workflow and activity on `task_queue`."""
     assignments = AssignmentActivities(pool)
     read_model = ReadModelActivities(pool)
+    health = HealthActivities(pool, client, alert_webhook)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GoalWorkflow, TaskWorkflow],
+        workflows=[GoalWorkflow, TaskWorkflow, HealthCheckWorkflow],
         activities=[
+            health.check_health,
             assignments.assign_agent,
             assignments.end_assignment,
             read_model.record_goal,
@@ -57,7 +65,11 @@ async def main() -> None:
     added = await search_attributes.ensure_registered(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes %s", ", ".join(added))
-    worker = build_worker(client, pool, settings.task_queue)
+    worker = build_worker(client, pool, settings.task_queue, settings.alert_webhook)
+    if settings.health_interval_seconds:
+        every = timedelta(seconds=settings.health_interval_seconds)
+        state = await install_schedule(client, settings.task_queue, every)
+        log.info("health check schedule %s: every %ss", state, settings.health_interval_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

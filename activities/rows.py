@@ -30,15 +30,19 @@ async def insert_event(connection: Connection, event: Event) -> None:
     )
 
 
-async def write_task(connection: Connection, task: TaskView) -> bool:
-    """Store a task's state unless a newer one (higher `seq`) is already stored."""
+async def write_task(connection: Connection, task: TaskView, *, force: bool = False) -> bool:
+    """Store a task's state unless a newer one (higher `seq`) is already stored.
+
+    `force` overwrites whatever is stored: the health check re-projecting the workflow's
+    state over a row edited behind the engine's back.
+    """
     status = await connection.execute(
         """
         UPDATE tasks SET
             status = $3, agent_id = $4, assignment_id = $5, attempts = $6, reworks = $7,
             tokens_used = $8, cost_usd = $9, result = $10, error = $11,
             started_at = $12, ended_at = $13, seq = $14, updated_at = now()
-        WHERE goal_id = $1 AND task_id = $2 AND seq < $14
+        WHERE goal_id = $1 AND task_id = $2 AND (seq < $14 OR $15)
         """,
         task.goal_id,
         task.task_id,
@@ -54,5 +58,6 @@ async def write_task(connection: Connection, task: TaskView) -> bool:
         task.started_at,
         task.ended_at,
         task.seq,
+        force,
     )
     return status != "UPDATE 0"

@@ -118,6 +118,28 @@ DROP TRIGGER IF EXISTS events_append_only ON events;
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_are_append_only();
 
+-- The health check's findings: one open alert per problem until it is seen no more.
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id     uuid PRIMARY KEY,
+    kind         text NOT NULL,
+    subject      text NOT NULL,
+    message      text NOT NULL,
+    action       text NOT NULL DEFAULT '',
+    repaired     boolean NOT NULL DEFAULT false,
+    seen         integer NOT NULL DEFAULT 1,
+    first_seen   timestamptz NOT NULL DEFAULT now(),
+    last_seen    timestamptz NOT NULL DEFAULT now(),
+    resolved_at  timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (kind, subject) WHERE resolved_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS health_checks (
+    check_id    bigserial PRIMARY KEY,
+    checked_at  timestamptz NOT NULL DEFAULT now(),
+    findings    integer NOT NULL,
+    repaired    integer NOT NULL
+);
+
 -- Progress for dashboards, the same figures as the goal workflow's `progress` query.
 CREATE OR REPLACE VIEW goal_progress AS
 SELECT

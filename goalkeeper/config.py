@@ -1,6 +1,7 @@
 """Settings read from the environment, with the defaults of the embedded dev stack."""
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,10 @@ class Settings:
     """Where spans go: `none`, `console`, or `otlp` (to OTEL_EXPORTER_OTLP_ENDPOINT)."""
     metrics_address: str | None = None
     """host:port to serve Temporal SDK metrics for Prometheus on, or None for none."""
+    health_interval_seconds: int = 60
+    """How often the health check runs; 0 leaves the schedule alone."""
+    alert_webhook: str | None = None
+    """URL the health check POSTs new alerts to, as JSON."""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -36,4 +41,19 @@ class Settings:
             ui_url=(env.get("GOALKEEPER_UI_URL") or cls.ui_url).rstrip("/"),
             traces=(env.get("GOALKEEPER_TRACES") or cls.traces).lower(),
             metrics_address=env.get("GOALKEEPER_METRICS_ADDRESS") or None,
+            health_interval_seconds=_seconds(env, "GOALKEEPER_HEALTH_INTERVAL", 60),
+            alert_webhook=env.get("GOALKEEPER_ALERT_WEBHOOK") or None,
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be whole seconds, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be 0 (off) or more seconds, got {raw!r}")
+    return value

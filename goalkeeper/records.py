@@ -121,3 +121,31 @@ class FinishGoal(BaseModel):
     status: GoalStatus
     report: GoalReport
     event: Event
+
+
+class HealthCheck(BaseModel):
+    """What a health check run does: look, and repair what it safely can."""
+
+    repair: bool = True
+    goals_limit: int = 500
+    """Running goals compared with their workflows per run, oldest first."""
+    deadline_grace_seconds: int = 30
+    """How far past its deadline a task must be before the check steps in (its own
+    durable timer normally acts first)."""
+
+
+class Finding(BaseModel):
+    """One inconsistency between PostgreSQL and Temporal, and what was done about it."""
+
+    kind: str
+    subject: str
+    message: str
+    action: str = ""
+    repaired: bool = False
+
+
+class HealthReport(BaseModel):
+    """The outcome of one health check run."""
+
+    findings: list[Finding] = []
+    goals_checked: int = 0

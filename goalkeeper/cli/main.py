@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from goalkeeper import demo
-from goalkeeper.cli import agents, approvals, goals, stack
+from goalkeeper.cli import agents, approvals, goals, health, stack
 from goalkeeper.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from goalkeeper.client import TemporalUnreachable
 from goalkeeper.config import Settings
@@ -104,6 +104,17 @@ def parser() -> argparse.ArgumentParser:
         agent, "list", "list agents with their status and load", agents.list_agents
     ).add_argument("--workspace", help="only this workspace")
 
+    check = command(
+        commands,
+        "health",
+        "the health check: open alerts, a run now, or its schedule",
+        health.health,
+    )
+    check.add_argument("--run", action="store_true", help="run a check now and print findings")
+    check.add_argument("--no-repair", action="store_true", help="with --run: only look")
+    check.add_argument("--install", action="store_true", help="create or update the schedule")
+    check.add_argument("--interval", type=int, default=60, help="with --install: seconds (60)")
+
     send = command(commands, "report", "send an agent report for a task by hand", agents.report)
     send.add_argument("task", help="GOAL_ID/TASK_ID")
     send.add_argument("--outcome", choices=["completed", "failed"], default="completed")
@@ -131,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the demo stops what it started.
     signal.signal(signal.SIGTERM, _interrupt)
-    session = Session(Settings.from_env(), as_json=args.json)
+    try:
+        session = Session(Settings.from_env(), as_json=args.json)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.run is stack.up:
             stack.up(session, args)

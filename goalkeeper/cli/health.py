@@ -1,0 +1,53 @@
+"""`health`: the health check's latest findings, a run on demand, or its schedule."""
+
+import argparse
+import uuid
+from datetime import timedelta
+
+from goalkeeper.cli.session import EXIT_FAILED, Session, table
+from goalkeeper.health import WORKFLOW_ID, install_schedule, latest
+from goalkeeper.records import HealthCheck, HealthReport
+from workflows.health import HealthCheckWorkflow
+
+
+async def health(session: Session, args: argparse.Namespace) -> None:
+    if args.install:
+        client = await session.client()
+        state = await install_schedule(
+            client, session.settings.task_queue, timedelta(seconds=args.interval)
+        )
+        session.emit(
+            {"schedule": state, "interval_seconds": args.interval},
+            f"health check schedule {state}: every {args.interval}s",
+        )
+        return
+    if args.run:
+        client = await session.client()
+        report: HealthReport = await client.execute_workflow(
+            HealthCheckWorkflow.run,
+            HealthCheck(repair=not args.no_repair),
+            id=f"{WORKFLOW_ID}-{uuid.uuid4().hex[:8]}",
+            task_queue=session.settings.task_queue,
+        )
+        rows = [[f.kind, f.subject, f.action or "alerted", f.message] for f in report.findings]
+        session.emit(
+            report.model_dump(mode="json"),
+            f"{len(report.findings)} findings ({report.goals_checked} running goals checked)"
+            + ("\n" + table(rows, ["kind", "subject", "done", "finding"]) if rows else ""),
+        )
+        if report.findings:
+            session.exit_code = EXIT_FAILED
+        return
+    last, alerts = await latest(await session.pool())
+    when = f"last check {last['checked_at']:%Y-%m-%d %H:%M:%S}" if last else "no check has run yet"
+    rows = [
+        [a["kind"], a["subject"], a["seen"], "yes" if a["repaired"] else "no", a["message"]]
+        for a in alerts
+    ]
+    session.emit(
+        {"last_check": dict(last) if last else None, "alerts": [dict(a) for a in alerts]},
+        f"{when}; {len(alerts)} open alerts"
+        + ("\n" + table(rows, ["kind", "subject", "seen", "repaired", "finding"]) if rows else ""),
+    )
+    if alerts:
+        session.exit_code = EXIT_FAILED
