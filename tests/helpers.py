@@ -182,46 +182,49 @@ class SimulatedAgents:
     async def _run(self) -> None:
         decided: set[str] = set()
         while True:
-            rows = await self.pool.fetch(
-                """
-                SELECT a.assignment_id::text, a.agent_id, a.task_id, a.attempt, t.status
-                FROM assignments a JOIN tasks t USING (goal_id, task_id)
-                WHERE a.goal_id = $1 AND a.status = 'active'
-                """,
+            try:
+                await self._round(decided)
+            except (RPCError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(0.5)  # Temporal or PostgreSQL is down; try again, as agents do
+            await asyncio.sleep(0.05)
+
+    async def _round(self, decided: set[str]) -> None:
+        rows = await self.pool.fetch(
+            """
+            SELECT a.assignment_id::text, a.agent_id, a.task_id, a.attempt
+            FROM assignments a WHERE a.goal_id = $1 AND a.status = 'active'
+            """,
+            self.goal_id,
+        )
+        for row in rows:
+            if row["assignment_id"] in self.reported:
+                continue
+            await asyncio.sleep(self.delay)
+            outcome = self.outcome(row["task_id"], row["attempt"])
+            await self.client.get_workflow_handle(f"{self.goal_id}/{row['task_id']}").signal(
+                "agent_report",
+                {
+                    "agent_id": row["agent_id"],
+                    "assignment_id": row["assignment_id"],
+                    "outcome": outcome,
+                    "result": f"{row['task_id']} done" if outcome == "completed" else None,
+                    "error": "simulated failure" if outcome == "failed" else None,
+                    "tokens_used": 10,
+                    "cost_usd": 0.001,
+                },
+            )
+            self.reported.add(row["assignment_id"])
+        if self.approver:
+            waiting = await self.pool.fetch(
+                "SELECT task_id, assignment_id::text FROM tasks "
+                "WHERE goal_id = $1 AND status = 'awaiting_approval'",
                 self.goal_id,
             )
-            for row in rows:
-                if row["assignment_id"] in self.reported:
+            for row in waiting:
+                if row["assignment_id"] in decided:
                     continue
-                self.reported.add(row["assignment_id"])
-                await asyncio.sleep(self.delay)
-                outcome = self.outcome(row["task_id"], row["attempt"])
-                await self.client.get_workflow_handle(f"{self.goal_id}/{row['task_id']}").signal(
-                    "agent_report",
-                    {
-                        "agent_id": row["agent_id"],
-                        "assignment_id": row["assignment_id"],
-                        "outcome": outcome,
-                        "result": f"{row['task_id']} done" if outcome == "completed" else None,
-                        "error": "simulated failure" if outcome == "failed" else None,
-                        "tokens_used": 10,
-                        "cost_usd": 0.001,
-                    },
-                )
-            if self.approver:
-                waiting = await self.pool.fetch(
-                    "SELECT task_id, assignment_id::text FROM tasks "
-                    "WHERE goal_id = $1 AND status = 'awaiting_approval'",
-                    self.goal_id,
-                )
-                for row in waiting:
-                    if row["assignment_id"] in decided:
-                        continue
-                    decided.add(row["assignment_id"])
-                    await decide(
-                        self.client, self.goal_id, row["task_id"], self.approver, "approve"
-                    )
-            await asyncio.sleep(0.05)
+                await decide(self.client, self.goal_id, row["task_id"], self.approver, "approve")
+                decided.add(row["assignment_id"])
 
 
 async def start_worker_process(
