@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -184,8 +185,9 @@ class SimulatedAgents:
         while True:
             try:
                 await self._round(decided)
-            except (RPCError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await asyncio.sleep(0.5)  # Temporal or PostgreSQL is down; try again, as agents do
+            except Exception as exc:  # Temporal or PostgreSQL is down: retry, as agents do
+                logging.getLogger(__name__).warning("simulated agents: %r", exc)
+                await asyncio.sleep(0.5)
             await asyncio.sleep(0.05)
 
     async def _round(self, decided: set[str]) -> None:
