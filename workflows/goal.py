@@ -70,6 +70,7 @@ class GoalWorkflow:
         self._changed = False
         self._shown: tuple[str, float] | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._watched: dict[str, str | None] = {}
         if checkpoint is not None:
             # Restored here, not in run(), so task updates in the first activation find it.
             restored = GoalCheckpoint.model_validate(checkpoint)
@@ -458,6 +459,8 @@ class GoalWorkflow:
         )
         self._started.add(task_id)
         workflow.logger.info(f"started task {task_id!r}")
+        # The newest run is the one watched: a retry terminates the run it replaces.
+        self._watched[task_id] = handle.first_execution_run_id
         self._watchers[task_id] = asyncio.create_task(self._watch(task_id, handle))
 
     async def _watch(self, task_id: str, handle: workflow.ChildWorkflowHandle) -> None:
@@ -466,7 +469,10 @@ class GoalWorkflow:
             await handle
         except ChildWorkflowError as exc:
             current = self._tasks[task_id]
-            if current.status.is_terminal:
+            if (
+                current.status.is_terminal
+                or self._watched[task_id] != handle.first_execution_run_id
+            ):
                 return
             error = f"task workflow ended without an outcome: {exc.cause or exc}"
             failed = current.model_copy(
