@@ -5,6 +5,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from goalkeeper.models import TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
     decide,
@@ -84,7 +85,7 @@ async def test_an_unanswered_approval_escalates_and_the_chain_end_applies_the_de
     assert any("'ops-lead' may not decide" in e["message"] for e in rejected)
 
 
-async def _at_level(client: Client, goal_id: str, task_id: str, level: int):  # type: ignore[no-untyped-def]
+async def _at_level(client: Client, goal_id: str, task_id: str, level: int) -> TaskView | None:
     view = await task_view(client, goal_id, task_id)
     return view if view.approval_level == level else None
 
