@@ -1,0 +1,181 @@
+"""Bad input sent with the `temporal` CLI is rejected and recorded, and wedges nothing."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import asyncpg
+from temporalio.client import Client
+
+from goalkeeper.stack import TemporalDevServer, temporal_cli
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from tests.helpers import events, eventually, goal_spec, report, start_goal, wait_task
+
+
+async def _temporal(server: TemporalDevServer, *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        temporal_cli(),
+        *args,
+        "--address",
+        server.address,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_malformed_signals_are_recorded_and_the_workflow_keeps_running(
+    client: Client,
+    task_queue: str,
+    workspace: str,
+    pool: asyncpg.Pool,
+    temporal_server: TemporalDevServer,
+    tmp_path: Path,
+) -> None:
+    handle = await start_goal(client, goal_spec(1, workspace), task_queue)
+    view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    task = f"{handle.id}/t1"
+    ids = {"agent_id": view.agent_id, "assignment_id": view.assignment_id}
+    payloads = {
+        "wrong types": {"agent_id": 5, "assignment_id": view.assignment_id, "outcome": "completed"},
+        "missing fields": {"agent_id": view.agent_id},
+        "not an object": "garbage",
+        "unknown outcome": {**ids, "outcome": "done-ish"},
+        "oversized result": {**ids, "outcome": "completed", "result": "x" * 200_000},
+    }
+    for payload in payloads.values():
+        file = tmp_path / "payload.json"
+        file.write_text(json.dumps(payload))
+        code, out = await _temporal(
+            temporal_server,
+            "workflow",
+            "signal",
+            "-w",
+            task,
+            "--name",
+            "agent_report",
+            "--input-file",
+            str(file),
+        )
+        assert code == 0, out  # a signal is fire-and-forget; the workflow judges it
+
+    async def recorded() -> list[str] | None:
+        rows = await events(pool, handle.id, "report_rejected")
+        return [r["message"] for r in rows] if len(rows) >= len(payloads) else None
+
+    messages = await eventually(recorded, what="every bad report recorded")
+    assert "agent_id: Input should be a valid string, got 5" in messages[0]
+    assert "assignment_id: Field required" in messages[1]
+    assert "expected a JSON object, got str 'garbage'" in messages[2]
+    assert "outcome: Input should be 'completed' or 'failed', got 'done-ish'" in messages[3]
+    assert "a result of 200002 bytes is over the 131072 byte inline limit" in messages[4]
+
+    # Not JSON at all: the CLI refuses it before anything is sent.
+    code, out = await _temporal(
+        temporal_server,
+        "workflow",
+        "signal",
+        "-w",
+        task,
+        "--name",
+        "agent_report",
+        "--input",
+        "{not json",
+    )
+    assert code != 0
+    # Beyond Temporal's payload limit: the server refuses it; the workflow never sees it.
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({**ids, "outcome": "completed", "result": "x" * 3_000_000}))
+    code, out = await _temporal(
+        temporal_server,
+        "workflow",
+        "signal",
+        "-w",
+        task,
+        "--name",
+        "agent_report",
+        "--input-file",
+        str(huge),
+    )
+    assert code != 0 and "size" in out.lower(), out
+    # A task that does not exist.
+    code, out = await _temporal(
+        temporal_server,
+        "workflow",
+        "signal",
+        "-w",
+        f"{handle.id}/no-such-task",
+        "--name",
+        "agent_report",
+        "--input",
+        json.dumps(ids),
+    )
+    assert code != 0 and "not found" in out.lower(), out
+    # An update answers at once, with the reason.
+    code, out = await _temporal(
+        temporal_server,
+        "workflow",
+        "update",
+        "execute",
+        "-w",
+        task,
+        "--name",
+        "report",
+        "--input",
+        json.dumps({**ids, "agent_id": "impostor", "outcome": "completed"}),
+    )
+    assert code != 0 and "agent 'impostor' does not hold assignment" in out, out
+
+    unchanged = await handle.query("progress")
+    assert unchanged["status"] == "running" and unchanged["tasks_running"] == 1
+    await report(client, view)
+    assert (await handle.result()).status is GoalStatus.COMPLETED
+
+
+async def test_a_report_for_a_finished_goal_is_rejected_and_recorded(
+    client: Client,
+    task_queue: str,
+    workspace: str,
+    pool: asyncpg.Pool,
+    temporal_server: TemporalDevServer,
+) -> None:
+    handle = await start_goal(client, goal_spec(1, workspace), task_queue)
+    view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    await report(client, view)
+    await handle.result()
+    code, out = await _temporal(
+        temporal_server,
+        "workflow",
+        "update",
+        "execute",
+        "-w",
+        f"{handle.id}/t1",
+        "--name",
+        "report",
+        "--input",
+        json.dumps(
+            {"agent_id": view.agent_id, "assignment_id": view.assignment_id, "outcome": "failed"}
+        ),
+    )
+    assert code != 0 and "already ended (completed)" in out, out
+    code, _ = await _temporal(
+        temporal_server,
+        "workflow",
+        "signal",
+        "-w",
+        f"{handle.id}/t1",
+        "--name",
+        "agent_report",
+        "--input",
+        json.dumps(
+            {"agent_id": view.agent_id, "assignment_id": view.assignment_id, "outcome": "failed"}
+        ),
+    )
+    assert code == 0
+
+    async def recorded() -> bool:
+        return bool(await events(pool, handle.id, "report_rejected"))
+
+    assert await eventually(recorded, what="the late report recorded")
