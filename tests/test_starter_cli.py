@@ -124,7 +124,7 @@ async def test_agents_and_reports_by_hand(
     assert view.agent_id == agent_id
 
     wrong = await cli("report", f"{goal_id}/task-1", "--agent", "impostor")
-    assert wrong.code == 1 and "did not change" in wrong.err
+    assert wrong.code == 1 and "agent 'impostor' does not hold assignment" in wrong.err
     sent = await cli("report", f"{goal_id}/task-1", "--result", "memo written", "--tokens",
                      "42", "--json")  # fmt: skip
     assert sent.code == 0, sent.err

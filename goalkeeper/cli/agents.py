@@ -4,7 +4,8 @@ import argparse
 
 from goalkeeper import registry
 from goalkeeper.cli.session import EXIT_USAGE, CliError, Session, table
-from goalkeeper.cli.tasks import require_open, task_view, wait_for_change
+from goalkeeper.cli.tasks import require_open, send_update, task_view
+from goalkeeper.models import TaskView
 from goalkeeper.statuses import TaskStatus
 
 
@@ -57,14 +58,7 @@ async def report(session: Session, args: argparse.Namespace) -> None:
         "tokens_used": args.tokens,
         "cost_usd": args.cost,
     }
-    client = await session.client()
-    await client.get_workflow_handle(args.task).signal("agent_report", payload)
-    after = await wait_for_change(session, view)
-    if after.seq == view.seq:
-        raise CliError(
-            f"the report did not change {args.task} (it is still {after.status}); "
-            "see the events table for why it was rejected"
-        )
+    after = TaskView.model_validate(await send_update(session, args.task, "report", payload))
     session.emit(
         after.model_dump(mode="json"), f"reported {args.outcome}; {args.task} is now {after.status}"
     )

@@ -3,8 +3,9 @@
 import argparse
 
 from goalkeeper import queries
-from goalkeeper.cli.session import CliError, Session, table
-from goalkeeper.cli.tasks import require_open, task_view, wait_for_change
+from goalkeeper.cli.session import Session, table
+from goalkeeper.cli.tasks import require_open, send_update, task_view
+from goalkeeper.models import Progress, TaskView
 from goalkeeper.statuses import Decision, TaskStatus
 
 
@@ -39,25 +40,25 @@ async def reject(session: Session, args: argparse.Namespace) -> None:
 
 
 async def _decide(session: Session, args: argparse.Namespace, decision: Decision) -> None:
+    """Decide on a task's result; on a failed task, decide whether the goal retries it."""
     view = await task_view(session, args.task)
-    require_open(view)
-    if view.status is not TaskStatus.AWAITING_APPROVAL:
-        raise CliError(f"task {args.task} is not awaiting approval (it is {view.status})")
-    if args.approver not in view.waiting_on:
-        raise CliError(
-            f"{args.approver!r} may not decide on {args.task}; "
-            f"its approvers are {', '.join(view.waiting_on)}"
+    payload = {"approver": args.approver, "decision": decision.value, "comment": args.comment}
+    verb = "approved" if decision is Decision.APPROVE else "rejected"
+    if view.status is TaskStatus.FAILED:
+        progress = Progress.model_validate(
+            await send_update(session, view.goal_id, "decide", {**payload, "task_id": view.task_id})
         )
-    client = await session.client()
-    await client.get_workflow_handle(args.task).signal(
-        "approval_decision",
-        {"approver": args.approver, "decision": decision.value, "comment": args.comment},
-    )
-    after = await wait_for_change(session, view)
+        session.emit(
+            progress.model_dump(mode="json"),
+            f"{args.approver} {'retries' if decision is Decision.APPROVE else 'gives up'} "
+            f"{args.task}; the goal is {progress.stage}",
+        )
+        return
+    require_open(view)
+    after = TaskView.model_validate(await send_update(session, args.task, "decide", payload))
     session.emit(
         after.model_dump(mode="json"),
-        f"{args.approver} {'approved' if decision is Decision.APPROVE else 'rejected'} "
-        f"{args.task}; it is now {after.status}",
+        f"{args.approver} {verb} {args.task}; it is now {after.status}",
     )
 
 

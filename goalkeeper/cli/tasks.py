@@ -1,7 +1,9 @@
 """Addressing one task from the CLI: `GOAL_ID/TASK_ID`, with errors that say what exists."""
 
-import asyncio
+from typing import Any
 
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper.cli.goals import goal_handle
@@ -41,13 +43,17 @@ def require_open(view: TaskView) -> None:
         raise CliError(f"task {view.goal_id}/{view.task_id} already ended ({view.status})")
 
 
-async def wait_for_change(session: Session, before: TaskView, within: float = 10) -> TaskView:
-    """The task's state once it moved past `before`, or as it is after `within` seconds."""
-    ref = f"{before.goal_id}/{before.task_id}"
-    current = before
-    for _ in range(int(within / 0.1)):
-        current = await task_view(session, ref)
-        if current.seq > before.seq:
-            return current
-        await asyncio.sleep(0.1)
-    return current
+async def send_update(session: Session, workflow_id: str, name: str, payload: Any) -> Any:
+    """Send an update and return its answer; a rejection becomes a one-line error."""
+    client = await session.client()
+    try:
+        return await client.get_workflow_handle(workflow_id).execute_update(name, payload)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise CliError(
+            cause.message if isinstance(cause, ApplicationError) else str(cause)
+        ) from exc
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise CliError(f"{workflow_id!r} has already ended: {exc.message}") from exc
+        raise
