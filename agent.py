@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workspace", default="default", help="workspace the agents serve")
     p.add_argument("--prefix", default="sim", help="agent ids are PREFIX-1, PREFIX-2, ...")
+    p.add_argument("--first", type=int, default=1, help="number of the first agent (1)")
     p.add_argument("--capacity", type=int, default=1, help="assignments per agent at once")
     p.add_argument(
         "--adopt-provisioned",
@@ -102,7 +103,7 @@ async def run(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     hook = hook_of(args)
     skills = [s.strip() for s in args.skills.split(",") if s.strip()]
-    agent_ids = [f"{args.prefix}-{n}" for n in range(1, args.count + 1)]
+    agent_ids = [f"{args.prefix}-{n}" for n in range(args.first, args.first + args.count)]
     client = await connect(settings, service="goalkeeper-agent")
     pool = await create_pool(database_url(settings, start=False), max_size=4)
     await apply_schema(pool)  # agents may start before any worker has

@@ -45,7 +45,7 @@ def sample_spec() -> dict[str, Any]:
 async def run(session: Session, args: argparse.Namespace) -> None:
     settings = session.settings
     stack: EmbeddedStack | None = None
-    children: list[subprocess.Popen[bytes]] = []
+    crew: Crew | None = None
     try:
         env = dict(os.environ, GOALKEEPER_TASK_QUEUE=settings.task_queue)
         if await _temporal_answers(session):
@@ -60,29 +60,31 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             session.settings = replace(settings, ui_url=stack.temporal.ui_url or settings.ui_url)
         logs = settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        children.append(_spawn(["worker"], env, logs / "worker.log"))
-        children.append(
-            _spawn(
+        crew = Crew(env, logs)
+        crew.add("worker", ["worker"])
+        for n in range(1, args.agents + 1):
+            # One process per agent, so killing one shows its task moving to another.
+            crew.add(
+                f"agent sim-{n}",
                 [
                     "agent",
                     "--count",
-                    str(args.agents),
+                    "1",
+                    "--first",
+                    str(n),
                     "--skills",
                     AGENT_SKILLS,
-                    "--adopt-provisioned",
                     "--success-rate",
                     str(args.success_rate),
                     "--delay",
                     args.delay,
                     "--seed",
                     args.seed,
+                    *(["--adopt-provisioned"] if n == 1 else []),
                 ],
-                env,
-                logs / "agents.log",
             )
-        )
         print(f"worker and {args.agents} simulated agents started; logs in {logs}")
-        report = await asyncio.wait_for(_run_goal(session, args), args.timeout)
+        report = await asyncio.wait_for(_run_goal(session, args, crew), args.timeout)
         print()
         print(describe_report(report))
         print()
@@ -100,13 +102,13 @@ async def run(session: Session, args: argparse.Namespace) -> None:
     except TimeoutError as exc:
         raise CliError(f"the demo goal did not finish within {args.timeout:.0f}s") from exc
     finally:
-        for child in reversed(children):
-            _stop(child)
+        if crew is not None:
+            crew.stop()
         if stack is not None:
             stack.stop()
 
 
-async def _run_goal(session: Session, args: argparse.Namespace) -> GoalReport:
+async def _run_goal(session: Session, args: argparse.Namespace, crew: "Crew") -> GoalReport:
     client = await session.client()
     goal_id = f"campaign-{uuid.uuid4().hex[:6]}"
     spec = sample_spec()
@@ -123,6 +125,8 @@ async def _run_goal(session: Session, args: argparse.Namespace) -> GoalReport:
     decided: set[str] = set()
     shown = ""
     while True:
+        for note in crew.revive():
+            print(("\r\033[K" if interactive else "") + note, flush=True)
         progress: Progress = await handle.query(GoalWorkflow.progress)
         views: list[TaskView] = await handle.query(GoalWorkflow.tasks)
         for view in views:
@@ -171,11 +175,43 @@ async def _temporal_answers(session: Session) -> bool:
     return True
 
 
-def _spawn(module_args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", *module_args], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+class Crew:
+    """The demo's worker and agents, each its own process, restarted if one dies.
+
+    Like a process manager in production: kill the worker or an agent mid-demo and
+    the goal finishes anyway (Temporal resumes the work; the silent agent's task is
+    reassigned once its heartbeat times out).
+    """
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.members: dict[str, tuple[list[str], subprocess.Popen[bytes]]] = {}
+
+    def add(self, name: str, module_args: list[str]) -> None:
+        self.members[name] = (module_args, self._spawn(name, module_args))
+
+    def revive(self) -> list[str]:
+        """Restart members that died; say which."""
+        notes = []
+        for name, (module_args, process) in self.members.items():
+            if process.poll() is not None:
+                notes.append(f"  {name} exited (code {process.returncode}); restarting it")
+                self.members[name] = (module_args, self._spawn(name, module_args))
+        return notes
+
+    def stop(self) -> None:
+        for _, process in reversed(self.members.values()):
+            _stop(process)
+
+    def _spawn(self, name: str, module_args: list[str]) -> subprocess.Popen[bytes]:
+        log = self.logs / f"{name.replace(' ', '-')}.log"
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", *module_args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
 
 def _stop(child: subprocess.Popen[bytes], grace: float = 10) -> None:
