@@ -1,11 +1,12 @@
-"""The Goalkeeper worker: runs goal and task workflows and their activities.
+"""The Goalkeeper worker: runs goal, task and health-check workflows and their activities.
 
     python worker.py
 
 Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_URL
-(unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR), and the telemetry
-settings GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS. At start it applies the
-schema and registers the search attributes it uses, both idempotently.
+(unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR), the telemetry settings
+GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS, and the health check's
+GOALKEEPER_HEALTH_INTERVAL and GOALKEEPER_ALERT_WEBHOOK. At start it applies the schema,
+registers its search attributes and creates the health check's schedule, all idempotently.
 """
 
 import asyncio
