@@ -26,7 +26,12 @@ WORKFLOW_ID = "goalkeeper-health-check"
 def _schedule(task_queue: str, every: timedelta) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            HealthCheckWorkflow.run, HealthCheck(), id=WORKFLOW_ID, task_queue=task_queue
+            HealthCheckWorkflow.run,
+            HealthCheck(),
+            id=WORKFLOW_ID,
+            task_queue=task_queue,
+            # A check that no worker picks up must not hold back the ones after it.
+            execution_timeout=max(every * 5, timedelta(minutes=5)),
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),

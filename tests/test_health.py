@@ -1,5 +1,6 @@
 """The health check finds what was planted behind the engine's back, repairs it or alerts."""
 
+import contextlib
 import http.server
 import json
 import threading
@@ -11,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.database import apply_schema, create_pool
 from goalkeeper.health import install_schedule
@@ -145,6 +147,8 @@ async def test_the_worker_installs_the_schedule_and_it_runs(
 ) -> None:
     queue = f"health-{uuid.uuid4().hex[:8]}"
     async with build_worker(client, own_pool, queue):
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle("goalkeeper-health").delete()
         assert await install_schedule(client, queue, timedelta(seconds=1)) in ("created", "updated")
         assert await install_schedule(client, queue, timedelta(seconds=1)) == "updated"
 
