@@ -1,9 +1,34 @@
-"""What every fault test checks afterwards: each completion exactly once, nothing duplicated."""
+"""Fault tests' shared parts: goals driven through a disruption, and what is checked after."""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
+from temporalio.client import Client, WorkflowHandle
 
 from goalkeeper.models import GoalReport
 from goalkeeper.statuses import GoalStatus
+from tests.helpers import SimulatedAgents, wait_progress
+
+
+async def through_disruption(
+    client: Client,
+    pool: asyncpg.Pool,
+    handles: list[WorkflowHandle[Any, GoalReport]],
+    disrupt: Callable[[], Awaitable[None]],
+    approver: str | None = None,
+) -> list[GoalReport]:
+    """Drive the goals with simulated agents, disrupt once they are under way, await reports."""
+    async with contextlib.AsyncExitStack() as stack:
+        for handle in handles:
+            await stack.enter_async_context(
+                SimulatedAgents(client, pool, handle.id, approver=approver, delay=0.2)
+            )
+        await wait_progress(handles[0], lambda p: p.tasks_completed >= 1, timeout=60)
+        await disrupt()
+        return list(await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 240))
 
 
 async def assert_nothing_lost_or_duplicated(pool: asyncpg.Pool, reports: list[GoalReport]) -> None:

@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from goalkeeper.models import GoalReport, Progress, TaskView
-from goalkeeper.stack import TemporalDevServer
+from goalkeeper.stack import TemporalDevServer, temporal_cli
 from goalkeeper.statuses import TaskStatus
 from workflows.goal import GoalWorkflow
 
@@ -258,3 +258,18 @@ async def one_row(pool: asyncpg.Pool, sql: str, *args: Any) -> asyncpg.Record:
     row = await pool.fetchrow(sql, *args)
     assert row is not None, f"no row for {sql} {args}"
     return row
+
+
+async def run_temporal(server: TemporalDevServer, *args: str) -> tuple[int, str]:
+    """Run a `temporal` CLI command against the server, as a person at a shell would."""
+    process = await asyncio.create_subprocess_exec(
+        temporal_cli(),
+        *args,
+        "--address",
+        server.address,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()

@@ -10,7 +10,15 @@ import asyncpg
 from temporalio.client import Client
 
 from goalkeeper import registry
-from goalkeeper.agent_runner import AgentRunner, CommandHook, Hook, SimulatedWork, Work, WorkResult
+from goalkeeper.agent_runner import (
+    AgentRunner,
+    CommandHook,
+    Hook,
+    SimulatedFailure,
+    SimulatedWork,
+    Work,
+    WorkResult,
+)
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import goal_spec, start_goal
 
@@ -57,23 +65,21 @@ async def test_registered_agents_are_woken_and_complete_a_goal(
 
 
 async def test_a_seeded_simulation_fails_the_same_attempts_every_time() -> None:
-    work = Work("a", "agent", "goal", "t1", 1, {"task": {"title": "T"}})
     hook = SimulatedWork(success_rate=0.5, delay=(0, 0), seed="s")
-    outcomes = []
-    for attempt in range(1, 9):
-        try:
-            await hook(Work("a", "agent", "any-goal", "t1", attempt, work.context))
-            outcomes.append(True)
-        except Exception:
-            outcomes.append(False)
-    again = []
-    for attempt in range(1, 9):
-        try:
-            await hook(Work("b", "other", "another-goal", "t1", attempt, work.context))
-            again.append(True)
-        except Exception:
-            again.append(False)
-    assert outcomes == again and True in outcomes and False in outcomes
+
+    async def outcomes(agent_id: str, goal_id: str) -> list[bool]:
+        seen = []
+        for attempt in range(1, 9):
+            try:
+                await hook(Work("a", agent_id, goal_id, "t1", attempt, {"task": {"title": "T"}}))
+                seen.append(True)
+            except SimulatedFailure:
+                seen.append(False)
+        return seen
+
+    first = await outcomes("agent", "any-goal")
+    assert first == await outcomes("other", "another-goal")
+    assert True in first and False in first
 
 
 async def summarize(work: Work) -> WorkResult:

@@ -1,29 +1,22 @@
 """Bad input sent with the `temporal` CLI is rejected and recorded, and wedges nothing."""
 
-import asyncio
 import json
 from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
 
-from goalkeeper.stack import TemporalDevServer, temporal_cli
+from goalkeeper.stack import TemporalDevServer
 from goalkeeper.statuses import GoalStatus, TaskStatus
-from tests.helpers import events, eventually, goal_spec, report, start_goal, wait_task
-
-
-async def _temporal(server: TemporalDevServer, *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        temporal_cli(),
-        *args,
-        "--address",
-        server.address,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode()
+from tests.helpers import (
+    events,
+    eventually,
+    goal_spec,
+    report,
+    run_temporal,
+    start_goal,
+    wait_task,
+)
 
 
 async def test_malformed_signals_are_recorded_and_the_workflow_keeps_running(
@@ -48,7 +41,7 @@ async def test_malformed_signals_are_recorded_and_the_workflow_keeps_running(
     for payload in payloads.values():
         file = tmp_path / "payload.json"
         file.write_text(json.dumps(payload))
-        code, out = await _temporal(
+        code, out = await run_temporal(
             temporal_server,
             "workflow",
             "signal",
@@ -73,7 +66,7 @@ async def test_malformed_signals_are_recorded_and_the_workflow_keeps_running(
     assert "a result of 200002 bytes is over the 131072 byte inline limit" in messages[4]
 
     # Not JSON at all: the CLI refuses it before anything is sent.
-    code, out = await _temporal(
+    code, out = await run_temporal(
         temporal_server,
         "workflow",
         "signal",
@@ -88,7 +81,7 @@ async def test_malformed_signals_are_recorded_and_the_workflow_keeps_running(
     # Beyond Temporal's payload limit: the server refuses it; the workflow never sees it.
     huge = tmp_path / "huge.json"
     huge.write_text(json.dumps({**ids, "outcome": "completed", "result": "x" * 3_000_000}))
-    code, out = await _temporal(
+    code, out = await run_temporal(
         temporal_server,
         "workflow",
         "signal",
@@ -101,7 +94,7 @@ async def test_malformed_signals_are_recorded_and_the_workflow_keeps_running(
     )
     assert code != 0 and "size" in out.lower(), out
     # A task that does not exist.
-    code, out = await _temporal(
+    code, out = await run_temporal(
         temporal_server,
         "workflow",
         "signal",
@@ -114,7 +107,7 @@ async def test_malformed_signals_are_recorded_and_the_workflow_keeps_running(
     )
     assert code != 0 and "not found" in out.lower(), out
     # An update answers at once, with the reason.
-    code, out = await _temporal(
+    code, out = await run_temporal(
         temporal_server,
         "workflow",
         "update",
@@ -145,7 +138,7 @@ async def test_a_report_for_a_finished_goal_is_rejected_and_recorded(
     view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
     await report(client, view)
     await handle.result()
-    code, out = await _temporal(
+    code, out = await run_temporal(
         temporal_server,
         "workflow",
         "update",
@@ -160,7 +153,7 @@ async def test_a_report_for_a_finished_goal_is_rejected_and_recorded(
         ),
     )
     assert code != 0 and "already ended (completed)" in out, out
-    code, _ = await _temporal(
+    code, _ = await run_temporal(
         temporal_server,
         "workflow",
         "signal",

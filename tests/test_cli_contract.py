@@ -7,28 +7,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.stack import TemporalDevServer, temporal_cli
-from tests.helpers import start_worker_process
+from goalkeeper.stack import TemporalDevServer
+from tests.helpers import run_temporal, start_worker_process
 
 
 class TemporalCli:
     """Runs `temporal` commands against the test server, as a person at a shell would."""
 
     def __init__(self, server: TemporalDevServer) -> None:
-        self.address = server.address
+        self.server = server
 
     async def run(self, *args: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            temporal_cli(),
-            *args,
-            "--address",
-            self.address,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await process.communicate()
-        assert process.returncode == 0, f"temporal {' '.join(args)} failed: {err.decode()}"
-        return out.decode()
+        code, out = await run_temporal(self.server, *args)
+        assert code == 0, f"temporal {' '.join(args)} failed: {out}"
+        return out
 
     async def query(self, workflow_id: str, name: str) -> Any:
         out = await self.run("workflow", "query", "-w", workflow_id, "--name", name, "-o", "json")

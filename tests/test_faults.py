@@ -17,15 +17,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.database import apply_schema, create_pool
 from goalkeeper.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from goalkeeper.statuses import TaskStatus
-from tests.faults import assert_nothing_lost_or_duplicated
+from tests.faults import assert_nothing_lost_or_duplicated, through_disruption
 from tests.helpers import (
     ROOT,
-    SimulatedAgents,
     eventually,
     goal_spec,
     start_goal,
     task_view,
-    wait_progress,
     wait_task,
 )
 from worker import build_worker
@@ -46,23 +44,16 @@ async def test_goals_complete_when_the_temporal_server_restarts(
     try:
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
         queue = f"restart-{uuid.uuid4().hex[:8]}"
+
+        async def restart_temporal() -> None:
+            server.stop()  # the same database file keeps every workflow
+            await asyncio.sleep(2)
+            server.start()
+
         async with build_worker(client, pool, queue):
             handles = [await start_goal(client, spec, queue) for spec in _specs(workspace)]
-            agents = [SimulatedAgents(client, pool, h.id, delay=0.2) for h in handles]
-            for agent in agents:
-                await agent.__aenter__()
-            try:
-                await wait_progress(handles[0], lambda p: p.tasks_completed >= 1, timeout=60)
-                server.stop()  # the same database file keeps every workflow
-                await asyncio.sleep(2)
-                server.start()
-                reports = await asyncio.wait_for(
-                    asyncio.gather(*(h.result() for h in handles)), 180
-                )
-            finally:
-                for agent in agents:
-                    await agent.__aexit__()
-        await assert_nothing_lost_or_duplicated(pool, list(reports))
+            reports = await through_disruption(client, pool, handles, restart_temporal)
+        await assert_nothing_lost_or_duplicated(pool, reports)
     finally:
         server.stop()
 
@@ -83,21 +74,16 @@ async def test_goals_complete_when_postgres_restarts(
 ) -> None:
     postgres, pool = own_postgres
     queue = f"pg-{uuid.uuid4().hex[:8]}"
+
+    async def restart_postgres() -> None:
+        postgres.stop()  # activities fail and retry meanwhile
+        await asyncio.sleep(3)
+        postgres.start()
+
     async with build_worker(client, pool, queue):
         handles = [await start_goal(client, spec, queue) for spec in _specs(workspace)]
-        agents = [SimulatedAgents(client, pool, h.id, delay=0.2) for h in handles]
-        for agent in agents:
-            await agent.__aenter__()
-        try:
-            await wait_progress(handles[0], lambda p: p.tasks_completed >= 1, timeout=60)
-            postgres.stop()  # activities fail and retry meanwhile
-            await asyncio.sleep(3)
-            postgres.start()
-            reports = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 180)
-        finally:
-            for agent in agents:
-                await agent.__aexit__()
-    await assert_nothing_lost_or_duplicated(pool, list(reports))
+        reports = await through_disruption(client, pool, handles, restart_postgres)
+    await assert_nothing_lost_or_duplicated(pool, reports)
     for report in reports:  # the read model agrees with the workflows afterwards
         rows = await pool.fetch(
             "SELECT task_id, status::text, agent_id, attempts FROM tasks WHERE goal_id = $1",

@@ -10,8 +10,8 @@ import asyncpg
 from temporalio.client import Client
 
 from goalkeeper.stack import TemporalDevServer
-from tests.faults import assert_nothing_lost_or_duplicated
-from tests.helpers import SimulatedAgents, start_goal, start_worker_process
+from tests.faults import assert_nothing_lost_or_duplicated, through_disruption
+from tests.helpers import start_goal, start_worker_process
 
 
 async def test_goals_complete_although_the_worker_is_killed_again_and_again(
@@ -39,22 +39,23 @@ async def test_goals_complete_although_the_worker_is_killed_again_and_again(
         }
         handles.append(await start_goal(client, spec, queue))
     chance = random.Random(7)  # random moments, the same ones every run
-    agents = [SimulatedAgents(client, pool, h.id, approver="ops-lead", delay=0.1) for h in handles]
-    try:
-        for agent in agents:
-            await agent.__aenter__()
+
+    async def kill_again_and_again() -> None:
+        nonlocal worker
         for _ in range(3):
-            await asyncio.sleep(chance.uniform(0.5, 2.5))
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             worker = await start_worker_process(temporal_server, database_url, queue, log)
-        reports = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 240)
+            await asyncio.sleep(chance.uniform(0.5, 2.5))
+
+    try:
+        reports = await through_disruption(
+            client, pool, handles, kill_again_and_again, approver="ops-lead"
+        )
     finally:
-        for agent in agents:
-            await agent.__aexit__()
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-    await assert_nothing_lost_or_duplicated(pool, list(reports))
+    await assert_nothing_lost_or_duplicated(pool, reports)
     busy = await pool.fetchval(
         "SELECT coalesce(sum(active_assignments), 0) FROM agents WHERE workspace = $1", workspace
     )
