@@ -19,7 +19,12 @@ from typing import Any
 
 import asyncpg
 from pydantic import JsonValue
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError
 
 from activities.assignment import ASSIGNMENTS_CHANNEL
@@ -177,6 +182,7 @@ class AgentRunner:
         finally:
             for task in running:
                 task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
             await listener.remove_listener(ASSIGNMENTS_CHANNEL, woken)
             await self.pool.release(listener)
 
@@ -204,6 +210,9 @@ class AgentRunner:
         )
         try:
             await handle.execute_update("report", report)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            # No answer in time (a busy worker): send it as a signal; a repeat is harmless.
+            await handle.signal("agent_report", report)
         except WorkflowUpdateFailedError as exc:
             log.warning(
                 "agent %s: report on %s/%s rejected: %s",
@@ -260,6 +269,8 @@ class AgentRunner:
         while not doing.done():
             try:
                 await handle.execute_update("heartbeat", beat)
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                continue  # no answer in time, or the work ended meanwhile: the loop decides
             except WorkflowUpdateFailedError as exc:
                 log.warning(
                     "agent %s lost %s/%s: %s", work.agent_id, work.goal_id, work.task_id, exc.cause
