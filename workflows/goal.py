@@ -35,8 +35,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.statuses import Decision, GoalStatus, TaskStatus
     from goalkeeper.validation import validate_goal_spec
-    from workflows.messages import parse_message, summarize_payload
-    from workflows.options import ACTIVITY_TIMEOUT, DATABASE_RETRY
+    from workflows.messages import parse_message, reject_if, summarize_payload
+    from workflows.options import record
     from workflows.task import TaskWorkflow
 
 _DETAIL_LINES = 10
@@ -98,7 +98,7 @@ class GoalWorkflow:
                 for task in self._spec.tasks
                 if task.id is not None
             }
-            await self._write(
+            await record(
                 ReadModelActivities.record_goal,
                 RecordGoal(
                     goal_id=self._goal_id,
@@ -158,7 +158,7 @@ class GoalWorkflow:
         decision = self._judge_retry(payload)
         if isinstance(decision, str):
             workflow.logger.warning(decision)
-            await self._write(
+            await record(
                 ReadModelActivities.record_event,
                 self._event(
                     EventKind.DECISION_REJECTED,
@@ -182,9 +182,7 @@ class GoalWorkflow:
 
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
-        decision = self._judge_retry(payload)
-        if isinstance(decision, str):
-            raise ValueError(decision)
+        reject_if(self._judge_retry(payload))
 
     @workflow.query
     def progress(self) -> Progress:
@@ -216,7 +214,7 @@ class GoalWorkflow:
             self._status, self._stage = GoalStatus.REJECTED, "rejected"
             workflow.upsert_search_attributes([sa.GOAL_STATUS.value_set(self._status.value)])
             workflow.set_current_details(f"**Rejected**: {exc}")
-            await self._write(
+            await record(
                 ReadModelActivities.record_rejected_goal,
                 RecordRejectedGoal(
                     goal_id=self._goal_id,
@@ -244,7 +242,7 @@ class GoalWorkflow:
             elif policy == "ask_approver":
                 due = workflow.now() + timedelta(seconds=self._spec.approval_timeout_seconds)
                 self._retry_due[task.task_id] = due
-                await self._write(
+                await record(
                     ReadModelActivities.record_event,
                     self._event(
                         EventKind.RETRY_REQUESTED,
@@ -304,7 +302,7 @@ class GoalWorkflow:
         if retry:
             self._retry_granted[task_id] = decision
         self._changed = True
-        await self._write(
+        await record(
             ReadModelActivities.record_event,
             self._event(
                 EventKind.DECISION_ACCEPTED,
@@ -326,7 +324,7 @@ class GoalWorkflow:
         for task_id, due in sorted(self._retry_due.items()):
             if due <= now:
                 del self._retry_due[task_id]
-                await self._write(
+                await record(
                     ReadModelActivities.record_event,
                     self._event(
                         EventKind.DECISION_ACCEPTED,
@@ -351,7 +349,7 @@ class GoalWorkflow:
                 }
             )
             self._tasks[task_id] = again
-            await self._write(
+            await record(
                 ReadModelActivities.record_task,
                 RecordTask(
                     task=again,
@@ -392,7 +390,7 @@ class GoalWorkflow:
                     }
                 )
                 self._tasks[task.task_id] = skipped
-                await self._write(
+                await record(
                     ReadModelActivities.record_task,
                     RecordTask(
                         task=skipped,
@@ -486,7 +484,7 @@ class GoalWorkflow:
             )
             self._tasks[task_id] = failed
             self._changed = True
-            await self._write(
+            await record(
                 ReadModelActivities.record_task,
                 RecordTask(task=failed, event=self._event(EventKind.TASK_FAILED, error, task_id)),
                 f"record task {task_id} failed",
@@ -496,7 +494,7 @@ class GoalWorkflow:
         """Start a fresh run with the same state; running tasks signal the new run."""
         assert self._spec is not None
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._write(
+        await record(
             ReadModelActivities.record_event,
             self._event(
                 EventKind.GOAL_CONTINUED,
@@ -558,7 +556,7 @@ class GoalWorkflow:
             ],
             error=error,
         )
-        await self._write(
+        await record(
             ReadModelActivities.finish_goal,
             FinishGoal(
                 goal_id=self._goal_id,
@@ -583,16 +581,6 @@ class GoalWorkflow:
                 non_retryable=True,
             )
         return report
-
-    async def _write(self, activity: Any, arg: Any, summary: str) -> None:
-        """Run one read-model activity with the database retry policy."""
-        await workflow.execute_activity_method(
-            activity,
-            arg,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary=summary,
-        )
 
     def _event(
         self,
@@ -629,7 +617,7 @@ class GoalWorkflow:
         ]
         if progress.stage not in ("running", "done"):
             lines.append(progress.stage)
-        notes = [_note(task) for task in self._tasks.values() if _note(task)]
+        notes = [note for note in map(_note, self._tasks.values()) if note]
         lines += notes[:_DETAIL_LINES]
         if len(notes) > _DETAIL_LINES:
             lines.append(f"and {len(notes) - _DETAIL_LINES} more")

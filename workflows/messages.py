@@ -35,3 +35,12 @@ def summarize_payload(payload: tuple[Any, ...], limit: int = 2000) -> Any:
     if len(text) <= limit and (len(payload) == 1 and isinstance(payload[0], dict)):
         return payload[0]
     return text[:limit]
+
+
+def reject_if(problem: object) -> None:
+    """Reject an update in its validator when judging it gave a reason (a string).
+
+    The caller gets the reason, and the rejected update stays out of the history.
+    """
+    if isinstance(problem, str):
+        raise ValueError(problem)

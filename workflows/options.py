@@ -1,7 +1,9 @@
 """How workflows call activities: timeouts and retry policies, chosen on purpose."""
 
 from datetime import timedelta
+from typing import Any
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -25,3 +27,14 @@ ASSIGN_RETRY = RetryPolicy(
 )
 """Assignment retries without limit: a task never proceeds without an agent, and
 never gives up on getting one; a stuck assignment shows as a retrying activity."""
+
+
+async def record(activity: Any, arg: Any, summary: str) -> None:
+    """Run one write to the read model, with the database retry policy."""
+    await workflow.execute_activity_method(
+        activity,
+        arg,
+        start_to_close_timeout=ACTIVITY_TIMEOUT,
+        retry_policy=DATABASE_RETRY,
+        summary=summary,
+    )

@@ -2,8 +2,9 @@
 
 import contextlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -28,8 +29,8 @@ with workflow.unsafe.imports_passed_through():
         RecordTask,
     )
     from goalkeeper.statuses import AssignmentStatus, Decision, ReportOutcome, TaskStatus
-    from workflows.messages import parse_message, summarize_payload
-    from workflows.options import ACTIVITY_TIMEOUT, ASSIGN_RETRY, DATABASE_RETRY
+    from workflows.messages import parse_message, reject_if, summarize_payload
+    from workflows.options import ACTIVITY_TIMEOUT, ASSIGN_RETRY, record
 
 LATE_REPORT_WINDOW = timedelta(minutes=2)
 """How long an ended task stays open to record late or duplicate reports. After it,
@@ -40,6 +41,10 @@ INLINE_RESULT_LIMIT = 128 * 1024
 
 SYSTEM_APPROVER = "goalkeeper"
 """Who decides when the escalation chain ends without a decision."""
+
+
+AgentMessage = TypeVar("AgentMessage", AgentReport, Heartbeat)
+"""What an agent sends about its assignment."""
 
 
 class Lapse(str):
@@ -84,6 +89,7 @@ class TaskWorkflow:
         self._reassign: Lapse | None = None
         self._abort: str | None = None
         self._settled = 0
+        self._shown: tuple[TaskStatus, str | None] | None = None
         self._rework: list[dict[str, Any]] = []
 
     @workflow.run
@@ -130,11 +136,7 @@ class TaskWorkflow:
 
     @report.validator
     def _validate_report(self, *payload: Any) -> None:
-        report = parse_message(payload, AgentReport, "agent report")
-        if isinstance(report, str):
-            raise ValueError(report)
-        if report.assignment_id != self._assigning:  # else judged once the agent is known
-            _raise_if(self._report_problem(report))
+        reject_if(self._prejudge(payload, AgentReport, "agent report", self._report_problem))
 
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
@@ -158,7 +160,7 @@ class TaskWorkflow:
 
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
-        _raise_if(self._judge_decision(payload))
+        reject_if(self._judge_decision(payload))
 
     @workflow.signal(name="agent_heartbeat")
     async def agent_heartbeat(self, *payload: Any) -> None:
@@ -185,11 +187,7 @@ class TaskWorkflow:
 
     @heartbeat.validator
     def _validate_heartbeat(self, *payload: Any) -> None:
-        beat = parse_message(payload, Heartbeat, "heartbeat")
-        if isinstance(beat, str):
-            raise ValueError(beat)
-        if beat.assignment_id != self._assigning:  # else judged once the agent is known
-            _raise_if(self._assignment_problem(beat.agent_id, beat.assignment_id, "heartbeat"))
+        reject_if(self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem))
 
     @workflow.signal(name="reassign")
     def reassign(self, reason: str = "reassigned on request") -> None:
@@ -204,11 +202,39 @@ class TaskWorkflow:
             self._abort = str(reason)[:500]
 
     async def _judge_report(self, payload: tuple[Any, ...]) -> AgentReport | str:
-        report = parse_message(payload, AgentReport, "agent report")
-        if isinstance(report, str):
-            return report
-        await self._known(report.assignment_id)
-        return self._report_problem(report) or report
+        return await self._judge(payload, AgentReport, "agent report", self._report_problem)
+
+    async def _judge_heartbeat(self, payload: tuple[Any, ...]) -> Heartbeat | str:
+        return await self._judge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
+
+    async def _judge(
+        self,
+        payload: tuple[Any, ...],
+        model: type[AgentMessage],
+        what: str,
+        problem: Callable[[AgentMessage], str | None],
+    ) -> AgentMessage | str:
+        """The message, or why it is rejected; judged once its assignment is known."""
+        message = parse_message(payload, model, what)
+        if isinstance(message, str):
+            return message
+        if message.assignment_id == self._assigning:
+            # The agent heard of its assignment before the workflow did: wait for it.
+            await workflow.wait_condition(lambda: self._assigning is None)
+        return problem(message) or message
+
+    def _prejudge(
+        self,
+        payload: tuple[Any, ...],
+        model: type[AgentMessage],
+        what: str,
+        problem: Callable[[AgentMessage], str | None],
+    ) -> str | None:
+        """An update validator's judgement: what `_judge` would say, unless it must wait."""
+        message = parse_message(payload, model, what)
+        if isinstance(message, str):
+            return message
+        return None if message.assignment_id == self._assigning else problem(message)
 
     def _accept_report(self, report: AgentReport) -> None:
         self._reported.add(report.assignment_id)
@@ -231,17 +257,8 @@ class TaskWorkflow:
             )
         return None
 
-    async def _judge_heartbeat(self, payload: tuple[Any, ...]) -> Heartbeat | str:
-        beat = parse_message(payload, Heartbeat, "heartbeat")
-        if isinstance(beat, str):
-            return beat
-        await self._known(beat.assignment_id)
-        return self._assignment_problem(beat.agent_id, beat.assignment_id, "heartbeat") or beat
-
-    async def _known(self, assignment_id: str) -> None:
-        """Wait out an assignment the agent heard of before the workflow did."""
-        if assignment_id == self._assigning:
-            await workflow.wait_condition(lambda: self._assigning is None)
+    def _heartbeat_problem(self, beat: Heartbeat) -> str | None:
+        return self._assignment_problem(beat.agent_id, beat.assignment_id, "heartbeat")
 
     def _beat(self) -> None:
         self._heartbeats += 1
@@ -433,12 +450,12 @@ class TaskWorkflow:
     async def _fail(
         self,
         lines: list[str],
-        status: AssignmentStatus,
+        outcome: AssignmentStatus,
         report: AgentReport | None,
         **spent: Any,
     ) -> None:
         await self._end_assignment(
-            status,
+            outcome,
             report,
             EventKind.TASK_FAILED,
             f"task {self._view.task_id!r} failed after {self._input.max_attempts} attempts",
@@ -501,8 +518,7 @@ class TaskWorkflow:
         self._decision = None
         self._reassign = None
         self._assigning = None
-        self._show()
-        await self._notify_goal()
+        await self._settle()
         return assignment
 
     async def _await_report(self, assignment: Assignment) -> AgentReport | Lapse:
@@ -623,7 +639,7 @@ class TaskWorkflow:
         assignment_id, agent_id = self._view.assignment_id, self._view.agent_id
         assert assignment_id is not None
         self._advance(changes)
-        await workflow.execute_activity_method(
+        await record(
             AssignmentActivities.end_assignment,
             EndAssignment(
                 assignment_id=assignment_id,
@@ -635,21 +651,17 @@ class TaskWorkflow:
                 task=self._view,
                 event=self._event(kind, message, agent_id),
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary=f"record assignment {outcome} for agent {agent_id}",
+            f"record assignment {outcome} for agent {agent_id}",
         )
         await self._settle()
 
     async def _change(self, kind: EventKind, message: str, **changes: Any) -> None:
         """Move the task to a new state, record it, and tell the goal."""
         self._advance(changes)
-        await workflow.execute_activity_method(
+        await record(
             ReadModelActivities.record_task,
             RecordTask(task=self._view, event=self._event(kind, message, self._view.agent_id)),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary=f"record task {self._view.status}",
+            f"record task {self._view.status}",
         )
         await self._settle()
 
@@ -669,12 +681,10 @@ class TaskWorkflow:
         agent_id = None
         if len(payload) == 1 and isinstance(payload[0], dict):
             agent_id = str(payload[0].get("agent_id") or "")[:128] or None
-        await workflow.execute_activity_method(
+        await record(
             ReadModelActivities.record_event,
             self._event(kind, message, agent_id, {"payload": summarize_payload(payload)}),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary=f"record {kind}",
+            f"record {kind}",
         )
 
     def _event(
@@ -709,10 +719,12 @@ class TaskWorkflow:
     def _show(self) -> None:
         """Mirror the state in the Temporal UI: search attributes and a one-line summary."""
         view = self._view
-        updates = [sa.TASK_STATUS.value_set(view.status.value)]
-        if view.agent_id:
-            updates.append(sa.ASSIGNED_AGENT.value_set(view.agent_id))
-        workflow.upsert_search_attributes(updates)
+        if (view.status, view.agent_id) != self._shown:  # each upsert is a history event
+            self._shown = (view.status, view.agent_id)
+            updates = [sa.TASK_STATUS.value_set(view.status.value)]
+            if view.agent_id:
+                updates.append(sa.ASSIGNED_AGENT.value_set(view.agent_id))
+            workflow.upsert_search_attributes(updates)
         line = f"**{view.title}**: {view.status}"
         if view.agent_id:
             line += f", agent `{view.agent_id}` (attempt {view.attempts})"
@@ -721,9 +733,3 @@ class TaskWorkflow:
         if view.history:
             line += "\n\n" + "\n\n".join(view.history[-5:])
         workflow.set_current_details(line)
-
-
-def _raise_if(problem: object) -> None:
-    """Reject an update in its validator: the caller gets the reason, history stays clean."""
-    if isinstance(problem, str):
-        raise ValueError(problem)
