@@ -20,7 +20,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assignment import release_agent
 from activities.rows import insert_event, write_task
-from goalkeeper.models import TaskView
+from goalkeeper.client import goal_tasks
+from goalkeeper.models import TaskSummary, TaskView
 from goalkeeper.records import Event, EventKind, Finding, HealthCheck, HealthReport
 
 log = logging.getLogger("goalkeeper.health")
@@ -92,7 +93,7 @@ class HealthActivities:
                 """
                 SELECT a.assignment_id::text, a.agent_id, a.goal_id, a.task_id
                 FROM assignments a LEFT JOIN tasks t USING (goal_id, task_id)
-                WHERE a.status = 'active'
+                WHERE a.status IN ('active', 'starting')
                   AND (t.task_id IS NULL OR t.assignment_id IS DISTINCT FROM a.assignment_id
                        OR t.status <> 'assigned')
                   AND a.created_at < now() - interval '30 seconds'
@@ -126,28 +127,32 @@ class HealthActivities:
                 """
                 SELECT g.agent_id, g.status, g.active_assignments,
                        (SELECT count(*) FROM assignments a
-                        WHERE a.agent_id = g.agent_id AND a.status = 'active') AS live
+                        WHERE a.agent_id = g.agent_id
+                          AND a.status IN ('active', 'starting')) AS live
                 FROM agents g
                 WHERE g.active_assignments <> (SELECT count(*) FROM assignments a
-                        WHERE a.agent_id = g.agent_id AND a.status = 'active')
+                        WHERE a.agent_id = g.agent_id AND a.status IN ('active', 'starting'))
                    OR (g.status = 'busy' AND NOT EXISTS (SELECT 1 FROM assignments a
-                        WHERE a.agent_id = g.agent_id AND a.status = 'active'))
+                        WHERE a.agent_id = g.agent_id AND a.status IN ('active', 'starting')))
                 FOR UPDATE OF g
                 """
             )
             for row in rows:
                 if repair:
+                    # Counted again under the agent's lock: an assignment that committed
+                    # since the look above is included, so no slot is given twice.
                     await connection.execute(
                         """
-                        UPDATE agents SET active_assignments = least($2, capacity),
+                        WITH live AS (SELECT count(*)::int AS n FROM assignments a
+                                      WHERE a.agent_id = $1 AND a.status IN ('active', 'starting'))
+                        UPDATE agents SET active_assignments = least(live.n, capacity),
                             status = CASE WHEN status IN ('busy', 'available')
-                                          THEN (CASE WHEN $2 > 0 THEN 'busy' ELSE 'available'
+                                          THEN (CASE WHEN live.n > 0 THEN 'busy' ELSE 'available'
                                                 END)::agent_status
                                           ELSE status END
-                        WHERE agent_id = $1
+                        FROM live WHERE agent_id = $1
                         """,
                         row["agent_id"],
-                        row["live"],
                     )
                 report.findings.append(
                     Finding(
@@ -183,8 +188,11 @@ class HealthActivities:
                 try:
                     await self.client.get_workflow_handle(workflow_id).signal(
                         "reassign",
-                        f"past its report deadline by the health check's clock "
-                        f"(assigned {row['age']}s ago)",
+                        {
+                            "assignment_id": row["assignment_id"],
+                            "reason": "past its report deadline by the health check's clock "
+                            f"(assigned {row['age']}s ago)",
+                        },
                     )
                     action = "asked the task workflow to reassign it"
                 except RPCError as exc:
@@ -222,22 +230,24 @@ class HealthActivities:
                 await self._dead_goal(report, goal_id, description, repair)
                 continue
             try:
-                views = await handle.query(
-                    "tasks", result_type=list[TaskView], rpc_timeout=QUERY_TIMEOUT
-                )
-            except RPCError as exc:  # a workflow that cannot answer queries is worth a look
+                views = await asyncio.wait_for(goal_tasks(handle), QUERY_TIMEOUT.total_seconds())
+            except (
+                RPCError,
+                TimeoutError,
+            ) as exc:  # a workflow that cannot answer queries is worth a look
                 report.findings.append(
                     Finding(
                         kind="goal_unanswering",
                         subject=f"goal:{goal_id}",
-                        message=f"goal {goal_id!r} did not answer its tasks query: {exc.message}",
+                        message=f"goal {goal_id!r} did not answer its tasks query: "
+                        f"{getattr(exc, 'message', None) or 'no answer in time'}",
                     )
                 )
                 continue
             await self._compare_tasks(report, goal_id, views, repair)
 
     async def _compare_tasks(
-        self, report: HealthReport, goal_id: str, views: list[TaskView], repair: bool
+        self, report: HealthReport, goal_id: str, views: list[TaskSummary], repair: bool
     ) -> None:
         rows = {
             r["task_id"]: r
@@ -261,8 +271,7 @@ class HealthActivities:
             if row["seq"] < view.seq or not differs:
                 continue  # an update in flight, or nothing to say
             if repair:
-                async with self.pool.acquire() as connection:
-                    await write_task(connection, view, force=True)
+                await self._reproject(goal_id, view)
             shown = ", ".join(f"{f} {row[f]!r} (workflow: {expected[f]!r})" for f in differs)
             report.findings.append(
                 Finding(
@@ -274,6 +283,20 @@ class HealthActivities:
                     repaired=repair,
                 )
             )
+
+    async def _reproject(self, goal_id: str, summary: TaskSummary) -> None:
+        """Write the task's state as its own workflow holds it, or as the goal does."""
+        try:
+            view: TaskView = await self.client.get_workflow_handle(
+                f"{goal_id}/{summary.task_id}"
+            ).query("status", result_type=TaskView, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError:
+            view = TaskView(goal_id=goal_id, task_id=summary.task_id, title="", skill="")
+            view = view.model_copy(
+                update=summary.model_dump(exclude={"task_id"}, include=set(TaskView.model_fields))
+            )
+        if view.seq >= summary.seq:
+            await write_task(self.pool, view, force=True)
 
     async def _dead_goal(
         self, report: HealthReport, goal_id: str, description: Any, repair: bool

@@ -2,9 +2,22 @@
 
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.rows import insert_event, write_task
-from goalkeeper.records import Event, FinishGoal, RecordGoal, RecordRejectedGoal, RecordTask
+from activities.rows import insert_event
+from goalkeeper.models import GoalRef, GoalSpec, TaskSpec
+from goalkeeper.records import (
+    Event,
+    EventKind,
+    FinishGoal,
+    LoadTasks,
+    RecordGoal,
+    RecordRejectedGoal,
+    RecordSkips,
+    RecordTask,
+    RecordTasks,
+    TaskSpecPage,
+)
 
 
 class ReadModelActivities:
@@ -15,17 +28,17 @@ class ReadModelActivities:
 
     @activity.defn
     async def record_goal(self, record: RecordGoal) -> None:
-        """Store a started goal and its tasks as `pending`.
+        """Store a started goal; its tasks follow in pages (`record_tasks`).
 
-        A goal id reused after an earlier goal finished starts afresh: its old task
-        rows are reset, while its events stay (the audit trail is append-only).
+        A goal id reused after an earlier goal ended starts afresh: its old task rows
+        are removed, while its events stay (the audit trail is append-only).
         """
-        spec = record.spec
+        spec = record.header
         async with self.pool.acquire() as connection, connection.transaction():
             previous_run = await connection.fetchval(
                 "SELECT first_run_id FROM goals WHERE goal_id = $1 FOR UPDATE", record.goal_id
             )
-            if previous_run is not None and previous_run != record.first_run_id:
+            if previous_run is not None and previous_run != record.goal_run_id:
                 await connection.execute("DELETE FROM tasks WHERE goal_id = $1", record.goal_id)
             await connection.execute(
                 """
@@ -40,39 +53,140 @@ class ReadModelActivities:
                                   THEN goals.status ELSE 'running' END,
                     report = CASE WHEN goals.first_run_id = EXCLUDED.first_run_id
                                   THEN goals.report END,
+                    error = CASE WHEN goals.first_run_id = EXCLUDED.first_run_id
+                                 THEN goals.error END,
                     ended_at = CASE WHEN goals.first_run_id = EXCLUDED.first_run_id
                                     THEN goals.ended_at END,
                     updated_at = now()
                 """,
                 record.goal_id,
-                record.first_run_id,
+                record.goal_run_id,
                 spec.title,
                 spec.description,
                 spec.workspace,
                 spec.approvers,
-                spec.model_dump(mode="json"),
-            )
-            await connection.executemany(
-                """
-                INSERT INTO tasks (goal_id, task_id, title, skill, requires_approval,
-                                   approvers, depends_on)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (goal_id, task_id) DO NOTHING
-                """,
-                [
-                    (
-                        record.goal_id,
-                        t.id,
-                        t.title,
-                        t.skill,
-                        t.requires_approval,
-                        spec.approvers_of(t) if t.requires_approval else [],
-                        t.depends_on,
-                    )
-                    for t in spec.tasks
-                ],
+                {
+                    **spec.model_dump(mode="json", exclude={"tasks"}),
+                    "tasks_total": record.tasks_total,
+                },
             )
             await insert_event(connection, record.event)
+
+    @activity.defn
+    async def record_tasks(self, record: RecordTasks) -> None:
+        """Store a page of the goal's tasks as `pending`, with their specs and positions."""
+        header = await self.pool.fetchval(
+            "SELECT spec FROM goals WHERE goal_id = $1 AND first_run_id = $2",
+            record.goal_id,
+            record.goal_run_id,
+        )
+        if header is None:
+            return  # a newer goal of the same id replaced this one
+        approvers = header.get("approvers") or []
+        await self.pool.executemany(
+            """
+            INSERT INTO tasks (goal_id, task_id, title, skill, requires_approval,
+                               approvers, depends_on, position, spec)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            ON CONFLICT (goal_id, task_id) DO NOTHING
+            """,
+            [
+                (
+                    record.goal_id,
+                    t.id,
+                    t.title,
+                    t.skill,
+                    t.requires_approval,
+                    sorted({*approvers, *t.approvers}) if t.requires_approval else [],
+                    t.depends_on,
+                    record.first_position + n,
+                    t.model_dump(mode="json"),
+                )
+                for n, t in enumerate(record.tasks)
+            ],
+        )
+
+    @activity.defn
+    async def load_goal(self, ref: GoalRef) -> GoalSpec:
+        """The spec of a stored goal, without its tasks (they are read in pages)."""
+        header = await self.pool.fetchval(
+            "SELECT spec FROM goals WHERE goal_id = $1 AND first_run_id = $2",
+            ref.goal_id,
+            ref.goal_run_id,
+        )
+        if header is None:
+            raise ApplicationError(
+                f"goal {ref.goal_id!r} of run {ref.goal_run_id!r} is not stored; expected "
+                "it to be recorded when the goal started",
+                type="InvalidRecord",
+                non_retryable=True,
+            )
+        header.pop("tasks_total", None)
+        return GoalSpec.model_validate({**header, "tasks": []})
+
+    @activity.defn
+    async def load_tasks(self, request: LoadTasks) -> TaskSpecPage:
+        """Task specs by plan position, from `start` up to `end` or `max_bytes`."""
+        rows = await self.pool.fetch(
+            """
+            SELECT t.position, t.spec, length(t.spec::text) AS bytes
+            FROM tasks t JOIN goals g USING (goal_id)
+            WHERE t.goal_id = $1 AND g.first_run_id = $2 AND t.position >= $3 AND t.position < $4
+            ORDER BY t.position
+            """,
+            request.goal_id,
+            request.goal_run_id,
+            request.start,
+            request.end,
+        )
+        tasks: list[TaskSpec] = []
+        size = 0
+        for row in rows:
+            if tasks and size + row["bytes"] > request.max_bytes:
+                return TaskSpecPage(tasks=tasks, next_start=row["position"])
+            size += row["bytes"]
+            tasks.append(TaskSpec.model_validate(row["spec"]))
+        if request.start + len(tasks) != request.end:
+            raise ApplicationError(
+                f"goal {request.goal_id!r} has {len(tasks)} stored tasks at positions "
+                f"{request.start}..{request.end - 1}; expected {request.end - request.start}",
+                type="InvalidRecord",
+                non_retryable=True,
+            )
+        return TaskSpecPage(tasks=tasks)
+
+    @activity.defn
+    async def record_skips(self, record: RecordSkips) -> None:
+        """Store a batch of skipped tasks and an event for each, in one transaction."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                """
+                UPDATE tasks t SET status = 'skipped', error = s.reason, seq = t.seq + 1,
+                       ended_at = now(), updated_at = now()
+                FROM unnest($3::text[], $4::text[]) AS s(task_id, reason), goals g
+                WHERE t.goal_id = $1 AND t.task_id = s.task_id AND g.goal_id = t.goal_id
+                  AND g.first_run_id = $2 AND t.status = 'pending'
+                """,
+                record.goal_id,
+                record.goal_run_id,
+                [t.task_id for t in record.tasks],
+                [t.reason for t in record.tasks],
+            )
+            await connection.executemany(
+                "SELECT goalkeeper_event($1)",
+                [
+                    (
+                        {
+                            "event_id": t.event_id,
+                            "kind": EventKind.TASK_SKIPPED.value,
+                            "goal_id": record.goal_id,
+                            "task_id": t.task_id,
+                            "message": f"task {t.task_id!r} {t.reason}",
+                        },
+                    )
+                    for t in record.tasks
+                ],
+            )
 
     @activity.defn
     async def record_rejected_goal(self, record: RecordRejectedGoal) -> None:
@@ -103,10 +217,11 @@ class ReadModelActivities:
     @activity.defn
     async def record_task(self, record: RecordTask) -> None:
         """Store a task's new state and, if given, the event that explains it."""
-        async with self.pool.acquire() as connection, connection.transaction():
-            await write_task(connection, record.task)
-            if record.event is not None:
-                await insert_event(connection, record.event)
+        await self.pool.execute(
+            "SELECT goalkeeper_write_task($1), goalkeeper_event($2)",
+            record.task.model_dump(mode="json"),
+            record.event.model_dump(mode="json") if record.event else None,
+        )
 
     @activity.defn
     async def finish_goal(self, record: FinishGoal) -> None:
@@ -128,5 +243,4 @@ class ReadModelActivities:
     @activity.defn
     async def record_event(self, event: Event) -> None:
         """Append one event to the audit trail (rejections, notices)."""
-        async with self.pool.acquire() as connection:
-            await insert_event(connection, event)
+        await insert_event(self.pool, event)

@@ -60,7 +60,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     CONSTRAINT task_past_pending_has_agent
         CHECK (status IN ('pending', 'skipped') OR agent_id IS NOT NULL)
 );
+-- A goal's tasks in plan order, with each task's spec: a goal of any size starts from here.
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS position integer;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS spec jsonb;
 CREATE INDEX IF NOT EXISTS tasks_goal_status ON tasks (goal_id, status);
+CREATE INDEX IF NOT EXISTS tasks_goal_position ON tasks (goal_id, position);
 -- Approvers' inbox: what waits for whom.
 CREATE INDEX IF NOT EXISTS tasks_awaiting_approval ON tasks USING gin (approvers)
     WHERE status = 'awaiting_approval';
@@ -81,6 +85,8 @@ CREATE TABLE IF NOT EXISTS assignments (
     ended_at       timestamptz,
     FOREIGN KEY (goal_id, task_id) REFERENCES tasks ON DELETE CASCADE
 );
+-- Agents heartbeat here, outside workflow history; the task reads it when silence is due.
+ALTER TABLE assignments ADD COLUMN IF NOT EXISTS last_heartbeat_at timestamptz;
 -- An agent's inbox: its active assignments.
 CREATE INDEX IF NOT EXISTS assignments_inbox ON assignments (agent_id) WHERE status = 'active';
 CREATE INDEX IF NOT EXISTS assignments_goal ON assignments (goal_id);
@@ -165,3 +171,161 @@ SELECT
 FROM goals g
 LEFT JOIN tasks t ON t.goal_id = g.goal_id
 GROUP BY g.goal_id;
+
+-- Writes that each take one round trip: a retried activity repeats them harmlessly.
+
+-- Append an event once: a retried activity carries the same event_id.
+CREATE OR REPLACE FUNCTION goalkeeper_event(e jsonb) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO events (event_id, goal_id, task_id, agent_id, kind, message, detail)
+    SELECT (e->>'event_id')::uuid, e->>'goal_id', e->>'task_id', e->>'agent_id',
+           e->>'kind', e->>'message', coalesce(e->'detail', '{}')
+    WHERE e IS NOT NULL AND jsonb_typeof(e) = 'object'
+    ON CONFLICT (event_id) DO NOTHING
+$$;
+
+-- Store a task's state unless a newer one (higher seq) is stored, or the task belongs to
+-- another run of the goal (a goal id reused while an old task workflow still runs).
+-- `force` overwrites an older-or-equal row: the health check re-projecting a workflow.
+CREATE OR REPLACE FUNCTION goalkeeper_write_task(t jsonb, force boolean DEFAULT false)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tasks SET
+        status = (t->>'status')::task_status, agent_id = t->>'agent_id',
+        assignment_id = (t->>'assignment_id')::uuid, attempts = (t->>'attempts')::int,
+        reworks = (t->>'reworks')::int, tokens_used = (t->>'tokens_used')::bigint,
+        cost_usd = (t->>'cost_usd')::numeric,
+        result = CASE WHEN t ? 'result' THEN t->'result' ELSE tasks.result END,
+        error = t->>'error',
+        started_at = coalesce((t->>'started_at')::timestamptz, tasks.started_at),
+        ended_at = (t->>'ended_at')::timestamptz, seq = (t->>'seq')::int, updated_at = now()
+    WHERE goal_id = t->>'goal_id' AND task_id = t->>'task_id'
+      AND (seq < (t->>'seq')::int OR (force AND seq <= (t->>'seq')::int))
+      AND (coalesce(t->>'goal_run_id', '') = ''
+           OR EXISTS (SELECT 1 FROM goals g WHERE g.goal_id = t->>'goal_id'
+                      AND g.first_run_id = t->>'goal_run_id'));
+    RETURN FOUND;
+END $$;
+
+-- Give one task attempt an agent: the least loaded that has the skill, else a new one.
+-- Assignments for one skill in one workspace take turns (an advisory lock of that skill
+-- alone), so assignments for other skills never wait for them; the capacity CHECK
+-- means no slot is ever given twice.
+CREATE OR REPLACE FUNCTION goalkeeper_assign(r jsonb)
+RETURNS TABLE (agent_id text, provisioned boolean) LANGUAGE plpgsql AS $$
+DECLARE
+    chosen text;
+    fresh boolean := false;
+    context jsonb;
+BEGIN
+    SELECT a.agent_id INTO chosen FROM assignments a
+    WHERE a.assignment_id = (r->>'assignment_id')::uuid;
+    IF FOUND THEN  -- a retry of an attempt that already committed
+        RETURN QUERY SELECT chosen, false;
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('goalkeeper-assign:' || (r->>'workspace') || '/'
+                                           || (r->>'skill')));
+    SELECT g.agent_id INTO chosen FROM agents g
+    WHERE g.workspace = r->>'workspace' AND g.skills @> ARRAY[r->>'skill']
+      AND g.status IN ('available', 'busy') AND g.active_assignments < g.capacity
+      AND NOT g.agent_id = ANY(ARRAY(SELECT jsonb_array_elements_text(r->'exclude_agent_ids')))
+    ORDER BY g.agent_id = r->>'prefer_agent_id' DESC NULLS LAST,
+             g.active_assignments::float / g.capacity, g.last_assigned_at NULLS FIRST,
+             g.agent_id
+    LIMIT 1
+    FOR UPDATE;
+    IF chosen IS NULL THEN
+        chosen := r->>'provision_id';
+        fresh := true;
+        INSERT INTO agents (agent_id, workspace, skills, status, capacity, provisioned)
+        VALUES (chosen, r->>'workspace', ARRAY[r->>'skill'], 'available', 1, true);
+        PERFORM goalkeeper_event(r->'provision_event' || jsonb_build_object('agent_id', chosen));
+    END IF;
+    UPDATE agents g SET active_assignments = g.active_assignments + 1, status = 'busy',
+           last_assigned_at = now()
+    WHERE g.agent_id = chosen;
+    SELECT jsonb_build_object(
+        'goal', (SELECT jsonb_build_object('goal_id', goal_id, 'title', title,
+                                           'description', description)
+                 FROM goals WHERE goal_id = r->>'goal_id'),
+        'task', t.spec,
+        'attempt', (r->>'attempt')::int,
+        'dependency_results', (SELECT coalesce(jsonb_object_agg(d.task_id, d.result), '{}')
+                               FROM tasks d WHERE d.goal_id = t.goal_id
+                                 AND d.task_id = ANY(t.depends_on)),
+        'rework', (SELECT coalesce(jsonb_agg(w || jsonb_build_object('previous_result',
+                                (SELECT p.result FROM assignments p
+                                 WHERE p.assignment_id = (w->>'assignment_id')::uuid))), '[]')
+                   FROM jsonb_array_elements(r->'rework') w),
+        'report_deadline_seconds', (r->>'report_deadline_seconds')::int,
+        'heartbeat_timeout_seconds', (r->>'heartbeat_timeout_seconds')::int)
+    INTO context
+    FROM tasks t WHERE t.goal_id = r->>'goal_id' AND t.task_id = r->>'task_id';
+    -- An assignment made before its task workflow starts stays hidden from the agent
+    -- until the workflow exists to hear the report (goalkeeper_activate).
+    INSERT INTO assignments (assignment_id, goal_id, task_id, agent_id, attempt, context,
+                             status)
+    VALUES ((r->>'assignment_id')::uuid, r->>'goal_id', r->>'task_id', chosen,
+            (r->>'attempt')::int, coalesce(context, '{}'),
+            CASE WHEN (r->>'deferred')::boolean THEN 'starting' ELSE 'active' END
+                ::assignment_status);
+    PERFORM goalkeeper_write_task(jsonb_build_object(
+        'goal_id', r->>'goal_id', 'goal_run_id', r->>'goal_run_id', 'task_id', r->>'task_id',
+        'status', 'assigned', 'agent_id', chosen, 'assignment_id', r->>'assignment_id',
+        'attempts', (r->>'attempt')::int, 'reworks', coalesce(t.reworks, 0),
+        'tokens_used', coalesce(t.tokens_used, 0), 'cost_usd', coalesce(t.cost_usd, 0),
+        'started_at', now(), 'seq', (r->>'seq')::int))
+    FROM tasks t WHERE t.goal_id = r->>'goal_id' AND t.task_id = r->>'task_id';
+    PERFORM goalkeeper_event(jsonb_build_object(
+        'event_id', r->>'assignment_id', 'kind', 'task_assigned', 'goal_id', r->>'goal_id',
+        'task_id', r->>'task_id', 'agent_id', chosen,
+        'message', format('task %L assigned to agent %L (attempt %s)',
+                          r->>'task_id', chosen, r->>'attempt'),
+        'detail', jsonb_build_object('assignment_id', r->>'assignment_id',
+                                     'provisioned', fresh)));
+    IF NOT coalesce((r->>'deferred')::boolean, false) THEN
+        PERFORM pg_notify('goalkeeper_assignments', chosen);
+    END IF;
+    RETURN QUERY SELECT chosen, fresh;
+END $$;
+
+-- Free one of the agent's slots; an idle agent that was busy becomes available.
+CREATE OR REPLACE FUNCTION goalkeeper_release(agent text) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE agents SET active_assignments = active_assignments - 1,
+           status = CASE WHEN status = 'busy' AND active_assignments = 1
+                         THEN 'available'::agent_status ELSE status END
+    WHERE agent_id = agent AND active_assignments > 0
+$$;
+
+-- Close an assignment with its outcome, free the agent's slot (only the call that closes
+-- it, so a retry never frees it twice), record the task and the event.
+CREATE OR REPLACE FUNCTION goalkeeper_end_assignment(r jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    agent text;
+BEGIN
+    UPDATE assignments SET status = (r->>'status')::assignment_status, result = r->'result',
+           error = r->>'error', tokens_used = (r->>'tokens_used')::bigint,
+           cost_usd = (r->>'cost_usd')::numeric, ended_at = now()
+    WHERE assignment_id = (r->>'assignment_id')::uuid AND status IN ('active', 'starting')
+    RETURNING agent_id INTO agent;
+    IF agent IS NOT NULL THEN
+        PERFORM goalkeeper_release(agent);
+        IF r->>'status' = 'timed_out' THEN
+            UPDATE agents SET status = 'unresponsive' WHERE agent_id = agent;
+        END IF;
+    END IF;
+    PERFORM goalkeeper_write_task(r->'task');
+    PERFORM goalkeeper_event(r->'event');
+END $$;
+
+-- The task workflow has started: its agent may now see the assignment, and is woken.
+CREATE OR REPLACE FUNCTION goalkeeper_activate(id uuid) RETURNS void
+LANGUAGE sql AS $$
+    WITH started AS (
+        UPDATE assignments SET status = 'active'
+        WHERE assignment_id = id AND status = 'starting' RETURNING agent_id)
+    SELECT pg_notify('goalkeeper_assignments', agent_id) FROM started
+$$;

@@ -1,11 +1,19 @@
-"""Throughput, latency and memory of Goalkeeper on the embedded stack; prints its figures.
+"""Goalkeeper beside bare Temporal on the embedded stack: throughput, latency, size, memory.
 
-    python bench/run.py [--goals 20] [--tasks 10] [--agents 8]
+    python bench/run.py [--goals 100] [--tasks 10] [--agents 8] [--big 10000] [--audit 20]
 
-Starts its own Temporal dev server and PostgreSQL (free ports, a temporary folder), one
-worker and simulated agents in this process, runs the goals concurrently to the end,
-and prints goals/s, tasks/s, goal latency percentiles and the process's peak memory.
-Figures depend on the machine; compare runs on the same one.
+Starts its own Temporal dev server and PostgreSQL (free ports, a temporary folder), and
+runs, in one process, one worker and simulated agents that answer at once:
+
+1. bare Temporal: per task a child workflow, one activity and one signal (bench/bare.py);
+2. Goalkeeper: the same number of goals and tasks, with progress queried throughout;
+3. one goal of `--big` tasks (0 skips it).
+
+It prints tasks per second for both and their ratio, goal latency, progress-query
+latency, the big goal's duration, the process's peak memory, and from the histories of
+`--audit` goals: events per task (the task's own and its goal's share), the longest
+run history and the largest payload seen. Figures depend on the machine: compare runs
+on the same one.
 """
 
 import argparse
@@ -17,21 +25,27 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
 from activities.database import apply_schema, create_pool
+from bench.bare import BareAgents, BareGoal, BareTask
 from goalkeeper import registry
 from goalkeeper.agent_runner import AgentRunner, SimulatedWork
 from goalkeeper.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
 from workflows.goal import GoalWorkflow
 
+WINDOW = 100
 
-async def bench(goals: int, tasks: int, agents: int, folder: Path) -> None:
+
+async def bench(args: argparse.Namespace, folder: Path) -> None:
     server = TemporalDevServer(folder / "temporal.db", port=free_port(), ui_port=None)
     server.start()
     postgres = EmbeddedPostgres(folder / "postgres")
@@ -39,16 +53,51 @@ async def bench(goals: int, tasks: int, agents: int, folder: Path) -> None:
         pool = await create_pool(postgres.start(), max_size=20)
         await apply_schema(pool)
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-        agent_ids = [f"bench-{n}" for n in range(agents)]
+        total = args.goals * args.tasks
+        print(f"{args.goals} goals x {args.tasks} tasks, one worker, agents answering at once")
+
+        bare_elapsed = await _bare(client, args.goals, args.tasks)
+        print(f"bare Temporal      {total / bare_elapsed:8.1f} tasks/s  ({bare_elapsed:.1f} s)")
+
+        agent_ids = [f"bench-{n}" for n in range(args.agents)]
         for agent_id in agent_ids:
-            await registry.register_agent(pool, agent_id, "bench", ["work"], capacity=4)
+            await registry.register_agent(pool, agent_id, "bench", ["work"], capacity=50)
         runner = AgentRunner(client, pool, agent_ids, SimulatedWork(delay=(0, 0)), "bench")
         stop = asyncio.Event()
         async with build_worker(client, pool, "bench"):
             serving = asyncio.create_task(runner.run(stop))
+            transactions = await _transactions(pool)
             began = time.monotonic()
-            latencies = await asyncio.gather(*(_goal(client, tasks) for _ in range(goals)))
+            ids = [f"bench-{uuid.uuid4().hex[:10]}" for _ in range(args.goals)]
+            sampling = asyncio.create_task(_query_latencies(client, ids))
+            latencies = await asyncio.gather(*(_goal(client, i, args.tasks) for i in ids))
             elapsed = time.monotonic() - began
+            queries = sampling.cancel() and await _settled(sampling)
+            per_task = (await _transactions(pool) - transactions) / total
+            print(
+                f"Goalkeeper         {total / elapsed:8.1f} tasks/s  ({elapsed:.1f} s); "
+                f"ratio to bare Temporal {bare_elapsed / elapsed:.2f}"
+            )
+            cuts = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
+            print(
+                f"goal latency       p50 {statistics.median(latencies):.2f} s, p95 {cuts[18]:.2f} s"
+            )
+            if queries:
+                q = sorted(queries)
+                print(
+                    f"progress query     p50 {q[len(q) // 2] * 1000:.1f} ms, "
+                    f"p99 {q[min(len(q) - 1, int(len(q) * 0.99))] * 1000:.1f} ms "
+                    f"({len(q)} queries while {args.goals} goals ran)"
+                )
+            print(f"PostgreSQL         {per_task:8.1f} transactions per task (worker and agents)")
+            await _audit(client, ids[: args.audit], args.tasks)
+            if args.big:
+                big_id = f"bench-big-{uuid.uuid4().hex[:8]}"
+                began = time.monotonic()
+                await _goal(client, big_id, args.big)
+                took = time.monotonic() - began
+                print(f"{args.big}-task goal  {took:8.1f} s ({args.big / took:.1f} tasks/s)")
+                await _audit(client, [big_id], args.big, sample_tasks=50)
             stop.set()
             await serving
         await pool.close()
@@ -56,37 +105,137 @@ async def bench(goals: int, tasks: int, agents: int, folder: Path) -> None:
         postgres.stop()
         server.stop()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cuts = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
-    print(f"goals {goals} x tasks {tasks}, {agents} agents (capacity 4), one worker")
-    print(f"elapsed            {elapsed:8.2f} s")
-    print(f"goals per second   {goals / elapsed:8.2f}")
-    print(f"tasks per second   {goals * tasks / elapsed:8.2f}")
-    print(f"goal latency p50   {statistics.median(latencies):8.2f} s")
-    print(f"goal latency p95   {cuts[18]:8.2f} s")
     print(f"peak memory        {peak_mib:8.1f} MiB (this process: worker, agents, client)")
 
 
-async def _goal(client: Client, tasks: int) -> float:
+async def _bare(client: Client, goals: int, tasks: int) -> float:
+    agents = BareAgents()
+    async with Worker(
+        client,
+        task_queue="bare",
+        workflows=[BareGoal, BareTask],
+        activities=[agents.assign],
+    ):
+        answering = asyncio.create_task(_answer(client, agents))
+        began = time.monotonic()
+        await asyncio.gather(
+            *(
+                client.execute_workflow(
+                    BareGoal.run,
+                    args=[tasks, WINDOW],
+                    id=f"bare-{uuid.uuid4().hex[:10]}",
+                    task_queue="bare",
+                )
+                for _ in range(goals)
+            )
+        )
+        elapsed = time.monotonic() - began
+        answering.cancel()
+    return elapsed
+
+
+async def _answer(client: Client, agents: BareAgents) -> None:
+    sending: set[asyncio.Task[None]] = set()
+    while True:
+        workflow_id = await agents.inbox.get()
+        task = asyncio.create_task(client.get_workflow_handle(workflow_id).signal("report", "done"))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+
+
+async def _goal(client: Client, goal_id: str, tasks: int) -> float:
     spec = {
         "title": "Benchmark goal",
         "workspace": "bench",
+        "max_running_tasks": WINDOW,
         "tasks": [{"id": f"t{i}", "title": f"Task {i}", "skill": "work"} for i in range(tasks)],
     }
     began = time.monotonic()
-    await client.execute_workflow(
-        GoalWorkflow.run, spec, id=f"bench-{uuid.uuid4().hex[:10]}", task_queue="bench"
-    )
+    await client.execute_workflow(GoalWorkflow.run, spec, id=goal_id, task_queue="bench")
     return time.monotonic() - began
+
+
+async def _query_latencies(client: Client, goal_ids: list[str]) -> list[float]:
+    """Query goals' progress one after another for as long as they run."""
+    seen: list[float] = []
+    try:
+        while True:
+            for goal_id in goal_ids:
+                began = time.monotonic()
+                try:
+                    await client.get_workflow_handle(goal_id).query("progress")
+                except Exception:  # not started yet, or already done
+                    continue
+                seen.append(time.monotonic() - began)
+    except asyncio.CancelledError:
+        return seen
+
+
+async def _settled(task: "asyncio.Task[list[float]]") -> list[float]:
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return []
+
+
+async def _transactions(pool: Any) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+    )
+
+
+async def _audit(
+    client: Client, goal_ids: list[str], tasks: int, sample_tasks: int | None = None
+) -> None:
+    """Events per task and the largest payload, from the stored histories."""
+    if not goal_ids:
+        return
+    task_events: list[int] = []
+    goal_events = 0
+    longest = 0
+    largest = 0
+    for goal_id in goal_ids:
+        async for execution in client.list_workflows(f'WorkflowId = "{goal_id}"'):
+            history = await client.get_workflow_handle(
+                goal_id, run_id=execution.run_id
+            ).fetch_history()
+            goal_events += len(history.events)
+            longest = max(longest, len(history.events))
+            largest = max(largest, _largest_payload(history.events))
+        for n in range(min(tasks, sample_tasks or tasks)):
+            history = await client.get_workflow_handle(f"{goal_id}/t{n}").fetch_history()
+            task_events.append(len(history.events))
+            longest = max(longest, len(history.events))
+            largest = max(largest, _largest_payload(history.events))
+    print(
+        f"events per task    {statistics.mean(task_events):8.1f} in the task's history, "
+        f"{goal_events / (tasks * len(goal_ids)):.1f} in its goal's"
+    )
+    print(f"longest history    {longest:8d} events; largest payload {largest / 1024:.1f} KiB")
+
+
+def _largest_payload(events: Any) -> int:
+    largest = 0
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_UNSPECIFIED:
+            continue
+        largest = max(largest, event.ByteSize())
+    return largest
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--goals", type=int, default=20)
+    parser.add_argument("--goals", type=int, default=100)
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--agents", type=int, default=8)
+    parser.add_argument("--big", type=int, default=10_000, help="tasks of the big goal; 0 skips")
+    parser.add_argument("--audit", type=int, default=10, help="goals whose histories are read")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="goalkeeper-bench-") as folder:
-        asyncio.run(bench(args.goals, args.tasks, args.agents, Path(folder)))
+        asyncio.run(bench(args, Path(folder)))
 
 
 if __name__ == "__main__":

@@ -263,23 +263,31 @@ class AgentRunner:
     async def _heartbeat(
         self, handle: WorkflowHandle[Any, Any], work: Work, doing: asyncio.Task[Any]
     ) -> None:
-        """Tell the task it is being worked on; stop the work if it is no longer ours."""
+        """Tell the task it is being worked on; stop the work if it is no longer ours.
+
+        The heartbeat is written to the assignment's row, where the task workflow reads
+        it when the allowed silence runs out: days of heartbeats add nothing to any
+        workflow history.
+        """
         timeout = float(work.context.get("heartbeat_timeout_seconds") or 60)
-        beat = {"agent_id": work.agent_id, "assignment_id": work.assignment_id}
         while not doing.done():
+            await asyncio.sleep(max(1.0, timeout / 3))
+            if doing.done():
+                return
             try:
-                await handle.execute_update("heartbeat", beat)
-            except WorkflowUpdateRPCTimeoutOrCancelledError:
-                continue  # no answer in time, or the work ended meanwhile: the loop decides
-            except WorkflowUpdateFailedError as exc:
+                held = await registry.heartbeat(self.pool, work.agent_id, work.assignment_id)
+            except (OSError, asyncpg.PostgresError) as exc:  # PostgreSQL away: keep working
+                log.warning("agent %s could not heartbeat: %s", work.agent_id, exc)
+                continue
+            if not held:
                 log.warning(
-                    "agent %s lost %s/%s: %s", work.agent_id, work.goal_id, work.task_id, exc.cause
+                    "agent %s lost %s/%s: the assignment is no longer active",
+                    work.agent_id,
+                    work.goal_id,
+                    work.task_id,
                 )
                 doing.cancel()
                 return
-            except RPCError as exc:  # Temporal unreachable for a moment: keep working
-                log.warning("agent %s could not heartbeat: %s", work.agent_id, exc)
-            await asyncio.sleep(max(1.0, timeout / 3))
 
     async def _work_of(self, row: asyncpg.Record) -> Work:
         context = dict(row["context"])

@@ -2,14 +2,16 @@
 
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from goalkeeper import telemetry
 from goalkeeper.config import Settings
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.models import TaskPage, TaskSummary
+from goalkeeper.statuses import TaskStatus
 
 
 class TemporalUnreachable(GoalkeeperError):
@@ -48,3 +50,20 @@ def exit_process(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+async def goal_tasks(
+    handle: WorkflowHandle[Any, Any], status: TaskStatus | None = None
+) -> list[TaskSummary]:
+    """Every task of a goal (of one status, if given), page by page, from its `tasks` query."""
+    tasks: list[TaskSummary] = []
+    offset: int | None = 0
+    while offset is not None:
+        page: TaskPage = await handle.query(
+            "tasks",
+            {"offset": offset, "limit": 1000, "status": status},
+            result_type=TaskPage,
+        )
+        tasks += page.tasks
+        offset = page.next_offset
+    return tasks

@@ -23,11 +23,12 @@ from typing import Any
 from goalkeeper.cli.goals import describe_progress, describe_report
 from goalkeeper.cli.session import EXIT_FAILED, CliError, Session
 from goalkeeper.cli.stack import wait_for_stop
-from goalkeeper.client import TemporalUnreachable
+from goalkeeper.client import TemporalUnreachable, goal_tasks
 from goalkeeper.models import GoalReport, Progress, TaskView
 from goalkeeper.stack import EmbeddedStack, database_url
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from workflows.goal import GoalWorkflow
+from workflows.task import TaskWorkflow
 
 APPROVER = "ops-lead"
 FIRST_DRAFT_COMMENTS = {"email-2": "Lead with the customer's numbers, not ours."}
@@ -128,11 +129,13 @@ async def _run_goal(session: Session, args: argparse.Namespace, crew: "Crew") ->
         for note in crew.revive():
             print(("\r\033[K" if interactive else "") + note, flush=True)
         progress: Progress = await handle.query(GoalWorkflow.progress)
-        views: list[TaskView] = await handle.query(GoalWorkflow.tasks)
-        for view in views:
-            key = f"{view.task_id}:{view.assignment_id}"
-            if view.status is TaskStatus.AWAITING_APPROVAL and key not in decided:
+        for waiting in await goal_tasks(handle, TaskStatus.AWAITING_APPROVAL):
+            key = f"{waiting.task_id}:{waiting.assignment_id}"
+            if key not in decided:
                 decided.add(key)
+                view: TaskView = await client.get_workflow_handle(
+                    f"{goal_id}/{waiting.task_id}"
+                ).query(TaskWorkflow.status)
                 line = await _decide(session, view, args.interactive)
                 print(("\r\033[K" if interactive else "") + line, flush=True)
         line = describe_progress(progress)

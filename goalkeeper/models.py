@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
+from goalkeeper.scheduling import ScheduleState
 from goalkeeper.statuses import Decision, GoalStatus, ReportOutcome, TaskStatus
 
 Id = Annotated[
@@ -46,7 +47,7 @@ class TaskSpec(_Strict):
     id: Id | None = None
     title: Text
     skill: Text
-    description: str = ""
+    description: Annotated[str, StringConstraints(max_length=16 * 1024)] = ""
     requires_approval: bool = False
     approvers: list[Id] = []
     """Approvers of this task, in addition to the goal's."""
@@ -63,7 +64,7 @@ class GoalSpec(_Strict):
 
     goal_id: Id | None = None
     title: Text
-    description: str = ""
+    description: Annotated[str, StringConstraints(max_length=64 * 1024)] = ""
     workspace: Id = "default"
     approvers: list[Id] = []
     tasks: list[TaskSpec]
@@ -85,6 +86,10 @@ class GoalSpec(_Strict):
     on_task_failure: FailurePolicy = "continue"
     """When a task fails for good: `continue` without it (its dependents are skipped),
     `fail_goal` (stop everything), or `ask_approver` whether to retry it."""
+
+    def header(self) -> "GoalSpec":
+        """The spec without its tasks: what every part of a goal of any size may carry."""
+        return self.model_copy(update={"tasks": []})
 
     def approvers_of(self, task: TaskSpec) -> list[str]:
         """Who may decide on the task: the goal's approvers and the task's own."""
@@ -130,6 +135,8 @@ class TaskView(BaseModel):
     task_id: str
     title: str
     skill: str
+    goal_run_id: str = ""
+    """The goal run this task belongs to (its first execution's id)."""
     depends_on: list[str] = []
     requires_approval: bool = False
     status: TaskStatus = TaskStatus.PENDING
@@ -206,41 +213,123 @@ class GoalReport(BaseModel):
     status: GoalStatus
     progress: Progress
     tasks: list[TaskReport]
+    tasks_omitted: int = 0
+    """Completed tasks left out of `tasks` to keep the report small (large goals)."""
     error: str | None = None
 
 
-class TaskInput(BaseModel):
-    """Input of a `TaskWorkflow`: the task plus what its agent needs to know of the goal."""
+class TaskSummary(BaseModel):
+    """What a goal keeps of one task: small and of fixed size, so a goal of any size fits.
+
+    The result, the attempt history and the task's spec live in the task workflow
+    (its `status` query) and in PostgreSQL, never here.
+    """
+
+    task_id: str
+    status: TaskStatus = TaskStatus.PENDING
+    agent_id: str | None = None
+    assignment_id: str | None = None
+    attempts: int = 0
+    reworks: int = 0
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+    waiting_on: list[str] = []
+    error: str | None = None
+    seq: int = 0
+    """Grows with every change, so stale or repeated updates are ignored."""
+
+
+class TaskPage(BaseModel):
+    """One page of a goal's tasks: the `tasks` query. Totals come from `progress`."""
 
     goal_id: str
-    goal_title: str
-    goal_description: str
+    offset: int
+    limit: int
+    status: TaskStatus | None = None
+    total: int
+    """Tasks matching the filter, across all pages."""
+    tasks: list[TaskSummary]
+    next_offset: int | None = None
+    """Where the next page starts, or None on the last page."""
+
+
+class TasksQuery(BaseModel):
+    """Arguments of the `tasks` query; all optional."""
+
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+    status: TaskStatus | None = None
+
+
+class TaskUpdate(BaseModel):
+    """A task's new state, from its workflow to the goal that runs it: `task_update`.
+
+    `goal_run_id` names the goal's run (its first execution's id), so a task left
+    behind by an earlier goal of the same id cannot change this one.
+    """
+
+    goal_run_id: str
+    task: TaskSummary
+    agent_ids: list[str] = []
+    """Every agent that has held the task."""
+
+
+class AssignedAgent(BaseModel):
+    """An assignment made before the task workflow starts."""
+
+    assignment_id: str
+    agent_id: str
+
+
+class TaskInput(BaseModel):
+    """Input of a `TaskWorkflow`: its task, the goal's rules, and where it stands."""
+
+    goal_id: str
+    goal_run_id: str
     workspace: str
     task: TaskSpec
     approval_levels: list[list[str]]
     """Who may decide at each level: the task's approvers, then each escalation group."""
-    dependency_results: dict[str, JsonValue] = {}
     max_attempts: int
     report_deadline_seconds: int
     heartbeat_timeout_seconds: int
     approval_timeout_seconds: int
     on_approval_timeout: ApprovalTimeoutPolicy
-    previous: TaskView | None = None
-    """The task's state from an earlier run, when an approver had it retried."""
+    previous: TaskSummary | None = None
+    """The task's state from an earlier attempt, when an approver had it retried."""
+    assigned: AssignedAgent | None = None
+    """The first attempt's assignment, when the goal made it (it assigns in batches)."""
+    note: str | None = None
+    """Why the task runs again, for its history (an approver asked for a retry)."""
+
+
+class TaskCheckpoint(BaseModel):
+    """A task's state carried across continue-as-new (long tasks, many heartbeats)."""
+
+    view: TaskView
+    attempts_before: int
+    exclude: list[str] = []
+    rework: list[dict[str, JsonValue]] = []
+    reported: list[str] = []
 
 
 class GoalCheckpoint(BaseModel):
-    """The goal's state carried across continue-as-new."""
+    """The goal's state carried across continue-as-new: compact at any size."""
 
-    spec: GoalSpec
-    tasks: dict[str, TaskView]
-    started: list[str]
-    """Tasks whose workflows have been started (they survive continue-as-new)."""
-    failures_handled: list[str] = []
-    retry_due: dict[str, datetime] = {}
-    """Failed tasks awaiting an approver's retry decision, and when that wait ends."""
-    failing: str | None = None
-    """Why the goal is failing, under the `fail_goal` policy."""
+    spec_ref: "GoalRef"
+    schedule: ScheduleState
+    tasks: dict[int, TaskSummary] = {}
+    """Tasks that have changed from plain `pending`, by their position."""
+    agents: list[str] = []
+    agents_completed: list[str] = []
+
+
+class GoalRef(BaseModel):
+    """A goal whose spec is stored in PostgreSQL: the input of a large goal and of a new run."""
+
+    goal_id: str
+    goal_run_id: str
+    tasks_total: int
 
 
 def describe_validation_error(exc: ValidationError, what: str) -> str:

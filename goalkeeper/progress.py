@@ -1,8 +1,8 @@
-"""Progress derived from task states, never stored: the same arithmetic everywhere."""
+"""Progress derived from task counts, never stored: the same arithmetic everywhere."""
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
-from goalkeeper.models import Progress, TaskView
+from goalkeeper.models import Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
 
 
@@ -21,35 +21,32 @@ def compute_progress(
     goal_id: str,
     status: GoalStatus,
     stage: str,
-    tasks: Iterable[TaskView],
+    counts: Mapping[TaskStatus, int],
+    *,
+    agents_total: int,
+    agents_completed: int,
+    cost_usd: float,
+    tokens_used: int,
     on_task_failure: str = "continue",
 ) -> Progress:
-    """Count tasks by status; failed and skipped tasks stay in the total."""
-    tasks = list(tasks)
-    by_status = {s: 0 for s in TaskStatus}
-    agents: set[str] = set()
-    agents_completed: set[str] = set()
-    for task in tasks:
-        by_status[task.status] += 1
-        agents.update(task.agent_ids)
-        if task.status is TaskStatus.COMPLETED and task.agent_id:
-            agents_completed.add(task.agent_id)
-    completed = by_status[TaskStatus.COMPLETED]
+    """Progress from the number of tasks in each status; failed and skipped stay in the total."""
+    total = sum(counts.values())
+    completed = counts.get(TaskStatus.COMPLETED, 0)
     return Progress(
         goal_id=goal_id,
         status=status,
         stage=stage,
-        progress_percentage=percentage(completed, len(tasks)),
-        tasks_total=len(tasks),
+        progress_percentage=percentage(completed, total),
+        tasks_total=total,
         tasks_completed=completed,
-        tasks_failed=by_status[TaskStatus.FAILED],
-        tasks_skipped=by_status[TaskStatus.SKIPPED],
-        tasks_running=by_status[TaskStatus.ASSIGNED],
-        tasks_awaiting_approval=by_status[TaskStatus.AWAITING_APPROVAL],
-        tasks_pending=by_status[TaskStatus.PENDING],
-        agents_total=len(agents),
-        agents_completed=len(agents_completed),
-        cost_usd=round(sum(t.cost_usd for t in tasks), 6),
-        tokens_used=sum(t.tokens_used for t in tasks),
+        tasks_failed=counts.get(TaskStatus.FAILED, 0),
+        tasks_skipped=counts.get(TaskStatus.SKIPPED, 0),
+        tasks_running=counts.get(TaskStatus.ASSIGNED, 0),
+        tasks_awaiting_approval=counts.get(TaskStatus.AWAITING_APPROVAL, 0),
+        tasks_pending=counts.get(TaskStatus.PENDING, 0),
+        agents_total=agents_total,
+        agents_completed=agents_completed,
+        cost_usd=round(cost_usd, 6),
+        tokens_used=tokens_used,
         on_task_failure=on_task_failure,
     )

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue
 
-from goalkeeper.models import GoalReport, GoalSpec, TaskView
+from goalkeeper.models import GoalReport, GoalSpec, TaskSpec, TaskView
 from goalkeeper.statuses import AssignmentStatus, GoalStatus
 
 
@@ -48,12 +48,40 @@ class Event(BaseModel):
 
 
 class RecordGoal(BaseModel):
-    """A validated goal and its tasks, written as `pending` when the goal starts."""
+    """A validated goal, written as `running` when it starts; its tasks follow in pages."""
 
     goal_id: str
-    first_run_id: str
-    spec: GoalSpec
+    goal_run_id: str
+    header: GoalSpec
+    """The spec without its tasks: title, description, approvers, policies."""
+    tasks_total: int
     event: Event
+
+
+class RecordTasks(BaseModel):
+    """One page of a goal's tasks, stored `pending` with their specs and plan positions."""
+
+    goal_id: str
+    goal_run_id: str
+    first_position: int
+    tasks: list[TaskSpec]
+
+
+class LoadTasks(BaseModel):
+    """Read back a range of a goal's task specs, a page of at most `max_bytes` at a time."""
+
+    goal_id: str
+    goal_run_id: str
+    start: int
+    end: int
+    max_bytes: int = 128 * 1024
+
+
+class TaskSpecPage(BaseModel):
+    """Task specs in plan order, and where the next page starts (None: the range is done)."""
+
+    tasks: list[TaskSpec]
+    next_start: int | None = None
 
 
 class RecordRejectedGoal(BaseModel):
@@ -73,25 +101,58 @@ class RecordTask(BaseModel):
     event: Event | None = None
 
 
-class AssignAgent(BaseModel):
-    """Give a task attempt an agent: the assignment id is the workflow's, so retries reuse it."""
+class SkippedTask(BaseModel):
+    """A task that can no longer run, and why."""
 
-    assignment_id: str
-    workspace: str
+    task_id: str
+    reason: str
+    event_id: str
+
+
+class RecordSkips(BaseModel):
+    """A batch of skipped tasks, written in one transaction (a cascade of any size is
+    written in bounded batches)."""
+
+    goal_id: str
+    goal_run_id: str
+    tasks: list[SkippedTask]
+
+
+class AssignTask(BaseModel):
+    """One task attempt that needs an agent; the assignment id is the workflow's, so a
+    retried activity reuses it."""
+
+    task_id: str
     skill: str
+    assignment_id: str
+    attempt: int
+    seq: int
+    """The task's `seq` once assigned."""
     exclude_agent_ids: list[str] = []
     """Agents that already failed this task."""
     prefer_agent_id: str | None = None
     """The agent that did the work before, for rework."""
-    context: dict[str, JsonValue]
-    """What the agent sees: the goal, the task, dependency results, rework comments."""
-    task: TaskView
-    """The task as it will be once assigned (agent fields are filled in by the activity)."""
+    rework: list[dict[str, JsonValue]] = []
+    """Approvers' comments on earlier results, with the assignment each was about."""
+    report_deadline_seconds: int
+    heartbeat_timeout_seconds: int
+    deferred: bool = False
+    """Made before the task workflow starts: hidden from the agent until it has."""
+
+
+class AssignAgents(BaseModel):
+    """Give task attempts of one goal agents, in one transaction."""
+
+    goal_id: str
+    goal_run_id: str
+    workspace: str
+    tasks: list[AssignTask]
 
 
 class Assignment(BaseModel):
-    """The outcome of `assign_agent`."""
+    """The outcome of assigning one task attempt."""
 
+    task_id: str = ""
     assignment_id: str
     agent_id: str
     provisioned: bool

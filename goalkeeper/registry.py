@@ -80,3 +80,17 @@ async def active_assignments(
         list(agent_ids),
         adopt_in_workspace,
     )
+
+
+async def heartbeat(pool: asyncpg.Pool, agent_id: str, assignment_id: str) -> bool:
+    """Record that the agent still works on its assignment; False if it no longer holds it."""
+    held = await pool.fetchval(
+        """
+        UPDATE assignments SET last_heartbeat_at = now()
+        WHERE assignment_id = $1::uuid AND agent_id = $2 AND status = 'active'
+        RETURNING true
+        """,
+        assignment_id,
+        agent_id,
+    )
+    return bool(held)

@@ -55,6 +55,8 @@ class AssignmentStatus(StrEnum):
     """The state of one agent's assignment to one task attempt."""
 
     ACTIVE = "active"
+    STARTING = "starting"
+    """Made by the goal before the task workflow starts; agents see it once it has."""
     COMPLETED = "completed"
     FAILED = "failed"
     TIMED_OUT = "timed_out"

@@ -95,8 +95,10 @@ async def test_a_function_hook_sees_the_goal_and_the_task(
     async with running_agents(client, pool, workspace, summarize):
         handle = await start_goal(client, goal_spec(1, workspace), task_queue)
         report = await asyncio.wait_for(handle.result(), 60)
-    views = await handle.query("tasks")
-    assert views[0]["result"] == "A goal made by a test / Task 1"
+    result = await pool.fetchval(
+        "SELECT result FROM tasks WHERE goal_id = $1 AND task_id = 't1'", handle.id
+    )
+    assert result == "A goal made by a test / Task 1"
     assert report.progress.cost_usd == 0.5
 
 

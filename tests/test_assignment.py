@@ -5,13 +5,23 @@ import uuid
 
 import asyncpg
 import pytest
+from pydantic import TypeAdapter
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.assignment import ASSIGNMENTS_CHANNEL, AssignmentActivities
 from activities.read_model import ReadModelActivities
-from goalkeeper.models import GoalSpec, TaskView
-from goalkeeper.records import AssignAgent, EndAssignment, Event, EventKind, RecordGoal
+from goalkeeper.models import GoalSpec, Id, TaskView
+from goalkeeper.records import (
+    AssignAgents,
+    Assignment,
+    AssignTask,
+    EndAssignment,
+    Event,
+    EventKind,
+    RecordGoal,
+    RecordTasks,
+)
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
 from tests.helpers import SimulatedAgents, events, goal_spec, one_row, start_goal
 
@@ -30,28 +40,39 @@ async def _goal(pool: asyncpg.Pool, workspace: str, n_tasks: int, skill: str = "
     )
     record = RecordGoal(
         goal_id=goal_id,
-        first_run_id="run",
-        spec=spec,
+        goal_run_id="run",
+        header=spec.header(),
+        tasks_total=n_tasks,
         event=Event(event_id=str(uuid.uuid4()), kind=EventKind.GOAL_STARTED, message="test"),
     )
-    await env.run(ReadModelActivities(pool).record_goal, record)
+    read_model = ReadModelActivities(pool)
+    await env.run(read_model.record_goal, record)
+    stored = RecordTasks(goal_id=goal_id, goal_run_id="run", first_position=0, tasks=spec.tasks)
+    await env.run(read_model.record_tasks, stored)
     return goal_id
 
 
-def _request(goal_id: str, task_id: str, workspace: str, **fields: object) -> AssignAgent:
-    view = TaskView(
-        goal_id=goal_id, task_id=task_id, title=task_id, skill="data", attempts=1, seq=1
-    )
-    return AssignAgent.model_validate(
+def _request(
+    goal_id: str, task_id: str, workspace: str, skill: str = "data", **fields: object
+) -> AssignAgents:
+    task = AssignTask.model_validate(
         {
+            "task_id": task_id,
+            "skill": skill,
             "assignment_id": str(uuid.uuid4()),
-            "workspace": workspace,
-            "skill": "data",
-            "context": {"task": task_id},
-            "task": view,
+            "attempt": 1,
+            "seq": 1,
+            "report_deadline_seconds": 60,
+            "heartbeat_timeout_seconds": 60,
             **fields,
         }
     )
+    return AssignAgents(goal_id=goal_id, goal_run_id="run", workspace=workspace, tasks=[task])
+
+
+async def _assign(pool: asyncpg.Pool, request: AssignAgents) -> Assignment:
+    [assignment] = await env.run(AssignmentActivities(pool).assign_agents, request)
+    return assignment
 
 
 async def _register(
@@ -85,9 +106,7 @@ async def test_least_loaded_agent_with_the_skill_and_a_working_status_wins(
     await _register(pool, workspace, f"{workspace}-writer", skills=("writing",))
     await _register(pool, workspace, f"{workspace}-gone", status="unresponsive")
     await _register(pool, workspace, f"{workspace}-off", status="offline")
-    assignment = await env.run(
-        AssignmentActivities(pool).assign_agent, _request(goal_id, "t0", workspace)
-    )
+    assignment = await _assign(pool, _request(goal_id, "t0", workspace))
     assert assignment.agent_id == f"{workspace}-idle" and not assignment.provisioned
     task = await one_row(pool, "SELECT * FROM tasks WHERE goal_id = $1", goal_id)
     assert (task["status"], task["agent_id"]) == ("assigned", f"{workspace}-idle")
@@ -98,9 +117,7 @@ async def test_with_no_agent_one_is_provisioned_and_recorded(
     pool: asyncpg.Pool, workspace: str
 ) -> None:
     goal_id = await _goal(pool, workspace, 1)
-    assignment = await env.run(
-        AssignmentActivities(pool).assign_agent, _request(goal_id, "t0", workspace)
-    )
+    assignment = await _assign(pool, _request(goal_id, "t0", workspace))
     assert assignment.provisioned and assignment.agent_id.startswith("auto-data-")
     agent = await one_row(pool, "SELECT * FROM agents WHERE agent_id = $1", assignment.agent_id)
     assert (agent["provisioned"], agent["status"], agent["active_assignments"]) == (True, "busy", 1)
@@ -115,8 +132,8 @@ async def test_a_retried_assignment_writes_nothing_twice(
     await _register(pool, workspace, f"{workspace}-a", capacity=3)
     request = _request(goal_id, "t0", workspace)
     activities = AssignmentActivities(pool)
-    first = await env.run(activities.assign_agent, request)
-    again = await env.run(activities.assign_agent, request)
+    first = await _assign(pool, request)
+    again = await _assign(pool, request)
     assert again.agent_id == first.agent_id
     load = await pool.fetchval(
         "SELECT active_assignments FROM agents WHERE agent_id = $1", first.agent_id
@@ -127,8 +144,17 @@ async def test_a_retried_assignment_writes_nothing_twice(
     end = EndAssignment(
         assignment_id=first.assignment_id,
         status=AssignmentStatus.COMPLETED,
-        task=request.task.model_copy(
-            update={"status": TaskStatus.COMPLETED, "agent_id": first.agent_id, "seq": 2}
+        task=TaskView(
+            goal_id=goal_id,
+            goal_run_id="run",
+            task_id="t0",
+            title="t0",
+            skill="data",
+            status=TaskStatus.COMPLETED,
+            agent_id=first.agent_id,
+            assignment_id=first.assignment_id,
+            attempts=1,
+            seq=2,
         ),
         event=Event(event_id=str(uuid.uuid4()), kind=EventKind.TASK_COMPLETED, message="done"),
     )
@@ -144,12 +170,8 @@ async def test_concurrent_assignments_never_race_for_one_slot(
     goal_id = await _goal(pool, workspace, 12)
     for n in range(3):
         await _register(pool, workspace, f"{workspace}-agent{n}", capacity=2)
-    activities = AssignmentActivities(pool)
     assignments = await asyncio.gather(
-        *(
-            env.run(activities.assign_agent, _request(goal_id, f"t{i}", workspace))
-            for i in range(12)
-        )
+        *(_assign(pool, _request(goal_id, f"t{i}", workspace)) for i in range(12))
     )
     registered = [a for a in assignments if not a.provisioned]
     assert len(registered) == 6  # three agents, two slots each, none over capacity
@@ -167,9 +189,7 @@ async def test_the_agent_is_woken_by_notify(pool: asyncpg.Pool, workspace: str) 
     async with pool.acquire() as connection:
         listener = lambda *args: woken.put_nowait(args[3])  # noqa: E731
         await connection.add_listener(ASSIGNMENTS_CHANNEL, listener)
-        assignment = await env.run(
-            AssignmentActivities(pool).assign_agent, _request(goal_id, "t0", workspace)
-        )
+        assignment = await _assign(pool, _request(goal_id, "t0", workspace))
         assert await asyncio.wait_for(woken.get(), 5) == assignment.agent_id
         await connection.remove_listener(ASSIGNMENTS_CHANNEL, listener)
 
@@ -197,3 +217,28 @@ async def test_with_no_agents_registered_every_task_gets_one(
         "SELECT count(*) FROM tasks WHERE status <> 'pending' AND agent_id IS NULL"
     )
     assert orphans == 0
+
+
+async def test_an_agent_provisioned_for_any_skill_has_a_valid_id(
+    pool: asyncpg.Pool, workspace: str
+) -> None:
+    goal_id = await _goal(pool, workspace, 1, skill="C++ / Qt")
+    assignment = await _assign(pool, _request(goal_id, "t0", workspace, skill="C++ / Qt"))
+    assert assignment.provisioned and assignment.agent_id.startswith("auto-C-Qt-")
+    TypeAdapter(Id).validate_python(assignment.agent_id)  # reports from it will be accepted
+    skills = await pool.fetchval(
+        "SELECT skills FROM agents WHERE agent_id = $1", assignment.agent_id
+    )
+    assert skills == ["C++ / Qt"]
+
+
+async def test_the_agent_choice_uses_the_skills_index(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        rows = await connection.fetch(
+            "EXPLAIN SELECT agent_id FROM agents WHERE workspace = 'w' "
+            "AND skills @> ARRAY['data'] AND status IN ('available', 'busy') "
+            "AND active_assignments < capacity"
+        )
+    plan = "\n".join(r[0] for r in rows)
+    assert "agents_pool" in plan, plan

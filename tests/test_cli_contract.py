@@ -33,7 +33,8 @@ class TemporalCli:
 
     async def wait_task(self, goal_id: str, task_id: str, status: str) -> dict[str, Any]:
         for _ in range(300):
-            tasks = {t["task_id"]: t for t in await self.query(goal_id, "tasks")}
+            page = await self.query(goal_id, "tasks")
+            tasks = {t["task_id"]: t for t in page["tasks"]}
             if tasks[task_id]["status"] == status:
                 return tasks[task_id]
             await asyncio.sleep(0.1)

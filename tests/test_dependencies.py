@@ -3,9 +3,9 @@
 import asyncpg
 from temporalio.client import Client
 
+from goalkeeper.client import goal_tasks
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import events, eventually, report, start_goal, task_view, wait_task
-from workflows.goal import GoalWorkflow
 
 
 def _spec(workspace: str) -> dict:
@@ -28,7 +28,7 @@ async def test_a_task_starts_once_its_dependencies_completed_and_sees_their_resu
 ) -> None:
     handle = await start_goal(client, _spec(workspace), task_queue)
     csv = await wait_task(client, handle.id, "csv", TaskStatus.ASSIGNED)
-    tasks = {t.task_id: t for t in await handle.query(GoalWorkflow.tasks)}
+    tasks = {t.task_id: t for t in await goal_tasks(handle)}
     assert tasks["email"].status is tasks["send"].status is TaskStatus.PENDING
 
     await report(client, csv, result={"rows": 500, "file": "leads.csv"})

@@ -5,6 +5,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from goalkeeper.client import goal_tasks
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
@@ -19,7 +20,6 @@ from tests.helpers import (
     wait_progress,
     wait_task,
 )
-from workflows.goal import GoalWorkflow
 
 
 async def test_failures_lapses_and_rejections_share_one_budget_named_attempt_by_attempt(
@@ -120,7 +120,7 @@ async def test_fail_goal_stops_every_task_and_fails_the_workflow_with_its_report
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "GoalFailed"
     assert "on_task_failure=fail_goal" in cause.message and "task 't1' failed" in cause.message
-    views = await handle.query(GoalWorkflow.tasks)
+    views = await goal_tasks(handle)
     assert {v.task_id: v.status for v in views} == {
         "t1": TaskStatus.FAILED,
         "t2": TaskStatus.SKIPPED,

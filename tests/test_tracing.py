@@ -70,12 +70,10 @@ async def test_one_goal_is_one_linked_trace(
         "StartChildWorkflow:TaskWorkflow",
         "RunWorkflow:TaskWorkflow",
         "StartActivity:record_goal",
-        "RunActivity:assign_agent",
+        "RunActivity:assign_agents",
         "RunActivity:end_assignment",
         "RunActivity:finish_goal",
         "HandleSignal:agent_report",
-        "SignalExternalWorkflow:task_update",
-        "HandleSignal:task_update",
     } <= names, names
     traces: dict[int, set[str]] = {}
     for s in spans:
@@ -117,4 +115,4 @@ async def test_sdk_metrics_are_served_for_prometheus_when_configured(
         lambda: urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
     )
     assert "temporal_workflow_completed" in body
-    assert "temporal_activity_execution_latency" in body
+    assert "temporal_local_activity_execution_latency" in body

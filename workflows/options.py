@@ -28,13 +28,34 @@ ASSIGN_RETRY = RetryPolicy(
 """Assignment retries without limit: a task never proceeds without an agent, and
 never gives up on getting one; a stuck assignment shows as a retrying activity."""
 
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
+"""Past this backoff a local activity's retry waits on a durable timer, so a long
+database outage neither holds a workflow task open nor loses the write."""
 
-async def record(activity: Any, arg: Any, summary: str) -> None:
-    """Run one write to the read model, with the database retry policy."""
-    await workflow.execute_activity_method(
+
+async def record(activity: Any, arg: Any, summary: str) -> Any:
+    """Run one short, idempotent PostgreSQL write (or read) as a local activity.
+
+    A local activity is one marker in the same workflow task, instead of three events
+    and a round trip through the server; it retries like any activity.
+    """
+    return await workflow.execute_local_activity_method(
         activity,
         arg,
         start_to_close_timeout=ACTIVITY_TIMEOUT,
         retry_policy=DATABASE_RETRY,
+        local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+        summary=summary,
+    )
+
+
+async def assign(activity: Any, arg: Any, summary: str) -> Any:
+    """Give tasks agents: a local activity that retries until every task has one."""
+    return await workflow.execute_local_activity_method(
+        activity,
+        arg,
+        start_to_close_timeout=ACTIVITY_TIMEOUT,
+        retry_policy=ASSIGN_RETRY,
+        local_retry_threshold=LOCAL_RETRY_THRESHOLD,
         summary=summary,
     )

@@ -1,9 +1,8 @@
 """`TaskWorkflow`: one task from assignment to an approved result, or to a visible failure."""
 
 import contextlib
-import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -13,16 +12,21 @@ with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
     from activities.read_model import ReadModelActivities
     from goalkeeper import search_attributes as sa
+    from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.models import (
         AgentReport,
         ApprovalDecision,
         Heartbeat,
+        TaskCheckpoint,
         TaskInput,
+        TaskSummary,
+        TaskUpdate,
         TaskView,
     )
     from goalkeeper.records import (
-        AssignAgent,
+        AssignAgents,
         Assignment,
+        AssignTask,
         EndAssignment,
         Event,
         EventKind,
@@ -30,14 +34,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.statuses import AssignmentStatus, Decision, ReportOutcome, TaskStatus
     from workflows.messages import parse_message, reject_if, summarize_payload
-    from workflows.options import ACTIVITY_TIMEOUT, ASSIGN_RETRY, record
+    from workflows.options import assign, record
 
-LATE_REPORT_WINDOW = timedelta(minutes=2)
-"""How long an ended task stays open to record late or duplicate reports. After it,
-Temporal itself refuses signals to the task ("workflow execution already completed")."""
-
-INLINE_RESULT_LIMIT = 128 * 1024
-"""Largest result, as JSON, carried in workflow history; larger ones go by reference."""
+MESSAGES_PER_RUN = 1000
+"""Heartbeats and reports one run takes before it continues as new, well inside
+Temporal's limits of 2,000 updates and 10,000 signals per run."""
 
 SYSTEM_APPROVER = "goalkeeper"
 """Who decides when the escalation chain ends without a decision."""
@@ -53,59 +54,87 @@ class Lapse(str):
 
 @workflow.defn
 class TaskWorkflow:
-    """Gets the task an agent, holds it to its deadlines, waits for approval, keeps the goal told.
+    """Holds a task's agent to its deadlines, waits for approval, and returns how it ended.
 
-    Every change of state is written to PostgreSQL and signalled to the goal
-    workflow (`task_update`) with a growing `seq`, so the goal's progress is exact.
-    Failed reports, missed deadlines, silent agents and rejected work share one
-    attempt budget; each lapse reassigns the task at once, from a durable timer.
+    The goal usually assigns the first attempt before it starts the task; every later
+    attempt is assigned here. Non-final changes (a new agent, a wait for approval) are
+    signalled to the goal (`task_update`); the end is the workflow's result. Failed
+    reports, missed deadlines, silent agents and rejected work share one attempt
+    budget; each lapse reassigns the task at once, from a durable timer.
     """
 
     @workflow.init
-    def __init__(self, input: TaskInput) -> None:
+    def __init__(self, raw_input: Any, raw_checkpoint: Any = None) -> None:
+        # Decoded here, not by the SDK: a run of two arguments is started with one.
+        input = TaskInput.model_validate(raw_input)
+        checkpoint = TaskCheckpoint.model_validate(raw_checkpoint) if raw_checkpoint else None
         task = input.task
         self._input = input
-        base = input.previous or TaskView(
-            goal_id=input.goal_id, task_id=task.id or "", title="", skill=""
-        )
-        self._view = base.model_copy(
-            update={
-                "title": task.title,
-                "skill": task.skill,
-                "depends_on": task.depends_on,
-                "requires_approval": task.requires_approval,
-                "status": TaskStatus.PENDING,
-                "error": None,
-                "ended_at": None,
-            }
-        )
-        self._attempts_before = self._view.attempts
         self._report: AgentReport | None = None
         self._decision: ApprovalDecision | None = None
-        self._reported: set[str] = set()
         self._assigning: str | None = None
         self._heartbeats = 0
+        self._messages = 0
         self._quiet_rejections: set[str] = set()
+        self._closed: set[str] = set()
         self._reassign: Lapse | None = None
         self._abort: str | None = None
         self._settled = 0
         self._shown: tuple[TaskStatus, str | None] | None = None
+        self._exclude: list[str] = []
         self._rework: list[dict[str, Any]] = []
+        self._reported: set[str] = set()
+        if checkpoint is not None:
+            self._view = checkpoint.view
+            self._attempts_before = checkpoint.attempts_before
+            self._exclude = list(checkpoint.exclude)
+            self._rework = list(checkpoint.rework)
+            self._reported = set(checkpoint.reported)
+            # What this run showed is what the last one left: no upsert needed.
+            self._shown = (self._view.status, self._view.agent_id)
+            return
+        previous = input.previous or TaskSummary(task_id=task.id or "")
+        self._view = TaskView(
+            goal_id=input.goal_id,
+            goal_run_id=input.goal_run_id,
+            task_id=task.id or "",
+            title=task.title,
+            skill=task.skill,
+            depends_on=task.depends_on,
+            requires_approval=task.requires_approval,
+            attempts=previous.attempts,
+            reworks=previous.reworks,
+            tokens_used=previous.tokens_used,
+            cost_usd=previous.cost_usd,
+            seq=previous.seq,
+            history=[input.note] if input.note else [],
+        )
+        self._attempts_before = previous.attempts
+        if input.assigned is not None:
+            # The goal assigned the first attempt and recorded it; the task starts there.
+            self._view = self._assigned(self._view, input.assigned, self._view.attempts + 1)
+            self._view.seq += 1
+            self._shown = (self._view.status, self._view.agent_id)
 
     @workflow.run
-    async def run(self, input: TaskInput) -> TaskView:
-        if not input.task.id:
+    async def run(self, raw_input: Any, raw_checkpoint: Any = None) -> TaskSummary:
+        if not self._input.task.id:
             raise ApplicationError(
                 "task input has no task id; start tasks through a GoalWorkflow",
                 type="InvalidTaskInput",
                 non_retryable=True,
             )
         self._view.started_at = self._view.started_at or workflow.now()
+        self._show()
+        if self._input.assigned is not None and raw_checkpoint is None:
+            await record(
+                AssignmentActivities.activate_assignment,
+                self._input.assigned.assignment_id,
+                f"show the assignment to {self._input.assigned.agent_id}",
+            )
         await self._work()
-        # Stay open a little so late and duplicate reports are recorded, not refused.
-        await workflow.sleep(LATE_REPORT_WINDOW, summary="recording late reports")
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._view
+        return self._summary()
 
     @workflow.query
     def status(self) -> TaskView:
@@ -117,6 +146,7 @@ class TaskWorkflow:
     @workflow.signal(name="agent_report")
     async def agent_report(self, *payload: Any) -> None:
         """An agent's report; only the assigned agent's, for its current assignment, counts."""
+        self._messages += 1
         report = await self._judge_report(payload)
         if isinstance(report, str):
             await self._record_rejection(EventKind.REPORT_REJECTED, report, payload)
@@ -126,6 +156,7 @@ class TaskWorkflow:
     @workflow.update(name="report")
     async def report(self, *payload: Any) -> TaskView:
         """`agent_report`, answered: the task after the report, or why it was rejected."""
+        self._messages += 1
         report = await self._judge_report(payload)
         if isinstance(report, str):
             raise ApplicationError(report, type="ReportRejected", non_retryable=True)
@@ -164,7 +195,12 @@ class TaskWorkflow:
 
     @workflow.signal(name="agent_heartbeat")
     async def agent_heartbeat(self, *payload: Any) -> None:
-        """An agent saying it still works on its assignment; silence past the timeout lapses it."""
+        """An agent saying it still works on its assignment; silence past the timeout lapses it.
+
+        Agents may instead write their heartbeat to PostgreSQL (agent.py does), where
+        the task looks at its deadline: such heartbeats never enter this history.
+        """
+        self._messages += 1
         beat = await self._judge_heartbeat(payload)
         if isinstance(beat, str):
             # One record per assignment: a stale agent's every beat would flood the trail.
@@ -174,15 +210,16 @@ class TaskWorkflow:
                 self._quiet_rejections.add(key)
                 await self._record_rejection(EventKind.HEARTBEAT_REJECTED, beat, payload)
         else:
-            self._beat()
+            self._beat(workflow.now())
 
     @workflow.update(name="heartbeat")
     async def heartbeat(self, *payload: Any) -> TaskView:
         """`agent_heartbeat`, answered: rejected once the assignment is no longer the agent's."""
+        self._messages += 1
         beat = await self._judge_heartbeat(payload)
         if isinstance(beat, str):
             raise ApplicationError(beat, type="HeartbeatRejected", non_retryable=True)
-        self._beat()
+        self._beat(workflow.now())
         return self._view
 
     @heartbeat.validator
@@ -190,10 +227,20 @@ class TaskWorkflow:
         reject_if(self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem))
 
     @workflow.signal(name="reassign")
-    def reassign(self, reason: str = "reassigned on request") -> None:
-        """Take the task from its current agent now (used by the health check)."""
-        if self._view.status is TaskStatus.ASSIGNED:
-            self._reassign = Lapse(str(reason)[:500])
+    def reassign(self, request: Any = None) -> None:
+        """Take the task from the agent of `assignment_id` now (used by the health check).
+
+        The payload names the assignment (`{"assignment_id", "reason"}`), so a request
+        about a slow agent never takes the task from the agent that replaced it.
+        """
+        if not isinstance(request, dict) or request.get("assignment_id") is None:
+            workflow.logger.warning(f"reassign ignored, no assignment_id: {request!r:.200}")
+            return
+        if (
+            self._view.status is TaskStatus.ASSIGNED
+            and request["assignment_id"] == self._view.assignment_id
+        ):
+            self._reassign = Lapse(str(request.get("reason") or "reassigned on request")[:500])
 
     @workflow.signal(name="abort")
     def abort(self, reason: str = "aborted") -> None:
@@ -241,80 +288,36 @@ class TaskWorkflow:
         self._report = report
 
     def _report_problem(self, report: AgentReport) -> str | None:
-        problem = self._assignment_problem(report.agent_id, report.assignment_id, "report")
-        if problem:
-            return problem
-        if report.assignment_id in self._reported:
-            return (
-                f"report rejected: assignment {report.assignment_id!r} was already reported; "
-                "the first report counts"
-            )
-        size = len(json.dumps(report.result))
-        if size > INLINE_RESULT_LIMIT:
-            return (
-                f"report rejected: a result of {size} bytes is over the {INLINE_RESULT_LIMIT} "
-                "byte inline limit; store it and report a reference (agent.py does this)"
-            )
-        return None
+        return report_problem(self._view, report, self._reported, self._closed)
 
     def _heartbeat_problem(self, beat: Heartbeat) -> str | None:
-        return self._assignment_problem(beat.agent_id, beat.assignment_id, "heartbeat")
+        return assignment_problem(
+            self._view, beat.agent_id, beat.assignment_id, "heartbeat", self._closed
+        )
 
-    def _beat(self) -> None:
+    def _beat(self, at: datetime) -> None:
         self._heartbeats += 1
-        self._view.last_heartbeat_at = workflow.now()
-
-    def _assignment_problem(self, agent_id: str, assignment_id: str, what: str) -> str | None:
-        view = self._view
-        where = f"task {view.task_id!r} of goal {view.goal_id!r}"
-        if view.status.is_terminal:
-            return f"{what} rejected: {where} already ended ({view.status})"
-        if view.assignment_id is None:
-            return f"{what} rejected: {where} has no assignment yet"
-        if assignment_id != view.assignment_id:
-            return (
-                f"{what} rejected: assignment {assignment_id!r} (agent {agent_id!r}) is not "
-                f"current for {where}; the current one is {view.assignment_id!r}, "
-                f"held by {view.agent_id!r}"
-            )
-        if agent_id != view.agent_id:
-            return (
-                f"{what} rejected: agent {agent_id!r} does not hold assignment "
-                f"{assignment_id!r} of {where}; {view.agent_id!r} does"
-            )
-        if view.status is not TaskStatus.ASSIGNED and what == "heartbeat":
-            return f"{what} rejected: assignment {assignment_id!r} has ended ({view.status})"
-        return None
+        if self._view.last_heartbeat_at is None or at > self._view.last_heartbeat_at:
+            self._view.last_heartbeat_at = at
 
     def _judge_decision(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
         decision = parse_message(payload, ApprovalDecision, "approval decision")
         if isinstance(decision, str):
             return decision
-        view = self._view
-        where = f"task {view.task_id!r} of goal {view.goal_id!r}"
-        if view.status is not TaskStatus.AWAITING_APPROVAL or self._decision is not None:
-            return f"decision rejected: {where} is not awaiting approval (it is {view.status})"
-        if decision.task_id not in (None, view.task_id):
-            return f"decision rejected: it names task {decision.task_id!r}, but this is {where}"
-        if decision.approver not in view.waiting_on:
-            return (
-                f"decision rejected: {decision.approver!r} may not decide on {where}; "
-                f"expected one of {view.waiting_on}"
-            )
-        return decision
+        return decision_problem(self._view, decision, self._decision is not None) or decision
 
     # The life of the task.
 
     async def _work(self) -> None:
         """Assign, wait, and repeat on failure, lapse or rework until the task ends."""
         input = self._input
-        exclude: list[str] = []
         prefer: str | None = None
         while True:
-            assignment = await self._assign(prefer, exclude)
-            outcome = await self._await_report(assignment)
+            if self._view.status is TaskStatus.PENDING:
+                await self._assign(prefer)
+            outcome = await self._await_report()
             lines = [*self._view.history]
-            agent = assignment.agent_id
+            agent = self._view.agent_id or ""
             attempt = self._view.attempts
             if isinstance(outcome, Lapse):
                 if self._abort is not None:
@@ -329,7 +332,7 @@ class TaskWorkflow:
                         history=[*lines, f"attempt {attempt}: aborted ({self._abort})"],
                     )
                     return
-                exclude.append(agent)
+                self._exclude.append(agent)
                 lines.append(f"attempt {attempt}: agent {agent} {outcome}")
                 if self._budget_spent():
                     await self._fail(lines, AssignmentStatus.TIMED_OUT, None)
@@ -339,6 +342,7 @@ class TaskWorkflow:
                     None,
                     EventKind.AGENT_UNRESPONSIVE,
                     f"agent {agent!r} {outcome} on task {self._view.task_id!r}; reassigning",
+                    status=TaskStatus.PENDING,
                     history=lines,
                 )
                 prefer = None
@@ -347,7 +351,7 @@ class TaskWorkflow:
             report = outcome
             spent = self._spent(report)
             if report.outcome is ReportOutcome.FAILED:
-                exclude.append(agent)
+                self._exclude.append(agent)
                 lines.append(
                     f"attempt {attempt}: agent {agent} failed: {report.error or 'no error given'}"
                 )
@@ -359,6 +363,7 @@ class TaskWorkflow:
                     report,
                     EventKind.TASK_RETRIED,
                     f"agent {agent!r} failed task {self._view.task_id!r}; reassigning",
+                    status=TaskStatus.PENDING,
                     history=lines,
                     **spent,
                 )
@@ -425,13 +430,13 @@ class TaskWorkflow:
                 {
                     "approver": decision.approver,
                     "comment": decision.comment,
-                    "previous_result": self._view.result,
+                    "assignment_id": self._view.assignment_id,
                 }
             )
             await self._change(
                 EventKind.DECISION_ACCEPTED,
                 f"task {self._view.task_id!r} sent back for rework by {decision.approver!r}",
-                status=TaskStatus.ASSIGNED,
+                status=TaskStatus.PENDING,
                 waiting_on=[],
                 reworks=reworks,
                 history=lines,
@@ -466,94 +471,110 @@ class TaskWorkflow:
             **spent,
         )
 
-    async def _assign(self, prefer: str | None, exclude: list[str]) -> Assignment:
+    async def _assign(self, prefer: str | None) -> None:
         """Get an agent for the next attempt; the activity retries until it has one."""
         input = self._input
         attempt = self._view.attempts + 1
-        # Shown only once the agent is known, so no one sees an attempt without its agent.
-        pending = self._view.model_copy(update={"attempts": attempt, "seq": self._view.seq + 1})
         assignment_id = str(workflow.uuid4())
         self._assigning = assignment_id
-        context: dict[str, Any] = {
-            "goal": {
-                "goal_id": input.goal_id,
-                "title": input.goal_title,
-                "description": input.goal_description,
-            },
-            "task": input.task.model_dump(mode="json"),
-            "attempt": attempt,
-            "dependency_results": input.dependency_results,
-            "rework": self._rework,
-            "report_deadline_seconds": input.report_deadline_seconds,
-            "heartbeat_timeout_seconds": input.heartbeat_timeout_seconds,
-        }
-        assignment = await workflow.execute_activity_method(
-            AssignmentActivities.assign_agent,
-            AssignAgent(
-                assignment_id=assignment_id,
+        assigned: list[Assignment] = await assign(
+            AssignmentActivities.assign_agents,
+            AssignAgents(
+                goal_id=input.goal_id,
+                goal_run_id=input.goal_run_id,
                 workspace=input.workspace,
-                skill=input.task.skill,
-                exclude_agent_ids=exclude,
-                prefer_agent_id=prefer,
-                context=context,
-                task=pending,
+                tasks=[
+                    AssignTask(
+                        task_id=self._view.task_id,
+                        skill=input.task.skill,
+                        assignment_id=assignment_id,
+                        attempt=attempt,
+                        seq=self._view.seq + 1,
+                        exclude_agent_ids=self._exclude,
+                        prefer_agent_id=prefer,
+                        rework=self._rework,
+                        report_deadline_seconds=input.report_deadline_seconds,
+                        heartbeat_timeout_seconds=input.heartbeat_timeout_seconds,
+                    )
+                ],
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ASSIGN_RETRY,
-            summary=f"assign an agent with skill {input.task.skill!r} (attempt {attempt})",
+            f"assign an agent with skill {input.task.skill!r} (attempt {attempt})",
         )
-        now = workflow.now()
-        self._view = pending.model_copy(
-            update={
-                "status": TaskStatus.ASSIGNED,
-                "agent_id": assignment.agent_id,
-                "assignment_id": assignment.assignment_id,
-                "agent_ids": [*self._view.agent_ids, assignment.agent_id],
-                "assigned_at": now,
-                "report_due_at": now + timedelta(seconds=input.report_deadline_seconds),
-                "last_heartbeat_at": None,
-            }
-        )
+        self._view = self._assigned(self._view, assigned[0], attempt)
+        self._view.seq += 1
         self._report = None
         self._decision = None
         self._reassign = None
         self._assigning = None
         await self._settle()
-        return assignment
 
-    async def _await_report(self, assignment: Assignment) -> AgentReport | Lapse:
+    def _assigned(self, view: TaskView, assigned: Any, attempt: int) -> TaskView:
+        """The view once `assigned` holds the task's `attempt`-th assignment."""
+        now = workflow.now()
+        return view.model_copy(
+            update={
+                "status": TaskStatus.ASSIGNED,
+                "attempts": attempt,
+                "agent_id": assigned.agent_id,
+                "assignment_id": assigned.assignment_id,
+                "agent_ids": [*view.agent_ids, assigned.agent_id],
+                "assigned_at": now,
+                "report_due_at": now + timedelta(seconds=self._input.report_deadline_seconds),
+                "last_heartbeat_at": None,
+            }
+        )
+
+    async def _await_report(self) -> AgentReport | Lapse:
         """The agent's report, or why none will come: deadline, silence, reassignment, abort.
 
-        Durable timers: the wait survives worker restarts and fires on time regardless.
+        One durable timer to the next moment that matters: the report deadline, or the
+        end of the allowed silence, when heartbeats written to PostgreSQL are read.
         """
         input = self._input
+        view = self._view
+        assignment_id = view.assignment_id
+        assert assignment_id is not None and view.report_due_at is not None
         silence = timedelta(seconds=input.heartbeat_timeout_seconds)
-        due = self._view.report_due_at
-        assert due is not None
+        due = view.report_due_at
+        looked_at = view.assigned_at or workflow.now()
 
         def arrived() -> bool:
             report = self._report
-            return report is not None and report.assignment_id == assignment.assignment_id
+            return report is not None and report.assignment_id == assignment_id
 
         while True:
             if arrived():
                 assert self._report is not None
                 return self._report
             if self._abort is not None:
-                return Lapse(f"aborted: {self._abort}")
+                return self._lapse(assignment_id, f"aborted: {self._abort}")
             if self._reassign is not None:
-                return self._reassign
+                return self._lapse(assignment_id, self._reassign)
             now = workflow.now()
             if now >= due:
-                return Lapse(f"missed its report deadline ({input.report_deadline_seconds}s)")
-            wait = due - now
+                return self._lapse(
+                    assignment_id,
+                    f"missed its report deadline ({input.report_deadline_seconds}s)",
+                )
             heard = self._view.last_heartbeat_at
-            if heard is not None:
-                if now >= heard + silence:
-                    return Lapse(
-                        f"went silent (no heartbeat for {input.heartbeat_timeout_seconds}s)"
+            if now >= looked_at + silence:
+                stored = await record(
+                    AssignmentActivities.last_heartbeat,
+                    assignment_id,
+                    f"read the heartbeat of {self._view.agent_id}",
+                )
+                looked_at = now
+                if stored is not None:
+                    self._beat(stored)
+                    heard = self._view.last_heartbeat_at
+                if heard is not None and now >= heard + silence:
+                    return self._lapse(
+                        assignment_id,
+                        f"went silent (no heartbeat for {input.heartbeat_timeout_seconds}s)",
                     )
-                wait = min(wait, heard + silence - now)
+            if self._messages >= MESSAGES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
+            look = (heard if heard is not None and heard > looked_at else looked_at) + silence
             beats = self._heartbeats
 
             def stirred(beats: int = beats) -> bool:
@@ -567,9 +588,30 @@ class TaskWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     stirred,
-                    timeout=wait,
-                    timeout_summary=f"report or heartbeat from {assignment.agent_id}",
+                    timeout=max(min(due, look) - now, timedelta(seconds=1)),
+                    timeout_summary=f"report or heartbeat from {self._view.agent_id}",
                 )
+
+    def _lapse(self, assignment_id: str, why: str) -> Lapse:
+        """End an assignment without a report: from now on nothing of it counts."""
+        self._closed.add(assignment_id)
+        return Lapse(why)
+
+    async def _continue_as_new(self) -> None:
+        """A long task starts a fresh history, keeping its assignment and its state."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            args=[
+                self._input,
+                TaskCheckpoint(
+                    view=self._view,
+                    attempts_before=self._attempts_before,
+                    exclude=self._exclude,
+                    rework=self._rework,
+                    reported=sorted(self._reported),
+                ),
+            ]
+        )
 
     async def _await_decision(self) -> ApprovalDecision | None:
         """A decision from the approvers of each level in turn, escalating on timeout.
@@ -638,6 +680,7 @@ class TaskWorkflow:
         """Close the assignment and move the task on, atomically; a lapse marks the agent."""
         assignment_id, agent_id = self._view.assignment_id, self._view.agent_id
         assert assignment_id is not None
+        self._closed.add(assignment_id)
         self._advance(changes)
         await record(
             AssignmentActivities.end_assignment,
@@ -670,8 +713,27 @@ class TaskWorkflow:
 
     async def _settle(self) -> None:
         self._show()
-        await self._notify_goal()
+        # The goal learns of the end from this workflow's result; of the rest, by signal.
+        # A pending task is about to be assigned again: the goal hears of that instead.
+        if not self._view.status.is_terminal and self._view.status is not TaskStatus.PENDING:
+            await self._notify_goal()
         self._settled += 1
+
+    def _summary(self) -> TaskSummary:
+        view = self._view
+        return TaskSummary(
+            task_id=view.task_id,
+            status=view.status,
+            agent_id=view.agent_id,
+            assignment_id=view.assignment_id,
+            attempts=view.attempts,
+            reworks=view.reworks,
+            tokens_used=view.tokens_used,
+            cost_usd=view.cost_usd,
+            waiting_on=view.waiting_on,
+            error=(view.error or "")[:500] or None,
+            seq=view.seq,
+        )
 
     async def _record_rejection(
         self, kind: EventKind, message: str, payload: tuple[Any, ...]
@@ -705,13 +767,18 @@ class TaskWorkflow:
         )
 
     async def _notify_goal(self) -> None:
-        """Send the goal workflow this task's state; the goal keeps only the newest `seq`."""
+        """Send the goal this task's state; it keeps only the newest `seq` of its own run."""
         parent = workflow.info().parent
         if parent is None:
             return
         try:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "task_update", self._view
+                "task_update",
+                TaskUpdate(
+                    goal_run_id=self._input.goal_run_id,
+                    task=self._summary(),
+                    agent_ids=self._view.agent_ids,
+                ),
             )
         except Exception as exc:  # the goal ended or was terminated: nothing left to tell
             workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")

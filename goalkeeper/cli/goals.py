@@ -14,8 +14,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from goalkeeper import queries
 from goalkeeper.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
 from goalkeeper.cli.specs import load_spec_file, spec_from_flags
+from goalkeeper.client import goal_tasks
 from goalkeeper.errors import InvalidGoalSpec
-from goalkeeper.models import GoalReport, Progress, TaskView
+from goalkeeper.models import GoalReport, Progress
 from goalkeeper.statuses import GoalStatus
 from goalkeeper.validation import validate_goal_spec
 from workflows.goal import GoalWorkflow
@@ -82,7 +83,7 @@ async def progress(session: Session, args: argparse.Namespace) -> None:
 
 async def tasks(session: Session, args: argparse.Namespace) -> None:
     handle = await goal_handle(session, args.goal_id)
-    views: list[TaskView] = await handle.query(GoalWorkflow.tasks)
+    views = await goal_tasks(handle)
     rows = [
         [v.task_id, v.status, v.agent_id, v.attempts, v.assignment_id, ", ".join(v.waiting_on)]
         for v in views

@@ -8,8 +8,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper.cli.goals import goal_handle
 from goalkeeper.cli.session import EXIT_USAGE, CliError, Session
+from goalkeeper.client import goal_tasks
 from goalkeeper.models import TaskView
-from workflows.goal import GoalWorkflow
 from workflows.task import TaskWorkflow
 
 
@@ -30,8 +30,7 @@ async def task_view(session: Session, ref: str) -> TaskView:
         if exc.status is not RPCStatusCode.NOT_FOUND:
             raise
     goal = await goal_handle(session, goal_id)
-    views: list[TaskView] = await goal.query(GoalWorkflow.tasks)
-    known = {v.task_id: v for v in views}
+    known = {v.task_id: v for v in await goal_tasks(goal)}
     if task_id not in known:
         raise CliError(f"goal {goal_id!r} has no task {task_id!r}; its tasks: {', '.join(known)}")
     state = known[task_id].status

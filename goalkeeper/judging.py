@@ -1,0 +1,89 @@
+"""What a report, heartbeat or decision means for a task: accepted, or rejected and why.
+
+Pure functions of the task's state, so the workflow that applies them stays a thin
+shell and every reason a sender can be given is tested without Temporal.
+"""
+
+import json
+from collections.abc import Collection
+
+from goalkeeper.models import AgentReport, ApprovalDecision, TaskView
+from goalkeeper.statuses import TaskStatus
+
+INLINE_RESULT_LIMIT = 128 * 1024
+"""Largest result, as JSON, carried in workflow history; larger ones go by reference."""
+
+
+def assignment_problem(
+    view: TaskView, agent_id: str, assignment_id: str, what: str, closed: Collection[str] = ()
+) -> str | None:
+    """Why a message about an assignment cannot count, or None if it can.
+
+    Args:
+        closed: assignments that ended without a report (lapsed, aborted); a message
+            for one of them is refused even while the task has not moved on yet.
+    """
+    where = f"task {view.task_id!r} of goal {view.goal_id!r}"
+    if view.status.is_terminal:
+        return f"{what} rejected: {where} already ended ({view.status})"
+    if view.assignment_id is None:
+        return f"{what} rejected: {where} has no assignment yet"
+    if assignment_id in closed:
+        return (
+            f"{what} rejected: assignment {assignment_id!r} of {where} has lapsed "
+            "(deadline, silence or reassignment); the task goes to another agent"
+        )
+    if assignment_id != view.assignment_id:
+        return (
+            f"{what} rejected: assignment {assignment_id!r} (agent {agent_id!r}) is not "
+            f"current for {where}; the current one is {view.assignment_id!r}, "
+            f"held by {view.agent_id!r}"
+        )
+    if agent_id != view.agent_id:
+        return (
+            f"{what} rejected: agent {agent_id!r} does not hold assignment "
+            f"{assignment_id!r} of {where}; {view.agent_id!r} does"
+        )
+    if view.status is not TaskStatus.ASSIGNED and what == "heartbeat":
+        return f"{what} rejected: assignment {assignment_id!r} has ended ({view.status})"
+    return None
+
+
+def report_problem(
+    view: TaskView, report: AgentReport, reported: Collection[str], closed: Collection[str]
+) -> str | None:
+    """Why an agent's report cannot count: wrong agent or assignment, a repeat, too large."""
+    problem = assignment_problem(view, report.agent_id, report.assignment_id, "report", closed)
+    if problem:
+        return problem
+    if report.assignment_id in reported:
+        return (
+            f"report rejected: assignment {report.assignment_id!r} was already reported; "
+            "the first report counts"
+        )
+    size = len(json.dumps(report.result))
+    if size > INLINE_RESULT_LIMIT:
+        return (
+            f"report rejected: a result of {size} bytes is over the {INLINE_RESULT_LIMIT} "
+            "byte inline limit; store it and report a reference (agent.py does this)"
+        )
+    return None
+
+
+def decision_problem(view: TaskView, decision: ApprovalDecision, pending: bool) -> str | None:
+    """Why an approver's decision on a task's result cannot count.
+
+    Args:
+        pending: a decision was already taken at this level and is being applied.
+    """
+    where = f"task {view.task_id!r} of goal {view.goal_id!r}"
+    if view.status is not TaskStatus.AWAITING_APPROVAL or pending:
+        return f"decision rejected: {where} is not awaiting approval (it is {view.status})"
+    if decision.task_id not in (None, view.task_id):
+        return f"decision rejected: it names task {decision.task_id!r}, but this is {where}"
+    if decision.approver not in view.waiting_on:
+        return (
+            f"decision rejected: {decision.approver!r} may not decide on {where}; "
+            f"expected one of {view.waiting_on}"
+        )
+    return None

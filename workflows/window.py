@@ -1,0 +1,355 @@
+"""`TaskWindow`: runs a bounded set of a goal's tasks as child workflows, in a sliding window.
+
+Not a workflow itself: the goal workflow (and each partition of a large goal) holds
+one and calls it from its own handlers. The decisions come from the `Schedule` of the
+functional core; this shell assigns agents in batches, starts and watches task
+workflows, writes cascades in bounded batches, and keeps a compact summary per task.
+"""
+
+import asyncio
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.assignment import AssignmentActivities
+    from activities.read_model import ReadModelActivities
+    from goalkeeper import search_attributes as sa
+    from goalkeeper.models import (
+        GoalSpec,
+        TaskInput,
+        TaskPage,
+        TaskSpec,
+        TasksQuery,
+        TaskSummary,
+        TaskUpdate,
+    )
+    from goalkeeper.records import (
+        AssignAgents,
+        Assignment,
+        AssignTask,
+        Event,
+        EventKind,
+        RecordSkips,
+        SkippedTask,
+    )
+    from goalkeeper.scheduling import Ended, Plan, Schedule, ScheduleState
+    from goalkeeper.statuses import TaskStatus
+    from workflows.options import assign, record
+    from workflows.task import TaskWorkflow
+
+BATCH = 100
+"""Tasks assigned per activity call, and skipped tasks written per call."""
+
+
+class TaskWindow:
+    """A goal's tasks (all of them, or one partition's), their schedule and summaries."""
+
+    def __init__(
+        self,
+        goal_id: str,
+        goal_run_id: str,
+        header: GoalSpec,
+        specs: list[TaskSpec],
+        window: int,
+        state: ScheduleState | None = None,
+        summaries: dict[int, TaskSummary] | None = None,
+        blocked: dict[str, str] | None = None,
+    ) -> None:
+        self.goal_id, self.goal_run_id, self.header = goal_id, goal_run_id, header
+        self.specs = specs
+        self.window = window
+        plan = Plan.build(((t.id or "", t.depends_on) for t in specs), blocked)
+        policy = header.on_task_failure
+        self.schedule = Schedule.restore(plan, policy, state) if state else Schedule(plan, policy)
+        self.summaries: dict[int, TaskSummary] = dict(summaries or {})
+        self.agents: set[str] = set()
+        self.agents_completed: set[str] = set()
+        self.tokens_used = sum(s.tokens_used for s in self.summaries.values())
+        self.cost_usd = sum(s.cost_usd for s in self.summaries.values())
+        self.changed = False
+        self.holding = False
+        """Start nothing new (the goal is about to continue as new)."""
+        self._ended: list[tuple[int, TaskSummary]] = []
+        self._watchers: dict[int, asyncio.Task[None]] = {}
+        self.notes: dict[int, str] = {}
+        """A line for the history of a task about to run again, by position."""
+
+    # What others ask.
+
+    def page(self, query: TasksQuery) -> TaskPage:
+        """One page of task summaries in plan order, optionally of one status."""
+        matching = (
+            i
+            for i in range(len(self.specs))
+            if query.status is None or self.schedule.status_of(i) is query.status
+        )
+        total = 0
+        tasks: list[TaskSummary] = []
+        for i in matching:
+            if query.offset <= total < query.offset + query.limit:
+                tasks.append(self.summary(i))
+            total += 1
+        end = query.offset + len(tasks)
+        return TaskPage(
+            goal_id=self.goal_id,
+            offset=query.offset,
+            limit=query.limit,
+            status=query.status,
+            total=total,
+            tasks=tasks,
+            next_offset=end if end < total else None,
+        )
+
+    def summary(self, i: int) -> TaskSummary:
+        return self.summaries.get(i) or TaskSummary(task_id=self.schedule.plan.ids[i])
+
+    def position(self, task_id: str) -> int | None:
+        return self.schedule.plan.index.get(task_id)
+
+    # What task workflows tell.
+
+    def task_update(self, update: TaskUpdate) -> None:
+        """A running task's new state; stale, repeated or other runs' updates are ignored."""
+        i = self.position(update.task.task_id)
+        if update.goal_run_id != self.goal_run_id or i is None:
+            workflow.logger.warning(
+                f"ignored update for task {update.task.task_id!r} of run {update.goal_run_id!r}"
+            )
+            return
+        if i not in self.schedule.running or update.task.seq <= self.summary(i).seq:
+            return
+        self._keep(i, update.task)
+        self.agents.update(update.agent_ids)
+        self.schedule.change(i, update.task.status)
+        self.changed = True
+
+    # The loop's steps, each in proportion to what changed.
+
+    async def step(self) -> None:
+        """Start what is ready, apply what ended; the caller waits for `changed` between."""
+        self.changed = False
+        await self._apply_ended()
+        if not self.holding:
+            ready = self.schedule.next_to_start(self.window)
+            for n in range(0, len(ready), BATCH):
+                await self._start(ready[n : n + BATCH])
+
+    def wake(self) -> bool:
+        return self.changed or bool(self._ended)
+
+    async def start_blocked(self) -> None:
+        await self.apply(self.schedule.start_blocked())
+
+    async def apply(self, ended: Ended, why: str = "") -> None:
+        """Carry out a cascade: write its skips in bounded batches, stop what must stop."""
+        for n in range(0, len(ended.skipped), BATCH):
+            batch = ended.skipped[n : n + BATCH]
+            skipped = []
+            for i, reason in batch:
+                summary = self.summary(i)
+                self._keep(
+                    i,
+                    summary.model_copy(
+                        update={
+                            "status": TaskStatus.SKIPPED,
+                            "error": reason,
+                            "seq": summary.seq + 1,
+                        }
+                    ),
+                )
+                skipped.append(
+                    SkippedTask(
+                        task_id=summary.task_id, reason=reason, event_id=str(workflow.uuid4())
+                    )
+                )
+            await record(
+                ReadModelActivities.record_skips,
+                RecordSkips(goal_id=self.goal_id, goal_run_id=self.goal_run_id, tasks=skipped),
+                f"record {len(skipped)} skipped tasks",
+            )
+        for i in ended.abort:
+            handle = workflow.get_external_workflow_handle(self._workflow_id(i))
+            try:
+                await handle.signal("abort", f"goal failed: {self.schedule.failing or why}")
+            except Exception as exc:  # its workflow is gone; its watcher records that
+                workflow.logger.warning(f"could not abort task {self.specs[i].id!r}: {exc}")
+        self.changed = True
+
+    async def _apply_ended(self) -> None:
+        ended, self._ended = self._ended, []
+        for i, summary in ended:
+            self._keep(i, summary)
+            if summary.status is TaskStatus.COMPLETED and summary.agent_id:
+                self.agents_completed.add(summary.agent_id)
+            due = None
+            if (
+                summary.status is TaskStatus.FAILED
+                and self.header.on_task_failure == "ask_approver"
+            ):
+                due = workflow.now() + timedelta(seconds=self.header.approval_timeout_seconds)
+            cascade = self.schedule.end(i, summary.status, retry_due=due)
+            if cascade.retry_requested:
+                await record(
+                    ReadModelActivities.record_event,
+                    self.event(
+                        EventKind.RETRY_REQUESTED,
+                        f"task {summary.task_id!r} failed; asking {self.header.approvers} "
+                        "whether to retry it (approve) or give it up (reject)",
+                        summary.task_id,
+                    ),
+                    f"ask whether to retry {summary.task_id}",
+                )
+            await self.apply(cascade)
+
+    async def _start(self, positions: list[int]) -> None:
+        """Assign agents to a batch of tasks in one activity, then start their workflows."""
+        requests = []
+        for i in positions:
+            spec, before = self.specs[i], self.summary(i)
+            requests.append(
+                AssignTask(
+                    task_id=before.task_id,
+                    skill=spec.skill,
+                    assignment_id=str(workflow.uuid4()),
+                    attempt=before.attempts + 1,
+                    seq=before.seq + 1,
+                    report_deadline_seconds=self._deadline(spec),
+                    heartbeat_timeout_seconds=self._silence(spec),
+                    deferred=True,
+                )
+            )
+        assigned: list[Assignment] = await assign(
+            AssignmentActivities.assign_agents,
+            AssignAgents(
+                goal_id=self.goal_id,
+                goal_run_id=self.goal_run_id,
+                workspace=self.header.workspace,
+                tasks=requests,
+            ),
+            f"assign agents to {len(requests)} tasks",
+        )
+        for i, assignment in zip(positions, assigned, strict=True):
+            before = self.summary(i)
+            self._keep(
+                i,
+                before.model_copy(
+                    update={
+                        "status": TaskStatus.ASSIGNED,
+                        "agent_id": assignment.agent_id,
+                        "assignment_id": assignment.assignment_id,
+                        "attempts": before.attempts + 1,
+                        "waiting_on": [],
+                        "error": None,
+                        "seq": before.seq + 1,
+                    }
+                ),
+            )
+            self.agents.add(assignment.agent_id)
+            self.schedule.change(i, TaskStatus.ASSIGNED)
+        await asyncio.gather(
+            *(self._start_one(i, a, prior) for i, a, prior in self._starts(positions, assigned))
+        )
+
+    def _starts(
+        self, positions: list[int], assigned: list[Assignment]
+    ) -> Iterable[tuple[int, Assignment, TaskSummary | None]]:
+        for i, assignment in zip(positions, assigned, strict=True):
+            summary = self.summary(i)
+            # A retried task starts from where its last attempt left it.
+            prior = summary.model_copy(
+                update={"attempts": summary.attempts - 1, "seq": summary.seq - 1}
+            )
+            yield i, assignment, prior if prior.attempts > 0 else None
+
+    async def _start_one(self, i: int, assigned: Assignment, prior: TaskSummary | None) -> None:
+        spec, header = self.specs[i], self.header
+        handle = await workflow.start_child_workflow(
+            TaskWorkflow.run,
+            TaskInput(
+                goal_id=self.goal_id,
+                goal_run_id=self.goal_run_id,
+                workspace=header.workspace,
+                task=spec,
+                approval_levels=[header.approvers_of(spec), *header.escalation],
+                max_attempts=header.max_attempts,
+                report_deadline_seconds=self._deadline(spec),
+                heartbeat_timeout_seconds=self._silence(spec),
+                approval_timeout_seconds=header.approval_timeout_seconds,
+                on_approval_timeout=header.on_approval_timeout,
+                previous=prior,
+                note=self.notes.pop(i, None),
+                assigned={"assignment_id": assigned.assignment_id, "agent_id": assigned.agent_id},
+            ),
+            id=self._workflow_id(i),
+            # The goal waits for its tasks before it continues as new; ABANDON keeps a
+            # task alive if the goal itself is terminated, so its agent's work is kept.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            # A task left by an earlier goal of the same id must not block this one.
+            id_reuse_policy=WorkflowIDReusePolicy.TERMINATE_IF_RUNNING,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.TASK_STATUS, TaskStatus.ASSIGNED.value),
+                    SearchAttributePair(sa.ASSIGNED_AGENT, assigned.agent_id),
+                ]
+            ),
+            static_summary=f"{spec.title} ({spec.skill})",
+        )
+        self._watchers[i] = asyncio.create_task(self._watch(i, handle))
+
+    async def _watch(self, i: int, handle: workflow.ChildWorkflowHandle[Any, Any]) -> None:
+        """Take the task's end from its workflow's result; an end without one is a failure."""
+        try:
+            summary = TaskSummary.model_validate(await handle)
+        except ChildWorkflowError as exc:
+            error = f"task workflow ended without an outcome: {exc.cause or exc}"
+            before = self.summary(i)
+            summary = before.model_copy(
+                update={"status": TaskStatus.FAILED, "error": error[:500], "seq": before.seq + 1}
+            )
+            await record(
+                ReadModelActivities.record_event,
+                self.event(EventKind.TASK_FAILED, error, before.task_id),
+                f"record task {before.task_id} failed",
+            )
+        self._ended.append((i, summary))
+        self._watchers.pop(i, None)  # kept only while it runs: the window stays bounded
+
+    def _keep(self, i: int, summary: TaskSummary) -> None:
+        old = self.summaries.get(i)
+        if old is not None:
+            self.tokens_used -= old.tokens_used
+            self.cost_usd -= old.cost_usd
+        self.summaries[i] = summary
+        self.tokens_used += summary.tokens_used
+        self.cost_usd += summary.cost_usd
+
+    def _deadline(self, spec: TaskSpec) -> int:
+        return spec.report_deadline_seconds or self.header.report_deadline_seconds
+
+    def _silence(self, spec: TaskSpec) -> int:
+        return spec.heartbeat_timeout_seconds or self.header.heartbeat_timeout_seconds
+
+    def _workflow_id(self, i: int) -> str:
+        return f"{self.goal_id}/{self.specs[i].id}"
+
+    def event(
+        self,
+        kind: EventKind,
+        message: str,
+        task_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> Event:
+        return Event(
+            event_id=str(workflow.uuid4()),
+            kind=kind,
+            message=message,
+            goal_id=self.goal_id,
+            task_id=task_id,
+            detail=detail or {},
+        )
