@@ -38,11 +38,17 @@ async def test_reports_from_the_wrong_agent_or_assignment_are_rejected(
     await report(client, view, assignment_id="00000000-0000-0000-0000-000000000000")
     await report(client, view, outcome="done")
     await client.get_workflow_handle(f"{handle.id}/t1").signal("agent_report", "not json object")
+    # Each rejection is recorded on its own; their order in the trail is not promised.
     messages = await _rejections(pool, handle.id, "report_rejected", 4)
-    assert "agent 'impostor' does not hold" in messages[0] and repr(view.agent_id) in messages[0]
-    assert "assignment '00000000-0000-0000-0000-000000000000' (agent" in messages[1]
-    assert "outcome" in messages[2] and "'done'" in messages[2]
-    assert "expected a JSON object" in messages[3]
+
+    def one(*parts: str) -> str:
+        [found] = [m for m in messages if all(p in m for p in parts)]
+        return found
+
+    one("agent 'impostor' does not hold", repr(view.agent_id))
+    one("assignment '00000000-0000-0000-0000-000000000000' (agent")
+    one("outcome", "'done'")
+    one("expected a JSON object")
 
     unchanged = await task_view(client, handle.id, "t1")
     assert unchanged.status is TaskStatus.ASSIGNED and unchanged.tokens_used == 0
