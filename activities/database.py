@@ -21,10 +21,23 @@ _SCHEMA_LOCK = 0x60A1_CEE9
 
 
 async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections decode jsonb to Python values."""
+    """A pool whose connections decode jsonb to Python values.
+
+    Connections go back to the pool without asyncpg's reset query (a round trip per
+    use): Goalkeeper changes no session state outside a transaction, and whoever
+    LISTENs removes its own listener.
+    """
     return await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, init=_init_connection
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
     )
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset: see `create_pool`."""
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:

@@ -4,7 +4,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.rows import insert_event
+from activities.rows import Connection, insert_event
 from goalkeeper.models import GoalRef, GoalSpec, TaskSpec
 from goalkeeper.records import (
     Event,
@@ -39,6 +39,18 @@ class ReadModelActivities:
                 "SELECT first_run_id FROM goals WHERE goal_id = $1 FOR UPDATE", record.goal_id
             )
             if previous_run is not None and previous_run != record.goal_run_id:
+                # The earlier goal's open assignments end here, freeing their agents.
+                await connection.execute(
+                    """
+                    WITH closed AS (
+                        UPDATE assignments SET status = 'cancelled', ended_at = now(),
+                               error = 'the goal was started again under the same id'
+                        WHERE goal_id = $1 AND status IN ('active', 'starting')
+                        RETURNING agent_id)
+                    SELECT goalkeeper_release(agent_id) FROM closed
+                    """,
+                    record.goal_id,
+                )
                 await connection.execute("DELETE FROM tasks WHERE goal_id = $1", record.goal_id)
             await connection.execute(
                 """
@@ -70,6 +82,7 @@ class ReadModelActivities:
                     "tasks_total": record.tasks_total,
                 },
             )
+            await _insert_tasks(connection, record.goal_id, spec.approvers, 0, record.tasks)
             await insert_event(connection, record.event)
 
     @activity.defn
@@ -82,28 +95,12 @@ class ReadModelActivities:
         )
         if header is None:
             return  # a newer goal of the same id replaced this one
-        approvers = header.get("approvers") or []
-        await self.pool.executemany(
-            """
-            INSERT INTO tasks (goal_id, task_id, title, skill, requires_approval,
-                               approvers, depends_on, position, spec)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-            ON CONFLICT (goal_id, task_id) DO NOTHING
-            """,
-            [
-                (
-                    record.goal_id,
-                    t.id,
-                    t.title,
-                    t.skill,
-                    t.requires_approval,
-                    sorted({*approvers, *t.approvers}) if t.requires_approval else [],
-                    t.depends_on,
-                    record.first_position + n,
-                    t.model_dump(mode="json"),
-                )
-                for n, t in enumerate(record.tasks)
-            ],
+        await _insert_tasks(
+            self.pool,
+            record.goal_id,
+            header.get("approvers") or [],
+            record.first_position,
+            record.tasks,
         )
 
     @activity.defn
@@ -244,3 +241,35 @@ class ReadModelActivities:
     async def record_event(self, event: Event) -> None:
         """Append one event to the audit trail (rejections, notices)."""
         await insert_event(self.pool, event)
+
+
+async def _insert_tasks(
+    connection: Connection,
+    goal_id: str,
+    approvers: list[str],
+    first_position: int,
+    tasks: list[TaskSpec],
+) -> None:
+    """Insert tasks as `pending` at their plan positions; ones already there stay as they are."""
+    await connection.executemany(
+        """
+        INSERT INTO tasks (goal_id, task_id, title, skill, requires_approval,
+                           approvers, depends_on, position, spec)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (goal_id, task_id) DO NOTHING
+        """,
+        [
+            (
+                goal_id,
+                t.id,
+                t.title,
+                t.skill,
+                t.requires_approval,
+                sorted({*approvers, *t.approvers}) if t.requires_approval else [],
+                t.depends_on,
+                first_position + n,
+                t.model_dump(mode="json"),
+            )
+            for n, t in enumerate(tasks)
+        ],
+    )

@@ -18,12 +18,14 @@ on the same one.
 
 import argparse
 import asyncio
+import os
 import resource
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +71,8 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             transactions = await _transactions(pool)
             began = time.monotonic()
             ids = [f"bench-{uuid.uuid4().hex[:10]}" for _ in range(args.goals)]
-            sampling = asyncio.create_task(_query_latencies(client, ids))
             latencies = await asyncio.gather(*(_goal(client, i, args.tasks) for i in ids))
             elapsed = time.monotonic() - began
-            queries = sampling.cancel() and await _settled(sampling)
             per_task = (await _transactions(pool) - transactions) / total
             print(
                 f"Goalkeeper         {total / elapsed:8.1f} tasks/s  ({elapsed:.1f} s); "
@@ -82,15 +82,14 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             print(
                 f"goal latency       p50 {statistics.median(latencies):.2f} s, p95 {cuts[18]:.2f} s"
             )
-            if queries:
-                q = sorted(queries)
-                print(
-                    f"progress query     p50 {q[len(q) // 2] * 1000:.1f} ms, "
-                    f"p99 {q[min(len(q) - 1, int(len(q) * 0.99))] * 1000:.1f} ms "
-                    f"({len(q)} queries while {args.goals} goals ran)"
-                )
             print(f"PostgreSQL         {per_task:8.1f} transactions per task (worker and agents)")
             await _audit(client, ids[: args.audit], args.tasks)
+            queries = await _query_latencies(client, 100)
+            print(
+                f"progress query     p50 {queries[len(queries) // 2] * 1000:.1f} ms, "
+                f"p99 {queries[int(len(queries) * 0.99)] * 1000:.1f} ms "
+                f"({len(queries)} queries while 100 goals wait for their agents)"
+            )
             if args.big:
                 big_id = f"bench-big-{uuid.uuid4().hex[:8]}"
                 began = time.monotonic()
@@ -155,27 +154,30 @@ async def _goal(client: Client, goal_id: str, tasks: int) -> float:
     return time.monotonic() - began
 
 
-async def _query_latencies(client: Client, goal_ids: list[str]) -> list[float]:
-    """Query goals' progress one after another for as long as they run."""
+async def _query_latencies(client: Client, goals: int, seconds: float = 15.0) -> list[float]:
+    """Progress-query latencies, sorted, of `goals` goals whose agents never answer."""
+    ids = [f"bench-wait-{uuid.uuid4().hex[:10]}" for _ in range(goals)]
+    spec = {
+        "title": "Waiting goal",
+        "workspace": "bench-idle",
+        "tasks": [{"id": f"t{i}", "title": f"Task {i}", "skill": "idle"} for i in range(3)],
+    }
+    handles = [
+        await client.start_workflow(GoalWorkflow.run, spec, id=i, task_queue="bench") for i in ids
+    ]
+    for handle in handles:  # every goal has started its tasks
+        while (await handle.query(GoalWorkflow.progress)).tasks_running < 3:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
     seen: list[float] = []
-    try:
-        while True:
-            for goal_id in goal_ids:
-                began = time.monotonic()
-                try:
-                    await client.get_workflow_handle(goal_id).query("progress")
-                except Exception:  # not started yet, or already done
-                    continue
-                seen.append(time.monotonic() - began)
-    except asyncio.CancelledError:
-        return seen
-
-
-async def _settled(task: "asyncio.Task[list[float]]") -> list[float]:
-    try:
-        return await task
-    except asyncio.CancelledError:
-        return []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for handle in handles:
+            began = time.monotonic()
+            await handle.query(GoalWorkflow.progress)
+            seen.append(time.monotonic() - began)
+    for handle in handles:
+        await handle.terminate("benchmark over")
+    return sorted(seen)
 
 
 async def _transactions(pool: Any) -> int:
@@ -203,6 +205,9 @@ async def _audit(
                 goal_id, run_id=execution.run_id
             ).fetch_history()
             goal_events += len(history.events)
+            if os.environ.get("BENCH_EVENTS"):
+                kinds = Counter(EventType.Name(e.event_type) for e in history.events)
+                print(goal_id, dict(kinds))
             longest = max(longest, len(history.events))
             largest = max(largest, _largest_payload(history.events))
         for n in range(min(tasks, sample_tasks or tasks)):

@@ -55,6 +55,8 @@ class RecordGoal(BaseModel):
     header: GoalSpec
     """The spec without its tasks: title, description, approvers, policies."""
     tasks_total: int
+    tasks: list[TaskSpec] = []
+    """The first page of its tasks, stored with it."""
     event: Event
 
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -86,8 +87,6 @@ class GoalWorkflow:
         else:
             window = await self._resume(self._checkpoint)
         self._stage = "running"
-        header = window.header
-        workflow.upsert_search_attributes([sa.GOAL_WORKSPACE.value_set(header.workspace)])
         while not window.schedule.ended:
             await window.step()
             await self._expire_retry_decisions(window)
@@ -209,6 +208,7 @@ class GoalWorkflow:
         """Validate the spec, store it, and hold its tasks in a window."""
         spec = await self._validate(raw)
         self._header = header = spec.header()
+        pages = _pages(spec.tasks)
         await record(
             ReadModelActivities.record_goal,
             RecordGoal(
@@ -216,6 +216,7 @@ class GoalWorkflow:
                 goal_run_id=self._run_id,
                 header=header,
                 tasks_total=len(spec.tasks),
+                tasks=pages[0][1],
                 event=self._event(
                     EventKind.GOAL_STARTED,
                     f"goal {self._goal_id!r} started with {len(spec.tasks)} tasks",
@@ -223,7 +224,7 @@ class GoalWorkflow:
             ),
             "record the goal",
         )
-        for first, page in _pages(spec.tasks):
+        for first, page in pages[1:]:
             await record(
                 ReadModelActivities.record_tasks,
                 RecordTasks(
@@ -480,16 +481,18 @@ class GoalWorkflow:
     def _show(self) -> None:
         """Mirror progress in the Temporal UI: search attributes and a one-glance status."""
         progress = self.progress()
-        # Whole percents: at most about a hundred upserts (each a history event) per goal.
-        shown = (self._status.value, int(progress.progress_percentage))
+        # In halves: each upsert is a history event, so a goal makes three, not one per
+        # task; the details below show the exact figure at every moment.
+        shown = (self._status.value, int(progress.progress_percentage // 50))
         if shown != self._shown:
+            updates: list[SearchAttributeUpdate[Any]] = [
+                sa.GOAL_STATUS.value_set(self._status.value),
+                sa.GOAL_PROGRESS.value_set(progress.progress_percentage),
+            ]
+            if self._shown is None and self._header is not None:
+                updates.append(sa.GOAL_WORKSPACE.value_set(self._header.workspace))
             self._shown = shown
-            workflow.upsert_search_attributes(
-                [
-                    sa.GOAL_STATUS.value_set(self._status.value),
-                    sa.GOAL_PROGRESS.value_set(progress.progress_percentage),
-                ]
-            )
+            workflow.upsert_search_attributes(updates)
         lines = [
             f"**{progress.tasks_completed} of {progress.tasks_total} tasks done** "
             f"({progress.progress_percentage}%), {progress.agents_total} agents, "
