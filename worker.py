@@ -29,6 +29,7 @@ from goalkeeper.health import install_schedule
 from goalkeeper.stack import database_url
 from workflows.goal import GoalWorkflow
 from workflows.health import HealthCheckWorkflow
+from workflows.partition import PartitionWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("goalkeeper.worker")
@@ -44,7 +45,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GoalWorkflow, TaskWorkflow, HealthCheckWorkflow],
+        workflows=[GoalWorkflow, PartitionWorkflow, TaskWorkflow, HealthCheckWorkflow],
         activities=[
             health.check_health,
             assignments.assign_agents,
@@ -53,9 +54,12 @@ def build_worker(
             assignments.activate_assignment,
             read_model.record_goal,
             read_model.record_tasks,
+            read_model.store_goal,
             read_model.load_goal,
             read_model.load_tasks,
             read_model.record_skips,
+            read_model.lost_dependencies,
+            read_model.skip_range,
             read_model.record_rejected_goal,
             read_model.record_task,
             read_model.finish_goal,

@@ -230,7 +230,9 @@ class HealthActivities:
                 await self._dead_goal(report, goal_id, description, repair)
                 continue
             try:
-                views = await asyncio.wait_for(goal_tasks(handle), QUERY_TIMEOUT.total_seconds())
+                views = await asyncio.wait_for(
+                    goal_tasks(self.client, goal_id), QUERY_TIMEOUT.total_seconds()
+                )
             except (
                 RPCError,
                 TimeoutError,

@@ -5,6 +5,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.rows import Connection, insert_event
+from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import GoalRef, GoalSpec, TaskSpec
 from goalkeeper.records import (
     Event,
@@ -16,8 +17,13 @@ from goalkeeper.records import (
     RecordSkips,
     RecordTask,
     RecordTasks,
+    SkipRange,
+    StoredGoal,
+    StoreGoal,
     TaskSpecPage,
 )
+from goalkeeper.scheduling import partition, topological_order
+from goalkeeper.validation import validate_goal_spec
 
 
 class ReadModelActivities:
@@ -86,6 +92,49 @@ class ReadModelActivities:
             await insert_event(connection, record.event)
 
     @activity.defn
+    async def store_goal(self, request: StoreGoal) -> StoredGoal:
+        """Validate a spec stored by reference and store its goal and tasks in dependency order.
+
+        Returns the header and the partitions (or the reason the spec is invalid), never
+        the tasks: a spec of any size stays out of workflow history.
+        """
+        raw = await self.pool.fetchval(
+            "SELECT spec FROM goal_specs WHERE spec_id = $1::uuid", request.spec_id
+        )
+        if raw is None:
+            return StoredGoal(error=f"spec_ref {request.spec_id!r} names no stored goal spec")
+        try:
+            spec = validate_goal_spec(raw, request.goal_id)
+        except InvalidGoalSpec as exc:
+            return StoredGoal(error=str(exc))
+        header = spec.header()
+        pairs = [(t.id or "", t.depends_on) for t in spec.tasks]
+        order = topological_order(pairs)
+        tasks = [spec.tasks[i] for i in order]
+        await self.record_goal(
+            RecordGoal(
+                goal_id=request.goal_id,
+                goal_run_id=request.goal_run_id,
+                header=header,
+                tasks_total=len(tasks),
+                tasks=tasks,
+                event=Event(
+                    event_id=request.event_id,
+                    kind=EventKind.GOAL_STARTED,
+                    goal_id=request.goal_id,
+                    message=f"goal {request.goal_id!r} started with {len(tasks)} tasks "
+                    f"in partitions of {header.partition_size}",
+                ),
+            )
+        )
+        ordered = [pairs[i] for i in order]
+        return StoredGoal(
+            header=header,
+            tasks_total=len(tasks),
+            partitions=partition(ordered, header.partition_size),
+        )
+
+    @activity.defn
     async def record_tasks(self, record: RecordTasks) -> None:
         """Store a page of the goal's tasks as `pending`, with their specs and positions."""
         header = await self.pool.fetchval(
@@ -151,6 +200,61 @@ class ReadModelActivities:
                 non_retryable=True,
             )
         return TaskSpecPage(tasks=tasks)
+
+    @activity.defn
+    async def lost_dependencies(self, request: LoadTasks) -> dict[str, str]:
+        """Tasks in a range that depend on an earlier task that did not complete, and why.
+
+        The earlier tasks are in partitions that have ended, so their rows are final.
+        """
+        rows = await self.pool.fetch(
+            """
+            SELECT DISTINCT ON (t.task_id) t.task_id, d.task_id AS lost, d.status::text
+            FROM tasks t JOIN goals g USING (goal_id)
+            JOIN tasks d ON d.goal_id = t.goal_id AND d.task_id = ANY(t.depends_on)
+            WHERE t.goal_id = $1 AND g.first_run_id = $2 AND t.position >= $3
+              AND t.position < $4 AND d.position < $3 AND d.status <> 'completed'
+            ORDER BY t.task_id, d.position
+            """,
+            request.goal_id,
+            request.goal_run_id,
+            request.start,
+            request.end,
+        )
+        return {r["task_id"]: f"skipped: dependency {r['lost']!r} {r['status']}" for r in rows}
+
+    @activity.defn
+    async def skip_range(self, record: SkipRange) -> int:
+        """Skip every still-pending task in a range (a partition that will not run)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            skipped = await connection.fetchval(
+                """
+                WITH skipped AS (
+                    UPDATE tasks t SET status = 'skipped', error = $5, seq = t.seq + 1,
+                           ended_at = now(), updated_at = now()
+                    FROM goals g
+                    WHERE t.goal_id = $1 AND g.goal_id = t.goal_id AND g.first_run_id = $2
+                      AND t.position >= $3 AND t.position < $4 AND t.status = 'pending'
+                    RETURNING 1)
+                SELECT count(*) FROM skipped
+                """,
+                record.goal_id,
+                record.goal_run_id,
+                record.start,
+                record.end,
+                record.reason,
+            )
+            await insert_event(
+                connection,
+                Event(
+                    event_id=record.event_id,
+                    kind=EventKind.TASK_SKIPPED,
+                    goal_id=record.goal_id,
+                    message=f"{skipped} tasks at positions {record.start}..{record.end - 1} "
+                    f"{record.reason}",
+                ),
+            )
+        return int(skipped)
 
     @activity.defn
     async def record_skips(self, record: RecordSkips) -> None:

@@ -19,6 +19,14 @@ CREATE TABLE IF NOT EXISTS goals (
     ended_at      timestamptz
 );
 
+-- Specs too large to pass to Temporal inline: `starter.py goal start` stores them here
+-- and starts the goal with {"spec_ref": "<spec_id>"}.
+CREATE TABLE IF NOT EXISTS goal_specs (
+    spec_id     uuid PRIMARY KEY,
+    spec        jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE IF NOT EXISTS agents (
     agent_id            text PRIMARY KEY,
     workspace           text NOT NULL,

@@ -18,6 +18,7 @@ on the same one.
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import statistics
@@ -34,12 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.database import apply_schema, create_pool
 from bench.bare import BareAgents, BareGoal, BareTask
 from goalkeeper import registry
 from goalkeeper.agent_runner import AgentRunner, SimulatedWork
+from goalkeeper.cli.goals import store_spec
+from goalkeeper.client import goal_tasks
+from goalkeeper.models import TaskPage
 from goalkeeper.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
 from workflows.goal import GoalWorkflow
@@ -83,7 +88,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
                 f"goal latency       p50 {statistics.median(latencies):.2f} s, p95 {cuts[18]:.2f} s"
             )
             print(f"PostgreSQL         {per_task:8.1f} transactions per task (worker and agents)")
-            await _audit(client, ids[: args.audit], args.tasks)
+            await _audit(client, ids[: args.audit])
             queries = await _query_latencies(client, 100)
             print(
                 f"progress query     p50 {queries[len(queries) // 2] * 1000:.1f} ms, "
@@ -96,7 +101,9 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
                 await _goal(client, big_id, args.big)
                 took = time.monotonic() - began
                 print(f"{args.big}-task goal  {took:8.1f} s ({args.big / took:.1f} tasks/s)")
-                await _audit(client, [big_id], args.big, sample_tasks=50)
+                await _audit(client, [big_id])
+            if args.huge:
+                await _huge(client, pool, args.huge, args.until)
             stop.set()
             await serving
         await pool.close()
@@ -143,12 +150,7 @@ async def _answer(client: Client, agents: BareAgents) -> None:
 
 
 async def _goal(client: Client, goal_id: str, tasks: int) -> float:
-    spec = {
-        "title": "Benchmark goal",
-        "workspace": "bench",
-        "max_running_tasks": WINDOW,
-        "tasks": [{"id": f"t{i}", "title": f"Task {i}", "skill": "work"} for i in range(tasks)],
-    }
+    spec = _spec(tasks)
     began = time.monotonic()
     await client.execute_workflow(GoalWorkflow.run, spec, id=goal_id, task_queue="bench")
     return time.monotonic() - began
@@ -189,37 +191,91 @@ async def _transactions(pool: Any) -> int:
     )
 
 
-async def _audit(
-    client: Client, goal_ids: list[str], tasks: int, sample_tasks: int | None = None
-) -> None:
-    """Events per task and the largest payload, from the stored histories."""
+async def _audit(client: Client, goal_ids: list[str], sample_tasks: int = 50) -> None:
+    """Events per task, the longest run history and the largest event, from the histories.
+
+    Reads every run of each goal and of its partitions, and `sample_tasks` tasks' own
+    histories per goal. A task's parent is its goal, or its partition in a large goal.
+    """
     if not goal_ids:
         return
     task_events: list[int] = []
-    goal_events = 0
+    parent_events = 0
+    tasks = 0
     longest = 0
     largest = 0
     for goal_id in goal_ids:
-        async for execution in client.list_workflows(f'WorkflowId = "{goal_id}"'):
-            history = await client.get_workflow_handle(
-                goal_id, run_id=execution.run_id
-            ).fetch_history()
-            goal_events += len(history.events)
-            if os.environ.get("BENCH_EVENTS"):
-                kinds = Counter(EventType.Name(e.event_type) for e in history.events)
-                print(goal_id, dict(kinds))
-            longest = max(longest, len(history.events))
-            largest = max(largest, _largest_payload(history.events))
-        for n in range(min(tasks, sample_tasks or tasks)):
-            history = await client.get_workflow_handle(f"{goal_id}/t{n}").fetch_history()
+        page = await client.get_workflow_handle(goal_id).query("tasks", result_type=TaskPage)
+        parents = page.partitions or [goal_id]
+        for workflow_id in [goal_id, *page.partitions]:
+            async for execution in client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+                handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+                history = await handle.fetch_history()
+                if workflow_id in parents:
+                    parent_events += len(history.events)
+                if os.environ.get("BENCH_EVENTS"):
+                    kinds = Counter(EventType.Name(e.event_type) for e in history.events)
+                    print(workflow_id, dict(kinds))
+                longest = max(longest, len(history.events))
+                largest = max(largest, _largest_payload(history.events))
+        progress = await client.get_workflow_handle(goal_id).query(GoalWorkflow.progress)
+        tasks += progress.tasks_completed + progress.tasks_failed + progress.tasks_skipped
+        sample = (
+            await goal_tasks(client, goal_id)
+            if not page.partitions
+            else (
+                await client.get_workflow_handle(page.partitions[0]).query(
+                    "tasks", {"limit": sample_tasks}, result_type=TaskPage
+                )
+            ).tasks
+        )
+        for task in sample[:sample_tasks]:
+            if not task.status.is_terminal:
+                continue
+            history = await client.get_workflow_handle(f"{goal_id}/{task.task_id}").fetch_history()
             task_events.append(len(history.events))
             longest = max(longest, len(history.events))
             largest = max(largest, _largest_payload(history.events))
     print(
-        f"events per task    {statistics.mean(task_events):8.1f} in the task's history, "
-        f"{goal_events / (tasks * len(goal_ids)):.1f} in its goal's"
+        f"events per task    {statistics.mean(task_events or [0]):8.1f} in the task's history, "
+        f"{parent_events / max(tasks, 1):.1f} in its parent's ({tasks} tasks ended)"
     )
-    print(f"longest history    {longest:8d} events; largest payload {largest / 1024:.1f} KiB")
+    print(f"longest history    {longest:8d} events; largest event {largest / 1024:.1f} KiB")
+
+
+async def _huge(client: Client, pool: Any, tasks: int, until: int) -> None:
+    """Start a goal of `tasks` tasks by reference, run it to `until` completions, audit it."""
+    goal_id = f"bench-huge-{uuid.uuid4().hex[:8]}"
+    spec = _spec(tasks)
+    spec_ref = await store_spec(pool, spec)
+    began = time.monotonic()
+    handle = await client.start_workflow(
+        GoalWorkflow.run, {"spec_ref": spec_ref}, id=goal_id, task_queue="bench"
+    )
+    while (now := await handle.query(GoalWorkflow.progress)).tasks_completed < until:
+        if now.status.value != "running":
+            break
+        await asyncio.sleep(5)
+    took = time.monotonic() - began
+    print(
+        f"{tasks}-task goal  {now.tasks_completed} completed in {took:.1f} s "
+        f"({now.tasks_completed / took:.1f} tasks/s), started by reference"
+    )
+    await _audit(client, [goal_id])
+    page = await handle.query("tasks", result_type=TaskPage)
+    for workflow_id in page.partitions:
+        with contextlib.suppress(RPCError):  # not started, or already ended
+            await client.get_workflow_handle(workflow_id).terminate("benchmark over")
+    await handle.terminate("benchmark over")
+
+
+def _spec(tasks: int) -> dict[str, Any]:
+    return {
+        "title": "Benchmark goal",
+        "workspace": "bench",
+        "max_running_tasks": WINDOW,
+        "tasks": [{"id": f"t{i}", "title": f"Task {i}", "skill": "work"} for i in range(tasks)],
+    }
 
 
 def _largest_payload(events: Any) -> int:
@@ -238,6 +294,12 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--big", type=int, default=10_000, help="tasks of the big goal; 0 skips")
     parser.add_argument("--audit", type=int, default=10, help="goals whose histories are read")
+    parser.add_argument(
+        "--huge", type=int, default=0, help="also start a goal of this many tasks by reference"
+    )
+    parser.add_argument(
+        "--until", type=int, default=10_000, help="completions of the huge goal before its audit"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="goalkeeper-bench-") as folder:
         asyncio.run(bench(args, Path(folder)))

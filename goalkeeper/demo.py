@@ -129,7 +129,7 @@ async def _run_goal(session: Session, args: argparse.Namespace, crew: "Crew") ->
         for note in crew.revive():
             print(("\r\033[K" if interactive else "") + note, flush=True)
         progress: Progress = await handle.query(GoalWorkflow.progress)
-        for waiting in await goal_tasks(handle, TaskStatus.AWAITING_APPROVAL):
+        for waiting in await goal_tasks(client, goal_id, TaskStatus.AWAITING_APPROVAL):
             key = f"{waiting.task_id}:{waiting.assignment_id}"
             if key not in decided:
                 decided.add(key)

@@ -73,6 +73,9 @@ class GoalSpec(_Strict):
     rejected work all use one, and when they are spent the task fails."""
     max_running_tasks: int = Field(default=100, ge=1, le=1000)
     """Window of task workflows running at once (Temporal caps pending children)."""
+    partition_size: int = Field(default=500, ge=2, le=1000)
+    """A goal with more tasks than this runs them in partitions of this many, each its
+    own workflow, so no workflow's state or history grows with the goal."""
     report_deadline_seconds: Seconds = 3600
     """How long an agent has, from its assignment, to report."""
     heartbeat_timeout_seconds: Seconds = 60
@@ -251,6 +254,9 @@ class TaskPage(BaseModel):
     tasks: list[TaskSummary]
     next_offset: int | None = None
     """Where the next page starts, or None on the last page."""
+    partitions: list[str] = []
+    """For a goal run in partitions: the partition workflows, whose own `tasks`
+    queries page through their tasks (this page then lists none)."""
 
 
 class TasksQuery(BaseModel):
@@ -313,13 +319,67 @@ class TaskCheckpoint(BaseModel):
     reported: list[str] = []
 
 
+class PartitionInput(BaseModel):
+    """Input of a `PartitionWorkflow`: which stored tasks of the goal it runs."""
+
+    goal_id: str
+    goal_run_id: str
+    index: int
+    start: int
+    """First plan position of its tasks (plan positions follow the dependencies)."""
+    end: int
+    window: int
+    """Its tasks running at once: its share of the goal's `max_running_tasks`."""
+
+
+class PartitionUpdate(BaseModel):
+    """A partition's counts, rolled up to its goal: the `partition_update` signal."""
+
+    goal_run_id: str
+    index: int
+    seq: int
+    counts: dict[TaskStatus, int]
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+    agents: list[str] = []
+    agents_completed: list[str] = []
+    retry_due: list[str] = []
+    """Failed tasks waiting for an approver's retry decision."""
+    failing: str | None = None
+    ended: bool = False
+
+
+class PartitionState(BaseModel):
+    """What a goal keeps of one partition."""
+
+    index: int
+    start: int
+    end: int
+    after: list[int] = []
+    """Partitions holding tasks that this one's tasks depend on: it starts after them."""
+    started: bool = False
+    update: PartitionUpdate | None = None
+
+
+class WindowState(BaseModel):
+    """A window of tasks carried across continue-as-new: a byte per task, a summary per
+    task that has left `pending` (a window holds at most a partition's worth)."""
+
+    schedule: ScheduleState
+    tasks: dict[int, TaskSummary] = {}
+    agents: list[str] = []
+    agents_completed: list[str] = []
+
+
 class GoalCheckpoint(BaseModel):
     """The goal's state carried across continue-as-new: compact at any size."""
 
     spec_ref: "GoalRef"
-    schedule: ScheduleState
-    tasks: dict[int, TaskSummary] = {}
-    """Tasks that have changed from plain `pending`, by their position."""
+    window: WindowState | None = None
+    """A goal that runs its tasks itself."""
+    partitions: list[PartitionState] = []
+    """A goal that runs its tasks in partitions."""
+    failing: str | None = None
     agents: list[str] = []
     agents_completed: list[str] = []
 

@@ -60,6 +60,25 @@ class RecordGoal(BaseModel):
     event: Event
 
 
+class StoreGoal(BaseModel):
+    """Validate and store a goal whose spec was stored by reference (`goal_specs`)."""
+
+    spec_id: str
+    goal_id: str
+    goal_run_id: str
+    event_id: str
+
+
+class StoredGoal(BaseModel):
+    """What the goal needs of a stored spec: its header and partitions, or why it is invalid."""
+
+    header: GoalSpec | None = None
+    tasks_total: int = 0
+    partitions: list[tuple[int, int, list[int]]] = []
+    """`(start, end, after)` per partition, in dependency order."""
+    error: str | None = None
+
+
 class RecordTasks(BaseModel):
     """One page of a goal's tasks, stored `pending` with their specs and plan positions."""
 
@@ -118,6 +137,17 @@ class RecordSkips(BaseModel):
     goal_id: str
     goal_run_id: str
     tasks: list[SkippedTask]
+
+
+class SkipRange(BaseModel):
+    """Skip the pending tasks of a partition that will not run (the goal is failing)."""
+
+    goal_id: str
+    goal_run_id: str
+    start: int
+    end: int
+    reason: str
+    event_id: str
 
 
 class AssignTask(BaseModel):

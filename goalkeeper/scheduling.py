@@ -308,3 +308,21 @@ def topological_order(tasks: Sequence[tuple[str, Sequence[str]]]) -> list[int]:
     if len(order) != len(tasks):
         raise ScheduleError("the tasks' dependencies form a cycle")
     return order
+
+
+def partition(
+    tasks: Sequence[tuple[str, Sequence[str]]], size: int
+) -> list[tuple[int, int, list[int]]]:
+    """Cut tasks, already in topological order, into ranges of `size`.
+
+    Returns `(start, end, after)` per partition, `after` naming the earlier partitions
+    that hold dependencies of its tasks: it may start once they have ended.
+    """
+    home = {task_id: n // size for n, (task_id, _) in enumerate(tasks)}
+    parts: list[tuple[int, int, list[int]]] = []
+    for start in range(0, len(tasks), size):
+        end = min(start + size, len(tasks))
+        index = start // size
+        after = {home[d] for _, deps in tasks[start:end] for d in deps} - {index}
+        parts.append((start, end, sorted(after)))
+    return parts

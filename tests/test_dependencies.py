@@ -28,7 +28,7 @@ async def test_a_task_starts_once_its_dependencies_completed_and_sees_their_resu
 ) -> None:
     handle = await start_goal(client, _spec(workspace), task_queue)
     csv = await wait_task(client, handle.id, "csv", TaskStatus.ASSIGNED)
-    tasks = {t.task_id: t for t in await goal_tasks(handle)}
+    tasks = {t.task_id: t for t in await goal_tasks(client, handle.id)}
     assert tasks["email"].status is tasks["send"].status is TaskStatus.PENDING
 
     await report(client, csv, result={"rows": 500, "file": "leads.csv"})

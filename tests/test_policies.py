@@ -120,7 +120,7 @@ async def test_fail_goal_stops_every_task_and_fails_the_workflow_with_its_report
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "GoalFailed"
     assert "on_task_failure=fail_goal" in cause.message and "task 't1' failed" in cause.message
-    views = await goal_tasks(handle)
+    views = await goal_tasks(client, handle.id)
     assert {v.task_id: v.status for v in views} == {
         "t1": TaskStatus.FAILED,
         "t2": TaskStatus.SKIPPED,

@@ -16,16 +16,23 @@ from temporalio.worker import Replayer
 from goalkeeper.statuses import GoalStatus
 from tests.helpers import SimulatedAgents, start_goal
 from workflows.goal import GoalWorkflow
+from workflows.partition import PartitionWorkflow
 from workflows.task import TaskWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 GOAL_ID = "replay-sample"
+PARTITIONED_ID = "replay-partitioned"
 WORKFLOW_IDS = {
     "goal": GOAL_ID,
     "task_with_approval": f"{GOAL_ID}/email",
     "task_retried": f"{GOAL_ID}/flaky",
+    "goal_partitioned": PARTITIONED_ID,
+    "partition": f"{PARTITIONED_ID}#partition-1",
 }
-REPLAYER = Replayer(workflows=[GoalWorkflow, TaskWorkflow], data_converter=pydantic_data_converter)
+REPLAYER = Replayer(
+    workflows=[GoalWorkflow, PartitionWorkflow, TaskWorkflow],
+    data_converter=pydantic_data_converter,
+)
 
 
 async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, workspace: str) -> None:
@@ -62,6 +69,22 @@ async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, works
     async with SimulatedAgents(client, pool, handle.id, outcome=outcome, approver="ops-lead"):
         report = await handle.result()
     assert report.status is GoalStatus.FAILED and report.progress.tasks_completed == 3
+
+    partitioned = {
+        "title": "Replay sample in partitions",
+        "workspace": workspace,
+        "partition_size": 2,
+        "tasks": [
+            {"id": f"p{i}", "title": f"P{i}", "skill": "data", "depends_on": [f"p{i - 2}"]}
+            if i >= 2
+            else {"id": f"p{i}", "title": f"P{i}", "skill": "data"}
+            for i in range(5)
+        ],
+    }
+    handle = await start_goal(client, partitioned, queue, goal_id=PARTITIONED_ID)
+    async with SimulatedAgents(client, pool, handle.id):
+        report = await handle.result()
+    assert report.status is GoalStatus.COMPLETED and report.progress.tasks_completed == 5
 
 
 async def test_a_fresh_history_of_every_path_replays(

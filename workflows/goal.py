@@ -1,8 +1,7 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
-import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
@@ -18,6 +17,8 @@ with workflow.unsafe.imports_passed_through():
         GoalRef,
         GoalReport,
         GoalSpec,
+        PartitionState,
+        PartitionUpdate,
         Progress,
         TaskPage,
         TaskReport,
@@ -34,13 +35,16 @@ with workflow.unsafe.imports_passed_through():
         RecordGoal,
         RecordRejectedGoal,
         RecordTasks,
-        TaskSpecPage,
+        StoredGoal,
+        StoreGoal,
     )
-    from goalkeeper.scheduling import STATUSES
-    from goalkeeper.statuses import Decision, GoalStatus, TaskStatus
+    from goalkeeper.scheduling import partition, topological_order
+    from goalkeeper.statuses import GoalStatus, TaskStatus
     from goalkeeper.validation import validate_goal_spec
     from workflows.messages import parse_message, reject_if, summarize_payload
-    from workflows.options import record
+    from workflows.options import DATABASE_RETRY, record
+    from workflows.partitions import PartitionSet
+    from workflows.specs import load_specs
     from workflows.window import TaskWindow
 
 _DETAIL_LINES = 10
@@ -48,6 +52,9 @@ _DETAIL_LINES = 10
 
 PAGE_BYTES = 128 * 1024
 """Task specs written or read per activity call, as JSON."""
+
+STORE_TIMEOUT = timedelta(minutes=10)
+"""Validating and storing a spec stored by reference: 100,000 tasks take seconds."""
 
 REPORT_TASKS = 500
 """Tasks listed in a goal's report; beyond it, completed ones are only counted."""
@@ -72,6 +79,7 @@ class GoalWorkflow:
         self._run_id = info.first_execution_run_id
         self._header: GoalSpec | None = None
         self._window: TaskWindow | None = None
+        self._partitions: PartitionSet | None = None
         self._status = GoalStatus.RUNNING
         self._stage = "validating"
         self._shown: tuple[str, int] | None = None
@@ -83,46 +91,55 @@ class GoalWorkflow:
     @workflow.run
     async def run(self, spec: Any = None, checkpoint: Any = None) -> GoalReport:
         if self._checkpoint is None:
-            window = await self._begin(spec)
+            await self._begin(spec)
         else:
-            window = await self._resume(self._checkpoint)
+            await self._resume(self._checkpoint)
         self._stage = "running"
-        while not window.schedule.ended:
-            await window.step()
-            await self._expire_retry_decisions(window)
-            self._show()
-            if workflow.info().is_continue_as_new_suggested():
-                window.holding = True  # let running tasks end, start nothing new
-                if not window.schedule.running:
-                    await self._continue_as_new(window)
-            due = window.schedule.next_due()
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    window.wake,
-                    timeout=max(due - workflow.now(), timedelta(seconds=1)) if due else None,
-                    timeout_summary="retry decision deadline",
-                )
-        return await self._finish(window)
+        if self._window is not None:
+            await self._window.run(self._after_step, self._continue_as_new)
+        else:
+            parts = self._partitions
+            assert parts is not None
+            while not parts.ended:
+                await parts.step()
+                self._show()
+                if workflow.info().is_continue_as_new_suggested():
+                    await self._continue_as_new()  # partitions signal the new run
+                await workflow.wait_condition(lambda: parts.changed)
+        return await self._finish()
+
+    async def _after_step(self) -> None:
+        self._show()
 
     # Queries, signals and updates.
 
     @workflow.query
     def progress(self) -> Progress:
         """Progress derived from the task states now: completed / total, failures included."""
-        window = self._window
         header = self._header
-        counts = {s: window.schedule.count(s) for s in STATUSES} if window else {}
-        if window is None and self._checkpoint is not None:
+        counts: dict[TaskStatus, int] = {}
+        agents: set[str] = set()
+        completed: set[str] = set()
+        tokens, cost = 0, 0.0
+        if self._window is not None:
+            window = self._window
+            counts, agents, completed = window.totals(), window.agents, window.agents_completed
+            tokens, cost = window.tokens_used, window.cost_usd
+        elif self._partitions is not None:
+            counts = self._partitions.counts()
+            agents, completed = self._partitions.agents()
+            tokens, cost = self._partitions.spent()
+        elif self._checkpoint is not None:
             counts = {TaskStatus.PENDING: self._checkpoint.spec_ref.tasks_total}
         return compute_progress(
             self._goal_id,
             self._status,
             self._stage_now(),
             counts,
-            agents_total=len(window.agents) if window else 0,
-            agents_completed=len(window.agents_completed) if window else 0,
-            cost_usd=window.cost_usd if window else 0.0,
-            tokens_used=window.tokens_used if window else 0,
+            agents_total=len(agents),
+            agents_completed=len(completed),
+            cost_usd=cost,
+            tokens_used=tokens,
             on_task_failure=header.on_task_failure if header else "continue",
         )
 
@@ -131,14 +148,19 @@ class GoalWorkflow:
         """A page of tasks with status, agent and assignment: `{"offset", "limit", "status"}`.
 
         Pages hold up to 1,000 tasks (100 by default); `total` and `next_offset` say
-        what is left. Totals by status come from `progress`.
+        what is left. Totals by status come from `progress`. A goal run in partitions
+        lists its partition workflows instead, whose `tasks` queries page the same way.
         """
         parsed = TasksQuery.model_validate(query or {})
-        if self._window is None:
-            return TaskPage(
-                goal_id=self._goal_id, offset=parsed.offset, limit=parsed.limit, total=0, tasks=[]
-            )
-        return self._window.page(parsed)
+        if self._window is not None:
+            return self._window.page(parsed)
+        empty = TaskPage(
+            goal_id=self._goal_id, offset=parsed.offset, limit=parsed.limit, total=0, tasks=[]
+        )
+        if self._partitions is not None:
+            parts = self._partitions
+            empty.partitions = [parts.workflow_id(p.index) for p in parts.partitions]
+        return empty
 
     @workflow.signal
     def task_update(self, update: TaskUpdate) -> None:
@@ -148,21 +170,23 @@ class GoalWorkflow:
         else:
             self._window.task_update(update)
 
+    @workflow.signal
+    def partition_update(self, update: PartitionUpdate) -> None:
+        """A partition's counts, from its `PartitionWorkflow`."""
+        if self._partitions is not None:
+            self._partitions.partition_update(update)
+
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """Under `ask_approver`: retry (approve) or give up (reject) a failed `task_id`."""
-        await workflow.wait_condition(lambda: self._window is not None)
+        await workflow.wait_condition(self._ready)
         decision = self._judge_retry(payload)
         if isinstance(decision, str):
             workflow.logger.warning(decision)
-            assert self._window is not None
             await record(
                 ReadModelActivities.record_event,
-                self._window.event(
-                    EventKind.DECISION_REJECTED,
-                    decision,
-                    None,
-                    {"payload": summarize_payload(payload)},
+                self._event(
+                    EventKind.DECISION_REJECTED, decision, {"payload": summarize_payload(payload)}
                 ),
                 "record rejected decision",
             )
@@ -172,7 +196,7 @@ class GoalWorkflow:
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> Progress:
         """`approval_decision`, answered: the goal's progress after it, or why it was rejected."""
-        await workflow.wait_condition(lambda: self._window is not None)
+        await workflow.wait_condition(self._ready)
         decision = self._judge_retry(payload)
         if isinstance(decision, str):
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
@@ -181,45 +205,93 @@ class GoalWorkflow:
 
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
-        if self._window is not None:  # before that, the handler judges once it can
+        if self._ready():  # before that, the handler judges once it can
             reject_if(self._judge_retry(payload))
 
-    def _stage_now(self) -> str:
-        window = self._window
-        if self._status is not GoalStatus.RUNNING or self._stage != "running" or not window:
-            return self._stage
-        schedule = window.schedule
-        if schedule.failing:
-            return f"failing: {schedule.failing}"
-        if schedule.retry_due:
-            waiting = sorted(schedule.plan.ids[i] for i in schedule.retry_due)
-            shown = ", ".join(waiting[:_DETAIL_LINES])
-            more = (
-                f" and {len(waiting) - _DETAIL_LINES} more" if len(waiting) > _DETAIL_LINES else ""
+    def _ready(self) -> bool:
+        return self._window is not None or self._partitions is not None
+
+    def _judge_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
+        decision = parse_message(payload, ApprovalDecision, "approval decision")
+        if isinstance(decision, str):
+            return decision
+        if self._window is not None:
+            return self._window.judge_retry(decision) or decision
+        parts = self._partitions
+        assert parts is not None
+        goal = f"goal {self._goal_id!r}"
+        if decision.task_id is None or decision.task_id not in parts.retry_due():
+            return (
+                f"decision rejected: {goal} has no failed task {decision.task_id!r} awaiting "
+                f"a retry decision; those awaiting one: {sorted(parts.retry_due())[:20]}"
             )
-            return f"awaiting a retry decision on {shown}{more}"
-        if window.holding:
+        if decision.approver not in parts.header.approvers:
+            return (
+                f"decision rejected: {decision.approver!r} may not decide on {goal}; "
+                f"expected one of {parts.header.approvers}"
+            )
+        return decision
+
+    async def _take_retry_decision(self, decision: ApprovalDecision) -> None:
+        if self._window is not None:
+            await self._window.take_retry_decision(decision)
+        else:
+            assert self._partitions is not None
+            await self._partitions.forward(decision)
+
+    def _stage_now(self) -> str:
+        if self._status is not GoalStatus.RUNNING or self._stage != "running":
+            return self._stage
+        if self._window is not None:
+            failing = self._window.schedule.failing
+            schedule = self._window.schedule
+            waiting = sorted(schedule.plan.ids[i] for i in schedule.retry_due)
+            holding = self._window.holding
+        elif self._partitions is not None:
+            failing = self._partitions.failing
+            waiting = sorted(self._partitions.retry_due())
+            holding = False
+        else:
+            return self._stage
+        if failing:
+            return f"failing: {failing}"
+        if waiting:
+            shown = ", ".join(waiting[:_DETAIL_LINES])
+            more = len(waiting) - _DETAIL_LINES
+            return f"awaiting a retry decision on {shown}" + (
+                f" and {more} more" if more > 0 else ""
+            )
+        if holding:
             return "running: letting running tasks finish before continuing as new"
         return self._stage
 
     # Starting, and starting again after continue-as-new.
 
-    async def _begin(self, raw: Any) -> TaskWindow:
-        """Validate the spec, store it, and hold its tasks in a window."""
+    async def _begin(self, raw: Any) -> None:
+        """Validate the spec, store it, and run its tasks itself or in partitions."""
+        if isinstance(raw, dict) and set(raw) == {"spec_ref"}:
+            await self._begin_stored(str(raw["spec_ref"]))
+            return
         spec = await self._validate(raw)
         self._header = header = spec.header()
-        pages = _pages(spec.tasks)
+        tasks = spec.tasks
+        partitioned = len(tasks) > header.partition_size
+        if partitioned:  # stored in dependency order, so partitions only look back
+            pairs = [(t.id or "", t.depends_on) for t in tasks]
+            tasks = [tasks[i] for i in topological_order(pairs)]
+        pages = _pages(tasks)
         await record(
             ReadModelActivities.record_goal,
             RecordGoal(
                 goal_id=self._goal_id,
                 goal_run_id=self._run_id,
                 header=header,
-                tasks_total=len(spec.tasks),
+                tasks_total=len(tasks),
                 tasks=pages[0][1],
                 event=self._event(
                     EventKind.GOAL_STARTED,
-                    f"goal {self._goal_id!r} started with {len(spec.tasks)} tasks",
+                    f"goal {self._goal_id!r} started with {len(tasks)} tasks"
+                    + (f" in partitions of {header.partition_size}" if partitioned else ""),
                 ),
             ),
             "record the goal",
@@ -235,78 +307,123 @@ class GoalWorkflow:
                 ),
                 f"record tasks {first + 1} to {first + len(page)}",
             )
-        window = self._open(header, spec.tasks)
-        await window.start_blocked()
-        return window
+        if partitioned:
+            pairs = [(t.id or "", t.depends_on) for t in tasks]
+            self._partitions = PartitionSet(
+                self._goal_id,
+                self._run_id,
+                header,
+                [
+                    PartitionState(index=n, start=start, end=end, after=after)
+                    for n, (start, end, after) in enumerate(partition(pairs, header.partition_size))
+                ],
+            )
+            return
+        self._open(TaskWindow(self._goal_id, self._run_id, header, tasks, header.max_running_tasks))
+        assert self._window is not None
+        await self._window.start_blocked()
 
-    async def _resume(self, checkpoint: GoalCheckpoint) -> TaskWindow:
-        """Load the stored spec again and restore the window from the checkpoint."""
+    async def _resume(self, checkpoint: GoalCheckpoint) -> None:
+        """Load the stored spec again and restore the state from the checkpoint."""
         ref = checkpoint.spec_ref
         self._header = header = await record(
             ReadModelActivities.load_goal, ref, "load the goal's spec"
         )
-        specs: list[TaskSpec] = []
-        start: int | None = 0
-        while start is not None:
-            page: TaskSpecPage = await record(
-                ReadModelActivities.load_tasks,
-                LoadTasks(
-                    goal_id=self._goal_id,
-                    goal_run_id=self._run_id,
-                    start=start,
-                    end=ref.tasks_total,
-                    max_bytes=PAGE_BYTES,
-                ),
-                f"load tasks from {start + 1}",
+        if checkpoint.window is None:
+            self._partitions = PartitionSet(
+                self._goal_id, self._run_id, header, checkpoint.partitions, checkpoint.failing
             )
-            specs += page.tasks
-            start = page.next_start
-        window = self._open(header, specs, checkpoint)
-        window.agents.update(checkpoint.agents)
-        window.agents_completed.update(checkpoint.agents_completed)
-        return window
-
-    def _open(
-        self, header: GoalSpec, specs: list[TaskSpec], checkpoint: GoalCheckpoint | None = None
-    ) -> TaskWindow:
-        window = TaskWindow(
-            self._goal_id,
-            self._run_id,
-            header,
-            specs,
-            header.max_running_tasks,
-            state=checkpoint.schedule if checkpoint else None,
-            summaries=checkpoint.tasks if checkpoint else None,
+            return
+        specs = await load_specs(
+            LoadTasks(goal_id=self._goal_id, goal_run_id=self._run_id, start=0, end=ref.tasks_total)
         )
+        self._open(
+            TaskWindow.restore(
+                self._goal_id,
+                self._run_id,
+                header,
+                specs,
+                header.max_running_tasks,
+                checkpoint.window,
+            )
+        )
+
+    def _open(self, window: TaskWindow) -> None:
         self._window = window
         for update in self._early_updates:
             window.task_update(update)
         self._early_updates.clear()
-        return window
 
     async def _validate(self, spec: Any) -> GoalSpec:
         """Check the spec before anything runs; an invalid goal is recorded and fails at once."""
         try:
             return validate_goal_spec(spec, self._goal_id)
         except InvalidGoalSpec as exc:
-            self._status, self._stage = GoalStatus.REJECTED, "rejected"
-            workflow.upsert_search_attributes([sa.GOAL_STATUS.value_set(self._status.value)])
-            workflow.set_current_details(f"**Rejected**: {exc}")
-            await record(
-                ReadModelActivities.record_rejected_goal,
-                RecordRejectedGoal(
-                    goal_id=self._goal_id,
-                    first_run_id=self._run_id,
-                    raw_spec=summarize_payload((spec,), 4000),
-                    error=str(exc)[:4000],
-                    event=self._event(EventKind.GOAL_REJECTED, str(exc)[:4000]),
-                ),
-                "record rejected goal",
-            )
-            raise ApplicationError(str(exc), type="InvalidGoalSpec", non_retryable=True) from None
+            await self._reject(str(exc), spec)
+            raise  # not reached: _reject fails the workflow
 
-    async def _continue_as_new(self, window: TaskWindow) -> None:
-        """Start a fresh run with the same state; no task runs across it."""
+    async def _reject(self, error: str, spec: Any) -> NoReturn:
+        self._status, self._stage = GoalStatus.REJECTED, "rejected"
+        workflow.upsert_search_attributes([sa.GOAL_STATUS.value_set(self._status.value)])
+        workflow.set_current_details(f"**Rejected**: {error}")
+        await record(
+            ReadModelActivities.record_rejected_goal,
+            RecordRejectedGoal(
+                goal_id=self._goal_id,
+                first_run_id=self._run_id,
+                raw_spec=summarize_payload((spec,), 4000),
+                error=error[:4000],
+                event=self._event(EventKind.GOAL_REJECTED, error[:4000]),
+            ),
+            "record rejected goal",
+        )
+        raise ApplicationError(error, type="InvalidGoalSpec", non_retryable=True) from None
+
+    async def _begin_stored(self, spec_ref: str) -> None:
+        """A spec stored by reference: an activity validates and stores it, the goal never
+        holds it; its tasks run in partitions (or in a window, if few)."""
+        stored: StoredGoal = await workflow.execute_activity_method(
+            ReadModelActivities.store_goal,
+            StoreGoal(
+                spec_id=spec_ref,
+                goal_id=self._goal_id,
+                goal_run_id=self._run_id,
+                event_id=str(workflow.uuid4()),
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+            summary="validate and store the goal's spec",
+        )
+        if stored.error is not None or stored.header is None:
+            await self._reject(stored.error or "invalid goal spec", {"spec_ref": spec_ref})
+        header = stored.header
+        assert header is not None
+        self._header = header
+        if stored.tasks_total <= header.partition_size:
+            specs = await load_specs(
+                LoadTasks(
+                    goal_id=self._goal_id,
+                    goal_run_id=self._run_id,
+                    start=0,
+                    end=stored.tasks_total,
+                )
+            )
+            self._open(
+                TaskWindow(self._goal_id, self._run_id, header, specs, header.max_running_tasks)
+            )
+            return
+        self._partitions = PartitionSet(
+            self._goal_id,
+            self._run_id,
+            header,
+            [
+                PartitionState(index=n, start=start, end=end, after=after)
+                for n, (start, end, after) in enumerate(stored.partitions)
+            ],
+        )
+
+    async def _continue_as_new(self) -> None:
+        """Start a fresh run with the same state; no task of the goal's own runs across it."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         await record(
             ReadModelActivities.record_event,
@@ -317,117 +434,67 @@ class GoalWorkflow:
             ),
             "record continue-as-new",
         )
-        checkpoint = GoalCheckpoint(
-            spec_ref=GoalRef(
-                goal_id=self._goal_id, goal_run_id=self._run_id, tasks_total=len(window.specs)
-            ),
-            schedule=window.schedule.state(),
-            tasks=window.summaries,
-            agents=sorted(window.agents),
-            agents_completed=sorted(window.agents_completed),
-        )
+        total = self.progress().tasks_total
+        ref = GoalRef(goal_id=self._goal_id, goal_run_id=self._run_id, tasks_total=total)
+        if self._window is not None:
+            checkpoint = GoalCheckpoint(spec_ref=ref, window=self._window.state())
+        else:
+            assert self._partitions is not None
+            checkpoint = GoalCheckpoint(
+                spec_ref=ref,
+                partitions=self._partitions.partitions,
+                failing=self._partitions.failing,
+            )
         workflow.continue_as_new(args=[None, checkpoint.model_dump(mode="json")])
-
-    # What a failed task means under `ask_approver`.
-
-    def _judge_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
-        decision = parse_message(payload, ApprovalDecision, "approval decision")
-        if isinstance(decision, str):
-            return decision
-        window = self._window
-        assert window is not None
-        goal = f"goal {self._goal_id!r}"
-        if decision.task_id is None:
-            return (
-                f"decision rejected: a decision on {goal} needs a task_id naming a failed task; "
-                "decisions on a task's result go to the task's workflow"
-            )
-        i = window.position(decision.task_id)
-        if i is None:
-            return f"decision rejected: {goal} has no task {decision.task_id!r}"
-        if i not in window.schedule.retry_due:
-            return (
-                f"decision rejected: task {decision.task_id!r} of {goal} is not awaiting a "
-                f"retry decision (it is {window.schedule.status_of(i)})"
-            )
-        if decision.approver not in window.header.approvers:
-            return (
-                f"decision rejected: {decision.approver!r} may not decide on {goal}; "
-                f"expected one of {window.header.approvers}"
-            )
-        return decision
-
-    async def _take_retry_decision(self, decision: ApprovalDecision) -> None:
-        window = self._window
-        assert window is not None and decision.task_id is not None
-        i = window.position(decision.task_id)
-        assert i is not None
-        retry = decision.decision is Decision.APPROVE
-        # Applied to the schedule at once, so the decision is part of any checkpoint.
-        if retry:
-            window.schedule.retry(i)
-            window.notes[i] = f"{decision.approver} asked for a retry"
-            window.changed = True
-        cascade = None if retry else window.schedule.give_up(i)
-        await record(
-            ReadModelActivities.record_event,
-            window.event(
-                EventKind.TASK_RETRIED if retry else EventKind.DECISION_ACCEPTED,
-                f"{decision.approver!r} chose to {'retry' if retry else 'give up'} failed task "
-                f"{decision.task_id!r}" + (f": {decision.comment}" if decision.comment else ""),
-                decision.task_id,
-            ),
-            f"record retry decision on {decision.task_id}",
-        )
-        if cascade is not None:
-            await window.apply(cascade)
-
-    async def _expire_retry_decisions(self, window: TaskWindow) -> None:
-        """Give up on failed tasks whose approvers did not decide in time."""
-        for i in window.schedule.overdue(workflow.now()):
-            task_id = window.schedule.plan.ids[i]
-            cascade = window.schedule.give_up(i)
-            await record(
-                ReadModelActivities.record_event,
-                window.event(
-                    EventKind.DECISION_ACCEPTED,
-                    f"no retry decision on failed task {task_id!r} in time; giving it up",
-                    task_id,
-                ),
-                f"give up {task_id}",
-            )
-            await window.apply(cascade)
 
     # The end.
 
-    async def _finish(self, window: TaskWindow) -> GoalReport:
+    async def _finish(self) -> GoalReport:
         """Settle the goal's status, record the report, and return it (or fail with it)."""
-        header = window.header
-        schedule = window.schedule
-        total = len(window.specs)
-        not_done = total - schedule.count(TaskStatus.COMPLETED)
+        header = self._header
+        assert header is not None
+        progress = self.progress()
+        total = progress.tasks_total
+        not_done = total - progress.tasks_completed
         self._status = GoalStatus.FAILED if not_done else GoalStatus.COMPLETED
         self._stage = "done"
+        window = self._window
+        failing = (
+            window.schedule.failing if window else (self._partitions and self._partitions.failing)
+        )
+        lost: list[int] = []
+        if window is not None:
+            schedule = window.schedule
+            lost = [i for i in range(total) if schedule.status_of(i) is not TaskStatus.COMPLETED]
         error = None
-        lost = [i for i in range(total) if schedule.status_of(i) is not TaskStatus.COMPLETED]
         if not_done:
-            listed = "; ".join(
-                f"{schedule.plan.ids[i]} {schedule.status_of(i)}" for i in lost[:_DETAIL_LINES]
-            )
-            more = f"; and {len(lost) - _DETAIL_LINES} more" if len(lost) > _DETAIL_LINES else ""
+            if window is not None:
+                listed = "; ".join(
+                    f"{window.schedule.plan.ids[i]} {window.schedule.status_of(i)}"
+                    for i in lost[:_DETAIL_LINES]
+                )
+                more = len(lost) - _DETAIL_LINES
+                listed += f"; and {more} more" if more > 0 else ""
+            else:
+                listed = (
+                    f"{progress.tasks_failed} failed, {progress.tasks_skipped} skipped "
+                    "(the partitions' tasks queries and the read model list them)"
+                )
             error = (
                 f"{not_done} of {total} tasks did not complete "
                 f"(on_task_failure={header.on_task_failure}"
-                + (f", {schedule.failing}" if schedule.failing else "")
-                + f"): {listed}{more}"
+                + (f", {failing}" if failing else "")
+                + f"): {listed}"
             )
-        shown = lost[:REPORT_TASKS] if total > REPORT_TASKS else range(total)
+        shown: list[int] | range = []
+        if window is not None:
+            shown = lost[:REPORT_TASKS] if total > REPORT_TASKS else range(total)
         report = GoalReport(
             goal_id=self._goal_id,
             title=header.title,
             status=self._status,
             progress=self.progress(),
-            tasks=[self._task_report(window, i) for i in shown],
+            tasks=[self._task_report(window, i) for i in shown] if window else [],
             tasks_omitted=total - len(shown),
             error=error,
         )
@@ -448,7 +515,7 @@ class GoalWorkflow:
         )
         self._show()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if schedule.failing is not None:
+        if failing:
             raise ApplicationError(
                 f"goal {self._goal_id!r} failed: {error}",
                 report,
@@ -473,9 +540,13 @@ class GoalWorkflow:
             error=summary.error,
         )
 
-    def _event(self, kind: EventKind, message: str) -> Event:
+    def _event(self, kind: EventKind, message: str, detail: dict[str, Any] | None = None) -> Event:
         return Event(
-            event_id=str(workflow.uuid4()), kind=kind, message=message, goal_id=self._goal_id
+            event_id=str(workflow.uuid4()),
+            kind=kind,
+            message=message,
+            goal_id=self._goal_id,
+            detail=detail or {},
         )
 
     def _show(self) -> None:

@@ -7,7 +7,8 @@ workflows, writes cascades in bounded batches, and keeps a compact summary per t
 """
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
     from goalkeeper import search_attributes as sa
     from goalkeeper.models import (
+        ApprovalDecision,
         GoalSpec,
         TaskInput,
         TaskPage,
@@ -28,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         TasksQuery,
         TaskSummary,
         TaskUpdate,
+        WindowState,
     )
     from goalkeeper.records import (
         AssignAgents,
@@ -38,8 +41,8 @@ with workflow.unsafe.imports_passed_through():
         RecordSkips,
         SkippedTask,
     )
-    from goalkeeper.scheduling import Ended, Plan, Schedule, ScheduleState
-    from goalkeeper.statuses import TaskStatus
+    from goalkeeper.scheduling import STATUSES, Ended, Plan, Schedule, ScheduleState
+    from goalkeeper.statuses import Decision, TaskStatus
     from workflows.options import assign, record
     from workflows.task import TaskWorkflow
 
@@ -129,7 +132,132 @@ class TaskWindow:
         self.schedule.change(i, update.task.status)
         self.changed = True
 
-    # The loop's steps, each in proportion to what changed.
+    # The loop, each step in proportion to what changed.
+
+    async def run(
+        self,
+        after_step: Callable[[], Awaitable[timedelta | None]],
+        continue_as_new: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run the tasks until every one has ended.
+
+        `after_step` shows or reports the state and may ask to be called again within
+        a given time; when Temporal suggests it, new starts stop and, once no task
+        runs, `continue_as_new` is called (it does not return).
+        """
+        while not self.schedule.ended:
+            await self.step()
+            await self.expire_retry_decisions()
+            again = await after_step()
+            if workflow.info().is_continue_as_new_suggested():
+                self.holding = True  # let running tasks end, start nothing new
+                if not self.schedule.running:
+                    await continue_as_new()
+            due = self.schedule.next_due()
+            waits = [w for w in (again, due - workflow.now() if due else None) if w is not None]
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    self.wake,
+                    timeout=max(min(waits), timedelta(seconds=1)) if waits else None,
+                    timeout_summary="retry decision deadline or a report due",
+                )
+        await after_step()
+
+    # What a failed task means under `ask_approver`.
+
+    def judge_retry(self, decision: ApprovalDecision) -> str | None:
+        """Why an approver's retry decision cannot count, or None."""
+        goal = f"goal {self.goal_id!r}"
+        if decision.task_id is None:
+            return (
+                f"decision rejected: a decision on {goal} needs a task_id naming a failed task; "
+                "decisions on a task's result go to the task's workflow"
+            )
+        i = self.position(decision.task_id)
+        if i is None:
+            return f"decision rejected: {goal} has no task {decision.task_id!r}"
+        if i not in self.schedule.retry_due:
+            return (
+                f"decision rejected: task {decision.task_id!r} of {goal} is not awaiting a "
+                f"retry decision (it is {self.schedule.status_of(i)})"
+            )
+        if decision.approver not in self.header.approvers:
+            return (
+                f"decision rejected: {decision.approver!r} may not decide on {goal}; "
+                f"expected one of {self.header.approvers}"
+            )
+        return None
+
+    async def take_retry_decision(self, decision: ApprovalDecision) -> None:
+        """Retry the failed task (approve) or give it up (reject), as the approver said."""
+        assert decision.task_id is not None
+        i = self.position(decision.task_id)
+        assert i is not None
+        retry = decision.decision is Decision.APPROVE
+        # Applied to the schedule at once, so the decision is part of any checkpoint.
+        if retry:
+            self.schedule.retry(i)
+            self.notes[i] = f"{decision.approver} asked for a retry"
+            self.changed = True
+        cascade = None if retry else self.schedule.give_up(i)
+        await record(
+            ReadModelActivities.record_event,
+            self.event(
+                EventKind.TASK_RETRIED if retry else EventKind.DECISION_ACCEPTED,
+                f"{decision.approver!r} chose to {'retry' if retry else 'give up'} failed task "
+                f"{decision.task_id!r}" + (f": {decision.comment}" if decision.comment else ""),
+                decision.task_id,
+            ),
+            f"record retry decision on {decision.task_id}",
+        )
+        if cascade is not None:
+            await self.apply(cascade)
+
+    async def expire_retry_decisions(self) -> None:
+        """Give up on failed tasks whose approvers did not decide in time."""
+        for i in self.schedule.overdue(workflow.now()):
+            task_id = self.schedule.plan.ids[i]
+            cascade = self.schedule.give_up(i)
+            await record(
+                ReadModelActivities.record_event,
+                self.event(
+                    EventKind.DECISION_ACCEPTED,
+                    f"no retry decision on failed task {task_id!r} in time; giving it up",
+                    task_id,
+                ),
+                f"give up {task_id}",
+            )
+            await self.apply(cascade)
+
+    def totals(self) -> dict[TaskStatus, int]:
+        return {s: self.schedule.count(s) for s in STATUSES}
+
+    def state(self) -> WindowState:
+        """What crosses continue-as-new (no task runs then: the window lets them end)."""
+        return WindowState(
+            schedule=self.schedule.state(),
+            tasks=self.summaries,
+            agents=sorted(self.agents),
+            agents_completed=sorted(self.agents_completed),
+        )
+
+    @classmethod
+    def restore(
+        cls,
+        goal_id: str,
+        goal_run_id: str,
+        header: GoalSpec,
+        specs: list[TaskSpec],
+        window: int,
+        state: WindowState,
+        blocked: dict[str, str] | None = None,
+    ) -> "TaskWindow":
+        restored = cls(
+            goal_id, goal_run_id, header, specs, window, state.schedule, state.tasks, blocked
+        )
+        restored.agents.update(state.agents)
+        restored.agents_completed.update(state.agents_completed)
+        return restored
 
     async def step(self) -> None:
         """Start what is ready, apply what ended; the caller waits for `changed` between."""

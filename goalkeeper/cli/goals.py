@@ -2,10 +2,12 @@
 
 import argparse
 import asyncio
+import json
 import sys
 import uuid
 from typing import Any
 
+import asyncpg
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -20,6 +22,19 @@ from goalkeeper.models import GoalReport, Progress
 from goalkeeper.statuses import GoalStatus
 from goalkeeper.validation import validate_goal_spec
 from workflows.goal import GoalWorkflow
+
+INLINE_SPEC_BYTES = 1024 * 1024
+"""Specs larger than this, as JSON, go to the goal by reference (Temporal caps a
+workflow's input at 2 MiB)."""
+
+
+async def store_spec(pool: asyncpg.Pool, spec: dict[str, Any]) -> str:
+    """Keep a goal spec in PostgreSQL; the goal is started with `{"spec_ref": <id>}`."""
+    spec_id = str(uuid.uuid4())
+    await pool.execute(
+        "INSERT INTO goal_specs (spec_id, spec) VALUES ($1::uuid, $2)", spec_id, spec
+    )
+    return spec_id
 
 
 async def start(session: Session, args: argparse.Namespace) -> None:
@@ -41,10 +56,14 @@ async def start(session: Session, args: argparse.Namespace) -> None:
     except InvalidGoalSpec as exc:
         raise CliError(f"{source}: {exc}", EXIT_USAGE) from exc
     client = await session.client()
+    argument: dict[str, Any] = spec
+    if len(json.dumps(spec)) > INLINE_SPEC_BYTES:
+        # Too large to pass to Temporal: stored, and the goal receives its reference.
+        argument = {"spec_ref": await store_spec(await session.pool(), spec)}
     try:
         await client.start_workflow(
             GoalWorkflow.run,
-            spec,
+            argument,
             id=goal_id,
             task_queue=session.settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -83,7 +102,7 @@ async def progress(session: Session, args: argparse.Namespace) -> None:
 
 async def tasks(session: Session, args: argparse.Namespace) -> None:
     handle = await goal_handle(session, args.goal_id)
-    views = await goal_tasks(handle)
+    views = await goal_tasks(await session.client(), handle.id)
     rows = [
         [v.task_id, v.status, v.agent_id, v.attempts, v.assignment_id, ", ".join(v.waiting_on)]
         for v in views

@@ -30,7 +30,7 @@ async def task_view(session: Session, ref: str) -> TaskView:
         if exc.status is not RPCStatusCode.NOT_FOUND:
             raise
     goal = await goal_handle(session, goal_id)
-    known = {v.task_id: v for v in await goal_tasks(goal)}
+    known = {v.task_id: v for v in await goal_tasks(client, goal.id)}
     if task_id not in known:
         raise CliError(f"goal {goal_id!r} has no task {task_id!r}; its tasks: {', '.join(known)}")
     state = known[task_id].status

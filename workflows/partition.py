@@ -1,0 +1,178 @@
+"""`PartitionWorkflow`: one bounded range of a large goal's tasks, rolled up to its goal."""
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.read_model import ReadModelActivities
+    from goalkeeper.models import (
+        ApprovalDecision,
+        GoalRef,
+        GoalSpec,
+        PartitionInput,
+        PartitionUpdate,
+        TaskPage,
+        TasksQuery,
+        TaskUpdate,
+        WindowState,
+    )
+    from goalkeeper.records import EventKind, LoadTasks
+    from workflows.messages import parse_message, summarize_payload
+    from workflows.options import record
+    from workflows.specs import load_specs
+    from workflows.window import TaskWindow
+
+ROLLUP_EVERY = timedelta(seconds=1)
+"""Counts go to the goal at most this often (and at once when the partition ends)."""
+
+
+@workflow.defn
+class PartitionWorkflow:
+    """Runs up to a partition's worth of a goal's tasks in a window, like a small goal.
+
+    Its tasks depend only on tasks in it or in partitions that ended before it
+    started (the goal orders them so); those that depend on an earlier task that did
+    not complete are skipped at once. It tells the goal its counts by
+    `partition_update` signals, so the goal's progress stays exact.
+    """
+
+    @workflow.init
+    def __init__(self, input: PartitionInput, state: WindowState | None = None) -> None:
+        self._input = input
+        self._window: TaskWindow | None = None
+        self._seq = 0
+        self._sent: tuple[Any, ...] | None = None
+        self._last_sent = workflow.now()
+        self._early: list[TaskUpdate] = []
+
+    @workflow.run
+    async def run(self, input: PartitionInput, state: WindowState | None = None) -> PartitionUpdate:
+        ref = LoadTasks(
+            goal_id=input.goal_id, goal_run_id=input.goal_run_id, start=input.start, end=input.end
+        )
+        header: GoalSpec = await record(
+            ReadModelActivities.load_goal,
+            GoalRef(goal_id=input.goal_id, goal_run_id=input.goal_run_id, tasks_total=input.end),
+            "load the goal's spec",
+        )
+        specs = await load_specs(ref)
+        if state is None:
+            blocked: dict[str, str] = await record(
+                ReadModelActivities.lost_dependencies, ref, "find dependencies that were lost"
+            )
+            window = TaskWindow(
+                input.goal_id, input.goal_run_id, header, specs, input.window, blocked=blocked
+            )
+        else:
+            window = TaskWindow.restore(
+                input.goal_id, input.goal_run_id, header, specs, input.window, state
+            )
+        self._window = window
+        for update in self._early:
+            window.task_update(update)
+        if state is None:
+            await window.start_blocked()
+        await window.run(self._roll_up, self._continue_as_new)
+        return self._update(ended=True)
+
+    @workflow.query
+    def tasks(self, query: Any = None) -> TaskPage:
+        """A page of this partition's tasks, as the goal's `tasks` query pages."""
+        parsed = TasksQuery.model_validate(query or {})
+        if self._window is None:
+            return TaskPage(
+                goal_id=self._input.goal_id,
+                offset=parsed.offset,
+                limit=parsed.limit,
+                total=0,
+                tasks=[],
+            )
+        return self._window.page(parsed)
+
+    @workflow.signal
+    def task_update(self, update: TaskUpdate) -> None:
+        if self._window is None:
+            self._early.append(update)
+        else:
+            self._window.task_update(update)
+
+    @workflow.signal(name="approval_decision")
+    async def approval_decision(self, *payload: Any) -> None:
+        """A retry decision the goal passed on: its task is in this partition."""
+        await workflow.wait_condition(lambda: self._window is not None)
+        window = self._window
+        assert window is not None
+        decision = parse_message(payload, ApprovalDecision, "approval decision")
+        problem = decision if isinstance(decision, str) else window.judge_retry(decision)
+        if problem is not None or isinstance(decision, str):
+            await record(
+                ReadModelActivities.record_event,
+                window.event(
+                    EventKind.DECISION_REJECTED,
+                    str(problem),
+                    None,
+                    {"payload": summarize_payload(payload)},
+                ),
+                "record rejected decision",
+            )
+            return
+        await window.take_retry_decision(decision)
+
+    @workflow.signal
+    async def fail(self, reason: str) -> None:
+        """The goal is failing: abort what runs here and skip the rest."""
+        await workflow.wait_condition(lambda: self._window is not None)
+        window = self._window
+        assert window is not None
+        await window.apply(window.schedule.fail(str(reason)[:500]))
+
+    async def _roll_up(self) -> timedelta | None:
+        """Tell the goal the counts if they changed, at most once per `ROLLUP_EVERY`."""
+        window = self._window
+        assert window is not None
+        update = self._update(ended=window.schedule.ended)
+        shown = (tuple(update.counts.items()), update.retry_due, update.failing, update.ended)
+        if shown == self._sent:
+            return None
+        wait = self._last_sent + ROLLUP_EVERY - workflow.now()
+        if wait > timedelta(0) and not update.ended and update.failing is None:
+            return wait
+        self._sent, self._last_sent = shown, workflow.now()
+        self._seq += 1
+        update.seq = self._seq
+        parent = workflow.info().parent
+        assert parent is not None
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                "partition_update", update
+            )
+        except Exception as exc:  # the goal ended or was terminated: nothing left to tell
+            workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")
+        return None
+
+    def _update(self, ended: bool) -> PartitionUpdate:
+        window = self._window
+        assert window is not None
+        schedule = window.schedule
+        return PartitionUpdate(
+            goal_run_id=self._input.goal_run_id,
+            index=self._input.index,
+            seq=self._seq,
+            counts=window.totals(),
+            tokens_used=window.tokens_used,
+            cost_usd=round(window.cost_usd, 6),
+            agents=sorted(window.agents),
+            agents_completed=sorted(window.agents_completed),
+            retry_due=sorted(schedule.plan.ids[i] for i in schedule.retry_due),
+            failing=schedule.failing,
+            ended=ended,
+        )
+
+    async def _continue_as_new(self) -> None:
+        """A fresh history with the same state; no task runs across it."""
+        window = self._window
+        assert window is not None
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(args=[self._input, window.state()])

@@ -1,0 +1,226 @@
+"""`PartitionSet`: how a large goal runs its tasks, as a tree of partition workflows.
+
+Not a workflow itself: the goal holds one when it has more tasks than a partition
+holds. Partitions cover ranges of the goal's tasks in dependency order, so each
+depends only on partitions before it; a few run at once, each with its share of the
+goal's window, and each rolls its exact counts up to the goal by signal.
+"""
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.read_model import ReadModelActivities
+    from goalkeeper.models import (
+        ApprovalDecision,
+        GoalSpec,
+        PartitionInput,
+        PartitionState,
+        PartitionUpdate,
+    )
+    from goalkeeper.records import SkipRange
+    from goalkeeper.scheduling import STATUSES
+    from goalkeeper.statuses import TaskStatus
+    from workflows.options import record
+    from workflows.partition import PartitionWorkflow
+
+RUNNING_PARTITIONS = 4
+"""Partitions running at once; the goal's window is shared among them."""
+
+
+class PartitionSet:
+    """The partitions of one goal, what each last reported, and which may start."""
+
+    def __init__(
+        self,
+        goal_id: str,
+        goal_run_id: str,
+        header: GoalSpec,
+        partitions: list[PartitionState],
+        failing: str | None = None,
+    ) -> None:
+        self.goal_id, self.goal_run_id, self.header = goal_id, goal_run_id, header
+        self.partitions = partitions
+        self.failing = failing
+        self.changed = False
+        self._watchers: dict[int, asyncio.Task[None]] = {}
+        self._stopped: set[int] = set()
+
+    def workflow_id(self, index: int) -> str:
+        # '#' is not allowed in task ids, so a partition's id never clashes with a task's.
+        return f"{self.goal_id}#partition-{index}"
+
+    @property
+    def ended(self) -> bool:
+        return all(p.update is not None and p.update.ended for p in self.partitions)
+
+    @property
+    def window(self) -> int:
+        return max(1, self.header.max_running_tasks // RUNNING_PARTITIONS)
+
+    def counts(self) -> dict[TaskStatus, int]:
+        totals = dict.fromkeys(STATUSES, 0)
+        for p in self.partitions:
+            if p.update is None:
+                totals[TaskStatus.PENDING] += p.end - p.start
+            else:
+                for status, n in p.update.counts.items():
+                    totals[status] += n
+        return totals
+
+    def agents(self) -> tuple[set[str], set[str]]:
+        agents: set[str] = set()
+        completed: set[str] = set()
+        for p in self.partitions:
+            if p.update is not None:
+                agents.update(p.update.agents)
+                completed.update(p.update.agents_completed)
+        return agents, completed
+
+    def spent(self) -> tuple[int, float]:
+        updates = [p.update for p in self.partitions if p.update is not None]
+        return sum(u.tokens_used for u in updates), sum(u.cost_usd for u in updates)
+
+    def retry_due(self) -> dict[str, int]:
+        """Failed tasks awaiting a retry decision, and the partition holding each."""
+        return {
+            task_id: p.index
+            for p in self.partitions
+            if p.update is not None
+            for task_id in p.update.retry_due
+        }
+
+    def partition_update(self, update: PartitionUpdate) -> None:
+        """A partition's newest counts; stale, repeated or other runs' updates are ignored."""
+        if update.goal_run_id != self.goal_run_id or not 0 <= update.index < len(self.partitions):
+            workflow.logger.warning(f"ignored update for partition {update.index}")
+            return
+        state = self.partitions[update.index]
+        if state.update is not None and (state.update.ended or update.seq <= state.update.seq):
+            return
+        state.update = update
+        if update.failing and self.failing is None:
+            self.failing = update.failing
+        self.changed = True
+
+    async def step(self) -> None:
+        """Start the partitions that may start, or stop everything if the goal is failing."""
+        self.changed = False
+        if self.failing is not None:
+            await self._stop()
+            return
+        running = sum(1 for p in self.partitions if p.started and not _ended(p))
+        for p in self.partitions:
+            if running >= RUNNING_PARTITIONS:
+                return
+            if p.started or not all(_ended(self.partitions[a]) for a in p.after):
+                continue
+            await self._start(p)
+            running += 1
+
+    async def forward(self, decision: ApprovalDecision) -> None:
+        """Pass a retry decision to the partition holding its failed task."""
+        index = self.retry_due()[decision.task_id or ""]
+        await workflow.get_external_workflow_handle(self.workflow_id(index)).signal(
+            "approval_decision", decision.model_dump(mode="json")
+        )
+
+    async def _start(self, p: PartitionState) -> None:
+        handle = await workflow.start_child_workflow(
+            PartitionWorkflow.run,
+            args=[
+                PartitionInput(
+                    goal_id=self.goal_id,
+                    goal_run_id=self.goal_run_id,
+                    index=p.index,
+                    start=p.start,
+                    end=p.end,
+                    window=self.window,
+                ),
+                None,
+            ],
+            id=self.workflow_id(p.index),
+            # Partitions outlive a continue-as-new of their goal and signal the new run.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            id_reuse_policy=WorkflowIDReusePolicy.TERMINATE_IF_RUNNING,
+            static_summary=f"tasks {p.start + 1} to {p.end}",
+        )
+        p.started = True
+        self.changed = True
+        self._watchers[p.index] = asyncio.create_task(self._watch(p, handle))
+
+    async def _watch(
+        self, p: PartitionState, handle: workflow.ChildWorkflowHandle[Any, Any]
+    ) -> None:
+        """Take a partition's end from its result; an end without one fails the goal."""
+        try:
+            self.partition_update(PartitionUpdate.model_validate(await handle))
+        except ChildWorkflowError as exc:
+            if not _ended(p):
+                self.failing = self.failing or (
+                    f"partition {p.index} (tasks {p.start + 1} to {p.end}) ended without an "
+                    f"outcome: {exc.cause or exc}"
+                )
+                counts = (
+                    dict(p.update.counts) if p.update else {TaskStatus.PENDING: p.end - p.start}
+                )
+                unfinished = sum(n for s, n in counts.items() if not s.is_terminal)
+                counts = {s: n for s, n in counts.items() if s.is_terminal}
+                counts[TaskStatus.FAILED] = counts.get(TaskStatus.FAILED, 0) + unfinished
+                p.update = PartitionUpdate(
+                    goal_run_id=self.goal_run_id,
+                    index=p.index,
+                    seq=(p.update.seq if p.update else 0) + 1,
+                    counts=counts,
+                    failing=self.failing,
+                    ended=True,
+                )
+                self.changed = True
+        self._watchers.pop(p.index, None)
+
+    async def _stop(self) -> None:
+        """Under a failing goal: running partitions stop their tasks; the rest are skipped."""
+        reason = f"skipped: goal failed ({self.failing})"
+        for p in self.partitions:
+            if _ended(p) or p.index in self._stopped:
+                continue
+            self._stopped.add(p.index)
+            if p.started:
+                try:
+                    await workflow.get_external_workflow_handle(self.workflow_id(p.index)).signal(
+                        "fail", str(self.failing)
+                    )
+                except Exception as exc:  # it ended meanwhile; its watcher says how
+                    workflow.logger.warning(f"could not stop partition {p.index}: {exc}")
+                continue
+            await record(
+                ReadModelActivities.skip_range,
+                SkipRange(
+                    goal_id=self.goal_id,
+                    goal_run_id=self.goal_run_id,
+                    start=p.start,
+                    end=p.end,
+                    reason=reason,
+                    event_id=str(workflow.uuid4()),
+                ),
+                f"skip tasks {p.start + 1} to {p.end}",
+            )
+            p.started = True
+            p.update = PartitionUpdate(
+                goal_run_id=self.goal_run_id,
+                index=p.index,
+                seq=1,
+                counts={TaskStatus.SKIPPED: p.end - p.start},
+                failing=self.failing,
+                ended=True,
+            )
+        self.changed = True
+
+
+def _ended(p: PartitionState) -> bool:
+    return p.update is not None and p.update.ended
