@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY goalkeeper goalkeeper
 COPY workflows workflows
 COPY activities activities
+COPY interfaces interfaces
 COPY worker.py starter.py agent.py ./
 RUN pip install --no-cache-dir .
 CMD ["python", "worker.py"]

@@ -16,18 +16,19 @@ import signal
 import sys
 
 from activities.database import apply_schema, create_pool
-from goalkeeper import registry, telemetry
-from goalkeeper.agent_runner import (
+from goalkeeper.errors import GoalkeeperError
+from interfaces import telemetry
+from interfaces.agents import registry
+from interfaces.agents.runner import (
     AgentRunner,
     CommandHook,
     Hook,
     SimulatedWork,
     load_function_hook,
 )
-from goalkeeper.client import TemporalUnreachable, connect, exit_process
-from goalkeeper.config import Settings
-from goalkeeper.errors import GoalkeeperError
-from goalkeeper.stack import database_url
+from interfaces.client import TemporalUnreachable, connect, exit_process
+from interfaces.config import Settings
+from interfaces.stack import database_url
 
 log = logging.getLogger("goalkeeper.agent")
 

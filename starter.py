@@ -7,8 +7,8 @@ python starter.py goal progress GOAL_ID --watch
 python starter.py approve GOAL_ID/TASK_ID --as ops-lead
 """
 
-from goalkeeper.cli.main import main
-from goalkeeper.client import exit_process
+from interfaces.cli.main import main
+from interfaces.client import exit_process
 
 if __name__ == "__main__":
     exit_process(main())

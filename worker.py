@@ -22,11 +22,12 @@ from activities.assignment import AssignmentActivities
 from activities.database import apply_schema, create_pool
 from activities.health import HealthActivities
 from activities.read_model import ReadModelActivities
-from goalkeeper import search_attributes, telemetry
-from goalkeeper.client import connect, exit_process
-from goalkeeper.config import Settings
-from goalkeeper.health import install_schedule
-from goalkeeper.stack import database_url
+from interfaces import telemetry
+from interfaces.client import connect, exit_process
+from interfaces.config import Settings
+from interfaces.health import install_schedule
+from interfaces.stack import database_url
+from workflows import search_attributes
 from workflows.goal import GoalWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.partition import PartitionWorkflow

@@ -19,12 +19,12 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assignment import release_agent
+from activities.paging import goal_tasks
 from activities.rows import insert_event, write_task
-from goalkeeper.client import goal_tasks
 from goalkeeper.models import TaskSummary, TaskView
 from goalkeeper.records import Event, EventKind, Finding, HealthCheck, HealthReport
 
-log = logging.getLogger("goalkeeper.health")
+log = logging.getLogger("interfaces.health")
 
 QUERY_TIMEOUT = timedelta(seconds=10)
 """A goal that cannot answer a query this fast has no worker; that is itself a finding."""

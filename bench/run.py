@@ -39,13 +39,13 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.database import apply_schema, create_pool
+from activities.paging import goal_tasks
 from bench.bare import BareAgents, BareGoal, BareTask
-from goalkeeper import registry
-from goalkeeper.agent_runner import AgentRunner, SimulatedWork
-from goalkeeper.cli.goals import store_spec
-from goalkeeper.client import goal_tasks
 from goalkeeper.models import TaskPage
-from goalkeeper.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from interfaces.agents import registry
+from interfaces.agents.runner import AgentRunner, SimulatedWork
+from interfaces.cli.goals import store_spec
+from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
 from workflows.goal import GoalWorkflow
 

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.database import apply_schema, create_pool
-from goalkeeper.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
 
 

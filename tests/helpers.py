@@ -17,8 +17,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from goalkeeper.models import GoalReport, Progress, TaskView
-from goalkeeper.stack import TemporalDevServer, temporal_cli
 from goalkeeper.statuses import TaskStatus
+from interfaces.stack import TemporalDevServer, temporal_cli
 from workflows.goal import GoalWorkflow
 
 T = TypeVar("T")

@@ -9,8 +9,9 @@ from pathlib import Path
 import asyncpg
 from temporalio.client import Client
 
-from goalkeeper import registry
-from goalkeeper.agent_runner import (
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.agents import registry
+from interfaces.agents.runner import (
     AgentRunner,
     CommandHook,
     Hook,
@@ -19,7 +20,6 @@ from goalkeeper.agent_runner import (
     Work,
     WorkResult,
 )
-from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import goal_spec, start_goal
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import asyncpg
 from temporalio.client import Client
 
-from goalkeeper.stack import TemporalDevServer
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.stack import TemporalDevServer
 from tests.helpers import (
     events,
     eventually,

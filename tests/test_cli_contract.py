@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.stack import TemporalDevServer
+from interfaces.stack import TemporalDevServer
 from tests.helpers import run_temporal, start_worker_process
 
 

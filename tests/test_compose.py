@@ -10,10 +10,15 @@ import pytest
 import yaml
 
 import agent
-from goalkeeper import search_attributes
+from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [*ROOT.glob("*.py"), *ROOT.glob("goalkeeper/**/*.py"), *ROOT.glob("activities/*.py")]
+SOURCES = [
+    *ROOT.glob("*.py"),
+    *ROOT.glob("goalkeeper/**/*.py"),
+    *ROOT.glob("interfaces/**/*.py"),
+    *ROOT.glob("activities/*.py"),
+]
 LIBRARY_VARIABLES = {"OTEL_EXPORTER_OTLP_ENDPOINT": "opentelemetry.sdk.environment_variables"}
 """Variables the compose file sets for libraries Goalkeeper configures, and where they live."""
 
@@ -87,5 +92,5 @@ def test_the_search_attributes_registered_are_the_ones_the_code_uses(
 
 def test_the_image_copies_every_package(compose: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("goalkeeper", "workflows", "activities", "worker.py", "agent.py"):
+    for package in ("goalkeeper", "workflows", "activities", "interfaces", "worker.py", "agent.py"):
         assert package in dockerfile

@@ -7,8 +7,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from goalkeeper.stack import TemporalDevServer, free_port
 from goalkeeper.statuses import GoalStatus
+from interfaces.stack import TemporalDevServer, free_port
 from tests.helpers import SimulatedAgents, events, start_goal
 from worker import build_worker
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from goalkeeper.stack import EmbeddedPostgres, free_port
+from interfaces.stack import EmbeddedPostgres, free_port
 from tests.helpers import ROOT
 
 

@@ -3,7 +3,7 @@
 import asyncpg
 from temporalio.client import Client
 
-from goalkeeper.client import goal_tasks
+from activities.paging import goal_tasks
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import events, eventually, report, start_goal, task_view, wait_task
 

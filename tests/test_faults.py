@@ -15,8 +15,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.database import apply_schema, create_pool
-from goalkeeper.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from goalkeeper.statuses import TaskStatus
+from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from tests.faults import assert_nothing_lost_or_duplicated, through_disruption
 from tests.helpers import (
     ROOT,

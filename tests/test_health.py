@@ -15,9 +15,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.database import apply_schema, create_pool
-from goalkeeper.health import install_schedule
 from goalkeeper.records import HealthCheck, HealthReport
 from goalkeeper.statuses import TaskStatus
+from interfaces.health import install_schedule
 from tests.helpers import eventually, goal_spec, one_row, start_goal, task_view, wait_task
 from worker import build_worker
 from workflows.health import HealthCheckWorkflow

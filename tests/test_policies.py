@@ -5,7 +5,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from goalkeeper.client import goal_tasks
+from activities.paging import goal_tasks
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (

@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from goalkeeper.stack import TemporalDevServer, free_port
 from goalkeeper.statuses import TaskStatus
+from interfaces.stack import TemporalDevServer, free_port
 from tests.helpers import ROOT, SimulatedAgents, goal_spec, new_goal_id, wait_task
 
 

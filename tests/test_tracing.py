@@ -13,10 +13,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from goalkeeper.client import connect
-from goalkeeper.config import Settings
-from goalkeeper.stack import TemporalDevServer, free_port
-from goalkeeper.telemetry import TelemetryError, interceptor_for, tracing_interceptors
+from interfaces.client import connect
+from interfaces.config import Settings
+from interfaces.stack import TemporalDevServer, free_port
+from interfaces.telemetry import TelemetryError, interceptor_for, tracing_interceptors
 from tests.helpers import SimulatedAgents, goal_spec, start_goal
 from worker import build_worker
 

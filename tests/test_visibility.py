@@ -5,10 +5,10 @@ from pathlib import Path
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
-from goalkeeper import search_attributes
-from goalkeeper.stack import TemporalDevServer, free_port
 from goalkeeper.statuses import TaskStatus
+from interfaces.stack import TemporalDevServer, free_port
 from tests.helpers import decide, eventually, goal_spec, report, start_goal, wait_task
+from workflows import search_attributes
 
 
 async def test_current_details_and_search_attributes_follow_the_goal(

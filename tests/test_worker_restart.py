@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 from temporalio.client import Client
 
-from goalkeeper.stack import TemporalDevServer
+from interfaces.stack import TemporalDevServer
 from tests.faults import assert_nothing_lost_or_duplicated, through_disruption
 from tests.helpers import start_goal, start_worker_process
 

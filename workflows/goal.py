@@ -9,7 +9,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
-    from goalkeeper import search_attributes as sa
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.models import (
         ApprovalDecision,
@@ -41,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
     from goalkeeper.validation import validate_goal_spec
+    from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
     from workflows.options import DATABASE_RETRY, record
     from workflows.partitions import PartitionSet

@@ -11,7 +11,6 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
     from activities.read_model import ReadModelActivities
-    from goalkeeper import search_attributes as sa
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.models import (
         AgentReport,
@@ -33,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RecordTask,
     )
     from goalkeeper.statuses import AssignmentStatus, Decision, ReportOutcome, TaskStatus
+    from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
     from workflows.options import assign, record
 

@@ -20,7 +20,6 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
     from activities.read_model import ReadModelActivities
-    from goalkeeper import search_attributes as sa
     from goalkeeper.models import (
         ApprovalDecision,
         GoalSpec,
@@ -43,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.scheduling import STATUSES, Ended, Plan, Schedule, ScheduleState
     from goalkeeper.statuses import Decision, TaskStatus
+    from workflows import search_attributes as sa
     from workflows.options import assign, record
     from workflows.task import TaskWorkflow
 

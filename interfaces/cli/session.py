@@ -9,10 +9,10 @@ import asyncpg
 from temporalio.client import Client
 
 from activities.database import create_pool
-from goalkeeper.client import connect
-from goalkeeper.config import Settings
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.stack import database_url
+from interfaces.client import connect
+from interfaces.config import Settings
+from interfaces.stack import database_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 """0 success; 1 the goal, task or request failed; 2 bad usage or input; 3 a server is

@@ -5,7 +5,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.cli.session import EXIT_USAGE, CliError
+from interfaces.cli.session import EXIT_USAGE, CliError
 
 
 def load_spec_file(path: Path) -> dict[str, Any]:

@@ -20,13 +20,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from goalkeeper.cli.goals import describe_progress, describe_report
-from goalkeeper.cli.session import EXIT_FAILED, CliError, Session
-from goalkeeper.cli.stack import wait_for_stop
-from goalkeeper.client import TemporalUnreachable, goal_tasks
+from activities.paging import goal_tasks
 from goalkeeper.models import GoalReport, Progress, TaskView
-from goalkeeper.stack import EmbeddedStack, database_url
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.cli.goals import describe_progress, describe_report
+from interfaces.cli.session import EXIT_FAILED, CliError, Session
+from interfaces.cli.stack import wait_for_stop
+from interfaces.client import TemporalUnreachable
+from interfaces.stack import EmbeddedStack, database_url
 from workflows.goal import GoalWorkflow
 from workflows.task import TaskWorkflow
 

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from goalkeeper.config import Settings
 from goalkeeper.errors import GoalkeeperError
+from interfaces.config import Settings
 
 TRACE_TARGETS = ("none", "console", "otlp")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

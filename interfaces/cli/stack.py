@@ -4,8 +4,8 @@ import argparse
 import asyncio
 import signal
 
-from goalkeeper.cli.session import Session
-from goalkeeper.stack import EmbeddedStack
+from interfaces.cli.session import Session
+from interfaces.stack import EmbeddedStack
 
 
 def up(session: Session, args: argparse.Namespace) -> None:

@@ -13,14 +13,14 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from goalkeeper import queries
-from goalkeeper.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
-from goalkeeper.cli.specs import load_spec_file, spec_from_flags
-from goalkeeper.client import goal_tasks
+from activities.paging import goal_tasks
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import GoalReport, Progress
 from goalkeeper.statuses import GoalStatus
 from goalkeeper.validation import validate_goal_spec
+from interfaces.cli import queries
+from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
+from interfaces.cli.specs import load_spec_file, spec_from_flags
 from workflows.goal import GoalWorkflow
 
 INLINE_SPEC_BYTES = 1024 * 1024

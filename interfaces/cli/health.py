@@ -4,9 +4,9 @@ import argparse
 import uuid
 from datetime import timedelta
 
-from goalkeeper.cli.session import EXIT_FAILED, Session, table
-from goalkeeper.health import WORKFLOW_ID, install_schedule, latest
 from goalkeeper.records import HealthCheck, HealthReport
+from interfaces.cli.session import EXIT_FAILED, Session, table
+from interfaces.health import WORKFLOW_ID, install_schedule, latest
 from workflows.health import HealthCheckWorkflow
 
 

@@ -16,9 +16,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from goalkeeper import search_attributes
-from goalkeeper.config import Settings
 from goalkeeper.errors import GoalkeeperError
+from interfaces.config import Settings
+from workflows import search_attributes
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,12 @@ import signal
 import sys
 from pathlib import Path
 
-from goalkeeper import demo
-from goalkeeper.cli import agents, approvals, goals, health, stack
-from goalkeeper.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
-from goalkeeper.client import TemporalUnreachable
-from goalkeeper.config import Settings
-from goalkeeper.stack import StackError
-from goalkeeper.telemetry import TelemetryError
+from interfaces.cli import agents, approvals, demo, goals, health, stack
+from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
+from interfaces.client import TemporalUnreachable
+from interfaces.config import Settings
+from interfaces.stack import StackError
+from interfaces.telemetry import TelemetryError
 
 DESCRIPTION = """Goalkeeper: goals for teams of AI agents, on Temporal.
 

@@ -2,11 +2,11 @@
 
 import argparse
 
-from goalkeeper import queries
-from goalkeeper.cli.session import Session, table
-from goalkeeper.cli.tasks import require_open, send_update, task_view
 from goalkeeper.models import Progress, TaskView
 from goalkeeper.statuses import Decision, TaskStatus
+from interfaces.cli import queries
+from interfaces.cli.session import Session, table
+from interfaces.cli.tasks import require_open, send_update, task_view
 
 
 async def awaiting(session: Session, args: argparse.Namespace) -> None:

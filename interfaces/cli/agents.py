@@ -2,11 +2,11 @@
 
 import argparse
 
-from goalkeeper import registry
-from goalkeeper.cli.session import EXIT_USAGE, CliError, Session, table
-from goalkeeper.cli.tasks import require_open, send_update, task_view
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import TaskStatus
+from interfaces.agents import registry
+from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+from interfaces.cli.tasks import require_open, send_update, task_view
 
 
 async def register(session: Session, args: argparse.Namespace) -> None:

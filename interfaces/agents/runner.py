@@ -28,7 +28,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from activities.assignment import ASSIGNMENTS_CHANNEL
-from goalkeeper import registry, results
+from interfaces.agents import registry, results
 
 log = logging.getLogger("goalkeeper.agent")
 

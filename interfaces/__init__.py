@@ -1,0 +1,1 @@
+"""What people and agents run: the CLI and demo, the agent runner, the embedded stack."""

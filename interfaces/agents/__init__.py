@@ -1,0 +1,1 @@
+"""Agents: the registry they announce themselves in, the runner, results by reference."""
