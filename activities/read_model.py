@@ -1,5 +1,7 @@
 """Activities that project goal and task state into PostgreSQL for dashboards and agents."""
 
+from typing import Any
+
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -137,11 +139,7 @@ class ReadModelActivities:
     @activity.defn
     async def record_tasks(self, record: RecordTasks) -> None:
         """Store a page of the goal's tasks as `pending`, with their specs and positions."""
-        header = await self.pool.fetchval(
-            "SELECT spec FROM goals WHERE goal_id = $1 AND first_run_id = $2",
-            record.goal_id,
-            record.goal_run_id,
-        )
+        header = await self._header(record.goal_id, record.goal_run_id)
         if header is None:
             return  # a newer goal of the same id replaced this one
         await _insert_tasks(
@@ -155,11 +153,7 @@ class ReadModelActivities:
     @activity.defn
     async def load_goal(self, ref: GoalRef) -> GoalSpec:
         """The spec of a stored goal, without its tasks (they are read in pages)."""
-        header = await self.pool.fetchval(
-            "SELECT spec FROM goals WHERE goal_id = $1 AND first_run_id = $2",
-            ref.goal_id,
-            ref.goal_run_id,
-        )
+        header = await self._header(ref.goal_id, ref.goal_run_id)
         if header is None:
             raise ApplicationError(
                 f"goal {ref.goal_id!r} of run {ref.goal_run_id!r} is not stored; expected "
@@ -288,6 +282,15 @@ class ReadModelActivities:
                     for t in record.tasks
                 ],
             )
+
+    async def _header(self, goal_id: str, goal_run_id: str) -> dict[str, Any] | None:
+        """The stored spec (without tasks) of this run of the goal, if it is the current one."""
+        header: dict[str, Any] | None = await self.pool.fetchval(
+            "SELECT spec FROM goals WHERE goal_id = $1 AND first_run_id = $2",
+            goal_id,
+            goal_run_id,
+        )
+        return header
 
     @activity.defn
     async def record_rejected_goal(self, record: RecordRejectedGoal) -> None:

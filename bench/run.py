@@ -204,6 +204,7 @@ async def _audit(client: Client, goal_ids: list[str], sample_tasks: int = 50) ->
     tasks = 0
     longest = 0
     largest = 0
+    input_largest = 0
     for goal_id in goal_ids:
         page = await client.get_workflow_handle(goal_id).query("tasks", result_type=TaskPage)
         parents = page.partitions or [goal_id]
@@ -217,7 +218,11 @@ async def _audit(client: Client, goal_ids: list[str], sample_tasks: int = 50) ->
                     kinds = Counter(EventType.Name(e.event_type) for e in history.events)
                     print(workflow_id, dict(kinds))
                 longest = max(longest, len(history.events))
-                largest = max(largest, _largest_payload(history.events))
+                if workflow_id == goal_id:  # the goal's input is what the person sent
+                    input_largest = max(input_largest, history.events[0].ByteSize())
+                    largest = max(largest, _largest_payload(history.events[1:]))
+                else:
+                    largest = max(largest, _largest_payload(history.events))
         progress = await client.get_workflow_handle(goal_id).query(GoalWorkflow.progress)
         tasks += progress.tasks_completed + progress.tasks_failed + progress.tasks_skipped
         sample = (
@@ -240,7 +245,10 @@ async def _audit(client: Client, goal_ids: list[str], sample_tasks: int = 50) ->
         f"events per task    {statistics.mean(task_events or [0]):8.1f} in the task's history, "
         f"{parent_events / max(tasks, 1):.1f} in its parent's ({tasks} tasks ended)"
     )
-    print(f"longest history    {longest:8d} events; largest event {largest / 1024:.1f} KiB")
+    print(
+        f"longest history    {longest:8d} events; largest event {largest / 1024:.1f} KiB "
+        f"(besides the goal's own input, {input_largest / 1024:.1f} KiB)"
+    )
 
 
 async def _huge(client: Client, pool: Any, tasks: int, until: int) -> None:

@@ -87,3 +87,37 @@ def decision_problem(view: TaskView, decision: ApprovalDecision, pending: bool) 
             f"expected one of {view.waiting_on}"
         )
     return None
+
+
+def retry_problem(
+    goal_id: str,
+    decision: ApprovalDecision,
+    approvers: Collection[str],
+    awaiting: Collection[str],
+    state: str | None,
+) -> str | None:
+    """Why a retry decision on a goal cannot count (`on_task_failure: ask_approver`).
+
+    Args:
+        awaiting: failed tasks whose retry decision is due.
+        state: the named task's status, or None if the goal has no such task.
+    """
+    goal = f"goal {goal_id!r}"
+    if decision.task_id is None:
+        return (
+            f"decision rejected: a decision on {goal} needs a task_id naming a failed task; "
+            "decisions on a task's result go to the task's workflow"
+        )
+    if state is None:
+        return f"decision rejected: {goal} has no task {decision.task_id!r}"
+    if decision.task_id not in awaiting:
+        return (
+            f"decision rejected: task {decision.task_id!r} of {goal} is not awaiting a "
+            f"retry decision (it is {state})"
+        )
+    if decision.approver not in approvers:
+        return (
+            f"decision rejected: {decision.approver!r} may not decide on {goal}; "
+            f"expected one of {sorted(approvers)}"
+        )
+    return None

@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -23,7 +24,15 @@ from goalkeeper.records import (
     RecordTasks,
 )
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
-from tests.helpers import SimulatedAgents, events, goal_spec, one_row, start_goal
+from interfaces.stack import TemporalDevServer
+from tests.helpers import (
+    SimulatedAgents,
+    events,
+    goal_spec,
+    one_row,
+    start_goal,
+    start_worker_process,
+)
 
 env = ActivityEnvironment()
 
@@ -242,3 +251,74 @@ async def test_the_agent_choice_uses_the_skills_index(pool: asyncpg.Pool) -> Non
         )
     plan = "\n".join(r[0] for r in rows)
     assert "agents_pool" in plan, plan
+
+
+async def test_assignments_for_another_skill_never_wait(pool: asyncpg.Pool, workspace: str) -> None:
+    goal_id = await _goal(pool, workspace, 2)
+    await _register(pool, workspace, f"{workspace}-both", skills=("data", "writing"), capacity=4)
+    async with pool.acquire() as holder, holder.transaction():
+        # Another assignment for skill `data` holds its turn, mid-transaction.
+        await holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('goalkeeper-assign:' || $1 || '/data'))",
+            workspace,
+        )
+        writing = await asyncio.wait_for(
+            _assign(pool, _request(goal_id, "t0", workspace, skill="writing")), 10
+        )
+        assert writing.agent_id == f"{workspace}-both"
+        data = asyncio.ensure_future(_assign(pool, _request(goal_id, "t1", workspace)))
+        await asyncio.sleep(0.5)
+        assert not data.done()  # its own skill's turn is taken: it waits, and only it
+    assert (await asyncio.wait_for(data, 10)).agent_id == f"{workspace}-both"
+
+
+async def test_workers_in_several_processes_never_give_a_slot_twice(
+    client: Client,
+    pool: asyncpg.Pool,
+    temporal_server: TemporalDevServer,
+    database_url: str,
+    workspace: str,
+    tmp_path: Path,
+) -> None:
+    queue = f"many-{uuid.uuid4().hex[:8]}"
+    workers = [
+        await start_worker_process(temporal_server, database_url, queue, tmp_path / f"w{n}.log")
+        for n in range(3)
+    ]
+    try:
+        for n in range(3):
+            await _register(pool, workspace, f"{workspace}-agent{n}", capacity=2)
+        handles = [
+            await start_goal(client, goal_spec(8, workspace, max_running_tasks=8), queue)
+            for _ in range(3)
+        ]
+        agents = [SimulatedAgents(client, pool, h.id, delay=0.02) for h in handles]
+        for simulated in agents:
+            await simulated.__aenter__()
+        try:
+            for handle in handles:
+                assert (await handle.result()).status is GoalStatus.COMPLETED
+        finally:
+            for simulated in agents:
+                await simulated.__aexit__(None, None, None)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait()
+    rows = await pool.fetch(
+        "SELECT agent_id, active_assignments, capacity FROM agents WHERE workspace = $1", workspace
+    )
+    assert all(r["active_assignments"] == 0 for r in rows)  # every slot given back once
+    per_agent = await pool.fetch(
+        """
+        SELECT a.agent_id, max(overlap) AS most FROM (
+            SELECT x.agent_id, (SELECT count(*) FROM assignments y
+                                WHERE y.agent_id = x.agent_id AND y.created_at <= x.created_at
+                                  AND coalesce(y.ended_at, now()) > x.created_at) AS overlap
+            FROM assignments x JOIN agents g USING (agent_id) WHERE g.workspace = $1) a
+        GROUP BY a.agent_id
+        """,
+        workspace,
+    )
+    capacity = {r["agent_id"]: r["capacity"] for r in rows}
+    assert all(r["most"] <= capacity[r["agent_id"]] for r in per_agent), per_agent

@@ -1,5 +1,6 @@
 """A goal too big for one run continues-as-new and loses nothing."""
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -7,9 +8,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from goalkeeper.statuses import GoalStatus
+from goalkeeper.models import TaskView
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.agents import registry
 from interfaces.stack import TemporalDevServer, free_port
-from tests.helpers import SimulatedAgents, events, start_goal
+from tests.helpers import SimulatedAgents, events, eventually, start_goal
 from worker import build_worker
 
 
@@ -88,3 +91,46 @@ async def test_a_large_goal_continues_as_new_with_exact_progress_and_report(
         handle.id,
     )
     assert {r["task_id"]: r["n"] for r in started} == attempts
+
+
+async def test_a_long_task_keeps_its_agent_across_continue_as_new(
+    small_history_client: Client, queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    """Heartbeats of either kind never push a task past Temporal's limits: it starts a
+    fresh history and keeps its assignment, its deadline and its silence rule."""
+    client = small_history_client
+    spec = {
+        "title": "Long task",
+        "workspace": workspace,
+        "heartbeat_timeout_seconds": 3,
+        "tasks": [{"id": "long", "title": "Long", "skill": "data"}],
+    }
+    handle = await start_goal(client, spec, queue)
+    task = client.get_workflow_handle(f"{handle.id}/long")
+    view = await _assigned(client, handle.id)
+    beat = {"agent_id": view.agent_id, "assignment_id": view.assignment_id}
+    for _ in range(40):  # heartbeats through history: each an event
+        await task.signal("agent_heartbeat", beat)
+    # Heartbeats in PostgreSQL: no event each; the task reads them when silence is due.
+    for _ in range(16):
+        assert await registry.heartbeat(pool, view.agent_id or "", view.assignment_id or "")
+        await asyncio.sleep(0.5)
+    runs = [e async for e in client.list_workflows(f'WorkflowId = "{handle.id}/long"')]
+    assert len(runs) > 1, "the task never continued as new"
+    now = await task.query("status", result_type=TaskView)
+    assert now.assignment_id == view.assignment_id and now.attempts == 1
+    await task.signal(
+        "agent_report", {**beat, "outcome": "completed", "result": "done after a long while"}
+    )
+    report = await handle.result()
+    assert report.status is GoalStatus.COMPLETED and report.tasks[0].attempts == 1
+
+
+async def _assigned(client: Client, goal_id: str) -> TaskView:
+    async def probe() -> TaskView | None:
+        view = await client.get_workflow_handle(f"{goal_id}/long").query(
+            "status", result_type=TaskView
+        )
+        return view if view.status is TaskStatus.ASSIGNED else None
+
+    return await eventually(probe)

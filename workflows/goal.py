@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
     from goalkeeper.errors import InvalidGoalSpec
+    from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
         ApprovalDecision,
         GoalCheckpoint,
@@ -219,18 +220,11 @@ class GoalWorkflow:
             return self._window.judge_retry(decision) or decision
         parts = self._partitions
         assert parts is not None
-        goal = f"goal {self._goal_id!r}"
-        if decision.task_id is None or decision.task_id not in parts.retry_due():
-            return (
-                f"decision rejected: {goal} has no failed task {decision.task_id!r} awaiting "
-                f"a retry decision; those awaiting one: {sorted(parts.retry_due())[:20]}"
-            )
-        if decision.approver not in parts.header.approvers:
-            return (
-                f"decision rejected: {decision.approver!r} may not decide on {goal}; "
-                f"expected one of {parts.header.approvers}"
-            )
-        return decision
+        awaiting = parts.retry_due()
+        # The goal holds no task's status: a task not awaiting a decision is "not failed".
+        state = "failed" if decision.task_id in awaiting else "not failed, or not in this goal"
+        problem = retry_problem(self._goal_id, decision, parts.header.approvers, awaiting, state)
+        return problem or decision
 
     async def _take_retry_decision(self, decision: ApprovalDecision) -> None:
         if self._window is not None:

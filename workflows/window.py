@@ -20,6 +20,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
     from activities.read_model import ReadModelActivities
+    from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
         ApprovalDecision,
         GoalSpec,
@@ -80,6 +81,7 @@ class TaskWindow:
         """Start nothing new (the goal is about to continue as new)."""
         self._ended: list[tuple[int, TaskSummary]] = []
         self._watchers: dict[int, asyncio.Task[None]] = {}
+        self._alarm: asyncio.Task[None] | None = None
         self.notes: dict[int, str] = {}
         """A line for the history of a task about to run again, by position."""
 
@@ -149,44 +151,40 @@ class TaskWindow:
             await self.step()
             await self.expire_retry_decisions()
             again = await after_step()
+            if again is not None and self._alarm is None:
+                # One timer for the whole wait: a timeout on every wait below would start
+                # and cancel a timer (two history events) each time a task ends.
+                self._alarm = asyncio.create_task(self._ring(again))
             if workflow.info().is_continue_as_new_suggested():
                 self.holding = True  # let running tasks end, start nothing new
                 if not self.schedule.running:
                     await continue_as_new()
             due = self.schedule.next_due()
-            waits = [w for w in (again, due - workflow.now() if due else None) if w is not None]
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     self.wake,
-                    timeout=max(min(waits), timedelta(seconds=1)) if waits else None,
-                    timeout_summary="retry decision deadline or a report due",
+                    timeout=max(due - workflow.now(), timedelta(seconds=1)) if due else None,
+                    timeout_summary="retry decision deadline",
                 )
         await after_step()
+
+    async def _ring(self, after: timedelta) -> None:
+        await workflow.sleep(max(after, timedelta(milliseconds=100)), summary="report counts")
+        self._alarm = None
+        self.changed = True
 
     # What a failed task means under `ask_approver`.
 
     def judge_retry(self, decision: ApprovalDecision) -> str | None:
         """Why an approver's retry decision cannot count, or None."""
-        goal = f"goal {self.goal_id!r}"
-        if decision.task_id is None:
-            return (
-                f"decision rejected: a decision on {goal} needs a task_id naming a failed task; "
-                "decisions on a task's result go to the task's workflow"
-            )
-        i = self.position(decision.task_id)
-        if i is None:
-            return f"decision rejected: {goal} has no task {decision.task_id!r}"
-        if i not in self.schedule.retry_due:
-            return (
-                f"decision rejected: task {decision.task_id!r} of {goal} is not awaiting a "
-                f"retry decision (it is {self.schedule.status_of(i)})"
-            )
-        if decision.approver not in self.header.approvers:
-            return (
-                f"decision rejected: {decision.approver!r} may not decide on {goal}; "
-                f"expected one of {self.header.approvers}"
-            )
-        return None
+        i = self.position(decision.task_id or "")
+        return retry_problem(
+            self.goal_id,
+            decision,
+            self.header.approvers,
+            [self.schedule.plan.ids[n] for n in self.schedule.retry_due],
+            None if i is None else self.schedule.status_of(i).value,
+        )
 
     async def take_retry_decision(self, decision: ApprovalDecision) -> None:
         """Retry the failed task (approve) or give it up (reject), as the approver said."""
