@@ -129,6 +129,8 @@ class ReadModelActivities:
                 ),
             )
         )
+        # Fresh statistics, so the planner reads a goal of any size through its indexes.
+        await self.pool.execute("ANALYZE tasks")
         ordered = [pairs[i] for i in order]
         return StoredGoal(
             header=header,
@@ -204,9 +206,11 @@ class ReadModelActivities:
         rows = await self.pool.fetch(
             """
             SELECT DISTINCT ON (t.task_id) t.task_id, d.task_id AS lost, d.status::text
-            FROM tasks t JOIN goals g USING (goal_id)
-            JOIN tasks d ON d.goal_id = t.goal_id AND d.task_id = ANY(t.depends_on)
-            WHERE t.goal_id = $1 AND g.first_run_id = $2 AND t.position >= $3
+            FROM goals g
+            JOIN tasks t ON t.goal_id = g.goal_id
+            CROSS JOIN LATERAL unnest(t.depends_on) AS dep(task_id)
+            JOIN tasks d ON d.goal_id = $1 AND d.task_id = dep.task_id
+            WHERE g.goal_id = $1 AND g.first_run_id = $2 AND t.position >= $3
               AND t.position < $4 AND d.position < $3 AND d.status <> 'completed'
             ORDER BY t.task_id, d.position
             """,

@@ -98,6 +98,22 @@ class TemporalDevServer:
                 command, stdout=log_out, stderr=subprocess.STDOUT, start_new_session=True
             )
         _wait_for_port(self.port, timeout, self.process, self.log_file, "Temporal dev server")
+        self._wait_until_serving(timeout)
+
+    def _wait_until_serving(self, timeout: float) -> None:
+        """The port opens before the frontend serves ("Frontend is not healthy yet")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            check = subprocess.run(
+                [temporal_cli(), "operator", "cluster", "health", "--address", self.address],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            if check.returncode == 0 and b"SERVING" in check.stdout:
+                return
+            time.sleep(0.2)
+        raise StackError(f"Temporal dev server on {self.address} never became healthy")
 
     def stop(self) -> None:
         """Stop the server, gently first; its database file keeps every workflow."""

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.statuses import AssignmentStatus, Decision, ReportOutcome, TaskStatus
     from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
-    from workflows.options import assign, record
+    from workflows.options import ACTIVITY_TIMEOUT, DATABASE_RETRY, assign, record
 
 MESSAGES_PER_RUN = 1000
 """Heartbeats and reports one run takes before it continues as new, well inside
@@ -558,10 +558,14 @@ class TaskWorkflow:
                 )
             heard = self._view.last_heartbeat_at
             if now >= looked_at + silence:
-                stored = await record(
+                # A regular activity: this read runs from a timer for as long as the task
+                # does, and a local activity there can trip queries during replay.
+                stored = await workflow.execute_activity_method(
                     AssignmentActivities.last_heartbeat,
                     assignment_id,
-                    f"read the heartbeat of {self._view.agent_id}",
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=DATABASE_RETRY,
+                    summary=f"read the heartbeat of {self._view.agent_id}",
                 )
                 looked_at = now
                 if stored is not None:

@@ -23,9 +23,9 @@ from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, t
 from interfaces.cli.specs import load_spec_file, spec_from_flags
 from workflows.goal import GoalWorkflow
 
-INLINE_SPEC_BYTES = 1024 * 1024
-"""Specs larger than this, as JSON, go to the goal by reference (Temporal caps a
-workflow's input at 2 MiB)."""
+INLINE_SPEC_BYTES = 256 * 1024
+"""Specs larger than this, as JSON, go to the goal by reference: nothing Goalkeeper
+sends to Temporal is larger (Temporal itself caps a workflow's input at 2 MiB)."""
 
 
 async def store_spec(pool: asyncpg.Pool, spec: dict[str, Any]) -> str:
