@@ -1,5 +1,6 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -303,19 +304,9 @@ class GoalWorkflow:
             )
         if partitioned:
             pairs = [(t.id or "", t.depends_on) for t in tasks]
-            self._partitions = PartitionSet(
-                self._goal_id,
-                self._run_id,
-                header,
-                [
-                    PartitionState(index=n, start=start, end=end, after=after)
-                    for n, (start, end, after) in enumerate(partition(pairs, header.partition_size))
-                ],
-            )
+            self._open_partitions(header, partition(pairs, header.partition_size))
             return
         self._open(TaskWindow(self._goal_id, self._run_id, header, tasks, header.max_running_tasks))
-        assert self._window is not None
-        await self._window.start_blocked()
 
     async def _resume(self, checkpoint: GoalCheckpoint) -> None:
         """Load the stored spec again and restore the state from the checkpoint."""
@@ -406,13 +397,19 @@ class GoalWorkflow:
                 TaskWindow(self._goal_id, self._run_id, header, specs, header.max_running_tasks)
             )
             return
+        self._open_partitions(header, stored.partitions)
+
+    def _open_partitions(
+        self, header: GoalSpec, ranges: Sequence[tuple[int, int, list[int]]]
+    ) -> None:
+        """Run the goal's tasks in partitions, each task range (start, end, after) its own."""
         self._partitions = PartitionSet(
             self._goal_id,
             self._run_id,
             header,
             [
                 PartitionState(index=n, start=start, end=end, after=after)
-                for n, (start, end, after) in enumerate(stored.partitions)
+                for n, (start, end, after) in enumerate(ranges)
             ],
         )
 
