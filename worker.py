@@ -22,6 +22,7 @@ from activities.assignment import AssignmentActivities
 from activities.database import apply_schema, create_pool
 from activities.health import HealthActivities
 from activities.read_model import ReadModelActivities
+from activities.runbooks import RunbookActivities
 from interfaces import telemetry
 from interfaces.client import connect, exit_process
 from interfaces.config import Settings
@@ -43,6 +44,7 @@ def build_worker(
     assignments = AssignmentActivities(pool)
     read_model = ReadModelActivities(pool)
     health = HealthActivities(pool, client, alert_webhook)
+    runbooks = RunbookActivities(pool)
     return Worker(
         client,
         task_queue=task_queue,
@@ -65,6 +67,7 @@ def build_worker(
             read_model.record_task,
             read_model.finish_goal,
             read_model.record_event,
+            runbooks.load_runbook,
         ],
     )
 

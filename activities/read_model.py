@@ -7,7 +7,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.rows import Connection, insert_event
-from goalkeeper.errors import InvalidGoalSpec
+from activities.runbooks import fetch_runbook
+from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.models import GoalRef, GoalSpec, TaskSpec
 from goalkeeper.records import (
     Event,
@@ -23,7 +24,9 @@ from goalkeeper.records import (
     StoredGoal,
     StoreGoal,
     TaskSpecPage,
+    goal_started_message,
 )
+from goalkeeper.runbooks import runbook_named
 from goalkeeper.scheduling import partition, topological_order
 from goalkeeper.validation import validate_goal_spec
 
@@ -105,9 +108,11 @@ class ReadModelActivities:
         )
         if raw is None:
             return StoredGoal(error=f"spec_ref {request.spec_id!r} names no stored goal spec")
+        named = runbook_named(raw)
         try:
-            spec = validate_goal_spec(raw, request.goal_id)
-        except InvalidGoalSpec as exc:
+            runbook = None if named is None else await fetch_runbook(self.pool, *named)
+            spec = validate_goal_spec(raw, request.goal_id, runbook)
+        except (InvalidGoalSpec, InvalidRunbook) as exc:
             return StoredGoal(error=str(exc))
         header = spec.header()
         pairs = [(t.id or "", t.depends_on) for t in spec.tasks]
@@ -124,8 +129,9 @@ class ReadModelActivities:
                     event_id=request.event_id,
                     kind=EventKind.GOAL_STARTED,
                     goal_id=request.goal_id,
-                    message=f"goal {request.goal_id!r} started with {len(tasks)} tasks "
-                    f"in partitions of {header.partition_size}",
+                    message=goal_started_message(
+                        request.goal_id, header, len(tasks), len(tasks) > header.partition_size
+                    ),
                 ),
             )
         )

@@ -27,6 +27,22 @@ CREATE TABLE IF NOT EXISTS goal_specs (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Runbooks: task templates, one row per version; `document` is what matching searches.
+CREATE TABLE IF NOT EXISTS runbooks (
+    name        text NOT NULL,
+    version     integer NOT NULL CHECK (version > 0),
+    title       text NOT NULL,
+    tags        text[] NOT NULL DEFAULT '{}',
+    body        jsonb NOT NULL,
+    document    tsvector NOT NULL,
+    added_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, version)
+);
+CREATE INDEX IF NOT EXISTS runbooks_document ON runbooks USING gin (document);
+-- A runbook's success history: the goals that used it.
+CREATE INDEX IF NOT EXISTS goals_runbook ON goals ((spec->>'runbook'))
+    WHERE spec->>'runbook' IS NOT NULL;
+
 CREATE TABLE IF NOT EXISTS agents (
     agent_id            text PRIMARY KEY,
     workspace           text NOT NULL,
@@ -255,7 +271,10 @@ BEGIN
     WHERE g.agent_id = chosen;
     SELECT jsonb_build_object(
         'goal', (SELECT jsonb_build_object('goal_id', goal_id, 'title', title,
-                                           'description', description)
+                                           'description', description,
+                                           'guidance', coalesce(spec->>'guidance', ''),
+                                           'runbook', spec->>'runbook',
+                                           'runbook_version', spec->'runbook_version')
                  FROM goals WHERE goal_id = r->>'goal_id'),
         'task', t.spec,
         'attempt', (r->>'attempt')::int,

@@ -63,8 +63,9 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         total = args.goals * args.tasks
         print(f"{args.goals} goals x {args.tasks} tasks, one worker, agents answering at once")
 
-        bare_elapsed = await _bare(client, args.goals, args.tasks)
+        bare_elapsed, bare_ids = await _bare(client, args.goals, args.tasks)
         print(f"bare Temporal      {total / bare_elapsed:8.1f} tasks/s  ({bare_elapsed:.1f} s)")
+        await _bare_audit(client, bare_ids[: args.audit], args.tasks)
 
         agent_ids = [f"bench-{n}" for n in range(args.agents)]
         for agent_id in agent_ids:
@@ -114,8 +115,9 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
     print(f"peak memory        {peak_mib:8.1f} MiB (this process: worker, agents, client)")
 
 
-async def _bare(client: Client, goals: int, tasks: int) -> float:
+async def _bare(client: Client, goals: int, tasks: int) -> tuple[float, list[str]]:
     agents = BareAgents()
+    ids = [f"bare-{uuid.uuid4().hex[:10]}" for _ in range(goals)]
     async with Worker(
         client,
         task_queue="bare",
@@ -129,15 +131,31 @@ async def _bare(client: Client, goals: int, tasks: int) -> float:
                 client.execute_workflow(
                     BareGoal.run,
                     args=[tasks, WINDOW],
-                    id=f"bare-{uuid.uuid4().hex[:10]}",
+                    id=goal_id,
                     task_queue="bare",
                 )
-                for _ in range(goals)
+                for goal_id in ids
             )
         )
         elapsed = time.monotonic() - began
         answering.cancel()
-    return elapsed
+    return elapsed, ids
+
+
+async def _bare_audit(client: Client, goal_ids: list[str], tasks: int) -> None:
+    """Events per task of bare Temporal, counted as for Goalkeeper: the yardstick's own."""
+    if not goal_ids:
+        return
+    parent = sum([len((await _history(client, goal_id)).events) for goal_id in goal_ids])
+    own = [len((await _history(client, f"{goal_id}/t0")).events) for goal_id in goal_ids]
+    print(
+        f"events per task    {statistics.mean(own):8.1f} in the task's history, "
+        f"{parent / (len(goal_ids) * tasks):.1f} in its parent's (bare Temporal)"
+    )
+
+
+async def _history(client: Client, workflow_id: str) -> Any:
+    return await client.get_workflow_handle(workflow_id).fetch_history()
 
 
 async def _answer(client: Client, agents: BareAgents) -> None:

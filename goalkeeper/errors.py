@@ -15,3 +15,11 @@ class InvalidGoalSpec(GoalkeeperError):
     def __init__(self, goal_id: str, message: str) -> None:
         super().__init__(message)
         self.goal_id = goal_id
+
+
+class InvalidRunbook(GoalkeeperError):
+    """A runbook that cannot be used: the message names its source and the bad value."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(message)
+        self.source = source

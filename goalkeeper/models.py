@@ -28,6 +28,9 @@ Id = Annotated[
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 """A required, non-blank line of text such as a title or a skill."""
 
+Guidance = Annotated[str, StringConstraints(max_length=16 * 1024)]
+"""Advice to agents on how to do the work: up to 16 KiB."""
+
 Seconds = Annotated[int, Field(ge=1, le=365 * 86400)]
 """A duration in whole seconds, from one second to a year."""
 
@@ -48,6 +51,8 @@ class TaskSpec(_Strict):
     title: Text
     skill: Text
     description: Annotated[str, StringConstraints(max_length=16 * 1024)] = ""
+    guidance: Guidance = ""
+    """How an agent should do this task (from a runbook, or written by hand)."""
     requires_approval: bool = False
     approvers: list[Id] = []
     """Approvers of this task, in addition to the goal's."""
@@ -67,7 +72,18 @@ class GoalSpec(_Strict):
     description: Annotated[str, StringConstraints(max_length=64 * 1024)] = ""
     workspace: Id = "default"
     approvers: list[Id] = []
-    tasks: list[TaskSpec]
+    tasks: list[TaskSpec] = []
+    runbook: Id | None = None
+    """A stored runbook whose tasks the goal gets, instead of listing its own."""
+    runbook_version: int | None = Field(default=None, ge=1)
+    """The runbook's version; the latest when not given (recorded once expanded)."""
+    parameters: dict[
+        Annotated[str, StringConstraints(max_length=64)],
+        Annotated[str, StringConstraints(max_length=1024)] | int | float,
+    ] = {}
+    """Values of the runbook's parameters."""
+    guidance: Guidance = ""
+    """How agents should work on every task of this goal (a runbook's, unless given)."""
     max_attempts: int = Field(default=3, ge=1, le=50)
     """Assignments per task; failed reports, missed deadlines, silent agents and
     rejected work all use one, and when they are spent the task fails."""

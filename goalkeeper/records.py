@@ -242,3 +242,21 @@ class HealthReport(BaseModel):
 
     findings: list[Finding] = []
     goals_checked: int = 0
+
+
+class RunbookRef(BaseModel):
+    """A runbook a goal names: its latest version, or the one given."""
+
+    name: str
+    version: int | None = None
+
+
+def goal_started_message(goal_id: str, header: GoalSpec, tasks: int, partitioned: bool) -> str:
+    """The event that opens a goal's trail: how many tasks, from where, run how."""
+    source = (
+        f" from runbook {header.runbook!r} version {header.runbook_version}"
+        if header.runbook
+        else ""
+    )
+    how = f" in partitions of {header.partition_size}" if partitioned else ""
+    return f"goal {goal_id!r} started with {tasks} tasks{source}{how}"

@@ -11,10 +11,14 @@ from pydantic import ValidationError
 
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import GoalSpec, describe_validation_error
+from goalkeeper.runbooks import Runbook, apply_runbook
 
 
-def validate_goal_spec(raw: Any, goal_id: str) -> GoalSpec:
+def validate_goal_spec(raw: Any, goal_id: str, runbook: Runbook | None = None) -> GoalSpec:
     """Parse and check a goal spec for the goal `goal_id`, filling in missing task ids.
+
+    A spec that names a runbook gets its tasks from `runbook`, the stored runbook of
+    that name (None when there is none).
 
     Raises:
         InvalidGoalSpec: naming every problem found and the value that caused it.
@@ -28,10 +32,31 @@ def validate_goal_spec(raw: Any, goal_id: str) -> GoalSpec:
         spec = GoalSpec.model_validate(raw)
     except ValidationError as exc:
         raise InvalidGoalSpec(goal_id, describe_validation_error(exc, "goal spec")) from None
+    if spec.runbook is not None:
+        spec = _expand(spec, goal_id, runbook)
     problems = _problems(spec, goal_id)
     if problems:
         raise InvalidGoalSpec(goal_id, "invalid goal spec: " + "; ".join(problems))
     return spec
+
+
+def _expand(spec: GoalSpec, goal_id: str, runbook: Runbook | None) -> GoalSpec:
+    wanted = f"runbook {spec.runbook!r}" + (
+        f" version {spec.runbook_version}" if spec.runbook_version else ""
+    )
+    if runbook is None:
+        raise InvalidGoalSpec(
+            goal_id,
+            f"invalid goal spec: runbook: no {wanted} is stored; "
+            "expected a runbook added with `starter.py runbook add`",
+        )
+    if runbook.name != spec.runbook or spec.runbook_version not in (None, runbook.version):
+        raise InvalidGoalSpec(
+            goal_id,
+            f"invalid goal spec: runbook: expected {wanted}, "
+            f"got {runbook.name!r} version {runbook.version}",
+        )
+    return apply_runbook(spec.model_copy(update={"goal_id": goal_id}), runbook)
 
 
 def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
@@ -44,7 +69,8 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
     spec.goal_id = goal_id
     if not spec.tasks:
         problems.append(
-            "tasks: expected at least one task, got none; a goal with no tasks cannot run"
+            "tasks: expected at least one task or a runbook, got neither; "
+            "a goal with no tasks cannot run"
         )
         return problems
 

@@ -17,8 +17,8 @@ TASK = {"title": "Write", "skill": "writing"}
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"title": "Empty", "tasks": []}, "expected at least one task, got none"),
-        ({"title": "No list"}, "tasks: Field required"),
+        ({"title": "Empty", "tasks": []}, "expected at least one task or a runbook, got neither"),
+        ({"title": "No list"}, "tasks: expected at least one task or a runbook, got neither"),
         (
             {"title": "Dup", "tasks": [{**TASK, "id": "a"}, {**TASK, "id": "a"}]},
             "tasks[1].id: duplicate task id 'a' (also tasks[0])",

@@ -151,7 +151,7 @@ async def test_every_error_is_one_clear_line_and_starts_nothing(
         (
             ["goal", "start", str(_spec_file(tmp_path, {"title": "t", "tasks": []}, "e.json"))],
             2,
-            "expected at least one task, got none",
+            "expected at least one task or a runbook, got neither",
         ),
         (["goal", "start", "--title", "t", "--task", "no-colon"], 2, "--task expects SKILL:TITLE"),
         (["goal", "progress", "no-such-goal"], 1, "no goal 'no-such-goal'"),
@@ -184,6 +184,55 @@ async def test_every_error_is_one_clear_line_and_starts_nothing(
     ended = await cli("report", f"{goal_id}/t1")
     assert ended.code == 1 and f"task {goal_id}/t1 already ended (completed)" in ended.err
     assert view.agent_id
+
+
+async def test_runbooks_added_listed_shown_matched_and_used(
+    cli: Cli, client: Client, pool: asyncpg.Pool, workspace: str, tmp_path: Path
+) -> None:
+    shipped = sorted(str(p) for p in (ROOT / "runbooks").glob("*.toml"))
+    added = await cli("runbook", "add", *shipped, "--json")
+    assert added.code == 0, added.err
+    assert {a["name"] for a in added.json()} == {"campaign", "research-report", "data-import"}
+    again = await cli("runbook", "add", shipped[0])
+    assert again.code == 0 and again.out.startswith("unchanged: runbook")
+
+    listed = {r["name"]: r for r in (await cli("runbook", "list", "--json")).json()}
+    assert listed["campaign"]["tasks"] == 6 and "marketing" in listed["campaign"]["tags"]
+    shown = await cli("runbook", "show", "campaign")
+    assert "leads (default '500')" in shown.out and "sales-scripts [sales, needs approval]" in (
+        shown.out
+    )
+    missing = await cli("runbook", "show", "no-such-runbook")
+    assert missing.code == 1 and "no runbook 'no-such-runbook' is stored" in missing.err
+
+    matched = await cli("runbook", "match", "Launch the Q3 campaign to 500 qualified leads",
+                        "--json")  # fmt: skip
+    best = matched.json()[0]
+    assert best["name"] == "campaign"
+    assert set(best) >= {"score", "text_rank", "runs", "completed", "failed", "success_rate"}
+    table = await cli("runbook", "match", "import a CSV export into the warehouse")
+    assert table.out.splitlines()[2].startswith("data-import")
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nversion = 1\ntitle = "t"\n[[tasks]]\nid = "a"\ntitle = "{who}"\n'
+                   'skill = "s"\n')  # fmt: skip
+    refused = await cli("runbook", "add", str(bad))
+    assert refused.code == 2 and "bad.toml: invalid runbook: tasks[0].title: uses {who}" in (
+        refused.err
+    )
+
+    spec = {"title": "Q4 campaign", "workspace": workspace, "runbook": "campaign",
+            "parameters": {"quarter": "Q4", "leads": 800}}  # fmt: skip
+    started = await cli("goal", "start", str(_spec_file(tmp_path, spec)), "--json")
+    assert started.code == 0, started.err
+    goal_id = started.json()["goal_id"]
+    view = await wait_task(client, goal_id, "import-csv", TaskStatus.ASSIGNED)
+    assert view.title == "Generate the HubSpot import CSV for 800 leads"
+    typo = {**spec, "parameters": {"quater": "Q4"}}
+    rejected = await cli("goal", "start", str(_spec_file(tmp_path, typo, "typo.json")))
+    assert rejected.code == 2 and "['quater'] are not parameters of runbook 'campaign'" in (
+        rejected.err
+    )
 
 
 async def test_unreachable_servers_say_where_and_how_to_start_one(cli: Cli, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
+    from activities.runbooks import RunbookActivities
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
@@ -36,9 +37,12 @@ with workflow.unsafe.imports_passed_through():
         RecordGoal,
         RecordRejectedGoal,
         RecordTasks,
+        RunbookRef,
         StoredGoal,
         StoreGoal,
+        goal_started_message,
     )
+    from goalkeeper.runbooks import Runbook, runbook_named
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
     from goalkeeper.validation import validate_goal_spec
@@ -267,7 +271,16 @@ class GoalWorkflow:
         if isinstance(raw, dict) and set(raw) == {"spec_ref"}:
             await self._begin_stored(str(raw["spec_ref"]))
             return
-        spec = await self._validate(raw)
+        named = runbook_named(raw)
+        runbook = None
+        if named is not None:
+            name, version = named
+            runbook = await record(
+                RunbookActivities.load_runbook,
+                RunbookRef(name=name, version=version),
+                f"load runbook {name!r}",
+            )
+        spec = await self._validate(raw, runbook)
         self._header = header = spec.header()
         tasks = spec.tasks
         partitioned = len(tasks) > header.partition_size
@@ -285,8 +298,7 @@ class GoalWorkflow:
                 tasks=pages[0][1],
                 event=self._event(
                     EventKind.GOAL_STARTED,
-                    f"goal {self._goal_id!r} started with {len(tasks)} tasks"
-                    + (f" in partitions of {header.partition_size}" if partitioned else ""),
+                    goal_started_message(self._goal_id, header, len(tasks), partitioned),
                 ),
             ),
             "record the goal",
@@ -339,10 +351,10 @@ class GoalWorkflow:
             window.task_update(update)
         self._early_updates.clear()
 
-    async def _validate(self, spec: Any) -> GoalSpec:
+    async def _validate(self, spec: Any, runbook: Runbook | None) -> GoalSpec:
         """Check the spec before anything runs; an invalid goal is recorded and fails at once."""
         try:
-            return validate_goal_spec(spec, self._goal_id)
+            return validate_goal_spec(spec, self._goal_id, runbook)
         except InvalidGoalSpec as exc:
             await self._reject(str(exc), spec)
             raise  # not reached: _reject fails the workflow

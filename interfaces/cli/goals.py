@@ -14,8 +14,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.paging import goal_tasks
+from activities.runbooks import fetch_runbook
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import GoalReport, Progress
+from goalkeeper.runbooks import runbook_named
 from goalkeeper.statuses import GoalStatus
 from goalkeeper.validation import validate_goal_spec
 from interfaces.cli import queries
@@ -51,8 +53,10 @@ async def start(session: Session, args: argparse.Namespace) -> None:
     goal_id = args.goal_id or spec.get("goal_id") or f"goal-{uuid.uuid4().hex[:8]}"
     if args.goal_id and spec.get("goal_id") not in (None, args.goal_id):
         spec = {**spec, "goal_id": args.goal_id}
+    named = runbook_named(spec)
+    runbook = None if named is None else await fetch_runbook(await session.pool(), *named)
     try:
-        validate_goal_spec(spec, goal_id)  # the workflow checks again; this answers sooner
+        validate_goal_spec(spec, goal_id, runbook)  # the workflow checks again; this is sooner
     except InvalidGoalSpec as exc:
         raise CliError(f"{source}: {exc}", EXIT_USAGE) from exc
     client = await session.client()

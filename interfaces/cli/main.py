@@ -6,7 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from interfaces.cli import agents, approvals, demo, goals, health, stack
+from interfaces.cli import agents, approvals, demo, goals, health, runbooks, stack
 from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.client import TemporalUnreachable
 from interfaces.config import Settings
@@ -102,6 +102,21 @@ def parser() -> argparse.ArgumentParser:
     command(
         agent, "list", "list agents with their status and load", agents.list_agents
     ).add_argument("--workspace", help="only this workspace")
+
+    runbook = commands.add_parser("runbook", help="the runbooks goals start from").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    adding = command(runbook, "add", "store runbooks from TOML files", runbooks.add)
+    adding.add_argument("files", type=Path, nargs="+", help="runbook files (runbooks/*.toml)")
+    command(runbook, "list", "list runbooks, latest versions", runbooks.list_all)
+    showing = command(runbook, "show", "show a runbook's parameters and tasks", runbooks.show)
+    showing.add_argument("name")
+    showing.add_argument("--version", type=int, help="a version (default: the latest)")
+    matching = command(
+        runbook, "match", "rank runbooks against a goal's text, with why", runbooks.match
+    )
+    matching.add_argument("text", help="what the goal is about")
+    matching.add_argument("--limit", type=int, default=5, help="candidates (5)")
 
     check = command(
         commands,

@@ -1,0 +1,136 @@
+"""Runbooks in PostgreSQL: adding versions, reading them, and matching text against them."""
+
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.rows import Connection
+from goalkeeper.errors import InvalidRunbook
+from goalkeeper.records import RunbookRef
+from goalkeeper.runbooks import Runbook, RunbookMatch, check_runbook, score_match
+
+
+async def add_runbook(pool: asyncpg.Pool, runbook: Runbook) -> bool:
+    """Store a runbook version; False when that exact version is already stored.
+
+    Raises:
+        InvalidRunbook: the version is stored with other content (versions never change).
+    """
+    body = runbook.model_dump(mode="json")
+    async with pool.acquire() as connection, connection.transaction():
+        stored = await connection.fetchval(
+            "SELECT body FROM runbooks WHERE name = $1 AND version = $2 FOR UPDATE",
+            runbook.name,
+            runbook.version,
+        )
+        if stored is not None:
+            if stored == body:
+                return False
+            latest = await connection.fetchval(
+                "SELECT max(version) FROM runbooks WHERE name = $1", runbook.name
+            )
+            raise InvalidRunbook(
+                runbook.name,
+                f"runbook {runbook.name!r} version {runbook.version} is already stored with "
+                f"other content; versions never change, so expected version {latest + 1}",
+            )
+        await connection.execute(
+            """
+            INSERT INTO runbooks (name, version, title, tags, body, document)
+            VALUES ($1, $2, $3, $4, $5,
+                    setweight(to_tsvector('english', $3 || ' ' || $6), 'A')
+                    || setweight(to_tsvector('english', $7), 'B'))
+            """,
+            runbook.name,
+            runbook.version,
+            runbook.title,
+            runbook.tags,
+            body,
+            " ".join(runbook.tags),
+            runbook.document(),
+        )
+    return True
+
+
+async def fetch_runbook(
+    connection: Connection, name: str, version: int | None = None
+) -> Runbook | None:
+    """A stored runbook: the given version, or the latest; None when there is none."""
+    body = await connection.fetchval(
+        "SELECT body FROM runbooks WHERE name = $1 AND ($2::int IS NULL OR version = $2) "
+        "ORDER BY version DESC LIMIT 1",
+        name,
+        version,
+    )
+    return None if body is None else check_runbook(body, f"stored runbook {name!r}")
+
+
+async def list_runbooks(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """The latest version of every runbook, with how many versions it has."""
+    rows = await pool.fetch(
+        """
+        SELECT DISTINCT ON (name) name, version, title, tags, added_at,
+               count(*) OVER (PARTITION BY name) AS versions,
+               jsonb_array_length(body->'tasks') AS tasks
+        FROM runbooks ORDER BY name, version DESC
+        """
+    )
+    return [dict(row) for row in rows]
+
+
+async def match_runbooks(pool: asyncpg.Pool, text: str, limit: int = 5) -> list[RunbookMatch]:
+    """Runbooks whose text shares words with `text`, best first, each with its score's parts.
+
+    Any shared word counts (the query's words are OR-ed); full-text rank is weighed with
+    the runbook's success history: the goals that used it and how they ended.
+    """
+    rows = await pool.fetch(
+        """
+        WITH q AS (
+            SELECT nullif(replace(plainto_tsquery('english', $1)::text, ' & ', ' | '), '')
+                   ::tsquery AS query
+        ), latest AS (
+            SELECT DISTINCT ON (name) name, version, title, document
+            FROM runbooks ORDER BY name, version DESC
+        )
+        SELECT l.name, l.version, l.title, ts_rank_cd(l.document, q.query, 32) AS text_rank,
+               count(g.goal_id) AS runs,
+               count(g.goal_id) FILTER (WHERE g.status = 'completed') AS completed,
+               count(g.goal_id) FILTER (WHERE g.status = 'failed') AS failed
+        FROM latest l CROSS JOIN q
+        LEFT JOIN goals g ON g.spec->>'runbook' = l.name AND g.status <> 'rejected'
+        WHERE l.document @@ q.query
+        GROUP BY l.name, l.version, l.title, l.document, q.query
+        """,
+        text,
+    )
+    matches = [
+        score_match(
+            name=row["name"],
+            version=row["version"],
+            title=row["title"],
+            text_rank=float(row["text_rank"]),
+            runs=row["runs"],
+            completed=row["completed"],
+            failed=row["failed"],
+        )
+        for row in rows
+    ]
+    return sorted(matches, key=lambda m: (-m.score, m.name))[:limit]
+
+
+class RunbookActivities:
+    """What workflows read of runbooks; holds the worker's connection pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @activity.defn
+    async def load_runbook(self, ref: RunbookRef) -> Runbook | None:
+        """The runbook a goal names (None when none is stored), for the goal to expand."""
+        try:
+            return await fetch_runbook(self.pool, ref.name, ref.version)
+        except InvalidRunbook as exc:  # stored by an older Goalkeeper with other rules
+            raise ApplicationError(str(exc), type="InvalidRecord", non_retryable=True) from None

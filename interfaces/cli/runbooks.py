@@ -1,0 +1,127 @@
+"""`runbook add|list|show|match`: the runbooks goals are expanded from."""
+
+import argparse
+import json
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+
+from activities import runbooks as store
+from goalkeeper.errors import InvalidRunbook
+from goalkeeper.runbooks import Runbook, parse_runbook
+from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+
+T = TypeVar("T")
+
+
+async def add(session: Session, args: argparse.Namespace) -> None:
+    added = []
+    for path in args.files:
+        runbook = read_runbook(path)
+        try:
+            fresh = await _stored(store.add_runbook(await session.pool(), runbook))
+        except InvalidRunbook as exc:
+            raise CliError(f"{path}: {exc}", EXIT_USAGE) from exc
+        added.append(
+            {"name": runbook.name, "version": runbook.version, "added": fresh, "file": str(path)}
+        )
+    session.emit(
+        added,
+        "\n".join(
+            f"{'added' if a['added'] else 'unchanged'}: runbook {a['name']} "
+            f"version {a['version']} ({a['file']})"
+            for a in added
+        ),
+    )
+
+
+def read_runbook(path: Path) -> Runbook:
+    """A runbook file, checked whole; its problems as a usage error naming the file."""
+    try:
+        return parse_runbook(path.read_text(encoding="utf-8"), str(path))
+    except OSError as exc:
+        raise CliError(f"cannot read runbook file {path}: {exc.strerror}", EXIT_USAGE) from exc
+    except InvalidRunbook as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+
+
+async def list_all(session: Session, args: argparse.Namespace) -> None:
+    rows = await _stored(store.list_runbooks(await session.pool()))
+    session.emit(
+        rows,
+        table(
+            [
+                [
+                    r["name"],
+                    r["version"],
+                    r["versions"],
+                    r["tasks"],
+                    r["title"],
+                    ", ".join(r["tags"]),
+                ]
+                for r in rows
+            ],
+            ["runbook", "version", "versions", "tasks", "title", "tags"],
+        )
+        if rows
+        else "no runbooks yet: add some with 'python starter.py runbook add runbooks/*.toml'",
+    )
+
+
+async def show(session: Session, args: argparse.Namespace) -> None:
+    runbook = await _stored(store.fetch_runbook(await session.pool(), args.name, args.version))
+    if runbook is None:
+        wanted = f"version {args.version} of " if args.version else ""
+        raise CliError(f"no {wanted}runbook {args.name!r} is stored; see 'runbook list'")
+    lines = [f"{runbook.name} version {runbook.version}: {runbook.title}", runbook.description]
+    if runbook.parameters:
+        lines.append("parameters:")
+        lines += [
+            f"  {p.name}"
+            + (f" (default {p.default!r})" if p.default is not None else " (required)")
+            + (f": {p.description}" if p.description else "")
+            for p in runbook.parameters
+        ]
+    lines.append("tasks:")
+    for task in runbook.tasks:
+        after = f" after {', '.join(task.depends_on)}" if task.depends_on else ""
+        approval = ", needs approval" if task.requires_approval else ""
+        lines.append(f"  {task.id} [{task.skill}{approval}]{after}: {task.title}")
+    session.emit(runbook.model_dump(mode="json"), "\n".join(lines))
+
+
+async def match(session: Session, args: argparse.Namespace) -> None:
+    matches = await _stored(store.match_runbooks(await session.pool(), args.text, args.limit))
+    session.emit(
+        [m.model_dump(mode="json") for m in matches],
+        table(
+            [
+                [
+                    m.name,
+                    m.version,
+                    f"{m.score:.4f}",
+                    f"{m.text_rank:.4f}",
+                    f"{m.completed}/{m.runs}",
+                    f"{m.success_rate:.2f}",
+                    m.title,
+                ]
+                for m in matches
+            ],
+            ["runbook", "version", "score", "text", "completed", "success", "title"],
+        )
+        if matches
+        else f"no runbook shares a word with {json.dumps(args.text)}",
+    )
+
+
+async def _stored(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except asyncpg.UndefinedTableError as exc:
+        raise CliError(
+            "the runbooks table does not exist yet: start a worker once (it applies the "
+            "schema), for example with 'python starter.py up'",
+            EXIT_USAGE,
+        ) from exc
