@@ -19,9 +19,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities
+from activities.checks import CheckActivities
 from activities.database import apply_schema, create_pool
 from activities.health import HealthActivities
 from activities.read_model import ReadModelActivities
+from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
 from interfaces import telemetry
 from interfaces.client import connect, exit_process
@@ -32,6 +34,7 @@ from workflows import search_attributes
 from workflows.goal import GoalWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.partition import PartitionWorkflow
+from workflows.request import RequestWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("goalkeeper.worker")
@@ -45,10 +48,18 @@ def build_worker(
     read_model = ReadModelActivities(pool)
     health = HealthActivities(pool, client, alert_webhook)
     runbooks = RunbookActivities(pool)
+    requests = RequestActivities(pool)
+    checks = CheckActivities(pool)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GoalWorkflow, PartitionWorkflow, TaskWorkflow, HealthCheckWorkflow],
+        workflows=[
+            RequestWorkflow,
+            GoalWorkflow,
+            PartitionWorkflow,
+            TaskWorkflow,
+            HealthCheckWorkflow,
+        ],
         activities=[
             health.check_health,
             assignments.assign_agents,
@@ -68,6 +79,11 @@ def build_worker(
             read_model.finish_goal,
             read_model.record_event,
             runbooks.load_runbook,
+            runbooks.match_runbooks,
+            requests.record_request,
+            requests.update_request,
+            requests.load_triage,
+            checks.check_result,
         ],
     )
 

@@ -6,13 +6,20 @@ from importlib import resources
 
 import asyncpg
 
-from goalkeeper.statuses import AgentStatus, AssignmentStatus, GoalStatus, TaskStatus
+from goalkeeper.statuses import (
+    AgentStatus,
+    AssignmentStatus,
+    GoalStatus,
+    RequestStatus,
+    TaskStatus,
+)
 
 ENUM_TYPES: dict[str, type[StrEnum]] = {
     "agent_status": AgentStatus,
     "task_status": TaskStatus,
     "goal_status": GoalStatus,
     "assignment_status": AssignmentStatus,
+    "request_status": RequestStatus,
 }
 """PostgreSQL enum types and the Python enums they are generated from."""
 

@@ -8,8 +8,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.rows import Connection
 from goalkeeper.errors import InvalidRunbook
-from goalkeeper.records import RunbookRef
-from goalkeeper.runbooks import Runbook, RunbookMatch, check_runbook, score_match
+from goalkeeper.records import MatchRunbooks, RunbookRef
+from goalkeeper.runbooks import (
+    Runbook,
+    RunbookMatch,
+    RunbookParameter,
+    check_runbook,
+    score_match,
+)
 
 
 async def add_runbook(pool: asyncpg.Pool, runbook: Runbook) -> bool:
@@ -92,17 +98,19 @@ async def match_runbooks(pool: asyncpg.Pool, text: str, limit: int = 5) -> list[
             SELECT nullif(replace(plainto_tsquery('english', $1)::text, ' & ', ' | '), '')
                    ::tsquery AS query
         ), latest AS (
-            SELECT DISTINCT ON (name) name, version, title, document
+            SELECT DISTINCT ON (name) name, version, title, document,
+                   body->>'description' AS description, body->'parameters' AS parameters
             FROM runbooks ORDER BY name, version DESC
         )
-        SELECT l.name, l.version, l.title, ts_rank_cd(l.document, q.query, 32) AS text_rank,
+        SELECT l.name, l.version, l.title, l.description, l.parameters,
+               ts_rank_cd(l.document, q.query, 32) AS text_rank,
                count(g.goal_id) AS runs,
                count(g.goal_id) FILTER (WHERE g.status = 'completed') AS completed,
                count(g.goal_id) FILTER (WHERE g.status = 'failed') AS failed
         FROM latest l CROSS JOIN q
         LEFT JOIN goals g ON g.spec->>'runbook' = l.name AND g.status <> 'rejected'
         WHERE l.document @@ q.query
-        GROUP BY l.name, l.version, l.title, l.document, q.query
+        GROUP BY l.name, l.version, l.title, l.description, l.parameters, l.document, q.query
         """,
         text,
     )
@@ -115,6 +123,8 @@ async def match_runbooks(pool: asyncpg.Pool, text: str, limit: int = 5) -> list[
             runs=row["runs"],
             completed=row["completed"],
             failed=row["failed"],
+            description=row["description"] or "",
+            parameters=[RunbookParameter.model_validate(p) for p in row["parameters"] or []],
         )
         for row in rows
     ]
@@ -134,3 +144,8 @@ class RunbookActivities:
             return await fetch_runbook(self.pool, ref.name, ref.version)
         except InvalidRunbook as exc:  # stored by an older Goalkeeper with other rules
             raise ApplicationError(str(exc), type="InvalidRecord", non_retryable=True) from None
+
+    @activity.defn
+    async def match_runbooks(self, request: MatchRunbooks) -> list[RunbookMatch]:
+        """The runbooks that might fit a text, best first (see `match_runbooks`)."""
+        return await match_runbooks(self.pool, request.text, request.limit)

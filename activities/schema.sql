@@ -27,6 +27,24 @@ CREATE TABLE IF NOT EXISTS goal_specs (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Questions people asked: triaged into an answer, or a goal (`goal_id`).
+CREATE TABLE IF NOT EXISTS requests (
+    request_id    text PRIMARY KEY,
+    first_run_id  text NOT NULL,
+    question      text NOT NULL,
+    workspace     text NOT NULL,
+    spec          jsonb NOT NULL,
+    status        request_status NOT NULL DEFAULT 'triaging',
+    kind          text CHECK (kind IN ('answer', 'goal')),
+    answer        text,
+    goal_id       text,
+    reason        text,
+    error         text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    ended_at      timestamptz
+);
+
 -- Runbooks: task templates, one row per version; `document` is what matching searches.
 CREATE TABLE IF NOT EXISTS runbooks (
     name        text NOT NULL,

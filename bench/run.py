@@ -221,7 +221,7 @@ async def _audit(client: Client, goal_ids: list[str], sample_tasks: int = 50) ->
     parent_events = 0
     tasks = 0
     longest = 0
-    largest = 0
+    largest: tuple[int, str] = (0, "")
     input_largest = 0
     for goal_id in goal_ids:
         page = await client.get_workflow_handle(goal_id).query("tasks", result_type=TaskPage)
@@ -238,9 +238,9 @@ async def _audit(client: Client, goal_ids: list[str], sample_tasks: int = 50) ->
                 longest = max(longest, len(history.events))
                 if workflow_id == goal_id:  # the goal's input is what the person sent
                     input_largest = max(input_largest, history.events[0].ByteSize())
-                    largest = max(largest, _largest_payload(history.events[1:]))
+                    largest = max(largest, _largest_payload(history.events[1:], workflow_id))
                 else:
-                    largest = max(largest, _largest_payload(history.events))
+                    largest = max(largest, _largest_payload(history.events, workflow_id))
         progress = await client.get_workflow_handle(goal_id).query(GoalWorkflow.progress)
         tasks += progress.tasks_completed + progress.tasks_failed + progress.tasks_skipped
         sample = (
@@ -258,14 +258,14 @@ async def _audit(client: Client, goal_ids: list[str], sample_tasks: int = 50) ->
             history = await client.get_workflow_handle(f"{goal_id}/{task.task_id}").fetch_history()
             task_events.append(len(history.events))
             longest = max(longest, len(history.events))
-            largest = max(largest, _largest_payload(history.events))
+            largest = max(largest, _largest_payload(history.events, "a task"))
     print(
         f"events per task    {statistics.mean(task_events or [0]):8.1f} in the task's history, "
         f"{parent_events / max(tasks, 1):.1f} in its parent's ({tasks} tasks ended)"
     )
     print(
-        f"longest history    {longest:8d} events; largest event {largest / 1024:.1f} KiB "
-        f"(besides the goal's own input, {input_largest / 1024:.1f} KiB)"
+        f"longest history    {longest:8d} events; largest event {largest[0] / 1024:.1f} KiB, "
+        f"{largest[1]} (besides the goal's own input, {input_largest / 1024:.1f} KiB)"
     )
 
 
@@ -304,12 +304,14 @@ def _spec(tasks: int) -> dict[str, Any]:
     }
 
 
-def _largest_payload(events: Any) -> int:
-    largest = 0
+def _largest_payload(events: Any, where: str) -> tuple[int, str]:
+    """The largest event's size and what it was: its type, in which workflow."""
+    largest = (0, "")
     for event in events:
-        if event.event_type == EventType.EVENT_TYPE_UNSPECIFIED:
-            continue
-        largest = max(largest, event.ByteSize())
+        size = event.ByteSize()
+        if size > largest[0]:
+            kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+            largest = (size, f"{kind} in {where}")
     return largest
 
 

@@ -62,6 +62,15 @@ class TaskSpec(_Strict):
     """Overrides the goal's `report_deadline_seconds` for this task."""
     heartbeat_timeout_seconds: Seconds | None = None
     """Overrides the goal's `heartbeat_timeout_seconds` for this task."""
+    expects: Literal["triage"] | None = None
+    """A result this task must give, checked before it counts: an invalid one goes back
+    to the agent with the reason, using an attempt."""
+    inputs: dict[str, JsonValue] = {}
+    """What the agent needs beyond the texts (up to 64 KiB as JSON), e.g. the question
+    and runbook candidates of a triage."""
+
+
+MAX_INPUTS_BYTES = 64 * 1024
 
 
 class GoalSpec(_Strict):

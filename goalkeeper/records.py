@@ -6,7 +6,8 @@ from typing import Any
 from pydantic import BaseModel, JsonValue
 
 from goalkeeper.models import GoalReport, GoalSpec, TaskSpec, TaskView
-from goalkeeper.statuses import AssignmentStatus, GoalStatus
+from goalkeeper.requests import RequestSpec
+from goalkeeper.statuses import AssignmentStatus, GoalStatus, RequestStatus
 
 
 class EventKind(StrEnum):
@@ -33,6 +34,11 @@ class EventKind(StrEnum):
     APPROVAL_ESCALATED = "approval_escalated"
     RETRY_REQUESTED = "retry_requested"
     TASK_CANCELLED = "task_cancelled"
+    RESULT_INVALID = "result_invalid"
+    REQUEST_STARTED = "request_started"
+    REQUEST_REJECTED = "request_rejected"
+    REQUEST_TRIAGED = "request_triaged"
+    REQUEST_ENDED = "request_ended"
 
 
 class Event(BaseModel):
@@ -42,6 +48,7 @@ class Event(BaseModel):
     kind: EventKind
     message: str
     goal_id: str | None = None
+    """The goal's id, or a request's: a request's trail is kept under its request id."""
     task_id: str | None = None
     agent_id: str | None = None
     detail: dict[str, JsonValue] = {}
@@ -260,3 +267,57 @@ def goal_started_message(goal_id: str, header: GoalSpec, tasks: int, partitioned
     )
     how = f" in partitions of {header.partition_size}" if partitioned else ""
     return f"goal {goal_id!r} started with {tasks} tasks{source}{how}"
+
+
+class CheckResult(BaseModel):
+    """A result to check against what its task expects (`TaskSpec.expects`)."""
+
+    expects: str
+    result: JsonValue
+    """The result as reported: the content, or a reference to it."""
+    request_id: str | None = None
+    """For a triage: the request it answers."""
+
+
+class RecordRequest(BaseModel):
+    """A request that started (a valid `spec`) or was rejected (`error`, `raw`)."""
+
+    request_id: str
+    run_id: str
+    spec: RequestSpec | None = None
+    raw: JsonValue = None
+    """What was sent, summarised, when it was invalid."""
+    error: str | None = None
+    event: Event
+
+
+class UpdateRequest(BaseModel):
+    """A request's next state: triaged, answered, its goal started or ended."""
+
+    request_id: str
+    run_id: str
+    status: RequestStatus
+    kind: str | None = None
+    answer: str | None = None
+    goal_id: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    event: Event
+
+
+class TriageOutcome(BaseModel):
+    """What triage decided, as the request workflow needs it: the answer, or the goal
+    stored by reference (a plan of any size stays out of history)."""
+
+    kind: str
+    answer: str | None = None
+    reason: str = ""
+    spec_ref: str | None = None
+    title: str | None = None
+
+
+class MatchRunbooks(BaseModel):
+    """Find runbooks for a text: a request's question, a goal's description."""
+
+    text: str
+    limit: int = 5

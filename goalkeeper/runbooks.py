@@ -224,10 +224,22 @@ class RunbookMatch(BaseModel):
     failed: int
     success_rate: float
     """(completed + 1) / (completed + failed + 2): a runbook never used scores 0.5."""
+    description: str = ""
+    parameters: list[RunbookParameter] = []
+    """What a goal from it must or may give."""
 
 
 def score_match(
-    *, name: str, version: int, title: str, text_rank: float, runs: int, completed: int, failed: int
+    *,
+    name: str,
+    version: int,
+    title: str,
+    text_rank: float,
+    runs: int,
+    completed: int,
+    failed: int,
+    description: str = "",
+    parameters: list[RunbookParameter] | None = None,
 ) -> RunbookMatch:
     """Weigh text against history: of two runbooks whose text matches as well, one whose
     goals all completed scores up to three times one whose goals all failed; history
@@ -243,4 +255,6 @@ def score_match(
         completed=completed,
         failed=failed,
         success_rate=round(success_rate, 6),
+        description=description,
+        parameters=parameters or [],
     )

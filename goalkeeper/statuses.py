@@ -76,3 +76,22 @@ class Decision(StrEnum):
 
     APPROVE = "approve"
     REJECT = "reject"
+
+
+class RequestStatus(StrEnum):
+    """Where a request is in its life."""
+
+    TRIAGING = "triaging"
+    ANSWERED = "answered"
+    """Triage answered it directly: a simple request, and done."""
+    GOAL_RUNNING = "goal_running"
+    COMPLETED = "completed"
+    """Its goal completed."""
+    FAILED = "failed"
+    """Triage never gave a valid result, or the goal failed."""
+    REJECTED = "rejected"
+    """The request itself was invalid."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (RequestStatus.TRIAGING, RequestStatus.GOAL_RUNNING)

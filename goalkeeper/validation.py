@@ -5,12 +5,13 @@ the whole goal: ids, duplicates, dependencies and approvers. It is pure and
 deterministic, so the goal workflow and the starter run the same checks.
 """
 
+import json
 from typing import Any
 
 from pydantic import ValidationError
 
 from goalkeeper.errors import InvalidGoalSpec
-from goalkeeper.models import GoalSpec, describe_validation_error
+from goalkeeper.models import MAX_INPUTS_BYTES, GoalSpec, describe_validation_error
 from goalkeeper.runbooks import Runbook, apply_runbook
 
 
@@ -93,6 +94,11 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
                     f"tasks[{index}].depends_on: unknown task {dependency!r}; "
                     f"expected one of {sorted(seen)}"
                 )
+        if task.inputs and len(json.dumps(task.inputs)) > MAX_INPUTS_BYTES:
+            problems.append(
+                f"tasks[{index}].inputs: expected at most {MAX_INPUTS_BYTES} bytes as JSON, "
+                f"got {len(json.dumps(task.inputs))}"
+            )
         if task.requires_approval and not (task.approvers or spec.approvers):
             problems.append(
                 f"tasks[{index}].requires_approval: task {task.id!r} needs approval "

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,8 @@ from temporalio.service import RPCError
 
 from goalkeeper.models import GoalReport, Progress, TaskView
 from goalkeeper.statuses import TaskStatus
+from interfaces.agents import registry
+from interfaces.agents.runner import AgentRunner, Hook
 from interfaces.stack import TemporalDevServer, temporal_cli
 from workflows.goal import GoalWorkflow
 
@@ -273,3 +276,27 @@ async def run_temporal(server: TemporalDevServer, *args: str) -> tuple[int, str]
     out, _ = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode()
+
+
+@asynccontextmanager
+async def running_agents(
+    client: Client,
+    pool: asyncpg.Pool,
+    workspace: str,
+    hook: Hook,
+    skills: Sequence[str] = ("writing",),
+) -> AsyncIterator[AgentRunner]:
+    """Two agents with two slots each, enough that no task needs a provisioned agent."""
+    agent_ids = [f"{workspace}-agent-{n}" for n in range(2)]
+    for agent_id in agent_ids:
+        await registry.register_agent(pool, agent_id, workspace, skills, capacity=2)
+    # A sweep interval of an hour: only NOTIFY can wake these agents within the test.
+    runner = AgentRunner(client, pool, agent_ids, hook, sweep_interval=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield runner
+    finally:
+        stop.set()
+        await task
+        await registry.take_offline(pool, agent_ids)

@@ -2,49 +2,20 @@
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
 
 from goalkeeper.statuses import GoalStatus, TaskStatus
-from interfaces.agents import registry
 from interfaces.agents.runner import (
-    AgentRunner,
     CommandHook,
-    Hook,
     SimulatedFailure,
     SimulatedWork,
     Work,
     WorkResult,
 )
-from tests.helpers import goal_spec, start_goal
-
-
-@asynccontextmanager
-async def running_agents(
-    client: Client,
-    pool: asyncpg.Pool,
-    workspace: str,
-    hook: Hook,
-    skills: Sequence[str] = ("writing",),
-) -> AsyncIterator[AgentRunner]:
-    """Two agents with two slots each, enough that no task needs a provisioned agent."""
-    agent_ids = [f"{workspace}-agent-{n}" for n in range(2)]
-    for agent_id in agent_ids:
-        await registry.register_agent(pool, agent_id, workspace, skills, capacity=2)
-    # A sweep interval of an hour: only NOTIFY can wake these agents within the test.
-    runner = AgentRunner(client, pool, agent_ids, hook, sweep_interval=3600)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    try:
-        yield runner
-    finally:
-        stop.set()
-        await task
-        await registry.take_offline(pool, agent_ids)
+from tests.helpers import goal_spec, running_agents, start_goal
 
 
 async def test_registered_agents_are_woken_and_complete_a_goal(

@@ -14,8 +14,16 @@ import pytest
 from temporalio.client import Client
 
 from goalkeeper.statuses import TaskStatus
+from interfaces.agents.runner import SimulatedWork
 from interfaces.stack import TemporalDevServer, free_port
-from tests.helpers import ROOT, SimulatedAgents, goal_spec, new_goal_id, wait_task
+from tests.helpers import (
+    ROOT,
+    SimulatedAgents,
+    goal_spec,
+    new_goal_id,
+    running_agents,
+    wait_task,
+)
 
 
 @dataclass
@@ -49,7 +57,11 @@ def cli(temporal_server: TemporalDevServer, database_url: str, task_queue: str) 
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await process.communicate()
+        try:  # a command that hangs fails its test instead of stalling the suite
+            out, err = await asyncio.wait_for(process.communicate(), 180)
+        except TimeoutError:
+            process.kill()
+            raise AssertionError(f"starter.py {' '.join(args)} did not end in 180 s") from None
         assert process.returncode is not None
         return Result(process.returncode, out.decode(), err.decode())
 
@@ -233,6 +245,35 @@ async def test_runbooks_added_listed_shown_matched_and_used(
     assert rejected.code == 2 and "['quater'] are not parameters of runbook 'campaign'" in (
         rejected.err
     )
+
+
+async def test_ask_prints_the_answer_or_the_goal(
+    cli: Cli, client: Client, pool: asyncpg.Pool, workspace: str
+) -> None:
+    hook = SimulatedWork(delay=(0, 0))
+    async with running_agents(client, pool, workspace, hook, ("triage", "research", "writing")):
+        answered = await cli("ask", "Who approves refunds?", "--workspace", workspace, "--wait",
+                             "--json")  # fmt: skip
+        assert answered.code == 0, answered.err
+        body = answered.json()
+        assert (body["kind"], body["status"]) == ("answer", "answered") and body["answer"]
+        # Words no runbook holds, so the simulated triage proposes tasks of its own.
+        question = f"Zorblat the {workspace} quux with vorpal snickersnee and frumious bandersnatch"
+        goal = await cli("ask", question, "--workspace", workspace, "--wait", "--json")
+        assert goal.code == 0, goal.err
+        body = goal.json()
+        assert (body["kind"], body["status"], body["goal_status"]) == (
+            "goal",
+            "completed",
+            "completed",
+        )
+        assert body["goal_id"] == f"{body['request_id']}.goal" and body["reason"]
+        text = await cli("ask", "Is it Monday?", "--workspace", workspace, "--wait")
+        assert "answered directly" in text.out
+    started = await cli("ask", "Anything?", "--workspace", workspace, "--json")
+    assert started.code == 0 and started.json()["request_id"].startswith("request-")
+    empty = await cli("ask", "   ")
+    assert empty.code == 2 and "question: String should have at least 1 character" in empty.err
 
 
 async def test_unreachable_servers_say_where_and_how_to_start_one(cli: Cli, tmp_path: Path) -> None:

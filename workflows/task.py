@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
+    from activities.checks import CheckActivities
     from activities.read_model import ReadModelActivities
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.models import (
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         AssignAgents,
         Assignment,
         AssignTask,
+        CheckResult,
         EndAssignment,
         Event,
         EventKind,
@@ -370,6 +372,32 @@ class TaskWorkflow:
                 prefer = None
                 continue
 
+            problem = await self._check(report)
+            if problem is not None:
+                lines.append(f"attempt {attempt}: agent {agent} gave an invalid result: {problem}")
+                if self._budget_spent():
+                    await self._fail(lines, AssignmentStatus.FAILED, report, **spent)
+                    return
+                self._rework.append(
+                    {
+                        "approver": "goalkeeper",
+                        "comment": problem,
+                        "assignment_id": self._view.assignment_id,
+                    }
+                )
+                await self._end_assignment(
+                    AssignmentStatus.FAILED,
+                    report,
+                    EventKind.RESULT_INVALID,
+                    f"agent {agent!r} gave task {self._view.task_id!r} an invalid "
+                    f"{input.task.expects} result; asking again: {problem}"[:4000],
+                    status=TaskStatus.PENDING,
+                    history=lines,
+                    **spent,
+                )
+                prefer = agent
+                continue
+
             lines.append(f"attempt {attempt}: agent {agent} completed")
             if not input.task.requires_approval:
                 await self._end_assignment(
@@ -442,6 +470,23 @@ class TaskWorkflow:
                 history=lines,
             )
             prefer = agent
+
+    async def _check(self, report: AgentReport) -> str | None:
+        """Why a completed report's result is not what the task expects, if it expects one."""
+        expects = self._input.task.expects
+        if expects is None:
+            return None
+        request_id = self._input.task.inputs.get("request_id")
+        problem: str | None = await record(
+            CheckActivities.check_result,
+            CheckResult(
+                expects=expects,
+                result=report.result,
+                request_id=request_id if isinstance(request_id, str) else None,
+            ),
+            f"check the {expects} result",
+        )
+        return problem
 
     def _budget_spent(self) -> bool:
         return self._view.attempts - self._attempts_before >= self._input.max_attempts

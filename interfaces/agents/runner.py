@@ -27,8 +27,10 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from activities import results
 from activities.assignment import ASSIGNMENTS_CHANNEL
-from interfaces.agents import registry, results
+from interfaces.agents import registry
+from interfaces.agents.judgement import simulated_triage
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -90,6 +92,12 @@ class SimulatedWork:
         cost = round(tokens / 1000 * self.cost_per_1k_tokens, 6)
         if rng.random() >= self.success_rate:
             raise SimulatedFailure(f"simulated failure on attempt {work.attempt}", tokens, cost)
+        if work.task.get("expects") == "triage":
+            inputs = work.task.get("inputs") or {}
+            verdict = simulated_triage(
+                str(inputs.get("question", "")), inputs.get("runbook_candidates") or [], rng
+            )
+            return WorkResult(result=verdict, tokens_used=tokens, cost_usd=cost)
         rework = work.context.get("rework") or []
         note = f" (rework: {rework[-1]['comment']})" if rework else ""
         return WorkResult(

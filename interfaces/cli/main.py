@@ -6,7 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from interfaces.cli import agents, approvals, demo, goals, health, runbooks, stack
+from interfaces.cli import agents, approvals, demo, goals, health, requests, runbooks, stack
 from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.client import TemporalUnreachable
 from interfaces.config import Settings
@@ -54,6 +54,15 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", default="demo", help="the agents' seed: same seed, same run")
     show.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
     show.add_argument("--timeout", type=float, default=300, help="give up after (300) seconds")
+
+    asking = command(
+        commands, "ask", "ask a question: an agent answers it or sets a goal", requests.ask
+    )
+    asking.add_argument("question", help="what you want answered or done")
+    asking.add_argument("--workspace", default="default", help="workspace (default)")
+    asking.add_argument("--approver", action="append", default=[], help="an approver (repeat)")
+    asking.add_argument("--request-id", help="request id (default: generated)")
+    asking.add_argument("--wait", action="store_true", help="wait for the answer or the goal")
 
     goal = commands.add_parser("goal", help="start goals and read them").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -1,0 +1,49 @@
+"""Checks of results a task must give in a set shape (`expects`), before they count."""
+
+import asyncpg
+from temporalio import activity
+
+from activities.requests import load_request
+from activities.results import resolve
+from activities.runbooks import fetch_runbook
+from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
+from goalkeeper.records import CheckResult
+from goalkeeper.requests import TriageAnswer, goal_from_triage, parse_triage, request_goal_id
+from goalkeeper.runbooks import runbook_named
+from goalkeeper.validation import validate_goal_spec
+
+
+class CheckActivities:
+    """Judges results against what their task expects; holds the worker's pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @activity.defn
+    async def check_result(self, check: CheckResult) -> str | None:
+        """Why the result is not what the task expects, or None when it is."""
+        try:
+            result = await resolve(self.pool, check.result)
+        except LookupError as exc:
+            return str(exc)
+        if check.expects == "triage":
+            return await self._triage_problem(check, result)
+        return f"expects: unknown kind {check.expects!r}; expected 'triage'"
+
+    async def _triage_problem(self, check: CheckResult, result: object) -> str | None:
+        triage = parse_triage(result)
+        if isinstance(triage, str):
+            return triage
+        if isinstance(triage, TriageAnswer):
+            return None
+        request = await load_request(self.pool, check.request_id or "")
+        if request is None:
+            return f"request {check.request_id!r} of this triage is not stored"
+        spec = goal_from_triage(triage, request)
+        named = runbook_named(spec)
+        try:
+            runbook = None if named is None else await fetch_runbook(self.pool, *named)
+            validate_goal_spec(spec, request_goal_id(check.request_id or ""), runbook)
+        except (InvalidGoalSpec, InvalidRunbook) as exc:
+            return f"the proposed goal is invalid: {exc}"
+        return None

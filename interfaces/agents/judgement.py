@@ -1,0 +1,62 @@
+"""Simulated judgement for the demo and tests: triage, deterministic and offline.
+
+Real deployments give these skills to an LLM agent (see the `pydantic-ai` hook) or to
+a person; these stand-ins follow simple rules, so a run can be predicted from its seed.
+"""
+
+import random
+from typing import Any
+
+RUNBOOK_MIN_RANK = 0.1
+"""Below this text rank a runbook candidate is a coincidence of words, not a fit."""
+
+SIMPLE_WORDS = 12
+"""A question this short, ending in '?', gets a direct answer."""
+
+
+def simulated_triage(question: str, candidates: list[dict[str, Any]], rng: random.Random) -> Any:
+    """An answer for a short question; else a goal from the best runbook, or of its own."""
+    words = question.split()
+    if len(words) <= SIMPLE_WORDS and question.rstrip().endswith("?"):
+        return {
+            "kind": "answer",
+            "answer": f"A short answer to {question!r} (simulated, seed draw {rng.random():.3f}).",
+            "reason": f"a question of {len(words)} words that one answer settles",
+        }
+    title = " ".join(words[:20])[:200]
+    fitting = [c for c in candidates if c.get("text_rank", 0) >= RUNBOOK_MIN_RANK]
+    if fitting:
+        best = fitting[0]
+        parameters = {
+            p["name"]: question for p in best.get("parameters", []) if p.get("default") is None
+        }
+        return {
+            "kind": "goal",
+            "goal": {
+                "title": title,
+                "description": question,
+                "runbook": best["name"],
+                "parameters": parameters,
+            },
+            "reason": (
+                f"it needs several steps, and runbook {best['name']!r} fits it best "
+                f"(score {best.get('score', 0):.3f})"
+            ),
+        }
+    return {
+        "kind": "goal",
+        "goal": {
+            "title": title,
+            "description": question,
+            "tasks": [
+                {"id": "research", "title": f"Research: {title}", "skill": "research"},
+                {
+                    "id": "write-up",
+                    "title": f"Write up: {title}",
+                    "skill": "writing",
+                    "depends_on": ["research"],
+                },
+            ],
+        },
+        "reason": "it needs several steps and no runbook fits it",
+    }

@@ -1,0 +1,71 @@
+"""`ask`: a question, triaged by an agent into an answer or a goal."""
+
+import argparse
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from goalkeeper.models import describe_validation_error
+from goalkeeper.requests import RequestSpec, RequestView
+from goalkeeper.statuses import RequestStatus
+from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session
+from workflows.request import RequestWorkflow
+
+
+async def ask(session: Session, args: argparse.Namespace) -> None:
+    spec = {"question": args.question, "workspace": args.workspace, "approvers": args.approver}
+    try:
+        RequestSpec.model_validate(spec)  # the workflow checks again; this answers sooner
+    except ValidationError as exc:
+        raise CliError(describe_validation_error(exc, "request"), EXIT_USAGE) from exc
+    request_id = args.request_id or f"request-{uuid.uuid4().hex[:8]}"
+    client = await session.client()
+    try:
+        handle = await client.start_workflow(
+            RequestWorkflow.run,
+            spec,
+            id=request_id,
+            task_queue=session.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=args.question[:200],
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise CliError(f"request {request_id!r} already exists; choose another id") from exc
+    link = session.ui_link(request_id)
+    if not args.wait:
+        session.emit({"request_id": request_id, "ui": link}, f"asked: request {request_id}\n{link}")
+        return
+    try:
+        view: RequestView = await handle.result()
+    except WorkflowFailureError as exc:
+        raise CliError(f"request {request_id!r} failed: {exc.cause}") from exc
+    session.emit(outcome(view), describe(view))
+    if view.status not in (RequestStatus.ANSWERED, RequestStatus.COMPLETED):
+        session.exit_code = EXIT_FAILED
+
+
+def outcome(view: RequestView) -> dict[str, Any]:
+    """What scripts read: which it was, the answer or the goal, and how it ended."""
+    found: dict[str, Any] = {"request_id": view.request_id, "kind": view.kind}
+    if view.kind == "answer":
+        found["answer"] = view.answer
+    elif view.kind == "goal":
+        found["goal_id"] = view.goal_id
+        found["goal_status"] = view.goal_status
+    found.update(status=view.status.value, reason=view.reason, error=view.error)
+    return found
+
+
+def describe(view: RequestView) -> str:
+    if view.kind == "answer":
+        return f"{view.answer}\n(answered directly: {view.reason or 'no reason given'})"
+    if view.kind == "goal":
+        return (
+            f"request {view.request_id} became goal {view.goal_id}, which ended "
+            f"{view.goal_status}\n(why a goal: {view.reason or 'no reason given'})"
+        )
+    return f"request {view.request_id} {view.status.value}: {view.error}"

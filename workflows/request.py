@@ -1,0 +1,220 @@
+"""`RequestWorkflow`: a person's question, triaged by an agent into an answer or a goal."""
+
+from typing import Any, NoReturn
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.requests import RequestActivities
+    from activities.runbooks import RunbookActivities
+    from goalkeeper.models import GoalReport, describe_validation_error
+    from goalkeeper.records import (
+        Event,
+        EventKind,
+        MatchRunbooks,
+        RecordRequest,
+        TriageOutcome,
+        UpdateRequest,
+    )
+    from goalkeeper.requests import (
+        RequestSpec,
+        RequestView,
+        request_goal_id,
+        triage_goal_id,
+        triage_goal_spec,
+    )
+    from goalkeeper.runbooks import RunbookMatch
+    from goalkeeper.statuses import GoalStatus, RequestStatus
+    from workflows.goal import GoalWorkflow
+    from workflows.messages import summarize_payload
+    from workflows.options import record
+
+MAX_REQUEST_ID = 100
+"""Request ids leave room for the `.triage` and `.goal` of the goals they start."""
+
+
+@workflow.defn
+class RequestWorkflow:
+    """Asks a triage agent whether a question needs a goal; answers it, or runs the goal.
+
+    The triage is a goal of one task (`{request_id}.triage`, skill `triage`), so it gets
+    an agent, deadlines and retries like any task; its result must be an answer or a
+    valid goal spec, checked before it counts. A goal starts as `{request_id}.goal`,
+    by reference, and the request ends when it does.
+    """
+
+    @workflow.init
+    def __init__(self, raw: Any = None) -> None:
+        info = workflow.info()
+        self._run_id = info.first_execution_run_id
+        self._view = RequestView(
+            request_id=info.workflow_id,
+            question="",
+            workspace="default",
+            status=RequestStatus.TRIAGING,
+        )
+
+    @workflow.run
+    async def run(self, raw: Any = None) -> RequestView:
+        request = await self._validate(raw)
+        view = self._view
+        view.question, view.workspace = request.question, request.workspace
+        candidates: list[RunbookMatch] = await record(
+            RunbookActivities.match_runbooks,
+            MatchRunbooks(text=request.question),
+            "find runbooks for the question",
+        )
+        names = ", ".join(c.name for c in candidates) or "none"
+        await record(
+            RequestActivities.record_request,
+            RecordRequest(
+                request_id=view.request_id,
+                run_id=self._run_id,
+                spec=request,
+                event=self._event(
+                    EventKind.REQUEST_STARTED,
+                    f"request {view.request_id!r} asked; runbook candidates: {names}",
+                ),
+            ),
+            "record the request",
+        )
+        self._show("triaging")
+        triage = await self._run_goal(
+            triage_goal_spec(view.request_id, request, candidates),
+            triage_goal_id(view.request_id),
+            ParentClosePolicy.TERMINATE,
+        )
+        if isinstance(triage, str):
+            return await self._end(RequestStatus.FAILED, error=f"triage failed: {triage}")
+        outcome: TriageOutcome = await record(
+            RequestActivities.load_triage, view.request_id, "read the triage"
+        )
+        view.kind, view.reason = "answer" if outcome.kind == "answer" else "goal", outcome.reason
+        if outcome.kind == "answer":
+            view.answer = outcome.answer
+            return await self._end(RequestStatus.ANSWERED)
+        view.goal_id = request_goal_id(view.request_id)
+        await self._update(
+            RequestStatus.GOAL_RUNNING,
+            EventKind.REQUEST_TRIAGED,
+            f"request {view.request_id!r} needs a goal: started {view.goal_id!r} "
+            f"({outcome.title}); why: {outcome.reason or 'not given'}",
+        )
+        self._show(f"goal {view.goal_id} running")
+        goal = await self._run_goal(
+            {"spec_ref": outcome.spec_ref}, view.goal_id, ParentClosePolicy.ABANDON
+        )
+        if isinstance(goal, str):
+            return await self._end(RequestStatus.FAILED, error=f"goal failed: {goal}")
+        view.goal_status = goal.status.value
+        completed = goal.status is GoalStatus.COMPLETED
+        return await self._end(
+            RequestStatus.COMPLETED if completed else RequestStatus.FAILED,
+            error=None if completed else f"goal {view.goal_id!r} {goal.status.value}",
+        )
+
+    @workflow.query
+    def status(self) -> RequestView:
+        """The request now: triaging, answered, or the goal it became and how it stands."""
+        return self._view
+
+    async def _validate(self, raw: Any) -> RequestSpec:
+        request_id = self._view.request_id
+        try:
+            if len(request_id) > MAX_REQUEST_ID:
+                raise ValueError(
+                    f"request id {request_id!r}: expected at most {MAX_REQUEST_ID} characters, "
+                    f"got {len(request_id)}"
+                )
+            return RequestSpec.model_validate(raw)
+        except ValidationError as exc:
+            await self._reject(describe_validation_error(exc, "request"), raw)
+        except ValueError as exc:
+            await self._reject(f"invalid request: {exc}", raw)
+
+    async def _reject(self, error: str, raw: Any) -> NoReturn:
+        self._view.status, self._view.error = RequestStatus.REJECTED, error
+        await record(
+            RequestActivities.record_request,
+            RecordRequest(
+                request_id=self._view.request_id,
+                run_id=self._run_id,
+                raw=summarize_payload((raw,), 4000),
+                error=error[:4000],
+                event=self._event(EventKind.REQUEST_REJECTED, error[:4000]),
+            ),
+            "record the rejected request",
+        )
+        raise ApplicationError(error, type="InvalidRequest", non_retryable=True)
+
+    async def _run_goal(
+        self, spec: dict[str, Any], goal_id: str, policy: ParentClosePolicy
+    ) -> GoalReport | str:
+        """Run a goal as a child to its end: its report, or why it could not run."""
+        try:
+            report: GoalReport = await workflow.execute_child_workflow(
+                GoalWorkflow.run,
+                spec,
+                id=goal_id,
+                parent_close_policy=policy,
+                static_summary=f"for request {self._view.request_id}",
+            )
+        except ChildWorkflowError as exc:
+            cause = exc.cause
+            return str(cause.message if isinstance(cause, ApplicationError) else cause or exc)
+        if report.status is GoalStatus.FAILED and goal_id == triage_goal_id(self._view.request_id):
+            errors = [t.error for t in report.tasks if t.error]
+            return errors[0] if errors else report.error or "the triage task failed"
+        return report
+
+    async def _end(self, status: RequestStatus, error: str | None = None) -> RequestView:
+        view = self._view
+        view.error = error
+        what = {
+            RequestStatus.ANSWERED: f"answered directly; why: {view.reason or 'not given'}",
+            RequestStatus.COMPLETED: f"completed: goal {view.goal_id!r} completed",
+        }.get(status, f"failed: {error}")
+        await self._update(status, EventKind.REQUEST_ENDED, f"request {view.request_id!r} {what}")
+        self._show(status.value)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return view
+
+    async def _update(self, status: RequestStatus, kind: EventKind, message: str) -> None:
+        view = self._view
+        view.status = status
+        await record(
+            RequestActivities.update_request,
+            UpdateRequest(
+                request_id=view.request_id,
+                run_id=self._run_id,
+                status=status,
+                kind=view.kind,
+                answer=view.answer,
+                goal_id=view.goal_id,
+                reason=view.reason,
+                error=view.error,
+                event=self._event(kind, message[:4000]),
+            ),
+            f"record the request {status.value}",
+        )
+
+    def _event(self, kind: EventKind, message: str) -> Event:
+        return Event(
+            event_id=str(workflow.uuid4()),
+            kind=kind,
+            message=message,
+            goal_id=self._view.request_id,
+            detail={"kind": self._view.kind, "goal_id": self._view.goal_id},
+        )
+
+    def _show(self, stage: str) -> None:
+        view = self._view
+        workflow.set_current_details(
+            f"**{stage}**: {view.question[:200]}"
+            + (f"\n\ngoal: `{view.goal_id}`" if view.goal_id else "")
+            + (f"\n\nwhy: {view.reason}" if view.reason else "")
+        )
