@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from activities.assignment import AssignmentActivities
 from activities.checks import CheckActivities
 from activities.database import apply_schema, create_pool
+from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
 from activities.read_model import ReadModelActivities
 from activities.requests import RequestActivities
@@ -50,6 +51,7 @@ def build_worker(
     runbooks = RunbookActivities(pool)
     requests = RequestActivities(pool)
     checks = CheckActivities(pool)
+    deliverables = DeliverableActivities(pool)
     return Worker(
         client,
         task_queue=task_queue,
@@ -84,6 +86,7 @@ def build_worker(
             requests.update_request,
             requests.load_triage,
             checks.check_result,
+            deliverables.compile_deliverable,
         ],
     )
 

@@ -339,7 +339,7 @@ class ReadModelActivities:
 
     @activity.defn
     async def finish_goal(self, record: FinishGoal) -> None:
-        """Store a goal's final status and report."""
+        """Store a goal's final status and report; retire the idle agents provisioned for it."""
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(
                 """
@@ -353,6 +353,7 @@ class ReadModelActivities:
                 record.report.error,
             )
             await insert_event(connection, record.event)
+            await connection.execute("SELECT goalkeeper_retire($1, NULL)", record.goal_id)
 
     @activity.defn
     async def record_event(self, event: Event) -> None:

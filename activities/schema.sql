@@ -27,6 +27,15 @@ CREATE TABLE IF NOT EXISTS goal_specs (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Each goal's compiled deliverable: a document of its tasks' results, in plan order.
+CREATE TABLE IF NOT EXISTS deliverables (
+    goal_id      text PRIMARY KEY REFERENCES goals ON DELETE CASCADE,
+    goal_run_id  text NOT NULL,
+    body         text NOT NULL,
+    bytes        integer NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
 -- Questions people asked: triaged into an answer, or a goal (`goal_id`).
 CREATE TABLE IF NOT EXISTS requests (
     request_id    text PRIMARY KEY,
@@ -75,6 +84,9 @@ CREATE TABLE IF NOT EXISTS agents (
     CONSTRAINT agent_within_capacity CHECK (active_assignments BETWEEN 0 AND capacity)
 );
 CREATE INDEX IF NOT EXISTS agents_pool ON agents USING gin (skills);
+-- The goal an agent was provisioned for: it is retired once that goal has ended and it
+-- holds no work.
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS provisioned_for text;
 
 CREATE TABLE IF NOT EXISTS tasks (
     goal_id            text NOT NULL REFERENCES goals ON DELETE CASCADE,
@@ -280,8 +292,10 @@ BEGIN
     IF chosen IS NULL THEN
         chosen := r->>'provision_id';
         fresh := true;
-        INSERT INTO agents (agent_id, workspace, skills, status, capacity, provisioned)
-        VALUES (chosen, r->>'workspace', ARRAY[r->>'skill'], 'available', 1, true);
+        INSERT INTO agents (agent_id, workspace, skills, status, capacity, provisioned,
+                            provisioned_for)
+        VALUES (chosen, r->>'workspace', ARRAY[r->>'skill'], 'available', 1, true,
+                r->>'goal_id');
         PERFORM goalkeeper_event(r->'provision_event' || jsonb_build_object('agent_id', chosen));
     END IF;
     UPDATE agents g SET active_assignments = g.active_assignments + 1, status = 'busy',
@@ -336,12 +350,35 @@ BEGIN
 END $$;
 
 -- Free one of the agent's slots; an idle agent that was busy becomes available.
+-- Retire idle agents provisioned for goals that have ended: those of one goal as it
+-- ends, or one agent as it frees its last slot. Each retirement is recorded.
+-- (plpgsql: its body is parsed when first run, after the 'retired' status is committed.)
+CREATE OR REPLACE FUNCTION goalkeeper_retire(for_goal text, agent text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    WITH retired AS (
+        UPDATE agents g SET status = 'retired'
+        WHERE g.provisioned_for IS NOT NULL AND g.active_assignments = 0
+          AND g.status <> 'retired'
+          AND (for_goal IS NULL OR g.provisioned_for = for_goal)
+          AND (agent IS NULL OR g.agent_id = agent)
+          AND EXISTS (SELECT 1 FROM goals o WHERE o.goal_id = g.provisioned_for
+                                              AND o.status <> 'running')
+        RETURNING g.agent_id, g.provisioned_for)
+    INSERT INTO events (event_id, goal_id, agent_id, kind, message)
+    SELECT gen_random_uuid(), provisioned_for, agent_id, 'agent_retired',
+           format('agent %L retired: provisioned for goal %L, which has ended, and idle',
+                  retired.agent_id, provisioned_for)
+    FROM retired;
+END $$;
+
 CREATE OR REPLACE FUNCTION goalkeeper_release(agent text) RETURNS void
 LANGUAGE sql AS $$
     UPDATE agents SET active_assignments = active_assignments - 1,
            status = CASE WHEN status = 'busy' AND active_assignments = 1
                          THEN 'available'::agent_status ELSE status END
-    WHERE agent_id = agent AND active_assignments > 0
+    WHERE agent_id = agent AND active_assignments > 0;
+    SELECT goalkeeper_retire(NULL, agent);
 $$;
 
 -- Close an assignment with its outcome, free the agent's slot (only the call that closes
@@ -359,7 +396,8 @@ BEGIN
     IF agent IS NOT NULL THEN
         PERFORM goalkeeper_release(agent);
         IF r->>'status' = 'timed_out' THEN
-            UPDATE agents SET status = 'unresponsive' WHERE agent_id = agent;
+            UPDATE agents SET status = 'unresponsive'
+            WHERE agent_id = agent AND status <> 'retired';
         END IF;
     END IF;
     PERFORM goalkeeper_write_task(r->'task');

@@ -244,6 +244,8 @@ class GoalReport(BaseModel):
     tasks_omitted: int = 0
     """Completed tasks left out of `tasks` to keep the report small (large goals)."""
     error: str | None = None
+    deliverable_bytes: int = 0
+    """Size of the compiled deliverable, kept in PostgreSQL (`goal report --deliverable`)."""
 
 
 class TaskSummary(BaseModel):

@@ -30,6 +30,7 @@ class EventKind(StrEnum):
     TASK_SKIPPED = "task_skipped"
     AGENT_REGISTERED = "agent_registered"
     AGENT_UNRESPONSIVE = "agent_unresponsive"
+    AGENT_RETIRED = "agent_retired"
     HEARTBEAT_REJECTED = "heartbeat_rejected"
     APPROVAL_ESCALATED = "approval_escalated"
     RETRY_REQUESTED = "retry_requested"
@@ -321,3 +322,10 @@ class MatchRunbooks(BaseModel):
 
     text: str
     limit: int = 5
+
+
+class CompileDeliverable(BaseModel):
+    """Compile a goal's deliverable from its tasks' results."""
+
+    goal_id: str
+    goal_run_id: str

@@ -18,6 +18,8 @@ class AgentStatus(StrEnum):
     """Missed its deadline or heartbeats; gets no work until it reports in again."""
     OFFLINE = "offline"
     """Deregistered; gets no work."""
+    RETIRED = "retired"
+    """Provisioned for a goal that has ended, and idle: out of the pool for good."""
 
     @property
     def accepts_work(self) -> bool:

@@ -6,6 +6,7 @@ To refresh the stored histories after a deliberate, versioned change:
 
 import os
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -13,24 +14,29 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from goalkeeper.statuses import GoalStatus
-from tests.helpers import SimulatedAgents, start_goal
+from goalkeeper.statuses import GoalStatus, RequestStatus
+from interfaces.agents.runner import Work, WorkResult
+from tests.helpers import SimulatedAgents, running_agents, start_goal
 from workflows.goal import GoalWorkflow
 from workflows.partition import PartitionWorkflow
+from workflows.request import RequestWorkflow
 from workflows.task import TaskWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 GOAL_ID = "replay-sample"
 PARTITIONED_ID = "replay-partitioned"
+REQUEST_ID = "replay-request"
 WORKFLOW_IDS = {
     "goal": GOAL_ID,
     "task_with_approval": f"{GOAL_ID}/email",
     "task_retried": f"{GOAL_ID}/flaky",
     "goal_partitioned": PARTITIONED_ID,
     "partition": f"{PARTITIONED_ID}#partition-1",
+    "request": REQUEST_ID,
+    "task_triage": f"{REQUEST_ID}.triage/triage",
 }
 REPLAYER = Replayer(
-    workflows=[GoalWorkflow, PartitionWorkflow, TaskWorkflow],
+    workflows=[RequestWorkflow, GoalWorkflow, PartitionWorkflow, TaskWorkflow],
     data_converter=pydantic_data_converter,
 )
 
@@ -85,6 +91,28 @@ async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, works
     async with SimulatedAgents(client, pool, handle.id):
         report = await handle.result()
     assert report.status is GoalStatus.COMPLETED and report.progress.tasks_completed == 5
+
+    async with running_agents(client, pool, workspace, _triage_then_work, ("triage", "data")):
+        request = await client.execute_workflow(
+            RequestWorkflow.run,
+            {"question": "Import the leads, then count them", "workspace": workspace},
+            id=REQUEST_ID,
+            task_queue=queue,
+        )
+    assert request.status is RequestStatus.COMPLETED
+
+
+async def _triage_then_work(work: Work) -> WorkResult:
+    """A triage that is sent back once, then proposes a goal; other work just completes."""
+    if work.task.get("expects") != "triage":
+        return WorkResult(f"{work.task_id} done")
+    if work.attempt == 1:
+        return WorkResult({"kind": "goal", "goal": {"title": "No tasks"}})
+    goal: dict[str, Any] = {
+        "title": "Leads",
+        "tasks": [{"id": "import", "title": "Import", "skill": "data"}],
+    }
+    return WorkResult({"kind": "goal", "goal": goal})
 
 
 async def test_a_fresh_history_of_every_path_replays(

@@ -9,6 +9,7 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.deliverables import DeliverableActivities
     from activities.read_model import ReadModelActivities
     from activities.runbooks import RunbookActivities
     from goalkeeper.errors import InvalidGoalSpec
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.progress import compute_progress
     from goalkeeper.records import (
+        CompileDeliverable,
         Event,
         EventKind,
         FinishGoal,
@@ -60,6 +62,8 @@ PAGE_BYTES = 128 * 1024
 """Task specs written or read per activity call, as JSON."""
 
 STORE_TIMEOUT = timedelta(minutes=10)
+COMPILE_TIMEOUT = timedelta(minutes=5)
+"""Compiling a deliverable: every result of a goal of any size, read a page at a time."""
 """Validating and storing a spec stored by reference: 100,000 tasks take seconds."""
 
 REPORT_TASKS = 500
@@ -492,6 +496,12 @@ class GoalWorkflow:
         shown: list[int] | range = []
         if window is not None:
             shown = lost[:REPORT_TASKS] if total > REPORT_TASKS else range(total)
+        deliverable_bytes: int = await record(
+            DeliverableActivities.compile_deliverable,
+            CompileDeliverable(goal_id=self._goal_id, goal_run_id=self._run_id),
+            "compile the deliverable",
+            COMPILE_TIMEOUT,
+        )
         report = GoalReport(
             goal_id=self._goal_id,
             title=header.title,
@@ -500,6 +510,7 @@ class GoalWorkflow:
             tasks=[self._task_report(window, i) for i in shown] if window else [],
             tasks_omitted=total - len(shown),
             error=error,
+            deliverable_bytes=deliverable_bytes,
         )
         await record(
             ReadModelActivities.finish_goal,

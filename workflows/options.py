@@ -33,7 +33,9 @@ LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
 database outage neither holds a workflow task open nor loses the write."""
 
 
-async def record(activity: Any, arg: Any, summary: str) -> Any:
+async def record(
+    activity: Any, arg: Any, summary: str, timeout: timedelta = ACTIVITY_TIMEOUT
+) -> Any:
     """Run one short, idempotent PostgreSQL write (or read) as a local activity.
 
     A local activity is one marker in the same workflow task, instead of three events
@@ -42,7 +44,7 @@ async def record(activity: Any, arg: Any, summary: str) -> Any:
     return await workflow.execute_local_activity_method(
         activity,
         arg,
-        start_to_close_timeout=ACTIVITY_TIMEOUT,
+        start_to_close_timeout=timeout,
         retry_policy=DATABASE_RETRY,
         local_retry_threshold=LOCAL_RETRY_THRESHOLD,
         summary=summary,

@@ -13,6 +13,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.deliverables import read_deliverable
 from activities.paging import goal_tasks
 from activities.runbooks import fetch_runbook
 from goalkeeper.errors import InvalidGoalSpec
@@ -123,7 +124,13 @@ async def report(session: Session, args: argparse.Namespace) -> None:
         result: GoalReport = await handle.result()
     except WorkflowFailureError as exc:
         raise CliError(f"goal {args.goal_id!r} failed: {exc.cause}") from exc
-    session.emit(result.model_dump(mode="json"), describe_report(result))
+    if args.deliverable:
+        body = await read_deliverable(await session.pool(), args.goal_id)
+        if body is None:
+            raise CliError(f"goal {args.goal_id!r} has no deliverable stored")
+        session.emit({"goal_id": args.goal_id, "deliverable": body}, body)
+    else:
+        session.emit(result.model_dump(mode="json"), describe_report(result))
     if result.status is not GoalStatus.COMPLETED:
         session.exit_code = EXIT_FAILED
 
@@ -209,6 +216,12 @@ def describe_report(report: GoalReport) -> str:
     ]
     if report.error:
         lines += ["", report.error]
+    if report.deliverable_bytes:
+        lines += [
+            "",
+            f"deliverable: {report.deliverable_bytes} bytes "
+            f"(python starter.py goal report {report.goal_id} --deliverable)",
+        ]
     return "\n".join(lines)
 
 

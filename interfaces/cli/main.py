@@ -86,9 +86,11 @@ def parser() -> argparse.ArgumentParser:
     command(goal, "tasks", "list a goal's tasks, agents and assignments", goals.tasks).add_argument(
         "goal_id"
     )
-    command(
-        goal, "report", "wait for a goal to end and print its report", goals.report
-    ).add_argument("goal_id")
+    reporting = command(goal, "report", "wait for a goal to end and print its report", goals.report)
+    reporting.add_argument("goal_id")
+    reporting.add_argument(
+        "--deliverable", action="store_true", help="print the compiled deliverable instead"
+    )
     listing = command(goal, "list", "list goals from the read model", goals.list_goals)
     listing.add_argument("--limit", type=int, default=50, help="newest N goals (50)")
 
