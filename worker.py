@@ -23,6 +23,7 @@ from activities.checks import CheckActivities
 from activities.database import apply_schema, create_pool
 from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
+from activities.plans import PlanActivities
 from activities.read_model import ReadModelActivities
 from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
@@ -52,6 +53,7 @@ def build_worker(
     requests = RequestActivities(pool)
     checks = CheckActivities(pool)
     deliverables = DeliverableActivities(pool)
+    plans = PlanActivities(pool)
     return Worker(
         client,
         task_queue=task_queue,
@@ -87,6 +89,7 @@ def build_worker(
             requests.load_triage,
             checks.check_result,
             deliverables.compile_deliverable,
+            plans.adopt_plan,
         ],
     )
 

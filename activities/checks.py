@@ -3,6 +3,7 @@
 import asyncpg
 from temporalio import activity
 
+from activities.plans import planned_tasks
 from activities.requests import load_request
 from activities.results import resolve
 from activities.runbooks import fetch_runbook
@@ -28,7 +29,13 @@ class CheckActivities:
             return str(exc)
         if check.expects == "triage":
             return await self._triage_problem(check, result)
-        return f"expects: unknown kind {check.expects!r}; expected 'triage'"
+        if check.expects == "plan":
+            try:
+                await planned_tasks(self.pool, check.goal_id or "", check.goal_run_id or "", result)
+            except InvalidGoalSpec as exc:
+                return str(exc)
+            return None
+        return f"expects: unknown kind {check.expects!r}; expected 'triage' or 'plan'"
 
     async def _triage_problem(self, check: CheckResult, result: object) -> str | None:
         triage = parse_triage(result)

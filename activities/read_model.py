@@ -7,9 +7,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.rows import Connection, insert_event
-from activities.runbooks import fetch_runbook
+from activities.runbooks import fetch_runbook, match_runbooks
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.models import GoalRef, GoalSpec, TaskSpec
+from goalkeeper.planning import needs_plan
 from goalkeeper.records import (
     Event,
     EventKind,
@@ -93,7 +94,7 @@ class ReadModelActivities:
                     "tasks_total": record.tasks_total,
                 },
             )
-            await _insert_tasks(connection, record.goal_id, spec.approvers, 0, record.tasks)
+            await insert_tasks(connection, record.goal_id, spec.approvers, 0, record.tasks)
             await insert_event(connection, record.event)
 
     @activity.defn
@@ -111,7 +112,12 @@ class ReadModelActivities:
         named = runbook_named(raw)
         try:
             runbook = None if named is None else await fetch_runbook(self.pool, *named)
-            spec = validate_goal_spec(raw, request.goal_id, runbook)
+            candidates = (
+                await match_runbooks(self.pool, f"{raw.get('title', '')} {raw['description']}")
+                if needs_plan(raw)
+                else []
+            )
+            spec = validate_goal_spec(raw, request.goal_id, runbook, candidates)
         except (InvalidGoalSpec, InvalidRunbook) as exc:
             return StoredGoal(error=str(exc))
         header = spec.header()
@@ -150,7 +156,7 @@ class ReadModelActivities:
         header = await self._header(record.goal_id, record.goal_run_id)
         if header is None:
             return  # a newer goal of the same id replaced this one
-        await _insert_tasks(
+        await insert_tasks(
             self.pool,
             record.goal_id,
             header.get("approvers") or [],
@@ -361,7 +367,7 @@ class ReadModelActivities:
         await insert_event(self.pool, event)
 
 
-async def _insert_tasks(
+async def insert_tasks(
     connection: Connection,
     goal_id: str,
     approvers: list[str],

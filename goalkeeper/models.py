@@ -62,7 +62,7 @@ class TaskSpec(_Strict):
     """Overrides the goal's `report_deadline_seconds` for this task."""
     heartbeat_timeout_seconds: Seconds | None = None
     """Overrides the goal's `heartbeat_timeout_seconds` for this task."""
-    expects: Literal["triage"] | None = None
+    expects: Literal["triage", "plan"] | None = None
     """A result this task must give, checked before it counts: an invalid one goes back
     to the agent with the reason, using an attempt."""
     inputs: dict[str, JsonValue] = {}
@@ -213,6 +213,8 @@ class Progress(BaseModel):
     cost_usd: float
     tokens_used: int
     on_task_failure: str = "continue"
+    tasks_added: int = 0
+    """Tasks that joined while the goal ran: its plan, and `add_tasks`."""
     calculation_method: str = (
         "tasks_completed / tasks_total; failed and skipped tasks count in the total"
     )
@@ -393,6 +395,7 @@ class WindowState(BaseModel):
     task that has left `pending` (a window holds at most a partition's worth)."""
 
     schedule: ScheduleState
+    tasks_added: int = 0
     tasks: dict[int, TaskSummary] = {}
     agents: list[str] = []
     agents_completed: list[str] = []

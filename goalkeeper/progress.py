@@ -28,10 +28,21 @@ def compute_progress(
     cost_usd: float,
     tokens_used: int,
     on_task_failure: str = "continue",
+    tasks_added: int = 0,
 ) -> Progress:
-    """Progress from the number of tasks in each status; failed and skipped stay in the total."""
+    """Progress from the number of tasks in each status; failed and skipped stay in the total.
+
+    `tasks_added` counts tasks that joined while the goal ran (its plan, `add_tasks`):
+    the total grew, and `calculation_method` says so.
+    """
     total = sum(counts.values())
     completed = counts.get(TaskStatus.COMPLETED, 0)
+    extra = {}
+    if tasks_added:
+        extra["calculation_method"] = (
+            f"{Progress.model_fields['calculation_method'].default}; the total grew by "
+            f"{tasks_added} tasks added while the goal ran (its plan, add_tasks)"
+        )
     return Progress(
         goal_id=goal_id,
         status=status,
@@ -49,4 +60,6 @@ def compute_progress(
         cost_usd=round(cost_usd, 6),
         tokens_used=tokens_used,
         on_task_failure=on_task_failure,
+        tasks_added=tasks_added,
+        **extra,
     )

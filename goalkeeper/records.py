@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     RETRY_REQUESTED = "retry_requested"
     TASK_CANCELLED = "task_cancelled"
     RESULT_INVALID = "result_invalid"
+    TASKS_ADDED = "tasks_added"
     REQUEST_STARTED = "request_started"
     REQUEST_REJECTED = "request_rejected"
     REQUEST_TRIAGED = "request_triaged"
@@ -278,6 +279,9 @@ class CheckResult(BaseModel):
     """The result as reported: the content, or a reference to it."""
     request_id: str | None = None
     """For a triage: the request it answers."""
+    goal_id: str | None = None
+    goal_run_id: str | None = None
+    """For a plan: the goal it plans."""
 
 
 class RecordRequest(BaseModel):
@@ -329,3 +333,19 @@ class CompileDeliverable(BaseModel):
 
     goal_id: str
     goal_run_id: str
+
+
+class AdoptPlan(BaseModel):
+    """Store the tasks of a goal's completed plan after its existing ones."""
+
+    goal_id: str
+    goal_run_id: str
+    task_id: str
+    first_position: int
+
+
+class AdoptedPlan(BaseModel):
+    """How many tasks a plan added, or why it could not be adopted."""
+
+    count: int = 0
+    error: str | None = None

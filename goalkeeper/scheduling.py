@@ -63,6 +63,16 @@ class Plan:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def extend(self, tasks: Iterable[tuple[str, Sequence[str]]]) -> "Plan":
+        """The plan with more tasks at its end (they may depend on any task of it)."""
+        return Plan.build(
+            [
+                *zip(self.ids, ([self.ids[d] for d in own] for own in self.deps), strict=True),
+                *tasks,
+            ],
+            {self.ids[i]: why for i, why in self.blocked.items()},
+        )
+
 
 class ScheduleState(BaseModel):
     """A schedule in a form that crosses continue-as-new: a byte per task, not a model."""
@@ -136,6 +146,35 @@ class Schedule:
                 self._set(i, TaskStatus.SKIPPED)
                 ended.skipped.append((i, why))
                 self._lose(i, ended)
+        return ended
+
+    def add(self, tasks: Sequence[tuple[str, Sequence[str]]]) -> Ended:
+        """Tasks added to a running goal (a plan, `add_tasks`): pending, and ready if their
+        dependencies have completed; skipped at once if one will never complete."""
+        if self.failing is not None:
+            raise ScheduleError(f"the goal is failing ({self.failing}); nothing can be added")
+        start = len(self.plan)
+        self.plan = self.plan.extend(tasks)
+        self.status.extend(bytes(len(tasks)))
+        self.counts[_PENDING] += len(tasks)
+        self.waiting.extend(
+            sum(1 for d in self.plan.deps[i] if self.status[d] != _COMPLETED)
+            for i in range(start, len(self.plan))
+        )
+        ended = Ended()
+        for i in range(start, len(self.plan)):
+            lost = [
+                d for d in self.plan.deps[i] if self.status[d] in _LOST and d not in self.retry_due
+            ]
+            if self.status[i] != _PENDING:
+                continue  # skipped already, by a cascade from an earlier one of these
+            if lost:
+                self._set(i, TaskStatus.SKIPPED)
+                why = f"skipped: dependency {self.plan.ids[lost[0]]!r} {self.status_of(lost[0])}"
+                ended.skipped.append((i, why))
+                self._lose(i, ended)
+            elif self.waiting[i] == 0:
+                self.ready.append(i)
         return ended
 
     def next_to_start(self, window: int) -> list[int]:
@@ -326,3 +365,32 @@ def partition(
         after = {home[d] for _, deps in tasks[start:end] for d in deps} - {index}
         parts.append((start, end, sorted(after)))
     return parts
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """Return one dependency cycle as a path that ends where it starts, or None.
+
+    Iterative, so a goal with a long chain of tasks cannot exhaust the stack.
+    """
+    done: set[str] = set()
+    for root in graph:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root}
+        pending = [iter(graph.get(root, []))]
+        while pending:
+            dependency = next(pending[-1], None)
+            if dependency is None:
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                pending.pop()
+                continue
+            if dependency in on_path:
+                return [*path[path.index(dependency) :], dependency]
+            if dependency not in done:
+                path.append(dependency)
+                on_path.add(dependency)
+                pending.append(iter(graph.get(dependency, [])))
+    return None

@@ -12,14 +12,22 @@ from pydantic import ValidationError
 
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import MAX_INPUTS_BYTES, GoalSpec, describe_validation_error
-from goalkeeper.runbooks import Runbook, apply_runbook
+from goalkeeper.planning import plan_task
+from goalkeeper.runbooks import Runbook, RunbookMatch, apply_runbook
+from goalkeeper.scheduling import find_cycle
 
 
-def validate_goal_spec(raw: Any, goal_id: str, runbook: Runbook | None = None) -> GoalSpec:
+def validate_goal_spec(
+    raw: Any,
+    goal_id: str,
+    runbook: Runbook | None = None,
+    candidates: list[RunbookMatch] | None = None,
+) -> GoalSpec:
     """Parse and check a goal spec for the goal `goal_id`, filling in missing task ids.
 
     A spec that names a runbook gets its tasks from `runbook`, the stored runbook of
-    that name (None when there is none).
+    that name (None when there is none). One with a description and neither tasks nor
+    a runbook gets one task, `plan`, for a planner, with the runbook `candidates`.
 
     Raises:
         InvalidGoalSpec: naming every problem found and the value that caused it.
@@ -35,6 +43,8 @@ def validate_goal_spec(raw: Any, goal_id: str, runbook: Runbook | None = None) -
         raise InvalidGoalSpec(goal_id, describe_validation_error(exc, "goal spec")) from None
     if spec.runbook is not None:
         spec = _expand(spec, goal_id, runbook)
+    elif not spec.tasks and spec.description.strip():
+        spec.tasks = [plan_task(candidates or [])]
     problems = _problems(spec, goal_id)
     if problems:
         raise InvalidGoalSpec(goal_id, "invalid goal spec: " + "; ".join(problems))
@@ -70,8 +80,8 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
     spec.goal_id = goal_id
     if not spec.tasks:
         problems.append(
-            "tasks: expected at least one task or a runbook, got neither; "
-            "a goal with no tasks cannot run"
+            "tasks: expected at least one task, a runbook, or a description to plan "
+            "from, got none of them; a goal with no tasks cannot run"
         )
         return problems
 
@@ -112,7 +122,7 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
             "on_task_failure: 'ask_approver' needs the goal to name approvers, got none"
         )
     if not problems:
-        cycle = _find_cycle({t.id: t.depends_on for t in spec.tasks if t.id is not None})
+        cycle = find_cycle({t.id: t.depends_on for t in spec.tasks if t.id is not None})
         if cycle:
             problems.append("depends_on: dependency cycle " + " -> ".join(cycle))
     return problems
@@ -129,32 +139,3 @@ def _fill_task_ids(spec: GoalSpec) -> None:
                 candidate = f"task-{n}"
             task.id = candidate
             taken.add(candidate)
-
-
-def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    """Return one dependency cycle as a path that ends where it starts, or None.
-
-    Iterative, so a goal with a long chain of tasks cannot exhaust the stack.
-    """
-    done: set[str] = set()
-    for root in graph:
-        if root in done:
-            continue
-        path: list[str] = [root]
-        on_path = {root}
-        pending = [iter(graph.get(root, []))]
-        while pending:
-            dependency = next(pending[-1], None)
-            if dependency is None:
-                finished = path.pop()
-                on_path.discard(finished)
-                done.add(finished)
-                pending.pop()
-                continue
-            if dependency in on_path:
-                return [*path[path.index(dependency) :], dependency]
-            if dependency not in done:
-                path.append(dependency)
-                on_path.add(dependency)
-                pending.append(iter(graph.get(dependency, [])))
-    return None

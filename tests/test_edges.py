@@ -12,6 +12,7 @@ from goalkeeper.judging import assignment_problem
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
+    decide,
     events,
     goal_spec,
     new_goal_id,
@@ -22,6 +23,7 @@ from tests.helpers import (
     wait_progress,
     wait_task,
 )
+from worker import build_worker
 
 
 def _retry(task_id: str) -> dict[str, str]:
@@ -177,3 +179,23 @@ async def test_a_forced_row_write_never_overwrites_a_newer_state(
     )
     assert (again["seq"], again["status"]) == (done["seq"], "completed")
     assert await events(pool, handle.id, "task_completed")
+
+
+async def test_a_decision_sent_with_the_report_it_follows_is_not_lost(
+    client: Client, pool: asyncpg.Pool, workspace: str
+) -> None:
+    """A worker that restarts applies a report and the approver's decision in one go:
+    the decision waits for the report to make the task await approval."""
+    queue = f"edge-{uuid.uuid4().hex[:8]}"
+    spec = goal_spec(1, workspace, approvers=["ops-lead"])
+    spec["tasks"][0]["requires_approval"] = True
+    async with build_worker(client, pool, queue):
+        handle = await start_goal(client, spec, queue)
+        view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    # No worker runs: both messages wait in history and reach the task in one activation.
+    await report(client, view)
+    await decide(client, handle.id, "t1", "ops-lead", "approve")
+    async with build_worker(client, pool, queue):
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status is GoalStatus.COMPLETED
+    assert await events(pool, handle.id, "decision_rejected") == []

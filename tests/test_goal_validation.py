@@ -17,8 +17,14 @@ TASK = {"title": "Write", "skill": "writing"}
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"title": "Empty", "tasks": []}, "expected at least one task or a runbook, got neither"),
-        ({"title": "No list"}, "tasks: expected at least one task or a runbook, got neither"),
+        (
+            {"title": "Empty", "tasks": []},
+            "expected at least one task, a runbook, or a description to plan from",
+        ),
+        (
+            {"title": "No list"},
+            "tasks: expected at least one task, a runbook, or a description to plan from",
+        ),
         (
             {"title": "Dup", "tasks": [{**TASK, "id": "a"}, {**TASK, "id": "a"}]},
             "tasks[1].id: duplicate task id 'a' (also tasks[0])",

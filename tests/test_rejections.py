@@ -152,4 +152,5 @@ async def test_rejected_work_goes_back_for_rework_with_the_comment(
     assert (task.outcome, task.reworks) == (TaskStatus.FAILED, 2)
     assert task.error is not None and "still no" in task.error
     agent = await one_row(pool, "SELECT * FROM agents WHERE agent_id = $1", first.agent_id)
-    assert agent["active_assignments"] == 0 and agent["status"] == "available"
+    # Its slot is free, and having been provisioned for this goal, it retired with it.
+    assert agent["active_assignments"] == 0 and agent["status"] == "retired"

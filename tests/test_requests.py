@@ -122,7 +122,10 @@ async def test_an_invalid_triage_is_sent_back_with_the_reason_then_accepted(
     assert second.attempt == 2 and second.agent_id == hook.seen[0].agent_id
     feedback = second.context["rework"][0]
     assert feedback["approver"] == "goalkeeper"
-    assert "expected at least one task or a runbook, got neither" in feedback["comment"]
+    assert (
+        "expected at least one task, a runbook, or a description to plan from"
+        in feedback["comment"]
+    )
     invalid = await events(pool, f"{view.request_id}.triage", "result_invalid")
     assert len(invalid) == 1 and "the proposed goal is invalid" in invalid[0]["message"]
 
@@ -135,7 +138,7 @@ async def test_a_triage_that_never_validates_fails_the_request_visibly(
         view = await ask(client, task_queue, "Is this fine?", workspace=workspace, max_attempts=2)
     assert view.status is RequestStatus.FAILED and view.kind is None
     assert view.error and "triage failed" in view.error
-    assert "expected at least one task or a runbook" in view.error
+    assert "a description to plan from" in view.error
     row = await one_row(pool, "SELECT * FROM requests WHERE request_id = $1", view.request_id)
     assert row["status"] == "failed" and row["error"] == view.error
     assert len(hook.seen) == 2

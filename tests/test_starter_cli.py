@@ -163,7 +163,7 @@ async def test_every_error_is_one_clear_line_and_starts_nothing(
         (
             ["goal", "start", str(_spec_file(tmp_path, {"title": "t", "tasks": []}, "e.json"))],
             2,
-            "expected at least one task or a runbook, got neither",
+            "expected at least one task, a runbook, or a description to plan from",
         ),
         (["goal", "start", "--title", "t", "--task", "no-colon"], 2, "--task expects SKILL:TITLE"),
         (["goal", "progress", "no-such-goal"], 1, "no goal 'no-such-goal'"),

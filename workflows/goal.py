@@ -1,5 +1,6 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
+import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         TasksQuery,
         TaskUpdate,
     )
+    from goalkeeper.planning import AddTasks, check_new_tasks, needs_plan
     from goalkeeper.progress import compute_progress
     from goalkeeper.records import (
         CompileDeliverable,
@@ -36,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         FinishGoal,
         LoadTasks,
+        MatchRunbooks,
         RecordGoal,
         RecordRejectedGoal,
         RecordTasks,
@@ -44,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         StoreGoal,
         goal_started_message,
     )
-    from goalkeeper.runbooks import Runbook, runbook_named
+    from goalkeeper.runbooks import Runbook, RunbookMatch, runbook_named
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
     from goalkeeper.validation import validate_goal_spec
@@ -94,6 +97,7 @@ class GoalWorkflow:
         self._stage = "validating"
         self._shown: tuple[str, int] | None = None
         self._early_updates: list[TaskUpdate] = []
+        self._adding = asyncio.Lock()
         self._checkpoint = GoalCheckpoint.model_validate(checkpoint) if checkpoint else None
         if self._checkpoint is not None:
             self._run_id = self._checkpoint.spec_ref.goal_run_id
@@ -151,6 +155,7 @@ class GoalWorkflow:
             cost_usd=cost,
             tokens_used=tokens,
             on_task_failure=header.on_task_failure if header else "continue",
+            tasks_added=self._window.tasks_added if self._window else 0,
         )
 
     @workflow.query
@@ -218,6 +223,61 @@ class GoalWorkflow:
         if self._ready():  # before that, the handler judges once it can
             reject_if(self._judge_retry(payload))
 
+    @workflow.update
+    async def add_tasks(self, *payload: Any) -> Progress:
+        """More work found while the goal runs: `{"tasks", "added_by", "reason"}`, checked
+        like a spec's tasks; the goal's progress after them, or why they were refused."""
+        await workflow.wait_condition(self._ready)
+        async with self._adding:  # one addition at a time: positions follow each other
+            added = self._judge_added(payload)
+            if isinstance(added, str):
+                raise ApplicationError(added, type="TasksRejected", non_retryable=True)
+            request, tasks = added
+            window = self._window
+            assert window is not None
+            await record(
+                ReadModelActivities.record_tasks,
+                RecordTasks(
+                    goal_id=self._goal_id,
+                    goal_run_id=self._run_id,
+                    first_position=len(window.specs),
+                    tasks=tasks,
+                ),
+                f"record {len(tasks)} added tasks",
+            )
+            await window.add(tasks, f"by {request.added_by}: {request.reason}")
+        return self.progress()
+
+    @add_tasks.validator
+    def _validate_add_tasks(self, *payload: Any) -> None:
+        if self._ready():  # before that, the handler judges once it can
+            reject_if(self._judge_added(payload))
+
+    def _judge_added(self, payload: tuple[Any, ...]) -> "tuple[AddTasks, list[TaskSpec]] | str":
+        request = parse_message(payload, AddTasks, "add_tasks request")
+        if isinstance(request, str):
+            return request
+        window, header = self._window, self._header
+        if window is None or header is None:
+            return (
+                f"goal {self._goal_id!r} runs in partitions; tasks can be added only to a goal "
+                f"of at most partition_size tasks"
+            )
+        if self._status is not GoalStatus.RUNNING or window.schedule.ended:
+            return f"goal {self._goal_id!r} has ended; expected a running goal"
+        if window.schedule.failing is not None:
+            return f"goal {self._goal_id!r} is failing ({window.schedule.failing})"
+        try:
+            tasks = check_new_tasks(
+                header.model_copy(update={"goal_id": self._goal_id}),
+                request.tasks,
+                set(window.schedule.plan.index),
+                header.partition_size,
+            )
+        except InvalidGoalSpec as exc:
+            return str(exc)
+        return request, tasks
+
     def _ready(self) -> bool:
         return self._window is not None or self._partitions is not None
 
@@ -276,7 +336,13 @@ class GoalWorkflow:
             await self._begin_stored(str(raw["spec_ref"]))
             return
         named = runbook_named(raw)
-        runbook = None
+        runbook, candidates = None, []
+        if needs_plan(raw):
+            candidates = await record(
+                RunbookActivities.match_runbooks,
+                MatchRunbooks(text=f"{raw.get('title', '')} {raw.get('description', '')}"),
+                "find runbooks for the planner",
+            )
         if named is not None:
             name, version = named
             runbook = await record(
@@ -284,7 +350,7 @@ class GoalWorkflow:
                 RunbookRef(name=name, version=version),
                 f"load runbook {name!r}",
             )
-        spec = await self._validate(raw, runbook)
+        spec = await self._validate(raw, runbook, candidates)
         self._header = header = spec.header()
         tasks = spec.tasks
         partitioned = len(tasks) > header.partition_size
@@ -355,10 +421,12 @@ class GoalWorkflow:
             window.task_update(update)
         self._early_updates.clear()
 
-    async def _validate(self, spec: Any, runbook: Runbook | None) -> GoalSpec:
+    async def _validate(
+        self, spec: Any, runbook: Runbook | None, candidates: list[RunbookMatch]
+    ) -> GoalSpec:
         """Check the spec before anything runs; an invalid goal is recorded and fails at once."""
         try:
-            return validate_goal_spec(spec, self._goal_id, runbook)
+            return validate_goal_spec(spec, self._goal_id, runbook, candidates)
         except InvalidGoalSpec as exc:
             await self._reject(str(exc), spec)
             raise  # not reached: _reject fails the workflow

@@ -74,6 +74,8 @@ class TaskWorkflow:
         self._input = input
         self._report: AgentReport | None = None
         self._decision: ApprovalDecision | None = None
+        self._settling = False
+        """A report is being applied: decisions wait for the status it leads to."""
         self._assigning: str | None = None
         self._heartbeats = 0
         self._messages = 0
@@ -135,6 +137,7 @@ class TaskWorkflow:
                 f"show the assignment to {self._input.assigned.agent_id}",
             )
         await self._work()
+        self._settling = False
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._summary()
 
@@ -174,6 +177,8 @@ class TaskWorkflow:
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """An approver's decision; only the approvers asked at this level may decide."""
+        if self._settling:  # a report that came first is being applied: judge after it
+            await workflow.wait_condition(lambda: not self._settling)
         decision = self._judge_decision(payload)
         if isinstance(decision, str):
             await self._record_rejection(EventKind.DECISION_REJECTED, decision, payload)
@@ -183,6 +188,8 @@ class TaskWorkflow:
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> TaskView:
         """`approval_decision`, answered: the task after the decision, or why it was rejected."""
+        if self._settling:  # a report that came first is being applied: judge after it
+            await workflow.wait_condition(lambda: not self._settling)
         decision = self._judge_decision(payload)
         if isinstance(decision, str):
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
@@ -193,7 +200,8 @@ class TaskWorkflow:
 
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
-        reject_if(self._judge_decision(payload))
+        if not self._settling:  # else the handler judges once the report is applied
+            reject_if(self._judge_decision(payload))
 
     @workflow.signal(name="agent_heartbeat")
     async def agent_heartbeat(self, *payload: Any) -> None:
@@ -288,6 +296,7 @@ class TaskWorkflow:
     def _accept_report(self, report: AgentReport) -> None:
         self._reported.add(report.assignment_id)
         self._report = report
+        self._settling = True
 
     def _report_problem(self, report: AgentReport) -> str | None:
         return report_problem(self._view, report, self._reported, self._closed)
@@ -483,6 +492,8 @@ class TaskWorkflow:
                 expects=expects,
                 result=report.result,
                 request_id=request_id if isinstance(request_id, str) else None,
+                goal_id=self._input.goal_id,
+                goal_run_id=self._input.goal_run_id,
             ),
             f"check the {expects} result",
         )
@@ -575,6 +586,8 @@ class TaskWorkflow:
         One durable timer to the next moment that matters: the report deadline, or the
         end of the allowed silence, when heartbeats written to PostgreSQL are read.
         """
+        if self._report is None:  # else a report waits to be applied: decisions wait too
+            self._settling = False
         input = self._input
         view = self._view
         assignment_id = view.assignment_id
@@ -668,6 +681,7 @@ class TaskWorkflow:
         Returns None when the task ended here: aborted, or the chain ran out and the
         goal's policy is to fail the task.
         """
+        self._settling = False  # the result awaits approval: decisions can be judged
         input = self._input
         timeout = timedelta(seconds=input.approval_timeout_seconds)
         for level, approvers in enumerate(input.approval_levels):

@@ -19,6 +19,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
+    from activities.plans import PlanActivities
     from activities.read_model import ReadModelActivities
     from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
@@ -33,11 +34,14 @@ with workflow.unsafe.imports_passed_through():
         WindowState,
     )
     from goalkeeper.records import (
+        AdoptedPlan,
+        AdoptPlan,
         AssignAgents,
         Assignment,
         AssignTask,
         Event,
         EventKind,
+        LoadTasks,
         RecordSkips,
         SkippedTask,
     )
@@ -45,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.statuses import Decision, TaskStatus
     from workflows import search_attributes as sa
     from workflows.options import assign, record
+    from workflows.specs import load_specs
     from workflows.task import TaskWorkflow
 
 BATCH = 100
@@ -84,6 +89,8 @@ class TaskWindow:
         self._alarm: asyncio.Task[None] | None = None
         self.notes: dict[int, str] = {}
         """A line for the history of a task about to run again, by position."""
+        self.tasks_added = 0
+        """Tasks that joined while the goal ran (its plan, `add_tasks`)."""
 
     # What others ask.
 
@@ -234,6 +241,7 @@ class TaskWindow:
         """What crosses continue-as-new (no task runs then: the window lets them end)."""
         return WindowState(
             schedule=self.schedule.state(),
+            tasks_added=self.tasks_added,
             tasks=self.summaries,
             agents=sorted(self.agents),
             agents_completed=sorted(self.agents_completed),
@@ -255,6 +263,7 @@ class TaskWindow:
         )
         restored.agents.update(state.agents)
         restored.agents_completed.update(state.agents_completed)
+        restored.tasks_added = state.tasks_added
         return restored
 
     async def step(self) -> None:
@@ -307,6 +316,55 @@ class TaskWindow:
                 workflow.logger.warning(f"could not abort task {self.specs[i].id!r}: {exc}")
         self.changed = True
 
+    async def add(self, specs: list[TaskSpec], why: str) -> None:
+        """Tasks that join the running goal, already stored: they run as they get ready."""
+        cascade = self.schedule.add([(t.id or "", t.depends_on) for t in specs])
+        self.specs.extend(specs)
+        self.tasks_added += len(specs)
+        await record(
+            ReadModelActivities.record_event,
+            self.event(
+                EventKind.TASKS_ADDED,
+                f"{len(specs)} tasks added to goal {self.goal_id!r} ({why}); "
+                f"it now has {len(self.specs)}",
+                detail={"task_ids": [t.id for t in specs[:50]], "count": len(specs)},
+            ),
+            f"record {len(specs)} tasks added",
+        )
+        await self.apply(cascade)
+
+    async def _adopt_plan(self, i: int) -> None:
+        """A plan completed: its tasks join the goal (they were checked when reported)."""
+        task_id, first = self.specs[i].id or "", len(self.specs)
+        adopted: AdoptedPlan = await record(
+            PlanActivities.adopt_plan,
+            AdoptPlan(
+                goal_id=self.goal_id,
+                goal_run_id=self.goal_run_id,
+                task_id=task_id,
+                first_position=first,
+            ),
+            "adopt the plan",
+        )
+        if adopted.error is not None:
+            await record(
+                ReadModelActivities.record_event,
+                self.event(
+                    EventKind.TASK_FAILED, f"plan could not be adopted: {adopted.error}", task_id
+                ),
+                "record the plan not adopted",
+            )
+            return
+        specs = await load_specs(
+            LoadTasks(
+                goal_id=self.goal_id,
+                goal_run_id=self.goal_run_id,
+                start=first,
+                end=first + adopted.count,
+            )
+        )
+        await self.add(specs, f"planned in task {task_id!r}")
+
     async def _apply_ended(self) -> None:
         ended, self._ended = self._ended, []
         for i, summary in ended:
@@ -332,6 +390,8 @@ class TaskWindow:
                     f"ask whether to retry {summary.task_id}",
                 )
             await self.apply(cascade)
+            if summary.status is TaskStatus.COMPLETED and self.specs[i].expects == "plan":
+                await self._adopt_plan(i)
 
     async def _start(self, positions: list[int]) -> None:
         """Assign agents to a batch of tasks in one activity, then start their workflows."""

@@ -1,4 +1,4 @@
-"""Simulated judgement for the demo and tests: triage, deterministic and offline.
+"""Simulated judgement for the demo and tests: triage and planning, deterministic, offline.
 
 Real deployments give these skills to an LLM agent (see the `pydantic-ai` hook) or to
 a person; these stand-ins follow simple rules, so a run can be predicted from its seed.
@@ -59,4 +59,41 @@ def simulated_triage(question: str, candidates: list[dict[str, Any]], rng: rando
             ],
         },
         "reason": "it needs several steps and no runbook fits it",
+    }
+
+
+def simulated_plan(goal: dict[str, Any], candidates: list[dict[str, Any]]) -> Any:
+    """A plan from the best-fitting runbook candidate, else research, a draft and a check."""
+    description = str(goal.get("description") or goal.get("title") or "the goal")
+    fitting = [c for c in candidates if c.get("text_rank", 0) >= RUNBOOK_MIN_RANK]
+    if fitting:
+        best = fitting[0]
+        return {
+            "runbook": best["name"],
+            "parameters": {
+                p["name"]: description[:500]
+                for p in best.get("parameters", [])
+                if p.get("default") is None
+            },
+            "reason": f"runbook {best['name']!r} fits the goal best "
+            f"(score {best.get('score', 0):.3f})",
+        }
+    subject = " ".join(description.split()[:12])
+    return {
+        "tasks": [
+            {"id": "research", "title": f"Research: {subject}", "skill": "research"},
+            {
+                "id": "draft",
+                "title": f"Draft: {subject}",
+                "skill": "writing",
+                "depends_on": ["research"],
+            },
+            {
+                "id": "check",
+                "title": f"Check the draft: {subject}",
+                "skill": "research",
+                "depends_on": ["draft"],
+            },
+        ],
+        "reason": "no runbook fits: research, then a draft, then a check",
     }

@@ -30,7 +30,7 @@ from temporalio.service import RPCError
 from activities import results
 from activities.assignment import ASSIGNMENTS_CHANNEL
 from interfaces.agents import registry
-from interfaces.agents.judgement import simulated_triage
+from interfaces.agents.judgement import simulated_plan, simulated_triage
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -98,6 +98,10 @@ class SimulatedWork:
                 str(inputs.get("question", "")), inputs.get("runbook_candidates") or [], rng
             )
             return WorkResult(result=verdict, tokens_used=tokens, cost_usd=cost)
+        if work.task.get("expects") == "plan":
+            candidates = (work.task.get("inputs") or {}).get("runbook_candidates") or []
+            plan = simulated_plan(work.goal, candidates)
+            return WorkResult(result=plan, tokens_used=tokens, cost_usd=cost)
         rework = work.context.get("rework") or []
         note = f" (rework: {rework[-1]['comment']})" if rework else ""
         return WorkResult(
