@@ -6,6 +6,7 @@ COPY goalkeeper goalkeeper
 COPY workflows workflows
 COPY activities activities
 COPY interfaces interfaces
+COPY runbooks runbooks
 COPY worker.py starter.py agent.py ./
 RUN pip install --no-cache-dir .
 CMD ["python", "worker.py"]

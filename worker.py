@@ -89,6 +89,7 @@ def build_worker(
             requests.load_triage,
             checks.check_result,
             deliverables.compile_deliverable,
+            deliverables.load_verdict,
             plans.adopt_plan,
         ],
     )

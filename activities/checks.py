@@ -7,6 +7,7 @@ from activities.plans import planned_tasks
 from activities.requests import load_request
 from activities.results import resolve
 from activities.runbooks import fetch_runbook
+from goalkeeper.compiling import parse_compiled
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.records import CheckResult
 from goalkeeper.requests import TriageAnswer, goal_from_triage, parse_triage, request_goal_id
@@ -35,7 +36,10 @@ class CheckActivities:
             except InvalidGoalSpec as exc:
                 return str(exc)
             return None
-        return f"expects: unknown kind {check.expects!r}; expected 'triage' or 'plan'"
+        if check.expects == "deliverable":
+            compiled = parse_compiled(result)
+            return compiled if isinstance(compiled, str) else None
+        return f"expects: unknown kind {check.expects!r}; expected triage, plan or deliverable"
 
     async def _triage_problem(self, check: CheckResult, result: object) -> str | None:
         triage = parse_triage(result)

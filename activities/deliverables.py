@@ -4,13 +4,14 @@ import asyncpg
 from temporalio import activity
 
 from activities.results import resolve
+from goalkeeper.compiling import Compiled, Verdict, parse_compiled
 from goalkeeper.deliverables import (
     MAX_DELIVERABLE_BYTES,
     TaskOutcome,
     document_header,
     document_section,
 )
-from goalkeeper.records import CompileDeliverable
+from goalkeeper.records import CompileDeliverable, LoadVerdict
 
 PAGE = 500
 """Tasks read per query while compiling: memory stays flat for goals of any size."""
@@ -22,6 +23,24 @@ async def read_deliverable(pool: asyncpg.Pool, goal_id: str) -> str | None:
         "SELECT body FROM deliverables WHERE goal_id = $1", goal_id
     )
     return body
+
+
+async def compiled(pool: asyncpg.Pool, goal_id: str, task_id: str | None = None) -> Compiled | None:
+    """The result of the goal's last completed compile task (or of `task_id`), if any."""
+    result = await pool.fetchval(
+        """
+        SELECT result FROM tasks
+        WHERE goal_id = $1 AND spec->>'expects' = 'deliverable' AND status = 'completed'
+          AND ($2::text IS NULL OR task_id = $2)
+        ORDER BY position DESC LIMIT 1
+        """,
+        goal_id,
+        task_id,
+    )
+    if result is None:
+        return None
+    parsed = parse_compiled(await resolve(pool, result))
+    return None if isinstance(parsed, str) else parsed
 
 
 class DeliverableActivities:
@@ -40,6 +59,9 @@ class DeliverableActivities:
         )
         if goal is None:
             return 0  # a newer goal of the same id replaced this one
+        by_agent = await compiled(self.pool, request.goal_id)
+        if by_agent is not None:  # an agent compiled it: its deliverable is the goal's
+            return await self._store(request, by_agent.deliverable)
         total, completed = await self.pool.fetchrow(
             "SELECT count(*), count(*) FILTER (WHERE status = 'completed') "
             "FROM tasks WHERE goal_id = $1",
@@ -72,7 +94,16 @@ class DeliverableActivities:
             if len(rows) < PAGE:
                 break
             after = rows[-1]["position"]
-        body = "\n".join(parts)
+        return await self._store(request, "\n".join(parts))
+
+    @activity.defn
+    async def load_verdict(self, request: LoadVerdict) -> Verdict | None:
+        """Whether the compile task found the success criteria met, and why (not the
+        deliverable itself, which may be large)."""
+        by_agent = await compiled(self.pool, request.goal_id, request.task_id)
+        return None if by_agent is None else Verdict(met=by_agent.met, reasons=by_agent.reasons)
+
+    async def _store(self, request: CompileDeliverable, body: str) -> int:
         size = len(body.encode())
         await self.pool.execute(
             """

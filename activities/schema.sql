@@ -306,7 +306,12 @@ BEGIN
                                            'description', description,
                                            'guidance', coalesce(spec->>'guidance', ''),
                                            'runbook', spec->>'runbook',
-                                           'runbook_version', spec->'runbook_version')
+                                           'runbook_version', spec->'runbook_version',
+                                           'plan', (SELECT p.result FROM tasks p
+                                                    WHERE p.goal_id = goals.goal_id
+                                                      AND p.task_id = 'plan'
+                                                      AND p.spec->>'expects' = 'plan'
+                                                      AND p.status = 'completed'))
                  FROM goals WHERE goal_id = r->>'goal_id'),
         'task', t.spec,
         'attempt', (r->>'attempt')::int,

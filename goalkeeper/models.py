@@ -62,7 +62,7 @@ class TaskSpec(_Strict):
     """Overrides the goal's `report_deadline_seconds` for this task."""
     heartbeat_timeout_seconds: Seconds | None = None
     """Overrides the goal's `heartbeat_timeout_seconds` for this task."""
-    expects: Literal["triage", "plan"] | None = None
+    expects: Literal["triage", "plan", "deliverable"] | None = None
     """A result this task must give, checked before it counts: an invalid one goes back
     to the agent with the reason, using an attempt."""
     inputs: dict[str, JsonValue] = {}
@@ -93,6 +93,13 @@ class GoalSpec(_Strict):
     """Values of the runbook's parameters."""
     guidance: Guidance = ""
     """How agents should work on every task of this goal (a runbook's, unless given)."""
+    compile: bool = False
+    """End with a `compile` task: an agent writes the deliverable from every result and
+    judges it against `success_criteria` (else Goalkeeper compiles the results itself)."""
+    success_criteria: Guidance = ""
+    """What the deliverable must achieve for the goal to count as met."""
+    max_replans: int = Field(default=1, ge=0, le=10)
+    """Times the goal plans more work when the judge finds the criteria not met."""
     max_attempts: int = Field(default=3, ge=1, le=50)
     """Assignments per task; failed reports, missed deadlines, silent agents and
     rejected work all use one, and when they are spent the task fails."""

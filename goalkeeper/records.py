@@ -349,3 +349,10 @@ class AdoptedPlan(BaseModel):
 
     count: int = 0
     error: str | None = None
+
+
+class LoadVerdict(BaseModel):
+    """Read the judgement of a goal's compile task."""
+
+    goal_id: str
+    task_id: str

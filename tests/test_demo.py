@@ -36,7 +36,11 @@ def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: 
     assert "completed: 6 of 6 tasks (100.0%)" in out
     for task in ("import-csv", "email-1", "email-2", "email-3", "dashboard", "sales-scripts"):
         assert f"\n{task} " in out, task
-    assert "ops-lead sends 'Write email 2: the case study' back" in out  # rework shown
+    assert "asked: 'Launch the Q3 campaign to 500 qualified leads'" in out
+    assert "triage: a goal" in out and "runbook 'campaign' fits it best" in out
+    assert "ops-lead sends 'Write email 2 of the Q3 sequence: the case study' back" in out
+    assert "  | # Launch the Q3 campaign to 500 qualified leads" in out  # the deliverable
+    assert "  | _6 of 6 tasks completed._" in out
     assert "auto-analytics-" in out  # an agent provisioned for the skill nobody had
     assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/campaign-" in out
 

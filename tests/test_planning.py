@@ -177,3 +177,18 @@ async def test_tasks_added_to_a_running_goal_count_and_run(
         report = await handle.result()
     assert report.status is GoalStatus.COMPLETED and report.progress.tasks_total == 3
     assert (await events(pool, goal_id, "tasks_added"))[0]["message"].endswith("it now has 3")
+
+
+async def test_agents_of_a_planned_goal_get_the_plan_with_their_assignment(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    spec = {"title": "t", "description": f"Quux the {uuid.uuid4().hex}", "workspace": workspace}
+    handle = await start_goal(client, spec, task_queue)
+    async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), SKILLS):
+        await asyncio.wait_for(handle.result(), 120)
+    context = await pool.fetchval(
+        "SELECT context FROM assignments WHERE goal_id = $1 AND task_id = 'draft'", handle.id
+    )
+    assert [t["id"] for t in context["goal"]["plan"]["tasks"]] == ["research", "draft", "check"]
+    assert context["goal"]["description"] == spec["description"]
+    assert set(context["dependency_results"]) == {"research"}

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.deliverables import DeliverableActivities
     from activities.read_model import ReadModelActivities
     from activities.runbooks import RunbookActivities
+    from goalkeeper.compiling import Verdict, next_step
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         FinishGoal,
         LoadTasks,
+        LoadVerdict,
         MatchRunbooks,
         RecordGoal,
         RecordRejectedGoal,
@@ -98,6 +100,8 @@ class GoalWorkflow:
         self._shown: tuple[str, int] | None = None
         self._early_updates: list[TaskUpdate] = []
         self._adding = asyncio.Lock()
+        self._unmet: str | None = None
+        """Why the goal's success criteria are not met, when its judge said so last."""
         self._checkpoint = GoalCheckpoint.model_validate(checkpoint) if checkpoint else None
         if self._checkpoint is not None:
             self._run_id = self._checkpoint.spec_ref.goal_run_id
@@ -233,20 +237,57 @@ class GoalWorkflow:
             if isinstance(added, str):
                 raise ApplicationError(added, type="TasksRejected", non_retryable=True)
             request, tasks = added
-            window = self._window
-            assert window is not None
-            await record(
-                ReadModelActivities.record_tasks,
-                RecordTasks(
-                    goal_id=self._goal_id,
-                    goal_run_id=self._run_id,
-                    first_position=len(window.specs),
-                    tasks=tasks,
-                ),
-                f"record {len(tasks)} added tasks",
-            )
-            await window.add(tasks, f"by {request.added_by}: {request.reason}")
+            await self._add(tasks, f"by {request.added_by}: {request.reason}")
         return self.progress()
+
+    async def _add(self, tasks: list[TaskSpec], why: str) -> None:
+        """Store tasks after the goal's own, then let them run."""
+        window = self._window
+        assert window is not None
+        await record(
+            ReadModelActivities.record_tasks,
+            RecordTasks(
+                goal_id=self._goal_id,
+                goal_run_id=self._run_id,
+                first_position=len(window.specs),
+                tasks=tasks,
+            ),
+            f"record {len(tasks)} added tasks",
+        )
+        await window.add(tasks, why)
+
+    async def _follow_up(self) -> bool:
+        """Every task has ended: compile, or re-plan when the criteria are not met."""
+        window, header = self._window, self._header
+        assert window is not None and header is not None
+        async with self._adding:
+            last = len(window.specs) - 1
+            verdict: Verdict | None = None
+            if (
+                window.specs[last].expects == "deliverable"
+                and window.schedule.status_of(last) is TaskStatus.COMPLETED
+            ):
+                verdict = await record(
+                    DeliverableActivities.load_verdict,
+                    LoadVerdict(goal_id=self._goal_id, task_id=window.specs[last].id or ""),
+                    "read the judgement",
+                )
+            schedule = window.schedule
+            completed = {
+                schedule.plan.ids[i]
+                for i in range(len(window.specs))
+                if schedule.status_of(i) is TaskStatus.COMPLETED
+            }
+            step = next_step(header, window.specs, completed, verdict)
+            if step.task is None:
+                self._unmet = step.unmet
+                return False
+            if step.action == "compile":
+                self._stage = f"compiling the deliverable ({step.task.id})"
+            else:
+                self._stage = f"re-planning ({step.task.id}): {verdict.reasons if verdict else ''}"
+            await self._add([step.task], f"{step.action}: {self._stage}")
+            return True
 
     @add_tasks.validator
     def _validate_add_tasks(self, *payload: Any) -> None:
@@ -417,6 +458,8 @@ class GoalWorkflow:
 
     def _open(self, window: TaskWindow) -> None:
         self._window = window
+        if self._header is not None and self._header.compile:
+            window.follow_up = self._follow_up
         for update in self._early_updates:
             window.task_update(update)
         self._early_updates.clear()
@@ -531,7 +574,7 @@ class GoalWorkflow:
         progress = self.progress()
         total = progress.tasks_total
         not_done = total - progress.tasks_completed
-        self._status = GoalStatus.FAILED if not_done else GoalStatus.COMPLETED
+        self._status = GoalStatus.FAILED if not_done or self._unmet else GoalStatus.COMPLETED
         self._stage = "done"
         window = self._window
         failing = (
@@ -561,6 +604,8 @@ class GoalWorkflow:
                 + (f", {failing}" if failing else "")
                 + f"): {listed}"
             )
+        if self._unmet:
+            error = f"{self._unmet}; {error}" if error else self._unmet
         shown: list[int] | range = []
         if window is not None:
             shown = lost[:REPORT_TASKS] if total > REPORT_TASKS else range(total)

@@ -76,6 +76,8 @@ class TaskWorkflow:
         self._decision: ApprovalDecision | None = None
         self._settling = False
         """A report is being applied: decisions wait for the status it leads to."""
+        self._waiting = self._judged = 0
+        """Decisions that waited for a report, and those of them judged since: in order."""
         self._assigning: str | None = None
         self._heartbeats = 0
         self._messages = 0
@@ -177,8 +179,7 @@ class TaskWorkflow:
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """An approver's decision; only the approvers asked at this level may decide."""
-        if self._settling:  # a report that came first is being applied: judge after it
-            await workflow.wait_condition(lambda: not self._settling)
+        await self._after_settling()
         decision = self._judge_decision(payload)
         if isinstance(decision, str):
             await self._record_rejection(EventKind.DECISION_REJECTED, decision, payload)
@@ -188,8 +189,7 @@ class TaskWorkflow:
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> TaskView:
         """`approval_decision`, answered: the task after the decision, or why it was rejected."""
-        if self._settling:  # a report that came first is being applied: judge after it
-            await workflow.wait_condition(lambda: not self._settling)
+        await self._after_settling()
         decision = self._judge_decision(payload)
         if isinstance(decision, str):
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
@@ -310,6 +310,15 @@ class TaskWorkflow:
         self._heartbeats += 1
         if self._view.last_heartbeat_at is None or at > self._view.last_heartbeat_at:
             self._view.last_heartbeat_at = at
+
+    async def _after_settling(self) -> None:
+        """Let a report that came first be applied before a decision is judged; decisions
+        that had to wait are then judged in the order they came."""
+        if not self._settling and self._waiting == self._judged:
+            return
+        ticket, self._waiting = self._waiting, self._waiting + 1
+        await workflow.wait_condition(lambda: not self._settling and self._judged == ticket)
+        self._judged += 1
 
     def _judge_decision(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
         decision = parse_message(payload, ApprovalDecision, "approval decision")
@@ -773,6 +782,7 @@ class TaskWorkflow:
 
     def _advance(self, changes: dict[str, Any]) -> None:
         self._view = self._view.model_copy(update={**changes, "seq": self._view.seq + 1})
+        self._settling = False  # what a report leads to is in the view now
 
     async def _settle(self) -> None:
         self._show()

@@ -91,6 +91,8 @@ class TaskWindow:
         """A line for the history of a task about to run again, by position."""
         self.tasks_added = 0
         """Tasks that joined while the goal ran (its plan, `add_tasks`)."""
+        self.follow_up: Callable[[], Awaitable[bool]] | None = None
+        """Called when every task has ended; True when it added tasks to run."""
 
     # What others ask.
 
@@ -154,7 +156,7 @@ class TaskWindow:
         a given time; when Temporal suggests it, new starts stop and, once no task
         runs, `continue_as_new` is called (it does not return).
         """
-        while not self.schedule.ended:
+        while not self.schedule.ended or (self.follow_up and await self.follow_up()):
             await self.step()
             await self.expire_retry_decisions()
             again = await after_step()

@@ -1,4 +1,4 @@
-"""Simulated judgement for the demo and tests: triage and planning, deterministic, offline.
+"""Simulated judgement for the demo and tests: triage, planning and compiling; offline.
 
 Real deployments give these skills to an LLM agent (see the `pydantic-ai` hook) or to
 a person; these stand-ins follow simple rules, so a run can be predicted from its seed.
@@ -62,9 +62,23 @@ def simulated_triage(question: str, candidates: list[dict[str, Any]], rng: rando
     }
 
 
-def simulated_plan(goal: dict[str, Any], candidates: list[dict[str, Any]]) -> Any:
-    """A plan from the best-fitting runbook candidate, else research, a draft and a check."""
+def simulated_plan(goal: dict[str, Any], inputs: dict[str, Any]) -> Any:
+    """A plan from the best-fitting runbook candidate, else research, a draft and a check;
+    a re-plan (after a judge's reasons) adds a revision."""
     description = str(goal.get("description") or goal.get("title") or "the goal")
+    if inputs.get("judge_reasons") is not None:
+        round = inputs.get("round", 1)
+        return {
+            "tasks": [
+                {
+                    "id": f"revise-{round}",
+                    "title": f"Revise: {inputs['judge_reasons']}"[:200],
+                    "skill": "writing",
+                }
+            ],
+            "reason": f"the judge said: {inputs['judge_reasons']}",
+        }
+    candidates = inputs.get("runbook_candidates") or []
     fitting = [c for c in candidates if c.get("text_rank", 0) >= RUNBOOK_MIN_RANK]
     if fitting:
         best = fitting[0]
@@ -96,4 +110,14 @@ def simulated_plan(goal: dict[str, Any], candidates: list[dict[str, Any]]) -> An
             },
         ],
         "reason": "no runbook fits: research, then a draft, then a check",
+    }
+
+
+def simulated_compile(goal: dict[str, Any], results: dict[str, Any]) -> Any:
+    """A deliverable of every result under the goal's title, judged met."""
+    sections = [f"## {task_id}\n\n{result}" for task_id, result in results.items()]
+    return {
+        "deliverable": "\n\n".join([f"# {goal.get('title', 'Deliverable')}", *sections]),
+        "met": True,
+        "reasons": f"all {len(results)} results are in the deliverable",
     }

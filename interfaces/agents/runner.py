@@ -30,7 +30,7 @@ from temporalio.service import RPCError
 from activities import results
 from activities.assignment import ASSIGNMENTS_CHANNEL
 from interfaces.agents import registry
-from interfaces.agents.judgement import simulated_plan, simulated_triage
+from interfaces.agents.judgement import simulated_compile, simulated_plan, simulated_triage
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -98,9 +98,11 @@ class SimulatedWork:
                 str(inputs.get("question", "")), inputs.get("runbook_candidates") or [], rng
             )
             return WorkResult(result=verdict, tokens_used=tokens, cost_usd=cost)
+        if work.task.get("expects") == "deliverable":
+            compiled = simulated_compile(work.goal, work.context.get("dependency_results") or {})
+            return WorkResult(result=compiled, tokens_used=tokens, cost_usd=cost)
         if work.task.get("expects") == "plan":
-            candidates = (work.task.get("inputs") or {}).get("runbook_candidates") or []
-            plan = simulated_plan(work.goal, candidates)
+            plan = simulated_plan(work.goal, work.task.get("inputs") or {})
             return WorkResult(result=plan, tokens_used=tokens, cost_usd=cost)
         rework = work.context.get("rework") or []
         note = f" (rework: {rework[-1]['comment']})" if rework else ""

@@ -1,14 +1,15 @@
-"""`starter.py demo` (what `make demo` runs): a sample goal on the embedded stack, end to end.
+"""`starter.py demo` (what `make demo` runs): from a question to a deliverable, end to end.
 
 Starts Temporal (with its Web UI) and PostgreSQL unless a stack already answers at
 TEMPORAL_ADDRESS, then a worker and a team of simulated agents as separate processes,
-launches the sample campaign goal, shows its progress live while acting as its
-approver, prints the goal report, and stops everything it started.
+stores the shipped runbooks, and asks the sample question. A triage agent turns it
+into a goal from the runbook that matches; the demo shows the goal's progress live
+while acting as its approver, then prints the report and the compiled deliverable,
+and stops everything it started.
 """
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -16,12 +17,17 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
+import asyncpg
+
+from activities.database import apply_schema
+from activities.deliverables import read_deliverable
 from activities.paging import goal_tasks
+from activities.runbooks import add_runbook
 from goalkeeper.models import GoalReport, Progress, TaskView
+from goalkeeper.requests import RequestView
+from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.cli.goals import describe_progress, describe_report
 from interfaces.cli.session import EXIT_FAILED, CliError, Session
@@ -29,19 +35,32 @@ from interfaces.cli.stack import wait_for_stop
 from interfaces.client import TemporalUnreachable
 from interfaces.stack import EmbeddedStack, database_url
 from workflows.goal import GoalWorkflow
+from workflows.request import RequestWorkflow
 from workflows.task import TaskWorkflow
 
+RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
+
 APPROVER = "ops-lead"
+QUESTION = "Launch the Q3 campaign to 500 qualified leads"
 FIRST_DRAFT_COMMENTS = {"email-2": "Lead with the customer's numbers, not ours."}
 """Drafts the demo's approver sends back once, to show rework."""
 
-AGENT_SKILLS = "data,writing,sales"
+AGENT_SKILLS = "triage,planning,data,writing,sales"
 """The simulated team; nobody has `analytics`, so Goalkeeper provisions an agent for it."""
 
+DELIVERABLE_LINES = 30
+"""Lines of the deliverable the demo prints; `goal report ID --deliverable` has it all."""
 
-def sample_spec() -> dict[str, Any]:
-    text = resources.files("goalkeeper").joinpath("samples/campaign.json").read_text()
-    return dict(json.loads(text))
+
+async def add_shipped_runbooks(pool: asyncpg.Pool) -> list[str]:
+    """Store the runbooks that ship in `runbooks/` (unchanged ones stay as they are)."""
+    await apply_schema(pool)  # the worker may not have applied it yet
+    names = []
+    for path in sorted(RUNBOOKS.glob("*.toml")):
+        runbook = parse_runbook(path.read_text(encoding="utf-8"), str(path))
+        await add_runbook(pool, runbook)
+        names.append(runbook.name)
+    return names
 
 
 async def run(session: Session, args: argparse.Namespace) -> None:
@@ -86,9 +105,20 @@ async def run(session: Session, args: argparse.Namespace) -> None:
                 ],
             )
         print(f"worker and {args.agents} simulated agents started; logs in {logs}")
-        report = await asyncio.wait_for(_run_goal(session, args, crew), args.timeout)
+        pool = await session.pool()
+        print(f"runbooks stored: {', '.join(await add_shipped_runbooks(pool))}")
+        report = await asyncio.wait_for(_run_request(session, args, crew), args.timeout)
         print()
         print(describe_report(report))
+        deliverable = await read_deliverable(pool, report.goal_id) or ""
+        lines = deliverable.splitlines()
+        print(f"\nThe deliverable ({report.deliverable_bytes} bytes), as compiled:\n")
+        print("\n".join(f"  | {line}" for line in lines[:DELIVERABLE_LINES]))
+        if len(lines) > DELIVERABLE_LINES:
+            print(
+                f"  | ... {len(lines) - DELIVERABLE_LINES} more lines: "
+                f"python starter.py goal report {report.goal_id} --deliverable"
+            )
         print()
         print(f"Temporal Web UI: {session.ui_link(report.goal_id)}")
         if report.status is not GoalStatus.COMPLETED:
@@ -110,18 +140,40 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             stack.stop()
 
 
-async def _run_goal(session: Session, args: argparse.Namespace, crew: "Crew") -> GoalReport:
+async def _run_request(session: Session, args: argparse.Namespace, crew: "Crew") -> GoalReport:
+    """Ask the sample question; once triage has made it a goal, run that goal."""
     client = await session.client()
-    goal_id = f"campaign-{uuid.uuid4().hex[:6]}"
-    spec = sample_spec()
-    handle = await client.start_workflow(
-        GoalWorkflow.run,
-        spec,
-        id=goal_id,
+    request_id = f"campaign-{uuid.uuid4().hex[:6]}"
+    request = await client.start_workflow(
+        RequestWorkflow.run,
+        {"question": QUESTION, "approvers": [APPROVER]},
+        id=request_id,
         task_queue=session.settings.task_queue,
-        static_summary=spec["title"],
+        static_summary=QUESTION,
     )
-    print(f"started goal {goal_id}: {spec['title']} ({len(spec['tasks'])} tasks)")
+    print(f"asked: {QUESTION!r} (request {request_id})")
+    while True:
+        for note in crew.revive():
+            print(note, flush=True)
+        view: RequestView = await request.query(RequestWorkflow.status)
+        if view.goal_id or view.status.is_terminal:
+            break
+        await asyncio.sleep(0.25)
+    if view.goal_id is None:
+        raise CliError(
+            f"request {request_id} ended {view.status.value}: {view.error or view.answer}"
+        )
+    print(f"triage: a goal, {view.goal_id}; why: {view.reason}")
+    return await _run_goal(session, args, crew, view.goal_id)
+
+
+async def _run_goal(
+    session: Session, args: argparse.Namespace, crew: "Crew", goal_id: str
+) -> GoalReport:
+    client = await session.client()
+    handle = client.get_workflow_handle_for(GoalWorkflow.run, goal_id)
+    tasks = await goal_tasks(client, goal_id)
+    print(f"goal {goal_id}: {len(tasks)} tasks ({', '.join(t.task_id for t in tasks)})")
     print(session.ui_link(goal_id))
     interactive = sys.stdout.isatty()
     decided: set[str] = set()
