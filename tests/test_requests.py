@@ -56,7 +56,8 @@ async def test_a_complex_question_becomes_a_goal_from_the_matching_runbook(
         view = await ask(
             client,
             task_queue,
-            f"Prepare and announce the {word} rollout for every customer in the EU region",
+            # Only this runbook holds the word: others made by tests share the rest.
+            f"Do the {word} work for all of the people, please, as soon as it can be done",
             workspace=workspace,
         )
     assert (view.status, view.kind, view.goal_status) == (

@@ -14,6 +14,20 @@ SIMPLE_WORDS = 12
 """A question this short, ending in '?', gets a direct answer."""
 
 
+def best_runbook(candidates: list[dict[str, Any]], text: str) -> dict[str, Any] | None:
+    """The best candidate that fits, its required parameters given `text`, and why."""
+    fitting = [c for c in candidates if c.get("text_rank", 0) >= RUNBOOK_MIN_RANK]
+    if not fitting:
+        return None
+    best = fitting[0]
+    required = [p["name"] for p in best.get("parameters", []) if p.get("default") is None]
+    return {
+        "runbook": best["name"],
+        "parameters": {name: text[:500] for name in required},
+        "reason": f"runbook {best['name']!r} fits it best (score {best.get('score', 0):.3f})",
+    }
+
+
 def simulated_triage(question: str, candidates: list[dict[str, Any]], rng: random.Random) -> Any:
     """An answer for a short question; else a goal from the best runbook, or of its own."""
     words = question.split()
@@ -24,24 +38,13 @@ def simulated_triage(question: str, candidates: list[dict[str, Any]], rng: rando
             "reason": f"a question of {len(words)} words that one answer settles",
         }
     title = " ".join(words[:20])[:200]
-    fitting = [c for c in candidates if c.get("text_rank", 0) >= RUNBOOK_MIN_RANK]
-    if fitting:
-        best = fitting[0]
-        parameters = {
-            p["name"]: question for p in best.get("parameters", []) if p.get("default") is None
-        }
+    best = best_runbook(candidates, question)
+    if best is not None:
+        why = best.pop("reason")
         return {
             "kind": "goal",
-            "goal": {
-                "title": title,
-                "description": question,
-                "runbook": best["name"],
-                "parameters": parameters,
-            },
-            "reason": (
-                f"it needs several steps, and runbook {best['name']!r} fits it best "
-                f"(score {best.get('score', 0):.3f})"
-            ),
+            "goal": {"title": title, "description": question, **best},
+            "reason": f"it needs several steps, and {why}",
         }
     return {
         "kind": "goal",
@@ -78,20 +81,9 @@ def simulated_plan(goal: dict[str, Any], inputs: dict[str, Any]) -> Any:
             ],
             "reason": f"the judge said: {inputs['judge_reasons']}",
         }
-    candidates = inputs.get("runbook_candidates") or []
-    fitting = [c for c in candidates if c.get("text_rank", 0) >= RUNBOOK_MIN_RANK]
-    if fitting:
-        best = fitting[0]
-        return {
-            "runbook": best["name"],
-            "parameters": {
-                p["name"]: description[:500]
-                for p in best.get("parameters", [])
-                if p.get("default") is None
-            },
-            "reason": f"runbook {best['name']!r} fits the goal best "
-            f"(score {best.get('score', 0):.3f})",
-        }
+    best = best_runbook(inputs.get("runbook_candidates") or [], description)
+    if best is not None:
+        return best
     subject = " ".join(description.split()[:12])
     return {
         "tasks": [
