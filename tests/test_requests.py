@@ -165,3 +165,25 @@ async def test_an_invalid_request_is_rejected_and_recorded(
     row = await one_row(pool, "SELECT * FROM requests WHERE request_id = $1", request_id)
     assert row["status"] == "rejected" and expected in row["error"]
     assert (await events(pool, request_id, "request_rejected"))[0]["message"] == row["error"]
+
+
+async def test_a_request_whose_goal_id_is_taken_fails_and_says_so(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    request_id = f"request-{uuid.uuid4().hex[:8]}"
+    squatter = await client.start_workflow(
+        "GoalWorkflow",
+        {"title": "Left running", "workspace": workspace, "tasks": [{"title": "t", "skill": "x"}]},
+        id=f"{request_id}.triage",
+        task_queue=task_queue,
+    )
+    handle = await client.start_workflow(
+        RequestWorkflow.run,
+        {"question": "Anything?", "workspace": workspace},
+        id=request_id,
+        task_queue=task_queue,
+    )
+    view = await asyncio.wait_for(handle.result(), 60)
+    assert view.status is RequestStatus.FAILED
+    assert view.error and f"goal '{request_id}.triage' is already running" in view.error
+    await squatter.terminate("test over")

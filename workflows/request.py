@@ -3,7 +3,11 @@
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -166,6 +170,11 @@ class RequestWorkflow:
         except ChildWorkflowError as exc:
             cause = exc.cause
             return str(cause.message if isinstance(cause, ApplicationError) else cause or exc)
+        except WorkflowAlreadyStartedError:
+            return (
+                f"goal {goal_id!r} is already running (started for an earlier request of "
+                "this id); expected a request id of its own"
+            )
         if report.status is GoalStatus.FAILED and goal_id == triage_goal_id(self._view.request_id):
             errors = [t.error for t in report.tasks if t.error]
             return errors[0] if errors else report.error or "the triage task failed"
