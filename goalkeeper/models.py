@@ -321,6 +321,9 @@ class AssignedAgent(BaseModel):
 
     assignment_id: str
     agent_id: str
+    assigned_at: datetime | None = None
+    """When the goal made it: the task's deadlines count from here, a time fixed in the
+    task's input rather than read from the clock when its workflow first runs."""
 
 
 class TaskInput(BaseModel):

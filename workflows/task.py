@@ -575,7 +575,7 @@ class TaskWorkflow:
 
     def _assigned(self, view: TaskView, assigned: Any, attempt: int) -> TaskView:
         """The view once `assigned` holds the task's `attempt`-th assignment."""
-        now = workflow.now()
+        now = getattr(assigned, "assigned_at", None) or workflow.now()
         return view.model_copy(
             update={
                 "status": TaskStatus.ASSIGNED,

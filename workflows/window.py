@@ -472,7 +472,11 @@ class TaskWindow:
                 on_approval_timeout=header.on_approval_timeout,
                 previous=prior,
                 note=self.notes.pop(i, None),
-                assigned={"assignment_id": assigned.assignment_id, "agent_id": assigned.agent_id},
+                assigned={
+                    "assignment_id": assigned.assignment_id,
+                    "agent_id": assigned.agent_id,
+                    "assigned_at": workflow.now(),
+                },
             ),
             id=self._workflow_id(i),
             # The goal waits for its tasks before it continues as new; ABANDON keeps a
