@@ -14,8 +14,8 @@ from goalkeeper.records import AdoptedPlan, AdoptPlan
 
 async def planned_tasks(
     pool: asyncpg.Pool, goal_id: str, goal_run_id: str, result: object
-) -> list[TaskSpec]:
-    """The tasks a plan gives its goal, checked against the goal's spec and tasks.
+) -> tuple[GoalSpec, list[TaskSpec]]:
+    """The goal's spec, and the tasks a plan gives it, checked against its spec and tasks.
 
     Raises:
         InvalidGoalSpec: why the plan cannot be adopted, said for the planner.
@@ -38,7 +38,7 @@ async def planned_tasks(
         runbook = None if plan.runbook is None else await fetch_runbook(pool, plan.runbook)
     except InvalidRunbook as exc:
         raise InvalidGoalSpec(goal_id, str(exc)) from None
-    return plan_tasks(goal, plan, runbook, existing, goal.partition_size)
+    return goal, plan_tasks(goal, plan, runbook, existing, goal.partition_size)
 
 
 class PlanActivities:
@@ -56,14 +56,13 @@ class PlanActivities:
             request.task_id,
         )
         try:
-            tasks = await planned_tasks(self.pool, request.goal_id, request.goal_run_id, result)
+            goal, tasks = await planned_tasks(
+                self.pool, request.goal_id, request.goal_run_id, result
+            )
         except InvalidGoalSpec as exc:
             return AdoptedPlan(error=str(exc))
-        approvers = await self.pool.fetchval(
-            "SELECT approvers FROM goals WHERE goal_id = $1", request.goal_id
-        )
         async with self.pool.acquire() as connection, connection.transaction():
             await insert_tasks(
-                connection, request.goal_id, approvers or [], request.first_position, tasks
+                connection, request.goal_id, goal.approvers, request.first_position, tasks
             )
         return AdoptedPlan(count=len(tasks))

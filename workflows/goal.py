@@ -67,9 +67,9 @@ PAGE_BYTES = 128 * 1024
 """Task specs written or read per activity call, as JSON."""
 
 STORE_TIMEOUT = timedelta(minutes=10)
+"""Validating and storing a spec stored by reference: 100,000 tasks take seconds."""
 COMPILE_TIMEOUT = timedelta(minutes=5)
 """Compiling a deliverable: every result of a goal of any size, read a page at a time."""
-"""Validating and storing a spec stored by reference: 100,000 tasks take seconds."""
 
 REPORT_TASKS = 500
 """Tasks listed in a goal's report; beyond it, completed ones are only counted."""

@@ -38,6 +38,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import parse_message, reject_if, summarize_payload
     from workflows.options import ACTIVITY_TIMEOUT, DATABASE_RETRY, assign, record
 
+MAX_PROBLEM_CHARS = 4000
+"""Of why a result was sent back: enough to fix it, small enough for any attempt count."""
+
 MESSAGES_PER_RUN = 1000
 """Heartbeats and reports one run takes before it continues as new, well inside
 Temporal's limits of 2,000 updates and 10,000 signals per run."""
@@ -506,7 +509,8 @@ class TaskWorkflow:
             ),
             f"check the {expects} result",
         )
-        return problem
+        # Bounded: it is kept in the task's history lines and its rework feedback.
+        return None if problem is None else problem[:MAX_PROBLEM_CHARS]
 
     def _budget_spent(self) -> bool:
         return self._view.attempts - self._attempts_before >= self._input.max_attempts
@@ -595,8 +599,6 @@ class TaskWorkflow:
         One durable timer to the next moment that matters: the report deadline, or the
         end of the allowed silence, when heartbeats written to PostgreSQL are read.
         """
-        if self._report is None:  # else a report waits to be applied: decisions wait too
-            self._settling = False
         input = self._input
         view = self._view
         assignment_id = view.assignment_id
@@ -690,7 +692,6 @@ class TaskWorkflow:
         Returns None when the task ended here: aborted, or the chain ran out and the
         goal's policy is to fail the task.
         """
-        self._settling = False  # the result awaits approval: decisions can be judged
         input = self._input
         timeout = timedelta(seconds=input.approval_timeout_seconds)
         for level, approvers in enumerate(input.approval_levels):
