@@ -43,10 +43,18 @@ log = logging.getLogger("goalkeeper.worker")
 
 
 def build_worker(
-    client: Client, pool: asyncpg.Pool, task_queue: str, alert_webhook: str | None = None
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    alert_webhook: str | None = None,
+    assignments: AssignmentActivities | None = None,
 ) -> Worker:
-    """A worker for every Goalkeeper workflow and activity on `task_queue`."""
-    assignments = AssignmentActivities(pool)
+    """A worker for every Goalkeeper workflow and activity on `task_queue`.
+
+    `assignments` may be a subclass of the assignment activities (tests use one to
+    make a message arrive at a chosen moment).
+    """
+    assignments = assignments or AssignmentActivities(pool)
     read_model = ReadModelActivities(pool)
     health = HealthActivities(pool, client, alert_webhook)
     runbooks = RunbookActivities(pool)

@@ -1,6 +1,5 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
-import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -15,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.runbooks import RunbookActivities
     from goalkeeper.compiling import Verdict, next_step
     from goalkeeper.errors import InvalidGoalSpec
+    from goalkeeper.ids import fact_id
     from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
         ApprovalDecision,
@@ -55,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.validation import validate_goal_spec
     from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
-    from workflows.options import DATABASE_RETRY, record
+    from workflows.options import DATABASE_RETRY, record, record_apart
     from workflows.partitions import PartitionSet
     from workflows.specs import load_specs
     from workflows.window import TaskWindow
@@ -99,7 +99,8 @@ class GoalWorkflow:
         self._stage = "validating"
         self._shown: tuple[str, int] | None = None
         self._early_updates: list[TaskUpdate] = []
-        self._adding = asyncio.Lock()
+        self._signals = 0
+        """Signals this run received, counted as each arrives: names its rejections."""
         self._unmet: str | None = None
         """Why the goal's success criteria are not met, when its judge said so last."""
         self._checkpoint = GoalCheckpoint.model_validate(checkpoint) if checkpoint else None
@@ -198,14 +199,19 @@ class GoalWorkflow:
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """Under `ask_approver`: retry (approve) or give up (reject) a failed `task_id`."""
+        self._signals += 1
+        received = self._signals
         await workflow.wait_condition(self._ready)
         decision = self._judge_retry(payload)
         if isinstance(decision, str):
             workflow.logger.warning(decision)
-            await record(
+            await record_apart(
                 ReadModelActivities.record_event,
                 self._event(
-                    EventKind.DECISION_REJECTED, decision, {"payload": summarize_payload(payload)}
+                    EventKind.DECISION_REJECTED,
+                    decision,
+                    {"payload": summarize_payload(payload)},
+                    key=(workflow.info().run_id, received),
                 ),
                 "record rejected decision",
             )
@@ -232,12 +238,23 @@ class GoalWorkflow:
         """More work found while the goal runs: `{"tasks", "added_by", "reason"}`, checked
         like a spec's tasks; the goal's progress after them, or why they were refused."""
         await workflow.wait_condition(self._ready)
-        async with self._adding:  # one addition at a time: positions follow each other
+        window = self._window
+        refused: list[str | None] = []
+
+        async def add() -> None:
+            # Judged again here: an addition taken in before this one changed the goal.
             added = self._judge_added(payload)
-            if isinstance(added, str):
-                raise ApplicationError(added, type="TasksRejected", non_retryable=True)
-            request, tasks = added
-            await self._add(tasks, f"by {request.added_by}: {request.reason}")
+            if not isinstance(added, str):
+                request, tasks = added
+                await self._add(tasks, f"by {request.added_by}: {request.reason}")
+            refused.append(added if isinstance(added, str) else None)
+
+        if window is not None and not window.closed:
+            window.later(add)  # the loop adds them: positions follow each other
+            await workflow.wait_condition(lambda: bool(refused) or window.closed)
+        problem = refused[0] if refused else self._judge_added(payload)
+        if isinstance(problem, str):
+            raise ApplicationError(problem, type="TasksRejected", non_retryable=True)
         return self.progress()
 
     async def _add(self, tasks: list[TaskSpec], why: str) -> None:
@@ -260,34 +277,33 @@ class GoalWorkflow:
         """Every task has ended: compile, or re-plan when the criteria are not met."""
         window, header = self._window, self._header
         assert window is not None and header is not None
-        async with self._adding:
-            last = len(window.specs) - 1
-            verdict: Verdict | None = None
-            if (
-                window.specs[last].expects == "deliverable"
-                and window.schedule.status_of(last) is TaskStatus.COMPLETED
-            ):
-                verdict = await record(
-                    DeliverableActivities.load_verdict,
-                    LoadVerdict(goal_id=self._goal_id, task_id=window.specs[last].id or ""),
-                    "read the judgement",
-                )
-            schedule = window.schedule
-            completed = {
-                schedule.plan.ids[i]
-                for i in range(len(window.specs))
-                if schedule.status_of(i) is TaskStatus.COMPLETED
-            }
-            step = next_step(header, window.specs, completed, verdict)
-            if step.task is None:
-                self._unmet = step.unmet
-                return False
-            if step.action == "compile":
-                self._stage = f"compiling the deliverable ({step.task.id})"
-            else:
-                self._stage = f"re-planning ({step.task.id}): {verdict.reasons if verdict else ''}"
-            await self._add([step.task], f"{step.action}: {self._stage}")
-            return True
+        last = len(window.specs) - 1
+        verdict: Verdict | None = None
+        if (
+            window.specs[last].expects == "deliverable"
+            and window.schedule.status_of(last) is TaskStatus.COMPLETED
+        ):
+            verdict = await record(
+                DeliverableActivities.load_verdict,
+                LoadVerdict(goal_id=self._goal_id, task_id=window.specs[last].id or ""),
+                "read the judgement",
+            )
+        schedule = window.schedule
+        completed = {
+            schedule.plan.ids[i]
+            for i in range(len(window.specs))
+            if schedule.status_of(i) is TaskStatus.COMPLETED
+        }
+        step = next_step(header, window.specs, completed, verdict)
+        if step.task is None:
+            self._unmet = step.unmet
+            return False
+        if step.action == "compile":
+            self._stage = f"compiling the deliverable ({step.task.id})"
+        else:
+            self._stage = f"re-planning ({step.task.id}): {verdict.reasons if verdict else ''}"
+        await self._add([step.task], f"{step.action}: {self._stage}")
+        return True
 
     @add_tasks.validator
     def _validate_add_tasks(self, *payload: Any) -> None:
@@ -304,7 +320,7 @@ class GoalWorkflow:
                 f"goal {self._goal_id!r} runs in partitions; tasks can be added only to a goal "
                 f"of at most partition_size tasks"
             )
-        if self._status is not GoalStatus.RUNNING or window.schedule.ended:
+        if self._status is not GoalStatus.RUNNING or window.closed:
             return f"goal {self._goal_id!r} has ended; expected a running goal"
         if window.schedule.failing is not None:
             return f"goal {self._goal_id!r} is failing ({window.schedule.failing})"
@@ -338,7 +354,7 @@ class GoalWorkflow:
 
     async def _take_retry_decision(self, decision: ApprovalDecision) -> None:
         if self._window is not None:
-            await self._window.take_retry_decision(decision)
+            self._window.take_retry_decision(decision)
         else:
             assert self._partitions is not None
             await self._partitions.forward(decision)
@@ -500,7 +516,7 @@ class GoalWorkflow:
                 spec_id=spec_ref,
                 goal_id=self._goal_id,
                 goal_run_id=self._run_id,
-                event_id=str(workflow.uuid4()),
+                event_id=fact_id("goal", self._run_id, EventKind.GOAL_STARTED, None),
             ),
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=DATABASE_RETRY,
@@ -541,17 +557,26 @@ class GoalWorkflow:
         )
 
     async def _continue_as_new(self) -> None:
-        """Start a fresh run with the same state; no task of the goal's own runs across it."""
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        """Start a fresh run with the same state; no task of the goal's own runs across it.
+
+        Returns instead when a handler asked the window for work meanwhile: that first.
+        """
         await record(
             ReadModelActivities.record_event,
             self._event(
                 EventKind.GOAL_CONTINUED,
                 f"goal {self._goal_id!r} continued as new after "
                 f"{workflow.info().get_current_history_length()} history events",
+                key=(workflow.info().run_id,),
             ),
             "record continue-as-new",
         )
+        window = self._window
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() or (window is not None and window.asked)
+        )
+        if window is not None and window.asked:
+            return
         total = self.progress().tasks_total
         ref = GoalRef(goal_id=self._goal_id, goal_run_id=self._run_id, tasks_total=total)
         if self._window is not None:
@@ -667,9 +692,16 @@ class GoalWorkflow:
             error=summary.error,
         )
 
-    def _event(self, kind: EventKind, message: str, detail: dict[str, Any] | None = None) -> Event:
+    def _event(
+        self,
+        kind: EventKind,
+        message: str,
+        detail: dict[str, Any] | None = None,
+        key: tuple[object, ...] = (),
+    ) -> Event:
+        """An event of this goal run, named by its kind and `key`, like a window's."""
         return Event(
-            event_id=str(workflow.uuid4()),
+            event_id=fact_id("goal", self._run_id, kind, None, *key),
             kind=kind,
             message=message,
             goal_id=self._goal_id,

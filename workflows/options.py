@@ -51,6 +51,23 @@ async def record(
     )
 
 
+async def record_apart(activity: Any, arg: Any, summary: str) -> Any:
+    """Run a short, idempotent write from a signal or update handler, as a regular activity.
+
+    Local activities running at once in two coroutines (a handler's and the main
+    one's) can resolve in another order on replay than they did live, and the
+    coroutines then issue their commands in another order; a regular activity's
+    completion is an event in history, so its order is fixed.
+    """
+    return await workflow.execute_activity_method(
+        activity,
+        arg,
+        start_to_close_timeout=ACTIVITY_TIMEOUT,
+        retry_policy=DATABASE_RETRY,
+        summary=summary,
+    )
+
+
 async def assign(activity: Any, arg: Any, summary: str) -> Any:
     """Give tasks agents: a local activity that retries until every task has one."""
     return await workflow.execute_local_activity_method(

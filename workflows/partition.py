@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.records import EventKind, LoadTasks
     from workflows.messages import parse_message, summarize_payload
-    from workflows.options import record
+    from workflows.options import record, record_apart
     from workflows.specs import load_specs
     from workflows.window import TaskWindow
 
@@ -46,6 +46,8 @@ class PartitionWorkflow:
         self._sent: tuple[Any, ...] | None = None
         self._last_sent = workflow.now()
         self._early: list[TaskUpdate] = []
+        self._signals = 0
+        """Signals this run received, counted as each arrives: names its rejections."""
 
     @workflow.run
     async def run(self, input: PartitionInput, state: WindowState | None = None) -> PartitionUpdate:
@@ -101,24 +103,27 @@ class PartitionWorkflow:
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """A retry decision the goal passed on: its task is in this partition."""
+        self._signals += 1
+        received = self._signals
         await workflow.wait_condition(lambda: self._window is not None)
         window = self._window
         assert window is not None
         decision = parse_message(payload, ApprovalDecision, "approval decision")
         problem = decision if isinstance(decision, str) else window.judge_retry(decision)
         if problem is not None or isinstance(decision, str):
-            await record(
+            await record_apart(
                 ReadModelActivities.record_event,
                 window.event(
                     EventKind.DECISION_REJECTED,
                     str(problem),
                     None,
                     {"payload": summarize_payload(payload)},
+                    key=(workflow.info().run_id, received),
                 ),
                 "record rejected decision",
             )
             return
-        await window.take_retry_decision(decision)
+        window.take_retry_decision(decision)
 
     @workflow.signal
     async def fail(self, reason: str) -> None:
@@ -126,7 +131,7 @@ class PartitionWorkflow:
         await workflow.wait_condition(lambda: self._window is not None)
         window = self._window
         assert window is not None
-        await window.apply(window.schedule.fail(str(reason)[:500]))
+        window.fail(str(reason)[:500])
 
     async def _roll_up(self) -> timedelta | None:
         """Tell the goal the counts if they changed, at most once per `ROLLUP_EVERY`."""

@@ -16,6 +16,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
+    from goalkeeper.ids import fact_id
     from goalkeeper.models import (
         ApprovalDecision,
         GoalSpec,
@@ -206,7 +207,7 @@ class PartitionSet:
                     start=p.start,
                     end=p.end,
                     reason=reason,
-                    event_id=str(workflow.uuid4()),
+                    event_id=fact_id("goal", self.goal_run_id, "skipped", p.start, p.end),
                 ),
                 f"skip tasks {p.start + 1} to {p.end}",
             )

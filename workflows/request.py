@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.requests import RequestActivities
     from activities.runbooks import RunbookActivities
+    from goalkeeper.ids import fact_id
     from goalkeeper.models import GoalReport, describe_validation_error
     from goalkeeper.records import (
         Event,
@@ -213,7 +214,7 @@ class RequestWorkflow:
 
     def _event(self, kind: EventKind, message: str) -> Event:
         return Event(
-            event_id=str(workflow.uuid4()),
+            event_id=fact_id("request", self._run_id, kind),
             kind=kind,
             message=message,
             goal_id=self._view.request_id,

@@ -12,6 +12,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
     from activities.checks import CheckActivities
     from activities.read_model import ReadModelActivities
+    from goalkeeper.ids import assignment_id as assignment_id_of
+    from goalkeeper.ids import fact_id
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.models import (
         AgentReport,
@@ -36,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.statuses import AssignmentStatus, Decision, ReportOutcome, TaskStatus
     from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
-    from workflows.options import ACTIVITY_TIMEOUT, DATABASE_RETRY, assign, record
+    from workflows.options import ACTIVITY_TIMEOUT, DATABASE_RETRY, assign, record, record_apart
 
 MAX_PROBLEM_CHARS = 4000
 """Of why a result was sent back: enough to fix it, small enough for any attempt count."""
@@ -84,6 +86,8 @@ class TaskWorkflow:
         self._assigning: str | None = None
         self._heartbeats = 0
         self._messages = 0
+        self._signals = 0
+        """Signals this run received, counted as each arrives: names its rejections."""
         self._quiet_rejections: set[str] = set()
         self._closed: set[str] = set()
         self._reassign: Lapse | None = None
@@ -157,9 +161,10 @@ class TaskWorkflow:
     async def agent_report(self, *payload: Any) -> None:
         """An agent's report; only the assigned agent's, for its current assignment, counts."""
         self._messages += 1
+        received = self._received()
         report = await self._judge_report(payload)
         if isinstance(report, str):
-            await self._record_rejection(EventKind.REPORT_REJECTED, report, payload)
+            await self._record_rejection(EventKind.REPORT_REJECTED, report, payload, received)
         else:
             self._accept_report(report)
 
@@ -182,10 +187,11 @@ class TaskWorkflow:
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """An approver's decision; only the approvers asked at this level may decide."""
+        received = self._received()
         await self._after_settling()
         decision = self._judge_decision(payload)
         if isinstance(decision, str):
-            await self._record_rejection(EventKind.DECISION_REJECTED, decision, payload)
+            await self._record_rejection(EventKind.DECISION_REJECTED, decision, payload, received)
         else:
             self._decision = decision
 
@@ -214,6 +220,7 @@ class TaskWorkflow:
         the task looks at its deadline: such heartbeats never enter this history.
         """
         self._messages += 1
+        received = self._received()
         beat = await self._judge_heartbeat(payload)
         if isinstance(beat, str):
             # One record per assignment: a stale agent's every beat would flood the trail.
@@ -221,7 +228,7 @@ class TaskWorkflow:
             key = str(sent.get("assignment_id") or beat)
             if key not in self._quiet_rejections:
                 self._quiet_rejections.add(key)
-                await self._record_rejection(EventKind.HEARTBEAT_REJECTED, beat, payload)
+                await self._record_rejection(EventKind.HEARTBEAT_REJECTED, beat, payload, received)
         else:
             self._beat(workflow.now())
 
@@ -544,7 +551,7 @@ class TaskWorkflow:
         """Get an agent for the next attempt; the activity retries until it has one."""
         input = self._input
         attempt = self._view.attempts + 1
-        assignment_id = str(workflow.uuid4())
+        assignment_id = assignment_id_of(input.goal_run_id, self._view.task_id, attempt)
         self._assigning = assignment_id
         assigned: list[Assignment] = await assign(
             AssignmentActivities.assign_agents,
@@ -809,19 +816,23 @@ class TaskWorkflow:
             seq=view.seq,
         )
 
+    def _received(self) -> int:
+        """Count a signal as it arrives (before any wait), in the order of the history."""
+        self._signals += 1
+        return self._signals
+
     async def _record_rejection(
-        self, kind: EventKind, message: str, payload: tuple[Any, ...]
+        self, kind: EventKind, message: str, payload: tuple[Any, ...], received: int
     ) -> None:
         """Record a rejected message in the audit trail; the task's state is unchanged."""
         workflow.logger.warning(message)
         agent_id = None
         if len(payload) == 1 and isinstance(payload[0], dict):
             agent_id = str(payload[0].get("agent_id") or "")[:128] or None
-        await record(
-            ReadModelActivities.record_event,
-            self._event(kind, message, agent_id, {"payload": summarize_payload(payload)}),
-            f"record {kind}",
-        )
+        event = self._event(kind, message, agent_id, {"payload": summarize_payload(payload)})
+        # Named by this run and the signal's place in it: the same signal, the same row.
+        event.event_id = fact_id("signal", workflow.info().run_id, received)
+        await record_apart(ReadModelActivities.record_event, event, f"record {kind}")
 
     def _event(
         self,
@@ -830,8 +841,10 @@ class TaskWorkflow:
         agent_id: str | None,
         detail: dict[str, Any] | None = None,
     ) -> Event:
+        """An event about the task's change number `seq`: one id, however often written."""
+        view = self._view
         return Event(
-            event_id=str(workflow.uuid4()),
+            event_id=fact_id("task", view.goal_run_id, view.task_id, view.seq, kind),
             kind=kind,
             message=message,
             goal_id=self._view.goal_id,

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
     from activities.plans import PlanActivities
     from activities.read_model import ReadModelActivities
+    from goalkeeper.ids import assignment_id, fact_id
     from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
         ApprovalDecision,
@@ -85,6 +86,11 @@ class TaskWindow:
         self.holding = False
         """Start nothing new (the goal is about to continue as new)."""
         self._ended: list[tuple[int, TaskSummary]] = []
+        self._inbox: list[Callable[[], Awaitable[None]]] = []
+        """Writes that handlers asked for, done by the loop in the order they were asked:
+        only the loop runs local activities, so they resolve in one order, live or not."""
+        self.closed = False
+        """The loop has ended: nothing more is taken in."""
         self._watchers: dict[int, asyncio.Task[None]] = {}
         self._alarm: asyncio.Task[None] | None = None
         self.notes: dict[int, str] = {}
@@ -154,9 +160,14 @@ class TaskWindow:
 
         `after_step` shows or reports the state and may ask to be called again within
         a given time; when Temporal suggests it, new starts stop and, once no task
-        runs, `continue_as_new` is called (it does not return).
+        runs, `continue_as_new` is called (it returns only if a handler asked for work
+        meanwhile, which is done first).
         """
-        while not self.schedule.ended or (self.follow_up and await self.follow_up()):
+        while True:
+            if self.schedule.ended and not self._inbox:
+                more = self.follow_up is not None and await self.follow_up()
+                if not more and not self._inbox:  # a handler may have asked meanwhile
+                    break
             await self.step()
             await self.expire_retry_decisions()
             again = await after_step()
@@ -166,7 +177,7 @@ class TaskWindow:
                 self._alarm = asyncio.create_task(self._ring(again))
             if workflow.info().is_continue_as_new_suggested():
                 self.holding = True  # let running tasks end, start nothing new
-                if not self.schedule.running:
+                if not self.schedule.running and not self._inbox:
                     await continue_as_new()
             due = self.schedule.next_due()
             with contextlib.suppress(TimeoutError):
@@ -175,7 +186,18 @@ class TaskWindow:
                     timeout=max(due - workflow.now(), timedelta(seconds=1)) if due else None,
                     timeout_summary="retry decision deadline",
                 )
+        self.closed = True
         await after_step()
+
+    def later(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Have the loop do `work` (from a handler): before it starts anything else."""
+        self._inbox.append(work)
+        self.changed = True
+
+    @property
+    def asked(self) -> bool:
+        """A handler asked for work the loop has not done yet."""
+        return bool(self._inbox)
 
     async def _ring(self, after: timedelta) -> None:
         await workflow.sleep(max(after, timedelta(milliseconds=100)), summary="report counts")
@@ -195,30 +217,43 @@ class TaskWindow:
             None if i is None else self.schedule.status_of(i).value,
         )
 
-    async def take_retry_decision(self, decision: ApprovalDecision) -> None:
-        """Retry the failed task (approve) or give it up (reject), as the approver said."""
+    def take_retry_decision(self, decision: ApprovalDecision) -> None:
+        """Retry the failed task (approve) or give it up (reject), as the approver said.
+
+        Applied to the schedule at once, so the decision is part of any checkpoint and
+        of the progress its sender reads next; the loop records it.
+        """
         assert decision.task_id is not None
         i = self.position(decision.task_id)
         assert i is not None
         retry = decision.decision is Decision.APPROVE
-        # Applied to the schedule at once, so the decision is part of any checkpoint.
         if retry:
             self.schedule.retry(i)
             self.notes[i] = f"{decision.approver} asked for a retry"
-            self.changed = True
         cascade = None if retry else self.schedule.give_up(i)
-        await record(
-            ReadModelActivities.record_event,
-            self.event(
-                EventKind.TASK_RETRIED if retry else EventKind.DECISION_ACCEPTED,
-                f"{decision.approver!r} chose to {'retry' if retry else 'give up'} failed task "
-                f"{decision.task_id!r}" + (f": {decision.comment}" if decision.comment else ""),
-                decision.task_id,
-            ),
-            f"record retry decision on {decision.task_id}",
+        event = self.event(
+            EventKind.TASK_RETRIED if retry else EventKind.DECISION_ACCEPTED,
+            f"{decision.approver!r} chose to {'retry' if retry else 'give up'} failed task "
+            f"{decision.task_id!r}" + (f": {decision.comment}" if decision.comment else ""),
+            decision.task_id,
+            key=(self.summary(i).seq,),
         )
-        if cascade is not None:
-            await self.apply(cascade)
+
+        async def write() -> None:
+            await record(
+                ReadModelActivities.record_event,
+                event,
+                f"record retry decision on {decision.task_id}",
+            )
+            if cascade is not None:
+                await self.apply(cascade)
+
+        self.later(write)
+
+    def fail(self, reason: str) -> None:
+        """The goal is failing: what runs is aborted and the rest skipped, by the loop."""
+        cascade = self.schedule.fail(reason)
+        self.later(lambda: self.apply(cascade))
 
     async def expire_retry_decisions(self) -> None:
         """Give up on failed tasks whose approvers did not decide in time."""
@@ -231,6 +266,7 @@ class TaskWindow:
                     EventKind.DECISION_ACCEPTED,
                     f"no retry decision on failed task {task_id!r} in time; giving it up",
                     task_id,
+                    key=(self.summary(i).seq,),
                 ),
                 f"give up {task_id}",
             )
@@ -271,6 +307,10 @@ class TaskWindow:
     async def step(self) -> None:
         """Start what is ready, apply what ended; the caller waits for `changed` between."""
         self.changed = False
+        if self._inbox:
+            while self._inbox:
+                await self._inbox.pop(0)()
+            self.changed = True  # look again at whether the tasks have all ended
         await self._apply_ended()
         if not self.holding:
             ready = self.schedule.next_to_start(self.window)
@@ -302,7 +342,9 @@ class TaskWindow:
                 )
                 skipped.append(
                     SkippedTask(
-                        task_id=summary.task_id, reason=reason, event_id=str(workflow.uuid4())
+                        task_id=summary.task_id,
+                        reason=reason,
+                        event_id=fact_id("goal", self.goal_run_id, "skipped", summary.task_id),
                     )
                 )
             await record(
@@ -321,6 +363,7 @@ class TaskWindow:
     async def add(self, specs: list[TaskSpec], why: str) -> None:
         """Tasks that join the running goal, already stored: they run as they get ready."""
         cascade = self.schedule.add([(t.id or "", t.depends_on) for t in specs])
+        first = len(self.specs)
         self.specs.extend(specs)
         self.tasks_added += len(specs)
         await record(
@@ -330,6 +373,7 @@ class TaskWindow:
                 f"{len(specs)} tasks added to goal {self.goal_id!r} ({why}); "
                 f"it now has {len(self.specs)}",
                 detail={"task_ids": [t.id for t in specs[:50]], "count": len(specs)},
+                key=(first,),
             ),
             f"record {len(specs)} tasks added",
         )
@@ -352,7 +396,10 @@ class TaskWindow:
             await record(
                 ReadModelActivities.record_event,
                 self.event(
-                    EventKind.TASK_FAILED, f"plan could not be adopted: {adopted.error}", task_id
+                    EventKind.TASK_FAILED,
+                    f"plan could not be adopted: {adopted.error}",
+                    task_id,
+                    key=("plan",),
                 ),
                 "record the plan not adopted",
             )
@@ -388,6 +435,7 @@ class TaskWindow:
                         f"task {summary.task_id!r} failed; asking {self.header.approvers} "
                         "whether to retry it (approve) or give it up (reject)",
                         summary.task_id,
+                        key=(summary.seq,),
                     ),
                     f"ask whether to retry {summary.task_id}",
                 )
@@ -404,7 +452,9 @@ class TaskWindow:
                 AssignTask(
                     task_id=before.task_id,
                     skill=spec.skill,
-                    assignment_id=str(workflow.uuid4()),
+                    assignment_id=assignment_id(
+                        self.goal_run_id, before.task_id, before.attempts + 1
+                    ),
                     attempt=before.attempts + 1,
                     seq=before.seq + 1,
                     report_deadline_seconds=self._deadline(spec),
@@ -504,10 +554,11 @@ class TaskWindow:
             summary = before.model_copy(
                 update={"status": TaskStatus.FAILED, "error": error[:500], "seq": before.seq + 1}
             )
-            await record(
-                ReadModelActivities.record_event,
-                self.event(EventKind.TASK_FAILED, error, before.task_id),
-                f"record task {before.task_id} failed",
+            event = self.event(EventKind.TASK_FAILED, error, before.task_id, key=(summary.seq,))
+            self.later(
+                lambda: record(
+                    ReadModelActivities.record_event, event, f"record task {before.task_id} failed"
+                )
             )
         self._ended.append((i, summary))
         self._watchers.pop(i, None)  # kept only while it runs: the window stays bounded
@@ -536,9 +587,13 @@ class TaskWindow:
         message: str,
         task_id: str | None = None,
         detail: dict[str, Any] | None = None,
+        key: tuple[object, ...] = (),
     ) -> Event:
+        """An event of this goal run, named by its kind, its task and `key`: what makes
+        it one fact (a change number, a position), so it is written once however often
+        the writing is repeated."""
         return Event(
-            event_id=str(workflow.uuid4()),
+            event_id=fact_id("goal", self.goal_run_id, kind, task_id, *key),
             kind=kind,
             message=message,
             goal_id=self.goal_id,
