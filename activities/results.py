@@ -1,7 +1,8 @@
 """Results too large for workflow history, kept in PostgreSQL and passed by reference.
 
 A reference is `{"$ref": "results/<uuid>", "bytes": N}`; the task workflow carries it
-like any result, and agents resolve it when a dependent task needs the content.
+like any result, and agents resolve it when a dependent task needs the content. A task
+that is a goal has its sub-goal's deliverable as result: `{"$ref": "deliverables/<goal>"}`.
 """
 
 import json
@@ -37,6 +38,13 @@ async def by_reference(pool: asyncpg.Pool, assignment_id: str, result: Any) -> A
 async def resolve(pool: asyncpg.Pool, value: Any) -> Any:
     """The content behind a reference, or the value itself if it is not one."""
     ref = value.get("$ref") if isinstance(value, dict) else None
+    if isinstance(ref, str) and ref.startswith("deliverables/"):
+        body = await pool.fetchval(
+            "SELECT body FROM deliverables WHERE goal_id = $1", ref.removeprefix("deliverables/")
+        )
+        if body is None:
+            raise LookupError(f"deliverable {ref!r} is not in the deliverables table")
+        return body
     if not isinstance(ref, str) or not ref.startswith("results/"):
         return value
     body = await pool.fetchval(

@@ -109,11 +109,24 @@ CREATE TABLE IF NOT EXISTS tasks (
     ended_at           timestamptz,
     seq                integer NOT NULL DEFAULT 0,
     updated_at         timestamptz NOT NULL DEFAULT now(),
+    subgoal_id         text,
     PRIMARY KEY (goal_id, task_id),
-    -- The seeds' worst failure: a task that left pending without an agent.
-    CONSTRAINT task_past_pending_has_agent
-        CHECK (status IN ('pending', 'skipped') OR agent_id IS NOT NULL)
+    -- The seeds' worst failure: a task that left pending without an agent. A task that
+    -- is a goal has none of its own: its sub-goal's tasks have theirs.
+    CONSTRAINT task_past_pending_has_agent_or_goal
+        CHECK (status IN ('pending', 'skipped') OR agent_id IS NOT NULL
+               OR subgoal_id IS NOT NULL)
 );
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS subgoal_id text;
+DO $$ BEGIN  -- a read model from before sub-goals: the same rule, sub-goals allowed
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conname = 'task_past_pending_has_agent_or_goal') THEN
+        ALTER TABLE tasks DROP CONSTRAINT IF EXISTS task_past_pending_has_agent;
+        ALTER TABLE tasks ADD CONSTRAINT task_past_pending_has_agent_or_goal
+            CHECK (status IN ('pending', 'skipped') OR agent_id IS NOT NULL
+                   OR subgoal_id IS NOT NULL);
+    END IF;
+END $$;
 -- A goal's tasks in plan order, with each task's spec: a goal of any size starts from here.
 ALTER TABLE tasks ADD COLUMN IF NOT EXISTS position integer;
 ALTER TABLE tasks ADD COLUMN IF NOT EXISTS spec jsonb;
@@ -246,6 +259,7 @@ RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE tasks SET
         status = (t->>'status')::task_status, agent_id = t->>'agent_id',
+        subgoal_id = coalesce(t->>'subgoal_id', tasks.subgoal_id),
         assignment_id = (t->>'assignment_id')::uuid, attempts = (t->>'attempts')::int,
         reworks = (t->>'reworks')::int, tokens_used = (t->>'tokens_used')::bigint,
         cost_usd = (t->>'cost_usd')::numeric,

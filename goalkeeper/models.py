@@ -9,7 +9,15 @@ typo is an error that names the field instead of a value silently ignored.
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from goalkeeper.scheduling import ScheduleState
 from goalkeeper.statuses import Decision, GoalStatus, ReportOutcome, TaskStatus
@@ -25,6 +33,17 @@ Id = Annotated[
 ]
 """A goal, task or agent id: letters, digits and `_ . : @ -`, up to 128 characters."""
 
+GoalId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=(128 + 1) * 4,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*(/[A-Za-z0-9][A-Za-z0-9_.:@-]*){0,3}$",
+    ),
+]
+"""A goal's id: an `Id`, or for a sub-goal its parent's id, `/` and its task's id."""
+
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 """A required, non-blank line of text such as a title or a skill."""
 
@@ -33,6 +52,12 @@ Guidance = Annotated[str, StringConstraints(max_length=16 * 1024)]
 
 Seconds = Annotated[int, Field(ge=1, le=365 * 86400)]
 """A duration in whole seconds, from one second to a year."""
+
+MAX_GOAL_DEPTH = 3
+"""How deep sub-goals nest: a goal's task may be a goal, down to this many levels."""
+
+SUBGOAL_SKILL = "goal"
+"""The skill of a task that is a goal when its spec names none: no agent takes it."""
 
 FailurePolicy = Literal["continue", "fail_goal", "ask_approver"]
 ApprovalTimeoutPolicy = Literal["reject", "fail"]
@@ -68,6 +93,26 @@ class TaskSpec(_Strict):
     inputs: dict[str, JsonValue] = {}
     """What the agent needs beyond the texts (up to 64 KiB as JSON), e.g. the question
     and runbook candidates of a triage."""
+    goal: dict[str, JsonValue] | None = None
+    """A goal of its own (a spec like any goal's): the task runs as a sub-goal, a child
+    `GoalWorkflow` counted as one task, instead of going to an agent."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _subgoal_skill(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("goal") is not None and "skill" not in data:
+            return {**data, "skill": SUBGOAL_SKILL}
+        return data
+
+
+class ParentGoal(_Strict):
+    """Where a sub-goal belongs: set by Goalkeeper when a goal's task is itself a goal."""
+
+    goal_id: str
+    goal_run_id: str
+    task_id: str
+    depth: int = Field(ge=1, le=MAX_GOAL_DEPTH)
+    """1 for a sub-goal of a goal people started, 2 for one below it, and so on."""
 
 
 MAX_INPUTS_BYTES = 64 * 1024
@@ -76,7 +121,7 @@ MAX_INPUTS_BYTES = 64 * 1024
 class GoalSpec(_Strict):
     """A goal: what to achieve, the tasks that achieve it, and who signs off."""
 
-    goal_id: Id | None = None
+    goal_id: GoalId | None = None
     title: Text
     description: Annotated[str, StringConstraints(max_length=64 * 1024)] = ""
     workspace: Id = "default"
@@ -121,6 +166,13 @@ class GoalSpec(_Strict):
     on_task_failure: FailurePolicy = "continue"
     """When a task fails for good: `continue` without it (its dependents are skipped),
     `fail_goal` (stop everything), or `ask_approver` whether to retry it."""
+    parent: ParentGoal | None = None
+    """Set on a sub-goal: the goal and task it runs for (never by hand)."""
+
+    @property
+    def depth(self) -> int:
+        """0 for a goal people started; one more per level of sub-goal."""
+        return self.parent.depth if self.parent else 0
 
     def header(self) -> "GoalSpec":
         """The spec without its tasks: what every part of a goal of any size may carry."""
@@ -199,6 +251,8 @@ class TaskView(BaseModel):
     ended_at: datetime | None = None
     seq: int = 0
     """Grows with every change, so the goal ignores stale or repeated updates."""
+    subgoal_id: str | None = None
+    """For a task that is a goal: the sub-goal's id (it has no agent of its own)."""
 
 
 class Progress(BaseModel):
@@ -276,6 +330,8 @@ class TaskSummary(BaseModel):
     error: str | None = None
     seq: int = 0
     """Grows with every change, so stale or repeated updates are ignored."""
+    goal_progress: str | None = None
+    """For a task that is a goal: how far its own tasks are ("3 of 7 tasks done")."""
 
 
 class TaskPage(BaseModel):
@@ -422,6 +478,8 @@ class GoalCheckpoint(BaseModel):
     failing: str | None = None
     agents: list[str] = []
     agents_completed: list[str] = []
+    told: int = 0
+    """Updates a sub-goal has sent the goal it runs for: their numbering goes on."""
 
 
 class GoalRef(BaseModel):

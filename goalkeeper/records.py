@@ -37,6 +37,7 @@ class EventKind(StrEnum):
     TASK_CANCELLED = "task_cancelled"
     RESULT_INVALID = "result_invalid"
     TASKS_ADDED = "tasks_added"
+    SUBGOAL_STARTED = "subgoal_started"
     REQUEST_STARTED = "request_started"
     REQUEST_REJECTED = "request_rejected"
     REQUEST_TRIAGED = "request_triaged"

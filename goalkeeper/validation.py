@@ -11,10 +11,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from goalkeeper.errors import InvalidGoalSpec
-from goalkeeper.models import MAX_INPUTS_BYTES, GoalSpec, describe_validation_error
+from goalkeeper.models import (
+    MAX_GOAL_DEPTH,
+    MAX_INPUTS_BYTES,
+    GoalSpec,
+    TaskSpec,
+    describe_validation_error,
+)
 from goalkeeper.planning import plan_task
 from goalkeeper.runbooks import Runbook, RunbookMatch, apply_runbook
 from goalkeeper.scheduling import find_cycle
+from goalkeeper.subgoals import subgoal_id, subgoal_spec
 
 
 def validate_goal_spec(
@@ -78,6 +85,11 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
             "a goal's workflow id must be its goal id"
         )
     spec.goal_id = goal_id
+    if "/" in goal_id and spec.parent is None:
+        problems.append(
+            f"goal id {goal_id!r} contains '/', which only a sub-goal's id does "
+            "(its parent's id, '/', its task's id); expected letters, digits and _ . : @ -"
+        )
     if not spec.tasks:
         problems.append(
             "tasks: expected at least one task, a runbook, or a description to plan "
@@ -109,7 +121,9 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
                 f"tasks[{index}].inputs: expected at most {MAX_INPUTS_BYTES} bytes as JSON, "
                 f"got {len(json.dumps(task.inputs))}"
             )
-        if task.requires_approval and not (task.approvers or spec.approvers):
+        if task.goal is not None:
+            problems += _subgoal_problems(spec, index, task)
+        elif task.requires_approval and not (task.approvers or spec.approvers):
             problems.append(
                 f"tasks[{index}].requires_approval: task {task.id!r} needs approval "
                 "but neither it nor the goal names an approver"
@@ -126,6 +140,36 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
         if cycle:
             problems.append("depends_on: dependency cycle " + " -> ".join(cycle))
     return problems
+
+
+def _subgoal_problems(spec: GoalSpec, index: int, task: TaskSpec) -> list[str]:
+    """What is wrong with a task that is a goal, its own spec checked as its goal will be."""
+    where = f"tasks[{index}]"
+    if task.requires_approval or task.expects is not None:
+        return [
+            f"{where}: task {task.id!r} is a goal: its own tasks give results and ask for "
+            "approval, so expected no requires_approval or expects on it"
+        ]
+    if spec.depth + 1 > MAX_GOAL_DEPTH:
+        return [
+            f"{where}.goal: sub-goals nest at most {MAX_GOAL_DEPTH} deep, and task {task.id!r} "
+            f"would start one at depth {spec.depth + 1}"
+        ]
+    nested = subgoal_spec(spec, task, goal_run_id="")
+    try:
+        if nested.get("runbook") is None:
+            validate_goal_spec(nested, subgoal_id(spec.goal_id or "", task.id or ""))
+        else:  # its runbook is read when it starts; here only its fields are checked
+            GoalSpec.model_validate(nested)
+    except InvalidGoalSpec as exc:
+        # One path per problem: tasks[0].goal.tasks[2].skill: ...
+        return [
+            f"{where}.goal" + ("." if p.startswith("tasks[") else ": ") + p
+            for p in str(exc).removeprefix("invalid goal spec: ").split("; ")
+        ]
+    except ValidationError as exc:
+        return [f"{where}.goal: " + describe_validation_error(exc, "goal spec")]
+    return []
 
 
 def _fill_task_ids(spec: GoalSpec) -> None:

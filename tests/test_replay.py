@@ -26,6 +26,7 @@ HISTORIES = Path(__file__).parent / "histories"
 GOAL_ID = "replay-sample"
 PARTITIONED_ID = "replay-partitioned"
 REQUEST_ID = "replay-request"
+SUBGOAL_PARENT_ID = "replay-with-subgoal"
 WORKFLOW_IDS = {
     "goal": GOAL_ID,
     "task_with_approval": f"{GOAL_ID}/email",
@@ -34,6 +35,8 @@ WORKFLOW_IDS = {
     "partition": f"{PARTITIONED_ID}#partition-1",
     "request": REQUEST_ID,
     "task_triage": f"{REQUEST_ID}.triage/triage",
+    "goal_with_subgoal": SUBGOAL_PARENT_ID,
+    "subgoal": f"{SUBGOAL_PARENT_ID}/research",
 }
 REPLAYER = Replayer(
     workflows=[RequestWorkflow, GoalWorkflow, PartitionWorkflow, TaskWorkflow],
@@ -91,6 +94,29 @@ async def _run_sample_goal(client: Client, pool: asyncpg.Pool, queue: str, works
     async with SimulatedAgents(client, pool, handle.id):
         report = await handle.result()
     assert report.status is GoalStatus.COMPLETED and report.progress.tasks_completed == 5
+
+    with_subgoal = {
+        "title": "Replay sample with a sub-goal",
+        "workspace": workspace,
+        "tasks": [
+            {
+                "id": "research",
+                "title": "Research",
+                "goal": {
+                    "title": "Research",
+                    "tasks": [{"id": f"s{i}", "title": f"S{i}", "skill": "data"} for i in range(2)],
+                },
+            },
+            {"id": "sum", "title": "Sum up", "skill": "data", "depends_on": ["research"]},
+        ],
+    }
+    handle = await start_goal(client, with_subgoal, queue, goal_id=SUBGOAL_PARENT_ID)
+    async with (
+        SimulatedAgents(client, pool, handle.id),
+        SimulatedAgents(client, pool, f"{handle.id}/research", delay=0.5),
+    ):
+        report = await handle.result()
+    assert report.status is GoalStatus.COMPLETED and report.progress.tasks_completed == 2
 
     async with running_agents(client, pool, workspace, _triage_then_work, ("triage", "data")):
         request = await client.execute_workflow(

@@ -1,7 +1,7 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         TaskReport,
         TaskSpec,
         TasksQuery,
+        TaskSummary,
         TaskUpdate,
     )
     from goalkeeper.planning import AddTasks, check_new_tasks, needs_plan
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.runbooks import Runbook, RunbookMatch, runbook_named
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
+    from goalkeeper.subgoals import progress_line
     from goalkeeper.validation import validate_goal_spec
     from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
@@ -73,6 +75,12 @@ COMPILE_TIMEOUT = timedelta(minutes=5)
 
 REPORT_TASKS = 500
 """Tasks listed in a goal's report; beyond it, completed ones are only counted."""
+
+TELL_PARENT_EVERY = timedelta(seconds=1)
+"""A sub-goal tells the goal it runs for how far it is at most this often."""
+
+TOLD_AGENTS = 100
+"""Agents a sub-goal names to its parent in one update (the parent counts agents)."""
 
 
 @workflow.defn
@@ -104,8 +112,13 @@ class GoalWorkflow:
         self._unmet: str | None = None
         """Why the goal's success criteria are not met, when its judge said so last."""
         self._checkpoint = GoalCheckpoint.model_validate(checkpoint) if checkpoint else None
+        self._told = 0
+        """Updates sent to the goal this one is a sub-goal of, in all runs."""
+        self._last_told: tuple[str, int, float] | None = None
+        self._told_at: datetime | None = None
         if self._checkpoint is not None:
             self._run_id = self._checkpoint.spec_ref.goal_run_id
+            self._told = self._checkpoint.told
 
     @workflow.run
     async def run(self, spec: Any = None, checkpoint: Any = None) -> GoalReport:
@@ -122,13 +135,54 @@ class GoalWorkflow:
             while not parts.ended:
                 await parts.step()
                 self._show()
+                await self._tell_parent()
                 if workflow.info().is_continue_as_new_suggested():
                     await self._continue_as_new()  # partitions signal the new run
                 await workflow.wait_condition(lambda: parts.changed)
         return await self._finish()
 
-    async def _after_step(self) -> None:
+    async def _after_step(self) -> timedelta | None:
         self._show()
+        return await self._tell_parent()
+
+    async def _tell_parent(self) -> timedelta | None:
+        """A sub-goal tells the goal it runs for how far it is, when that changed, at most
+        once per `TELL_PARENT_EVERY`; returns how long to wait when it is too soon."""
+        header, parent = self._header, workflow.info().parent
+        if header is None or header.parent is None or parent is None:
+            return None
+        progress = self.progress()
+        told = (progress_line(progress), progress.tokens_used, progress.cost_usd)
+        if told == self._last_told:
+            return None
+        now = workflow.now()
+        if self._told_at is not None and now < self._told_at + TELL_PARENT_EVERY:
+            return self._told_at + TELL_PARENT_EVERY - now
+        self._last_told, self._told_at = told, now
+        self._told += 1
+        agents = self._window.agents if self._window else self._partitions_agents()
+        update = TaskUpdate(
+            goal_run_id=header.parent.goal_run_id,
+            task=TaskSummary(
+                task_id=header.parent.task_id,
+                status=TaskStatus.ASSIGNED,
+                tokens_used=progress.tokens_used,
+                cost_usd=progress.cost_usd,
+                goal_progress=told[0],
+                seq=self._told,
+            ),
+            agent_ids=sorted(agents)[:TOLD_AGENTS],
+        )
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                "task_update", update
+            )
+        except Exception as exc:  # the parent ended or was terminated: nothing to tell
+            workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")
+        return None
+
+    def _partitions_agents(self) -> set[str]:
+        return self._partitions.agents()[0] if self._partitions else set()
 
     # Queries, signals and updates.
 
@@ -580,13 +634,14 @@ class GoalWorkflow:
         total = self.progress().tasks_total
         ref = GoalRef(goal_id=self._goal_id, goal_run_id=self._run_id, tasks_total=total)
         if self._window is not None:
-            checkpoint = GoalCheckpoint(spec_ref=ref, window=self._window.state())
+            checkpoint = GoalCheckpoint(spec_ref=ref, window=self._window.state(), told=self._told)
         else:
             assert self._partitions is not None
             checkpoint = GoalCheckpoint(
                 spec_ref=ref,
                 partitions=self._partitions.partitions,
                 failing=self._partitions.failing,
+                told=self._told,
             )
         workflow.continue_as_new(args=[None, checkpoint.model_dump(mode="json")])
 
@@ -746,6 +801,8 @@ class GoalWorkflow:
     def _note(window: TaskWindow, i: int) -> str:
         """What the UI should say about a running task that needs attention, if anything."""
         summary, title = window.summary(i), window.specs[i].title
+        if summary.goal_progress and summary.status is TaskStatus.ASSIGNED:
+            return f"{title}: {summary.goal_progress}"
         if summary.status is TaskStatus.AWAITING_APPROVAL:
             return f"waiting on approver {' or '.join(summary.waiting_on)} for '{title}'"
         if summary.status is TaskStatus.ASSIGNED and summary.attempts > 1:

@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
         ApprovalDecision,
+        GoalReport,
         GoalSpec,
         TaskInput,
         TaskPage,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         TasksQuery,
         TaskSummary,
         TaskUpdate,
+        TaskView,
         WindowState,
     )
     from goalkeeper.records import (
@@ -44,10 +46,12 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         LoadTasks,
         RecordSkips,
+        RecordTask,
         SkippedTask,
     )
     from goalkeeper.scheduling import STATUSES, Ended, Plan, Schedule, ScheduleState
     from goalkeeper.statuses import Decision, TaskStatus
+    from goalkeeper.subgoals import subgoal_id, subgoal_outcome, subgoal_running, subgoal_spec
     from workflows import search_attributes as sa
     from workflows.options import assign, record
     from workflows.specs import load_specs
@@ -92,6 +96,8 @@ class TaskWindow:
         self.closed = False
         """The loop has ended: nothing more is taken in."""
         self._watchers: dict[int, asyncio.Task[None]] = {}
+        self._subgoals: dict[int, TaskSummary] = {}
+        """Tasks whose sub-goal runs, each as it was when that run started."""
         self._alarm: asyncio.Task[None] | None = None
         self.notes: dict[int, str] = {}
         """A line for the history of a task about to run again, by position."""
@@ -142,9 +148,13 @@ class TaskWindow:
                 f"ignored update for task {update.task.task_id!r} of run {update.goal_run_id!r}"
             )
             return
-        if i not in self.schedule.running or update.task.seq <= self.summary(i).seq:
+        if i not in self.schedule.running:
             return
-        self._keep(i, update.task)
+        start = self._subgoals.get(i)
+        task = update.task if start is None else subgoal_running(start, update.task)
+        if task.seq <= self.summary(i).seq:
+            return
+        self._keep(i, task)
         self.agents.update(update.agent_ids)
         self.schedule.change(i, update.task.status)
         self.changed = True
@@ -418,6 +428,8 @@ class TaskWindow:
         ended, self._ended = self._ended, []
         for i, summary in ended:
             self._keep(i, summary)
+            if self.specs[i].goal is not None:
+                await self._record_subgoal_end(i, summary)
             if summary.status is TaskStatus.COMPLETED and summary.agent_id:
                 self.agents_completed.add(summary.agent_id)
             due = None
@@ -444,7 +456,14 @@ class TaskWindow:
                 await self._adopt_plan(i)
 
     async def _start(self, positions: list[int]) -> None:
-        """Assign agents to a batch of tasks in one activity, then start their workflows."""
+        """Assign agents to a batch of tasks in one activity, then start their workflows;
+        tasks that are goals start their sub-goals instead."""
+        for i in positions:
+            if self.specs[i].goal is not None:
+                await self._start_subgoal(i)
+        positions = [i for i in positions if self.specs[i].goal is None]
+        if not positions:
+            return
         requests = []
         for i in positions:
             spec, before = self.specs[i], self.summary(i)
@@ -562,6 +581,110 @@ class TaskWindow:
             )
         self._ended.append((i, summary))
         self._watchers.pop(i, None)  # kept only while it runs: the window stays bounded
+
+    async def _start_subgoal(self, i: int) -> None:
+        """Start a task's sub-goal: a child goal that inherits this goal's approvers and
+        policies, counted here as one task, its progress shown beside it."""
+        spec, before = self.specs[i], self.summary(i)
+        child = subgoal_id(self.goal_id, spec.id or "")
+        start = before.model_copy(
+            update={
+                "status": TaskStatus.ASSIGNED,
+                "agent_id": None,
+                "assignment_id": None,
+                "attempts": before.attempts + 1,
+                "waiting_on": [],
+                "error": None,
+                "goal_progress": None,
+                "seq": before.seq + 1,
+            }
+        )
+        self._keep(i, start)
+        self._subgoals[i] = start
+        self.schedule.change(i, TaskStatus.ASSIGNED)
+        await record(
+            ReadModelActivities.record_task,
+            RecordTask(
+                task=self._view(i, start, started_at=workflow.now()),
+                event=self.event(
+                    EventKind.SUBGOAL_STARTED,
+                    f"task {spec.id!r} runs as sub-goal {child!r}",
+                    spec.id,
+                    key=(start.seq,),
+                ),
+            ),
+            f"record sub-goal {child}",
+        )
+        header = self.header.model_copy(update={"goal_id": self.goal_id})
+        handle = await workflow.start_child_workflow(
+            "GoalWorkflow",
+            subgoal_spec(header, spec, self.goal_run_id),
+            id=child,
+            result_type=GoalReport,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            id_reuse_policy=WorkflowIDReusePolicy.TERMINATE_IF_RUNNING,
+            static_summary=f"{spec.title} (sub-goal)",
+        )
+        self._watchers[i] = asyncio.create_task(self._watch_subgoal(i, handle))
+
+    async def _watch_subgoal(self, i: int, handle: workflow.ChildWorkflowHandle[Any, Any]) -> None:
+        """Take the task's end from its sub-goal's report, which its failure carries too."""
+        report: GoalReport | None = None
+        error = ""
+        try:
+            report = GoalReport.model_validate(await handle)
+        except ChildWorkflowError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == "GoalFailed":
+                with contextlib.suppress(Exception):  # a report of another shape: none
+                    report = GoalReport.model_validate(cause.details[0])
+            error = f"sub-goal ended without an outcome: {cause or exc}"
+        start = self._subgoals.pop(i)
+        self._ended.append((i, subgoal_outcome(start, report, error, self.summary(i).seq)))
+        self._watchers.pop(i, None)
+
+    async def _record_subgoal_end(self, i: int, summary: TaskSummary) -> None:
+        """Write how a task that is a goal ended; its result is its sub-goal's deliverable."""
+        task_id = summary.task_id
+        child = subgoal_id(self.goal_id, task_id)
+        done = summary.status is TaskStatus.COMPLETED
+        view = self._view(i, summary, ended_at=workflow.now())
+        view.result = {"$ref": f"deliverables/{child}"}
+        await record(
+            ReadModelActivities.record_task,
+            RecordTask(
+                task=view,
+                event=self.event(
+                    EventKind.TASK_COMPLETED if done else EventKind.TASK_FAILED,
+                    f"task {task_id!r} {summary.status}: sub-goal {child!r} "
+                    + (summary.goal_progress or "ended")
+                    + ("" if done else f" ({summary.error})"),
+                    task_id,
+                    key=(summary.seq,),
+                ),
+            ),
+            f"record sub-goal {child} {summary.status}",
+        )
+
+    def _view(self, i: int, summary: TaskSummary, **changes: Any) -> TaskView:
+        """The read model's row of a task that is a goal (one with no agent of its own)."""
+        spec = self.specs[i]
+        return TaskView(
+            goal_id=self.goal_id,
+            goal_run_id=self.goal_run_id,
+            task_id=summary.task_id,
+            title=spec.title,
+            skill=spec.skill,
+            depends_on=spec.depends_on,
+            status=summary.status,
+            attempts=summary.attempts,
+            tokens_used=summary.tokens_used,
+            cost_usd=summary.cost_usd,
+            error=summary.error,
+            seq=summary.seq,
+            subgoal_id=subgoal_id(self.goal_id, summary.task_id),
+            **changes,
+        )
 
     def _keep(self, i: int, summary: TaskSummary) -> None:
         old = self.summaries.get(i)
