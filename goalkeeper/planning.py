@@ -155,7 +155,12 @@ def check_new_tasks(
         ids.append(task.id or "")
         if task.inputs and len(json.dumps(task.inputs)) > MAX_INPUTS_BYTES:
             problems.append(f"tasks[{index}].inputs: expected at most {MAX_INPUTS_BYTES} bytes")
-        if task.requires_approval and not (task.approvers or header.approvers):
+        if task.goal is not None and task.id is not None:
+            # Imported here: validation builds on this module (a goal's plan task).
+            from goalkeeper.validation import subgoal_problems
+
+            problems += subgoal_problems(header, index, task)
+        elif task.requires_approval and not (task.approvers or header.approvers):
             problems.append(
                 f"tasks[{index}].requires_approval: task {task.id!r} needs approval "
                 "but neither it nor the goal names an approver"

@@ -122,7 +122,7 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
                 f"got {len(json.dumps(task.inputs))}"
             )
         if task.goal is not None:
-            problems += _subgoal_problems(spec, index, task)
+            problems += subgoal_problems(spec, index, task)
         elif task.requires_approval and not (task.approvers or spec.approvers):
             problems.append(
                 f"tasks[{index}].requires_approval: task {task.id!r} needs approval "
@@ -142,7 +142,7 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
     return problems
 
 
-def _subgoal_problems(spec: GoalSpec, index: int, task: TaskSpec) -> list[str]:
+def subgoal_problems(spec: GoalSpec, index: int, task: TaskSpec) -> list[str]:
     """What is wrong with a task that is a goal, its own spec checked as its goal will be."""
     where = f"tasks[{index}]"
     if task.requires_approval or task.expects is not None:

@@ -223,3 +223,37 @@ def test_subgoals_nest_to_a_limit_with_a_clear_error() -> None:
             },
             "top",
         )
+
+
+def test_a_plan_or_an_addition_that_holds_a_goal_is_checked_like_a_spec() -> None:
+    from goalkeeper.errors import InvalidGoalSpec
+    from goalkeeper.models import GoalSpec
+    from goalkeeper.planning import check_new_tasks
+
+    header = GoalSpec(title="Launch", goal_id="launch")
+    added = check_new_tasks(
+        header,
+        [
+            {
+                "id": "s",
+                "title": "S",
+                "goal": {"title": "G", "tasks": [{"id": "a", "title": "A", "skill": "writing"}]},
+            }
+        ],
+        set(),
+        500,
+    )
+    assert (added[0].skill, added[0].goal is not None) == ("goal", True)
+    with pytest.raises(InvalidGoalSpec, match=r"tasks\[0\]\.goal\.tasks\[0\]\.skill"):
+        check_new_tasks(
+            header,
+            [
+                {
+                    "id": "s",
+                    "title": "S",
+                    "goal": {"title": "G", "tasks": [{"id": "a", "title": "A"}]},
+                }
+            ],
+            set(),
+            500,
+        )
