@@ -150,6 +150,34 @@ async def test_a_failed_subgoal_fails_its_task_under_the_parents_policy(
     assert research.error is not None and sub in research.error
 
 
+async def test_a_goal_that_fails_stops_its_running_subgoal(
+    client: Client, task_queue: str, workspace: str, pool: asyncpg.Pool
+) -> None:
+    spec = goal_spec(
+        0,
+        workspace,
+        max_attempts=1,
+        on_task_failure="fail_goal",
+        tasks=[{"id": "doomed", "title": "Doomed", "skill": "writing"}, _research(1)],
+    )
+    handle = await start_goal(client, spec, task_queue)
+    sub = f"{handle.id}/research"
+    source = await wait_task(client, sub, "r1", TaskStatus.ASSIGNED)
+    doomed = await wait_task(client, handle.id, "doomed", TaskStatus.ASSIGNED)
+    await report(client, doomed, "failed", error="broken")
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    with pytest.raises(WorkflowFailureError) as stopped:
+        await client.get_workflow_handle(sub).result()
+    assert "aborted: goal failed" in str(stopped.value.cause)
+    assert (await wait_task(client, sub, "r1", TaskStatus.SKIPPED)).agent_id == source.agent_id
+    rows = await pool.fetch(
+        "SELECT goal_id, status::text FROM goals WHERE goal_id IN ($1, $2)", handle.id, sub
+    )
+    statuses = {r["goal_id"]: r["status"] for r in rows}
+    assert statuses == {handle.id: "failed", sub: "failed"}
+
+
 async def test_an_approver_retries_a_failed_subgoal_and_its_new_run_completes(
     client: Client, task_queue: str, workspace: str
 ) -> None:

@@ -245,6 +245,20 @@ class GoalWorkflow:
             self._window.task_update(update)
 
     @workflow.signal
+    async def abort(self, reason: str = "aborted") -> None:
+        """Stop the goal and fail it: its running tasks are aborted, the rest skipped.
+
+        The goal a sub-goal runs for sends this when it fails, as it would to a task.
+        """
+        await workflow.wait_condition(self._ready)
+        why = f"aborted: {str(reason)[:500]}"
+        if self._window is not None and not self._window.closed:
+            self._window.fail(why)
+        elif self._partitions is not None and self._partitions.failing is None:
+            self._partitions.failing = why
+            self._partitions.changed = True
+
+    @workflow.signal
     def partition_update(self, update: PartitionUpdate) -> None:
         """A partition's counts, from its `PartitionWorkflow`."""
         if self._partitions is not None:
