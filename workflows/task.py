@@ -1,5 +1,6 @@
 """`TaskWorkflow`: one task from assignment to an approved result, or to a visible failure."""
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -88,6 +89,8 @@ class TaskWorkflow:
         self._messages = 0
         self._signals = 0
         """Signals this run received, counted as each arrives: names its rejections."""
+        self._recording = asyncio.Lock()
+        """Rejections are written one at a time, so the trail keeps their order."""
         self._quiet_rejections: set[str] = set()
         self._closed: set[str] = set()
         self._reassign: Lapse | None = None
@@ -832,7 +835,8 @@ class TaskWorkflow:
         event = self._event(kind, message, agent_id, {"payload": summarize_payload(payload)})
         # Named by this run and the signal's place in it: the same signal, the same row.
         event.event_id = fact_id("signal", workflow.info().run_id, received)
-        await record_apart(ReadModelActivities.record_event, event, f"record {kind}")
+        async with self._recording:
+            await record_apart(ReadModelActivities.record_event, event, f"record {kind}")
 
     def _event(
         self,
