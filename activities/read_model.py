@@ -10,7 +10,7 @@ from activities.rows import Connection, insert_event
 from activities.runbooks import fetch_runbook, match_runbooks
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.models import GoalRef, GoalSpec, TaskSpec
-from goalkeeper.planning import needs_plan
+from goalkeeper.plan_task import needs_plan
 from goalkeeper.records import (
     Event,
     EventKind,

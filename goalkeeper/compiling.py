@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, StringConstraints, ValidationError
 
 from goalkeeper.models import GoalSpec, TaskSpec, _Strict, describe_validation_error
-from goalkeeper.planning import PLAN_GUIDANCE, PLAN_SKILL
+from goalkeeper.plan_task import PLAN_GUIDANCE, PLAN_SKILL
 
 COMPILE_SKILL = "compile"
 COMPILE_GUIDANCE = (

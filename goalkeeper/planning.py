@@ -21,20 +21,12 @@ from goalkeeper.models import (
     _Strict,
     describe_validation_error,
 )
-from goalkeeper.runbooks import Runbook, RunbookMatch, apply_runbook
+from goalkeeper.runbooks import Runbook, apply_runbook
 from goalkeeper.scheduling import find_cycle
+from goalkeeper.validation import subgoal_problems
 
-PLAN_TASK_ID = "plan"
-PLAN_SKILL = "planning"
 MAX_ADDED_BYTES = 256 * 1024
 """Tasks added in one `add_tasks` update, as JSON: larger lists go in several updates."""
-
-PLAN_GUIDANCE = (
-    'Report a plan: {"tasks": [task specs], "reason": "..."}, each task with an id, a '
-    "title, a skill and its depends_on, or "
-    '{"runbook": "<one of the runbook candidates>", "parameters": {...}, "reason": "..."}. '
-    "A plan that is not valid comes back to you with the reason."
-)
 
 
 class PlanResult(_Strict):
@@ -57,28 +49,6 @@ class AddTasks(_Strict):
 
 class _Tasks(_Strict):
     tasks: list[TaskSpec]
-
-
-def needs_plan(raw: Any) -> bool:
-    """A raw spec that a planner must complete: a description, no tasks, no runbook."""
-    return (
-        isinstance(raw, dict)
-        and not raw.get("tasks")
-        and not raw.get("runbook")
-        and bool(str(raw.get("description", "")).strip())
-    )
-
-
-def plan_task(candidates: list[RunbookMatch]) -> TaskSpec:
-    """The first task of a goal stated without tasks: plan it."""
-    return TaskSpec(
-        id=PLAN_TASK_ID,
-        title="Plan the goal: break it into tasks",
-        skill=PLAN_SKILL,
-        guidance=PLAN_GUIDANCE,
-        expects="plan",
-        inputs={"runbook_candidates": [c.model_dump(mode="json") for c in candidates]},
-    )
 
 
 def parse_plan(result: Any) -> PlanResult | str:
@@ -156,9 +126,6 @@ def check_new_tasks(
         if task.inputs and len(json.dumps(task.inputs)) > MAX_INPUTS_BYTES:
             problems.append(f"tasks[{index}].inputs: expected at most {MAX_INPUTS_BYTES} bytes")
         if task.goal is not None and task.id is not None:
-            # Imported here: validation builds on this module (a goal's plan task).
-            from goalkeeper.validation import subgoal_problems
-
             problems += subgoal_problems(header, index, task)
         elif task.requires_approval and not (task.approvers or header.approvers):
             problems.append(

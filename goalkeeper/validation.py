@@ -18,7 +18,7 @@ from goalkeeper.models import (
     TaskSpec,
     describe_validation_error,
 )
-from goalkeeper.planning import plan_task
+from goalkeeper.plan_task import plan_task
 from goalkeeper.runbooks import Runbook, RunbookMatch, apply_runbook
 from goalkeeper.scheduling import find_cycle
 from goalkeeper.subgoals import subgoal_id, subgoal_spec

@@ -32,7 +32,8 @@ with workflow.unsafe.imports_passed_through():
         TaskSummary,
         TaskUpdate,
     )
-    from goalkeeper.planning import AddTasks, check_new_tasks, needs_plan
+    from goalkeeper.plan_task import needs_plan
+    from goalkeeper.planning import AddTasks, check_new_tasks
     from goalkeeper.progress import compute_progress
     from goalkeeper.records import (
         CompileDeliverable,
