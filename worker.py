@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities
 from activities.checks import CheckActivities
+from activities.children import ChildActivities
 from activities.database import apply_schema, create_pool
 from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
@@ -62,6 +63,7 @@ def build_worker(
     checks = CheckActivities(pool)
     deliverables = DeliverableActivities(pool)
     plans = PlanActivities(pool)
+    children = ChildActivities(client)
     return Worker(
         client,
         task_queue=task_queue,
@@ -99,6 +101,7 @@ def build_worker(
             deliverables.compile_deliverable,
             deliverables.load_verdict,
             plans.adopt_plan,
+            children.adopt_tasks,
         ],
     )
 

@@ -412,6 +412,7 @@ class TaskCheckpoint(BaseModel):
     exclude: list[str] = []
     rework: list[dict[str, JsonValue]] = []
     reported: list[str] = []
+    adopted: bool = False
 
 
 class PartitionInput(BaseModel):

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue
 
-from goalkeeper.models import GoalReport, GoalSpec, TaskSpec, TaskView
+from goalkeeper.models import GoalReport, GoalSpec, TaskSpec, TaskSummary, TaskView
 from goalkeeper.requests import RequestSpec
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, RequestStatus
 
@@ -96,6 +96,14 @@ class RecordTasks(BaseModel):
     goal_run_id: str
     first_position: int
     tasks: list[TaskSpec]
+
+
+class AdoptTasks(BaseModel):
+    """Tasks a goal's new run takes over from the run that started them."""
+
+    goal_id: str
+    goal_run_id: str
+    tasks: list[TaskSummary]
 
 
 class LoadTasks(BaseModel):

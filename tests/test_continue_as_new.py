@@ -7,13 +7,25 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import ActivityEnvironment
 
-from goalkeeper.models import TaskView
+from activities.children import ChildActivities
+from goalkeeper.models import TaskSummary, TaskView
+from goalkeeper.records import AdoptTasks
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.stack import TemporalDevServer, free_port
-from tests.helpers import SimulatedAgents, events, eventually, start_goal
+from tests.helpers import (
+    SimulatedAgents,
+    events,
+    eventually,
+    goal_spec,
+    report,
+    start_goal,
+    wait_task,
+)
 from worker import build_worker
+from workflows.goal import GoalWorkflow
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +146,73 @@ async def _assigned(client: Client, goal_id: str) -> TaskView:
         return view if view.status is TaskStatus.ASSIGNED else None
 
     return await eventually(probe)
+
+
+async def test_a_task_awaiting_approval_never_holds_back_the_rest_of_its_goal(
+    small_history_client: Client, queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    """The goal continues as new while the task waits; its new runs adopt the task, start
+    the other tasks meanwhile, and learn of its end by its signal."""
+    client = small_history_client
+    spec = {
+        "title": "One slow approval",
+        "workspace": workspace,
+        "approvers": ["ops-lead"],
+        "max_running_tasks": 3,
+        "tasks": [
+            {"id": "slow", "title": "Needs sign-off", "skill": "data", "requires_approval": True},
+            *({"id": f"q{i}", "title": f"Quick {i}", "skill": "data"} for i in range(15)),
+        ],
+    }
+    handle = await start_goal(client, spec, queue)
+    async with SimulatedAgents(client, pool, handle.id):
+
+        async def rest_done() -> bool:
+            now = await handle.query(GoalWorkflow.progress)
+            return now.tasks_completed == 15 and now.tasks_awaiting_approval == 1
+
+        await eventually(rest_done, timeout=120, what="every other task to complete")
+    continued = await events(pool, handle.id, "goal_continued_as_new")
+    assert continued, "the goal never continued as new while the approval waited"
+    slow = client.get_workflow_handle(f"{handle.id}/slow")
+    assert (await slow.query("status", result_type=TaskView)).status is (
+        TaskStatus.AWAITING_APPROVAL
+    )
+    await slow.signal("approval_decision", {"approver": "ops-lead", "decision": "approve"})
+    report = await handle.result()
+    assert report.status is GoalStatus.COMPLETED
+    assert (report.progress.tasks_total, report.progress.tasks_completed) == (16, 16)
+    assert [
+        r["n"]
+        for r in await pool.fetch(
+            "SELECT count(*) AS n FROM events WHERE goal_id = $1 AND kind = 'goal_finished'",
+            handle.id,
+        )
+    ] == [1]
+
+
+async def test_a_task_that_ended_before_its_adoption_is_read_from_temporal(
+    client: Client, task_queue: str, workspace: str
+) -> None:
+    """The race the handover leaves: a task that ended between two runs of its goal."""
+    spec = goal_spec(2, workspace)
+    handle = await start_goal(client, spec, task_queue)
+    done = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    await report(client, done)
+    await wait_task(client, handle.id, "t1", TaskStatus.COMPLETED)
+    gone = await wait_task(client, handle.id, "t2", TaskStatus.ASSIGNED)
+    await client.get_workflow_handle(f"{handle.id}/t2").terminate("lost between runs")
+    ended = await ActivityEnvironment().run(
+        ChildActivities(client).adopt_tasks,
+        AdoptTasks(
+            goal_id=handle.id,
+            goal_run_id=done.goal_run_id,
+            tasks=[TaskSummary(task_id="t1", seq=1), TaskSummary(task_id="t2", seq=1)],
+        ),
+    )
+    by_id = {s.task_id: s for s in ended}
+    assert by_id["t1"].status is TaskStatus.COMPLETED and by_id["t1"].tokens_used == 100
+    assert by_id["t2"].status is TaskStatus.FAILED
+    assert by_id["t2"].error == "task workflow ended without an outcome: TERMINATED"
+    assert gone.agent_id is not None
+    await handle.terminate("test over")

@@ -91,9 +91,10 @@ class GoalWorkflow:
     Task workflows report their end as their result, and other changes by `task_update`
     signals, so the `progress` query is exact at every moment. At most
     `max_running_tasks` task workflows run at once. When Temporal suggests it, the goal
-    lets its running tasks finish, starts nothing new meanwhile, and continues as new
-    with a compact state (a byte per task); the specs stay in PostgreSQL. When a task
-    fails for good, the goal's `on_task_failure` policy decides what follows.
+    continues as new with a compact state (a byte per task; the specs stay in
+    PostgreSQL), and its next run adopts the tasks still running: they tell it how they
+    end. When a task fails for good, the goal's `on_task_failure` policy decides what
+    follows.
     """
 
     @workflow.init
@@ -451,7 +452,7 @@ class GoalWorkflow:
                 f" and {more} more" if more > 0 else ""
             )
         if holding:
-            return "running: letting running tasks finish before continuing as new"
+            return "running: letting its sub-goals end before continuing as new"
         return self._stage
 
     # Starting, and starting again after continue-as-new.

@@ -100,7 +100,10 @@ class TaskWorkflow:
         self._exclude: list[str] = []
         self._rework: list[dict[str, Any]] = []
         self._reported: set[str] = set()
+        self._adopted = False
+        """A later run of the goal took this task over: it is told how the task ends."""
         if checkpoint is not None:
+            self._adopted = checkpoint.adopted
             self._view = checkpoint.view
             self._attempts_before = checkpoint.attempts_before
             self._exclude = list(checkpoint.exclude)
@@ -151,6 +154,8 @@ class TaskWorkflow:
         await self._work()
         self._settling = False
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._adopted:  # the run that started it is gone: its result reaches nobody
+            await self._notify_goal()
         return self._summary()
 
     @workflow.query
@@ -264,6 +269,15 @@ class TaskWorkflow:
             and request["assignment_id"] == self._view.assignment_id
         ):
             self._reassign = Lapse(str(request.get("reason") or "reassigned on request")[:500])
+
+    @workflow.signal
+    def adopt(self, request: Any = None) -> None:
+        """A later run of the goal took this task over: tell it how the task ends."""
+        run = request.get("goal_run_id") if isinstance(request, dict) else None
+        if run == self._input.goal_run_id:
+            self._adopted = True
+        else:
+            workflow.logger.warning(f"adopt ignored, not this task's goal run: {request!r:.200}")
 
     @workflow.signal(name="abort")
     def abort(self, reason: str = "aborted") -> None:
@@ -692,6 +706,7 @@ class TaskWorkflow:
                     exclude=self._exclude,
                     rework=self._rework,
                     reported=sorted(self._reported),
+                    adopted=self._adopted,
                 ),
             ]
         )

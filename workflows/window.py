@@ -19,6 +19,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
+    from activities.children import ChildActivities
     from activities.plans import PlanActivities
     from activities.read_model import ReadModelActivities
     from goalkeeper.ids import assignment_id, fact_id
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.records import (
         AdoptedPlan,
         AdoptPlan,
+        AdoptTasks,
         AssignAgents,
         Assignment,
         AssignTask,
@@ -98,6 +100,8 @@ class TaskWindow:
         self._watchers: dict[int, asyncio.Task[None]] = {}
         self._subgoals: dict[int, TaskSummary] = {}
         """Tasks whose sub-goal runs, each as it was when that run started."""
+        self._adopted: set[int] = set()
+        """Tasks started by an earlier run of the goal: they tell this one how they end."""
         self._alarm: asyncio.Task[None] | None = None
         self.notes: dict[int, str] = {}
         """A line for the history of a task about to run again, by position."""
@@ -150,6 +154,12 @@ class TaskWindow:
             return
         if i not in self.schedule.running:
             return
+        if update.task.status.is_terminal:
+            if i in self._adopted:  # its result went to the run that started it
+                self._adopted.discard(i)
+                self._ended.append((i, update.task))
+                self.changed = True
+            return
         start = self._subgoals.get(i)
         task = update.task if start is None else subgoal_running(start, update.task)
         if task.seq <= self.summary(i).seq:
@@ -173,6 +183,8 @@ class TaskWindow:
         runs, `continue_as_new` is called (it returns only if a handler asked for work
         meanwhile, which is done first).
         """
+        if self._adopted:
+            await self._adopt()
         while True:
             if self.schedule.ended and not self._inbox:
                 more = self.follow_up is not None and await self.follow_up()
@@ -186,8 +198,10 @@ class TaskWindow:
                 # and cancel a timer (two history events) each time a task ends.
                 self._alarm = asyncio.create_task(self._ring(again))
             if workflow.info().is_continue_as_new_suggested():
-                self.holding = True  # let running tasks end, start nothing new
-                if not self.schedule.running and not self._inbox:
+                # Running tasks go on and the next run adopts them; a sub-goal does not
+                # change hands, so while one runs, nothing new starts until it ends.
+                self.holding = True
+                if not self._subgoals and not self._inbox and not self._ended:
                     await continue_as_new()
             due = self.schedule.next_due()
             with contextlib.suppress(TimeoutError):
@@ -286,7 +300,7 @@ class TaskWindow:
         return {s: self.schedule.count(s) for s in STATUSES}
 
     def state(self) -> WindowState:
-        """What crosses continue-as-new (no task runs then: the window lets them end)."""
+        """What crosses continue-as-new; the next run adopts the tasks still running."""
         return WindowState(
             schedule=self.schedule.state(),
             tasks_added=self.tasks_added,
@@ -310,6 +324,7 @@ class TaskWindow:
             goal_id, goal_run_id, header, specs, window, state.schedule, state.tasks, blocked
         )
         restored.agents.update(state.agents)
+        restored._adopted = set(restored.schedule.running)
         restored.agents_completed.update(state.agents_completed)
         restored.tasks_added = state.tasks_added
         return restored
@@ -454,6 +469,27 @@ class TaskWindow:
             await self.apply(cascade)
             if summary.status is TaskStatus.COMPLETED and self.specs[i].expects == "plan":
                 await self._adopt_plan(i)
+
+    async def _adopt(self) -> None:
+        """Take over the tasks an earlier run started: each reports its end to this run,
+        and those that ended before they could be asked are read from Temporal."""
+        running = sorted(self._adopted)
+        for n in range(0, len(running), BATCH):
+            batch = running[n : n + BATCH]
+            ended: list[TaskSummary] = await record(
+                ChildActivities.adopt_tasks,
+                AdoptTasks(
+                    goal_id=self.goal_id,
+                    goal_run_id=self.goal_run_id,
+                    tasks=[self.summary(i) for i in batch],
+                ),
+                f"adopt {len(batch)} running tasks",
+            )
+            for summary in ended:
+                i = self.position(summary.task_id)
+                if i is not None and i in self._adopted:
+                    self._adopted.discard(i)
+                    self._ended.append((i, summary))
 
     async def _start(self, positions: list[int]) -> None:
         """Assign agents to a batch of tasks in one activity, then start their workflows;

@@ -1,0 +1,54 @@
+"""Tasks that outlive the goal run that started them: handed to the goal's next run.
+
+A goal continues as new without waiting for its running tasks (one may wait days for
+an approval). Its new run adopts them: each is asked, by signal, to tell the goal how
+it ends. A task that ended before it could be asked is read from Temporal instead.
+"""
+
+import contextlib
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError
+
+from goalkeeper.models import TaskSummary
+from goalkeeper.records import AdoptTasks
+from goalkeeper.statuses import TaskStatus
+
+
+class ChildActivities:
+    """Adopts a goal's running tasks; holds the worker's Temporal client."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @activity.defn
+    async def adopt_tasks(self, request: AdoptTasks) -> list[TaskSummary]:
+        """Ask each task to report its end to the goal; return the ends of those that
+        had already ended (they can no longer be asked)."""
+        ended = []
+        for task in request.tasks:
+            handle = self.client.get_workflow_handle(f"{request.goal_id}/{task.task_id}")
+            try:
+                await handle.signal("adopt", {"goal_run_id": request.goal_run_id})
+                continue
+            except RPCError:
+                status = (await handle.describe()).status
+                if status is WorkflowExecutionStatus.RUNNING:
+                    raise  # not because it ended: retried like any activity
+            ended.append(await _outcome(handle, status, task))
+        return ended
+
+
+async def _outcome(
+    handle: WorkflowHandle[Any, Any], status: WorkflowExecutionStatus | None, before: TaskSummary
+) -> TaskSummary:
+    """How a task workflow that has ended ended: its result, or a failure saying why not."""
+    if status is WorkflowExecutionStatus.COMPLETED:
+        with contextlib.suppress(WorkflowFailureError):
+            return TaskSummary.model_validate(await handle.result())
+    error = f"task workflow ended without an outcome: {status.name if status else 'unknown'}"
+    return before.model_copy(
+        update={"status": TaskStatus.FAILED, "error": error, "seq": before.seq + 1}
+    )
