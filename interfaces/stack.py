@@ -7,6 +7,7 @@ downloaded at run time. Used by `starter.py up`, the demo and the test fixtures.
 
 import atexit
 import logging
+import random
 import shutil
 import socket
 import subprocess
@@ -27,9 +28,27 @@ class StackError(GoalkeeperError):
     """A part of the embedded stack could not be started."""
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+"""Where Linux says which ports it gives outgoing connections (and `bind(port 0)`)."""
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as s:
+    """A TCP port on loopback that nothing listens on right now, chosen below the
+    ephemeral range: no outgoing connection, and no server asking the system for a free
+    port, can take it between now and when it is bound."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for _ in range(100 if low > 20_000 else 0):
+        port = random.randint(10_000, low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no range known: any port the system gives
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
