@@ -35,21 +35,20 @@ async def by_reference(pool: asyncpg.Pool, assignment_id: str, result: Any) -> A
     return {"$ref": f"results/{result_id}", "bytes": size}
 
 
+_REFERENCED = {
+    "results/": ("SELECT body FROM results WHERE result_id = $1::uuid", "result"),
+    "deliverables/": ("SELECT body FROM deliverables WHERE goal_id = $1", "deliverable"),
+}
+"""What a reference may point to: its prefix, the query that reads it, what it is."""
+
+
 async def resolve(pool: asyncpg.Pool, value: Any) -> Any:
     """The content behind a reference, or the value itself if it is not one."""
     ref = value.get("$ref") if isinstance(value, dict) else None
-    if isinstance(ref, str) and ref.startswith("deliverables/"):
-        body = await pool.fetchval(
-            "SELECT body FROM deliverables WHERE goal_id = $1", ref.removeprefix("deliverables/")
-        )
-        if body is None:
-            raise LookupError(f"deliverable {ref!r} is not in the deliverables table")
-        return body
-    if not isinstance(ref, str) or not ref.startswith("results/"):
-        return value
-    body = await pool.fetchval(
-        "SELECT body FROM results WHERE result_id = $1::uuid", ref.removeprefix("results/")
-    )
-    if body is None:
-        raise LookupError(f"result {ref!r} is not in the results table")
-    return body
+    for prefix, (query, what) in _REFERENCED.items():
+        if isinstance(ref, str) and ref.startswith(prefix):
+            body = await pool.fetchval(query, ref.removeprefix(prefix))
+            if body is None:
+                raise LookupError(f"{what} {ref!r} is not in the {what}s table")
+            return body
+    return value
