@@ -1,20 +1,23 @@
 """Tasks that outlive the goal run that started them: handed to the goal's next run.
 
 A goal continues as new without waiting for its running tasks (one may wait days for
-an approval). Its new run adopts them: each is asked, by signal, to tell the goal how
-it ends. A task that ended before it could be asked is read from Temporal instead.
+an approval) or sub-goals. Its new run adopts them: each is asked, by signal, to tell
+the goal how it ends. One that ended before it could be asked is read from Temporal.
 """
 
 import contextlib
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from goalkeeper.models import TaskSummary
+from goalkeeper.models import GoalReport, TaskSummary
 from goalkeeper.records import AdoptTasks
 from goalkeeper.statuses import TaskStatus
+from goalkeeper.subgoals import subgoal_outcome
 
 
 class ChildActivities:
@@ -37,7 +40,12 @@ class ChildActivities:
                 status = (await handle.describe()).status
                 if status is WorkflowExecutionStatus.RUNNING:
                     raise  # not because it ended: retried like any activity
-            ended.append(await _outcome(handle, status, task))
+            start = request.subgoals.get(task.task_id)
+            if start is None:
+                ended.append(await _outcome(handle, status, task))
+            else:
+                report, error = await _report(handle, status)
+                ended.append(subgoal_outcome(start, report, error, task.seq))
         return ended
 
 
@@ -52,3 +60,17 @@ async def _outcome(
     return before.model_copy(
         update={"status": TaskStatus.FAILED, "error": error, "seq": before.seq + 1}
     )
+
+
+async def _report(
+    handle: WorkflowHandle[Any, Any], status: WorkflowExecutionStatus | None
+) -> tuple[GoalReport | None, str]:
+    """A sub-goal's report, which its failure carries too, or how it ended without one."""
+    try:
+        return GoalReport.model_validate(await handle.result()), ""
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "GoalFailed" and cause.details:
+            with contextlib.suppress(ValidationError):  # a report of another shape: none
+                return GoalReport.model_validate(cause.details[0]), ""
+    return None, f"sub-goal ended without an outcome: {status.name if status else 'unknown'}"

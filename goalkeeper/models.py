@@ -466,6 +466,8 @@ class WindowState(BaseModel):
     tasks: dict[int, TaskSummary] = {}
     agents: list[str] = []
     agents_completed: list[str] = []
+    subgoals: dict[int, TaskSummary] = {}
+    """Tasks whose sub-goal runs, each as it was when that sub-goal started."""
 
 
 class GoalCheckpoint(BaseModel):
@@ -481,6 +483,8 @@ class GoalCheckpoint(BaseModel):
     agents_completed: list[str] = []
     told: int = 0
     """Updates a sub-goal has sent the goal it runs for: their numbering goes on."""
+    adopted_by: str | None = None
+    """The run of the parent goal that took this sub-goal over, if one did."""
 
 
 class GoalRef(BaseModel):

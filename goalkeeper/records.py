@@ -104,6 +104,8 @@ class AdoptTasks(BaseModel):
     goal_id: str
     goal_run_id: str
     tasks: list[TaskSummary]
+    subgoals: dict[str, TaskSummary] = {}
+    """Of those tasks, the ones that are goals: each as it was when its sub-goal started."""
 
 
 class LoadTasks(BaseModel):

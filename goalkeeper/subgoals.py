@@ -72,32 +72,33 @@ def subgoal_running(start: TaskSummary, told: TaskSummary) -> TaskSummary:
     )
 
 
+def told_end(task_id: str, report: GoalReport | None, error: str) -> TaskSummary:
+    """What a sub-goal's end tells its parent: completed only if the goal was, what it
+    spent, how far it got, and why not. `report` is the sub-goal's report (its failure
+    carries it too), None when it ended without one; `error` then says how it ended."""
+    if report is None:
+        return TaskSummary(task_id=task_id, status=TaskStatus.FAILED, error=error[:500])
+    completed = report.status is GoalStatus.COMPLETED
+    why = None if completed else f"sub-goal {report.goal_id!r} {report.status}: {report.error}"
+    return TaskSummary(
+        task_id=task_id,
+        status=TaskStatus.COMPLETED if completed else TaskStatus.FAILED,
+        tokens_used=report.progress.tokens_used,
+        cost_usd=report.progress.cost_usd,
+        goal_progress=progress_line(report.progress),
+        error=None if why is None else why[:500],
+    )
+
+
+def subgoal_ended(start: TaskSummary, told: TaskSummary, seq: int) -> TaskSummary:
+    """The task once its sub-goal ended as `told`; `seq` is its newest change number."""
+    return subgoal_running(start, told).model_copy(
+        update={"status": told.status, "error": told.error, "waiting_on": [], "seq": seq + 1}
+    )
+
+
 def subgoal_outcome(
     start: TaskSummary, report: GoalReport | None, error: str, seq: int
 ) -> TaskSummary:
-    """The task once its sub-goal ended: completed only if the goal was.
-
-    `report` is the sub-goal's report (its failure carries it too), None when it ended
-    without one (terminated, say), and `error` then says how it ended; `seq` is the
-    newest change number the task had.
-    """
-    why: str | None = error
-    line: str | None = None
-    status, tokens, cost = TaskStatus.FAILED, 0, 0.0
-    if report is not None:
-        completed = report.status is GoalStatus.COMPLETED
-        status = TaskStatus.COMPLETED if completed else TaskStatus.FAILED
-        tokens, cost = report.progress.tokens_used, report.progress.cost_usd
-        why = None if completed else f"sub-goal {report.goal_id!r} {report.status}: {report.error}"
-        line = progress_line(report.progress)
-    return start.model_copy(
-        update={
-            "status": status,
-            "tokens_used": start.tokens_used + tokens,
-            "cost_usd": round(start.cost_usd + cost, 6),
-            "error": None if why is None else why[:500],
-            "goal_progress": line,
-            "waiting_on": [],
-            "seq": seq + 1,
-        }
-    )
+    """The task once its sub-goal ended with `report` (or without one, as `error` says)."""
+    return subgoal_ended(start, told_end(start.task_id, report, error), seq)

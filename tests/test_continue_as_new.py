@@ -216,3 +216,43 @@ async def test_a_task_that_ended_before_its_adoption_is_read_from_temporal(
     assert by_id["t2"].error == "task workflow ended without an outcome: TERMINATED"
     assert gone.agent_id is not None
     await handle.terminate("test over")
+
+
+async def test_a_running_subgoal_changes_hands_like_a_task(
+    small_history_client: Client, queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    """A sub-goal's updates arrive in its parent's history for as long as it runs, so the
+    parent must be free to continue as new meanwhile; its next run adopts the sub-goal."""
+    client = small_history_client
+    spec = {
+        "title": "A long sub-goal",
+        "workspace": workspace,
+        "max_running_tasks": 3,
+        "tasks": [
+            {
+                "id": "research",
+                "title": "Research",
+                "goal": {
+                    "title": "Research",
+                    "tasks": [{"id": "r1", "title": "R1", "skill": "data"}],
+                },
+            },
+            *({"id": f"q{i}", "title": f"Quick {i}", "skill": "data"} for i in range(15)),
+        ],
+    }
+    handle = await start_goal(client, spec, queue)
+    async with SimulatedAgents(client, pool, handle.id):
+
+        async def rest_done() -> bool:
+            now = await handle.query(GoalWorkflow.progress)
+            return now.tasks_completed == 15 and now.tasks_running == 1
+
+        await eventually(rest_done, timeout=120, what="every other task to complete")
+    assert await events(pool, handle.id, "goal_continued_as_new"), "it never continued as new"
+    source = await wait_task(client, f"{handle.id}/research", "r1", TaskStatus.ASSIGNED)
+    await report(client, source)
+    result = await handle.result()
+    assert result.status is GoalStatus.COMPLETED
+    assert (result.progress.tasks_total, result.progress.tasks_completed) == (16, 16)
+    research = next(t for t in result.tasks if t.task_id == "research")
+    assert (research.outcome, research.tokens_used) == (TaskStatus.COMPLETED, 100)

@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.runbooks import Runbook, RunbookMatch, runbook_named
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
-    from goalkeeper.subgoals import progress_line
+    from goalkeeper.subgoals import progress_line, told_end
     from goalkeeper.validation import validate_goal_spec
     from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
@@ -118,9 +118,12 @@ class GoalWorkflow:
         """Updates sent to the goal this one is a sub-goal of, in all runs."""
         self._last_told: tuple[str, int, float] | None = None
         self._told_at: datetime | None = None
+        self._adopted_by: str | None = None
+        """The run of the parent goal that took this sub-goal over, if one did."""
         if self._checkpoint is not None:
             self._run_id = self._checkpoint.spec_ref.goal_run_id
             self._told = self._checkpoint.told
+            self._adopted_by = self._checkpoint.adopted_by
 
     @workflow.run
     async def run(self, spec: Any = None, checkpoint: Any = None) -> GoalReport:
@@ -161,18 +164,27 @@ class GoalWorkflow:
         if self._told_at is not None and now < self._told_at + TELL_PARENT_EVERY:
             return self._told_at + TELL_PARENT_EVERY - now
         self._last_told, self._told_at = told, now
-        self._told += 1
-        agents = self._window.agents if self._window else self._partitions_agents()
-        update = TaskUpdate(
-            goal_run_id=header.parent.goal_run_id,
-            task=TaskSummary(
+        await self._tell(
+            TaskSummary(
                 task_id=header.parent.task_id,
                 status=TaskStatus.ASSIGNED,
                 tokens_used=progress.tokens_used,
                 cost_usd=progress.cost_usd,
                 goal_progress=told[0],
-                seq=self._told,
-            ),
+            )
+        )
+        return None
+
+    async def _tell(self, task: TaskSummary) -> None:
+        """Send the goal this one is a sub-goal of its task's state, numbered in turn."""
+        header, parent = self._header, workflow.info().parent
+        assert header is not None and header.parent is not None and parent is not None
+        self._told += 1
+        task.seq = self._told
+        agents = self._window.agents if self._window else self._partitions_agents()
+        update = TaskUpdate(
+            goal_run_id=header.parent.goal_run_id,
+            task=task,
             agent_ids=sorted(agents)[:TOLD_AGENTS],
         )
         try:
@@ -181,10 +193,15 @@ class GoalWorkflow:
             )
         except Exception as exc:  # the parent ended or was terminated: nothing to tell
             workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")
-        return None
 
     def _partitions_agents(self) -> set[str]:
         return self._partitions.agents()[0] if self._partitions else set()
+
+    @workflow.signal
+    def adopt(self, request: Any = None) -> None:
+        """A later run of the goal this is a sub-goal of took it over: tell it the end."""
+        run = request.get("goal_run_id") if isinstance(request, dict) else None
+        self._adopted_by = str(run) if run else None
 
     # Queries, signals and updates.
 
@@ -452,7 +469,7 @@ class GoalWorkflow:
                 f" and {more} more" if more > 0 else ""
             )
         if holding:
-            return "running: letting its sub-goals end before continuing as new"
+            return "running: continuing as new"
         return self._stage
 
     # Starting, and starting again after continue-as-new.
@@ -650,7 +667,12 @@ class GoalWorkflow:
         total = self.progress().tasks_total
         ref = GoalRef(goal_id=self._goal_id, goal_run_id=self._run_id, tasks_total=total)
         if self._window is not None:
-            checkpoint = GoalCheckpoint(spec_ref=ref, window=self._window.state(), told=self._told)
+            checkpoint = GoalCheckpoint(
+                spec_ref=ref,
+                window=self._window.state(),
+                told=self._told,
+                adopted_by=self._adopted_by,
+            )
         else:
             assert self._partitions is not None
             checkpoint = GoalCheckpoint(
@@ -658,6 +680,7 @@ class GoalWorkflow:
                 partitions=self._partitions.partitions,
                 failing=self._partitions.failing,
                 told=self._told,
+                adopted_by=self._adopted_by,
             )
         workflow.continue_as_new(args=[None, checkpoint.model_dump(mode="json")])
 
@@ -738,6 +761,9 @@ class GoalWorkflow:
         )
         self._show()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if header.parent is not None and self._adopted_by == header.parent.goal_run_id:
+            # The parent run that started this one is gone: the result reaches nobody.
+            await self._tell(told_end(header.parent.task_id, report, ""))
         if failing:
             raise ApplicationError(
                 f"goal {self._goal_id!r} failed: {error}",

@@ -53,7 +53,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.scheduling import STATUSES, Ended, Plan, Schedule, ScheduleState
     from goalkeeper.statuses import Decision, TaskStatus
-    from goalkeeper.subgoals import subgoal_id, subgoal_outcome, subgoal_running, subgoal_spec
+    from goalkeeper.subgoals import (
+        subgoal_ended,
+        subgoal_id,
+        subgoal_outcome,
+        subgoal_running,
+        subgoal_spec,
+    )
     from workflows import search_attributes as sa
     from workflows.options import assign, record
     from workflows.specs import load_specs
@@ -154,13 +160,16 @@ class TaskWindow:
             return
         if i not in self.schedule.running:
             return
+        start = self._subgoals.get(i)
         if update.task.status.is_terminal:
             if i in self._adopted:  # its result went to the run that started it
                 self._adopted.discard(i)
-                self._ended.append((i, update.task))
+                ended = update.task
+                if start is not None:
+                    ended = subgoal_ended(self._subgoals.pop(i), ended, self.summary(i).seq)
+                self._ended.append((i, ended))
                 self.changed = True
             return
-        start = self._subgoals.get(i)
         task = update.task if start is None else subgoal_running(start, update.task)
         if task.seq <= self.summary(i).seq:
             return
@@ -198,10 +207,9 @@ class TaskWindow:
                 # and cancel a timer (two history events) each time a task ends.
                 self._alarm = asyncio.create_task(self._ring(again))
             if workflow.info().is_continue_as_new_suggested():
-                # Running tasks go on and the next run adopts them; a sub-goal does not
-                # change hands, so while one runs, nothing new starts until it ends.
+                # Running tasks and sub-goals go on; the next run adopts them.
                 self.holding = True
-                if not self._subgoals and not self._inbox and not self._ended:
+                if not self._inbox and not self._ended:
                     await continue_as_new()
             due = self.schedule.next_due()
             with contextlib.suppress(TimeoutError):
@@ -307,6 +315,7 @@ class TaskWindow:
             tasks=self.summaries,
             agents=sorted(self.agents),
             agents_completed=sorted(self.agents_completed),
+            subgoals=self._subgoals,
         )
 
     @classmethod
@@ -325,6 +334,7 @@ class TaskWindow:
         )
         restored.agents.update(state.agents)
         restored._adopted = set(restored.schedule.running)
+        restored._subgoals = dict(state.subgoals)
         restored.agents_completed.update(state.agents_completed)
         restored.tasks_added = state.tasks_added
         return restored
@@ -482,6 +492,11 @@ class TaskWindow:
                     goal_id=self.goal_id,
                     goal_run_id=self.goal_run_id,
                     tasks=[self.summary(i) for i in batch],
+                    subgoals={
+                        self.summary(i).task_id: self._subgoals[i]
+                        for i in batch
+                        if i in self._subgoals
+                    },
                 ),
                 f"adopt {len(batch)} running tasks",
             )
@@ -489,6 +504,7 @@ class TaskWindow:
                 i = self.position(summary.task_id)
                 if i is not None and i in self._adopted:
                     self._adopted.discard(i)
+                    self._subgoals.pop(i, None)
                     self._ended.append((i, summary))
 
     async def _start(self, positions: list[int]) -> None:
