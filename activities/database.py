@@ -23,6 +23,10 @@ ENUM_TYPES: dict[str, type[StrEnum]] = {
 }
 """PostgreSQL enum types and the Python enums they are generated from."""
 
+SCHEMA_FILES = ("schema.sql", "schema_costs.sql", "schema_learning.sql")
+"""Applied in this order: the core read model, then costs, feedback and suggestions, then
+agents' records and learning (whose triggers watch the tables before it)."""
+
 _SCHEMA_LOCK = 0x60A1_CEE9
 """Advisory lock id: workers starting together apply the schema one at a time."""
 
@@ -55,7 +59,8 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 async def apply_schema(pool: asyncpg.Pool) -> None:
     """Create or update the enum types, tables, indexes and views."""
-    schema = resources.files("activities").joinpath("schema.sql").read_text()
+    files = resources.files("activities")
+    schema = "\n".join(files.joinpath(name).read_text() for name in SCHEMA_FILES)
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
         for type_name, enum in ENUM_TYPES.items():

@@ -478,6 +478,7 @@ class TaskWorkflow:
                 await self._change(
                     EventKind.DECISION_ACCEPTED,
                     f"task {self._view.task_id!r} approved by {decision.approver!r}",
+                    decided(decision, self._view.assignment_id),
                     status=TaskStatus.COMPLETED,
                     waiting_on=[],
                     history=lines,
@@ -491,6 +492,7 @@ class TaskWorkflow:
                     EventKind.TASK_FAILED,
                     f"task {self._view.task_id!r} rejected and out of attempts "
                     f"({input.max_attempts})",
+                    decided(decision, self._view.assignment_id),
                     status=TaskStatus.FAILED,
                     waiting_on=[],
                     reworks=reworks,
@@ -509,6 +511,7 @@ class TaskWorkflow:
             await self._change(
                 EventKind.DECISION_ACCEPTED,
                 f"task {self._view.task_id!r} sent back for rework by {decision.approver!r}",
+                decided(decision, self._view.assignment_id),
                 status=TaskStatus.PENDING,
                 waiting_on=[],
                 reworks=reworks,
@@ -796,12 +799,19 @@ class TaskWorkflow:
         )
         await self._settle()
 
-    async def _change(self, kind: EventKind, message: str, **changes: Any) -> None:
+    async def _change(
+        self,
+        kind: EventKind,
+        message: str,
+        detail: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> None:
         """Move the task to a new state, record it, and tell the goal."""
         self._advance(changes)
+        event = self._event(kind, message, self._view.agent_id, detail)
         await record(
             ReadModelActivities.record_task,
-            RecordTask(task=self._view, event=self._event(kind, message, self._view.agent_id)),
+            RecordTask(task=self._view, event=event),
             f"record task {self._view.status}",
         )
         await self._settle()
@@ -906,3 +916,13 @@ class TaskWorkflow:
         if view.history:
             line += "\n\n" + "\n\n".join(view.history[-5:])
         workflow.set_current_details(line)
+
+
+def decided(decision: ApprovalDecision, assignment_id: str | None) -> dict[str, Any]:
+    """An approver's decision as its event's detail: feedback on that assignment's work."""
+    return {
+        "approver": decision.approver,
+        "decision": decision.decision.value,
+        "comment": decision.comment[:2000],
+        "assignment_id": assignment_id,
+    }

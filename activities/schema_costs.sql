@@ -1,0 +1,2 @@
+-- Costs, feedback and improvement suggestions: what people see of spend and outcomes.
+-- Applied after schema.sql; every statement is idempotent.

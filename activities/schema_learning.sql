@@ -1,0 +1,2 @@
+-- Agents' records per skill and what learns from them: agent choice, provisioning,
+-- runbook success rates. Applied after schema_costs.sql; every statement is idempotent.
