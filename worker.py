@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities
+from activities.budgets import BudgetActivities
 from activities.checks import CheckActivities
 from activities.children import ChildActivities
 from activities.database import apply_schema, create_pool
@@ -57,6 +58,7 @@ def build_worker(
     """
     assignments = assignments or AssignmentActivities(pool)
     read_model = ReadModelActivities(pool)
+    budget = BudgetActivities(pool, alert_webhook)
     health = HealthActivities(pool, client, alert_webhook)
     runbooks = RunbookActivities(pool)
     requests = RequestActivities(pool)
@@ -92,6 +94,7 @@ def build_worker(
             read_model.record_task,
             read_model.finish_goal,
             read_model.record_event,
+            budget.record_budget,
             runbooks.load_runbook,
             runbooks.match_runbooks,
             requests.record_request,

@@ -8,7 +8,10 @@ import asyncpg
 from temporalio import activity
 
 from activities.rows import Connection
-from goalkeeper.records import AssignAgents, Assignment, EndAssignment, EventKind
+from goalkeeper.records import AssignAgents, Assignment, AssignTask, EndAssignment, EventKind
+
+BUDGET_SPENT = "GK402"
+"""SQLSTATE `goalkeeper_assign` raises when a budget over the goal is spent."""
 
 ASSIGNMENTS_CHANNEL = "goalkeeper_assignments"
 """PostgreSQL NOTIFY channel; the payload is the agent id whose inbox changed."""
@@ -31,27 +34,22 @@ class AssignmentActivities:
         assigned = []
         for task in request.tasks:
             agent_id = provisioned_agent_id(task.skill, task.assignment_id)
-            row = await self.pool.fetchrow(
-                "SELECT * FROM goalkeeper_assign($1)",
-                {
-                    **task.model_dump(mode="json"),
-                    "goal_id": request.goal_id,
-                    "goal_run_id": request.goal_run_id,
-                    "workspace": request.workspace,
-                    "provision_id": agent_id,
-                    "provision_event": {
-                        # Derived from the assignment id: one provisioning per assignment, ever.
-                        "event_id": str(uuid.uuid5(uuid.UUID(task.assignment_id), "1")),
-                        "kind": EventKind.AGENT_PROVISIONED.value,
-                        "goal_id": request.goal_id,
-                        "task_id": task.task_id,
-                        "message": f"no agent in workspace {request.workspace!r} with skill "
-                        f"{task.skill!r} was free; provisioned {agent_id!r}",
-                        "detail": {"skill": task.skill, "workspace": request.workspace},
-                    },
-                },
-            )
-            assert row is not None
+            try:
+                row = await self._assign(request, task, agent_id)
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != BUDGET_SPENT:
+                    raise
+                # The rest of the batch would be refused too: the caller waits for a raise.
+                assigned.append(
+                    Assignment(
+                        task_id=task.task_id,
+                        assignment_id=task.assignment_id,
+                        agent_id="",
+                        provisioned=False,
+                        refused=str(exc),
+                    )
+                )
+                break
             assigned.append(
                 Assignment(
                     task_id=task.task_id,
@@ -61,6 +59,32 @@ class AssignmentActivities:
                 )
             )
         return assigned
+
+    async def _assign(
+        self, request: AssignAgents, task: AssignTask, agent_id: str
+    ) -> asyncpg.Record:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM goalkeeper_assign($1)",
+            {
+                **task.model_dump(mode="json"),
+                "goal_id": request.goal_id,
+                "goal_run_id": request.goal_run_id,
+                "workspace": request.workspace,
+                "provision_id": agent_id,
+                "provision_event": {
+                    # Derived from the assignment id: one provisioning per assignment, ever.
+                    "event_id": str(uuid.uuid5(uuid.UUID(task.assignment_id), "1")),
+                    "kind": EventKind.AGENT_PROVISIONED.value,
+                    "goal_id": request.goal_id,
+                    "task_id": task.task_id,
+                    "message": f"no agent in workspace {request.workspace!r} with skill "
+                    f"{task.skill!r} was free; provisioned {agent_id!r}",
+                    "detail": {"skill": task.skill, "workspace": request.workspace},
+                },
+            },
+        )
+        assert row is not None
+        return row
 
     @activity.defn
     async def end_assignment(self, request: EndAssignment) -> None:

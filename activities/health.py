@@ -6,9 +6,7 @@ stays open while the problem is seen and closes once it is not.
 """
 
 import asyncio
-import json
 import logging
-import urllib.request
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -21,6 +19,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.assignment import release_agent
 from activities.paging import goal_tasks
 from activities.rows import insert_event, write_task
+from activities.webhook import post_alerts
+from goalkeeper.budgets import BUDGET_ALERT_KINDS
 from goalkeeper.models import TaskSummary, TaskView
 from goalkeeper.records import Event, EventKind, Finding, HealthCheck, HealthReport
 
@@ -362,8 +362,10 @@ class HealthActivities:
                 """
                 UPDATE alerts SET resolved_at = now()
                 WHERE resolved_at IS NULL AND NOT (kind || '|' || subject = ANY($1::text[]))
+                  AND NOT kind = ANY($2::text[])
                 """,
                 seen,
+                list(BUDGET_ALERT_KINDS),
             )
             await connection.execute(
                 "INSERT INTO health_checks (findings, repaired) VALUES ($1, $2)",
@@ -378,18 +380,4 @@ class HealthActivities:
                 finding.message,
                 f" ({finding.action})" if finding.action else "",
             )
-        if new and self.webhook:
-            await asyncio.to_thread(_post, self.webhook, [f.model_dump() for f in new])
-
-
-def _post(url: str, alerts: list[dict[str, Any]]) -> None:
-    """POST new alerts as JSON; a webhook that fails is logged, never fatal."""
-    body = json.dumps({"source": "goalkeeper", "alerts": alerts}).encode()
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-    except OSError as exc:
-        log.warning("alert webhook %s failed: %s", url, exc)
+        await post_alerts(self.webhook, [f.model_dump() for f in new])

@@ -81,6 +81,14 @@ class ReadModelActivities:
                                  THEN goals.error END,
                     ended_at = CASE WHEN goals.first_run_id = EXCLUDED.first_run_id
                                     THEN goals.ended_at END,
+                    budget_usd = CASE WHEN goals.first_run_id = EXCLUDED.first_run_id
+                                      THEN goals.budget_usd END,
+                    budget_tokens = CASE WHEN goals.first_run_id = EXCLUDED.first_run_id
+                                         THEN goals.budget_tokens END,
+                    spent_usd = CASE WHEN goals.first_run_id = EXCLUDED.first_run_id
+                                     THEN goals.spent_usd ELSE 0 END,
+                    spent_tokens = CASE WHEN goals.first_run_id = EXCLUDED.first_run_id
+                                        THEN goals.spent_tokens ELSE 0 END,
                     updated_at = now()
                 """,
                 record.goal_id,

@@ -239,6 +239,124 @@ FROM goals g
 LEFT JOIN tasks t ON t.goal_id = g.goal_id
 GROUP BY g.goal_id;
 
+-- Budgets. A goal's raised budget (NULL: its spec's), and what its attempts and its
+-- sub-goals' have cost so far, counted as attempts end so no assignment sums them.
+ALTER TABLE goals ADD COLUMN IF NOT EXISTS budget_usd numeric(16, 6);
+ALTER TABLE goals ADD COLUMN IF NOT EXISTS budget_tokens bigint;
+ALTER TABLE goals ADD COLUMN IF NOT EXISTS spent_usd numeric(16, 6) NOT NULL DEFAULT 0;
+ALTER TABLE goals ADD COLUMN IF NOT EXISTS spent_tokens bigint NOT NULL DEFAULT 0;
+
+-- Workspaces' monthly budgets and this month's spend (counted only where one is set).
+CREATE TABLE IF NOT EXISTS workspace_budgets (
+    workspace       text PRIMARY KEY,
+    monthly_usd     numeric(16, 6) CHECK (monthly_usd > 0),
+    monthly_tokens  bigint CHECK (monthly_tokens > 0),
+    month           date NOT NULL DEFAULT date_trunc('month', now())::date,
+    spent_usd       numeric(16, 6) NOT NULL DEFAULT 0,
+    spent_tokens    bigint NOT NULL DEFAULT 0,
+    alerted         boolean NOT NULL DEFAULT false,
+    set_by          text NOT NULL,
+    set_at          timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT workspace_budget_has_amount
+        CHECK (monthly_usd IS NOT NULL OR monthly_tokens IS NOT NULL)
+);
+
+-- A goal and the goals it runs for, up to the one people started.
+CREATE OR REPLACE FUNCTION goalkeeper_goal_line(goal text) RETURNS TABLE (id text)
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE line(id, parent, depth) AS (
+        SELECT g.goal_id, g.spec->'parent'->>'goal_id', 0 FROM goals g WHERE g.goal_id = goal
+        UNION ALL
+        SELECT p.goal_id, p.spec->'parent'->>'goal_id', line.depth + 1
+        FROM goals p JOIN line ON p.goal_id = line.parent
+        WHERE line.depth < 10)
+    SELECT line.id FROM line
+$$;
+
+-- Why no new assignment may start for the goal: it, a goal it runs for, or its workspace
+-- has spent its budget. NULL when it may.
+CREATE OR REPLACE FUNCTION goalkeeper_budget_refusal(goal text, ws text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT format('goal %L has spent its budget: $%s of $%s, %s of %s tokens',
+                       g.goal_id, round(g.spent_usd, 4),
+                       coalesce(round(b.usd, 4)::text, 'no limit'), g.spent_tokens,
+                       coalesce(b.tokens::text, 'no limit'))
+         FROM goals g
+         CROSS JOIN LATERAL (SELECT coalesce(g.budget_usd, (g.spec->>'budget_usd')::numeric) usd,
+                                    coalesce(g.budget_tokens, (g.spec->>'budget_tokens')::bigint)
+                                        tokens) b
+         WHERE g.goal_id IN (SELECT id FROM goalkeeper_goal_line(goal)) AND g.status = 'running'
+           AND (g.spent_usd >= b.usd OR g.spent_tokens >= b.tokens)
+         LIMIT 1),
+        (SELECT format('workspace %L has spent its monthly budget: $%s of $%s, %s of %s tokens',
+                       w.workspace, round(w.spent_usd, 4),
+                       coalesce(round(w.monthly_usd, 4)::text, 'no limit'), w.spent_tokens,
+                       coalesce(w.monthly_tokens::text, 'no limit'))
+         FROM workspace_budgets w
+         WHERE w.workspace = ws AND w.month = date_trunc('month', now())::date
+           AND (w.spent_usd >= w.monthly_usd OR w.spent_tokens >= w.monthly_tokens)))
+$$;
+
+-- What an agent may still spend on the goal: the least left of every budget over it.
+CREATE OR REPLACE FUNCTION goalkeeper_budget_left(goal text, ws text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    WITH left_over AS (
+        SELECT coalesce(g.budget_usd, (g.spec->>'budget_usd')::numeric) - g.spent_usd usd,
+               coalesce(g.budget_tokens, (g.spec->>'budget_tokens')::bigint) - g.spent_tokens
+                   tokens
+        FROM goals g WHERE g.goal_id IN (SELECT id FROM goalkeeper_goal_line(goal))
+        UNION ALL
+        SELECT w.monthly_usd - CASE WHEN w.month = date_trunc('month', now())::date
+                                    THEN w.spent_usd ELSE 0 END,
+               w.monthly_tokens - CASE WHEN w.month = date_trunc('month', now())::date
+                                       THEN w.spent_tokens ELSE 0 END
+        FROM workspace_budgets w WHERE w.workspace = ws)
+    -- greatest() skips NULLs: a budget that is not set stays null, not 0.
+    SELECT jsonb_build_object('usd_left', (greatest(min(usd), 0) + 0 * min(usd))::float8,
+                              'tokens_left', greatest(min(tokens), 0) + 0 * min(tokens))
+    FROM left_over
+$$;
+
+-- Count an ended attempt's spend against its goal, the goals it runs for, and its
+-- workspace's month; the workspace's first pass of 80% of its budget is an alert.
+CREATE OR REPLACE FUNCTION goalkeeper_count_spend(goal text, tokens bigint, cost numeric)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    this_month date := date_trunc('month', now())::date;
+    w workspace_budgets;
+BEGIN
+    IF coalesce(tokens, 0) = 0 AND coalesce(cost, 0) = 0 THEN
+        RETURN;
+    END IF;
+    UPDATE goals SET spent_usd = spent_usd + cost, spent_tokens = spent_tokens + tokens
+    WHERE goal_id IN (SELECT id FROM goalkeeper_goal_line(goal));
+    UPDATE workspace_budgets b SET
+        spent_usd = CASE WHEN b.month = this_month THEN b.spent_usd ELSE 0 END + cost,
+        spent_tokens = CASE WHEN b.month = this_month THEN b.spent_tokens ELSE 0 END + tokens,
+        alerted = b.month = this_month AND b.alerted,
+        month = this_month
+    WHERE b.workspace = (SELECT workspace FROM goals WHERE goal_id = goal)
+    RETURNING b.* INTO w;
+    IF w.workspace IS NOT NULL AND NOT w.alerted
+       AND (w.spent_usd >= 0.8 * w.monthly_usd OR w.spent_tokens >= 0.8 * w.monthly_tokens) THEN
+        UPDATE workspace_budgets SET alerted = true WHERE workspace = w.workspace;
+        INSERT INTO alerts (alert_id, kind, subject, message, action)
+        VALUES (gen_random_uuid(), 'workspace_budget', w.workspace || ' ' || this_month,
+                format('workspace %L has spent $%s of its monthly $%s and %s of %s tokens',
+                       w.workspace, round(w.spent_usd, 4), coalesce(w.monthly_usd::text, '-'),
+                       w.spent_tokens, coalesce(w.monthly_tokens::text, '-')),
+                'raise it with `starter.py budget set --workspace ' || w.workspace
+                    || '`, or expect its goals to pause at 100%')
+        ON CONFLICT (kind, subject) WHERE resolved_at IS NULL DO NOTHING;
+        INSERT INTO events (event_id, goal_id, kind, message, detail)
+        VALUES (gen_random_uuid(), goal, 'budget_alert',
+                format('workspace %L has spent 80%% of its monthly budget', w.workspace),
+                jsonb_build_object('workspace', w.workspace, 'spent_usd', w.spent_usd,
+                                   'spent_tokens', w.spent_tokens));
+    END IF;
+END $$;
+
 -- Writes that each take one round trip: a retried activity repeats them harmlessly.
 
 -- Append an event once: a retried activity carries the same event_id.
@@ -285,12 +403,17 @@ DECLARE
     chosen text;
     fresh boolean := false;
     context jsonb;
+    refusal text;
 BEGIN
     SELECT a.agent_id INTO chosen FROM assignments a
     WHERE a.assignment_id = (r->>'assignment_id')::uuid;
     IF FOUND THEN  -- a retry of an attempt that already committed
         RETURN QUERY SELECT chosen, false;
         RETURN;
+    END IF;
+    refusal := goalkeeper_budget_refusal(r->>'goal_id', r->>'workspace');
+    IF refusal IS NOT NULL THEN  -- the caller waits for a raise; nothing is assigned
+        RAISE EXCEPTION USING ERRCODE = 'GK402', MESSAGE = refusal;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('goalkeeper-assign:' || (r->>'workspace') || '/'
                                            || (r->>'skill')));
@@ -336,6 +459,7 @@ BEGIN
                                 (SELECT p.result FROM assignments p
                                  WHERE p.assignment_id = (w->>'assignment_id')::uuid))), '[]')
                    FROM jsonb_array_elements(r->'rework') w),
+        'budget', goalkeeper_budget_left(r->>'goal_id', r->>'workspace'),
         'report_deadline_seconds', (r->>'report_deadline_seconds')::int,
         'heartbeat_timeout_seconds', (r->>'heartbeat_timeout_seconds')::int)
     INTO context
@@ -406,14 +530,17 @@ CREATE OR REPLACE FUNCTION goalkeeper_end_assignment(r jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     agent text;
+    goal text;
 BEGIN
     UPDATE assignments SET status = (r->>'status')::assignment_status, result = r->'result',
            error = r->>'error', tokens_used = (r->>'tokens_used')::bigint,
            cost_usd = (r->>'cost_usd')::numeric, ended_at = now()
     WHERE assignment_id = (r->>'assignment_id')::uuid AND status IN ('active', 'starting')
-    RETURNING agent_id INTO agent;
+    RETURNING agent_id, goal_id INTO agent, goal;
     IF agent IS NOT NULL THEN
         PERFORM goalkeeper_release(agent);
+        PERFORM goalkeeper_count_spend(goal, (r->>'tokens_used')::bigint,
+                                       (r->>'cost_usd')::numeric);
         IF r->>'status' = 'timed_out' THEN
             UPDATE agents SET status = 'unresponsive'
             WHERE agent_id = agent AND status <> 'retired';

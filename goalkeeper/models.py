@@ -166,6 +166,11 @@ class GoalSpec(_Strict):
     on_task_failure: FailurePolicy = "continue"
     """When a task fails for good: `continue` without it (its dependents are skipped),
     `fail_goal` (stop everything), or `ask_approver` whether to retry it."""
+    budget_usd: float | None = Field(default=None, gt=0, le=1e9, strict=False)
+    """Spend (USD) at which the goal pauses: no new assignment starts until one of its
+    approvers raises the budget or stops the goal. Its sub-goals' spend counts too."""
+    budget_tokens: int | None = Field(default=None, gt=0, le=10**15)
+    """The same, in tokens."""
     parent: ParentGoal | None = None
     """Set on a sub-goal: the goal and task it runs for (never by hand)."""
 
@@ -276,6 +281,9 @@ class Progress(BaseModel):
     on_task_failure: str = "continue"
     tasks_added: int = 0
     """Tasks that joined while the goal ran: its plan, and `add_tasks`."""
+    budget_usd: float | None = None
+    """The goal's budget now (raises included), if it has one."""
+    budget_tokens: int | None = None
     calculation_method: str = (
         "tasks_completed / tasks_total; failed and skipped tasks count in the total"
     )
@@ -470,6 +478,21 @@ class WindowState(BaseModel):
     """Tasks whose sub-goal runs, each as it was when that sub-goal started."""
 
 
+class BudgetState(BaseModel):
+    """A goal's budget as raised so far, and where its spend stands against it."""
+
+    usd: float | None = None
+    tokens: int | None = None
+    raises: int = 0
+    """Raises so far: each budget is one fact, its alert and pause named by it."""
+    alerted: bool = False
+    """The alert at `ALERT_SHARE` of this budget has been sent."""
+    paused_at: datetime | None = None
+    """When spend reached this budget: no new assignment starts until a decision."""
+    level: int = 0
+    """The approval level asked to decide on the pause (escalation goes on from it)."""
+
+
 class GoalCheckpoint(BaseModel):
     """The goal's state carried across continue-as-new: compact at any size."""
 
@@ -485,6 +508,8 @@ class GoalCheckpoint(BaseModel):
     """Updates a sub-goal has sent the goal it runs for: their numbering goes on."""
     adopted_by: str | None = None
     """The run of the parent goal that took this sub-goal over, if one did."""
+    budget: BudgetState | None = None
+    """The goal's budget as raised so far, and where it stands."""
 
 
 class GoalRef(BaseModel):

@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 
-from goalkeeper.models import Progress
+from goalkeeper.models import BudgetState, Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
 
 
@@ -29,6 +29,7 @@ def compute_progress(
     tokens_used: int,
     on_task_failure: str = "continue",
     tasks_added: int = 0,
+    budget: BudgetState | None = None,
 ) -> Progress:
     """Progress from the number of tasks in each status; failed and skipped stay in the total.
 
@@ -61,5 +62,7 @@ def compute_progress(
         tokens_used=tokens_used,
         on_task_failure=on_task_failure,
         tasks_added=tasks_added,
+        budget_usd=budget.usd if budget else None,
+        budget_tokens=budget.tokens if budget else None,
         **extra,
     )

@@ -42,6 +42,12 @@ class EventKind(StrEnum):
     REQUEST_REJECTED = "request_rejected"
     REQUEST_TRIAGED = "request_triaged"
     REQUEST_ENDED = "request_ended"
+    BUDGET_ALERT = "budget_alert"
+    GOAL_PAUSED = "goal_paused"
+    BUDGET_ESCALATED = "budget_escalated"
+    BUDGET_RAISED = "budget_raised"
+    GOAL_STOPPED = "goal_stopped"
+    BUDGET_SET = "budget_set"
 
 
 class Event(BaseModel):
@@ -208,6 +214,8 @@ class Assignment(BaseModel):
     assignment_id: str
     agent_id: str
     provisioned: bool
+    refused: str | None = None
+    """Why no agent was given: a budget over the goal is spent (the last of a batch)."""
 
 
 class EndAssignment(BaseModel):
@@ -367,3 +375,25 @@ class LoadVerdict(BaseModel):
 
     goal_id: str
     task_id: str
+
+
+class BudgetAlert(BaseModel):
+    """An alert about a goal's budget to open (and post to the webhook) or close."""
+
+    kind: str
+    subject: str
+    message: str = ""
+    action: str = ""
+
+
+class RecordBudget(BaseModel):
+    """A change in a goal's budget standing: its event, a new budget to hold assignments
+    to, alerts to open and alerts to close, in one transaction."""
+
+    goal_id: str
+    event: Event | None = None
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+    set_budget: bool = False
+    open_alert: BudgetAlert | None = None
+    close_alerts: list[BudgetAlert] = []

@@ -188,6 +188,14 @@ class Schedule:
             started.append(i)
         return started
 
+    def hold_back(self, positions: Sequence[int]) -> None:
+        """Tasks taken to start that could not (no agent may be given): ready again, first
+        in line, in their order."""
+        for i in reversed(positions):
+            if i in self.running and self.status[i] == _PENDING:
+                self.running.discard(i)
+                self.ready.appendleft(i)
+
     def change(self, i: int, status: TaskStatus) -> None:
         """A running task moved to another non-terminal status (assigned, awaiting approval)."""
         if status.is_terminal:

@@ -223,7 +223,9 @@ async def test_with_no_agents_registered_every_task_gets_one(
     provisioned = {r["agent_id"] for r in await events(pool, handle.id, "agent_provisioned")}
     assert used <= provisioned  # an agent freed by one task may be reused by the next
     orphans = await pool.fetchval(
-        "SELECT count(*) FROM tasks WHERE status <> 'pending' AND agent_id IS NULL"
+        "SELECT count(*) FROM tasks WHERE goal_id = $1 AND status <> 'pending' "
+        "AND agent_id IS NULL",
+        handle.id,
     )
     assert orphans == 0
 

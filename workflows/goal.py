@@ -1,5 +1,6 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -57,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.subgoals import progress_line, told_end
     from goalkeeper.validation import validate_goal_spec
     from workflows import search_attributes as sa
+    from workflows.budget import GoalBudget
     from workflows.messages import parse_message, reject_if, summarize_payload
     from workflows.options import DATABASE_RETRY, record, record_apart
     from workflows.partitions import PartitionSet
@@ -120,6 +122,7 @@ class GoalWorkflow:
         self._told_at: datetime | None = None
         self._adopted_by: str | None = None
         """The run of the parent goal that took this sub-goal over, if one did."""
+        self._budget: GoalBudget | None = None
         if self._checkpoint is not None:
             self._run_id = self._checkpoint.spec_ref.goal_run_id
             self._told = self._checkpoint.told
@@ -131,6 +134,14 @@ class GoalWorkflow:
             await self._begin(spec)
         else:
             await self._resume(self._checkpoint)
+        assert self._header is not None
+        self._budget = GoalBudget(
+            self._goal_id,
+            self._run_id,
+            self._header,
+            self._checkpoint.budget if self._checkpoint else None,
+            self._halt,
+        )
         self._stage = "running"
         if self._window is not None:
             await self._window.run(self._after_step, self._continue_as_new)
@@ -139,16 +150,44 @@ class GoalWorkflow:
             assert parts is not None
             while not parts.ended:
                 await parts.step()
-                self._show()
-                await self._tell_parent()
+                again = await self._after_step()
                 if workflow.info().is_continue_as_new_suggested():
                     await self._continue_as_new()  # partitions signal the new run
-                await workflow.wait_condition(lambda: parts.changed)
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: parts.changed, timeout=again, timeout_summary="budget deadline"
+                    )
         return await self._finish()
 
     async def _after_step(self) -> timedelta | None:
+        """Show the goal, hold it to its budget, tell the goal it runs for; returns how
+        soon to look again when a deadline is due."""
+        budget = self._budget
+        assert budget is not None
+        due = await budget.watch(*self._spent())
+        if self._window is not None:
+            self._window.paused = budget.paused
         self._show()
-        return await self._tell_parent()
+        told = await self._tell_parent()
+        return min((d for d in (due, told) if d is not None), default=None)
+
+    def _halt(self, why: str) -> None:
+        """Stop the goal: running tasks are aborted, the rest skipped, and it fails."""
+        if self._window is not None and not self._window.closed:
+            if self._window.schedule.failing is None:
+                self._window.fail(why)
+        elif self._partitions is not None and self._partitions.failing is None:
+            self._partitions.failing = why
+            self._partitions.changed = True
+
+    def _spent(self) -> tuple[float, int]:
+        """What the goal's tasks have cost so far, in USD and tokens."""
+        if self._window is not None:
+            return self._window.cost_usd, self._window.tokens_used
+        if self._partitions is not None:
+            tokens, cost = self._partitions.spent()
+            return cost, tokens
+        return 0.0, 0
 
     async def _tell_parent(self) -> timedelta | None:
         """A sub-goal tells the goal it runs for how far it is, when that changed, at most
@@ -212,15 +251,13 @@ class GoalWorkflow:
         counts: dict[TaskStatus, int] = {}
         agents: set[str] = set()
         completed: set[str] = set()
-        tokens, cost = 0, 0.0
+        cost, tokens = self._spent()
         if self._window is not None:
             window = self._window
             counts, agents, completed = window.totals(), window.agents, window.agents_completed
-            tokens, cost = window.tokens_used, window.cost_usd
         elif self._partitions is not None:
             counts = self._partitions.counts()
             agents, completed = self._partitions.agents()
-            tokens, cost = self._partitions.spent()
         elif self._checkpoint is not None:
             counts = {TaskStatus.PENDING: self._checkpoint.spec_ref.tasks_total}
         return compute_progress(
@@ -234,6 +271,7 @@ class GoalWorkflow:
             tokens_used=tokens,
             on_task_failure=header.on_task_failure if header else "continue",
             tasks_added=self._window.tasks_added if self._window else 0,
+            budget=self._budget.state if self._budget else None,
         )
 
     @workflow.query
@@ -270,12 +308,7 @@ class GoalWorkflow:
         The goal a sub-goal runs for sends this when it fails, as it would to a task.
         """
         await workflow.wait_condition(self._ready)
-        why = f"aborted: {str(reason)[:500]}"
-        if self._window is not None and not self._window.closed:
-            self._window.fail(why)
-        elif self._partitions is not None and self._partitions.failing is None:
-            self._partitions.failing = why
-            self._partitions.changed = True
+        self._halt(f"aborted: {str(reason)[:500]}")
 
     @workflow.signal
     def partition_update(self, update: PartitionUpdate) -> None:
@@ -423,7 +456,60 @@ class GoalWorkflow:
         return request, tasks
 
     def _ready(self) -> bool:
-        return self._window is not None or self._partitions is not None
+        return self._budget is not None
+
+    # Budgets: a raise or a stop, by one of the goal's approvers.
+
+    @workflow.update
+    async def raise_budget(self, *payload: Any) -> Progress:
+        """`{"approver", "usd", "tokens", "comment"}`: a higher budget; a goal paused at its
+        budget goes on. Only the goal's approvers (escalation levels included) may."""
+        await workflow.wait_condition(self._ready)
+        budget = self._budget
+        assert budget is not None
+        request = self._judge_raise(payload)
+        if not isinstance(request, str):
+            request = (
+                await budget.take_raise(request, lambda: self._judge_raise(payload)) or request
+            )
+        if isinstance(request, str):
+            raise ApplicationError(request, type="BudgetRaiseRejected", non_retryable=True)
+        if self._window is not None:
+            self._window.paused = budget.paused
+            self._window.retry_refused()
+        elif self._partitions is not None:
+            self._partitions.changed = True
+        return self.progress()
+
+    @raise_budget.validator
+    def _validate_raise_budget(self, *payload: Any) -> None:
+        if self._ready():  # before that, the handler judges once it can
+            reject_if(self._judge_raise(payload))
+
+    def _judge_raise(self, payload: tuple[Any, ...]) -> Any:
+        assert self._budget is not None
+        return self._budget.judge_raise(payload, self._status, self._spent())
+
+    @workflow.update
+    async def stop(self, *payload: Any) -> Progress:
+        """`{"approver", "comment"}`: stop the goal (at its budget, or any time); running
+        tasks are aborted, the rest skipped, and the goal fails, saying who stopped it."""
+        await workflow.wait_condition(self._ready)
+        budget = self._budget
+        assert budget is not None
+        request = budget.judge_stop(payload, self._status)
+        if not isinstance(request, str):
+            judge = lambda: budget.judge_stop(payload, self._status)  # noqa: E731
+            request = await budget.take_stop(request, judge) or request
+        if isinstance(request, str):
+            raise ApplicationError(request, type="StopRejected", non_retryable=True)
+        return self.progress()
+
+    @stop.validator
+    def _validate_stop(self, *payload: Any) -> None:
+        if self._ready():
+            assert self._budget is not None
+            reject_if(self._budget.judge_stop(payload, self._status))
 
     def _judge_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
         decision = parse_message(payload, ApprovalDecision, "approval decision")
@@ -462,6 +548,12 @@ class GoalWorkflow:
             return self._stage
         if failing:
             return f"failing: {failing}"
+        paused = self._budget.stage(*self._spent()) if self._budget else None
+        if paused:
+            return paused
+        refused = self._window.refused if self._window is not None else None
+        if refused:
+            return f"paused: budget ({refused}); assignments start again once it is raised"
         if waiting:
             shown = ", ".join(waiting[:_DETAIL_LINES])
             more = len(waiting) - _DETAIL_LINES
@@ -672,6 +764,7 @@ class GoalWorkflow:
                 window=self._window.state(),
                 told=self._told,
                 adopted_by=self._adopted_by,
+                budget=self._budget.state if self._budget else None,
             )
         else:
             assert self._partitions is not None
@@ -681,6 +774,7 @@ class GoalWorkflow:
                 failing=self._partitions.failing,
                 told=self._told,
                 adopted_by=self._adopted_by,
+                budget=self._budget.state if self._budget else None,
             )
         workflow.continue_as_new(args=[None, checkpoint.model_dump(mode="json")])
 
@@ -759,6 +853,8 @@ class GoalWorkflow:
             ),
             "record goal report",
         )
+        if self._budget is not None:
+            await self._budget.close()
         self._show()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if header.parent is not None and self._adopted_by == header.parent.goal_run_id:
@@ -827,6 +923,10 @@ class GoalWorkflow:
         ]
         if progress.stage not in ("running", "done"):
             lines.append(progress.stage)
+        if self._budget is not None and self._budget.limited:
+            lines.append(
+                f"budget: {self._budget.describe(progress.cost_usd, progress.tokens_used)}"
+            )
         if progress.tasks_failed or progress.tasks_skipped:
             lines.append(f"{progress.tasks_failed} failed, {progress.tasks_skipped} skipped")
         window = self._window

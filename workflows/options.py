@@ -28,6 +28,11 @@ ASSIGN_RETRY = RetryPolicy(
 """Assignment retries without limit: a task never proceeds without an agent, and
 never gives up on getting one; a stuck assignment shows as a retrying activity."""
 
+REFUSED_FIRST = timedelta(seconds=5)
+REFUSED_MAX = timedelta(minutes=5)
+"""Waits before asking again for agents that a spent budget refused: a budget may be
+raised outside the goal (a workspace's), so it is looked at again, ever less often."""
+
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
 """Past this backoff a local activity's retry waits on a durable timer, so a long
 database outage neither holds a workflow task open nor loses the write."""

@@ -39,7 +39,15 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.statuses import AssignmentStatus, Decision, ReportOutcome, TaskStatus
     from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
-    from workflows.options import ACTIVITY_TIMEOUT, DATABASE_RETRY, assign, record, record_apart
+    from workflows.options import (
+        ACTIVITY_TIMEOUT,
+        DATABASE_RETRY,
+        REFUSED_FIRST,
+        REFUSED_MAX,
+        assign,
+        record,
+        record_apart,
+    )
 
 MAX_PROBLEM_CHARS = 4000
 """Of why a result was sent back: enough to fix it, small enough for any attempt count."""
@@ -360,8 +368,17 @@ class TaskWorkflow:
         input = self._input
         prefer: str | None = None
         while True:
-            if self._view.status is TaskStatus.PENDING:
-                await self._assign(prefer)
+            if self._view.status is TaskStatus.PENDING and not await self._assign(prefer):
+                await self._change(
+                    EventKind.TASK_CANCELLED,
+                    f"task {self._view.task_id!r} aborted while its budget was spent: "
+                    f"{self._abort}",
+                    status=TaskStatus.SKIPPED,
+                    error=self._abort,
+                    ended_at=workflow.now(),
+                    history=[*self._view.history, f"aborted ({self._abort})"],
+                )
+                return
             outcome = await self._await_report()
             lines = [*self._view.history]
             agent = self._view.agent_id or ""
@@ -381,7 +398,7 @@ class TaskWorkflow:
                     return
                 self._exclude.append(agent)
                 lines.append(f"attempt {attempt}: agent {agent} {outcome}")
-                if self._budget_spent():
+                if self._attempts_spent():
                     await self._fail(lines, AssignmentStatus.TIMED_OUT, None)
                     return
                 await self._end_assignment(
@@ -402,7 +419,7 @@ class TaskWorkflow:
                 lines.append(
                     f"attempt {attempt}: agent {agent} failed: {report.error or 'no error given'}"
                 )
-                if self._budget_spent():
+                if self._attempts_spent():
                     await self._fail(lines, AssignmentStatus.FAILED, report, **spent)
                     return
                 await self._end_assignment(
@@ -420,7 +437,7 @@ class TaskWorkflow:
             problem = await self._check(report)
             if problem is not None:
                 lines.append(f"attempt {attempt}: agent {agent} gave an invalid result: {problem}")
-                if self._budget_spent():
+                if self._attempts_spent():
                     await self._fail(lines, AssignmentStatus.FAILED, report, **spent)
                     return
                 self._rework.append(
@@ -487,7 +504,7 @@ class TaskWorkflow:
                 return
             lines.append(f"{decision.approver} rejected{comment}")
             reworks = self._view.reworks + 1
-            if self._budget_spent():
+            if self._attempts_spent():
                 await self._change(
                     EventKind.TASK_FAILED,
                     f"task {self._view.task_id!r} rejected and out of attempts "
@@ -539,7 +556,7 @@ class TaskWorkflow:
         # Bounded: it is kept in the task's history lines and its rework feedback.
         return None if problem is None else problem[:MAX_PROBLEM_CHARS]
 
-    def _budget_spent(self) -> bool:
+    def _attempts_spent(self) -> bool:
         return self._view.attempts - self._attempts_before >= self._input.max_attempts
 
     def _spent(self, report: AgentReport) -> dict[str, Any]:
@@ -567,8 +584,35 @@ class TaskWorkflow:
             **spent,
         )
 
-    async def _assign(self, prefer: str | None) -> None:
-        """Get an agent for the next attempt; the activity retries until it has one."""
+    async def _assign(self, prefer: str | None) -> bool:
+        """Get an agent for the next attempt; the activity retries until it has one.
+
+        While a budget over the goal is spent, no agent is given: the task tells the goal
+        what it has cost (so the goal pauses and asks its approvers) and asks again, ever
+        less often, until the budget is raised. False if it was aborted meanwhile.
+        """
+        refusals = 0
+        while (refused := await self._assign_once(prefer)) is not None:
+            if refusals == 0:
+                await self._notify_goal()
+            refusals += 1
+            workflow.set_current_details(
+                f"**{self._view.title}**: pending, no agent may be given: {refused}"
+            )
+            wait = min(REFUSED_FIRST * 2 ** (refusals - 1), REFUSED_MAX)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._abort is not None, timeout=wait, timeout_summary="budget raise"
+                )
+            if self._abort is not None:
+                self._assigning = None
+                return False
+            if workflow.info().is_continue_as_new_suggested():
+                await self._continue_as_new()
+        return True
+
+    async def _assign_once(self, prefer: str | None) -> str | None:
+        """Assign the next attempt, or say why a spent budget allowed no agent."""
         input = self._input
         attempt = self._view.attempts + 1
         assignment_id = assignment_id_of(input.goal_run_id, self._view.task_id, attempt)
@@ -596,6 +640,8 @@ class TaskWorkflow:
             ),
             f"assign an agent with skill {input.task.skill!r} (attempt {attempt})",
         )
+        if assigned[0].refused is not None:
+            return assigned[0].refused
         self._view = self._assigned(self._view, assigned[0], attempt)
         self._view.seq += 1
         self._report = None
@@ -603,6 +649,7 @@ class TaskWorkflow:
         self._reassign = None
         self._assigning = None
         await self._settle()
+        return None
 
     def _assigned(self, view: TaskView, assigned: Any, attempt: int) -> TaskView:
         """The view once `assigned` holds the task's `attempt`-th assignment."""

@@ -9,7 +9,7 @@ workflows, writes cascades in bounded batches, and keeps a compact summary per t
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
         subgoal_spec,
     )
     from workflows import search_attributes as sa
-    from workflows.options import assign, record
+    from workflows.options import REFUSED_FIRST, REFUSED_MAX, assign, record
     from workflows.specs import load_specs
     from workflows.task import TaskWorkflow
 
@@ -97,6 +97,12 @@ class TaskWindow:
         self.changed = False
         self.holding = False
         """Start nothing new (the goal is about to continue as new)."""
+        self.paused = False
+        """Start nothing new (the goal has spent its budget and waits for a decision)."""
+        self.refused: str | None = None
+        """Why PostgreSQL gave the last batch no agents: a budget over the goal is spent."""
+        self._refusals = 0
+        self._retry_at: datetime | None = None
         self._ended: list[tuple[int, TaskSummary]] = []
         self._inbox: list[Callable[[], Awaitable[None]]] = []
         """Writes that handlers asked for, done by the loop in the order they were asked:
@@ -211,12 +217,15 @@ class TaskWindow:
                 self.holding = True
                 if not self._inbox and not self._ended:
                     await continue_as_new()
-            due = self.schedule.next_due()
+            due = min(
+                (d for d in (self.schedule.next_due(), self._retry_at) if d is not None),
+                default=None,
+            )
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     self.wake,
                     timeout=max(due - workflow.now(), timedelta(seconds=1)) if due else None,
-                    timeout_summary="retry decision deadline",
+                    timeout_summary="retry decision or budget deadline",
                 )
         self.closed = True
         await after_step()
@@ -347,10 +356,21 @@ class TaskWindow:
                 await self._inbox.pop(0)()
             self.changed = True  # look again at whether the tasks have all ended
         await self._apply_ended()
-        if not self.holding:
+        if self._retry_at is not None and workflow.now() >= self._retry_at:
+            self._retry_at = None
+        if not self.holding and not self.paused and self._retry_at is None:
             ready = self.schedule.next_to_start(self.window)
             for n in range(0, len(ready), BATCH):
-                await self._start(ready[n : n + BATCH])
+                if not await self._start(ready[n : n + BATCH]):
+                    self.schedule.hold_back(ready[n:])
+                    break
+
+    def retry_refused(self) -> None:
+        """A budget was raised: try the tasks it held back now, not at the next look."""
+        self._retry_at = None
+        self.refused = None
+        self._refusals = 0
+        self.changed = True
 
     def wake(self) -> bool:
         return self.changed or bool(self._ended)
@@ -507,15 +527,16 @@ class TaskWindow:
                     self._subgoals.pop(i, None)
                     self._ended.append((i, summary))
 
-    async def _start(self, positions: list[int]) -> None:
+    async def _start(self, positions: list[int]) -> bool:
         """Assign agents to a batch of tasks in one activity, then start their workflows;
-        tasks that are goals start their sub-goals instead."""
+        tasks that are goals start their sub-goals instead. False when a spent budget
+        refused some: those wait, and the window looks again later."""
         for i in positions:
             if self.specs[i].goal is not None:
                 await self._start_subgoal(i)
         positions = [i for i in positions if self.specs[i].goal is None]
         if not positions:
-            return
+            return True
         requests = []
         for i in positions:
             spec, before = self.specs[i], self.summary(i)
@@ -543,6 +564,11 @@ class TaskWindow:
             ),
             f"assign agents to {len(requests)} tasks",
         )
+        refusal = assigned[-1].refused if assigned else None
+        if refusal is not None:
+            assigned = assigned[:-1]
+            positions = positions[: len(assigned)]
+            self._refused(refusal)
         for i, assignment in zip(positions, assigned, strict=True):
             before = self.summary(i)
             self._keep(
@@ -564,6 +590,15 @@ class TaskWindow:
         await asyncio.gather(
             *(self._start_one(i, a, prior) for i, a, prior in self._starts(positions, assigned))
         )
+        return refusal is None
+
+    def _refused(self, why: str) -> None:
+        """No agents while a budget is spent: look again after a growing wait (a raise of
+        the goal's own budget makes it look at once)."""
+        self.refused = why
+        self._refusals += 1
+        wait = min(REFUSED_FIRST * 2 ** (self._refusals - 1), REFUSED_MAX)
+        self._retry_at = workflow.now() + wait
 
     def _starts(
         self, positions: list[int], assigned: list[Assignment]

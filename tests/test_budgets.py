@@ -1,0 +1,245 @@
+"""Budgets that hold: a goal pauses at its budget with work in flight, loses nothing, and
+goes on when one of its approvers raises it, or ends when one stops it."""
+
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+
+from goalkeeper import budgets
+from goalkeeper.models import BudgetState, GoalSpec, Progress
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from tests.helpers import (
+    events,
+    eventually,
+    goal_spec,
+    new_goal_id,
+    one_row,
+    progress,
+    report,
+    start_goal,
+    task_view,
+    wait_progress,
+    wait_task,
+)
+
+
+def paused(p: Progress) -> bool:
+    return p.stage.startswith("paused: budget")
+
+
+async def raise_budget(client: Client, goal_id: str, **payload: Any) -> Progress:
+    return await client.get_workflow_handle(goal_id).execute_update(
+        "raise_budget", payload, result_type=Progress
+    )
+
+
+async def assignments_of(pool: asyncpg.Pool, goal_id: str, task_id: str) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM assignments WHERE goal_id = $1 AND task_id = $2",
+            goal_id,
+            task_id,
+        )
+    )
+
+
+# The core's decisions.
+
+
+def test_standing_alerts_at_80_percent_and_pauses_at_100() -> None:
+    budget = BudgetState(usd=1.0, tokens=1000)
+    assert budgets.standing(budget, 0.79, 10) == "within"
+    assert budgets.standing(budget, 0.8, 10) == "alert"
+    assert budgets.standing(budget, 0.1, 800) == "alert"
+    assert budgets.standing(budget, 0.1, 1000) == "spent"
+    assert budgets.standing(BudgetState(), 1e9, 10**12) == "within"
+
+
+def test_only_named_approvers_raise_and_only_upwards() -> None:
+    spec = GoalSpec.model_validate(
+        {"title": "g", "approvers": ["boss"], "escalation": [["vp"]], "budget_usd": 1.0}
+    )
+    state = budgets.initial(spec)
+    running = GoalStatus.RUNNING
+
+    def problem(approver: str, **amounts: Any) -> str | None:
+        request = budgets.BudgetRaise(approver=approver, **amounts)
+        return budgets.raise_problem("g", spec, running, state, request, 1.2, 0)
+
+    assert "'mallory' may not raise the budget" in (problem("mallory", usd=5.0) or "")
+    assert "names no amount" in (problem("boss") or "")
+    assert "not above the spend so far (1.2)" in (problem("boss", usd=1.1) or "")
+    assert problem("boss", usd=2.0) is None
+    assert problem("vp", usd=2.0) is None  # an escalation level may decide too
+    ended = budgets.raise_problem(
+        "g", spec, GoalStatus.FAILED, state, budgets.BudgetRaise(approver="boss", usd=2), 0, 0
+    )
+    assert "has ended" in (ended or "")
+
+
+# On the real stack.
+
+
+async def test_a_spent_budget_pauses_with_work_in_flight_and_a_raise_resumes(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    goal_id = new_goal_id()
+    spec = goal_spec(4, workspace, approvers=["boss"], budget_usd=1.0, max_running_tasks=2)
+    handle = await start_goal(client, spec, task_queue, goal_id)
+    t1 = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
+    t2 = await wait_task(client, goal_id, "t2", TaskStatus.ASSIGNED)
+    context = await pool.fetchval(
+        "SELECT context FROM assignments WHERE assignment_id = $1::uuid", t1.assignment_id
+    )
+    assert context["budget"] == {"usd_left": 1.0, "tokens_left": None}
+
+    await report(client, t1, cost_usd=0.85)  # 85%: an alert, nothing paused
+    await eventually(lambda: events(pool, goal_id, "budget_alert"), what="the 80% alert")
+    t3 = await wait_task(client, goal_id, "t3", TaskStatus.ASSIGNED)
+
+    await report(client, t2, cost_usd=0.3)  # $1.15 of $1.00: paused, t3 still running
+    now = await wait_progress(handle, paused)
+    assert "$1.15 of $1.00" in now.stage and "approver boss" in now.stage
+    assert now.budget_usd == 1.0 and now.cost_usd == pytest.approx(1.15)
+    assert (await events(pool, goal_id, "goal_paused"))[0]["message"].count("boss") == 1
+    alert = await pool.fetchrow(
+        "SELECT * FROM alerts WHERE kind = 'budget_spent' AND subject = $1", goal_id
+    )
+    assert alert is not None and alert["resolved_at"] is None
+
+    await report(client, t3, cost_usd=0.1)  # work in flight finishes and is kept
+    now = await wait_progress(handle, lambda p: p.tasks_completed == 3)
+    assert paused(now) and now.tasks_pending == 1
+    assert await assignments_of(pool, goal_id, "t4") == 0  # no new assignment started
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await raise_budget(client, goal_id, approver="mallory", usd=5.0)
+    assert "'mallory' may not raise the budget" in str(refused.value.cause)
+    with pytest.raises(WorkflowUpdateFailedError) as too_low:
+        await raise_budget(client, goal_id, approver="boss", usd=1.1)
+    assert "not above the spend so far" in str(too_low.value.cause)
+
+    after = await raise_budget(client, goal_id, approver="boss", usd=2.0, comment="worth it")
+    assert after.budget_usd == 2.0 and not paused(after)
+    t4 = await wait_task(client, goal_id, "t4", TaskStatus.ASSIGNED)
+    context = await pool.fetchval(
+        "SELECT context FROM assignments WHERE assignment_id = $1::uuid", t4.assignment_id
+    )
+    assert context["budget"]["usd_left"] == pytest.approx(0.75)
+    await report(client, t4, cost_usd=0.2)
+    result = await handle.result()
+    assert result.status is GoalStatus.COMPLETED
+    assert result.progress.cost_usd == pytest.approx(1.45)
+    raised = await events(pool, goal_id, "budget_raised")
+    assert len(raised) == 1 and "'boss' raised" in raised[0]["message"]
+    assert "worth it" in raised[0]["message"]
+    row = await one_row(pool, "SELECT * FROM goals WHERE goal_id = $1", goal_id)
+    assert float(row["budget_usd"]) == 2.0 and float(row["spent_usd"]) == pytest.approx(1.45)
+    still_open = await pool.fetchval(
+        "SELECT count(*) FROM alerts WHERE subject = $1 AND resolved_at IS NULL", goal_id
+    )
+    assert still_open == 0
+
+
+async def test_a_stop_ends_the_paused_goal_visibly(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    goal_id = new_goal_id()
+    spec = goal_spec(2, workspace, approvers=["boss"], budget_tokens=500, max_running_tasks=1)
+    handle = await start_goal(client, spec, task_queue, goal_id)
+    t1 = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
+    await report(client, t1, tokens_used=600)
+    await wait_progress(handle, paused)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await client.get_workflow_handle(goal_id).execute_update(
+            "stop", {"approver": "intern"}, result_type=Progress
+        )
+    assert "'intern' may not stop" in str(refused.value.cause)
+    await client.get_workflow_handle(goal_id).execute_update(
+        "stop", {"approver": "boss", "comment": "not worth more"}, result_type=Progress
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert "stopped by 'boss': not worth more" in str(failed.value.cause)
+    final = await progress(handle)
+    assert final.status is GoalStatus.FAILED and final.tasks_completed == 1
+    assert final.tasks_skipped == 1  # t2 never started
+    assert await assignments_of(pool, goal_id, "t2") == 0
+    stopped = await events(pool, goal_id, "goal_stopped")
+    assert len(stopped) == 1 and stopped[0]["detail"]["by"] == "boss"
+
+
+async def test_a_retry_waits_for_the_budget_like_a_new_task(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    goal_id = new_goal_id()
+    spec = goal_spec(1, workspace, approvers=["boss"], budget_usd=0.5)
+    handle = await start_goal(client, spec, task_queue, goal_id)
+    t1 = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
+    await report(client, t1, "failed", error="out of luck", cost_usd=0.6)
+    now = await wait_progress(handle, paused)  # the task told the goal what it cost
+    assert now.cost_usd == pytest.approx(0.6)
+    assert (await task_view(client, goal_id, "t1")).status is TaskStatus.PENDING
+    assert await assignments_of(pool, goal_id, "t1") == 1
+    await raise_budget(client, goal_id, approver="boss", usd=1.0)
+    again = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED, attempt=2, timeout=60)
+    await report(client, again, cost_usd=0.1)
+    result = await handle.result()
+    assert result.status is GoalStatus.COMPLETED
+    assert result.progress.cost_usd == pytest.approx(0.7)
+
+
+async def test_a_pause_nobody_decides_escalates_then_stops(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    goal_id = new_goal_id()
+    spec = goal_spec(
+        2,
+        workspace,
+        approvers=["boss"],
+        escalation=[["vp"]],
+        approval_timeout_seconds=2,
+        budget_usd=0.1,
+        max_running_tasks=1,
+    )
+    handle = await start_goal(client, spec, task_queue, goal_id)
+    t1 = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
+    await report(client, t1, cost_usd=0.2)
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert "no decision at any of 2 approval levels" in str(failed.value.cause)
+    escalated = await events(pool, goal_id, "budget_escalated")
+    assert len(escalated) == 1 and "['vp']" in escalated[0]["message"]
+
+
+async def test_a_workspace_budget_holds_across_goals(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    await pool.execute(
+        "INSERT INTO workspace_budgets (workspace, monthly_usd, set_by) VALUES ($1, 1.0, 'ops')",
+        workspace,
+    )
+    first = new_goal_id()
+    handle = await start_goal(client, goal_spec(1, workspace), task_queue, first)
+    t1 = await wait_task(client, first, "t1", TaskStatus.ASSIGNED)
+    await report(client, t1, cost_usd=1.2)
+    await handle.result()
+    alert = await pool.fetchrow(
+        "SELECT * FROM alerts WHERE kind = 'workspace_budget' AND subject LIKE $1 || ' %'",
+        workspace,
+    )
+    assert alert is not None and "$1.2" in alert["message"]
+
+    second = new_goal_id()
+    other = await start_goal(client, goal_spec(1, workspace), task_queue, second)
+    now = await wait_progress(other, paused)
+    assert f"workspace '{workspace}' has spent its monthly budget" in now.stage
+    assert await assignments_of(pool, second, "t1") == 0
+    await pool.execute(
+        "UPDATE workspace_budgets SET monthly_usd = 5 WHERE workspace = $1", workspace
+    )
+    view = await wait_task(client, second, "t1", TaskStatus.ASSIGNED, timeout=60)
+    await report(client, view, cost_usd=0.1)
+    assert (await other.result()).status is GoalStatus.COMPLETED
