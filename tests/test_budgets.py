@@ -10,6 +10,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from goalkeeper import budgets
 from goalkeeper.models import BudgetState, GoalSpec, Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.stack import TemporalDevServer
 from tests.helpers import (
     events,
     eventually,
@@ -23,6 +24,7 @@ from tests.helpers import (
     wait_progress,
     wait_task,
 )
+from tests.starter import Ran, starter
 
 
 def paused(p: Progress) -> bool:
@@ -215,12 +217,17 @@ async def test_a_pause_nobody_decides_escalates_then_stops(
 
 
 async def test_a_workspace_budget_holds_across_goals(
-    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    database_url: str,
+    temporal_server: TemporalDevServer,
 ) -> None:
-    await pool.execute(
-        "INSERT INTO workspace_budgets (workspace, monthly_usd, set_by) VALUES ($1, 1.0, 'ops')",
-        workspace,
-    )
+    bad = await starter(database_url, "budget", "set", "--workspace", workspace, "--usd", "-1")
+    assert bad.code == 2 and "--usd must be above 0, got -1.0" in bad.err
+    ran = await starter(database_url, "budget", "set", "--workspace", workspace, "--usd", "1")
+    assert ran.code == 0, ran.err
     first = new_goal_id()
     handle = await start_goal(client, goal_spec(1, workspace), task_queue, first)
     t1 = await wait_task(client, first, "t1", TaskStatus.ASSIGNED)
@@ -237,9 +244,51 @@ async def test_a_workspace_budget_holds_across_goals(
     now = await wait_progress(other, paused)
     assert f"workspace '{workspace}' has spent its monthly budget" in now.stage
     assert await assignments_of(pool, second, "t1") == 0
-    await pool.execute(
-        "UPDATE workspace_budgets SET monthly_usd = 5 WHERE workspace = $1", workspace
-    )
+    # Approvers of a goal cannot raise a workspace's budget; an operator can.
+    ran = await starter(database_url, "budget", "set", "--workspace", workspace, "--usd", "5")
+    assert ran.code == 0 and "spent this month $1.2000" in ran.out
     view = await wait_task(client, second, "t1", TaskStatus.ASSIGNED, timeout=60)
     await report(client, view, cost_usd=0.1)
     assert (await other.result()).status is GoalStatus.COMPLETED
+    shown = await starter(database_url, "budget", "show", "--workspace", workspace, "--json")
+    assert shown.json()[0]["spent_usd"] == pytest.approx(1.3)
+    assert shown.json()[0]["monthly_usd"] == 5.0
+
+
+async def test_the_cli_raises_and_stops_as_a_named_approver(
+    client: Client,
+    task_queue: str,
+    workspace: str,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+) -> None:
+    goal_id = new_goal_id()
+    spec = goal_spec(2, workspace, approvers=["boss"], budget_usd=0.5, max_running_tasks=1)
+    handle = await start_goal(client, spec, task_queue, goal_id)
+    t1 = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
+    await report(client, t1, cost_usd=0.6)
+    await wait_progress(handle, paused)
+    shown = await starter(
+        database_url, "goal", "progress", goal_id, temporal_address=temporal_server.address
+    )
+    assert "budget $0.60 of $0.50 (120%)" in shown.out and "paused: budget" in shown.out
+
+    async def budget(*args: str) -> Ran:
+        return await starter(
+            database_url, "budget", *args, temporal_address=temporal_server.address
+        )
+
+    wrong = await budget("raise", goal_id, "--usd", "2", "--as", "mallory")
+    assert wrong.code == 1 and "'mallory' may not raise the budget" in wrong.err
+    missing = await budget("raise", "no-such-goal", "--usd", "2", "--as", "boss")
+    assert missing.code == 1 and "no goal 'no-such-goal'" in missing.err
+    ran = await budget("raise", goal_id, "--usd", "2", "--as", "boss", "--json")
+    assert ran.code == 0, ran.err
+    assert ran.json()["budget_usd"] == 2.0
+    t2 = await wait_task(client, goal_id, "t2", TaskStatus.ASSIGNED)
+    stopped = await budget("stop", goal_id, "--as", "boss", "--comment", "enough")
+    assert stopped.code == 0 and "stopped by 'boss': enough" in stopped.out
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await task_view(client, goal_id, "t2")).status is TaskStatus.SKIPPED
+    assert t2.attempts == 1

@@ -16,8 +16,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.deliverables import read_deliverable
 from activities.paging import goal_tasks
 from activities.runbooks import fetch_runbook
+from goalkeeper import budgets
 from goalkeeper.errors import InvalidGoalSpec
-from goalkeeper.models import GoalReport, Progress
+from goalkeeper.models import BudgetState, GoalReport, Progress
 from goalkeeper.runbooks import runbook_named
 from goalkeeper.statuses import GoalStatus
 from goalkeeper.validation import validate_goal_spec
@@ -188,7 +189,16 @@ def describe_progress(p: Progress) -> str:
         line += f", {p.tasks_awaiting_approval} awaiting approval"
     if p.tasks_failed or p.tasks_skipped:
         line += f", {p.tasks_failed} failed, {p.tasks_skipped} skipped"
-    return f"{line}, ${p.cost_usd:.4f}  ({p.status})"
+    line += f", {spend(p)}  ({p.status})"
+    return f"{line}\n  {p.stage}" if p.stage.startswith("paused") else line
+
+
+def spend(p: Progress) -> str:
+    """Cost so far, against the goal's budget when it has one."""
+    if p.budget_usd is None and p.budget_tokens is None:
+        return f"${p.cost_usd:.4f}"
+    budget = BudgetState(usd=p.budget_usd, tokens=p.budget_tokens)
+    return "budget " + budgets.describe(budget, p.cost_usd, p.tokens_used)
 
 
 def describe_report(report: GoalReport) -> str:
@@ -210,7 +220,7 @@ def describe_report(report: GoalReport) -> str:
         f"Goal {report.goal_id}: {report.title}",
         f"{report.status}: {p.tasks_completed} of {p.tasks_total} tasks "
         f"({p.progress_percentage}%), {plural(p.agents_total, 'agent')}, {p.tokens_used} tokens, "
-        f"${p.cost_usd:.4f}",
+        f"{spend(p)}",
         "",
         table(rows, ["task", "outcome", "agent", "attempts", "reworks", "tokens", "cost", "time"]),
     ]

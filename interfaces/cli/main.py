@@ -6,7 +6,17 @@ import signal
 import sys
 from pathlib import Path
 
-from interfaces.cli import agents, approvals, demo, goals, health, requests, runbooks, stack
+from interfaces.cli import (
+    agents,
+    approvals,
+    budgets,
+    demo,
+    goals,
+    health,
+    requests,
+    runbooks,
+    stack,
+)
 from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.client import TemporalUnreachable
 from interfaces.config import Settings
@@ -128,6 +138,32 @@ def parser() -> argparse.ArgumentParser:
     )
     matching.add_argument("text", help="what the goal is about")
     matching.add_argument("--limit", type=int, default=5, help="candidates (5)")
+
+    budget = commands.add_parser("budget", help="goals' and workspaces' budgets").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    raising = command(
+        budget, "raise", "raise a goal's budget (its approvers)", budgets.raise_budget
+    )
+    raising.add_argument("goal_id")
+    raising.add_argument("--usd", type=float, help="the new budget in USD")
+    raising.add_argument("--tokens", type=int, help="the new budget in tokens")
+    raising.add_argument("--as", dest="approver", required=True, help="approver name")
+    raising.add_argument("--comment", default="", help="why")
+    stopping = command(
+        budget, "stop", "stop a goal: running tasks aborted, the rest skipped", budgets.stop
+    )
+    stopping.add_argument("goal_id")
+    stopping.add_argument("--as", dest="approver", required=True, help="approver name")
+    stopping.add_argument("--comment", default="", help="why")
+    setting = command(budget, "set", "set a workspace's monthly budget", budgets.set_workspace)
+    setting.add_argument("--workspace", required=True, help="the workspace")
+    setting.add_argument("--usd", type=float, help="monthly budget in USD")
+    setting.add_argument("--tokens", type=int, help="monthly budget in tokens")
+    setting.add_argument("--as", dest="approver", default="operator", help="who sets it")
+    command(budget, "show", "workspaces' monthly budgets and spend", budgets.show).add_argument(
+        "--workspace", help="only this workspace"
+    )
 
     check = command(
         commands,
