@@ -29,6 +29,7 @@ from activities.plans import PlanActivities
 from activities.read_model import ReadModelActivities
 from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
+from activities.suggestions import SuggestionActivities
 from interfaces import telemetry
 from interfaces.client import connect, exit_process
 from interfaces.config import Settings
@@ -60,6 +61,7 @@ def build_worker(
     read_model = ReadModelActivities(pool)
     budget = BudgetActivities(pool, alert_webhook)
     health = HealthActivities(pool, client, alert_webhook)
+    suggestions = SuggestionActivities(pool, alert_webhook)
     runbooks = RunbookActivities(pool)
     requests = RequestActivities(pool)
     checks = CheckActivities(pool)
@@ -78,6 +80,7 @@ def build_worker(
         ],
         activities=[
             health.check_health,
+            suggestions.suggest_improvements,
             assignments.assign_agents,
             assignments.end_assignment,
             assignments.last_heartbeat,

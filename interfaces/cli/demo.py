@@ -21,14 +21,18 @@ from pathlib import Path
 
 import asyncpg
 
+from activities.costs import cost_report
 from activities.database import apply_schema
 from activities.deliverables import read_deliverable
 from activities.paging import goal_tasks
 from activities.runbooks import add_runbook
+from activities.suggestions import list_suggestions
+from goalkeeper.costs import cost_query
 from goalkeeper.models import GoalReport, Progress, TaskView
 from goalkeeper.requests import RequestView
 from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.cli.costs import describe_costs
 from interfaces.cli.goals import describe_progress, describe_report
 from interfaces.cli.session import EXIT_FAILED, CliError, Session
 from interfaces.cli.stack import wait_for_stop
@@ -120,6 +124,8 @@ async def run(session: Session, args: argparse.Namespace) -> None:
                 f"python starter.py goal report {report.goal_id} --deliverable"
             )
         print()
+        print(await _costs_and_suggestions(pool, report.goal_id))
+        print()
         print(f"Temporal Web UI: {session.ui_link(report.goal_id)}")
         if report.status is not GoalStatus.COMPLETED:
             session.exit_code = EXIT_FAILED
@@ -200,6 +206,22 @@ async def _run_goal(
             break
         await asyncio.sleep(0.25)
     return await handle.result()
+
+
+async def _costs_and_suggestions(pool: asyncpg.Pool, goal_id: str) -> str:
+    """What the goal cost per agent, and what Goalkeeper suggests from its run."""
+    costs = await cost_report(pool, cost_query(goal_id=goal_id, by="agent", limit=10))
+    lines = [
+        f"What it cost, by agent (python starter.py costs --goal {goal_id} --by agent):",
+        *(f"  {line}" for line in describe_costs(costs).splitlines()),
+    ]
+    suggested = await list_suggestions(pool, None, limit=5, goal_id=goal_id)
+    if not suggested:
+        lines.append("Suggestions from this run: no suggestions")
+        return "\n".join(lines)
+    lines.append("Suggestions from this run (python starter.py suggestions):")
+    lines += [f"  {s['suggestion_id'][:8]} {s['kind']}: {s['action']}" for s in suggested]
+    return "\n".join(lines)
 
 
 async def _decide(session: Session, view: TaskView, ask: bool) -> str:

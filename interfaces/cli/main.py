@@ -10,12 +10,15 @@ from interfaces.cli import (
     agents,
     approvals,
     budgets,
+    costs,
     demo,
+    feedback,
     goals,
     health,
     requests,
     runbooks,
     stack,
+    suggestions,
 )
 from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.client import TemporalUnreachable
@@ -138,6 +141,35 @@ def parser() -> argparse.ArgumentParser:
     )
     matching.add_argument("text", help="what the goal is about")
     matching.add_argument("--limit", type=int, default=5, help="candidates (5)")
+
+    spend = command(commands, "costs", "what the work cost, and what of it was wasted", costs.costs)
+    spend.add_argument("--goal", help="a goal and its sub-goals")
+    spend.add_argument("--workspace", help="only this workspace")
+    spend.add_argument("--by", default="goal", help="goal|task|agent|skill|runbook|day (goal)")
+    spend.add_argument("--since", help="attempts from this day on, YYYY-MM-DD (UTC)")
+    spend.add_argument("--limit", type=int, default=50, help="lines at most (50)")
+    rating = command(
+        commands, "feedback", "rate a goal's or a task's work, with a comment", feedback.give
+    )
+    rating.add_argument("goal_id")
+    rating.add_argument("task_id", nargs="?", help="a task of the goal (default: the goal)")
+    rating.add_argument("--rating", type=int, help="1 (poor) to 5 (excellent)")
+    rating.add_argument("--comment", default="", help="what was good or bad")
+    rating.add_argument("--as", dest="person", required=True, help="who you are")
+    ideas = command(
+        commands,
+        "suggestions",
+        "what could be done better, from goals that ended",
+        suggestions.listing,
+    )
+    ideas.add_argument("--status", choices=suggestions.STATUSES, default="open", help="(open)")
+    ideas.add_argument("--limit", type=int, default=50, help="newest N (50)")
+    deciding = ideas.add_subparsers(dest="action", metavar="ACTION")
+    for name, run in (("accept", suggestions.accept), ("dismiss", suggestions.dismiss)):
+        decide_on = command(deciding, name, f"{name} a suggestion", run)
+        decide_on.add_argument("suggestion_id", help="its id, or the first 8 characters")
+        decide_on.add_argument("--as", dest="person", required=True, help="who decides")
+        decide_on.add_argument("--comment", default="", help="why")
 
     budget = commands.add_parser("budget", help="goals' and workspaces' budgets").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -1,0 +1,21 @@
+"""`feedback GOAL [TASK]`: a person's rating and comment on a goal's or a task's work."""
+
+import argparse
+
+from activities.feedback import give_feedback
+from goalkeeper.feedback import InvalidFeedback, feedback
+from interfaces.cli.session import EXIT_USAGE, CliError, Session
+
+
+async def give(session: Session, args: argparse.Namespace) -> None:
+    try:
+        given = feedback(args.goal_id, args.task_id, args.person, args.rating, args.comment)
+        row = await give_feedback(await session.pool(), given)
+    except InvalidFeedback as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    about = f"{row['goal_id']}/{row['task_id']}" if row["task_id"] else row["goal_id"]
+    by = f" (agent {row['agent_id']})" if row["agent_id"] else ""
+    session.emit(
+        row,
+        f"{row['person']} rated {about}{by} {row['rating']} of 5; feedback {row['feedback_id']}",
+    )
