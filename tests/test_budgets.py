@@ -292,3 +292,37 @@ async def test_the_cli_raises_and_stops_as_a_named_approver(
         await handle.result()
     assert (await task_view(client, goal_id, "t2")).status is TaskStatus.SKIPPED
     assert t2.attempts == 1
+
+
+async def test_a_goal_in_partitions_pauses_and_resumes_as_a_whole(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    goal_id = new_goal_id()
+    spec = goal_spec(
+        6, workspace, approvers=["boss"], budget_usd=0.5, partition_size=2, max_running_tasks=1
+    )
+    handle = await start_goal(client, spec, task_queue, goal_id)
+
+    async def assigned() -> list[asyncpg.Record]:
+        return await pool.fetch(
+            "SELECT task_id FROM assignments WHERE goal_id = $1 AND status = 'active'", goal_id
+        )
+
+    first = (await eventually(assigned, what="a first assignment"))[0]["task_id"]
+    view = await wait_task(client, goal_id, first, TaskStatus.ASSIGNED)
+    await report(client, view, cost_usd=0.6)
+    await wait_progress(handle, paused)
+    # Whatever other partitions had started finishes; nothing new is assigned.
+    for row in await assigned():
+        await report(client, await task_view(client, goal_id, row["task_id"]), cost_usd=0.01)
+    held = await wait_progress(handle, lambda p: p.tasks_running == 0)
+    assert paused(held) and held.tasks_completed < 6
+    await raise_budget(client, goal_id, approver="boss", usd=10.0)
+
+    async def finish() -> bool:
+        for row in await assigned():
+            await report(client, await task_view(client, goal_id, row["task_id"]), cost_usd=0.01)
+        return (await progress(handle)).tasks_completed == 6
+
+    await eventually(finish, timeout=120, what="every task to complete after the raise")
+    assert (await handle.result()).status is GoalStatus.COMPLETED

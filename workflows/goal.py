@@ -6,13 +6,14 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliverables import DeliverableActivities
     from activities.read_model import ReadModelActivities
     from activities.runbooks import RunbookActivities
+    from activities.suggestions import SuggestionActivities
     from goalkeeper.compiling import Verdict, next_step
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.ids import fact_id
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
     from goalkeeper.subgoals import progress_line, told_end
+    from goalkeeper.suggestions import SuggestFor
     from goalkeeper.validation import validate_goal_spec
     from workflows import search_attributes as sa
     from workflows.budget import GoalBudget
@@ -75,6 +77,8 @@ STORE_TIMEOUT = timedelta(minutes=10)
 """Validating and storing a spec stored by reference: 100,000 tasks take seconds."""
 COMPILE_TIMEOUT = timedelta(minutes=5)
 """Compiling a deliverable: every result of a goal of any size, read a page at a time."""
+SUGGEST_TIMEOUT = timedelta(minutes=1)
+"""Reading a goal's record for suggestions: bounded queries, whatever its size."""
 
 REPORT_TASKS = 500
 """Tasks listed in a goal's report; beyond it, completed ones are only counted."""
@@ -855,6 +859,7 @@ class GoalWorkflow:
         )
         if self._budget is not None:
             await self._budget.close()
+        await self._suggest()
         self._show()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if header.parent is not None and self._adopted_by == header.parent.goal_run_id:
@@ -868,6 +873,21 @@ class GoalWorkflow:
                 non_retryable=True,
             )
         return report
+
+    async def _suggest(self) -> None:
+        """Look for improvements in the goal's record; advice never holds up its end."""
+        if not workflow.patched("suggestions-at-end"):  # goals that ended before it
+            return
+        try:
+            await workflow.execute_local_activity_method(
+                SuggestionActivities.suggest_improvements,
+                SuggestFor(goal_id=self._goal_id),
+                start_to_close_timeout=SUGGEST_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="look for improvements",
+            )
+        except ActivityError as exc:
+            workflow.logger.warning(f"no suggestions for goal {self._goal_id!r}: {exc.cause}")
 
     @staticmethod
     def _task_report(window: TaskWindow, i: int) -> TaskReport:
