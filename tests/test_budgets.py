@@ -174,7 +174,12 @@ async def test_a_stop_ends_the_paused_goal_visibly(
 
 
 async def test_a_retry_waits_for_the_budget_like_a_new_task(
-    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    database_url: str,
+    temporal_server: TemporalDevServer,
 ) -> None:
     goal_id = new_goal_id()
     spec = goal_spec(1, workspace, approvers=["boss"], budget_usd=0.5)
@@ -191,6 +196,11 @@ async def test_a_retry_waits_for_the_budget_like_a_new_task(
     result = await handle.result()
     assert result.status is GoalStatus.COMPLETED
     assert result.progress.cost_usd == pytest.approx(0.7)
+    shown = await starter(
+        database_url, "goal", "report", goal_id, temporal_address=temporal_server.address
+    )
+    assert "budget $0.70 of $1.00 (70%)" in shown.out
+    assert "of which $0.6000 and 100 tokens (86%) went on 1 failed" in shown.out
 
 
 async def test_a_pause_nobody_decides_escalates_then_stops(

@@ -13,10 +13,12 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.costs import cost_report
 from activities.deliverables import read_deliverable
 from activities.paging import goal_tasks
 from activities.runbooks import fetch_runbook
 from goalkeeper import budgets
+from goalkeeper.costs import CostQuery, share
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import BudgetState, GoalReport, Progress
 from goalkeeper.runbooks import runbook_named
@@ -131,7 +133,20 @@ async def report(session: Session, args: argparse.Namespace) -> None:
             raise CliError(f"goal {args.goal_id!r} has no deliverable stored")
         session.emit({"goal_id": args.goal_id, "deliverable": body}, body)
     else:
-        session.emit(result.model_dump(mode="json"), describe_report(result))
+        async with (await session.pool()).acquire() as connection:
+            costs = await cost_report(connection, CostQuery(goal_id=args.goal_id))
+        waste = costs.total
+        text = describe_report(result)
+        if waste.wasted_attempts:
+            text += (
+                f"\n\nof which ${waste.wasted_usd:.4f} and {waste.wasted_tokens} tokens "
+                f"({share(waste.wasted_usd, waste.cost_usd)}) went on {waste.wasted_attempts} "
+                "failed, lapsed or reworked attempts (starter.py costs --goal "
+                f"{args.goal_id} --by task)"
+            )
+        session.emit(
+            {**result.model_dump(mode="json"), "costs": waste.model_dump(mode="json")}, text
+        )
     if result.status is not GoalStatus.COMPLETED:
         session.exit_code = EXIT_FAILED
 
