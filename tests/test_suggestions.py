@@ -10,10 +10,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.suggestions import SuggestionActivities
+from goalkeeper.statuses import GoalStatus, TaskStatus
 from goalkeeper.suggestions import (
     AgentRecord,
     ApprovalEvent,
@@ -29,6 +31,7 @@ from goalkeeper.suggestions import (
     suggest,
     suggestion_id,
 )
+from tests.helpers import decide, goal_spec, report, start_goal, wait_task
 from tests.starter import starter
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -536,3 +539,38 @@ async def test_an_unknown_goal_is_an_error_that_retrying_cannot_fix(pool: asyncp
     with pytest.raises(ApplicationError, match="no goal 'no-such-goal'") as raised:
         await SuggestionActivities(pool).suggest_improvements(SuggestFor(goal_id="no-such-goal"))
     assert raised.value.non_retryable
+
+
+async def test_a_real_goals_record_is_read_as_the_engine_wrote_it(
+    client: Client, task_queue: str, workspace: str, pool: asyncpg.Pool
+) -> None:
+    """Sent back twice for the same reason, by provisioned agents: what the rules see."""
+    spec = goal_spec(1, workspace, approvers=["ops-lead"])
+    spec["tasks"][0]["requires_approval"] = True
+    handle = await start_goal(client, spec, task_queue)
+    agents = set()
+    for attempt, comment in ((1, "Mention the free trial."), (2, "mention the FREE trial")):
+        view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED, attempt=attempt)
+        await report(client, view)
+        await wait_task(client, handle.id, "t1", TaskStatus.AWAITING_APPROVAL, attempt=attempt)
+        await decide(client, handle.id, "t1", "ops-lead", "reject", comment)
+        agents.add(view.agent_id)
+    view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED, attempt=3)
+    await report(client, view)
+    await wait_task(client, handle.id, "t1", TaskStatus.AWAITING_APPROVAL, attempt=3)
+    await decide(client, handle.id, "t1", "ops-lead", "approve")
+    agents.add(view.agent_id)
+    assert (await handle.result()).status is GoalStatus.COMPLETED
+
+    # The goal may have looked already when it ended; looking again adds nothing twice.
+    await SuggestionActivities(pool).suggest_improvements(SuggestFor(goal_id=handle.id))
+    found = await _suggestions(pool, handle.id)
+    rejected = found["repeated_rejection"]
+    assert rejected["subject"] == f"{handle.id}/ops-lead/mention the free trial"
+    assert rejected["evidence"]["tasks"] == [f"{handle.id}/t1", f"{handle.id}/t1"]
+    provisioned = found["provisioned_only"]
+    assert provisioned["subject"] == f"{workspace}/writing"
+    assert set(provisioned["evidence"]["provisioned"]) == agents
+    assert await pool.fetchval(
+        "SELECT count(*) FROM events WHERE goal_id = $1 AND kind = 'suggestion_made'", handle.id
+    ) == len(found)
