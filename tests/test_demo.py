@@ -43,7 +43,8 @@ def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: 
     assert "  | _6 of 6 tasks completed._" in out
     assert "auto-analytics-" in out  # an agent provisioned for the skill nobody had
     assert "What it cost, by agent (python starter.py costs --goal campaign-" in out
-    assert "\n  total " in out and "Suggestions from this run" in out
+    assert "\n  total " in out and "Suggestions from this run (" in out
+    assert "provisioned_only: register a dedicated agent" in out and "--skills analytics" in out
     assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/campaign-" in out
 
     with socket.socket() as s:

@@ -217,7 +217,8 @@ async def _costs_and_suggestions(pool: asyncpg.Pool, goal_id: str) -> str:
     ]
     suggested = await list_suggestions(pool, None, limit=5, goal_id=goal_id)
     if not suggested:
-        lines.append("Suggestions from this run: no suggestions")
+        # One still open from an earlier run is not made again: say where to see it.
+        lines.append("Suggestions from this run: no suggestions (all: starter.py suggestions)")
         return "\n".join(lines)
     lines.append("Suggestions from this run (python starter.py suggestions):")
     lines += [f"  {s['suggestion_id'][:8]} {s['kind']}: {s['action']}" for s in suggested]
