@@ -3,8 +3,9 @@
 from pydantic import BaseModel
 
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.records import EventKind
 
-FEEDBACK_GIVEN = "feedback_given"
+FEEDBACK_GIVEN = EventKind.FEEDBACK_GIVEN.value
 """The audit trail's kind for a person's feedback."""
 
 MAX_COMMENT_CHARS = 2000

@@ -48,6 +48,10 @@ class EventKind(StrEnum):
     BUDGET_RAISED = "budget_raised"
     GOAL_STOPPED = "goal_stopped"
     BUDGET_SET = "budget_set"
+    FEEDBACK_GIVEN = "feedback_given"
+    SUGGESTION_MADE = "suggestion_made"
+    SUGGESTION_ACCEPTED = "suggestion_accepted"
+    SUGGESTION_DISMISSED = "suggestion_dismissed"
 
 
 class Event(BaseModel):

@@ -14,10 +14,11 @@ from enum import StrEnum
 from pydantic import BaseModel, JsonValue
 
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.records import EventKind
 
-SUGGESTION_MADE = "suggestion_made"
-SUGGESTION_ACCEPTED = "suggestion_accepted"
-SUGGESTION_DISMISSED = "suggestion_dismissed"
+SUGGESTION_MADE = EventKind.SUGGESTION_MADE.value
+SUGGESTION_ACCEPTED = EventKind.SUGGESTION_ACCEPTED.value
+SUGGESTION_DISMISSED = EventKind.SUGGESTION_DISMISSED.value
 """The audit trail's kinds for suggestions and people's decisions on them."""
 
 _NAMESPACE = uuid.UUID("5b0c6f7e-2a53-4d0e-9b61-6f1d4c2e8a90")
