@@ -148,6 +148,7 @@ class GoalWorkflow:
         )
         self._stage = "running"
         if self._window is not None:
+            self._window.paused = self._budget.paused  # a pause goes on after continue-as-new
             await self._window.run(self._after_step, self._continue_as_new)
         else:
             parts = self._partitions
