@@ -10,7 +10,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 
 from activities.children import ChildActivities
-from goalkeeper.models import TaskSummary, TaskView
+from goalkeeper.models import Progress, TaskSummary, TaskView
 from goalkeeper.records import AdoptTasks
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
@@ -22,6 +22,7 @@ from tests.helpers import (
     goal_spec,
     report,
     start_goal,
+    task_view,
     wait_task,
 )
 from worker import build_worker
@@ -256,3 +257,43 @@ async def test_a_running_subgoal_changes_hands_like_a_task(
     assert (result.progress.tasks_total, result.progress.tasks_completed) == (16, 16)
     research = next(t for t in result.tasks if t.task_id == "research")
     assert (research.outcome, research.tokens_used) == (TaskStatus.COMPLETED, 100)
+
+
+async def test_a_goal_paused_at_its_budget_stays_paused_across_continue_as_new(
+    small_history_client: Client, queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    client = small_history_client
+    spec = goal_spec(20, workspace, approvers=["boss"], budget_usd=0.095, max_running_tasks=10)
+    handle = await start_goal(client, spec, queue)
+    running = [
+        await wait_task(client, handle.id, f"t{i}", TaskStatus.ASSIGNED) for i in range(1, 11)
+    ]
+    for view in running:  # $0.10 of $0.095 once all ten are in: the goal pauses
+        await report(client, view, cost_usd=0.01)
+
+    async def paused_in_a_later_run() -> Progress | None:
+        now = await handle.query(GoalWorkflow.progress)
+        moved = await events(pool, handle.id, "goal_continued_as_new")
+        return now if moved and now.stage.startswith("paused") else None
+
+    await eventually(paused_in_a_later_run, what="a paused goal in a later run")
+    for row in await pool.fetch(  # work in flight (started before the pause) finishes
+        "SELECT task_id FROM assignments WHERE goal_id = $1 AND status = 'active'", handle.id
+    ):
+        await report(client, await task_view(client, handle.id, row["task_id"]), cost_usd=0.01)
+
+    async def settled() -> Progress | None:
+        now = await handle.query(GoalWorkflow.progress)
+        return now if now.tasks_running == 0 else None
+
+    now = await eventually(settled, what="the work in flight to finish")
+    assert now.stage.startswith("paused") and now.tasks_pending > 0
+    assigned = await pool.fetchval("SELECT count(*) FROM assignments WHERE goal_id = $1", handle.id)
+    assert assigned == now.tasks_completed  # nothing new was assigned
+    await client.get_workflow_handle(handle.id).execute_update(
+        "raise_budget", {"approver": "boss", "usd": 1.0}, result_type=Progress
+    )
+    async with SimulatedAgents(client, pool, handle.id):
+        report_ = await handle.result()
+    assert report_.status is GoalStatus.COMPLETED and report_.progress.tasks_completed == 20
+    assert len(await events(pool, handle.id, "goal_paused")) == 1
