@@ -11,9 +11,11 @@ interface. Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and DATABASE_URL like the 
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
+from typing import Any
 
 from activities.database import apply_schema, create_pool
 from goalkeeper.errors import GoalkeeperError
@@ -45,6 +47,17 @@ def span(text: str, kind: type[float] | type[int]) -> tuple[float, float] | tupl
     return first, last
 
 
+def config_object(text: str) -> dict[str, Any]:
+    """Parse `--config`: a JSON object."""
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected JSON, got {text!r}: {exc}") from None
+    if not isinstance(config, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return config
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agent.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=3, help="agents to run (default 3)")
@@ -57,6 +70,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="sim", help="agent ids are PREFIX-1, PREFIX-2, ...")
     p.add_argument("--first", type=int, default=1, help="number of the first agent (1)")
     p.add_argument("--capacity", type=int, default=1, help="assignments per agent at once")
+    p.add_argument(
+        "--config",
+        type=config_object,
+        help="what the agents work with, a JSON object their hook reads (kept if not given)",
+    )
     p.add_argument(
         "--adopt-provisioned",
         action="store_true",
@@ -109,7 +127,9 @@ async def run(args: argparse.Namespace) -> None:
     pool = await create_pool(database_url(settings, start=False), max_size=4)
     await apply_schema(pool)  # agents may start before any worker has
     for agent_id in agent_ids:
-        await registry.register_agent(pool, agent_id, args.workspace, skills, args.capacity)
+        await registry.register_agent(
+            pool, agent_id, args.workspace, skills, args.capacity, args.config
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -5,7 +5,8 @@
 Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_URL
 (unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR), the telemetry settings
 GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS, and the health check's
-GOALKEEPER_HEALTH_INTERVAL and GOALKEEPER_ALERT_WEBHOOK. At start it applies the schema,
+GOALKEEPER_HEALTH_INTERVAL and GOALKEEPER_ALERT_WEBHOOK, and how agents are picked:
+GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED. At start it applies the schema,
 registers its search attributes and creates the health check's schedule, all idempotently.
 """
 
@@ -18,7 +19,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.assignment import AssignmentActivities
+from activities.assignment import DEFAULT_SELECTION_SEED, AssignmentActivities
 from activities.budgets import BudgetActivities
 from activities.checks import CheckActivities
 from activities.children import ChildActivities
@@ -51,13 +52,16 @@ def build_worker(
     task_queue: str,
     alert_webhook: str | None = None,
     assignments: AssignmentActivities | None = None,
+    selection: str = "learned",
+    selection_seed: str = DEFAULT_SELECTION_SEED,
 ) -> Worker:
     """A worker for every Goalkeeper workflow and activity on `task_queue`.
 
     `assignments` may be a subclass of the assignment activities (tests use one to
-    make a message arrive at a chosen moment).
+    make a message arrive at a chosen moment); otherwise agents are picked by
+    `selection` (`learned` or `least_loaded`), seeded by `selection_seed`.
     """
-    assignments = assignments or AssignmentActivities(pool)
+    assignments = assignments or AssignmentActivities(pool, selection, selection_seed)
     read_model = ReadModelActivities(pool)
     budget = BudgetActivities(pool, alert_webhook)
     health = HealthActivities(pool, client, alert_webhook)
@@ -120,7 +124,14 @@ async def main() -> None:
     added = await search_attributes.ensure_registered(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes %s", ", ".join(added))
-    worker = build_worker(client, pool, settings.task_queue, settings.alert_webhook)
+    worker = build_worker(
+        client,
+        pool,
+        settings.task_queue,
+        settings.alert_webhook,
+        selection=settings.agent_selection,
+        selection_seed=settings.selection_seed,
+    )
     if settings.health_interval_seconds:
         every = timedelta(seconds=settings.health_interval_seconds)
         state = await install_schedule(client, settings.task_queue, every)

@@ -8,6 +8,13 @@ import asyncpg
 from temporalio import activity
 
 from activities.rows import Connection
+from goalkeeper.learning import (
+    AgentRecord,
+    Candidate,
+    check_selection_mode,
+    choose_agent,
+    selection_rng,
+)
 from goalkeeper.records import AssignAgents, Assignment, AssignTask, EndAssignment, EventKind
 
 BUDGET_SPENT = "GK402"
@@ -16,26 +23,43 @@ BUDGET_SPENT = "GK402"
 ASSIGNMENTS_CHANNEL = "goalkeeper_assignments"
 """PostgreSQL NOTIFY channel; the payload is the agent id whose inbox changed."""
 
+DEFAULT_SELECTION_SEED = "goalkeeper"
+"""Seeds agent choice where GOALKEEPER_SELECTION_SEED is unset: the same run, the same picks."""
+
 
 class AssignmentActivities:
-    """Picks, provisions and releases agents; holds the worker's connection pool."""
+    """Picks, provisions and releases agents; holds the worker's connection pool.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    `selection` is how an agent is picked among those with the skill and a free slot:
+    `learned` weighs their records on the skill (`goalkeeper.learning.choose_agent`,
+    its draws seeded by `seed` and the assignment id), `least_loaded` only their load.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, selection: str = "learned", seed: str = DEFAULT_SELECTION_SEED
+    ) -> None:
         self.pool = pool
+        self.selection = check_selection_mode(selection)
+        self.seed = seed
 
     @activity.defn
     async def assign_agents(self, request: AssignAgents) -> list[Assignment]:
-        """Give task attempts agents, least loaded first, provisioning one where none fits.
+        """Give task attempts agents, provisioning one where none fits.
 
-        Each assignment is one statement and its own transaction (`goalkeeper_assign` in
-        the schema): it locks only the agent it picks, so assignments for other skills
-        never wait, and a retry of a committed one returns the same agent.
+        Each assignment is one transaction: the candidates' records are read and the
+        choice passed to `goalkeeper_assign` (the schema), which locks only the agent it
+        takes, falls back to the least loaded one if the choice filled up meanwhile, and
+        returns the same agent to a retry of a committed assignment. Rework goes back
+        to the agent that did the work (`prefer_agent_id`), whatever its record.
         """
         assigned = []
         for task in request.tasks:
-            agent_id = provisioned_agent_id(task.skill, task.assignment_id)
             try:
-                row = await self._assign(request, task, agent_id)
+                async with self.pool.acquire() as connection, connection.transaction():
+                    prefer = task.prefer_agent_id
+                    if prefer is None and self.selection == "learned":
+                        prefer = await self._learned_choice(connection, request.workspace, task)
+                    row = await self._assign(connection, request, task, prefer)
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate != BUDGET_SPENT:
                     raise
@@ -60,13 +84,45 @@ class AssignmentActivities:
             )
         return assigned
 
+    async def _learned_choice(
+        self, connection: Connection, workspace: str, task: AssignTask
+    ) -> str | None:
+        """The agent Thompson sampling on records picks among those that could take the
+        task now; None (least loaded) while none of them has a record."""
+        rows = await connection.fetch(
+            """
+            SELECT g.agent_id, g.active_assignments::float8 / g.capacity AS load, r.first_tries,
+                   r.first_try_completions, r.completions, r.failures, r.lapses, r.reworks,
+                   r.ratings_good, r.ratings_bad
+            FROM agents g LEFT JOIN agent_records r ON r.agent_id = g.agent_id AND r.skill = $2
+            WHERE g.workspace = $1 AND g.skills @> ARRAY[$2]
+              AND g.status IN ('available', 'busy') AND g.active_assignments < g.capacity
+              AND NOT g.agent_id = ANY($3::text[])
+            """,
+            workspace,
+            task.skill,
+            task.exclude_agent_ids,
+        )
+        candidates = [
+            Candidate(
+                agent_id=row["agent_id"],
+                record=AgentRecord.from_counts(dict(row)),
+                load=row["load"],
+            )
+            for row in rows
+        ]
+        return choose_agent(candidates, selection_rng(self.seed, task.assignment_id))
+
     async def _assign(
-        self, request: AssignAgents, task: AssignTask, agent_id: str
+        self, connection: Connection, request: AssignAgents, task: AssignTask, prefer: str | None
     ) -> asyncpg.Record:
-        row = await self.pool.fetchrow(
+        """One call of `goalkeeper_assign`: the agent taken, and whether it was provisioned."""
+        agent_id = provisioned_agent_id(task.skill, task.assignment_id)
+        row = await connection.fetchrow(
             "SELECT * FROM goalkeeper_assign($1)",
             {
                 **task.model_dump(mode="json"),
+                "prefer_agent_id": prefer,
                 "goal_id": request.goal_id,
                 "goal_run_id": request.goal_run_id,
                 "workspace": request.workspace,

@@ -5,6 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from goalkeeper.learning import check_selection_mode
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -28,6 +30,10 @@ class Settings:
     """How often the health check runs; 0 leaves the schedule alone."""
     alert_webhook: str | None = None
     """URL the health check POSTs new alerts to, as JSON."""
+    agent_selection: str = "learned"
+    """How agents are picked: `learned` (their records weighed) or `least_loaded`."""
+    selection_seed: str = "goalkeeper"
+    """Seeds the learned choice, with each assignment's id."""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -43,6 +49,10 @@ class Settings:
             metrics_address=env.get("GOALKEEPER_METRICS_ADDRESS") or None,
             health_interval_seconds=_seconds(env, "GOALKEEPER_HEALTH_INTERVAL", 60),
             alert_webhook=env.get("GOALKEEPER_ALERT_WEBHOOK") or None,
+            agent_selection=check_selection_mode(
+                env.get("GOALKEEPER_AGENT_SELECTION") or cls.agent_selection
+            ),
+            selection_seed=env.get("GOALKEEPER_SELECTION_SEED") or cls.selection_seed,
         )
 
 

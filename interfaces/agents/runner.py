@@ -49,6 +49,9 @@ class Work:
     attempt: int
     context: dict[str, Any]
     """`goal` (id, title, description), `task` (its spec), `dependency_results`, `rework`."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The agent's configuration as registered (or, provisioned, copied from its skill's
+    best-recorded agent)."""
 
     @property
     def goal(self) -> dict[str, Any]:
@@ -75,8 +78,10 @@ Hook = Callable[[Work], Awaitable[WorkResult] | WorkResult]
 class SimulatedWork:
     """Pretend work with a chosen success rate, delay, and token use.
 
-    The outcome of an attempt depends only on the seed, the task id and the attempt
-    number, not on timing or the goal, so a given seed plays out the same every time.
+    The outcome of an attempt depends only on the seed, the task id, the attempt number
+    and the agent's success rate, not on timing or the goal, so a given seed plays out
+    the same every time. An attempt's luck is one draw that every agent shares: of two
+    agents, the one with the higher rate succeeds wherever the other does.
     """
 
     success_rate: float = 1.0
@@ -84,13 +89,20 @@ class SimulatedWork:
     tokens: tuple[int, int] = (200, 2000)
     cost_per_1k_tokens: float = 0.002
     seed: str = "goalkeeper"
+    success_rates: dict[str, float] = field(default_factory=dict)
+    """Success rates of particular agents, by agent id; the others have `success_rate`."""
+
+    def __post_init__(self) -> None:
+        for agent_id, rate in {"any agent": self.success_rate, **self.success_rates}.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"expected a success rate from 0 to 1 for {agent_id}, got {rate}")
 
     async def __call__(self, work: Work) -> WorkResult:
         rng = random.Random(f"{self.seed}:{work.task_id}:{work.attempt}")
         await asyncio.sleep(rng.uniform(*self.delay))
         tokens = rng.randint(*self.tokens)
         cost = round(tokens / 1000 * self.cost_per_1k_tokens, 6)
-        if rng.random() >= self.success_rate:
+        if rng.random() >= self.success_rates.get(work.agent_id, self.success_rate):
             raise SimulatedFailure(f"simulated failure on attempt {work.attempt}", tokens, cost)
         if work.task.get("expects") == "triage":
             inputs = work.task.get("inputs") or {}
@@ -316,6 +328,7 @@ class AgentRunner:
             task_id=row["task_id"],
             attempt=row["attempt"],
             context=context,
+            config=dict(row["config"] or {}),
         )
 
 

@@ -123,8 +123,14 @@ def parser() -> argparse.ArgumentParser:
     register.add_argument("--skills", required=True, help="comma-separated skills")
     register.add_argument("--workspace", default="default", help="workspace (default)")
     register.add_argument("--capacity", type=int, default=1, help="assignments at once (1)")
+    register.add_argument(
+        "--config", help='what the agent works with, a JSON object, e.g. \'{"model": "m"}\''
+    )
     command(
-        agent, "list", "list agents with their status and load", agents.list_agents
+        agent,
+        "list",
+        "list agents with their status, load and record per skill",
+        agents.list_agents,
     ).add_argument("--workspace", help="only this workspace")
 
     runbook = commands.add_parser("runbook", help="the runbooks goals start from").add_subparsers(
