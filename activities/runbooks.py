@@ -13,6 +13,7 @@ from goalkeeper.runbooks import (
     Runbook,
     RunbookMatch,
     RunbookParameter,
+    RunbookRecord,
     check_runbook,
     score_match,
 )
@@ -73,44 +74,71 @@ async def fetch_runbook(
     return None if body is None else check_runbook(body, f"stored runbook {name!r}")
 
 
+_HISTORY = """
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS runs,
+               count(*) FILTER (WHERE g.status = 'completed') AS completed,
+               count(*) FILTER (WHERE g.status = 'failed') AS failed
+        FROM goals g WHERE g.spec->>'runbook' = l.name AND g.status <> 'rejected') h ON true
+    LEFT JOIN LATERAL (
+        SELECT count(f.rating) AS ratings, coalesce(sum(f.rating), 0) AS rating_sum
+        FROM goals g JOIN feedback f ON f.goal_id = g.goal_id
+        WHERE g.spec->>'runbook' = l.name AND g.status <> 'rejected') r ON true
+"""
+"""A runbook's success history (its goals, how they ended, how people rated them),
+joined to `l`, the runbooks' latest versions."""
+
+
 async def list_runbooks(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """The latest version of every runbook, with how many versions it has."""
+    """The latest version of every runbook, with how many versions it has and its history."""
     rows = await pool.fetch(
-        """
-        SELECT DISTINCT ON (name) name, version, title, tags, added_at,
-               count(*) OVER (PARTITION BY name) AS versions,
-               jsonb_array_length(body->'tasks') AS tasks
-        FROM runbooks ORDER BY name, version DESC
+        f"""
+        WITH l AS (
+            SELECT DISTINCT ON (name) name, version, title, tags, added_at,
+                   count(*) OVER (PARTITION BY name) AS versions,
+                   jsonb_array_length(body->'tasks') AS tasks
+            FROM runbooks ORDER BY name, version DESC
+        )
+        SELECT l.*, h.runs, h.completed, h.failed, r.ratings, r.rating_sum
+        FROM l {_HISTORY}
+        ORDER BY l.name
         """
     )
-    return [dict(row) for row in rows]
+    listed = []
+    for row in rows:
+        record = RunbookRecord.model_validate(dict(row))
+        listed.append(
+            {k: v for k, v in dict(row).items() if k != "rating_sum"}
+            | {
+                "success_rate": round(record.success_rate, 6),
+                "average_rating": record.average_rating,
+            }
+        )
+    return listed
 
 
 async def match_runbooks(pool: asyncpg.Pool, text: str, limit: int = 5) -> list[RunbookMatch]:
     """Runbooks whose text shares words with `text`, best first, each with its score's parts.
 
     Any shared word counts (the query's words are OR-ed); full-text rank is weighed with
-    the runbook's success history: the goals that used it and how they ended.
+    the runbook's success history: the goals that used it, how they ended and how people
+    rated them (`score_match`).
     """
     rows = await pool.fetch(
-        """
+        f"""
         WITH q AS (
             SELECT nullif(replace(plainto_tsquery('english', $1)::text, ' & ', ' | '), '')
                    ::tsquery AS query
-        ), latest AS (
+        ), l AS (
             SELECT DISTINCT ON (name) name, version, title, document,
                    body->>'description' AS description, body->'parameters' AS parameters
             FROM runbooks ORDER BY name, version DESC
         )
         SELECT l.name, l.version, l.title, l.description, l.parameters,
                ts_rank_cd(l.document, q.query, 32) AS text_rank,
-               count(g.goal_id) AS runs,
-               count(g.goal_id) FILTER (WHERE g.status = 'completed') AS completed,
-               count(g.goal_id) FILTER (WHERE g.status = 'failed') AS failed
-        FROM latest l CROSS JOIN q
-        LEFT JOIN goals g ON g.spec->>'runbook' = l.name AND g.status <> 'rejected'
+               h.runs, h.completed, h.failed, r.ratings, r.rating_sum
+        FROM l CROSS JOIN q {_HISTORY}
         WHERE l.document @@ q.query
-        GROUP BY l.name, l.version, l.title, l.description, l.parameters, l.document, q.query
         """,
         text,
     )
@@ -123,6 +151,8 @@ async def match_runbooks(pool: asyncpg.Pool, text: str, limit: int = 5) -> list[
             runs=row["runs"],
             completed=row["completed"],
             failed=row["failed"],
+            ratings=row["ratings"],
+            rating_sum=row["rating_sum"],
             description=row["description"] or "",
             parameters=[RunbookParameter.model_validate(p) for p in row["parameters"] or []],
         )

@@ -209,6 +209,43 @@ def runbook_named(raw: Any) -> tuple[str, int | None] | None:
     return raw["runbook"], version if isinstance(version, int) else None
 
 
+RATING_PRIOR = 2
+"""Ratings of a neutral 3 that every runbook's average starts from, so one rating moves it
+only part of the way."""
+
+
+class RunbookRecord(BaseModel):
+    """How the goals that used a runbook went: their outcomes, and how people rated them."""
+
+    runs: int = 0
+    """Goals that used the runbook (rejected ones aside)."""
+    completed: int = 0
+    failed: int = 0
+    ratings: int = 0
+    """Ratings (1 to 5) given on those goals or their tasks."""
+    rating_sum: int = 0
+
+    @property
+    def success_rate(self) -> float:
+        """(completed + 1) / (completed + failed + 2): a runbook never used has 0.5."""
+        return (self.completed + 1) / (self.completed + self.failed + 2)
+
+    @property
+    def average_rating(self) -> float | None:
+        """The plain average of its ratings; None when it has none."""
+        return self.rating_sum / self.ratings if self.ratings else None
+
+    @property
+    def rating_factor(self) -> float:
+        """From 0.5 (always rated 1) to 1.5 (always rated 5); 1 when unrated.
+
+        The average is taken with `RATING_PRIOR` neutral ratings of 3 beside the real
+        ones, so a runbook's first rating moves its score only part of the way.
+        """
+        smoothed = (self.rating_sum + 3 * RATING_PRIOR) / (self.ratings + RATING_PRIOR)
+        return 0.5 + (smoothed - 1) / 4
+
+
 class RunbookMatch(BaseModel):
     """A runbook found for a goal's text, with the parts of its score, so a person sees why."""
 
@@ -224,6 +261,11 @@ class RunbookMatch(BaseModel):
     failed: int
     success_rate: float
     """(completed + 1) / (completed + failed + 2): a runbook never used scores 0.5."""
+    ratings: int = 0
+    """Ratings (1 to 5) people gave those goals or their tasks."""
+    average_rating: float | None = None
+    rating_factor: float = 1.0
+    """From 0.5 to 1.5, 1 when unrated: see `RunbookRecord.rating_factor`."""
     description: str = ""
     parameters: list[RunbookParameter] = []
     """What a goal from it must or may give."""
@@ -238,23 +280,32 @@ def score_match(
     runs: int,
     completed: int,
     failed: int,
+    ratings: int = 0,
+    rating_sum: int = 0,
     description: str = "",
     parameters: list[RunbookParameter] | None = None,
 ) -> RunbookMatch:
     """Weigh text against history: of two runbooks whose text matches as well, one whose
-    goals all completed scores up to three times one whose goals all failed; history
-    alone never makes a runbook match."""
-    success_rate = (completed + 1) / (completed + failed + 2)
+    goals all completed scores up to three times one whose goals all failed, and one
+    whose goals were rated 5 up to three times one rated 1; history alone never makes a
+    runbook match."""
+    record = RunbookRecord(
+        runs=runs, completed=completed, failed=failed, ratings=ratings, rating_sum=rating_sum
+    )
+    average = record.average_rating
     return RunbookMatch(
         name=name,
         version=version,
         title=title,
-        score=round(text_rank * (0.5 + success_rate), 6),
+        score=round(text_rank * (0.5 + record.success_rate) * record.rating_factor, 6),
         text_rank=round(text_rank, 6),
         runs=runs,
         completed=completed,
         failed=failed,
-        success_rate=round(success_rate, 6),
+        success_rate=round(record.success_rate, 6),
+        ratings=ratings,
+        average_rating=None if average is None else round(average, 6),
+        rating_factor=round(record.rating_factor, 6),
         description=description,
         parameters=parameters or [],
     )

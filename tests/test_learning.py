@@ -1,7 +1,10 @@
 """Agents that learn: records kept exactly, choice weighed by them, configs passed on."""
 
 import asyncio
+import json
+import os
 import random
+import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -17,6 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.assignment import AssignmentActivities
+from activities.runbooks import add_runbook, match_runbooks
 from goalkeeper.learning import (
     AgentRecord,
     Candidate,
@@ -25,11 +29,22 @@ from goalkeeper.learning import (
     selection_rng,
 )
 from goalkeeper.records import EndAssignment, Event, EventKind
+from goalkeeper.runbooks import RunbookMatch, parse_runbook, score_match
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, SimulatedWork
-from tests.helpers import decide, goal_spec, one_row, report, start_goal, task_view, wait_task
+from tests.helpers import (
+    ROOT,
+    decide,
+    goal_spec,
+    one_row,
+    report,
+    start_goal,
+    task_view,
+    wait_task,
+)
 from tests.test_assignment import _assign, _goal, _request
+from tests.test_runbooks import _run_goal, runbook_toml
 from worker import build_worker
 
 counts = st.integers(min_value=0, max_value=10_000)
@@ -398,3 +413,115 @@ async def test_an_agent_provisioned_by_assignment_works_with_the_copied_config(
     assert (agent["config"], agent["config_from"]) == ({"model": "large"}, ace)
     [row] = await registry.active_assignments(pool, [], workspace)
     assert row["config"] == {"model": "large"}  # what its runner hands the hook
+
+
+# Runbooks learn from their goals' outcomes and ratings.
+
+
+def test_ratings_weigh_on_a_runbooks_score_like_its_outcomes() -> None:
+    def scored(ratings: int, rating_sum: int) -> RunbookMatch:
+        return score_match(
+            name="r",
+            version=1,
+            title="",
+            text_rank=0.5,
+            runs=4,
+            completed=2,
+            failed=2,
+            ratings=ratings,
+            rating_sum=rating_sum,
+        )
+
+    unrated, loved, hated = scored(0, 0), scored(8, 40), scored(8, 8)
+    assert unrated.rating_factor == 1.0 and unrated.average_rating is None
+    assert hated.score < unrated.score < loved.score < 3 * hated.score
+    assert (loved.average_rating, hated.average_rating) == (5.0, 1.0)
+    assert scored(2, 6).score == unrated.score  # rated a neutral 3: as if unrated
+
+
+async def _cli(database_url: str, *args: str) -> Any:
+    """Run `starter.py ... --json` as a person would; its output, parsed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "starter.py"),
+        *args,
+        "--json",
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return json.loads(out)
+
+
+async def test_a_runbooks_rating_comes_from_feedback_on_its_goals_and_feeds_matching(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str, database_url: str
+) -> None:
+    word = f"q{uuid.uuid4().hex[:8]}"
+    liked = parse_runbook(runbook_toml(f"{word}-liked", word), "liked.toml")
+    disliked = liked.model_copy(update={"name": f"{word}-disliked"})  # the same text
+    goals = {}
+    for runbook in (liked, disliked):
+        await add_runbook(pool, runbook)
+        await _run_goal(client, pool, task_queue, runbook, workspace)
+        goals[runbook.name] = await pool.fetchval(
+            "SELECT goal_id FROM goals WHERE spec->>'runbook' = $1", runbook.name
+        )
+    for name, task_id, rating in (
+        (liked.name, None, 5),  # the whole goal
+        (liked.name, "announce", 4),
+        (liked.name, "plan", None),  # a comment alone
+        (disliked.name, None, 1),
+    ):
+        await pool.execute(
+            "INSERT INTO feedback (feedback_id, goal_id, task_id, person, rating, source) "
+            "VALUES ($1, $2, $3, 'ana', $4, 'person')",
+            uuid.uuid4(),
+            goals[name],
+            task_id,
+            rating,
+        )
+    found = {m.name: m for m in await match_runbooks(pool, f"the {word} rollout", limit=10)}
+    best, worst = found[liked.name], found[disliked.name]
+    assert best.text_rank == worst.text_rank and best.success_rate == worst.success_rate
+    assert (best.ratings, best.average_rating, worst.ratings, worst.average_rating) == (
+        2,
+        4.5,
+        1,
+        1.0,
+    )
+    assert best.score == pytest.approx(best.text_rank * (0.5 + 2 / 3) * (0.5 + 2.75 / 4))
+    assert worst.score < best.score
+
+    listed = {r["name"]: r for r in await _cli(database_url, "runbook", "list")}
+    assert (listed[liked.name]["average_rating"], listed[liked.name]["success_rate"]) == (
+        4.5,
+        pytest.approx(2 / 3),
+    )
+    matched = await _cli(database_url, "runbook", "match", f"the {word} rollout")
+    assert [m["name"] for m in matched[:2]] == [liked.name, disliked.name]
+
+
+async def test_agent_list_shows_each_agents_record_per_skill(
+    pool: asyncpg.Pool, workspace: str, database_url: str
+) -> None:
+    agent_id = f"{workspace}-ana"
+    await registry.register_agent(pool, agent_id, workspace, ["data", "writing"], 2, {"m": 1})
+    await pool.execute(
+        "INSERT INTO agent_records (agent_id, skill, first_tries, first_try_completions, "
+        "completions, failures, reworks) VALUES ($1, 'data', 4, 3, 5, 1, 1)",
+        agent_id,
+    )
+    [listed] = await _cli(database_url, "agent", "list", "--workspace", workspace)
+    assert (listed["agent_id"], listed["config"]) == (agent_id, {"m": 1})
+    [record] = listed["records"]
+    assert record | {"score": 0} == {
+        "skill": "data",
+        **_counts(first_tries=4, first_try_completions=3, completions=5, failures=1, reworks=1),
+        "first_try_rate": 0.75,
+        "successes": 4,
+        "failures_seen": 2,
+        "score": 0,
+    }
+    assert record["score"] == pytest.approx(5 / 8)

@@ -58,12 +58,25 @@ async def list_all(session: Session, args: argparse.Namespace) -> None:
                     r["version"],
                     r["versions"],
                     r["tasks"],
+                    f"{r['completed']}/{r['runs']}",
+                    f"{r['success_rate']:.2f}",
+                    rating(r["average_rating"], r["ratings"]),
                     r["title"],
                     ", ".join(r["tags"]),
                 ]
                 for r in rows
             ],
-            ["runbook", "version", "versions", "tasks", "title", "tags"],
+            [
+                "runbook",
+                "version",
+                "versions",
+                "tasks",
+                "completed",
+                "success",
+                "rating",
+                "title",
+                "tags",
+            ],
         )
         if rows
         else "no runbooks yet: add some with 'python starter.py runbook add runbooks/*.toml'",
@@ -105,15 +118,21 @@ async def match(session: Session, args: argparse.Namespace) -> None:
                     f"{m.text_rank:.4f}",
                     f"{m.completed}/{m.runs}",
                     f"{m.success_rate:.2f}",
+                    rating(m.average_rating, m.ratings),
                     m.title,
                 ]
                 for m in matches
             ],
-            ["runbook", "version", "score", "text", "completed", "success", "title"],
+            ["runbook", "version", "score", "text", "completed", "success", "rating", "title"],
         )
         if matches
         else f"no runbook shares a word with {json.dumps(args.text)}",
     )
+
+
+def rating(average: float | None, ratings: int) -> str:
+    """A runbook's average rating and how many it rests on, e.g. `4.5 (2)`; `-` for none."""
+    return "-" if average is None else f"{average:.1f} ({ratings})"
 
 
 async def _stored(call: Awaitable[T]) -> T:
