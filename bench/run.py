@@ -1,13 +1,18 @@
 """Goalkeeper beside bare Temporal on the embedded stack: throughput, latency, size, memory.
 
     python bench/run.py [--goals 100] [--tasks 10] [--agents 8] [--big 10000] [--audit 20]
+    python bench/run.py --learning-only [--learning 200]
 
 Starts its own Temporal dev server and PostgreSQL (free ports, a temporary folder), and
 runs, in one process, one worker and simulated agents that answer at once:
 
 1. bare Temporal: per task a child workflow, one activity and one signal (bench/bare.py);
 2. Goalkeeper: the same number of goals and tasks, with progress queried throughout;
-3. one goal of `--big` tasks (0 skips it).
+3. one goal of `--big` tasks (0 skips it);
+
+and first, on a team of agents of known success rates, the first-try success of
+learned agent choice against least-loaded (`--learning` tasks each; `--learning-only`
+runs just that).
 
 It prints tasks per second for both and their ratio, goal latency, progress-query
 latency, the big goal's duration, the process's peak memory, and from the histories of
@@ -60,6 +65,11 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         pool = await create_pool(postgres.start(), max_size=20)
         await apply_schema(pool)
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        if args.learning:
+            await _learning(client, pool, args.learning)
+            if args.learning_only:
+                await pool.close()
+                return
         total = args.goals * args.tasks
         print(f"{args.goals} goals x {args.tasks} tasks, one worker, agents answering at once")
 
@@ -113,6 +123,57 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         server.stop()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory        {peak_mib:8.1f} MiB (this process: worker, agents, client)")
+
+
+LEARNING_TEAM = {"a": 0.9, "b": 0.6, "c": 0.3}
+"""Success rates of the simulated team both agent selections are given."""
+
+
+async def _learning(client: Client, pool: Any, tasks: int) -> None:
+    """First-try success of learned agent choice against least-loaded, on the same team.
+
+    Each selection gets a fresh team of `LEARNING_TEAM` agents and one goal of `tasks`
+    tasks, ten running at once. An attempt's luck depends only on the task and the
+    attempt number, so both face the same draws: only who gets which task differs.
+    """
+    print(
+        f"agent choice: {tasks} tasks per selection, 10 at once, agents succeeding "
+        + "/".join(f"{rate:.0%}" for rate in LEARNING_TEAM.values())
+        + " of attempts"
+    )
+    for selection in ("least_loaded", "learned"):
+        workspace = f"bench-{selection}-{uuid.uuid4().hex[:6]}"
+        rates = {f"{workspace}-{name}": rate for name, rate in LEARNING_TEAM.items()}
+        for agent_id in rates:
+            await registry.register_agent(pool, agent_id, workspace, ["work"], capacity=10)
+        hook = SimulatedWork(delay=(0, 0), seed="bench-learning", success_rates=rates)
+        runner = AgentRunner(client, pool, list(rates), hook, workspace)
+        stop = asyncio.Event()
+        queue = f"bench-{selection}"
+        async with build_worker(client, pool, queue, selection=selection):
+            serving = asyncio.create_task(runner.run(stop))
+            transactions = await _transactions(pool)
+            spec = _spec(tasks) | {"workspace": workspace, "max_running_tasks": 10}
+            began = time.monotonic()
+            await client.execute_workflow(
+                GoalWorkflow.run, spec, id=f"{workspace}-goal", task_queue=queue
+            )
+            took = time.monotonic() - began
+            per_task = (await _transactions(pool) - transactions) / tasks
+            stop.set()
+            await serving
+        await registry.take_offline(pool, list(rates))
+        rows = await pool.fetch(
+            "SELECT agent_id, status::text FROM assignments WHERE goal_id = $1 AND attempt = 1",
+            f"{workspace}-goal",
+        )
+        first = sum(r["status"] == "completed" for r in rows) / tasks
+        shares = Counter(r["agent_id"].removeprefix(f"{workspace}-") for r in rows)
+        print(
+            f"{selection.replace('_', '-'):18} first-try success {first:6.1%}; first tries "
+            + ", ".join(f"{name} {shares[name] / tasks:.0%}" for name in LEARNING_TEAM)
+            + f"; {took:.1f} s, {per_task:.1f} transactions per task"
+        )
 
 
 async def _bare(client: Client, goals: int, tasks: int) -> tuple[float, list[str]]:
@@ -327,6 +388,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--until", type=int, default=10_000, help="completions of the huge goal before its audit"
+    )
+    parser.add_argument(
+        "--learning",
+        type=int,
+        default=200,
+        help="tasks per agent selection in the agent-choice comparison; 0 skips it",
+    )
+    parser.add_argument(
+        "--learning-only", action="store_true", help="run only the agent-choice comparison"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="goalkeeper-bench-") as folder:
