@@ -4,9 +4,13 @@ Each test gets its own task queue (and worker) and its own goal ids, so tests
 never see each other's work.
 """
 
+import http.server
+import json
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -69,3 +73,24 @@ async def task_queue(client: Client, pool: asyncpg.Pool) -> AsyncIterator[str]:
 def workspace() -> str:
     """A workspace of the test's own, so its agents are not shared with other tests."""
     return f"ws-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP endpoint that keeps what is POSTed to it."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
+    server.shutdown()

@@ -1,11 +1,8 @@
 """The health check finds what was planted behind the engine's back, repairs it or alerts."""
 
 import contextlib
-import http.server
-import json
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -32,27 +29,6 @@ async def own_pool(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[async
     await apply_schema(scoped)
     yield scoped
     await scoped.close()
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A local HTTP endpoint that keeps what is POSTed to it."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
-    server.shutdown()
 
 
 async def _check(client: Client, queue: str, repair: bool = True) -> HealthReport:

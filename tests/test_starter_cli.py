@@ -1,11 +1,7 @@
 """starter.py end to end against the real stack, and every error it promises."""
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,46 +20,21 @@ from tests.helpers import (
     running_agents,
     wait_task,
 )
+from tests.starter import Ran, run_starter
 
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Awaitable[Result]]
+Cli = Callable[..., Awaitable[Ran]]
 
 
 @pytest.fixture
 def cli(temporal_server: TemporalDevServer, database_url: str, task_queue: str) -> Cli:
-    async def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    async def run(*args: str, env: dict[str, str] | None = None) -> Ran:
         environment = {
-            **os.environ,
             "TEMPORAL_ADDRESS": temporal_server.address,
             "DATABASE_URL": database_url,
             "GOALKEEPER_TASK_QUEUE": task_queue,
             **(env or {}),
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "starter.py"),
-            *args,
-            env=environment,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:  # a command that hangs fails its test instead of stalling the suite
-            out, err = await asyncio.wait_for(process.communicate(), 180)
-        except TimeoutError:
-            process.kill()
-            raise AssertionError(f"starter.py {' '.join(args)} did not end in 180 s") from None
-        assert process.returncode is not None
-        return Result(process.returncode, out.decode(), err.decode())
+        return await run_starter(environment, *args)
 
     return run
 

@@ -1,10 +1,6 @@
 """Improvement suggestions: each rule on plain facts, then on a history planted in PostgreSQL."""
 
-import http.server
-import json
-import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -497,27 +493,6 @@ async def test_people_list_accept_and_dismiss_suggestions(
         assert message in refused.err and refused.err.count("\n") == 1, refused.err
     status = await starter(database_url, "suggestions", "--status", "maybe")
     assert status.code == 2 and "invalid choice: 'maybe'" in status.err
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A local HTTP endpoint that keeps what is POSTed to it."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
-    server.shutdown()
 
 
 async def test_new_suggestions_are_posted_to_the_alert_webhook_once(
