@@ -8,9 +8,11 @@ from goalkeeper.costs import CostGrouping, CostLine, CostQuery, CostReport, Inva
 _KEYS = {
     CostGrouping.GOAL: "a.goal_id",
     CostGrouping.TASK: "a.goal_id || '/' || a.task_id",
+    CostGrouping.ATTEMPT: "a.goal_id || '/' || a.task_id || ' #' || a.attempt",
     CostGrouping.AGENT: "a.agent_id",
     CostGrouping.SKILL: "t.skill",
     CostGrouping.RUNBOOK: "s.runbook",
+    CostGrouping.WORKSPACE: "s.workspace",
     CostGrouping.DAY: "to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
 }
 """What each grouping adds up, as a SQL expression over an attempt (`a`), its task (`t`)
@@ -18,7 +20,7 @@ and its goal (`s`)."""
 
 _REPORT = """
 WITH scope AS (
-    SELECT g.goal_id, g.spec->>'runbook' AS runbook FROM goals g
+    SELECT g.goal_id, g.spec->>'runbook' AS runbook, g.workspace FROM goals g
     WHERE ($1::text IS NULL OR g.goal_id = $1 OR g.goal_id LIKE $2)
       AND ($3::text IS NULL OR g.workspace = $3)
 ), attempts AS (

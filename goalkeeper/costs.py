@@ -19,9 +19,11 @@ class CostGrouping(StrEnum):
 
     GOAL = "goal"
     TASK = "task"
+    ATTEMPT = "attempt"
     AGENT = "agent"
     SKILL = "skill"
     RUNBOOK = "runbook"
+    WORKSPACE = "workspace"
     DAY = "day"
 
 

@@ -172,8 +172,8 @@ async def test_a_goals_costs_include_its_subgoals_once_and_show_what_was_wasted(
     [
         (
             ["--by", "colour"],
-            "cannot group costs by 'colour': expected one of goal, task, agent, "
-            "skill, runbook, day",
+            "cannot group costs by 'colour': expected one of goal, task, attempt, agent, "
+            "skill, runbook, workspace, day",
         ),
         (
             ["--since", "31/01/2025"],
@@ -246,5 +246,14 @@ async def test_the_report_is_one_bounded_query_over_planted_attempts(pool: async
         assert sum(line.cost_usd for line in got.lines) == 1.875
     by_runbook = await cost_report(pool, cost_query(goal_id=goal_id, by="runbook"))
     assert [line.key for line in by_runbook.lines] == [runbook]
+    by_attempt = await cost_report(pool, cost_query(goal_id=goal_id, by="attempt"))
+    assert {line.key: line.wasted_usd for line in by_attempt.lines} == {
+        f"{goal_id}/a #2": 0.0,
+        f"{goal_id}/a #1": 0.5,
+        f"{goal_id}/b #1": 0.25,
+        f"{goal_id}/c #1": 0.125,
+    }
+    by_workspace = await cost_report(pool, cost_query(goal_id=goal_id, by="workspace"))
+    assert len(by_workspace.lines) == 1 and by_workspace.lines[0].cost_usd == 1.875
     with pytest.raises(InvalidCostQuery, match="no goal 'costs-none'"):
         await cost_report(pool, cost_query(goal_id="costs-none"))

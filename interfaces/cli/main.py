@@ -151,7 +151,9 @@ def parser() -> argparse.ArgumentParser:
     spend = command(commands, "costs", "what the work cost, and what of it was wasted", costs.costs)
     spend.add_argument("--goal", help="a goal and its sub-goals")
     spend.add_argument("--workspace", help="only this workspace")
-    spend.add_argument("--by", default="goal", help="goal|task|agent|skill|runbook|day (goal)")
+    spend.add_argument(
+        "--by", default="goal", help="goal|task|attempt|agent|skill|runbook|workspace|day (goal)"
+    )
     spend.add_argument("--since", help="attempts from this day on, YYYY-MM-DD (UTC)")
     spend.add_argument("--limit", type=int, default=50, help="lines at most (50)")
     rating = command(
