@@ -5,6 +5,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 
 from goalkeeper import budgets
@@ -106,6 +107,9 @@ async def test_a_spent_budget_pauses_with_work_in_flight_and_a_raise_resumes(
     assert "$1.15 of $1.00" in now.stage and "approver boss" in now.stage
     assert now.budget_usd == 1.0 and now.cost_usd == pytest.approx(1.15)
     assert (await events(pool, goal_id, "goal_paused"))[0]["message"].count("boss") == 1
+    shown = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "paused: budget" in shown.current_details  # the Temporal UI's details
+    assert "budget: $1.15 of $1.00 (115%)" in shown.current_details
     alert = await pool.fetchrow(
         "SELECT * FROM alerts WHERE kind = 'budget_spent' AND subject = $1", goal_id
     )
