@@ -71,6 +71,7 @@ class AssignmentActivities:
                         agent_id="",
                         provisioned=False,
                         refused=str(exc),
+                        refused_by=getattr(exc, "detail", None),
                     )
                 )
                 break

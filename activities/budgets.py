@@ -21,7 +21,7 @@ class BudgetActivities:
         """Record an alert, pause, raise or stop in one transaction; post a new alert.
 
         A retry finds its alert open and does not post it again. A raised budget goes to
-        the goal's row, which every assignment is held to (`goalkeeper_budget_refusal`),
+        the goal's row, which every assignment is held to (`goalkeeper_budget_hold`),
         so tasks waiting on it start again.
         """
         opened = False

@@ -273,29 +273,34 @@ LANGUAGE sql STABLE AS $$
     SELECT line.id FROM line
 $$;
 
--- Why no new assignment may start for the goal: it, a goal it runs for, or its workspace
--- has spent its budget. NULL when it may.
-CREATE OR REPLACE FUNCTION goalkeeper_budget_refusal(goal text, ws text) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(
-        (SELECT format('goal %L has spent its budget: $%s of $%s, %s of %s tokens',
-                       g.goal_id, round(g.spent_usd, 4),
-                       coalesce(round(b.usd, 4)::text, 'no limit'), g.spent_tokens,
-                       coalesce(b.tokens::text, 'no limit'))
-         FROM goals g
-         CROSS JOIN LATERAL (SELECT coalesce(g.budget_usd, (g.spec->>'budget_usd')::numeric) usd,
-                                    coalesce(g.budget_tokens, (g.spec->>'budget_tokens')::bigint)
-                                        tokens) b
-         WHERE g.goal_id IN (SELECT id FROM goalkeeper_goal_line(goal)) AND g.status = 'running'
-           AND (g.spent_usd >= b.usd OR g.spent_tokens >= b.tokens)
-         LIMIT 1),
-        (SELECT format('workspace %L has spent its monthly budget: $%s of $%s, %s of %s tokens',
-                       w.workspace, round(w.spent_usd, 4),
-                       coalesce(round(w.monthly_usd, 4)::text, 'no limit'), w.spent_tokens,
-                       coalesce(w.monthly_tokens::text, 'no limit'))
-         FROM workspace_budgets w
-         WHERE w.workspace = ws AND w.month = date_trunc('month', now())::date
-           AND (w.spent_usd >= w.monthly_usd OR w.spent_tokens >= w.monthly_tokens)))
+-- Why no new assignment may start for the goal, and whose budget it is (`scope`: a goal
+-- id, or 'workspace:' and its name): it, a goal it runs for, or its workspace has spent
+-- its budget. No row when it may.
+DROP FUNCTION IF EXISTS goalkeeper_budget_refusal(text, text);
+CREATE OR REPLACE FUNCTION goalkeeper_budget_hold(goal text, ws text)
+RETURNS TABLE (scope text, reason text) LANGUAGE sql STABLE AS $$
+    (SELECT g.goal_id,
+            format('goal %L has spent its budget: $%s of $%s, %s of %s tokens',
+                   g.goal_id, round(g.spent_usd, 4),
+                   coalesce(round(b.usd, 4)::text, 'no limit'), g.spent_tokens,
+                   coalesce(b.tokens::text, 'no limit'))
+     FROM goals g
+     CROSS JOIN LATERAL (SELECT coalesce(g.budget_usd, (g.spec->>'budget_usd')::numeric) usd,
+                                coalesce(g.budget_tokens, (g.spec->>'budget_tokens')::bigint)
+                                    tokens) b
+     WHERE g.goal_id IN (SELECT id FROM goalkeeper_goal_line(goal)) AND g.status = 'running'
+       AND (g.spent_usd >= b.usd OR g.spent_tokens >= b.tokens)
+     LIMIT 1)
+    UNION ALL
+    (SELECT 'workspace:' || w.workspace,
+            format('workspace %L has spent its monthly budget: $%s of $%s, %s of %s tokens',
+                   w.workspace, round(w.spent_usd, 4),
+                   coalesce(round(w.monthly_usd, 4)::text, 'no limit'), w.spent_tokens,
+                   coalesce(w.monthly_tokens::text, 'no limit'))
+     FROM workspace_budgets w
+     WHERE w.workspace = ws AND w.month = date_trunc('month', now())::date
+       AND (w.spent_usd >= w.monthly_usd OR w.spent_tokens >= w.monthly_tokens))
+    LIMIT 1
 $$;
 
 -- What an agent may still spend on the goal: the least left of every budget over it.
@@ -306,31 +311,37 @@ LANGUAGE sql STABLE AS $$
                coalesce(g.budget_tokens, (g.spec->>'budget_tokens')::bigint) - g.spent_tokens
                    tokens
         FROM goals g WHERE g.goal_id IN (SELECT id FROM goalkeeper_goal_line(goal))
+          AND g.status = 'running'
         UNION ALL
         SELECT w.monthly_usd - CASE WHEN w.month = date_trunc('month', now())::date
                                     THEN w.spent_usd ELSE 0 END,
                w.monthly_tokens - CASE WHEN w.month = date_trunc('month', now())::date
                                        THEN w.spent_tokens ELSE 0 END
         FROM workspace_budgets w WHERE w.workspace = ws)
-    -- greatest() skips NULLs: a budget that is not set stays null, not 0.
-    SELECT jsonb_build_object('usd_left', (greatest(min(usd), 0) + 0 * min(usd))::float8,
-                              'tokens_left', greatest(min(tokens), 0) + 0 * min(tokens))
+    SELECT jsonb_build_object(
+        'usd_left', CASE WHEN min(usd) IS NOT NULL THEN greatest(min(usd), 0)::float8 END,
+        'tokens_left', CASE WHEN min(tokens) IS NOT NULL THEN greatest(min(tokens), 0) END)
     FROM left_over
 $$;
 
--- Count an ended attempt's spend against its goal, the goals it runs for, and its
+-- Count an ended attempt's spend against the goals over it that have a budget (its own,
+-- those it runs for; others' rows are left alone, so no goal's row is a queue) and its
 -- workspace's month; the workspace's first pass of 80% of its budget is an alert.
-CREATE OR REPLACE FUNCTION goalkeeper_count_spend(goal text, tokens bigint, cost numeric)
+CREATE OR REPLACE FUNCTION goalkeeper_count_spend(goal text, spent_tokens bigint,
+                                                  spent_usd numeric)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     this_month date := date_trunc('month', now())::date;
+    tokens bigint := coalesce(spent_tokens, 0);
+    cost numeric := coalesce(spent_usd, 0);
     w workspace_budgets;
 BEGIN
-    IF coalesce(tokens, 0) = 0 AND coalesce(cost, 0) = 0 THEN
+    IF tokens = 0 AND cost = 0 THEN
         RETURN;
     END IF;
-    UPDATE goals SET spent_usd = spent_usd + cost, spent_tokens = spent_tokens + tokens
-    WHERE goal_id IN (SELECT id FROM goalkeeper_goal_line(goal));
+    UPDATE goals g SET spent_usd = g.spent_usd + cost, spent_tokens = g.spent_tokens + tokens
+    WHERE g.goal_id IN (SELECT id FROM goalkeeper_goal_line(goal))
+      AND (g.spec->>'budget_usd' IS NOT NULL OR g.spec->>'budget_tokens' IS NOT NULL);
     UPDATE workspace_budgets b SET
         spent_usd = CASE WHEN b.month = this_month THEN b.spent_usd ELSE 0 END + cost,
         spent_tokens = CASE WHEN b.month = this_month THEN b.spent_tokens ELSE 0 END + tokens,
@@ -350,10 +361,13 @@ BEGIN
                     || '`, or expect its goals to pause at 100%')
         ON CONFLICT (kind, subject) WHERE resolved_at IS NULL DO NOTHING;
         INSERT INTO events (event_id, goal_id, kind, message, detail)
-        VALUES (gen_random_uuid(), goal, 'budget_alert',
+        VALUES (md5('workspace budget alert/' || w.workspace || '/' || this_month || '/'
+                    || w.set_at)::uuid,
+                goal, 'budget_alert',
                 format('workspace %L has spent 80%% of its monthly budget', w.workspace),
                 jsonb_build_object('workspace', w.workspace, 'spent_usd', w.spent_usd,
-                                   'spent_tokens', w.spent_tokens));
+                                   'spent_tokens', w.spent_tokens))
+        ON CONFLICT (event_id) DO NOTHING;
     END IF;
 END $$;
 
@@ -404,6 +418,7 @@ DECLARE
     fresh boolean := false;
     context jsonb;
     refusal text;
+    held_by text;
 BEGIN
     SELECT a.agent_id INTO chosen FROM assignments a
     WHERE a.assignment_id = (r->>'assignment_id')::uuid;
@@ -411,9 +426,10 @@ BEGIN
         RETURN QUERY SELECT chosen, false;
         RETURN;
     END IF;
-    refusal := goalkeeper_budget_refusal(r->>'goal_id', r->>'workspace');
+    SELECT h.scope, h.reason INTO held_by, refusal
+    FROM goalkeeper_budget_hold(r->>'goal_id', r->>'workspace') h;
     IF refusal IS NOT NULL THEN  -- the caller waits for a raise; nothing is assigned
-        RAISE EXCEPTION USING ERRCODE = 'GK402', MESSAGE = refusal;
+        RAISE EXCEPTION USING ERRCODE = 'GK402', MESSAGE = refusal, DETAIL = held_by;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('goalkeeper-assign:' || (r->>'workspace') || '/'
                                            || (r->>'skill')));

@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS agent_records (
     updated_at             timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (agent_id, skill)
 );
+-- Provisioning looks up a skill's best agents.
+CREATE INDEX IF NOT EXISTS agent_records_skill ON agent_records (skill);
 
 -- The same formulas as AgentRecord in goalkeeper/learning.py (a test holds them equal).
 CREATE OR REPLACE FUNCTION goalkeeper_record_successes(r agent_records) RETURNS integer

@@ -16,6 +16,8 @@ from temporalio.exceptions import ApplicationError
 from activities.rows import Connection
 from activities.webhook import post_alerts
 from goalkeeper.suggestions import (
+    COSTLY_FACTOR,
+    MIN_COST_SAMPLES,
     SUGGESTION_ACCEPTED,
     SUGGESTION_DISMISSED,
     SUGGESTION_MADE,
@@ -188,6 +190,10 @@ async def goal_facts(connection: Connection, goal_id: str) -> GoalFacts | None:
     )
 
 
+MAX_COSTLY_TASKS = 20
+"""Costly tasks one goal's analysis reads and suggests about, the costliest first."""
+
+
 async def _task_costs(
     connection: Connection, goal_id: str, runbook: str | None, created_at: Any
 ) -> list[TaskCost]:
@@ -210,16 +216,25 @@ async def _task_costs(
             WHERE a.task_id IN (SELECT task_id FROM own)
             GROUP BY a.task_id, a.goal_id
         )
-        SELECT own.task_id, own.cost_usd,
-               coalesce(array_agg(theirs.cost_usd) FILTER (WHERE theirs.goal_id IS NOT NULL),
-                        '{}') AS earlier_usd
-        FROM own LEFT JOIN theirs USING (task_id)
-        GROUP BY own.task_id, own.cost_usd ORDER BY own.task_id
+        SELECT own.task_id, own.cost_usd, array_agg(theirs.cost_usd) AS earlier_usd
+        FROM own JOIN theirs USING (task_id)
+        GROUP BY own.task_id, own.cost_usd
+        -- Only the likely costly ones, the costliest first: a goal of any size reads a few.
+        HAVING count(*) >= $5
+           AND own.cost_usd >= $6 * percentile_cont(0.5) WITHIN GROUP (ORDER BY theirs.cost_usd)
+                               - 0.000001
+        ORDER BY own.cost_usd / nullif(percentile_cont(0.5) WITHIN GROUP
+                                       (ORDER BY theirs.cost_usd), 0) DESC NULLS LAST,
+                 own.task_id
+        LIMIT $7
         """,
         goal_id,
         runbook,
         created_at,
         RECENT_GOALS,
+        MIN_COST_SAMPLES,
+        COSTLY_FACTOR,
+        MAX_COSTLY_TASKS,
     )
     return [
         TaskCost(task_id=r["task_id"], cost_usd=r["cost_usd"], earlier_usd=list(r["earlier_usd"]))

@@ -1,7 +1,7 @@
 """Budgets: when a goal's spend calls for an alert or a pause, and who may raise or stop it.
 
 Plain decisions on plain values; the goal workflow applies them, and PostgreSQL's
-`goalkeeper_budget_refusal` holds every assignment to the same figures.
+`goalkeeper_budget_hold` holds every assignment to the same figures.
 """
 
 from datetime import datetime, timedelta
@@ -46,7 +46,8 @@ def share(budget: BudgetState, cost_usd: float, tokens_used: int) -> float:
     """The largest share of the goal's budgets spent (0 when it has none)."""
     shares = [0.0]
     if budget.usd is not None:
-        shares.append(cost_usd / budget.usd)
+        # To the millionth, as PostgreSQL counts it: ten $0.10 attempts spend $1.00.
+        shares.append(round(cost_usd, 6) / budget.usd)
     if budget.tokens is not None:
         shares.append(tokens_used / budget.tokens)
     return max(shares)
@@ -113,6 +114,11 @@ def raise_problem(
         return problem
     if request.usd is None and request.tokens is None:
         return f"budget raise of {goal} names no amount; expected usd or tokens (or both)"
+    if budget.usd is None and budget.tokens is None:
+        return (
+            f"{goal} has no budget to raise; expected a goal started with budget_usd or "
+            "budget_tokens"
+        )
     for unit, new, old, spent in (
         ("usd", request.usd, budget.usd, cost_usd),
         ("tokens", request.tokens, budget.tokens, tokens_used),
@@ -126,6 +132,12 @@ def raise_problem(
                 f"{'the budget' if floor == old else 'the spend'} so far ({floor:g}); "
                 "expected a higher amount"
             )
+    if standing(raised(budget, request), cost_usd, tokens_used) == "spent":
+        unit = "usd" if request.usd is None else "tokens"
+        return (
+            f"budget raise of {goal} rejected: its {unit} budget is spent too "
+            f"({describe(budget, cost_usd, tokens_used)}); expected a raise of {unit} as well"
+        )
     return None
 
 

@@ -117,6 +117,7 @@ def check_selection_mode(mode: str) -> str:
     """`mode` if it is a selection mode; otherwise a ValueError naming it."""
     if mode not in SELECTION_MODES:
         raise ValueError(
-            f"expected agent selection {' or '.join(map(repr, SELECTION_MODES))}, got {mode!r}"
+            "expected agent selection (GOALKEEPER_AGENT_SELECTION) "
+            f"{' or '.join(map(repr, SELECTION_MODES))}, got {mode!r}"
         )
     return mode

@@ -491,6 +491,10 @@ class BudgetState(BaseModel):
     """When spend reached this budget: no new assignment starts until a decision."""
     level: int = 0
     """The approval level asked to decide on the pause (escalation goes on from it)."""
+    stopped: str | None = None
+    """Why the goal was stopped, once it was: nothing more is decided."""
+    holds: int = 0
+    """Times another budget (its workspace's, a goal's it runs for) held the goal back."""
 
 
 class GoalCheckpoint(BaseModel):

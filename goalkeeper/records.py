@@ -220,6 +220,8 @@ class Assignment(BaseModel):
     provisioned: bool
     refused: str | None = None
     """Why no agent was given: a budget over the goal is spent (the last of a batch)."""
+    refused_by: str | None = None
+    """Whose budget: a goal's id, or `workspace:` and the workspace's name."""
 
 
 class EndAssignment(BaseModel):

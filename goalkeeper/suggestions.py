@@ -27,6 +27,8 @@ MIN_AGENT_ATTEMPTS = 3
 """An agent's record in a skill counts once it has this many attempts."""
 MIN_REPEATS = 2
 """The same reason this many times from one approver is a pattern, not an accident."""
+EVIDENCE_EXAMPLES = 20
+"""Examples a suggestion's evidence lists at most."""
 MIN_COST_SAMPLES = 3
 COSTLY_FACTOR = 3.0
 """A task costs far more than usual at this many times the median of at least
@@ -142,9 +144,9 @@ def approval_waits(events: list[ApprovalEvent], timeout_seconds: int) -> list[Ap
                     escalated=escalated,
                 )
             )
+    last = max((e.at for e in events), default=None)
     for task_id, (since, escalated) in waiting.items():
-        if escalated:
-            last = max(e.at for e in events)
+        if escalated and last is not None:
             waits.append(
                 ApprovalWait(
                     task_id=task_id,
@@ -327,8 +329,12 @@ def _slow_approvals(facts: GoalFacts) -> list[Suggestion]:
             f"{len(slow)} of {len(facts.approvals)} approvals waited more than half their "
             f"timeout" + (f", {escalated} escalated" if escalated else ""),
             action + (f" in runbook {facts.runbook!r}'s goals" if facts.runbook else ""),
-            {
-                "approvals": [a.model_dump() for a in slow],
+            {  # the slowest as examples: the evidence stays small whatever the goal's size
+                "approvals": [
+                    a.model_dump()
+                    for a in sorted(slow, key=lambda a: -a.waited_seconds)[:EVIDENCE_EXAMPLES]
+                ],
+                "slow": len(slow),
                 "escalation_levels": facts.escalation_levels,
             },
         )

@@ -90,6 +90,11 @@ def _problems(spec: GoalSpec, goal_id: str) -> list[str]:
             f"goal id {goal_id!r} contains '/', which only a sub-goal's id does "
             "(its parent's id, '/', its task's id); expected letters, digits and _ . : @ -"
         )
+    if (spec.budget_usd is not None or spec.budget_tokens is not None) and not spec.approvers:
+        problems.append(
+            "budget_usd/budget_tokens: a goal with a budget needs approvers to raise it or "
+            "stop the goal when it is spent; expected approvers, got none"
+        )
     if not spec.tasks:
         problems.append(
             "tasks: expected at least one task, a runbook, or a description to plan "

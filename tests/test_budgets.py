@@ -9,8 +9,10 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 
 from goalkeeper import budgets
+from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import BudgetState, GoalSpec, Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from goalkeeper.validation import validate_goal_spec
 from interfaces.stack import TemporalDevServer
 from tests.helpers import (
     events,
@@ -76,10 +78,28 @@ def test_only_named_approvers_raise_and_only_upwards() -> None:
     assert "not above the spend so far (1.2)" in (problem("boss", usd=1.1) or "")
     assert problem("boss", usd=2.0) is None
     assert problem("vp", usd=2.0) is None  # an escalation level may decide too
+    both = budgets.initial(spec).model_copy(update={"tokens": 100})
+    request = budgets.BudgetRaise(approver="boss", usd=5.0)
+    still = budgets.raise_problem("g", spec, running, both, request, 0.5, 150)
+    assert "its tokens budget is spent too" in (still or "")  # the raise would not unpause
+    unbudgeted = budgets.raise_problem("g", spec, running, BudgetState(), request, 0, 0)
+    assert "has no budget to raise" in (unbudgeted or "")
     ended = budgets.raise_problem(
         "g", spec, GoalStatus.FAILED, state, budgets.BudgetRaise(approver="boss", usd=2), 0, 0
     )
     assert "has ended" in (ended or "")
+
+
+def test_a_budget_needs_approvers_to_decide_on_it() -> None:
+    with pytest.raises(InvalidGoalSpec, match="a goal with a budget needs approvers"):
+        validate_goal_spec(
+            {"title": "g", "budget_usd": 1.0, "tasks": [{"title": "t", "skill": "s"}]}, "g"
+        )
+
+
+def test_ten_attempts_of_a_tenth_spend_a_whole_budget() -> None:
+    cost = sum([0.1] * 10)  # 0.9999999999999999 in floating point; PostgreSQL says 1.000000
+    assert budgets.standing(BudgetState(usd=1.0), cost, 0) == "spent"
 
 
 # On the real stack.

@@ -7,7 +7,7 @@ partitions and sub-goals included, while the goal asks its approvers.
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -34,14 +34,23 @@ class GoalBudget:
         header: GoalSpec,
         state: BudgetState | None,
         halt: Callable[[str], None],
+        wake: Callable[[], None],
     ) -> None:
         self.goal_id, self.goal_run_id, self.header = goal_id, goal_run_id, header
         self.state = state or budgets.initial(header)
         self._halt = halt
         """Stops the goal: running tasks aborted, the rest skipped."""
+        self._wake = wake
+        """Has the goal's loop look again (a decision's deadline has come)."""
         self._deciding = asyncio.Lock()
-        """Raises and stops are taken one at a time, each judged on the one before."""
-        self.stopped: str | None = None
+        """Raises, stops and escalations are taken one at a time, each on the one before."""
+        self._deadline: asyncio.Task[None] | None = None
+        self._held: str | None = None
+        """Why PostgreSQL refuses the goal's assignments now, if it does."""
+
+    @property
+    def stopped(self) -> str | None:
+        return self.state.stopped
 
     @property
     def limited(self) -> bool:
@@ -63,13 +72,41 @@ class GoalBudget:
             f"{self._waiting_on()} to raise it or stop the goal"
         )
 
-    async def watch(self, cost_usd: float, tokens_used: int) -> timedelta | None:
+    async def held(self, why: str | None) -> None:
+        """PostgreSQL refuses (or refuses no more) the goal's assignments: a budget over it
+        is spent, its workspace's or a goal's it runs for. Recorded and alerted on, since
+        that budget's owners, not this goal's approvers, decide."""
+        if why == self._held or self.paused:
+            return
+        subject = f"{self.goal_id} (held)"
+        if why is None:
+            self._held = None
+            await self._record(None, "", close=("budget_spent",), subject=subject)
+            return
+        self._held = why
+        self.state.holds += 1
+        await self._record(
+            EventKind.GOAL_PAUSED,
+            f"goal {self.goal_id!r} paused: {why}; no new assignment starts until that "
+            "budget is raised",
+            key=("held", self.state.holds),
+            open_alert=BudgetAlert(
+                kind="budget_spent",
+                subject=subject,
+                message=f"goal {self.goal_id!r} paused: {why}",
+                action="raise that budget: `starter.py budget set --workspace W --usd N` "
+                "for a workspace's, `starter.py budget raise GOAL` for a goal's",
+            ),
+        )
+
+    async def watch(self, cost_usd: float, tokens_used: int, refused: bool = False) -> None:
         """Alert, pause and escalate as the spend and the clock call for (the main loop
-        calls this after each step); returns when to look again, if a deadline is due."""
+        calls this after each step; a deadline wakes it). `refused`: PostgreSQL refused an
+        assignment for this budget, though not every report that spent it is here yet."""
         state = self.state
         if not self.limited or self.stopped is not None:
-            return None
-        standing = budgets.standing(state, cost_usd, tokens_used)
+            return
+        standing = "spent" if refused else budgets.standing(state, cost_usd, tokens_used)
         spent = self.describe(cost_usd, tokens_used)
         goal = f"goal {self.goal_id!r}"
         if standing != "within" and not state.alerted:
@@ -99,27 +136,40 @@ class GoalBudget:
                     f"`starter.py budget stop {self.goal_id} --as NAME`",
                 ),
             )
-        due = budgets.escalation_due(self.header, state)
-        if due is None:
-            return None
-        now = workflow.now()
-        if now < due:
-            return due - now
-        levels = budgets.deciders(self.header)
-        if state.level + 1 < len(levels):
-            state.level += 1
-            await self._record(
-                EventKind.BUDGET_ESCALATED,
-                f"no budget decision on {goal} within {self.header.approval_timeout_seconds}s; "
-                f"escalated to {levels[state.level]}",
-                key=(state.level,),
+        async with self._deciding:  # a raise taken meanwhile ends the pause
+            due = budgets.escalation_due(self.header, state)
+            if due is None or self.stopped is not None:
+                return
+            if workflow.now() < due:
+                self._alarm(due)
+                return
+            levels = budgets.deciders(self.header)
+            if state.level + 1 < len(levels):
+                state.level += 1
+                await self._record(
+                    EventKind.BUDGET_ESCALATED,
+                    f"no budget decision on {goal} within "
+                    f"{self.header.approval_timeout_seconds}s; escalated to {levels[state.level]}",
+                    key=(state.level,),
+                )
+                self._alarm(budgets.escalation_due(self.header, state))
+                return
+            await self._stop(
+                f"stopped at its budget: no decision at any of {len(levels)} approval levels",
+                "goalkeeper",
             )
-            return budgets.escalation_due(self.header, state) - now  # type: ignore[operator]
-        await self._stop(
-            f"stopped at its budget: no decision at any of {len(levels)} approval levels",
-            "goalkeeper",
-        )
-        return None
+
+    def _alarm(self, due: datetime | None) -> None:
+        """One timer for the pause's next deadline: it wakes the goal's loop."""
+        if due is None or self._deadline is not None:
+            return
+
+        async def ring() -> None:
+            await workflow.sleep(due - workflow.now(), summary="budget decision deadline")
+            self._deadline = None
+            self._wake()
+
+        self._deadline = asyncio.create_task(ring())
 
     # Raises and stops, from the goal's updates.
 
@@ -152,6 +202,7 @@ class GoalBudget:
             if isinstance(problem, str):
                 return problem
             new = budgets.raised(self.state, request)
+            new.holds = self.state.holds
             comment = f": {request.comment}" if request.comment else ""
             await self._record(
                 EventKind.BUDGET_RAISED,
@@ -164,6 +215,9 @@ class GoalBudget:
                 close=("budget_alert", "budget_spent"),
             )
             self.state = new
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
             return None
 
     async def take_stop(self, request: GoalStop, judge: Callable[[], object]) -> str | None:
@@ -178,10 +232,12 @@ class GoalBudget:
     async def close(self) -> None:
         """The goal ended: its budget alerts close."""
         if self.state.alerted or self.state.paused_at is not None:
-            await self._record(None, "", close=("budget_alert", "budget_spent"), key=("closed",))
+            await self._record(None, "", close=("budget_alert", "budget_spent"))
+        if self._held is not None:
+            await self._record(None, "", close=("budget_spent",), subject=f"{self.goal_id} (held)")
 
     async def _stop(self, why: str, by: str, apart: bool = False) -> None:
-        self.stopped = why
+        self.state.stopped = why
         await self._record(
             EventKind.GOAL_STOPPED,
             f"goal {self.goal_id!r} {why}",
@@ -212,6 +268,7 @@ class GoalBudget:
         open_alert: BudgetAlert | None = None,
         set_budget: BudgetState | None = None,
         close: tuple[str, ...] = (),
+        subject: str | None = None,
     ) -> None:
         """Write one budget fact; from a handler (`apart`) as a regular activity."""
         event = None
@@ -230,7 +287,7 @@ class GoalBudget:
             budget_usd=set_budget.usd if set_budget else None,
             budget_tokens=set_budget.tokens if set_budget else None,
             open_alert=open_alert,
-            close_alerts=[BudgetAlert(kind=k, subject=self.goal_id) for k in close],
+            close_alerts=[BudgetAlert(kind=k, subject=subject or self.goal_id) for k in close],
         )
         summary = f"record {kind or 'budget alerts closed'}"
         if apart:

@@ -1,6 +1,5 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
-import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -145,6 +144,7 @@ class GoalWorkflow:
             self._header,
             self._checkpoint.budget if self._checkpoint else None,
             self._halt,
+            self._wake,
         )
         self._stage = "running"
         if self._window is not None:
@@ -155,26 +155,39 @@ class GoalWorkflow:
             assert parts is not None
             while not parts.ended:
                 await parts.step()
-                again = await self._after_step()
+                await self._after_step()
                 if workflow.info().is_continue_as_new_suggested():
                     await self._continue_as_new()  # partitions signal the new run
-                with contextlib.suppress(TimeoutError):
-                    await workflow.wait_condition(
-                        lambda: parts.changed, timeout=again, timeout_summary="budget deadline"
-                    )
+                await workflow.wait_condition(lambda: parts.changed)
         return await self._finish()
 
     async def _after_step(self) -> timedelta | None:
         """Show the goal, hold it to its budget, tell the goal it runs for; returns how
         soon to look again when a deadline is due."""
-        budget = self._budget
+        budget, window = self._budget, self._window
         assert budget is not None
-        due = await budget.watch(*self._spent())
-        if self._window is not None:
-            self._window.paused = budget.paused
+        ended = (
+            window.closed
+            if window is not None
+            else bool(self._partitions and self._partitions.ended)
+        )
+        if not ended:  # what the last task spent cannot pause a goal that has ended
+            refused = window.refused if window is not None else None
+            # PostgreSQL may count a report before the goal hears of it: its word holds.
+            own = refused is not None and window is not None and window.refused_by == self._goal_id
+            await budget.watch(*self._spent(), refused=own)
+            await budget.held(None if own else refused)
+        if window is not None:
+            window.paused = budget.paused
         self._show()
-        told = await self._tell_parent()
-        return min((d for d in (due, told) if d is not None), default=None)
+        return await self._tell_parent()
+
+    def _wake(self) -> None:
+        """Have the goal's loop look again: a budget decision's deadline has come."""
+        if self._window is not None:
+            self._window.changed = True
+        elif self._partitions is not None:
+            self._partitions.changed = True
 
     def _halt(self, why: str) -> None:
         """Stop the goal: running tasks are aborted, the rest skipped, and it fails."""

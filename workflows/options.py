@@ -30,8 +30,14 @@ never gives up on getting one; a stuck assignment shows as a retrying activity."
 
 REFUSED_FIRST = timedelta(seconds=5)
 REFUSED_MAX = timedelta(minutes=5)
-"""Waits before asking again for agents that a spent budget refused: a budget may be
-raised outside the goal (a workspace's), so it is looked at again, ever less often."""
+
+
+def refused_wait(refusals: int) -> timedelta:
+    """How long to wait before asking again for agents a spent budget refused `refusals`
+    times in a row: a budget may be raised outside the goal (a workspace's), so it is
+    looked at again, ever less often."""
+    return min(REFUSED_FIRST * 2 ** (refusals - 1), REFUSED_MAX)
+
 
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
 """Past this backoff a local activity's retry waits on a durable timer, so a long

@@ -42,11 +42,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import (
         ACTIVITY_TIMEOUT,
         DATABASE_RETRY,
-        REFUSED_FIRST,
-        REFUSED_MAX,
         assign,
         record,
         record_apart,
+        refused_wait,
     )
 
 MAX_PROBLEM_CHARS = 4000
@@ -599,10 +598,11 @@ class TaskWorkflow:
             workflow.set_current_details(
                 f"**{self._view.title}**: pending, no agent may be given: {refused}"
             )
-            wait = min(REFUSED_FIRST * 2 ** (refusals - 1), REFUSED_MAX)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._abort is not None, timeout=wait, timeout_summary="budget raise"
+                    lambda: self._abort is not None,
+                    timeout=refused_wait(refusals),
+                    timeout_summary="budget raise",
                 )
             if self._abort is not None:
                 self._assigning = None

@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
         subgoal_spec,
     )
     from workflows import search_attributes as sa
-    from workflows.options import REFUSED_FIRST, REFUSED_MAX, assign, record
+    from workflows.options import assign, record, refused_wait
     from workflows.specs import load_specs
     from workflows.task import TaskWorkflow
 
@@ -101,6 +101,8 @@ class TaskWindow:
         """Start nothing new (the goal has spent its budget and waits for a decision)."""
         self.refused: str | None = None
         """Why PostgreSQL gave the last batch no agents: a budget over the goal is spent."""
+        self.refused_by: str | None = None
+        """Whose budget that is: a goal's id, or `workspace:` and its name."""
         self._refusals = 0
         self._retry_at: datetime | None = None
         self._ended: list[tuple[int, TaskSummary]] = []
@@ -368,7 +370,7 @@ class TaskWindow:
     def retry_refused(self) -> None:
         """A budget was raised: try the tasks it held back now, not at the next look."""
         self._retry_at = None
-        self.refused = None
+        self.refused = self.refused_by = None
         self._refusals = 0
         self.changed = True
 
@@ -565,10 +567,13 @@ class TaskWindow:
             f"assign agents to {len(requests)} tasks",
         )
         refusal = assigned[-1].refused if assigned else None
+        refused_by = assigned[-1].refused_by if assigned else None
         if refusal is not None:
             assigned = assigned[:-1]
             positions = positions[: len(assigned)]
-            self._refused(refusal)
+            self._refused(refusal, refused_by)
+        else:
+            self.refused, self.refused_by, self._refusals = None, None, 0
         for i, assignment in zip(positions, assigned, strict=True):
             before = self.summary(i)
             self._keep(
@@ -592,13 +597,12 @@ class TaskWindow:
         )
         return refusal is None
 
-    def _refused(self, why: str) -> None:
+    def _refused(self, why: str, by: str | None) -> None:
         """No agents while a budget is spent: look again after a growing wait (a raise of
         the goal's own budget makes it look at once)."""
-        self.refused = why
+        self.refused, self.refused_by = why, by
         self._refusals += 1
-        wait = min(REFUSED_FIRST * 2 ** (self._refusals - 1), REFUSED_MAX)
-        self._retry_at = workflow.now() + wait
+        self._retry_at = workflow.now() + refused_wait(self._refusals)
 
     def _starts(
         self, positions: list[int], assigned: list[Assignment]
