@@ -2,7 +2,8 @@
 
 from collections.abc import Mapping
 
-from goalkeeper.models import BudgetState, Progress
+from goalkeeper.models import BudgetState, GoalCheckpoint, Progress
+from goalkeeper.scheduling import STATUSES
 from goalkeeper.statuses import GoalStatus, TaskStatus
 
 
@@ -15,6 +16,38 @@ def percentage(completed: int, total: int) -> float:
     if total <= 0:
         return 0.0
     return ((2000 * completed + total) // (2 * total)) / 10
+
+
+def checkpoint_figures(
+    checkpoint: GoalCheckpoint,
+) -> tuple[dict[TaskStatus, int], set[str], set[str], float, int]:
+    """Counts, agents, agents that completed work, cost and tokens, as a checkpoint holds
+    them: what a goal's next run shows until it has loaded its state again."""
+    if checkpoint.window is not None:
+        window = checkpoint.window
+        summaries = window.tasks.values()
+        return (
+            window.schedule.counts(),
+            set(window.agents),
+            set(window.agents_completed),
+            sum(s.cost_usd for s in summaries),
+            sum(s.tokens_used for s in summaries),
+        )
+    counts = dict.fromkeys(STATUSES, 0)
+    agents: set[str] = set()
+    completed: set[str] = set()
+    cost, tokens = 0.0, 0
+    for p in checkpoint.partitions:
+        if p.update is None:
+            counts[TaskStatus.PENDING] += p.end - p.start
+            continue
+        for status, n in p.update.counts.items():
+            counts[status] += n
+        agents.update(p.update.agents)
+        completed.update(p.update.agents_completed)
+        cost += p.update.cost_usd
+        tokens += p.update.tokens_used
+    return counts, agents, completed, cost, tokens
 
 
 def compute_progress(

@@ -83,6 +83,11 @@ class ScheduleState(BaseModel):
     retry_due: dict[int, datetime] = {}
     failing: str | None = None
 
+    def counts(self) -> dict[TaskStatus, int]:
+        """Tasks in each status, read from the bytes alone (no plan needed)."""
+        codes = base64.b64decode(self.statuses)
+        return {status: codes.count(code) for status, code in _CODE.items()}
+
 
 @dataclass
 class Ended:

@@ -284,7 +284,7 @@ async def test_a_goal_paused_at_its_budget_stays_paused_across_continue_as_new(
 
     async def settled() -> Progress | None:
         now = await handle.query(GoalWorkflow.progress)
-        return now if now.tasks_running == 0 else None
+        return now if now.tasks_running == 0 and now.tasks_completed >= 10 else None
 
     now = await eventually(settled, what="the work in flight to finish")
     assert now.stage.startswith("paused") and now.tasks_pending > 0

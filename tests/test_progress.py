@@ -7,6 +7,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from goalkeeper.models import GoalCheckpoint, GoalRef, TaskSummary, WindowState
+from goalkeeper.progress import checkpoint_figures
+from goalkeeper.scheduling import Plan, Schedule
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
     goal_spec,
@@ -130,3 +133,21 @@ async def test_read_model_agrees_with_the_progress_query(
         assert row[field] == getattr(live, field), field
     assert abs(row["cost_usd"] - live.cost_usd) < 1e-9
     assert live.progress_percentage == 33.3
+
+
+def test_a_goals_next_run_shows_its_checkpoints_figures_until_it_has_loaded() -> None:
+    """Right after continue-as-new the progress is the checkpoint's, never 0 %."""
+    plan = Plan.build((f"t{i}", []) for i in range(4))
+    schedule = Schedule(plan, "continue")
+    started = schedule.next_to_start(4)
+    schedule.end(started[0], TaskStatus.COMPLETED)
+    schedule.change(started[1], TaskStatus.AWAITING_APPROVAL)
+    summary = TaskSummary(task_id="t0", status=TaskStatus.COMPLETED, cost_usd=0.5, tokens_used=7)
+    checkpoint = GoalCheckpoint(
+        spec_ref=GoalRef(goal_id="g", goal_run_id="r", tasks_total=4),
+        window=WindowState(schedule=schedule.state(), tasks={0: summary}, agents=["a"]),
+    )
+    counts, agents, _, cost, tokens = checkpoint_figures(checkpoint)
+    assert counts[TaskStatus.COMPLETED] == 1 and counts[TaskStatus.AWAITING_APPROVAL] == 1
+    assert counts[TaskStatus.PENDING] == 2 and sum(counts.values()) == 4
+    assert (agents, cost, tokens) == ({"a"}, 0.5, 7)

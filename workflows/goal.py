@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
     from activities.runbooks import RunbookActivities
     from activities.suggestions import SuggestionActivities
+    from goalkeeper import budgets
     from goalkeeper.compiling import Verdict, next_step
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.ids import fact_id
@@ -35,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.plan_task import needs_plan
     from goalkeeper.planning import AddTasks, check_new_tasks
-    from goalkeeper.progress import compute_progress
+    from goalkeeper.progress import checkpoint_figures, compute_progress
     from goalkeeper.records import (
         CompileDeliverable,
         Event,
@@ -127,6 +128,7 @@ class GoalWorkflow:
         """The run of the parent goal that took this sub-goal over, if one did."""
         self._budget: GoalBudget | None = None
         if self._checkpoint is not None:
+            self._stage = "running"
             self._run_id = self._checkpoint.spec_ref.goal_run_id
             self._told = self._checkpoint.told
             self._adopted_by = self._checkpoint.adopted_by
@@ -276,8 +278,8 @@ class GoalWorkflow:
         elif self._partitions is not None:
             counts = self._partitions.counts()
             agents, completed = self._partitions.agents()
-        elif self._checkpoint is not None:
-            counts = {TaskStatus.PENDING: self._checkpoint.spec_ref.tasks_total}
+        elif self._checkpoint is not None:  # the next run, its state not loaded yet
+            counts, agents, completed, cost, tokens = checkpoint_figures(self._checkpoint)
         return compute_progress(
             self._goal_id,
             self._status,
@@ -289,7 +291,9 @@ class GoalWorkflow:
             tokens_used=tokens,
             on_task_failure=header.on_task_failure if header else "continue",
             tasks_added=self._window.tasks_added if self._window else 0,
-            budget=self._budget.state if self._budget else None,
+            budget=self._budget.state
+            if self._budget
+            else (self._checkpoint.budget if self._checkpoint else None),
         )
 
     @workflow.query
@@ -563,6 +567,10 @@ class GoalWorkflow:
             waiting = sorted(self._partitions.retry_due())
             holding = False
         else:
+            held = self._checkpoint.budget if self._checkpoint else None
+            if self._checkpoint and held and held.paused_at is not None and held.stopped is None:
+                *_, cost, tokens = checkpoint_figures(self._checkpoint)
+                return f"paused: budget ({budgets.describe(held, cost, tokens)})"
             return self._stage
         if failing:
             return f"failing: {failing}"
