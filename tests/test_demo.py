@@ -42,6 +42,9 @@ def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: 
     assert "  | # Launch the Q3 campaign to 500 qualified leads" in out  # the deliverable
     assert "  | _6 of 6 tasks completed._" in out
     assert "auto-analytics-" in out  # an agent provisioned for the skill nobody had
+    # Said as it happens, not only in the report.
+    assert "no agent in workspace 'default' with skill 'analytics' was free; provisioned" in out
+    assert "workflows?query=WorkflowType%3D%22GoalWorkflow%22" in out
     assert "What it cost, by agent (python starter.py costs --goal campaign-" in out
     assert "\n  total " in out and "Suggestions from this run (" in out
     assert "provisioned_only: register a dedicated agent" in out and "--skills analytics" in out

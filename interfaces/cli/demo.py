@@ -29,6 +29,7 @@ from activities.runbooks import add_runbook
 from activities.suggestions import list_suggestions
 from goalkeeper.costs import cost_query
 from goalkeeper.models import GoalReport, Progress, TaskView
+from goalkeeper.records import EventKind
 from goalkeeper.requests import RequestView
 from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -127,6 +128,10 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         print(await _costs_and_suggestions(pool, report.goal_id))
         print()
         print(f"Temporal Web UI: {session.ui_link(report.goal_id)}")
+        print(
+            f"  goals only: {session.ui_goals_link()} (progress under User Metadata, "
+            "Current Details)"
+        )
         if report.status is not GoalStatus.COMPLETED:
             session.exit_code = EXIT_FAILED
         if args.keep:
@@ -184,8 +189,13 @@ async def _run_goal(
     interactive = sys.stdout.isatty()
     decided: set[str] = set()
     shown = ""
+    pool = await session.pool()
+    seen = 0
     while True:
         for note in crew.revive():
+            print(("\r\033[K" if interactive else "") + note, flush=True)
+        seen, happened = await _happenings(pool, goal_id, seen)
+        for note in happened:
             print(("\r\033[K" if interactive else "") + note, flush=True)
         progress: Progress = await handle.query(GoalWorkflow.progress)
         for waiting in await goal_tasks(client, goal_id, TaskStatus.AWAITING_APPROVAL):
@@ -206,6 +216,29 @@ async def _run_goal(
             break
         await asyncio.sleep(0.25)
     return await handle.result()
+
+
+SHOWN_EVENTS = (
+    EventKind.AGENT_PROVISIONED,
+    EventKind.TASK_RETRIED,
+    EventKind.AGENT_UNRESPONSIVE,
+    EventKind.RESULT_INVALID,
+)
+"""What the demo says as it happens: an agent provisioned, a task reassigned."""
+
+
+async def _happenings(pool: asyncpg.Pool, goal_id: str, after: int) -> tuple[int, list[str]]:
+    """The goal's provisionings and reassignments since event `after`, a line each."""
+    rows = await pool.fetch(
+        "SELECT seq, message FROM events WHERE goal_id = $1 AND seq > $2 "
+        "AND kind = ANY($3::text[]) ORDER BY seq LIMIT 50",
+        goal_id,
+        after,
+        [kind.value for kind in SHOWN_EVENTS],
+    )
+    if not rows:
+        return after, []
+    return rows[-1]["seq"], [f"  {row['message']}" for row in rows]
 
 
 async def _costs_and_suggestions(pool: asyncpg.Pool, goal_id: str) -> str:
@@ -232,7 +265,10 @@ async def _decide(session: Session, view: TaskView, ask: bool) -> str:
         print(f"\n'{view.title}' by {view.agent_id}:\n  {view.result}")
         answer = await asyncio.to_thread(input, f"{APPROVER}, approve? [Y/n/comment to reject] ")
         decision = "approve" if answer.strip().lower() in ("", "y", "yes") else "reject"
-        comment = "" if decision == "approve" or answer.strip().lower() == "n" else answer.strip()
+        if decision == "reject":
+            comment = "" if answer.strip().lower() in ("n", "no") else answer.strip()
+            while not comment:  # the agent reworks from the comment: an empty one helps nobody
+                comment = (await asyncio.to_thread(input, "why? (sent to the agent) ")).strip()
     elif view.task_id in FIRST_DRAFT_COMMENTS and view.reworks == 0:
         decision, comment = "reject", FIRST_DRAFT_COMMENTS[view.task_id]
     else:

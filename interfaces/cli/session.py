@@ -4,6 +4,7 @@ import json
 import sys
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 from temporalio.client import Client
@@ -65,6 +66,12 @@ class Session:
     def ui_link(self, workflow_id: str) -> str:
         namespace = self.settings.temporal_namespace
         return f"{self.settings.ui_url}/namespaces/{namespace}/workflows/{workflow_id}"
+
+    def ui_goals_link(self) -> str:
+        """The Temporal UI's list of goals alone, without their task workflows."""
+        namespace = self.settings.temporal_namespace
+        query = 'WorkflowType="GoalWorkflow"'
+        return f"{self.settings.ui_url}/namespaces/{namespace}/workflows?query={quote(query)}"
 
 
 def table(rows: list[list[Any]], header: list[str]) -> str:
