@@ -6,8 +6,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-from interfaces.stack import EmbeddedPostgres, free_port
-from tests.helpers import ROOT
+import asyncpg
+import pytest
+from temporalio.client import Client
+
+from goalkeeper.statuses import TaskStatus
+from interfaces.cli import demo as demo_command
+from interfaces.cli.session import Session
+from interfaces.config import Settings
+from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from tests.helpers import (
+    ROOT,
+    events,
+    eventually,
+    goal_spec,
+    report,
+    start_goal,
+    wait_task,
+)
 
 
 def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: Path) -> None:
@@ -53,3 +69,29 @@ def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: 
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "Temporal was left running"
     assert EmbeddedPostgres(tmp_path / "data" / "postgres").running_url() is None
+
+
+async def test_an_interactive_rejection_asks_why_until_it_is_told(
+    client: Client,
+    task_queue: str,
+    workspace: str,
+    pool: asyncpg.Pool,
+    temporal_server: TemporalDevServer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = goal_spec(1, workspace, approvers=["ops-lead"])
+    spec["tasks"][0]["requires_approval"] = True
+    handle = await start_goal(client, spec, task_queue)
+    await report(client, await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED))
+    view = await wait_task(client, handle.id, "t1", TaskStatus.AWAITING_APPROVAL)
+    answers = iter(["n", "", "  ", "lead with the numbers"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    settings = Settings(temporal_address=temporal_server.address, database_url=database_url)
+    session = Session(settings)
+    line = await demo_command._decide(session, view, ask=True)
+    assert line.endswith(": lead with the numbers")
+    sent_back = await eventually(
+        lambda: events(pool, handle.id, "decision_accepted"), what="the rejection"
+    )
+    assert sent_back[0]["detail"]["comment"] == "lead with the numbers"
