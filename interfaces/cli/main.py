@@ -17,6 +17,7 @@ from interfaces.cli import (
     health,
     requests,
     runbooks,
+    serve,
     stack,
     suggestions,
 )
@@ -215,6 +216,10 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--no-repair", action="store_true", help="with --run: only look")
     check.add_argument("--install", action="store_true", help="create or update the schedule")
     check.add_argument("--interval", type=int, default=60, help="with --install: seconds (60)")
+
+    api = command(commands, "serve", "serve the HTTP API (/api/v1, docs at /docs)", serve.serve)
+    api.add_argument("--port", type=int, default=8000, help="port (8000)")
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
 
     send = command(commands, "report", "send an agent report for a task by hand", agents.report)
     send.add_argument("task", help="GOAL_ID/TASK_ID")

@@ -15,15 +15,21 @@ async def list_goals(pool: asyncpg.Pool, limit: int = 50) -> list[asyncpg.Record
     )
 
 
-async def awaiting_approval(pool: asyncpg.Pool, approver: str | None) -> list[asyncpg.Record]:
-    """Tasks waiting for a decision, those the approver may decide on if one is named."""
+async def awaiting_approval(
+    pool: asyncpg.Pool, approver: str | None, limit: int | None = None
+) -> list[asyncpg.Record]:
+    """Tasks waiting for a decision, those the approver may decide on if one is named.
+
+    `limit` bounds the rows for callers that page; None reads them all.
+    """
     return await pool.fetch(
         """
         SELECT t.goal_id, t.task_id, t.title, t.agent_id, t.approvers, t.result, t.reworks,
                t.updated_at, g.title AS goal_title
         FROM tasks t JOIN goals g USING (goal_id)
         WHERE t.status = 'awaiting_approval' AND ($1::text IS NULL OR $1 = ANY(t.approvers))
-        ORDER BY t.updated_at
+        ORDER BY t.updated_at LIMIT $2
         """,
         approver,
+        limit,
     )

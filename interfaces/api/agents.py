@@ -1,0 +1,52 @@
+"""Agents with their load and per-skill records, and the tasks awaiting approvers."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from interfaces.api.state import Limit, Offset, Pool, page
+from interfaces.cli.queries import awaiting_approval
+
+router = APIRouter(tags=["agents"])
+
+
+@router.get("/agents")
+async def list_agents(
+    pool: Pool, workspace: str | None = None, limit: Limit = 50, offset: Offset = 0
+) -> dict[str, Any]:
+    """Agents by id: status, load against capacity, skills, and how each skill went for them."""
+    total = await pool.fetchval(
+        "SELECT count(*) FROM agents WHERE $1::text IS NULL OR workspace = $1", workspace
+    )
+    rows = await pool.fetch(
+        """
+        SELECT a.agent_id, a.workspace, a.status, a.skills, a.capacity, a.active_assignments,
+               a.provisioned, a.registered_at, a.last_seen_at, a.last_assigned_at,
+               coalesce((
+                   SELECT jsonb_agg(jsonb_build_object(
+                       'skill', r.skill, 'first_tries', r.first_tries,
+                       'first_try_completions', r.first_try_completions,
+                       'completions', r.completions, 'failures', r.failures,
+                       'lapses', r.lapses, 'reworks', r.reworks,
+                       'ratings_good', r.ratings_good, 'ratings_bad', r.ratings_bad
+                   ) ORDER BY r.skill)
+                   FROM agent_records r WHERE r.agent_id = a.agent_id
+               ), '[]'::jsonb) AS records
+        FROM agents a
+        WHERE $1::text IS NULL OR a.workspace = $1
+        ORDER BY a.agent_id LIMIT $2 OFFSET $3
+        """,
+        workspace,
+        limit,
+        offset,
+    )
+    items = [{**dict(r), "load": r["active_assignments"] / r["capacity"]} for r in rows]
+    return page(items, total, offset, limit)
+
+
+@router.get("/approvals", tags=["approvals"])
+async def approvals(pool: Pool, approver: str | None = None, limit: Limit = 50) -> dict[str, Any]:
+    """Tasks waiting for a decision, oldest first; those `approver` may decide on if named."""
+    rows = await awaiting_approval(pool, approver, limit=limit)
+    items = [{**dict(r), "approvers": list(r["approvers"])} for r in rows]
+    return {"items": items}

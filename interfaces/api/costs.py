@@ -1,0 +1,37 @@
+"""What the work cost and what was wasted, grouped the way the caller asks."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from activities.costs import cost_report
+from goalkeeper.costs import InvalidCostQuery, cost_query
+from interfaces.api.problems import Problem, not_found
+from interfaces.api.state import Limit, Pool
+
+router = APIRouter(tags=["costs"])
+
+
+@router.get("/costs")
+async def costs(
+    pool: Pool,
+    goal: str | None = None,
+    workspace: str | None = None,
+    by: str = "goal",
+    since: str | None = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Cost lines by goal, task, attempt, agent, skill, runbook, workspace or day, and totals.
+
+    `since` is a day, YYYY-MM-DD (UTC); a goal's costs include its sub-goals'.
+    """
+    try:
+        query = cost_query(goal_id=goal, workspace=workspace, by=by, since=since, limit=limit)
+    except InvalidCostQuery as exc:
+        # The core words its messages for the CLI's flags; here they are query parameters.
+        raise Problem(400, "Invalid cost query", str(exc).replace("--", "")) from exc
+    try:
+        report = await cost_report(pool, query)
+    except InvalidCostQuery as exc:
+        raise not_found("goal", exc.value, "a goal id from GET /api/v1/goals") from exc
+    return report.model_dump(mode="json")

@@ -1,0 +1,35 @@
+"""Whether the API reaches PostgreSQL and Temporal, and the health check's open alerts."""
+
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from temporalio.service import RPCError
+
+from interfaces.api.state import Pool, Temporal
+from interfaces.health import latest
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", responses={503: {"description": "PostgreSQL or Temporal unreachable"}})
+async def health(pool: Pool, client: Temporal) -> JSONResponse:
+    """`ok`, `alerts` (open alerts) or `unreachable` (503): what the health check last found."""
+    body: dict[str, Any] = {"postgres": {"reachable": True}, "temporal": {"reachable": True}}
+    try:
+        last, alerts = await latest(pool)
+    except (OSError, asyncpg.PostgresError) as exc:
+        body["postgres"] = {"reachable": False, "error": str(exc)}
+        last, alerts = None, []
+    try:
+        await client.service_client.check_health()
+    except (RPCError, RuntimeError) as exc:
+        body["temporal"] = {"reachable": False, "error": str(exc)}
+    reachable = body["postgres"]["reachable"] and body["temporal"]["reachable"]
+    body["status"] = "unreachable" if not reachable else "alerts" if alerts else "ok"
+    body["open_alerts"] = len(alerts)
+    body["alerts"] = [dict(a) | {"alert_id": str(a["alert_id"])} for a in alerts]
+    body["last_check"] = dict(last) if last else None
+    return JSONResponse(jsonable_encoder(body), status_code=200 if reachable else 503)
