@@ -37,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -49,7 +50,9 @@ from bench.bare import BareAgents, BareGoal, BareTask
 from goalkeeper.models import TaskPage
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, SimulatedWork
+from interfaces.api.app import create_app
 from interfaces.cli.goals import store_spec
+from interfaces.config import Settings
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
 from workflows.goal import GoalWorkflow
@@ -70,6 +73,11 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             if args.learning_only:
                 await pool.close()
                 return
+        if args.api_only:
+            async with build_worker(client, pool, "bench"):
+                await _api_latencies(client, pool, args.api_goals)
+            await pool.close()
+            return
         total = args.goals * args.tasks
         print(f"{args.goals} goals x {args.tasks} tasks, one worker, agents answering at once")
 
@@ -106,6 +114,8 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
                 f"p99 {queries[int(len(queries) * 0.99)] * 1000:.1f} ms "
                 f"({len(queries)} queries while 100 goals wait for their agents)"
             )
+            if args.api_goals:
+                await _api_latencies(client, pool, args.api_goals)
             if args.big:
                 big_id = f"bench-big-{uuid.uuid4().hex[:8]}"
                 began = time.monotonic()
@@ -233,6 +243,53 @@ async def _goal(client: Client, goal_id: str, tasks: int) -> float:
     began = time.monotonic()
     await client.execute_workflow(GoalWorkflow.run, spec, id=goal_id, task_queue="bench")
     return time.monotonic() - began
+
+
+API_TASKS = 100
+"""Tasks of each goal the API benchmark reads: a goal page's worth."""
+
+
+async def _api_latencies(client: Client, pool: Any, goals: int, seconds: float = 15.0) -> None:
+    """Latencies of the goal page's API answers (the goal, its 100 tasks) with `goals` live
+    goals of `API_TASKS` tasks each whose agents never answer, served in this process."""
+    spec = {
+        "title": "Live goal",
+        "workspace": "bench-api",
+        "max_running_tasks": 5,
+        "tasks": [{"id": f"t{i}", "title": f"Task {i}", "skill": "idle"} for i in range(API_TASKS)],
+    }
+    ids = [f"bench-api-{uuid.uuid4().hex[:10]}" for _ in range(goals)]
+    handles = [
+        await client.start_workflow(GoalWorkflow.run, spec, id=i, task_queue="bench") for i in ids
+    ]
+    for handle in handles:  # every goal is live, its tasks recorded
+        while (await handle.query(GoalWorkflow.progress)).tasks_running < 5:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    app = create_app(Settings.from_env(), pool=pool, client=client)
+    goal_page: list[float] = []
+    task_page: list[float] = []
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://bench") as http,
+    ):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for goal_id in ids:
+                for path, seen in (("", goal_page), ("/tasks?limit=100", task_page)):
+                    began = time.monotonic()
+                    answer = await http.get(f"/api/v1/goals/{goal_id}{path}")
+                    seen.append(time.monotonic() - began)
+                    answer.raise_for_status()
+    for handle in handles:
+        await handle.terminate("benchmark over")
+    for name, seen in (("goal", goal_page), ("its 100 tasks", task_page)):
+        seen.sort()
+        print(
+            f"API {name:<14} p50 {seen[len(seen) // 2] * 1000:.1f} ms, "
+            f"p99 {seen[int(len(seen) * 0.99)] * 1000:.1f} ms ({len(seen)} requests, "
+            f"{goals} live goals of {API_TASKS} tasks)"
+        )
 
 
 async def _query_latencies(client: Client, goals: int, seconds: float = 15.0) -> list[float]:
@@ -398,6 +455,13 @@ def main() -> None:
     parser.add_argument(
         "--learning-only", action="store_true", help="run only the agent-choice comparison"
     )
+    parser.add_argument(
+        "--api-goals",
+        type=int,
+        default=100,
+        help="live goals of 100 tasks while the goal page's API answers are timed; 0 skips",
+    )
+    parser.add_argument("--api-only", action="store_true", help="run only the API timing")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="goalkeeper-bench-") as folder:
         asyncio.run(bench(args, Path(folder)))
