@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from activities.database import create_pool
-from interfaces.api import agents, costs, goals, health, problems, suggestions
+from interfaces.api import actions, agents, costs, goals, health, problems, suggestions
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import database_url
@@ -39,11 +39,12 @@ def create_app(
 
     app = FastAPI(
         title="Goalkeeper",
-        summary="Goals for teams of AI agents, on Temporal: read goals, tasks, agents and costs.",
+        summary="Goals for teams of AI agents, on Temporal: read goals, tasks, agents and costs; "
+        "decide, budget and give feedback with a personal token.",
         version="1",
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (goals, agents, costs, suggestions, health):
+    for module in (actions, goals, agents, costs, suggestions, health):
         app.include_router(module.router, prefix=PREFIX)
     return app

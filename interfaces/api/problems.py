@@ -13,11 +13,19 @@ MEDIA_TYPE = "application/problem+json"
 class Problem(Exception):
     """A request the API cannot answer: what went wrong, for the client to show as is."""
 
-    def __init__(self, status: int, title: str, detail: str, **extensions: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
+        self.headers = headers or {}
         self.extensions = extensions
 
 
@@ -42,7 +50,9 @@ def problem_response(
 
 async def _problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
-    return problem_response(request, exc.status, exc.title, exc.detail, **exc.extensions)
+    response = problem_response(request, exc.status, exc.title, exc.detail, **exc.extensions)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ from interfaces.cli import (
     serve,
     stack,
     suggestions,
+    tokens,
 )
 from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.client import TemporalUnreachable
@@ -220,6 +221,16 @@ def parser() -> argparse.ArgumentParser:
     api = command(commands, "serve", "serve the HTTP API (/api/v1, docs at /docs)", serve.serve)
     api.add_argument("--port", type=int, default=8000, help="port (8000)")
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+
+    token = commands.add_parser(
+        "token", help="personal tokens for the HTTP API's actions"
+    ).add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    minting = command(token, "new", "make a token and print it once", tokens.new)
+    minting.add_argument("--as", dest="person", required=True, help="whom the token acts as")
+    command(token, "list", "tokens: ids, persons, created, revoked", tokens.listing)
+    command(token, "revoke", "revoke a token by its id", tokens.revoke).add_argument(
+        "token_id", help="TOKEN_ID from 'token list'"
+    )
 
     send = command(commands, "report", "send an agent report for a task by hand", agents.report)
     send.add_argument("task", help="GOAL_ID/TASK_ID")

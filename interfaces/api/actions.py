@@ -1,0 +1,158 @@
+"""What a person does through the API, as their token's person: decisions, budgets,
+feedback, suggestions. Each goes through the same update or code path as the CLI, so the
+workflows' validators answer the person, as problem details."""
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.feedback import give_feedback
+from activities.suggestions import decide_suggestion
+from goalkeeper.feedback import InvalidFeedback, feedback
+from goalkeeper.statuses import Decision, TaskStatus
+from goalkeeper.suggestions import InvalidSuggestionDecision, SuggestionStatus
+from interfaces.api.auth import Person
+from interfaces.api.problems import Problem
+from interfaces.api.state import Pool, Temporal
+from workflows.task import TaskWorkflow
+
+router = APIRouter(tags=["actions"])
+
+
+class DecisionBody(BaseModel):
+    """An approver's decision on a task's result (or, on a failed task, on retrying it)."""
+
+    decision: Decision
+    comment: str = ""
+
+
+class BudgetBody(BaseModel):
+    """A higher budget for a goal: USD, tokens or both."""
+
+    usd: float | None = Field(default=None, gt=0)
+    tokens: int | None = Field(default=None, gt=0)
+    comment: str = ""
+
+
+class CommentBody(BaseModel):
+    """Why a person acts, for the audit trail."""
+
+    comment: str = ""
+
+
+class FeedbackBody(BaseModel):
+    """A rating from 1 to 5 and a comment on a goal's or one of its task's work."""
+
+    goal_id: str
+    task_id: str | None = None
+    rating: int
+    comment: str = ""
+
+
+async def send_update(client: Client, workflow_id: str, name: str, payload: Any) -> Any:
+    """Send an update and return its answer; its validator's refusal becomes a 409."""
+    try:
+        return await client.get_workflow_handle(workflow_id).execute_update(name, payload)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise Problem(409, "Refused by the workflow", message, workflow_id=workflow_id) from exc
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise Problem(
+                404,
+                "No running workflow",
+                f"no running workflow {workflow_id!r}: it has ended or never started",
+            ) from exc
+        raise
+
+
+@router.post("/goals/{goal_id:path}/tasks/{task_id}/decision")
+async def decide(
+    client: Temporal, person: Person, goal_id: str, task_id: str, body: DecisionBody
+) -> dict[str, Any]:
+    """Approve or reject a task's result as the token's person; a failed task's decision
+    (retry it or give up) goes to its goal, as `starter.py approve|reject` does."""
+    payload = {"approver": person, "decision": body.decision.value, "comment": body.comment}
+    task = f"{goal_id}/{task_id}"
+    try:
+        view = await client.get_workflow_handle(task).query(TaskWorkflow.status)
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise Problem(
+            404, "Unknown task", f"no task workflow {task!r}: expected a started task"
+        ) from exc
+    if view.status is TaskStatus.FAILED:
+        answer = await send_update(client, goal_id, "decide", {**payload, "task_id": task_id})
+        return {"goal": answer}
+    if view.status.is_terminal:
+        raise Problem(409, "Task ended", f"task {task!r} already ended ({view.status})")
+    return {"task": await send_update(client, task, "decide", payload)}
+
+
+@router.post("/goals/{goal_id:path}/budget")
+async def raise_budget(
+    client: Temporal, person: Person, goal_id: str, body: BudgetBody
+) -> dict[str, Any]:
+    """Raise a goal's budget as one of its approvers; a goal paused at its budget goes on."""
+    if body.usd is None and body.tokens is None:
+        raise Problem(422, "Invalid request body", "expected usd, tokens or both, got neither")
+    payload: dict[str, Any] = {"approver": person, "comment": body.comment}
+    payload |= {k: v for k, v in (("usd", body.usd), ("tokens", body.tokens)) if v is not None}
+    answer: dict[str, Any] = await send_update(client, goal_id, "raise_budget", payload)
+    return answer
+
+
+@router.post("/goals/{goal_id:path}/stop")
+async def stop(
+    client: Temporal, person: Person, goal_id: str, body: CommentBody | None = None
+) -> dict[str, Any]:
+    """Stop a goal as one of its approvers: running tasks are aborted, the rest skipped."""
+    payload = {"approver": person, "comment": (body or CommentBody()).comment}
+    answer: dict[str, Any] = await send_update(client, goal_id, "stop", payload)
+    return answer
+
+
+@router.post("/feedback", status_code=201)
+async def give(pool: Pool, person: Person, body: FeedbackBody) -> dict[str, Any]:
+    """Rate a goal's or a task's work as the token's person, as `starter.py feedback` does."""
+    try:
+        given = feedback(body.goal_id, body.task_id, person, body.rating, body.comment)
+        return await give_feedback(pool, given)
+    except InvalidFeedback as exc:
+        raise Problem(422, "Invalid feedback", str(exc)) from exc
+
+
+@router.post("/suggestions/{suggestion_id}/accept")
+async def accept(
+    pool: Pool, person: Person, suggestion_id: str, body: CommentBody | None = None
+) -> dict[str, Any]:
+    """Accept an open suggestion (its id or first 4+ characters) as the token's person."""
+    return await _decide_suggestion(pool, person, suggestion_id, SuggestionStatus.ACCEPTED, body)
+
+
+@router.post("/suggestions/{suggestion_id}/dismiss")
+async def dismiss(
+    pool: Pool, person: Person, suggestion_id: str, body: CommentBody | None = None
+) -> dict[str, Any]:
+    """Dismiss an open suggestion (its id or first 4+ characters) as the token's person."""
+    return await _decide_suggestion(pool, person, suggestion_id, SuggestionStatus.DISMISSED, body)
+
+
+async def _decide_suggestion(
+    pool: Pool,
+    person: str,
+    suggestion_id: str,
+    status: SuggestionStatus,
+    body: CommentBody | None,
+) -> dict[str, Any]:
+    comment = (body or CommentBody()).comment
+    try:
+        return await decide_suggestion(pool, suggestion_id, status, person, comment)
+    except InvalidSuggestionDecision as exc:
+        raise Problem(409, "Suggestion not decided", str(exc)) from exc

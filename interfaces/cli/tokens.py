@@ -1,0 +1,40 @@
+"""`token new|list|revoke`: personal tokens for the HTTP API's actions."""
+
+import argparse
+
+from activities.tokens import InvalidToken, list_tokens, new_token, revoke_token
+from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+
+
+async def new(session: Session, args: argparse.Namespace) -> None:
+    """Make a token and print it once: only its hash is kept, so it cannot be shown again."""
+    try:
+        row = await new_token(await session.pool(), args.person)
+    except InvalidToken as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    session.emit(
+        row,
+        f"{row['token']}\ntoken {row['token_id']} acts as {row['person']}; keep it now, it is "
+        "not shown again. Send it as 'Authorization: Bearer TOKEN'.",
+    )
+
+
+async def listing(session: Session, args: argparse.Namespace) -> None:
+    rows = await list_tokens(await session.pool())
+    session.emit(
+        rows,
+        table(
+            [[r["token_id"], r["person"], r["created_at"], r["revoked_at"] or ""] for r in rows],
+            ["token id", "person", "created", "revoked"],
+        )
+        if rows
+        else "no tokens (starter.py token new --as NAME)",
+    )
+
+
+async def revoke(session: Session, args: argparse.Namespace) -> None:
+    try:
+        row = await revoke_token(await session.pool(), args.token_id)
+    except InvalidToken as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    session.emit(row, f"token {row['token_id']} of {row['person']} revoked at {row['revoked_at']}")

@@ -1,0 +1,202 @@
+"""The HTTP API's actions, as the person of a personal token, through the workflows' updates."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+
+from activities.tokens import new_token
+from goalkeeper.statuses import TaskStatus
+from interfaces.api.app import create_app
+from interfaces.config import Settings
+from tests.helpers import goal_spec, report, start_goal, wait_task
+from tests.starter import starter
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool, client: Client) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(), pool=pool, client=client)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://api/api/v1") as http,
+    ):
+        yield http
+
+
+async def bearer(pool: asyncpg.Pool, person: str) -> dict[str, str]:
+    made = await new_token(pool, person)
+    return {"Authorization": f"Bearer {made['token']}"}
+
+
+def refused(response: httpx.Response, status: int, *words: str) -> dict[str, Any]:
+    assert (response.status_code, response.headers["content-type"]) == (status, PROBLEM), (
+        response.text
+    )
+    body: dict[str, Any] = response.json()
+    for word in words:
+        assert word in body["detail"], body
+    return body
+
+
+async def test_actions_need_a_valid_token_and_never_echo_it(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    body = {"goal_id": "g", "rating": 5}
+    missing = await api.post("/feedback", json=body)
+    refused(missing, 401, "missing token", "Authorization: Bearer")
+    assert missing.headers["www-authenticate"] == "Bearer"
+    basic = await api.post("/feedback", json=body, headers={"Authorization": "Basic eDp5"})
+    refused(basic, 401, "missing token")
+    guess = "not-a-token-" + uuid.uuid4().hex
+    unknown = await api.post("/feedback", json=body, headers={"Authorization": f"Bearer {guess}"})
+    refused(unknown, 401, "unknown token")
+    assert guess not in unknown.text
+    for path in ("/goals/g/budget", "/goals/g/stop", "/goals/g/tasks/t/decision"):
+        refused(await api.post(path, json={"decision": "approve", "usd": 1}), 401, "missing")
+    refused(await api.post("/suggestions/abcd1234/accept"), 401, "missing")
+
+
+async def test_tokens_made_listed_and_revoked_by_the_cli(
+    api: httpx.AsyncClient, database_url: str
+) -> None:
+    person = f"person-{uuid.uuid4().hex[:6]}"
+    made = await starter(database_url, "token", "new", "--as", person, "--json")
+    assert made.code == 0, made.err
+    token, token_id = made.json()["token"], made.json()["token_id"]
+    shown = await starter(database_url, "token", "new", "--as", person)
+    assert shown.code == 0 and "not shown again" in shown.out
+
+    listed = await starter(database_url, "token", "list", "--json")
+    assert listed.code == 0, listed.err
+    mine = [t for t in listed.json() if t["token_id"] == token_id]
+    assert [(t["person"], t["revoked_at"]) for t in mine] == [(person, None)]
+    assert token not in listed.out and "token_hash" not in listed.out
+    assert token not in (await starter(database_url, "token", "list")).out
+
+    headers = {"Authorization": f"Bearer {token}"}
+    unknown_goal = f"goal-{uuid.uuid4().hex[:8]}"
+    body = {"goal_id": unknown_goal, "rating": 4}
+    # Past the token: the feedback itself is refused, naming the goal.
+    refused(await api.post("/feedback", json=body, headers=headers), 422, unknown_goal)
+
+    revoked = await starter(database_url, "token", "revoke", token_id, "--json")
+    assert (revoked.code, revoked.json()["token_id"]) == (0, token_id), revoked.err
+    answer = await api.post("/feedback", json=body, headers=headers)
+    refused(answer, 401, "revoked")
+    assert token not in answer.text
+    after = (await starter(database_url, "token", "list", "--json")).json()
+    assert [t["revoked_at"] is not None for t in after if t["token_id"] == token_id] == [True]
+
+    bad = await starter(database_url, "token", "revoke", "nope")
+    assert (bad.code, "expected a token id" in bad.err) == (2, True)
+
+
+async def test_approval_and_rejection_reach_the_task_as_the_tokens_person(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    tasks = [
+        {"id": f"t{i}", "title": f"Sign off {i}", "skill": "writing", "requires_approval": True}
+        for i in (1, 2)
+    ]
+    spec = goal_spec(workspace=workspace, tasks=tasks, approvers=["ops-lead"])
+    handle = await start_goal(client, spec, task_queue)
+    for task_id in ("t1", "t2"):
+        await report(client, await wait_task(client, handle.id, task_id, TaskStatus.ASSIGNED))
+        await wait_task(client, handle.id, task_id, TaskStatus.AWAITING_APPROVAL)
+    lead, intruder = await bearer(pool, "ops-lead"), await bearer(pool, "intruder")
+
+    path = f"/goals/{handle.id}/tasks/t1/decision"
+    denied = await api.post(path, json={"decision": "approve"}, headers=intruder)
+    refused(denied, 409, "'intruder' may not decide", "ops-lead")
+    await wait_task(client, handle.id, "t1", TaskStatus.AWAITING_APPROVAL)
+
+    approved = await api.post(path, json={"decision": "approve", "comment": "fine"}, headers=lead)
+    assert approved.status_code == 200, approved.text
+    task = approved.json()["task"]
+    assert (task["status"], task["history"][-1]) == ("completed", "ops-lead approved: fine")
+
+    rejected = await api.post(
+        f"/goals/{handle.id}/tasks/t2/decision",
+        json={"decision": "reject", "comment": "cite sources"},
+        headers=lead,
+    )
+    assert rejected.status_code == 200, rejected.text
+    task = rejected.json()["task"]
+    assert (task["reworks"], task["history"][-1]) == (1, "ops-lead rejected: cite sources")
+
+    again = await api.post(path, json={"decision": "reject"}, headers=lead)
+    refused(again, 409, "already ended")
+    bad = await api.post(path, json={"decision": "maybe"}, headers=lead)
+    refused(bad, 422, "'maybe'")
+    nowhere = await api.post(
+        f"/goals/{handle.id}/tasks/t9/decision", json={"decision": "approve"}, headers=lead
+    )
+    refused(nowhere, 404, f"{handle.id}/t9")
+    await handle.terminate("test over")
+
+
+async def test_budget_raise_stop_and_feedback_as_the_tokens_person(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    spec = goal_spec(workspace=workspace, approvers=["ops-lead"], budget_usd=1.0)
+    handle = await start_goal(client, spec, task_queue)
+    await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    lead, intruder = await bearer(pool, "ops-lead"), await bearer(pool, "intruder")
+
+    budget = f"/goals/{handle.id}/budget"
+    refused(await api.post(budget, json={"usd": 5}, headers=intruder), 409, "'intruder'")
+    refused(await api.post(budget, json={"comment": "more"}, headers=lead), 422, "neither")
+    refused(await api.post(budget, json={"usd": -1}, headers=lead), 422, "usd")
+    raised = await api.post(budget, json={"usd": 5, "comment": "worth it"}, headers=lead)
+    assert raised.status_code == 200, raised.text
+    assert raised.json()["budget_usd"] == 5.0
+
+    stop = f"/goals/{handle.id}/stop"
+    refused(await api.post(stop, headers=intruder), 409, "'intruder'")
+    stopped = await api.post(stop, json={"comment": "enough"}, headers=lead)
+    assert stopped.status_code == 200, stopped.text
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert "stopped by 'ops-lead': enough" in str(failed.value.cause)
+    refused(await api.post(stop, headers=lead), 404, handle.id)
+
+    given = await api.post(
+        "/feedback",
+        json={"goal_id": handle.id, "rating": 2, "comment": "stopped early"},
+        headers=lead,
+    )
+    assert given.status_code == 201, given.text
+    assert (given.json()["person"], given.json()["rating"]) == ("ops-lead", 2)
+    stored = await pool.fetchval("SELECT person FROM feedback WHERE goal_id = $1", handle.id)
+    assert stored == "ops-lead"
+    wrong = {"goal_id": handle.id, "rating": 9}
+    refused(await api.post("/feedback", json=wrong, headers=lead), 422, "got 9")
+
+
+async def test_suggestions_accepted_and_dismissed_as_the_tokens_person(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    for suggestion_id in ids:
+        await pool.execute(
+            "INSERT INTO suggestions (suggestion_id, goal_id, kind, subject, message, action) "
+            "VALUES ($1, 'g', 'runbook', 'launch', 'add a review step', 'edit the runbook')",
+            suggestion_id,
+        )
+    lead = await bearer(pool, "ops-lead")
+    accepted = await api.post(
+        f"/suggestions/{ids[0]}/accept", json={"comment": "yes"}, headers=lead
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert (accepted.json()["status"], accepted.json()["decided_by"]) == ("accepted", "ops-lead")
+    dismissed = await api.post(f"/suggestions/{str(ids[1])[:8]}/dismiss", headers=lead)
+    assert dismissed.status_code == 200, dismissed.text
+    assert dismissed.json()["status"] == "dismissed"
+    refused(await api.post(f"/suggestions/{ids[0]}/dismiss", headers=lead), 409, str(ids[0])[:8])
