@@ -1,5 +1,7 @@
 """The HTTP API's actions, as the person of a personal token, through the workflows' updates."""
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -7,16 +9,20 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from temporalio.client import Client, WorkflowFailureError
 
 from activities.tokens import new_token
 from goalkeeper.statuses import TaskStatus
 from interfaces.api.app import create_app
+from interfaces.api.events import stream
 from interfaces.config import Settings
-from tests.helpers import goal_spec, report, start_goal, wait_task
+from interfaces.stack import free_port
+from tests.helpers import eventually, goal_spec, report, start_goal, wait_task
 from tests.starter import starter
 
 PROBLEM = "application/problem+json"
+LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%goalkeeper_events%'"
 
 
 @pytest.fixture
@@ -200,3 +206,90 @@ async def test_suggestions_accepted_and_dismissed_as_the_tokens_person(
     assert dismissed.status_code == 200, dismissed.text
     assert dismissed.json()["status"] == "dismissed"
     refused(await api.post(f"/suggestions/{ids[0]}/dismiss", headers=lead), 409, str(ids[0])[:8])
+
+
+async def next_event(events: AsyncIterator[str], kind: str) -> dict[str, Any]:
+    """Read SSE messages until one of `kind`; a stream that never sends it fails the test."""
+
+    async def read() -> dict[str, Any]:
+        async for text in events:
+            fields = dict(line.split(": ", 1) for line in text.strip().splitlines() if ": " in line)
+            if fields.get("event") == kind:
+                event: dict[str, Any] = json.loads(fields["data"])
+                assert int(fields["id"]) == event["seq"]
+                return event
+        raise AssertionError(f"the stream ended before a {kind} event")
+
+    return await asyncio.wait_for(read(), 60)
+
+
+async def test_a_goals_event_stream_sends_kept_events_then_new_ones(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    handle = await start_goal(client, goal_spec(1, workspace), task_queue)
+    view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    live = stream(pool, handle.id)
+    try:
+        started = await next_event(live, "goal_started")
+        assigned = await next_event(live, "task_assigned")  # kept before the stream opened
+        assert (started["goal_id"], assigned["task_id"]) == (handle.id, "t1")
+        await report(client, view)
+        completed = await next_event(live, "task_completed")  # announced while it streams
+        finished = await next_event(live, "goal_finished")
+        assert assigned["seq"] < completed["seq"] < finished["seq"]
+    finally:
+        await live.aclose()
+
+    resumed = stream(pool, handle.id, after=completed["seq"])
+    try:
+        first = await asyncio.wait_for(anext(resumed), 60)
+        assert int(first.split("\n")[0].removeprefix("id: ")) > completed["seq"]
+    finally:
+        await resumed.aclose()
+    assert await pool.fetchval(LISTENING) == 0
+
+
+async def test_the_event_stream_over_http_on_uvicorn(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    handle = await start_goal(client, goal_spec(1, workspace), task_queue)
+    view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(Settings(), pool=pool, client=client), port=port, log_level="info"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            await eventually(lambda: asyncio.sleep(0, server.started), what="uvicorn started")
+            missing = await http.get("/goals/no-such-goal/events")
+            assert (missing.status_code, missing.headers["content-type"]) == (404, PROBLEM)
+            headers = {"Last-Event-ID": "0"}
+            async with http.stream("GET", f"/goals/{handle.id}/events", headers=headers) as got:
+                assert got.headers["content-type"].startswith("text/event-stream")
+                messages = sse(got.aiter_lines())
+                await next_event(messages, "task_assigned")
+                await report(client, view)
+                finished = await next_event(messages, "goal_finished")
+                assert finished["goal_id"] == handle.id
+
+            async def released() -> bool:
+                return not await pool.fetchval(LISTENING)
+
+            await eventually(released, what="the stream's connection back in the pool")
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def sse(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """SSE messages from a response's lines: each ends at a blank line."""
+    text = ""
+    async for line in lines:
+        if line:
+            text += line + "\n"
+        elif text:
+            yield text
+            text = ""

@@ -8,7 +8,16 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from activities.database import create_pool
-from interfaces.api import actions, agents, costs, goals, health, problems, suggestions
+from interfaces.api import (
+    actions,
+    agents,
+    costs,
+    events,
+    goals,
+    health,
+    problems,
+    suggestions,
+)
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import database_url
@@ -45,6 +54,7 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (actions, goals, agents, costs, suggestions, health):
+    # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
+    for module in (actions, events, goals, agents, costs, suggestions, health):
         app.include_router(module.router, prefix=PREFIX)
     return app

@@ -60,7 +60,7 @@ async def goal_tasks(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """A goal's tasks in plan order: status, agent, attempts, reworks, spend, dependencies."""
-    await _known(pool, goal_id)
+    await known_goal(pool, goal_id)
     filters = "goal_id = $1 AND ($2::task_status IS NULL OR status = $2)"
     total = await pool.fetchval(f"SELECT count(*) FROM tasks WHERE {filters}", goal_id, status)
     rows = await pool.fetch(
@@ -127,6 +127,7 @@ async def goal(pool: Pool, client: Temporal, goal_id: str) -> dict[str, Any]:
     return body
 
 
-async def _known(pool: Pool, goal_id: str) -> None:
+async def known_goal(pool: Pool, goal_id: str) -> None:
+    """Refuse an unknown goal id with a 404 that says where the known ones are."""
     if not await pool.fetchval("SELECT 1 FROM goals WHERE goal_id = $1", goal_id):
         raise not_found("goal", goal_id, "a goal id from GET /api/v1/goals")

@@ -1,0 +1,40 @@
+"""A goal's audit events as a feed: those after a seq, and those just announced by NOTIFY."""
+
+from typing import Any
+
+import asyncpg
+
+EVENTS_CHANNEL = "goalkeeper_events"
+"""Where each new event of a goal is announced as "GOAL_ID SEQ" (schema_api.sql)."""
+
+_COLUMNS = "seq, event_id::text, goal_id, task_id, agent_id, kind, message, detail, created_at"
+
+
+def parse_notice(payload: str) -> tuple[str, int]:
+    """The goal id and seq of an announced event; goal ids may hold spaces, seqs never."""
+    goal_id, _, seq = payload.rpartition(" ")
+    return goal_id, int(seq)
+
+
+async def events_after(
+    pool: asyncpg.Pool, goal_id: str, after: int, limit: int
+) -> list[dict[str, Any]]:
+    """A goal's events after `after`, oldest first, at most `limit`."""
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM events WHERE goal_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        goal_id,
+        after,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def events_by_seq(pool: asyncpg.Pool, goal_id: str, seqs: list[int]) -> list[dict[str, Any]]:
+    """A goal's events of the given seqs, oldest first."""
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM events WHERE goal_id = $1 AND seq = ANY($2::bigint[]) "
+        "ORDER BY seq",
+        goal_id,
+        seqs,
+    )
+    return [dict(r) for r in rows]
