@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.database import apply_schema, create_pool
+from interfaces.api.app import create_app
+from interfaces.config import Settings
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
 
@@ -94,3 +97,15 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
     server.shutdown()
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool, client: Client) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP API on the test's stack, called in process, at its `/api/v1` root."""
+    app = create_app(Settings(), pool=pool, client=client)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://api/api/v1") as http,
+    ):
+        yield http

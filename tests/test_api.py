@@ -4,18 +4,14 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from temporalio.client import Client
 
 from goalkeeper.statuses import GoalStatus, TaskStatus
-from interfaces.api.app import create_app
-from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer, free_port
 from tests.helpers import (
     ROOT,
@@ -46,17 +42,6 @@ FIGURES = (
     "tokens_used",
     "calculation_method",
 )
-
-
-@pytest.fixture
-async def api(pool: asyncpg.Pool, client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(), pool=pool, client=client)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api/api/v1") as http,
-    ):
-        yield http
 
 
 async def get(api: httpx.AsyncClient, path: str, **params: Any) -> Any:

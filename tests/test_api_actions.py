@@ -25,17 +25,6 @@ PROBLEM = "application/problem+json"
 LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%goalkeeper_events%'"
 
 
-@pytest.fixture
-async def api(pool: asyncpg.Pool, client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(), pool=pool, client=client)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api/api/v1") as http,
-    ):
-        yield http
-
-
 async def bearer(pool: asyncpg.Pool, person: str) -> dict[str, str]:
     made = await new_token(pool, person)
     return {"Authorization": f"Bearer {made['token']}"}
