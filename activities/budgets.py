@@ -1,11 +1,9 @@
 """Budget activities: a goal's budget standing written, alerted and held to in PostgreSQL."""
 
-import uuid
-
 import asyncpg
 from temporalio import activity
 
-from activities.rows import insert_event
+from activities.rows import insert_event, open_alert
 from activities.webhook import post_alerts
 from goalkeeper.records import RecordBudget
 
@@ -43,22 +41,8 @@ class BudgetActivities:
                 )
             if record.open_alert is not None:
                 alert = record.open_alert
-                opened = bool(
-                    await connection.fetchval(
-                        """
-                        INSERT INTO alerts (alert_id, kind, subject, message, action)
-                        VALUES ($1, $2, $3, $4, $5)
-                        ON CONFLICT (kind, subject) WHERE resolved_at IS NULL DO UPDATE SET
-                            message = EXCLUDED.message, action = EXCLUDED.action,
-                            seen = alerts.seen + 1, last_seen = now()
-                        RETURNING seen = 1
-                        """,
-                        uuid.uuid4(),
-                        alert.kind,
-                        alert.subject,
-                        alert.message,
-                        alert.action,
-                    )
+                opened = await open_alert(
+                    connection, alert.kind, alert.subject, alert.message, alert.action
                 )
             if record.event is not None:
                 await insert_event(connection, record.event)

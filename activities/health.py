@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assignment import release_agent
 from activities.paging import goal_tasks
-from activities.rows import insert_event, write_task
+from activities.rows import insert_event, open_alert, write_task
 from activities.webhook import post_alerts
 from goalkeeper.budgets import BUDGET_ALERT_KINDS
 from goalkeeper.models import TaskSummary, TaskView
@@ -339,16 +339,8 @@ class HealthActivities:
         async with self.pool.acquire() as connection, connection.transaction():
             seen = []
             for finding in findings:
-                opened = await connection.fetchval(
-                    """
-                    INSERT INTO alerts (alert_id, kind, subject, message, action, repaired)
-                    VALUES ($1, $2, $3, $4, $5, $6)
-                    ON CONFLICT (kind, subject) WHERE resolved_at IS NULL DO UPDATE SET
-                        message = EXCLUDED.message, action = EXCLUDED.action,
-                        repaired = EXCLUDED.repaired, seen = alerts.seen + 1, last_seen = now()
-                    RETURNING seen = 1
-                    """,
-                    uuid.uuid4(),
+                opened = await open_alert(
+                    connection,
                     finding.kind,
                     finding.subject,
                     finding.message,

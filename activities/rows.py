@@ -1,5 +1,6 @@
 """Row writers shared by the activities: each one round trip, each idempotent on its own."""
 
+import uuid
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -27,5 +28,35 @@ async def write_task(connection: Connection, task: TaskView, *, force: bool = Fa
     return bool(
         await connection.fetchval(
             "SELECT goalkeeper_write_task($1, $2)", task.model_dump(mode="json"), force
+        )
+    )
+
+
+async def open_alert(
+    connection: Connection,
+    kind: str,
+    subject: str,
+    message: str,
+    action: str = "",
+    repaired: bool = False,
+) -> bool:
+    """Open an alert on `subject`, or refresh the one open; True when it is new (only a new
+    one goes to the webhook, so a retried write never posts twice)."""
+    return bool(
+        await connection.fetchval(
+            """
+            INSERT INTO alerts (alert_id, kind, subject, message, action, repaired)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (kind, subject) WHERE resolved_at IS NULL DO UPDATE SET
+                message = EXCLUDED.message, action = EXCLUDED.action,
+                repaired = EXCLUDED.repaired, seen = alerts.seen + 1, last_seen = now()
+            RETURNING seen = 1
+            """,
+            uuid.uuid4(),
+            kind,
+            subject,
+            message,
+            action,
+            repaired,
         )
     )

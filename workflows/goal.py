@@ -205,8 +205,7 @@ class GoalWorkflow:
         if self._window is not None:
             return self._window.cost_usd, self._window.tokens_used
         if self._partitions is not None:
-            tokens, cost = self._partitions.spent()
-            return cost, tokens
+            return self._partitions.spent()
         return 0.0, 0
 
     async def _tell_parent(self) -> timedelta | None:

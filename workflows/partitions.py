@@ -83,9 +83,10 @@ class PartitionSet:
                 completed.update(p.update.agents_completed)
         return agents, completed
 
-    def spent(self) -> tuple[int, float]:
+    def spent(self) -> tuple[float, int]:
+        """What the partitions' tasks have cost so far, in USD and tokens."""
         updates = [p.update for p in self.partitions if p.update is not None]
-        return sum(u.tokens_used for u in updates), sum(u.cost_usd for u in updates)
+        return sum(u.cost_usd for u in updates), sum(u.tokens_used for u in updates)
 
     def retry_due(self) -> dict[str, int]:
         """Failed tasks awaiting a retry decision, and the partition holding each."""

@@ -370,8 +370,7 @@ class TaskWindow:
     def retry_refused(self) -> None:
         """A budget was raised: try the tasks it held back now, not at the next look."""
         self._retry_at = None
-        self.refused = self.refused_by = None
-        self._refusals = 0
+        self._refused(None, None)
         self.changed = True
 
     def wake(self) -> bool:
@@ -571,9 +570,7 @@ class TaskWindow:
         if refusal is not None:
             assigned = assigned[:-1]
             positions = positions[: len(assigned)]
-            self._refused(refusal, refused_by)
-        else:
-            self.refused, self.refused_by, self._refusals = None, None, 0
+        self._refused(refusal, refused_by)
         for i, assignment in zip(positions, assigned, strict=True):
             before = self.summary(i)
             self._keep(
@@ -597,12 +594,13 @@ class TaskWindow:
         )
         return refusal is None
 
-    def _refused(self, why: str, by: str | None) -> None:
-        """No agents while a budget is spent: look again after a growing wait (a raise of
-        the goal's own budget makes it look at once)."""
+    def _refused(self, why: str | None, by: str | None) -> None:
+        """No agents while a budget is spent (`why`): look again after a growing wait (a
+        raise of the goal's own budget makes it look at once). None: agents again."""
         self.refused, self.refused_by = why, by
-        self._refusals += 1
-        self._retry_at = workflow.now() + refused_wait(self._refusals)
+        self._refusals = self._refusals + 1 if why is not None else 0
+        if why is not None:
+            self._retry_at = workflow.now() + refused_wait(self._refusals)
 
     def _starts(
         self, positions: list[int], assigned: list[Assignment]
