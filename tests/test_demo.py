@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import asyncpg
-import pytest
 from temporalio.client import Client
 
 from goalkeeper.statuses import TaskStatus
@@ -78,7 +77,6 @@ async def test_an_interactive_rejection_asks_why_until_it_is_told(
     pool: asyncpg.Pool,
     temporal_server: TemporalDevServer,
     database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = goal_spec(1, workspace, approvers=["ops-lead"])
     spec["tasks"][0]["requires_approval"] = True
@@ -86,10 +84,9 @@ async def test_an_interactive_rejection_asks_why_until_it_is_told(
     await report(client, await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED))
     view = await wait_task(client, handle.id, "t1", TaskStatus.AWAITING_APPROVAL)
     answers = iter(["n", "", "  ", "lead with the numbers"])
-    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
     settings = Settings(temporal_address=temporal_server.address, database_url=database_url)
     session = Session(settings)
-    line = await demo_command._decide(session, view, ask=True)
+    line = await demo_command._decide(session, view, ask=lambda prompt: next(answers))
     assert line.endswith(": lead with the numbers")
     sent_back = await eventually(
         lambda: events(pool, handle.id, "decision_accepted"), what="the rejection"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -205,7 +206,7 @@ async def _run_goal(
                 view: TaskView = await client.get_workflow_handle(
                     f"{goal_id}/{waiting.task_id}"
                 ).query(TaskWorkflow.status)
-                line = await _decide(session, view, args.interactive)
+                line = await _decide(session, view, input if args.interactive else None)
                 print(("\r\033[K" if interactive else "") + line, flush=True)
         line = describe_progress(progress)
         if line != shown:
@@ -258,17 +259,17 @@ async def _costs_and_suggestions(pool: asyncpg.Pool, goal_id: str) -> str:
     return "\n".join(lines)
 
 
-async def _decide(session: Session, view: TaskView, ask: bool) -> str:
-    """Decide as the sample approver, or ask the person at the terminal."""
+async def _decide(session: Session, view: TaskView, ask: Callable[[str], str] | None = None) -> str:
+    """Decide as the sample approver, or ask the person at the terminal (`ask`: `input`)."""
     comment = ""
     if ask:
         print(f"\n'{view.title}' by {view.agent_id}:\n  {view.result}")
-        answer = await asyncio.to_thread(input, f"{APPROVER}, approve? [Y/n/comment to reject] ")
+        answer = await asyncio.to_thread(ask, f"{APPROVER}, approve? [Y/n/comment to reject] ")
         decision = "approve" if answer.strip().lower() in ("", "y", "yes") else "reject"
         if decision == "reject":
             comment = "" if answer.strip().lower() in ("n", "no") else answer.strip()
             while not comment:  # the agent reworks from the comment: an empty one helps nobody
-                comment = (await asyncio.to_thread(input, "why? (sent to the agent) ")).strip()
+                comment = (await asyncio.to_thread(ask, "why? (sent to the agent) ")).strip()
     elif view.task_id in FIRST_DRAFT_COMMENTS and view.reworks == 0:
         decision, comment = "reject", FIRST_DRAFT_COMMENTS[view.task_id]
     else:
