@@ -1,0 +1,1 @@
+"""The web pages: goals, approvals, agents, costs, suggestions and health, over the API."""
