@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint up worker bench clean
+.PHONY: install browser demo test lint up worker bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create the virtualenv and install Goalkeeper with its test tools
 
+browser: ## Install headless Chromium and chromedriver for the browser tests, if missing (apt)
+	.ci/browser
+
 demo: install ## Run a sample goal on the embedded stack, end to end, and stop (ARGS=--keep)
 	$(PY) starter.py demo $(ARGS)
 
-test: install lint ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
+test: install lint browser ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
 	$(PY) -m pytest
 
 lint: install

@@ -1,7 +1,8 @@
 """Session fixtures: a real Temporal dev server and a real PostgreSQL, on free ports.
 
 Each test gets its own task queue (and worker) and its own goal ids, so tests
-never see each other's work.
+never see each other's work. Browser tests get the dashboard served over HTTP and a
+headless Chromium (`dashboard`, `browser`; helpers in tests/web.py).
 """
 
 import http.server
@@ -15,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from selenium import webdriver
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -22,6 +24,7 @@ from activities.database import apply_schema, create_pool
 from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from tests import web
 from worker import build_worker
 
 
@@ -109,3 +112,33 @@ async def api(pool: asyncpg.Pool, client: Client) -> AsyncIterator[httpx.AsyncCl
         httpx.AsyncClient(transport=transport, base_url="http://api/api/v1") as http,
     ):
         yield http
+
+
+@pytest.fixture(scope="session")
+def dashboard(
+    pool: asyncpg.Pool, database_url: str, temporal_server: TemporalDevServer
+) -> Iterator[str]:
+    """The web dashboard and HTTP API on the test stack, served by uvicorn; its base URL.
+
+    It runs in a thread with its own event loop, pool and Temporal client (on the same
+    PostgreSQL and Temporal as `pool` and `client`), so it answers a browser even while
+    a test blocks its own loop on a Selenium call. Asking for `pool` applies the schema.
+    """
+    settings = Settings(database_url=database_url, temporal_address=temporal_server.address)
+    with web.serve(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    """Headless Chromium at laptop size (1280x800), fresh for each test, quit after it.
+
+    Chromium and chromedriver are installed (`.ci/browser`) if missing. Selenium blocks:
+    from an async test, wait for a page with `await web.wait_until(browser, ...)`, which
+    leaves the test's event loop (and its workers) running.
+    """
+    driver = web.chrome()
+    try:
+        yield driver
+    finally:
+        driver.quit()
