@@ -38,3 +38,13 @@ async def events_by_seq(pool: asyncpg.Pool, goal_id: str, seqs: list[int]) -> li
         seqs,
     )
     return [dict(r) for r in rows]
+
+
+async def latest_events(pool: asyncpg.Pool, goal_id: str, limit: int) -> list[dict[str, Any]]:
+    """A goal's last `limit` events, newest first: the tail of its trail."""
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM events WHERE goal_id = $1 ORDER BY seq DESC LIMIT $2",
+        goal_id,
+        limit,
+    )
+    return [dict(r) for r in rows]

@@ -71,6 +71,12 @@ async def send_update(client: Client, workflow_id: str, name: str, payload: Any)
         raise
 
 
+@router.get("/me")
+async def me(person: Person) -> dict[str, str]:
+    """Whom the request's token acts as: a way to check a token before acting with it."""
+    return {"person": person}
+
+
 @router.post("/goals/{goal_id:path}/tasks/{task_id}/decision")
 async def decide(
     client: Temporal, person: Person, goal_id: str, task_id: str, body: DecisionBody

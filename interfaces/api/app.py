@@ -21,6 +21,7 @@ from interfaces.api import (
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import database_url
+from interfaces.web import pages
 
 PREFIX = "/api/v1"
 
@@ -57,4 +58,6 @@ def create_app(
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
     for module in (actions, events, goals, agents, costs, suggestions, health):
         app.include_router(module.router, prefix=PREFIX)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static, name="static")
     return app

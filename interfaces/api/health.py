@@ -6,6 +6,7 @@ import asyncpg
 from fastapi import APIRouter
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from interfaces.api.state import Pool, Temporal
@@ -17,6 +18,13 @@ router = APIRouter(tags=["health"])
 @router.get("/health", responses={503: {"description": "PostgreSQL or Temporal unreachable"}})
 async def health(pool: Pool, client: Temporal) -> JSONResponse:
     """`ok`, `alerts` (open alerts) or `unreachable` (503): what the health check last found."""
+    body = await health_report(pool, client)
+    status = 503 if body["status"] == "unreachable" else 200
+    return JSONResponse(jsonable_encoder(body), status_code=status)
+
+
+async def health_report(pool: asyncpg.Pool, client: Client) -> dict[str, Any]:
+    """What `/health` answers: reachability, status, the open alerts and the last check."""
     body: dict[str, Any] = {"postgres": {"reachable": True}, "temporal": {"reachable": True}}
     try:
         last, alerts = await latest(pool)
@@ -32,4 +40,4 @@ async def health(pool: Pool, client: Temporal) -> JSONResponse:
     body["open_alerts"] = len(alerts)
     body["alerts"] = [dict(a) | {"alert_id": str(a["alert_id"])} for a in alerts]
     body["last_check"] = dict(last) if last else None
-    return JSONResponse(jsonable_encoder(body), status_code=200 if reachable else 503)
+    return body

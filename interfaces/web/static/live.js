@@ -1,0 +1,128 @@
+// Goalkeeper's dashboard: live regions and actions. No build step, nothing fetched from elsewhere.
+"use strict";
+
+const TOKEN = "goalkeeper.token";
+
+// Each region marked data-live is replaced by the same region of a fresh copy of the page,
+// unless the person is typing in it: the server renders, the browser only swaps.
+let refreshing = false;
+let again = false;
+async function refresh() {
+  if (refreshing) { again = true; return; }
+  refreshing = true;
+  try {
+    const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const region of document.querySelectorAll("[data-live]")) {
+      const next = fresh.getElementById(region.id);
+      if (!next || next.innerHTML === region.innerHTML || busy(region)) continue;
+      region.replaceWith(next);
+      wire(next);
+    }
+  } catch (error) {
+    console.warn("refresh failed", error);
+  } finally {
+    refreshing = false;
+    if (again) { again = false; setTimeout(refresh, 0); }
+  }
+}
+
+function busy(region) {
+  if (region.contains(document.activeElement) && document.activeElement !== document.body) return true;
+  return [...region.querySelectorAll("textarea, input:not([type=hidden])")].some((f) => f.value);
+}
+
+// A goal page listens to its event stream and refreshes a moment after each event. The
+// stream names each message by its kind; the page lists the kinds (data-kinds).
+function listen(url, kinds) {
+  let timer = null;
+  const soon = () => { clearTimeout(timer); timer = setTimeout(refresh, 250); };
+  const source = new EventSource(url + "?after=" + lastSeq());
+  for (const kind of kinds) source.addEventListener(kind, soon);
+}
+
+function lastSeq() {
+  const seqs = [...document.querySelectorAll("[data-seq]")].map((e) => Number(e.dataset.seq));
+  return seqs.length ? Math.max(...seqs) : 0;
+}
+
+// Actions post JSON to the API as the person whose token this browser keeps.
+async function act(form, submitter) {
+  const out = form.querySelector(".answer");
+  const token = localStorage.getItem(TOKEN);
+  if (!token) {
+    show(out, "error", "paste your API token at the top first ('starter.py token new --as NAME')");
+    return;
+  }
+  if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
+  const body = {};
+  for (const field of form.querySelectorAll("input, select, textarea")) {
+    if (!field.name || field.value === "") continue;
+    const numeric = field.type === "number" || field.dataset.type === "number";
+    body[field.name] = numeric ? Number(field.value) : field.value;
+  }
+  if (submitter && submitter.name) body[submitter.name] = submitter.value;
+  const url = (submitter && submitter.getAttribute("formaction")) || form.dataset.post;
+  for (const button of form.querySelectorAll("button")) button.disabled = true;
+  try {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (response.ok) {
+      show(out, "ok", "done");
+      for (const field of form.querySelectorAll("textarea, input:not([type=hidden])")) field.value = "";
+      setTimeout(refresh, 100);
+    } else {
+      show(out, "error", answer.detail || response.status + " " + response.statusText);
+    }
+  } catch (error) {
+    show(out, "error", "the API did not answer: " + error);
+  } finally {
+    for (const button of form.querySelectorAll("button")) button.disabled = false;
+  }
+}
+
+function show(out, kind, text) {
+  if (!out) { alert(text); return; }
+  out.className = "answer " + kind;
+  out.textContent = text;
+}
+
+function wire(root) {
+  for (const form of root.querySelectorAll("form.action")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      act(form, event.submitter);
+    });
+  }
+}
+
+async function whoami() {
+  const label = document.getElementById("acting-as");
+  const token = localStorage.getItem(TOKEN);
+  if (!label || !token) return;
+  const response = await fetch("/api/v1/me", { headers: { Authorization: "Bearer " + token } });
+  const answer = await response.json().catch(() => ({}));
+  label.textContent = response.ok ? "acting as " + answer.person : "token refused: " + (answer.detail || response.status);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wire(document);
+  const tokenForm = document.getElementById("token");
+  tokenForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = tokenForm.elements.token.value.trim();
+    if (value) localStorage.setItem(TOKEN, value); else localStorage.removeItem(TOKEN);
+    tokenForm.elements.token.value = "";
+    whoami();
+  });
+  whoami();
+  const every = Number(document.body.dataset.refresh || 0);
+  if (every) setInterval(refresh, every);
+  const events = document.body.dataset.events;
+  if (events) listen(events, (document.body.dataset.kinds || "").split(" "));
+});
