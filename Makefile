@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install browser demo test lint up worker bench clean
+.PHONY: install browser demo test lint up worker bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ up: install ## Run the embedded stack (Temporal + UI on :8233, PostgreSQL) in th
 
 worker: install ## Run a worker against TEMPORAL_ADDRESS and DATABASE_URL
 	$(PY) worker.py
+
+screenshots: install browser ## Take the dashboard's screenshots at laptop and phone sizes into docs/screenshots
+	GOALKEEPER_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_dashboard.py -k screenshots
 
 bench: install ## Print throughput and memory figures
 	$(PY) bench/run.py

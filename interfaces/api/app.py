@@ -4,7 +4,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import swagger_ui_bundle
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from activities.database import create_pool
@@ -53,6 +57,8 @@ def create_app(
         "decide, budget and give feedback with a personal token.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     problems.install(app)
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
@@ -60,4 +66,20 @@ def create_app(
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(pages.router)
     app.mount("/static", pages.static, name="static")
+    _docs(app)
     return app
+
+
+def _docs(app: FastAPI) -> None:
+    """The OpenAPI docs at /docs, with Swagger UI from the installed package, not a CDN."""
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Goalkeeper API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )

@@ -42,7 +42,9 @@ static = StaticFiles(directory=HERE / "static")
 
 
 def _usd(value: float | None) -> str:
-    return "—" if value is None else f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+    if value is None:
+        return "—"
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
 
 
 def _ago(value: datetime | None) -> str:

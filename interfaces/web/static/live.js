@@ -50,6 +50,7 @@ function lastSeq() {
 // Actions post JSON to the API as the person whose token this browser keeps.
 async function act(form, submitter) {
   const out = form.querySelector(".answer");
+  show(out, "", "");
   const token = localStorage.getItem(TOKEN);
   if (!token) {
     show(out, "error", "paste your API token at the top first ('starter.py token new --as NAME')");
@@ -65,6 +66,7 @@ async function act(form, submitter) {
   if (submitter && submitter.name) body[submitter.name] = submitter.value;
   const url = (submitter && submitter.getAttribute("formaction")) || form.dataset.post;
   for (const button of form.querySelectorAll("button")) button.disabled = true;
+  show(out, "", "sending…");
   try {
     const response = await fetch(url, {
       method: "POST",
@@ -87,7 +89,7 @@ async function act(form, submitter) {
 }
 
 function show(out, kind, text) {
-  if (!out) { alert(text); return; }
+  if (!out) { if (kind === "error") alert(text); return; }
   out.className = "answer " + kind;
   out.textContent = text;
 }

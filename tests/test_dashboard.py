@@ -1,0 +1,207 @@
+"""The dashboard in a real browser: live progress, the goal page's event trail, approving
+from the inbox, the API docs; and each page's screenshots at laptop and phone sizes."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
+from temporalio.client import Client
+
+from activities.tokens import new_token
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from tests import web
+from tests.helpers import ROOT, SimulatedAgents, goal_spec, report, start_goal, wait_task
+
+SCREENSHOTS = "GOALKEEPER_SCREENSHOTS"
+"""Where `make screenshots` has the pages' screenshots written (docs/screenshots)."""
+
+
+def bar(driver: WebDriver, goal_id: str) -> float | None:
+    """The progress bar's value a person sees for `goal_id` on the page, if it is shown."""
+    found = driver.find_elements(By.CSS_SELECTOR, f'.progress[data-goal="{goal_id}"]')
+    return float(found[0].get_attribute("aria-valuenow") or 0) if found else None
+
+
+async def sign_in(driver: WebDriver, token: str, person: str) -> None:
+    """Paste a token in the page's header, as a person does, and wait for whom it names."""
+    driver.find_element(By.CSS_SELECTOR, "#token input[name=token]").send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#token button").click()
+
+    def named(d: WebDriver) -> bool:
+        return d.find_element(By.ID, "acting-as").text == f"acting as {person}"
+
+    await web.wait_until(driver, named, f"the header to say 'acting as {person}'")
+
+
+async def test_a_progress_bar_advances_live_while_the_goal_runs(
+    dashboard: str,
+    browser: webdriver.Chrome,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+) -> None:
+    handle = await start_goal(client, goal_spec(4, workspace, max_running_tasks=1), task_queue)
+    await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    browser.get(f"{dashboard}/?workspace={workspace}")
+    await web.wait_until(browser, lambda d: bar(d, handle.id) == 0.0, "the goal's bar at 0 %")
+
+    seen: list[float] = []
+
+    def advanced(driver: WebDriver) -> bool:
+        value = bar(driver, handle.id)  # no reload: the page refreshes its bars itself
+        if value is not None and (not seen or seen[-1] != value):
+            seen.append(value)
+        return value == 100.0
+
+    async with SimulatedAgents(client, pool, handle.id, delay=0.5):
+        await web.wait_until(browser, advanced, "the goal's bar to reach 100 % on its own")
+    assert (await handle.result()).status is GoalStatus.COMPLETED
+    assert seen[0] == 0.0 and seen == sorted(seen) and len(seen) >= 3, seen
+    card = browser.find_element(By.CSS_SELECTOR, f'[data-goal-id="{handle.id}"]').text
+    assert "4 of 4 tasks done" in card and "completed" in card
+
+
+async def test_the_goal_page_follows_the_goals_events(
+    dashboard: str, browser: webdriver.Chrome, client: Client, task_queue: str, workspace: str
+) -> None:
+    handle = await start_goal(client, goal_spec(2, workspace), task_queue)
+    first = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    browser.get(f"{dashboard}/goals/{handle.id}")
+    await web.wait_until(
+        browser, lambda d: "0 of 2 tasks done" in d.find_element(By.ID, "summary").text, "0 of 2"
+    )
+
+    await report(client, first)
+
+    def reported(driver: WebDriver) -> bool:
+        trail = driver.find_element(By.ID, "trail").text
+        tasks = driver.find_element(By.ID, "tasks").text
+        return (
+            "task completed" in trail
+            and "1 of 2 tasks done" in driver.page_source
+            and ("completed" in tasks)
+        )
+
+    await web.wait_until(browser, reported, "the report in the trail, the tasks and the bar")
+    await handle.terminate()
+
+
+async def test_an_approver_approves_from_the_inbox_and_the_goal_completes(
+    dashboard: str,
+    browser: webdriver.Chrome,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+) -> None:
+    tasks = [{"id": "sign", "title": "Sign off", "skill": "writing", "requires_approval": True}]
+    spec = goal_spec(workspace=workspace, tasks=tasks, approvers=["ops-lead"])
+    handle = await start_goal(client, spec, task_queue)
+    view = await wait_task(client, handle.id, "sign", TaskStatus.ASSIGNED)
+    await report(client, view, result="the release notes, final")
+    await wait_task(client, handle.id, "sign", TaskStatus.AWAITING_APPROVAL)
+
+    browser.get(f"{dashboard}/approvals?approver=ops-lead")
+    item = f'[data-task="{handle.id}/sign"]'
+
+    def listed(driver: WebDriver) -> Any:
+        found = driver.find_elements(By.CSS_SELECTOR, item)
+        return found[0] if found else False
+
+    card = await web.wait_until(browser, listed, "the task in the inbox")
+    assert "the release notes, final" in card.find_element(By.CSS_SELECTOR, "pre.result").text
+
+    card.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
+    refused = await web.wait_until(
+        browser, lambda d: d.find_element(By.CSS_SELECTOR, f"{item} .answer").text, "an answer"
+    )
+    assert "paste your API token" in refused  # no token: nothing sent
+
+    await sign_in(browser, (await new_token(pool, "intern"))["token"], "intern")
+    card = browser.find_element(By.CSS_SELECTOR, item)
+    card.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
+
+    def refusal(driver: WebDriver) -> str | bool:
+        answer = driver.find_element(By.CSS_SELECTOR, f"{item} .answer").text
+        return answer if "intern" in answer else False
+
+    refused = await web.wait_until(browser, refusal, "the workflow's refusal, naming intern")
+    assert "may not decide" in refused  # the validator's own words reach the person
+
+    await sign_in(browser, (await new_token(pool, "ops-lead"))["token"], "ops-lead")
+    card = browser.find_element(By.CSS_SELECTOR, item)
+    card.find_element(By.NAME, "comment").send_keys("good to ship")
+    card.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
+
+    assert (await handle.result()).status is GoalStatus.COMPLETED
+    await web.wait_until(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, item), "gone")
+    browser.get(f"{dashboard}/goals/{handle.id}")
+    summary = browser.find_element(By.ID, "summary").text
+    assert "1 of 1 tasks done" in summary and "completed" in summary
+
+
+def test_the_api_docs_render_without_the_internet(
+    dashboard: str, browser: webdriver.Chrome
+) -> None:
+    browser.get(f"{dashboard}/docs")
+    operations = WebDriverWait(browser, web.WAIT_SECONDS).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"),
+        "Swagger UI's operations",
+    )
+    paths = {o.text.replace("\u200b", "") for o in operations}
+    assert {"/api/v1/goals", "/api/v1/goals/{goal_id}/events", "/api/v1/approvals"} <= paths
+
+
+async def test_screenshots_of_every_page(
+    dashboard: str,
+    browser: webdriver.Chrome,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    tmp_path: Path,
+) -> None:
+    tasks = [
+        {"id": "research", "title": "Research the market", "skill": "research"},
+        {"id": "draft", "title": "Draft it", "skill": "writing", "depends_on": ["research"]},
+        {
+            "id": "review",
+            "title": "Review the report",
+            "skill": "writing",
+            "depends_on": ["draft"],
+            "requires_approval": True,
+        },
+        {"id": "publish", "title": "Publish it", "skill": "writing", "depends_on": ["review"]},
+    ]
+    spec = goal_spec(workspace=workspace, tasks=tasks, approvers=["ops-lead"], budget_usd=5.0)
+    spec["title"] = "Quarterly market report"
+    handle = await start_goal(client, spec, task_queue)
+    for task_id in ("research", "draft", "review"):
+        view = await wait_task(client, handle.id, task_id, TaskStatus.ASSIGNED)
+        await report(client, view, result=f"{task_id}: done, with sources", cost_usd=0.42)
+    await wait_task(client, handle.id, "review", TaskStatus.AWAITING_APPROVAL)
+
+    where = Path(os.environ.get(SCREENSHOTS) or tmp_path)
+    where = where if where.is_absolute() else ROOT / where
+    pages = {
+        "goals": f"/?workspace={workspace}",
+        "goal": f"/goals/{handle.id}",
+        "approvals": "/approvals?approver=ops-lead",
+        "agents": f"/agents?workspace={workspace}",
+        "costs": f"/costs?by=task&workspace={workspace}",
+        "suggestions": "/suggestions",
+        "health": "/health",
+    }
+    for name, path in pages.items():
+        browser.get(dashboard + path)
+        await web.wait_until(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text, name)
+        for size in web.SIZES:
+            shot = web.screenshot(browser, where / f"{name}-{size.name}.png", size)
+            assert shot.stat().st_size > 5_000, shot
+    await handle.terminate()
