@@ -45,3 +45,21 @@ async def starter(database_url: str, *args: str, temporal_address: str = "") -> 
     if temporal_address:
         env["TEMPORAL_ADDRESS"] = temporal_address
     return await run_starter(env, *args)
+
+
+async def printed_until(process: asyncio.subprocess.Process, marker: str, timeout: float) -> str:
+    """What `process` printed up to the line that holds `marker`; fails if it exits first
+    or takes more than `timeout` seconds."""
+    assert process.stdout is not None
+    printed: list[str] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not printed or marker not in printed[-1]:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), max(left, 0))
+        except TimeoutError:
+            raise AssertionError(f"no {marker!r} within {timeout:.0f} s: {printed}") from None
+        if not line:
+            raise AssertionError(f"exited with {await process.wait()} before {marker!r}: {printed}")
+        printed.append(line.decode())
+    return "".join(printed)

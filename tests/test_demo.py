@@ -26,7 +26,7 @@ from tests.helpers import (
 
 
 def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: Path) -> None:
-    port, ui_port = free_port(), free_port()
+    port, ui_port, api_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "GOALKEEPER_DATA_DIR": str(tmp_path / "data"),
@@ -35,7 +35,7 @@ def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: 
     }
     demo = subprocess.Popen(
         [sys.executable, str(ROOT / "starter.py"), "demo", "--ui-port", str(ui_port),
-         "--timeout", "180"],
+         "--api-port", str(api_port), "--timeout", "180"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -64,9 +64,12 @@ def test_the_demo_reaches_100_percent_prints_the_report_and_cleans_up(tmp_path: 
     assert "\n  total " in out and "Suggestions from this run (" in out
     assert "provisioned_only: register a dedicated agent" in out and "--skills analytics" in out
     assert f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/campaign-" in out
+    dashboard = f"http://127.0.0.1:{api_port}/"
+    assert f"dashboard: {dashboard} (API docs {dashboard}docs), while the demo runs" in out
 
-    with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0, "Temporal was left running"
+    for freed, what in ((port, "Temporal"), (api_port, "the dashboard")):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", freed)) != 0, f"{what} was left running"
     assert EmbeddedPostgres(tmp_path / "data" / "postgres").running_url() is None
 
 

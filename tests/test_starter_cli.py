@@ -1,17 +1,26 @@
 """starter.py end to end against the real stack, and every error it promises."""
 
+import asyncio
 import json
+import os
+import re
+import signal
+import socket
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.client import Client
 
 from goalkeeper.statuses import TaskStatus
 from interfaces.agents.runner import SimulatedWork
-from interfaces.stack import TemporalDevServer, free_port
+from interfaces.cli.serve import serve_beside
+from interfaces.config import Settings
+from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from tests.helpers import (
     ROOT,
     SimulatedAgents,
@@ -20,7 +29,7 @@ from tests.helpers import (
     running_agents,
     wait_task,
 )
-from tests.starter import Ran, run_starter
+from tests.starter import Ran, printed_until, run_starter
 
 Cli = Callable[..., Awaitable[Ran]]
 
@@ -260,3 +269,58 @@ async def test_unreachable_servers_say_where_and_how_to_start_one(cli: Cli, tmp_
     no_embedded = {"DATABASE_URL": "", "GOALKEEPER_DATA_DIR": str(tmp_path)}
     result = await cli("goal", "list", env=no_embedded)
     assert result.code == 3 and "no PostgreSQL is running" in result.err
+
+
+async def test_up_serves_the_dashboard_beside_the_stack_until_ctrl_c(tmp_path: Path) -> None:
+    port, ui_port, api_port = free_port(), free_port(), free_port()
+    up = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "starter.py"), "up", "--port", str(port), "--ui-port",
+        str(ui_port), "--api-port", str(api_port),
+        env={**os.environ, "GOALKEEPER_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": ""},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        printed = await printed_until(up, "Ctrl-C stops the stack", timeout=180)
+        found = re.search(r"^Dashboard +(\S+) +API docs (\S+)$", printed, re.MULTILINE)
+        assert found, printed
+        dashboard, docs = found.groups()
+        assert (dashboard, docs) == (
+            f"http://127.0.0.1:{api_port}/",
+            f"http://127.0.0.1:{api_port}/docs",
+        )
+        async with httpx.AsyncClient(base_url=dashboard, timeout=60) as http:
+            health = await http.get("api/v1/health")
+            assert health.status_code == 200, health.text
+            assert health.json()["status"] == "ok"  # the schema is there before any worker
+            goals = await http.get("api/v1/goals")
+            assert (goals.status_code, goals.json()["items"]) == (200, [])
+            assert (await http.get(docs)).status_code == 200
+            page = await http.get("")
+            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    finally:
+        if up.returncode is None:
+            up.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(up.communicate(), 90)
+    assert up.returncode == 0, err.decode()
+    for freed in (api_port, port, ui_port):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", freed)) != 0, f"port {freed} still served"
+    assert EmbeddedPostgres(tmp_path / "data" / "postgres").running_url() is None
+
+
+async def test_a_taken_dashboard_port_is_named_and_the_rest_goes_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert await serve_beside(Settings(), port) is None
+    said = capsys.readouterr().err
+    assert said == (
+        f"warning: the dashboard is not served: port {port} on 127.0.0.1 is taken; "
+        "choose another with --api-port PORT\n"
+    )
+    assert await serve_beside(Settings(), 0) is None  # 0: none, and nothing to say
+    assert capsys.readouterr().err == ""

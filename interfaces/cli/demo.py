@@ -4,8 +4,8 @@ Starts Temporal (with its Web UI) and PostgreSQL unless a stack already answers 
 TEMPORAL_ADDRESS, then a worker and a team of simulated agents as separate processes,
 stores the shipped runbooks, and asks the sample question. A triage agent turns it
 into a goal from the runbook that matches; the demo shows the goal's progress live
-while acting as its approver, then prints the report and the compiled deliverable,
-and stops everything it started.
+(in the terminal, and on the dashboard it serves) while acting as its approver, then
+prints the report and the compiled deliverable, and stops everything it started.
 """
 
 import argparse
@@ -36,8 +36,8 @@ from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.cli.costs import describe_costs
 from interfaces.cli.goals import describe_progress, describe_report
+from interfaces.cli.serve import Dashboard, serve_beside, wait_for_stop
 from interfaces.cli.session import EXIT_FAILED, CliError, Session
-from interfaces.cli.stack import wait_for_stop
 from interfaces.client import TemporalUnreachable
 from interfaces.stack import EmbeddedStack, database_url
 from workflows.goal import GoalWorkflow
@@ -73,6 +73,8 @@ async def run(session: Session, args: argparse.Namespace) -> None:
     settings = session.settings
     stack: EmbeddedStack | None = None
     crew: Crew | None = None
+    dashboard: Dashboard | None = None
+    _cancel_on_sigterm()
     try:
         env = dict(os.environ, GOALKEEPER_TASK_QUEUE=settings.task_queue)
         if await _temporal_answers(session):
@@ -113,6 +115,12 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         print(f"worker and {args.agents} simulated agents started; logs in {logs}")
         pool = await session.pool()
         print(f"runbooks stored: {', '.join(await add_shipped_runbooks(pool))}")
+        dashboard = await serve_beside(
+            replace(session.settings, database_url=env["DATABASE_URL"]), args.api_port
+        )
+        if dashboard is not None:
+            while_running = "" if args.keep else ", while the demo runs"
+            print(f"dashboard: {dashboard.url} (API docs {dashboard.url}docs){while_running}")
         report = await asyncio.wait_for(_run_request(session, args, crew), args.timeout)
         print()
         print(describe_report(report))
@@ -133,23 +141,38 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             f"  goals only: {session.ui_goals_link()} (progress under User Metadata, "
             "Current Details)"
         )
+        if dashboard is not None and args.keep:
+            print(f"dashboard: {dashboard.url}   API docs: {dashboard.url}docs")
         if report.status is not GoalStatus.COMPLETED:
             session.exit_code = EXIT_FAILED
         if args.keep:
-            print("the stack, worker and agents keep running; Ctrl-C stops them")
+            kept = "worker, agents and dashboard" if dashboard else "worker and agents"
+            print(f"the stack, {kept} keep running; Ctrl-C stops them")
             await wait_for_stop()
         else:
             print(
-                "to look around afterwards: 'make demo ARGS=--keep', or 'make up' "
-                "(every goal is kept in the data folder)"
+                "to look around afterwards (Temporal Web UI, dashboard): 'make demo "
+                "ARGS=--keep', or 'make up' (every goal is kept in the data folder)"
             )
     except TimeoutError as exc:
         raise CliError(f"the demo goal did not finish within {args.timeout:.0f}s") from exc
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None  # exit 130, as for Ctrl-C, once cleaned up below
     finally:
+        if dashboard is not None:  # first: it reads the stack
+            await dashboard.stop()
         if crew is not None:
             crew.stop()
         if stack is not None:
             stack.stop()
+
+
+def _cancel_on_sigterm() -> None:
+    """SIGTERM stops the demo as Ctrl-C does: this task alone is cancelled, so its clean-up
+    runs in order, the dashboard before the stack it reads."""
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 async def _run_request(session: Session, args: argparse.Namespace, crew: "Crew") -> GoalReport:

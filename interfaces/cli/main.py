@@ -34,6 +34,9 @@ exit codes: 0 success; 1 the goal, task or request failed; 2 bad usage or input;
 3 Temporal or PostgreSQL unreachable. Add --json to any command for scripts."""
 
 
+API_PORT_HELP = "dashboard and HTTP API port (8000; 0: none)"
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -54,9 +57,12 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    up = command(commands, "up", "run the embedded Temporal (Web UI) and PostgreSQL", stack.up)
+    up = command(
+        commands, "up", "run the embedded Temporal (Web UI), PostgreSQL and dashboard", stack.up
+    )
     up.add_argument("--port", type=int, default=7233, help="Temporal gRPC port (7233)")
     up.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
+    up.add_argument("--api-port", type=int, default=8000, help=API_PORT_HELP)
 
     show = command(
         commands, "demo", "run the sample goal end to end on the embedded stack", demo.run
@@ -68,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--delay", default="0.3-1.2", help="seconds per task, LOW-HIGH")
     show.add_argument("--seed", default="demo", help="the agents' seed: same seed, same run")
     show.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
+    show.add_argument("--api-port", type=int, default=8000, help=API_PORT_HELP)
     show.add_argument("--timeout", type=float, default=300, help="give up after (300) seconds")
 
     asking = command(
@@ -218,7 +225,9 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--install", action="store_true", help="create or update the schedule")
     check.add_argument("--interval", type=int, default=60, help="with --install: seconds (60)")
 
-    api = command(commands, "serve", "serve the HTTP API (/api/v1, docs at /docs)", serve.serve)
+    api = command(
+        commands, "serve", "serve the dashboard and HTTP API (/api/v1, docs at /docs)", serve.serve
+    )
     api.add_argument("--port", type=int, default=8000, help="port (8000)")
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
 

@@ -1,21 +1,173 @@
-"""`serve`: the HTTP API (and its docs at /docs) on uvicorn."""
+"""The dashboard and HTTP API (one app, docs at /docs) on uvicorn, in this process.
+
+`serve` runs it alone; `up` and the demo run it beside the stack, each stopping it in turn.
+"""
 
 import argparse
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
+import sys
+from collections.abc import Iterator
 
 import uvicorn
 
 from interfaces.api.app import create_app
-from interfaces.cli.session import EXIT_UNREACHABLE, CliError, Session
+from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
+from interfaces.config import Settings
 from interfaces.stack import database_url
+
+GRACE_SECONDS = 2
+"""How long open requests (a page's event stream, say) may finish once serving stops."""
 
 
 async def serve(session: Session, args: argparse.Namespace) -> None:
     database_url(session.settings, start=False)  # no PostgreSQL: say how to start one, now
-    app = create_app(session.settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
-    await server.serve()
-    if not server.started:
-        raise CliError(
-            f"the HTTP API did not start on {args.host}:{args.port}; see the log above",
-            EXIT_UNREACHABLE,
+    dashboard = Dashboard(session.settings, args.port, args.host, option="--port", quiet=False)
+    await dashboard.start()
+    try:
+        print(f"Dashboard  {dashboard.url}   API docs {dashboard.url}docs")
+        print("Ctrl-C stops it", flush=True)
+        await wait_for_stop()
+    finally:
+        await dashboard.stop()
+
+
+async def serve_beside(settings: Settings, port: int) -> "Dashboard | None":
+    """The dashboard of `up` and the demo, serving; None for port 0, or when it cannot
+    start: that is said on stderr, and the command goes on without it."""
+    if not port:
+        return None
+    dashboard = Dashboard(settings, port)
+    try:
+        await dashboard.start()
+    except CliError as exc:
+        print(f"warning: the dashboard is not served: {exc}", file=sys.stderr, flush=True)
+        return None
+    return dashboard
+
+
+class Dashboard:
+    """The app on uvicorn as a task of this process's event loop.
+
+    Ctrl-C and SIGTERM stay with the command that runs it, which stops it before it
+    stops what the app reads (the stack), so nothing is left behind.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        option: str = "--api-port",
+        quiet: bool = True,
+    ) -> None:
+        """`option` is the flag that chooses the port, named when the port is taken;
+        `quiet` logs warnings only (no access log) beside output meant for people."""
+        self.settings = settings
+        self.port, self.host, self.option = port, host, option
+        self.quiet = quiet
+        self._socket: socket.socket | None = None
+        self._server: _SignalFreeServer | None = None
+        self._serving: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def start(self) -> str:
+        """Listen, start the app and return its address once it serves.
+
+        Raises CliError when the port cannot be had or the app cannot reach its servers.
+        """
+        self._socket = _listen(self.host, self.port, self.option)
+        self.port = self._socket.getsockname()[1]  # port 0 means any free one
+        config = uvicorn.Config(
+            create_app(self.settings),
+            lifespan="on",
+            log_level="warning" if self.quiet else "info",
+            access_log=not self.quiet,
+            timeout_graceful_shutdown=GRACE_SECONDS,
         )
+        self._server = _SignalFreeServer(config)
+        self._serving = asyncio.create_task(_serve(self._server, self._socket))
+        await self._server.settled.wait()
+        if not self._server.started:
+            await self.stop()
+            raise CliError(
+                f"the dashboard did not start on {self.url}; see the log above",
+                EXIT_UNREACHABLE,
+            )
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop serving and free the port; open requests get GRACE_SECONDS to finish."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._serving is not None:
+            # wait, not await: the task may be cancelled already (SIGTERM cancels every
+            # task), and that must not cut short the caller's own clean-up.
+            await asyncio.wait([self._serving])
+        if self._socket is not None:
+            self._socket.close()
+
+
+class _SignalFreeServer(uvicorn.Server):
+    """uvicorn without its own Ctrl-C handling, which would stop the app and not the rest,
+    and with `settled`: set once it serves, or once it has failed to."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.settled = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.settled.set()
+
+
+async def _serve(server: _SignalFreeServer, listening: socket.socket) -> None:
+    try:
+        # SystemExit is how uvicorn says the app failed to start; it has logged why.
+        with contextlib.suppress(SystemExit):
+            await server.serve(sockets=[listening])
+    finally:
+        server.settled.set()
+
+
+def _listen(host: str, port: int, option: str) -> socket.socket:
+    """A socket bound to host:port, or a CliError that names the port and the way out."""
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # As uvicorn does: a port whose last connections linger in TIME_WAIT is free.
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        listening.close()
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
+            raise CliError(
+                f"port {port} on {host} is taken; choose another with {option} PORT", EXIT_USAGE
+            ) from exc
+        raise CliError(
+            f"cannot listen on {host}:{port} ({exc}); choose another with {option} PORT",
+            EXIT_USAGE,
+        ) from exc
+    return listening
+
+
+async def wait_for_stop() -> None:
+    """Return on Ctrl-C or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

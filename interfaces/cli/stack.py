@@ -1,10 +1,14 @@
-"""`up`: the embedded stack in the foreground, for development and for looking around."""
+"""`up`: the embedded stack and the dashboard in the foreground, for development and for
+looking around."""
 
 import argparse
 import asyncio
-import signal
+from dataclasses import replace
 
+from activities.database import apply_schema, create_pool
+from interfaces.cli.serve import serve_beside, wait_for_stop
 from interfaces.cli.session import Session
+from interfaces.config import Settings
 from interfaces.stack import EmbeddedStack
 
 
@@ -12,20 +16,34 @@ def up(session: Session, args: argparse.Namespace) -> None:
     stack = EmbeddedStack(session.settings.data_dir, port=args.port, ui_port=args.ui_port)
     stack.start()
     try:
-        print(f"Temporal    {stack.temporal.address}   Web UI {stack.temporal.ui_url}")
-        print(f"PostgreSQL  {stack.database_url}")
-        print(f"data in {stack.data_dir.resolve()}; a restart resumes every goal")
-        print(f"next: TEMPORAL_ADDRESS={stack.temporal.address} python worker.py")
-        print("Ctrl-C stops the stack", flush=True)
-        asyncio.run(wait_for_stop())
+        settings = replace(
+            session.settings,
+            temporal_address=stack.temporal.address,
+            database_url=stack.database_url,
+            ui_url=stack.temporal.ui_url or session.settings.ui_url,
+        )
+        asyncio.run(_serve_until_stopped(stack, settings, args.api_port))
     finally:
         stack.stop()
 
 
-async def wait_for_stop() -> None:
-    """Return on Ctrl-C or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+async def _serve_until_stopped(stack: EmbeddedStack, settings: Settings, api_port: int) -> None:
+    """Serve the dashboard, say where everything is, and wait for Ctrl-C."""
+    pool = await create_pool(stack.database_url, max_size=1)
+    try:  # the read model's tables, so the dashboard answers before any worker has run
+        await apply_schema(pool)
+    finally:
+        await pool.close()
+    dashboard = await serve_beside(settings, api_port)
+    try:
+        print(f"Temporal    {stack.temporal.address}   Web UI {stack.temporal.ui_url}")
+        print(f"PostgreSQL  {stack.database_url}")
+        if dashboard is not None:
+            print(f"Dashboard   {dashboard.url}   API docs {dashboard.url}docs")
+        print(f"data in {stack.data_dir.resolve()}; a restart resumes every goal")
+        print(f"next: TEMPORAL_ADDRESS={stack.temporal.address} python worker.py")
+        print("Ctrl-C stops the stack", flush=True)
+        await wait_for_stop()
+    finally:
+        if dashboard is not None:
+            await dashboard.stop()
