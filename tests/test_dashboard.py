@@ -2,13 +2,15 @@
 from the inbox, the API docs; and each page's screenshots at laptop and phone sizes."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 from temporalio.client import Client
 
@@ -22,15 +24,33 @@ SCREENSHOTS = "GOALKEEPER_SCREENSHOTS"
 
 
 def bar(driver: WebDriver, goal_id: str) -> float | None:
-    """The progress bar's value a person sees for `goal_id` on the page, if it is shown."""
-    found = driver.find_elements(By.CSS_SELECTOR, f'.progress[data-goal="{goal_id}"]')
-    return float(found[0].get_attribute("aria-valuenow") or 0) if found else None
+    """The progress bar's value a person sees for `goal_id` on the page, if it is shown.
+
+    Read in one script, as the page may swap the bar for a fresh one at any moment."""
+    value = driver.execute_script(
+        "const bar = [...document.querySelectorAll('.progress[data-goal]')]"
+        ".find((b) => b.dataset.goal === arguments[0]);"
+        "return bar ? bar.getAttribute('aria-valuenow') : null;",
+        goal_id,
+    )
+    return None if value is None else float(value)
+
+
+async def on(driver: WebDriver, selector: str, action: Callable[[WebElement], object]) -> None:
+    """Act on the element `selector` finds, finding it again if the page has just swapped
+    its region for a fresh one (live pages do)."""
+
+    def done(d: WebDriver) -> bool:
+        action(d.find_element(By.CSS_SELECTOR, selector))
+        return True
+
+    await web.wait_until(driver, done, f"to act on {selector}")
 
 
 async def sign_in(driver: WebDriver, token: str, person: str) -> None:
     """Paste a token in the page's header, as a person does, and wait for whom it names."""
-    driver.find_element(By.CSS_SELECTOR, "#token input[name=token]").send_keys(token)
-    driver.find_element(By.CSS_SELECTOR, "#token button").click()
+    await on(driver, "#token input[name=token]", lambda e: e.send_keys(token))
+    await on(driver, "#token button", WebElement.click)
 
     def named(d: WebDriver) -> bool:
         return d.find_element(By.ID, "acting-as").text == f"acting as {person}"
@@ -114,30 +134,33 @@ async def test_an_approver_approves_from_the_inbox_and_the_goal_completes(
         found = driver.find_elements(By.CSS_SELECTOR, item)
         return found[0] if found else False
 
-    card = await web.wait_until(browser, listed, "the task in the inbox")
-    assert "the release notes, final" in card.find_element(By.CSS_SELECTOR, "pre.result").text
+    await web.wait_until(browser, listed, "the task in the inbox")
+    result = browser.find_element(By.CSS_SELECTOR, f"{item} pre.result").text
+    assert result == "the release notes, final"
+    approve = f"{item} button[value=approve]"
 
-    card.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
-    refused = await web.wait_until(
-        browser, lambda d: d.find_element(By.CSS_SELECTOR, f"{item} .answer").text, "an answer"
-    )
-    assert "paste your API token" in refused  # no token: nothing sent
+    def answer(containing: str) -> Callable[[WebDriver], str | Literal[False]]:
+        def shown(driver: WebDriver) -> str | Literal[False]:
+            text = driver.execute_script(
+                "const out = document.querySelector(arguments[0]);"
+                "return out ? out.textContent : '';",
+                f"{item} .answer",
+            )
+            return text if containing in text else False
+
+        return shown
+
+    await on(browser, approve, WebElement.click)
+    await web.wait_until(browser, answer("paste your API token"), "no token: nothing sent")
 
     await sign_in(browser, (await new_token(pool, "intern"))["token"], "intern")
-    card = browser.find_element(By.CSS_SELECTOR, item)
-    card.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
-
-    def refusal(driver: WebDriver) -> str | bool:
-        answer = driver.find_element(By.CSS_SELECTOR, f"{item} .answer").text
-        return answer if "intern" in answer else False
-
-    refused = await web.wait_until(browser, refusal, "the workflow's refusal, naming intern")
+    await on(browser, approve, WebElement.click)
+    refused = await web.wait_until(browser, answer("intern"), "the refusal, naming intern")
     assert "may not decide" in refused  # the validator's own words reach the person
 
     await sign_in(browser, (await new_token(pool, "ops-lead"))["token"], "ops-lead")
-    card = browser.find_element(By.CSS_SELECTOR, item)
-    card.find_element(By.NAME, "comment").send_keys("good to ship")
-    card.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
+    await on(browser, f"{item} textarea[name=comment]", lambda e: e.send_keys("good to ship"))
+    await on(browser, approve, WebElement.click)
 
     assert (await handle.result()).status is GoalStatus.COMPLETED
     await web.wait_until(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, item), "gone")

@@ -28,6 +28,7 @@ from typing import Literal, TypeVar
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 from starlette.types import ASGIApp
@@ -140,9 +141,13 @@ async def wait_until(
     """Poll `condition` (e.g. `expected_conditions.text_to_be_present_in_element(...)`) until
     it returns something truthy, and return that; fail with `what` after `timeout` seconds.
 
-    It waits in a worker thread, so the test's event loop keeps running its workers.
+    It waits in a worker thread, so the test's event loop keeps running its workers. An
+    element gone stale (its region swapped) is looked for again, as a missing one is.
     """
-    wait = WebDriverWait(driver, timeout, poll_frequency=0.2)
+    # A live page swaps regions for fresh copies: an element found a moment ago may be gone.
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    )
     return await asyncio.to_thread(wait.until, condition, f"timed out waiting for {what}")
 
 

@@ -51,10 +51,11 @@ def _ago(value: datetime | None) -> str:
     if value is None:
         return "—"
     seconds = int((datetime.now(UTC) - value).total_seconds())
+    # Minutes at the finest: a live region is not swapped just because a second went by.
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit} ago"
-    return f"{max(seconds, 0)} s ago"
+    return "under a minute ago"
 
 
 templates.env.filters["usd"] = _usd

@@ -17,6 +17,7 @@ async function refresh() {
     for (const region of document.querySelectorAll("[data-live]")) {
       const next = fresh.getElementById(region.id);
       if (!next || next.innerHTML === region.innerHTML || busy(region)) continue;
+      keepAnswers(region, next);
       region.replaceWith(next);
       wire(next);
     }
@@ -25,6 +26,17 @@ async function refresh() {
   } finally {
     refreshing = false;
     if (again) { again = false; setTimeout(refresh, 0); }
+  }
+}
+
+// What an action answered stays shown when its region is swapped for a fresh copy.
+function keepAnswers(region, next) {
+  for (const out of region.querySelectorAll("form[data-post] .answer")) {
+    if (!out.textContent) continue;
+    const post = out.closest("form").dataset.post;
+    const form = [...next.querySelectorAll("form[data-post]")].find((f) => f.dataset.post === post);
+    const kept = form && form.querySelector(".answer");
+    if (kept) { kept.className = out.className; kept.textContent = out.textContent; }
   }
 }
 
