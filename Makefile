@@ -27,7 +27,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-up: install ## Run the embedded stack (Temporal + UI on :8233, PostgreSQL) in the foreground
+up: install ## Run the embedded stack (Temporal + UI on :8233, PostgreSQL, dashboard on :8000) in the foreground
 	$(PY) starter.py up
 
 worker: install ## Run a worker against TEMPORAL_ADDRESS and DATABASE_URL
