@@ -180,6 +180,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_goal ON events (goal_id, seq);
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind, seq);
+-- A running goal's added tasks (its page's progress), without reading its whole trail.
+CREATE INDEX IF NOT EXISTS events_tasks_added ON events (goal_id) WHERE kind = 'tasks_added';
 
 -- The audit trail is append-only: rows can be added, never changed or removed.
 CREATE OR REPLACE FUNCTION events_are_append_only() RETURNS trigger

@@ -11,7 +11,9 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
+from goalkeeper.models import Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.api.goals import read_model_stage
 from interfaces.stack import TemporalDevServer, free_port
 from tests.helpers import (
     ROOT,
@@ -81,6 +83,12 @@ async def test_goals_are_listed_newest_first_in_pages(
     assert (done["total"], done["items"], done["next_offset"]) == (0, [], None)
 
 
+def figures(answer: dict[str, Any] | Progress) -> dict[str, Any]:
+    """What a goal's answer shares with its workflow's `progress` query."""
+    shown = answer.model_dump(mode="json") if isinstance(answer, Progress) else answer
+    return {k: shown[k] for k in Progress.model_fields if k not in ("goal_id", "on_task_failure")}
+
+
 async def test_a_goal_agrees_with_its_progress_query_then_with_its_stored_report(
     api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
 ) -> None:
@@ -89,15 +97,20 @@ async def test_a_goal_agrees_with_its_progress_query_then_with_its_stored_report
     first = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
     await wait_task(client, handle.id, "t2", TaskStatus.ASSIGNED)
     await report(client, first)
-    live = await wait_progress(handle, lambda p: p.tasks_completed == 1)
+    await wait_progress(handle, lambda p: p.tasks_completed == 1)
 
-    body = await in_read_model(api, handle.id)
-    assert body["source"] == "workflow"
-    assert {k: body[k] for k in FIGURES} == {
-        k: v for k, v in live.model_dump(mode="json").items() if k in FIGURES
-    }
-    assert (body["progress_percentage"], body["budget_usd"]) == (50.0, 5.0)
+    body = await in_read_model(api, handle.id, lambda b: b["tasks_completed"] == 1)
+    assert body["source"] == "read_model"
+    assert figures(body) == figures(await progress(handle))
+    assert (body["progress_percentage"], body["budget_usd"], body["stage"]) == (
+        50.0,
+        5.0,
+        "running",
+    )
     assert (body["workspace"], body["title"], body["ended_at"]) == (workspace, "Test goal", None)
+    live = await get(api, f"/goals/{handle.id}", live="true")
+    assert live["source"] == "workflow"
+    assert live.keys() == body.keys() and figures(live) == figures(body)
 
     second = await wait_task(client, handle.id, "t2", TaskStatus.ASSIGNED)
     await report(client, second)
@@ -113,6 +126,72 @@ async def test_a_goal_agrees_with_its_progress_query_then_with_its_stored_report
     assert (ended["stage"], ended["progress_percentage"]) == (final.stage, 100.0)
     assert (ended["tokens_used"], ended["cost_usd"]) == (200, 0.02)
     assert ended["ended_at"] is not None
+    assert (await get(api, f"/goals/{handle.id}", live="true"))["source"] == "report"
+
+
+async def test_a_goals_stage_from_the_read_model_shows_approvals_and_a_budget_pause(
+    api: httpx.AsyncClient, client: Client, task_queue: str, workspace: str
+) -> None:
+    tasks = [
+        {"id": "sign", "title": "Sign off", "skill": "writing", "requires_approval": True},
+        {"id": "spend", "title": "Spend", "skill": "writing"},
+        {"id": "later", "title": "Later", "skill": "writing", "depends_on": ["spend"]},
+    ]
+    spec = goal_spec(workspace=workspace, tasks=tasks, approvers=["boss"], budget_usd=1.0)
+    handle = await start_goal(client, spec, task_queue)
+    sign = await wait_task(client, handle.id, "sign", TaskStatus.ASSIGNED)
+    spend = await wait_task(client, handle.id, "spend", TaskStatus.ASSIGNED)
+    await report(client, sign)
+    await wait_progress(handle, lambda p: p.tasks_awaiting_approval == 1)
+
+    waiting = await in_read_model(api, handle.id, lambda b: b["tasks_awaiting_approval"] == 1)
+    assert waiting["stage"] == "running: 1 awaiting approval"
+    assert figures(waiting) | {"stage": "running"} == figures(await progress(handle))
+
+    await report(client, spend, cost_usd=1.2)  # $1.21 of $1.00: the goal pauses
+    paused = await wait_progress(handle, lambda p: p.stage.startswith("paused: budget"))
+    held = await in_read_model(api, handle.id, lambda b: b["stage"].startswith("paused"))
+    assert held["stage"].startswith("paused: budget ($1.21 of $1.00 (121%))"), held["stage"]
+    assert paused.stage.startswith("paused: budget ($1.21 of $1.00 (121%))"), paused.stage
+    assert figures(held) | {"stage": paused.stage} == figures(await progress(handle))
+    assert (held["tasks_pending"], held["cost_usd"], held["budget_usd"]) == (1, 1.21, 1.0)
+    await handle.terminate("test over")
+
+
+def test_a_goal_held_back_by_another_budget_says_whose() -> None:
+    why = "workspace 'w' has spent its monthly budget: $1.2000 of $1.0000, 0 of no limit tokens"
+    assert (
+        read_model_stage(
+            "g",
+            GoalStatus.RUNNING,
+            awaiting_approval=2,
+            paused=True,
+            held_by=f"goal 'g' paused: {why}",
+            spent=None,
+        )
+        == f"paused: budget ({why}); assignments start again once it is raised"
+    )
+    ended = read_model_stage(
+        "g", GoalStatus.FAILED, awaiting_approval=0, paused=False, held_by=None, spent=None
+    )
+    assert ended == "failed"
+
+
+async def test_live_falls_back_to_the_read_model_without_a_workflow(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    goal_id = f"goal-{uuid.uuid4().hex[:10]}"
+    await pool.execute(
+        "INSERT INTO goals (goal_id, first_run_id, title, workspace, spec) "
+        "VALUES ($1, 'none', 'Orphan', 'nowhere', '{}')",
+        goal_id,
+    )
+    try:
+        body = await get(api, f"/goals/{goal_id}", live="true")
+        assert (body["source"], body["stage"], body["tasks_total"]) == ("read_model", "running", 0)
+        assert body["calculation_method"] == Progress.model_fields["calculation_method"].default
+    finally:
+        await pool.execute("DELETE FROM goals WHERE goal_id = $1", goal_id)
 
 
 async def test_tasks_are_paged_in_plan_order_with_their_figures(
@@ -149,6 +228,8 @@ async def test_tasks_are_paged_in_plan_order_with_their_figures(
     )
     last = await get(api, f"/goals/{handle.id}/tasks", limit=2, offset=2)
     assert ([t["task_id"] for t in last["items"]], last["next_offset"]) == (["publish"], None)
+    beyond = await get(api, f"/goals/{handle.id}/tasks", offset=3)
+    assert (beyond["total"], beyond["items"], beyond["next_offset"]) == (3, [], None)
     pending = await get(api, f"/goals/{handle.id}/tasks", status="pending")
     assert (pending["total"], [t["task_id"] for t in pending["items"]]) == (
         2,

@@ -1,11 +1,15 @@
-"""Goals and their tasks, from the read model; a running goal's progress from its workflow."""
+"""Goals and their tasks, from the read model; a running goal's progress from its workflow
+when asked for (`live=true`)."""
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from temporalio.service import RPCError
 
-from goalkeeper.models import Progress
+from goalkeeper import budgets
+from goalkeeper.models import BudgetState, Progress
+from goalkeeper.progress import compute_progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.problems import not_found
 from interfaces.api.state import Limit, Offset, Pool, Temporal, page
@@ -18,6 +22,17 @@ _FIGURES = """
     p.tasks_awaiting_approval, p.tasks_pending, p.progress_percentage, p.agents_total,
     p.agents_completed, p.cost_usd, p.tokens_used
 """
+
+_STANDING = """
+    CASE WHEN g.status = 'running' THEN
+        (SELECT coalesce(sum((e.detail->>'count')::int), 0) FROM events e
+         WHERE e.goal_id = g.goal_id AND e.kind = 'tasks_added')
+    END AS tasks_added,
+    pause.message IS NOT NULL AS paused, CASE WHEN pause.held THEN pause.message END AS held_by
+"""
+"""What a running goal's `progress` has beyond the view's figures: the tasks added while it
+ran (its `tasks_added` events), and a budget pause (the open `budget_spent` alert on the
+goal, or on 'GOAL (held)' when another budget holds it back)."""
 
 
 @router.get("/goals")
@@ -60,31 +75,50 @@ async def goal_tasks(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """A goal's tasks in plan order: status, agent, attempts, reworks, spend, dependencies."""
-    await known_goal(pool, goal_id)
     filters = "goal_id = $1 AND ($2::task_status IS NULL OR status = $2)"
-    total = await pool.fetchval(f"SELECT count(*) FROM tasks WHERE {filters}", goal_id, status)
+    # One round trip: the count and the page together, a row of NULLs when the page is empty.
     rows = await pool.fetch(
         f"""
-        SELECT task_id, title, skill, status, agent_id, assignment_id::text, attempts, reworks,
-               cost_usd::float8, tokens_used, depends_on, requires_approval, approvers, error,
-               subgoal_id, started_at, ended_at, position
-        FROM tasks WHERE {filters}
-        ORDER BY position NULLS LAST, task_id LIMIT $3 OFFSET $4
+        SELECT c.total, t.*
+        FROM (SELECT count(*) AS total FROM tasks WHERE {filters}) c
+        LEFT JOIN LATERAL (
+            SELECT task_id, title, skill, status, agent_id, assignment_id::text, attempts,
+                   reworks, cost_usd::float8, tokens_used, depends_on, requires_approval,
+                   approvers, error, subgoal_id, started_at, ended_at, position
+            FROM tasks WHERE {filters}
+            ORDER BY position NULLS LAST, task_id LIMIT $3 OFFSET $4
+        ) t ON true
+        ORDER BY t.position NULLS LAST, t.task_id
         """,
         goal_id,
         status,
         limit,
         offset,
     )
-    return page([dict(r) for r in rows], total, offset, limit)
+    total = rows[0]["total"]
+    if total == 0:  # no such goal, or none of its tasks match
+        await known_goal(pool, goal_id)
+    items = [dict(r) for r in rows if r["task_id"] is not None]
+    for item in items:
+        del item["total"]
+    return page(items, total, offset, limit)
 
 
 @router.get("/goals/{goal_id:path}")
-async def goal(pool: Pool, client: Temporal, goal_id: str) -> dict[str, Any]:
+async def goal(
+    pool: Pool,
+    client: Temporal,
+    goal_id: str,
+    live: Annotated[
+        bool, Query(description="a running goal's figures from its workflow's `progress` query")
+    ] = False,
+) -> dict[str, Any]:
     """One goal: status, stage, progress, counts, spend against budget, and when it ran.
 
-    A running goal's figures come from its workflow's `progress` query, the truth of the
-    moment; an ended goal's from its stored report. `source` says which.
+    A running goal's figures come from the read model in one round trip, the same as its
+    workflow's `progress` query once the workflow's writes are in; `live=true` asks the
+    workflow itself (falling back to the read model if it is unreachable). An ended
+    goal's figures come from its stored report. `source` says which.
     """
     row = await pool.fetchrow(
         f"""
@@ -92,39 +126,102 @@ async def goal(pool: Pool, client: Temporal, goal_id: str) -> dict[str, Any]:
                g.created_at, g.ended_at, g.report,
                coalesce(g.budget_usd::float8, (g.spec->>'budget_usd')::float8) AS budget_usd,
                coalesce(g.budget_tokens, (g.spec->>'budget_tokens')::bigint) AS budget_tokens,
-               {_FIGURES}
+               {_FIGURES}, {_STANDING}
         FROM goals g JOIN goal_progress p USING (goal_id)
+        LEFT JOIN LATERAL (
+            SELECT a.subject <> g.goal_id AS held, a.message FROM alerts a
+            WHERE g.status = 'running' AND a.kind = 'budget_spent' AND a.resolved_at IS NULL
+              AND a.subject IN (g.goal_id, g.goal_id || ' (held)')
+            ORDER BY a.subject = g.goal_id DESC LIMIT 1
+        ) pause ON true
         WHERE g.goal_id = $1
         """,
         goal_id,
     )
     if row is None:
         raise not_found("goal", goal_id, "a goal id from GET /api/v1/goals")
-    body = dict(row)
-    report = body.pop("report")
-    current: Progress | None = None
-    source = "read_model"
-    if row["status"] == GoalStatus.RUNNING:
+    found = dict(row)
+    current, source = read_model_progress(found), "read_model"
+    report = found.pop("report")
+    body = {k: v for k, v in found.items() if k not in ("tasks_added", "paused", "held_by")}
+    if row["status"] != GoalStatus.RUNNING and report is not None:
+        current, source = Progress.model_validate(report["progress"]), "report"
+    elif row["status"] == GoalStatus.RUNNING and live:
         try:
             current = await client.get_workflow_handle(goal_id).query(GoalWorkflow.progress)
             source = "workflow"
         except RPCError:
-            current = None  # the workflow is unreachable: the read model still answers
-    elif report is not None:
-        current = Progress.model_validate(report["progress"])
-        source = "report"
-    if current is not None:
-        figures = current.model_dump(mode="json", exclude={"goal_id", "on_task_failure"})
-        body.update(figures)
-        if current.budget_usd is None:
-            body["budget_usd"] = row["budget_usd"]
-        if current.budget_tokens is None:
-            body["budget_tokens"] = row["budget_tokens"]
-    else:
-        body["stage"] = "running" if row["status"] == GoalStatus.RUNNING else str(row["status"])
-        body["calculation_method"] = Progress.model_fields["calculation_method"].default
+            pass  # the workflow is unreachable: the read model still answers
+    body.update(current.model_dump(mode="json", exclude={"goal_id", "on_task_failure"}))
+    if current.budget_usd is None:
+        body["budget_usd"] = row["budget_usd"]
+    if current.budget_tokens is None:
+        body["budget_tokens"] = row["budget_tokens"]
     body["source"] = source
     return body
+
+
+def read_model_progress(row: Mapping[str, Any]) -> Progress:
+    """A goal's progress from its read-model row, by the workflow's own arithmetic."""
+    counts = {
+        TaskStatus.PENDING: row["tasks_pending"],
+        TaskStatus.ASSIGNED: row["tasks_running"],
+        TaskStatus.AWAITING_APPROVAL: row["tasks_awaiting_approval"],
+        TaskStatus.COMPLETED: row["tasks_completed"],
+        TaskStatus.FAILED: row["tasks_failed"],
+        TaskStatus.SKIPPED: row["tasks_skipped"],
+    }
+    budget = None
+    if row["budget_usd"] is not None or row["budget_tokens"] is not None:
+        budget = BudgetState(usd=row["budget_usd"], tokens=row["budget_tokens"])
+    status = GoalStatus(row["status"])
+    stage = read_model_stage(
+        row["goal_id"],
+        status,
+        awaiting_approval=row["tasks_awaiting_approval"],
+        paused=row["paused"],
+        held_by=row["held_by"],
+        spent=budgets.describe(budget, row["cost_usd"], row["tokens_used"]) if budget else None,
+    )
+    return compute_progress(
+        row["goal_id"],
+        status,
+        stage,
+        counts,
+        agents_total=row["agents_total"],
+        agents_completed=row["agents_completed"],
+        cost_usd=row["cost_usd"],
+        tokens_used=row["tokens_used"],
+        tasks_added=row["tasks_added"] or 0,
+        budget=budget,
+    )
+
+
+def read_model_stage(
+    goal_id: str,
+    status: GoalStatus,
+    *,
+    awaiting_approval: int,
+    paused: bool,
+    held_by: str | None,
+    spent: str | None,
+) -> str:
+    """A goal's stage as the read model can tell it: paused at a budget, waiting for
+    approvers, or running; an ended goal's status. (The workflow's own stage, e.g. which
+    task it is compiling, is in `live=true` and in its report.)"""
+    if status is not GoalStatus.RUNNING:
+        return str(status)
+    if held_by is not None:
+        why = held_by.removeprefix(f"goal {goal_id!r} paused: ")
+        return f"paused: budget ({why}); assignments start again once it is raised"
+    if paused:
+        return (
+            f"paused: budget ({spent or 'spent'}); waiting on a decision to raise it "
+            "or stop the goal"
+        )
+    if awaiting_approval:
+        return f"running: {awaiting_approval} awaiting approval"
+    return "running"
 
 
 async def known_goal(pool: Pool, goal_id: str) -> None:
