@@ -7,10 +7,10 @@ from fastapi import APIRouter
 from interfaces.api.state import Limit, Offset, Pool, page
 from interfaces.cli.queries import awaiting_approval
 
-router = APIRouter(tags=["agents"])
+router = APIRouter()
 
 
-@router.get("/agents")
+@router.get("/agents", tags=["agents"])
 async def list_agents(
     pool: Pool, workspace: str | None = None, limit: Limit = 50, offset: Offset = 0
 ) -> dict[str, Any]:
