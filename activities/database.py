@@ -23,10 +23,16 @@ ENUM_TYPES: dict[str, type[StrEnum]] = {
 }
 """PostgreSQL enum types and the Python enums they are generated from."""
 
-SCHEMA_FILES = ("schema.sql", "schema_costs.sql", "schema_learning.sql", "schema_api.sql")
+SCHEMA_FILES = (
+    "schema.sql",
+    "schema_costs.sql",
+    "schema_learning.sql",
+    "schema_api.sql",
+    "schema_security.sql",
+)
 """Applied in this order: the core read model, then costs, feedback and suggestions, then
 agents' records and learning (whose triggers watch the tables before it), then the HTTP
-API's tokens."""
+API's tokens, then agents' and approvers' keys."""
 
 _SCHEMA_LOCK = 0x60A1_CEE9
 """Advisory lock id: workers starting together apply the schema one at a time."""
