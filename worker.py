@@ -27,6 +27,7 @@ from activities.children import ChildActivities
 from activities.database import SCHEMA_FILES, apply_schema, create_pool
 from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
+from activities.keys import KeyActivities
 from activities.plans import PlanActivities
 from activities.read_model import ReadModelActivities
 from activities.requests import RequestActivities
@@ -55,14 +56,19 @@ def build_worker(
     assignments: AssignmentActivities | None = None,
     selection: str = "learned",
     selection_seed: str = DEFAULT_SELECTION_SEED,
+    require_signatures: bool = False,
 ) -> Worker:
     """A worker for every Goalkeeper workflow and activity on `task_queue`.
 
     `assignments` may be a subclass of the assignment activities (tests use one to
     make a message arrive at a chosen moment); otherwise agents are picked by
-    `selection` (`learned` or `least_loaded`), seeded by `selection_seed`.
+    `selection` (`learned` or `least_loaded`), seeded by `selection_seed`. Goals that
+    do not say whether they require signatures follow `require_signatures`.
     """
-    assignments = assignments or AssignmentActivities(pool, selection, selection_seed)
+    assignments = assignments or AssignmentActivities(
+        pool, selection, selection_seed, require_signatures
+    )
+    keys = KeyActivities(pool)
     read_model = ReadModelActivities(pool)
     budget = BudgetActivities(pool, alert_webhook)
     health = HealthActivities(pool, client, alert_webhook)
@@ -90,6 +96,7 @@ def build_worker(
             assignments.end_assignment,
             assignments.last_heartbeat,
             assignments.activate_assignment,
+            keys.approver_keys,
             read_model.record_goal,
             read_model.record_tasks,
             read_model.store_goal,
@@ -137,6 +144,7 @@ async def main() -> None:
         settings.alert_webhook,
         selection=settings.agent_selection,
         selection_seed=settings.selection_seed,
+        require_signatures=settings.require_signatures,
     )
     if settings.health_interval_seconds:
         every = timedelta(seconds=settings.health_interval_seconds)

@@ -33,14 +33,20 @@ class AssignmentActivities:
     `selection` is how an agent is picked among those with the skill and a free slot:
     `learned` weighs their records on the skill (`goalkeeper.learning.choose_agent`,
     its draws seeded by `seed` and the assignment id), `least_loaded` only their load.
+    `require_signatures` is the worker's default for goals that do not say.
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, selection: str = "learned", seed: str = DEFAULT_SELECTION_SEED
+        self,
+        pool: asyncpg.Pool,
+        selection: str = "learned",
+        seed: str = DEFAULT_SELECTION_SEED,
+        require_signatures: bool = False,
     ) -> None:
         self.pool = pool
         self.selection = check_selection_mode(selection)
         self.seed = seed
+        self.require_signatures = require_signatures
 
     @activity.defn
     async def assign_agents(self, request: AssignAgents) -> list[Assignment]:
@@ -60,6 +66,10 @@ class AssignmentActivities:
                     if prefer is None and self.selection == "learned":
                         prefer = await self._learned_choice(connection, request.workspace, task)
                     row = await self._assign(connection, request, task, prefer)
+                    signer = await connection.fetchrow(
+                        "SELECT public_key, operator FROM agents WHERE agent_id = $1",
+                        row["agent_id"],
+                    )
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate != BUDGET_SPENT:
                     raise
@@ -75,12 +85,16 @@ class AssignmentActivities:
                     )
                 )
                 break
+            required = request.require_signatures
             assigned.append(
                 Assignment(
                     task_id=task.task_id,
                     assignment_id=task.assignment_id,
                     agent_id=row["agent_id"],
                     provisioned=row["provisioned"],
+                    agent_key=signer["public_key"] if signer else None,
+                    agent_operator=signer["operator"] if signer else None,
+                    signatures_required=self.require_signatures if required is None else required,
                 )
             )
         return assigned

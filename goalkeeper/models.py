@@ -159,6 +159,9 @@ class GoalSpec(_Strict):
     """Longest silence allowed between an agent's heartbeats, once it has sent one."""
     approval_timeout_seconds: Seconds = 86400
     """How long each level of approvers has to decide before the next level is asked."""
+    require_signatures: bool | None = None
+    """Refuse unsigned or wrongly signed reports, heartbeats and decisions; None: the
+    worker's default (GOALKEEPER_REQUIRE_SIGNATURES)."""
     escalation: list[list[Id]] = []
     """Approver groups asked in turn when the previous level does not decide in time."""
     on_approval_timeout: ApprovalTimeoutPolicy = "reject"
@@ -198,6 +201,8 @@ class AgentReport(_Strict):
     error: str | None = None
     tokens_used: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
+    signature: str | None = Field(default=None, max_length=200)
+    """The agent's signature over the report (goalkeeper.signing.report_content)."""
 
 
 class ApprovalDecision(_Strict):
@@ -211,6 +216,10 @@ class ApprovalDecision(_Strict):
     decision: Decision = Field(strict=False)
     comment: str = ""
     task_id: Id | None = None
+    signature: str | None = Field(default=None, max_length=200)
+    """The signature over the decision on the exact result (goalkeeper.signing)."""
+    signed_by: Id | None = None
+    """A delegate (the dashboard) that signed on the approver's behalf, if not them."""
 
 
 class Heartbeat(_Strict):
@@ -218,6 +227,9 @@ class Heartbeat(_Strict):
 
     agent_id: Id
     assignment_id: Text
+    at: str | None = Field(default=None, max_length=40)
+    """When the agent sent it (ISO 8601), signed with it: a replay repeats an old time."""
+    signature: str | None = Field(default=None, max_length=200)
 
 
 class TaskView(BaseModel):
@@ -388,6 +400,10 @@ class AssignedAgent(BaseModel):
     assigned_at: datetime | None = None
     """When the goal made it: the task's deadlines count from here, a time fixed in the
     task's input rather than read from the clock when its workflow first runs."""
+    agent_key: str | None = None
+    """The agent's public key, to check its signatures."""
+    agent_operator: str | None = None
+    signatures_required: bool = False
 
 
 class TaskInput(BaseModel):
@@ -406,6 +422,8 @@ class TaskInput(BaseModel):
     on_approval_timeout: ApprovalTimeoutPolicy
     previous: TaskSummary | None = None
     """The task's state from an earlier attempt, when an approver had it retried."""
+    require_signatures: bool | None = None
+    """The goal's `require_signatures`; None: the worker's default."""
     assigned: AssignedAgent | None = None
     """The first attempt's assignment, when the goal made it (it assigns in batches)."""
     note: str | None = None

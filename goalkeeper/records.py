@@ -29,6 +29,7 @@ class EventKind(StrEnum):
     TASK_FAILED = "task_failed"
     TASK_SKIPPED = "task_skipped"
     AGENT_REGISTERED = "agent_registered"
+    KEY_REGISTERED = "key_registered"
     AGENT_UNRESPONSIVE = "agent_unresponsive"
     AGENT_RETIRED = "agent_retired"
     HEARTBEAT_REJECTED = "heartbeat_rejected"
@@ -209,6 +210,8 @@ class AssignAgents(BaseModel):
     goal_run_id: str
     workspace: str
     tasks: list[AssignTask]
+    require_signatures: bool | None = None
+    """The goal's choice; None: the worker's default, said back in each assignment."""
 
 
 class Assignment(BaseModel):
@@ -222,6 +225,12 @@ class Assignment(BaseModel):
     """Why no agent was given: a budget over the goal is spent (the last of a batch)."""
     refused_by: str | None = None
     """Whose budget: a goal's id, or `workspace:` and the workspace's name."""
+    agent_key: str | None = None
+    """The agent's public key, to check its signatures."""
+    agent_operator: str | None = None
+    """Who operates the agent: they may not approve its work."""
+    signatures_required: bool = False
+    """Whether the task must refuse unsigned messages about this assignment."""
 
 
 class EndAssignment(BaseModel):

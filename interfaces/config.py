@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goalkeeper.learning import check_selection_mode
+from interfaces.codec import Keyring, parse_keys, read_keys_file
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class Settings:
     """How agents are picked: `learned` (their records weighed) or `least_loaded`."""
     selection_seed: str = "goalkeeper"
     """Seeds the learned choice, with each assignment's id."""
+    codec_keys: Keyring | None = None
+    """Keys that encrypt payloads in Temporal (the first) and decrypt them (all); None: off."""
+    require_signatures: bool = False
+    """Goals that do not say refuse unsigned reports, heartbeats and decisions."""
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -53,7 +58,20 @@ class Settings:
                 env.get("GOALKEEPER_AGENT_SELECTION") or cls.agent_selection
             ),
             selection_seed=env.get("GOALKEEPER_SELECTION_SEED") or cls.selection_seed,
+            codec_keys=_codec_keys(env),
+            require_signatures=_switch(env, "GOALKEEPER_REQUIRE_SIGNATURES", False),
         )
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name} must be on or off (1/0, true/false), got {raw!r}")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
@@ -67,3 +85,15 @@ def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"{name} must be 0 (off) or more seconds, got {raw!r}")
     return value
+
+
+def _codec_keys(env: Mapping[str, str]) -> Keyring | None:
+    inline, path = env.get("GOALKEEPER_CODEC_KEYS"), env.get("GOALKEEPER_CODEC_KEYS_FILE")
+    if inline and path:
+        raise ValueError(
+            "set GOALKEEPER_CODEC_KEYS or GOALKEEPER_CODEC_KEYS_FILE, not both: "
+            "which keys are meant would be a guess"
+        )
+    if path:
+        return read_keys_file(Path(path))
+    return parse_keys(inline, "GOALKEEPER_CODEC_KEYS") if inline else None

@@ -1,0 +1,241 @@
+"""Signatures: who really sent a report, a heartbeat or a decision, and over what.
+
+Agents and approvers hold Ed25519 key pairs; Goalkeeper keeps their public keys. Each
+message is signed over its canonical content, so a signature proves the sender and binds
+it to the exact goal, task, assignment and result: copied to another message, it fails.
+Pure functions, so the workflows verify deterministically and every refusal is tested
+without Temporal.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from pydantic import BaseModel
+
+from goalkeeper.errors import GoalkeeperError
+from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat
+
+
+class InvalidKey(GoalkeeperError):
+    """A key that is not a base64 Ed25519 key of 32 bytes."""
+
+
+class Signers(BaseModel):
+    """Whose signatures a task accepts now, and whether it requires them."""
+
+    required: bool = False
+    agent_key: str | None = None
+    """The public key of the agent holding the current assignment."""
+    agent_operator: str | None = None
+    """Who operates that agent: they may not approve its work."""
+    approver_keys: dict[str, str] = {}
+    """The approvers' public keys, read when the task came to await approval."""
+    delegate_keys: dict[str, str] = {}
+    """Keys that sign on behalf of a person (the dashboard's), by their name."""
+    last_beat_at: str | None = None
+    """The time in the last signed heartbeat: an earlier or equal one is a replay."""
+
+
+def new_keys() -> tuple[str, str]:
+    """A fresh (private, public) key pair, each the base64 of its 32 raw bytes."""
+    private = Ed25519PrivateKey.generate()
+    return _b64(private.private_bytes_raw()), _b64(private.public_key().public_bytes_raw())
+
+
+def public_key_of(private_key: str) -> str:
+    """The public key of a private one."""
+    return _b64(_private(private_key).public_key().public_bytes_raw())
+
+
+def check_public_key(public_key: str) -> str:
+    """The key if it is a base64 Ed25519 public key; else InvalidKey naming what it is."""
+    _public(public_key)
+    return public_key
+
+
+def digest(value: Any) -> str:
+    """The SHA-256 of a result as canonical JSON: what signatures name instead of it."""
+    return hashlib.sha256(_canonical(value)).hexdigest()
+
+
+def report_content(goal_id: str, task_id: str, report: AgentReport) -> bytes:
+    """What an agent signs for a report: whose, about what, and the result's digest."""
+    return _canonical(
+        {
+            "kind": "report",
+            "goal_id": goal_id,
+            "task_id": task_id,
+            "assignment_id": report.assignment_id,
+            "agent_id": report.agent_id,
+            "outcome": str(report.outcome),
+            "result_digest": digest(report.result),
+            "error": report.error,
+            "tokens_used": report.tokens_used,
+            "cost_usd": report.cost_usd,
+        }
+    )
+
+
+def heartbeat_content(
+    goal_id: str, task_id: str, agent_id: str, assignment_id: str, at: str
+) -> bytes:
+    """What an agent signs for a heartbeat: whose, about what, and when it was sent."""
+    return _canonical(
+        {
+            "kind": "heartbeat",
+            "goal_id": goal_id,
+            "task_id": task_id,
+            "assignment_id": assignment_id,
+            "agent_id": agent_id,
+            "at": at,
+        }
+    )
+
+
+def decision_content(
+    goal_id: str, task_id: str, decision: ApprovalDecision, result_digest: str
+) -> bytes:
+    """What an approver (or a delegate for them) signs: the decision on this very result."""
+    return _canonical(
+        {
+            "kind": "decision",
+            "goal_id": goal_id,
+            "task_id": task_id,
+            "approver": decision.approver,
+            "signed_by": decision.signed_by or decision.approver,
+            "decision": str(decision.decision),
+            "comment": decision.comment,
+            "result_digest": result_digest,
+        }
+    )
+
+
+def sign(private_key: str, content: bytes) -> str:
+    """The base64 Ed25519 signature of `content`."""
+    return _b64(_private(private_key).sign(content))
+
+
+def verify(public_key: str, content: bytes, signature: str | None) -> bool:
+    """Whether `signature` is the holder of `public_key`'s over `content`."""
+    if not signature:
+        return False
+    try:
+        _public(public_key).verify(base64.b64decode(signature, validate=True), content)
+    except (InvalidSignature, InvalidKey, binascii.Error, ValueError):
+        return False
+    return True
+
+
+def report_problem(signers: Signers, goal_id: str, task_id: str, report: AgentReport) -> str | None:
+    """Why a report's signature does not prove its agent sent it, when signatures count."""
+    content = report_content(goal_id, task_id, report)
+    return _agent_problem(signers, "report", report.agent_id, content, report.signature)
+
+
+def heartbeat_problem(
+    signers: Signers, goal_id: str, task_id: str, beat: Heartbeat, at: str | None = None
+) -> str | None:
+    """Why a heartbeat's signature does not count: unsigned, wrong key, or replayed."""
+    if not signers.required:
+        return None
+    sent_at = beat.at or at
+    if sent_at is None:
+        return "heartbeat rejected: signatures are required and it names no time ('at')"
+    content = heartbeat_content(goal_id, task_id, beat.agent_id, beat.assignment_id, sent_at)
+    problem = _agent_problem(signers, "heartbeat", beat.agent_id, content, beat.signature)
+    if problem is None and signers.last_beat_at is not None and sent_at <= signers.last_beat_at:
+        return (
+            f"heartbeat rejected: its time {sent_at} is not after the last one "
+            f"({signers.last_beat_at}); a heartbeat counts once"
+        )
+    return problem
+
+
+def decision_problem(
+    signers: Signers, goal_id: str, task_id: str, decision: ApprovalDecision, result: Any
+) -> str | None:
+    """Why a decision cannot count: the approver operates the agent, or (when signatures
+    are required) it is unsigned, signed by another key, or over another result."""
+    if signers.agent_operator is not None and decision.approver == signers.agent_operator:
+        return (
+            f"decision rejected: {decision.approver!r} operates the agent whose work this "
+            "is, and may not approve it"
+        )
+    if not signers.required and not decision.signed_by:
+        return None
+    signer = decision.signed_by or decision.approver
+    keys = signers.delegate_keys if decision.signed_by else signers.approver_keys
+    key = keys.get(signer)
+    if key is None:
+        whose = f"delegate {signer!r}" if decision.signed_by else f"approver {signer!r}"
+        how = "starter.py approver key new --as NAME" if not decision.signed_by else "a delegate"
+        return f"decision rejected: {whose} has no registered key ({how})"
+    if not decision.signature:
+        return f"decision rejected: signatures are required and {signer!r} sent none"
+    content = decision_content(goal_id, task_id, decision, digest(result))
+    if not verify(key, content, decision.signature):
+        return (
+            f"decision rejected: the signature is not {signer!r}'s over this decision on "
+            f"this result (digest {digest(result)[:12]}): a decision signed for an earlier "
+            "result, another task or by another key does not count"
+        )
+    return None
+
+
+def _agent_problem(
+    signers: Signers, what: str, agent_id: str, content: bytes, signature: str | None
+) -> str | None:
+    if not signers.required:
+        return None
+    if signers.agent_key is None:
+        return (
+            f"{what} rejected: signatures are required and agent {agent_id!r} has no "
+            "registered key (agent.py registers one)"
+        )
+    if not signature:
+        return f"{what} rejected: signatures are required and it is unsigned"
+    if not verify(signers.agent_key, content, signature):
+        return (
+            f"{what} rejected: its signature is not agent {agent_id!r}'s over this "
+            f"{what} (a signature made for another assignment or by another key)"
+        )
+    return None
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _raw(key: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        # Never echoed: it may be a private key.
+        raise InvalidKey(
+            f"expected a base64 Ed25519 {what} key, got {len(key)} characters that are not base64"
+        ) from None
+    if len(raw) != 32:
+        raise InvalidKey(f"expected a 32-byte Ed25519 {what} key, got {len(raw)} bytes")
+    return raw
+
+
+def _private(key: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(_raw(key, "private"))
+
+
+def _public(key: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(_raw(key, "public"))
