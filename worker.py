@@ -95,6 +95,7 @@ def build_worker(
             assignments.assign_agents,
             assignments.end_assignment,
             assignments.last_heartbeat,
+            assignments.read_heartbeat,
             assignments.activate_assignment,
             keys.approver_keys,
             read_model.record_goal,

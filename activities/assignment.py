@@ -1,10 +1,12 @@
 """Activities that give tasks agents and take them back: the agent registry's only writers."""
 
+import json
 import re
 import uuid
 from datetime import datetime
 
 import asyncpg
+from pydantic import ValidationError
 from temporalio import activity
 
 from activities.rows import Connection
@@ -15,6 +17,7 @@ from goalkeeper.learning import (
     choose_agent,
     selection_rng,
 )
+from goalkeeper.models import Heartbeat
 from goalkeeper.records import AssignAgents, Assignment, AssignTask, EndAssignment, EventKind
 
 BUDGET_SPENT = "GK402"
@@ -181,6 +184,27 @@ class AssignmentActivities:
             assignment_id,
         )
         return at
+
+    @activity.defn
+    async def read_heartbeat(self, assignment_id: str) -> Heartbeat | None:
+        """The agent's last heartbeat written to PostgreSQL with its signature, if any, for
+        a task that requires signatures: the task checks the signature itself."""
+        row = await self.pool.fetchrow(
+            "SELECT agent_id, heartbeat_signature FROM assignments WHERE assignment_id = $1::uuid",
+            assignment_id,
+        )
+        if row is None or not row["heartbeat_signature"]:
+            return None
+        try:
+            signed = json.loads(row["heartbeat_signature"])
+            return Heartbeat(
+                agent_id=row["agent_id"],
+                assignment_id=assignment_id,
+                at=str(signed["at"]),
+                signature=str(signed["signature"]),
+            )
+        except (ValueError, KeyError, TypeError, ValidationError):
+            return None  # not a signed heartbeat: it does not count
 
 
 def provisioned_agent_id(skill: str, assignment_id: str) -> str:

@@ -430,6 +430,22 @@ class TaskInput(BaseModel):
     """Why the task runs again, for its history (an approver asked for a retry)."""
 
 
+class Signers(BaseModel):
+    """Whose signatures a task accepts now, and whether it requires them."""
+
+    required: bool = False
+    agent_key: str | None = None
+    """The public key of the agent holding the current assignment."""
+    agent_operator: str | None = None
+    """Who operates that agent: they may not approve its work."""
+    approver_keys: dict[str, str] = {}
+    """The approvers' public keys, read when the task came to await approval."""
+    delegate_keys: dict[str, str] = {}
+    """Keys that sign on behalf of a person (the dashboard's), by their name."""
+    last_beat_at: str | None = None
+    """The time in the last signed heartbeat: an earlier or equal one is a replay."""
+
+
 class TaskCheckpoint(BaseModel):
     """A task's state carried across continue-as-new (long tasks, many heartbeats)."""
 
@@ -439,6 +455,7 @@ class TaskCheckpoint(BaseModel):
     rework: list[dict[str, JsonValue]] = []
     reported: list[str] = []
     adopted: bool = False
+    signers: Signers | None = None
 
 
 class PartitionInput(BaseModel):

@@ -9,6 +9,7 @@ without Temporal.
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 from typing import Any
@@ -18,30 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from pydantic import BaseModel
 
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat
+from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat, Signers
 
 
 class InvalidKey(GoalkeeperError):
     """A key that is not a base64 Ed25519 key of 32 bytes."""
-
-
-class Signers(BaseModel):
-    """Whose signatures a task accepts now, and whether it requires them."""
-
-    required: bool = False
-    agent_key: str | None = None
-    """The public key of the agent holding the current assignment."""
-    agent_operator: str | None = None
-    """Who operates that agent: they may not approve its work."""
-    approver_keys: dict[str, str] = {}
-    """The approvers' public keys, read when the task came to await approval."""
-    delegate_keys: dict[str, str] = {}
-    """Keys that sign on behalf of a person (the dashboard's), by their name."""
-    last_beat_at: str | None = None
-    """The time in the last signed heartbeat: an earlier or equal one is a replay."""
 
 
 def new_keys() -> tuple[str, str]:
@@ -239,3 +223,15 @@ def _private(key: str) -> Ed25519PrivateKey:
 
 def _public(key: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(_raw(key, "public"))
+
+
+def _resolve_failure_type() -> None:
+    # cryptography imports its InvalidSignature type the first time a check fails, and
+    # an import from inside Temporal's workflow sandbox aborts the process: fail one
+    # check here, at import, so workflows only ever use the type already resolved.
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    with contextlib.suppress(InvalidSignature):
+        key.public_key().verify(bytes(64), b"")
+
+
+_resolve_failure_type()

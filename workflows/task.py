@@ -12,7 +12,9 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
     from activities.checks import CheckActivities
+    from activities.keys import KeyActivities
     from activities.read_model import ReadModelActivities
+    from goalkeeper import signing
     from goalkeeper.ids import assignment_id as assignment_id_of
     from goalkeeper.ids import fact_id
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
@@ -109,8 +111,11 @@ class TaskWorkflow:
         self._reported: set[str] = set()
         self._adopted = False
         """A later run of the goal took this task over: it is told how the task ends."""
+        self._signers = signing.Signers()
+        """Whose signatures count for the current assignment and approval, and if they must."""
         if checkpoint is not None:
             self._adopted = checkpoint.adopted
+            self._signers = checkpoint.signers or self._signers
             self._view = checkpoint.view
             self._attempts_before = checkpoint.attempts_before
             self._exclude = list(checkpoint.exclude)
@@ -245,7 +250,7 @@ class TaskWorkflow:
                 self._quiet_rejections.add(key)
                 await self._record_rejection(EventKind.HEARTBEAT_REJECTED, beat, payload, received)
         else:
-            self._beat(workflow.now())
+            self._beat(workflow.now(), beat)
 
     @workflow.update(name="heartbeat")
     async def heartbeat(self, *payload: Any) -> TaskView:
@@ -254,7 +259,7 @@ class TaskWorkflow:
         beat = await self._judge_heartbeat(payload)
         if isinstance(beat, str):
             raise ApplicationError(beat, type="HeartbeatRejected", non_retryable=True)
-        self._beat(workflow.now())
+        self._beat(workflow.now(), beat)
         return self._view
 
     @heartbeat.validator
@@ -333,14 +338,53 @@ class TaskWorkflow:
         self._settling = True
 
     def _report_problem(self, report: AgentReport) -> str | None:
-        return report_problem(self._view, report, self._reported, self._closed)
-
-    def _heartbeat_problem(self, beat: Heartbeat) -> str | None:
-        return assignment_problem(
-            self._view, beat.agent_id, beat.assignment_id, "heartbeat", self._closed
+        view = self._view
+        return report_problem(view, report, self._reported, self._closed) or (
+            signing.report_problem(self._signers, view.goal_id, view.task_id, report)
         )
 
-    def _beat(self, at: datetime) -> None:
+    async def _load_approver_keys(self) -> None:
+        """Read the keys of every approver who may be asked, before any may decide."""
+        approvers = sorted({name for level in self._input.approval_levels for name in level})
+        keys: signing.Signers = await record(
+            KeyActivities.approver_keys, approvers, "read the approvers' keys"
+        )
+        self._signers.approver_keys = keys.approver_keys
+        self._signers.delegate_keys = keys.delegate_keys
+
+    async def _stored_heartbeat(self, assignment_id: str) -> datetime | None:
+        """When the agent last wrote its heartbeat to PostgreSQL; with signatures required,
+        only a heartbeat its key signed, later than the last one, counts."""
+        if not self._signers.required:
+            at: datetime | None = await workflow.execute_activity_method(
+                AssignmentActivities.last_heartbeat,
+                assignment_id,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=DATABASE_RETRY,
+                summary=f"read the heartbeat of {self._view.agent_id}",
+            )
+            return at
+        beat = await workflow.execute_activity_method(
+            AssignmentActivities.read_heartbeat,
+            assignment_id,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+            summary=f"read the signed heartbeat of {self._view.agent_id}",
+        )
+        if beat is None or beat.at is None or self._heartbeat_problem(beat) is not None:
+            return None
+        self._signers.last_beat_at = beat.at
+        return datetime.fromisoformat(beat.at)
+
+    def _heartbeat_problem(self, beat: Heartbeat) -> str | None:
+        view = self._view
+        return assignment_problem(
+            view, beat.agent_id, beat.assignment_id, "heartbeat", self._closed
+        ) or signing.heartbeat_problem(self._signers, view.goal_id, view.task_id, beat)
+
+    def _beat(self, at: datetime, beat: Heartbeat | None = None) -> None:
+        if beat is not None and beat.at is not None:
+            self._signers.last_beat_at = beat.at
         self._heartbeats += 1
         if self._view.last_heartbeat_at is None or at > self._view.last_heartbeat_at:
             self._view.last_heartbeat_at = at
@@ -358,7 +402,14 @@ class TaskWorkflow:
         decision = parse_message(payload, ApprovalDecision, "approval decision")
         if isinstance(decision, str):
             return decision
-        return decision_problem(self._view, decision, self._decision is not None) or decision
+        view = self._view
+        return (
+            decision_problem(view, decision, self._decision is not None)
+            or signing.decision_problem(
+                self._signers, view.goal_id, view.task_id, decision, view.result
+            )
+            or decision
+        )
 
     # The life of the task.
 
@@ -473,6 +524,8 @@ class TaskWorkflow:
                     **spent,
                 )
                 return
+            if self._signers.required:
+                await self._load_approver_keys()
             await self._end_assignment(
                 AssignmentStatus.COMPLETED,
                 report,
@@ -637,6 +690,7 @@ class TaskWorkflow:
                         heartbeat_timeout_seconds=input.heartbeat_timeout_seconds,
                     )
                 ],
+                require_signatures=input.require_signatures,
             ),
             f"assign an agent with skill {input.task.skill!r} (attempt {attempt})",
         )
@@ -654,6 +708,11 @@ class TaskWorkflow:
     def _assigned(self, view: TaskView, assigned: Any, attempt: int) -> TaskView:
         """The view once `assigned` holds the task's `attempt`-th assignment."""
         now = getattr(assigned, "assigned_at", None) or workflow.now()
+        self._signers = signing.Signers(
+            required=assigned.signatures_required,
+            agent_key=assigned.agent_key,
+            agent_operator=assigned.agent_operator,
+        )
         return view.model_copy(
             update={
                 "status": TaskStatus.ASSIGNED,
@@ -703,13 +762,7 @@ class TaskWorkflow:
             if now >= looked_at + silence:
                 # A regular activity: this read runs from a timer for as long as the task
                 # does, and a local activity there can trip queries during replay.
-                stored = await workflow.execute_activity_method(
-                    AssignmentActivities.last_heartbeat,
-                    assignment_id,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=DATABASE_RETRY,
-                    summary=f"read the heartbeat of {self._view.agent_id}",
-                )
+                stored = await self._stored_heartbeat(assignment_id)
                 looked_at = now
                 if stored is not None:
                     self._beat(stored)
@@ -757,6 +810,7 @@ class TaskWorkflow:
                     rework=self._rework,
                     reported=sorted(self._reported),
                     adopted=self._adopted,
+                    signers=self._signers,
                 ),
             ]
         )

@@ -562,6 +562,7 @@ class TaskWindow:
                 goal_run_id=self.goal_run_id,
                 workspace=self.header.workspace,
                 tasks=requests,
+                require_signatures=self.header.require_signatures,
             ),
             f"assign agents to {len(requests)} tasks",
         )
@@ -634,7 +635,11 @@ class TaskWindow:
                     "assignment_id": assigned.assignment_id,
                     "agent_id": assigned.agent_id,
                     "assigned_at": workflow.now(),
+                    "agent_key": assigned.agent_key,
+                    "agent_operator": assigned.agent_operator,
+                    "signatures_required": assigned.signatures_required,
                 },
+                require_signatures=header.require_signatures,
             ),
             id=self._workflow_id(i),
             # The goal waits for its tasks before it continues as new; ABANDON keeps a

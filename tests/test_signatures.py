@@ -1,0 +1,189 @@
+"""Only the real agent and the real approver count: every forgery is refused, and said so."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+
+from activities.keys import register_approver_key
+from goalkeeper import signing
+from goalkeeper.models import AgentReport, ApprovalDecision, TaskView
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from tests.helpers import events, eventually, goal_spec, start_goal, wait_task
+
+KEYS = {name: signing.new_keys() for name in ("alpha", "beta", "ops-lead", "qa-lead", "intern")}
+"""Private and public keys of two agents and three people, made once for the module."""
+
+
+def private(name: str) -> str:
+    return KEYS[name][0]
+
+
+def public(name: str) -> str:
+    return KEYS[name][1]
+
+
+def signed_report(view: TaskView, key: str, **fields: Any) -> dict[str, Any]:
+    """A report on `view`'s assignment, as its agent would send it, signed with `key`."""
+    payload: dict[str, Any] = {
+        "agent_id": view.agent_id,
+        "assignment_id": view.assignment_id,
+        "outcome": "completed",
+        "result": f"result of {view.task_id}",
+        "tokens_used": 10,
+        "cost_usd": 0.001,
+    } | fields
+    content = signing.report_content(view.goal_id, view.task_id, AgentReport(**payload))
+    return payload | {"signature": signing.sign(key, content)}
+
+
+def signed_decision(
+    view: TaskView, approver: str, decision: str, result: Any, key: str, comment: str = ""
+) -> dict[str, Any]:
+    """A decision on `result` as `approver`, signed with `key`."""
+    payload = {"approver": approver, "decision": decision, "comment": comment}
+    content = signing.decision_content(
+        view.goal_id, view.task_id, ApprovalDecision(**payload), signing.digest(result)
+    )
+    return payload | {"signature": signing.sign(key, content)}
+
+
+async def refused(handle: WorkflowHandle[Any, Any], update: str, payload: Any, words: str) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(update, payload)
+    message = str(failure.value.cause)
+    assert words in message, message
+    return message
+
+
+async def test_forged_reports_heartbeats_and_decisions_are_refused_and_recorded(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    for agent in ("alpha", "beta"):
+        await pool.execute(
+            "INSERT INTO agents (agent_id, workspace, skills, public_key, operator) "
+            "VALUES ($1, $2, '{writing}', $3, $4)",
+            f"{workspace}-{agent}",
+            workspace,
+            public(agent),
+            "qa-lead",
+        )
+    for person in ("ops-lead", "qa-lead", "intern"):
+        await register_approver_key(pool, person, public(person))
+    tasks = [{"id": "memo", "title": "Memo", "skill": "writing", "requires_approval": True}]
+    spec = goal_spec(
+        workspace=workspace,
+        tasks=tasks,
+        approvers=["ops-lead", "qa-lead"],
+        require_signatures=True,
+    )
+    goal = await start_goal(client, spec, task_queue)
+    view = await wait_task(client, goal.id, "memo", TaskStatus.ASSIGNED)
+    task = client.get_workflow_handle(f"{goal.id}/memo")
+    holder = view.agent_id
+    assert holder is not None
+    other = "beta" if holder.endswith("alpha") else "alpha"
+    mine = "alpha" if other == "beta" else "beta"
+
+    # Reports: the other agent's key with the right ids; unsigned; a copied signature.
+    await refused(task, "report", signed_report(view, private(other)), f"not agent {holder!r}")
+    unsigned = signed_report(view, private(mine)) | {"signature": None}
+    await refused(task, "report", unsigned, "unsigned")
+    elsewhere = view.model_copy(update={"assignment_id": "00000000-0000-0000-0000-000000000000"})
+    copied = signed_report(view, private(mine)) | {
+        "signature": signed_report(elsewhere, private(mine))["signature"]
+    }
+    await refused(task, "report", copied, "another assignment")
+    await task.signal("agent_report", signed_report(view, private(other)))
+
+    async def recorded() -> Any:
+        found = await events(pool, goal.id, "report_rejected")
+        return found if any("signature" in e["message"] for e in found) else None
+
+    await eventually(recorded, what="the forged report signalled, in the trail")
+
+    # Heartbeats: signed ones count once; a replay of the same one is refused.
+    at = datetime.now(UTC).isoformat()
+    content = signing.heartbeat_content(goal.id, "memo", holder, view.assignment_id or "", at)
+    beat = {
+        "agent_id": holder,
+        "assignment_id": view.assignment_id,
+        "at": at,
+        "signature": signing.sign(private(mine), content),
+    }
+    await task.execute_update("heartbeat", beat)
+    await refused(task, "heartbeat", beat, "not after the last one")
+    await refused(task, "heartbeat", beat | {"signature": None, "at": None}, "names no time")
+
+    # The real report counts.
+    first = "the memo, first draft"
+    await task.execute_update("report", signed_report(view, private(mine), result=first))
+    await wait_task(client, goal.id, "memo", TaskStatus.AWAITING_APPROVAL)
+
+    # Decisions: someone not named; the agent's operator; unsigned; another's key.
+    await refused(
+        task,
+        "decide",
+        signed_decision(view, "intern", "approve", first, private("intern")),
+        "may not decide",
+    )
+    await refused(
+        task,
+        "decide",
+        signed_decision(view, "qa-lead", "approve", first, private("qa-lead")),
+        "operates the agent",
+    )
+    await refused(task, "decide", {"approver": "ops-lead", "decision": "approve"}, "sent none")
+    await refused(
+        task,
+        "decide",
+        signed_decision(view, "ops-lead", "approve", first, private("intern")),
+        "not 'ops-lead''s",
+    )
+
+    # A rework, then an approval signed over the first draft does not approve the second.
+    rework = signed_decision(view, "ops-lead", "reject", first, private("ops-lead"), "shorter")
+    await task.execute_update("decide", rework)
+    second_view = await wait_task(client, goal.id, "memo", TaskStatus.ASSIGNED)
+    second = "the memo, shorter"
+    await task.execute_update("report", signed_report(second_view, private(mine), result=second))
+    await wait_task(client, goal.id, "memo", TaskStatus.AWAITING_APPROVAL)
+    stale = signed_decision(view, "ops-lead", "approve", first, private("ops-lead"))
+    await refused(task, "decide", stale, "earlier result")
+    await task.execute_update(
+        "decide", signed_decision(view, "ops-lead", "approve", second, private("ops-lead"))
+    )
+    assert (await goal.result()).status is GoalStatus.COMPLETED
+
+
+async def test_signatures_are_not_required_unless_asked(
+    client: Client, task_queue: str, workspace: str
+) -> None:
+    goal = await start_goal(client, goal_spec(1, workspace), task_queue)
+    view = await wait_task(client, goal.id, "t1", TaskStatus.ASSIGNED)
+    report = {
+        "agent_id": view.agent_id,
+        "assignment_id": view.assignment_id,
+        "outcome": "completed",
+        "result": "done",
+    }
+    await client.get_workflow_handle(f"{goal.id}/t1").execute_update("report", report)
+    assert (await goal.result()).status is GoalStatus.COMPLETED
+
+
+def test_keys_and_signatures_round_trip_and_bad_keys_are_named() -> None:
+    key, pub = signing.new_keys()
+    assert signing.public_key_of(key) == pub
+    signature = signing.sign(key, b"content")
+    assert signing.verify(pub, b"content", signature)
+    assert not signing.verify(pub, b"other content", signature)
+    assert not signing.verify(public("alpha"), b"content", signature)
+    assert not signing.verify(pub, b"content", "not base64!")
+    with pytest.raises(signing.InvalidKey, match="32-byte"):
+        signing.check_public_key("c2hvcnQ=")
+    with pytest.raises(signing.InvalidKey) as bad:
+        signing.sign("private-key-material!", b"x")
+    assert "private-key-material" not in str(bad.value)  # never echo a private key
+    assert signing.digest({"b": 1, "a": [1, 2]}) == signing.digest({"a": [1, 2], "b": 1})
