@@ -5,10 +5,9 @@ import sys
 from typing import NoReturn
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from goalkeeper.errors import GoalkeeperError
-from interfaces import telemetry
+from interfaces import codec, telemetry
 from interfaces.config import Settings
 
 
@@ -24,12 +23,13 @@ class TemporalUnreachable(GoalkeeperError):
 
 
 async def connect(settings: Settings, service: str = "goalkeeper") -> Client:
-    """Connect with the pydantic converter every Goalkeeper client must share, plus tracing."""
+    """Connect with the converter every Goalkeeper client must share (pydantic, and the
+    payload encryption when keys are configured), plus tracing."""
     try:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=codec.data_converter(settings.codec_keys),
             interceptors=telemetry.tracing_interceptors(settings, service),
             runtime=telemetry.runtime(settings.metrics_address),
         )

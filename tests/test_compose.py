@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 import agent
+from interfaces.cli import main
 from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,3 +95,37 @@ def test_the_image_copies_every_package(compose: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("goalkeeper", "workflows", "activities", "interfaces", "worker.py", "agent.py"):
         assert package in dockerfile
+
+
+def test_every_goalkeeper_service_gets_the_same_codec_keys_from_outside_the_file(
+    compose: dict[str, Any],
+) -> None:
+    keys = {
+        name: service["environment"].get("GOALKEEPER_CODEC_KEYS")
+        for name, service in compose["services"].items()
+        if "build" in service
+    }
+    assert {"worker", "agents", "codec-server"} <= set(keys)
+    assert len(set(keys.values())) == 1, keys
+    # Required from the environment (.env), so no key is ever written in the file.
+    assert re.fullmatch(r"\$\{GOALKEEPER_CODEC_KEYS:\?[^}]+\}", keys["worker"]), keys["worker"]
+
+
+def test_the_ui_decodes_through_the_codec_server(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    ui, server = services["temporal-ui"], services["codec-server"]
+    endpoint = urlparse(ui["environment"]["TEMPORAL_CODEC_ENDPOINT"])
+    # The browser calls the endpoint, so it is a published port on the host, not a service name.
+    assert endpoint.hostname == "localhost", endpoint
+    published = dict(port.split(":") for port in server["ports"])
+    assert str(endpoint.port) in published
+    ui_port = next(port.split(":")[0] for port in ui["ports"])
+    command = server["command"]
+    assert command[:3] == ["python", "starter.py", "codec-server"]
+    args = main.parser().parse_args(command[2:])
+    assert str(args.port) == published[str(endpoint.port)]
+    assert args.host == "0.0.0.0"
+    assert f"http://localhost:{ui_port}" in args.cors_origin
+    # The sign-in cookie goes with the UI's requests; the UI has no token of its own to pass.
+    assert ui["environment"]["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    assert ui["environment"]["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "false"

@@ -10,6 +10,7 @@ from interfaces.cli import (
     agents,
     approvals,
     budgets,
+    codec,
     costs,
     demo,
     feedback,
@@ -239,6 +240,27 @@ def parser() -> argparse.ArgumentParser:
     command(token, "list", "tokens: ids, persons, created, revoked", tokens.listing)
     command(token, "revoke", "revoke a token by its id", tokens.revoke).add_argument(
         "token_id", help="TOKEN_ID from 'token list'"
+    )
+
+    codec_server = command(
+        commands,
+        "codec-server",
+        "decode payloads for the Temporal UI and CLI, for people with a token",
+        codec.serve,
+    )
+    codec_server.add_argument("--port", type=int, default=8081, help="port (8081)")
+    codec_server.add_argument("--host", default="127.0.0.1", help="address (127.0.0.1)")
+    codec_server.add_argument(
+        "--cors-origin",
+        action="append",
+        help="the Temporal UI's origin, e.g. http://localhost:8080 (repeat; default: "
+        "GOALKEEPER_UI_URL's)",
+    )
+    codec_key = commands.add_parser(
+        "codec-key", help="keys that encrypt payloads in Temporal"
+    ).add_subparsers(dest="codec_key_command", required=True, metavar="ACTION")
+    command(codec_key, "new", "make a key and print it once", codec.new_key).add_argument(
+        "--id", help="its key id (default: today's date and 4 random hex digits)"
     )
 
     send = command(commands, "report", "send an agent report for a task by hand", agents.report)

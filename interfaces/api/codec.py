@@ -1,0 +1,205 @@
+"""The codec server: the Temporal UI and CLI decode and encode payloads here.
+
+It speaks Temporal's codec server protocol (POST /decode and /encode, each a JSON
+`{"payloads": [...]}` of proto3-JSON payloads, answered in the same shape) for people
+allowed to read: those with a personal token from `starter.py token new`. The CLI sends the
+token as `Authorization: Bearer TOKEN` (`--codec-auth`); a browser signs in once at /login,
+which keeps the token in a cookie that the UI's requests carry ("include credentials").
+Encoding needs a token too: with it anyone could forge payloads the worker would trust.
+"""
+
+import html
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated
+from urllib.parse import parse_qs
+
+import asyncpg
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+
+from activities.database import create_pool
+from activities.tokens import InvalidToken, token_person
+from interfaces.api import problems
+from interfaces.api.auth import unauthorized
+from interfaces.api.problems import Problem
+from interfaces.api.state import Pool
+from interfaces.codec import EncryptionCodec, Keyring, UndecryptablePayload
+
+COOKIE = "goalkeeper_codec_token"
+COOKIE_SECONDS = 8 * 3600
+"""How long a browser stays signed in; the token itself is checked on every request."""
+
+log = logging.getLogger("goalkeeper.codec")
+
+
+async def _reader(request: Request, pool: Pool) -> str:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized(
+                "expected 'Authorization: Bearer TOKEN' with a token from "
+                "'starter.py token new --as NAME'"
+            )
+    else:
+        token = request.cookies.get(COOKIE, "")
+        if not token:
+            raise unauthorized(
+                "missing token: send 'Authorization: Bearer TOKEN' (temporal --codec-auth) "
+                "with a token from 'starter.py token new --as NAME', or sign in at /login "
+                "for the Temporal UI"
+            )
+    try:
+        return await token_person(pool, token.strip())
+    except InvalidToken as exc:
+        raise unauthorized(str(exc)) from exc
+
+
+Reader = Annotated[str, Depends(_reader)]
+"""The person a request reads as; a request without a valid token is answered 401."""
+
+
+def create_codec_app(
+    keyring: Keyring,
+    origins: Sequence[str],
+    *,
+    database_url: str | None = None,
+    pool: asyncpg.Pool | None = None,
+) -> FastAPI:
+    """The codec server over `keyring`, answering browsers from `origins` (CORS).
+
+    It opens a pool on `database_url` for its lifetime unless given one (left open).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_pool = None
+        if pool is None:
+            assert database_url is not None, "a pool or a database URL"
+            own_pool = await create_pool(database_url, min_size=1, max_size=4)
+        try:
+            app.state.pool = pool or own_pool
+            yield
+        finally:
+            if own_pool is not None:
+                await own_pool.close()
+
+    app = FastAPI(
+        title="Goalkeeper codec server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    problems.install(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_credentials=True,
+        allow_methods=["POST"],
+        allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+        max_age=600,
+    )
+    codec = EncryptionCodec(keyring)
+
+    @app.post("/encode")
+    async def encode(request: Request, person: Reader) -> JSONResponse:
+        payloads = await _payloads(request)
+        log.info("%s encoded %d payloads", person, len(payloads.payloads))
+        return _answer(await codec.encode(payloads.payloads))
+
+    @app.post("/decode")
+    async def decode(request: Request, person: Reader) -> JSONResponse:
+        payloads = await _payloads(request)
+        try:
+            decoded = await codec.decode(payloads.payloads)
+        except UndecryptablePayload as exc:
+            raise Problem(422, "Cannot decrypt", str(exc)) from exc
+        log.info("%s decoded %d payloads", person, len(payloads.payloads))
+        return _answer(decoded)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/login")
+
+    @app.get("/login")
+    async def login_page(request: Request, pool: Pool) -> HTMLResponse:
+        token = request.cookies.get(COOKIE)
+        person = None
+        if token:
+            try:
+                person = await token_person(pool, token)
+            except InvalidToken:
+                person = None
+        return HTMLResponse(_page(origins, person))
+
+    @app.post("/login")
+    async def login(request: Request, pool: Pool) -> Response:
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        token = (form.get("token") or [""])[0].strip()
+        try:
+            person = await token_person(pool, token)
+        except InvalidToken as exc:
+            return HTMLResponse(_page(origins, None, error=str(exc)), status_code=401)
+        response = HTMLResponse(_page(origins, person))
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=COOKIE_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @app.post("/logout")
+    async def logout() -> HTMLResponse:
+        response = HTMLResponse(_page(origins, None))
+        response.delete_cookie(COOKIE)
+        return response
+
+    return app
+
+
+async def _payloads(request: Request) -> Payloads:
+    try:
+        return json_format.Parse(await request.body(), Payloads(), ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise Problem(
+            400,
+            "Bad payloads",
+            f'expected a JSON body {{"payloads": [...]}} of proto3-JSON payloads: {exc}',
+        ) from exc
+
+
+def _answer(payloads: Iterable[Payload]) -> JSONResponse:
+    return JSONResponse(json_format.MessageToDict(Payloads(payloads=payloads)))
+
+
+def _page(origins: Sequence[str], person: str | None, error: str | None = None) -> str:
+    """The sign-in page: who is signed in, or a form for a token."""
+    if person is not None:
+        body = (
+            f"<p>Signed in as <b>{html.escape(person)}</b>. The Temporal UI "
+            f"({html.escape(', '.join(origins)) or 'no origin allowed'}) decodes payloads "
+            "here when its codec server settings include cross-origin credentials.</p>"
+            '<form method="post" action="/logout"><button>Sign out</button></form>'
+        )
+    else:
+        body = (
+            (f'<p role="alert">{html.escape(error)}</p>' if error else "")
+            + '<form method="post" action="/login"><label>Personal token '
+            '<input name="token" type="password" autocomplete="off" required></label> '
+            "<button>Sign in</button></form>"
+            "<p>Make one with <code>python starter.py token new --as NAME</code>.</p>"
+        )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Goalkeeper codec server</title></head>"
+        f"<body><h1>Goalkeeper codec server</h1>{body}</body></html>"
+    )

@@ -1,0 +1,75 @@
+"""`codec-server` and `codec-key new`: reading encrypted payloads, and keys to encrypt with."""
+
+import argparse
+import contextlib
+import sys
+from datetime import UTC, datetime
+from secrets import token_hex
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from interfaces.api.codec import create_codec_app
+from interfaces.cli.session import EXIT_USAGE, CliError, Session
+from interfaces.codec import CodecKeyError, new_key_entry
+from interfaces.config import Settings
+from interfaces.stack import database_url
+
+
+async def new_key(session: Session, args: argparse.Namespace) -> None:
+    """Print a fresh key once, as the KEY_ID:BASE64 entry GOALKEEPER_CODEC_KEYS takes."""
+    key_id = args.id or f"{datetime.now(UTC):%Y%m%d}-{token_hex(2)}"
+    try:
+        entry = new_key_entry(key_id)
+    except CodecKeyError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    session.emit({"key_id": key_id, "entry": entry}, entry)
+    if not session.as_json:
+        # On stderr, so that KEYS=$(python starter.py codec-key new) holds the entry alone.
+        print(
+            f"key {key_id}: put it first in GOALKEEPER_CODEC_KEYS of every worker, agent, "
+            "starter, API and codec server (GOALKEEPER_CODEC_KEYS=NEW,OLD...); keep older "
+            "keys after it while histories encrypted with them are read. It is kept nowhere "
+            "else: store it now.",
+            file=sys.stderr,
+        )
+
+
+async def serve(session: Session, args: argparse.Namespace) -> None:
+    """Serve the codec endpoint for the Temporal UI and CLI until Ctrl-C."""
+    keyring = session.settings.codec_keys
+    if keyring is None:
+        raise CliError(
+            "no keys to decode with: set GOALKEEPER_CODEC_KEYS (or GOALKEEPER_CODEC_KEYS_FILE) "
+            "to the keys the workers use; make one with 'python starter.py codec-key new'",
+            EXIT_USAGE,
+        )
+    origins = args.cors_origin or [ui_origin(session.settings)]
+    app = create_codec_app(
+        keyring, origins, database_url=database_url(session.settings, start=False)
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, timeout_graceful_shutdown=2)
+    )
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{args.port}"
+    print(
+        f"Codec server {url} with keys {', '.join(keyring.ids)}, for the Temporal UI at "
+        f"{', '.join(origins)}\n"
+        f"  Temporal UI: codec endpoint {url}, include cross-origin credentials; sign in at "
+        f"{url}/login\n"
+        f"  temporal CLI: --codec-endpoint {url} --codec-auth 'Bearer TOKEN'\n"
+        "Ctrl-C stops it",
+        flush=True,
+    )
+    # uvicorn says why it could not start (a port taken, PostgreSQL down), then exits.
+    with contextlib.suppress(SystemExit):
+        await server.serve()
+    if not server.started:
+        raise CliError(f"the codec server did not start on {url}; see the log above", EXIT_USAGE)
+
+
+def ui_origin(settings: Settings) -> str:
+    """The origin of the Temporal UI the CLI links to (GOALKEEPER_UI_URL)."""
+    parts = urlsplit(settings.ui_url)
+    return f"{parts.scheme}://{parts.netloc}"
