@@ -110,7 +110,7 @@ def create_codec_app(
     @app.post("/encode")
     async def encode(request: Request, person: Reader) -> JSONResponse:
         payloads = await _payloads(request)
-        log.info("%s encoded %d payloads", person, len(payloads.payloads))
+        log.info("%s encoded %d payload(s)", person, len(payloads.payloads))
         return _answer(await codec.encode(payloads.payloads))
 
     @app.post("/decode")
@@ -120,7 +120,7 @@ def create_codec_app(
             decoded = await codec.decode(payloads.payloads)
         except UndecryptablePayload as exc:
             raise Problem(422, "Cannot decrypt", str(exc)) from exc
-        log.info("%s decoded %d payloads", person, len(payloads.payloads))
+        log.info("%s decoded %d payload(s)", person, len(payloads.payloads))
         return _answer(decoded)
 
     @app.get("/", include_in_schema=False)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from interfaces import telemetry
 from interfaces.api.codec import create_codec_app
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 from interfaces.codec import CodecKeyError, new_key_entry
@@ -44,6 +45,7 @@ async def serve(session: Session, args: argparse.Namespace) -> None:
             "to the keys the workers use; make one with 'python starter.py codec-key new'",
             EXIT_USAGE,
         )
+    telemetry.configure_logging()  # who decoded what, beside uvicorn's access log
     origins = args.cors_origin or [ui_origin(session.settings)]
     app = create_codec_app(
         keyring, origins, database_url=database_url(session.settings, start=False)
