@@ -61,6 +61,18 @@ async def register_approver_key(
     await _event(connection, None, f"{kind} {approver!r} registered a new signing key")
 
 
+async def ensure_delegate_key(pool: asyncpg.Pool, name: str, public_key: str) -> None:
+    """Register a delegate's key (the dashboard's) unless it is already the current one."""
+    current = await pool.fetchval(
+        "SELECT public_key FROM approver_keys WHERE approver = $1 AND delegate "
+        "AND replaced_at IS NULL",
+        name,
+    )
+    if current != public_key:
+        async with pool.acquire() as connection, connection.transaction():
+            await register_approver_key(connection, name, public_key, delegate=True)
+
+
 async def rekey_agent(
     connection: Connection, agent_id: str, public_key: str, operator: str
 ) -> None:

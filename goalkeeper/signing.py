@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat, Signers
+from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat, Signers, TaskView
 
 
 class InvalidKey(GoalkeeperError):
@@ -107,6 +107,13 @@ def sign(private_key: str, content: bytes) -> str:
     return _b64(_private(private_key).sign(content))
 
 
+def sign_decision(private_key: str, view: TaskView, payload: dict[str, Any]) -> str:
+    """The signature of a decision payload on the result `view` holds now."""
+    decision = ApprovalDecision.model_validate(payload)
+    content = decision_content(view.goal_id, view.task_id, decision, digest(view.result))
+    return sign(private_key, content)
+
+
 def verify(public_key: str, content: bytes, signature: str | None) -> bool:
     """Whether `signature` is the holder of `public_key`'s over `content`."""
     if not signature:
@@ -153,7 +160,7 @@ def decision_problem(
             f"decision rejected: {decision.approver!r} operates the agent whose work this "
             "is, and may not approve it"
         )
-    if not signers.required and not decision.signed_by:
+    if not signers.required:
         return None
     signer = decision.signed_by or decision.approver
     keys = signers.delegate_keys if decision.signed_by else signers.approver_keys

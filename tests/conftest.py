@@ -7,6 +7,7 @@ headless Chromium (`dashboard`, `browser`; helpers in tests/web.py).
 
 import http.server
 import json
+import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,20 @@ from interfaces.config import Settings
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from tests import web
 from worker import build_worker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Signing keys the suite makes (the dashboard's, approvers') stay in a temporary
+    directory, never the user's own; processes the tests start inherit it."""
+    path = tmp_path_factory.mktemp("keys")
+    before = os.environ.get("GOALKEEPER_KEY_DIR")
+    os.environ["GOALKEEPER_KEY_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("GOALKEEPER_KEY_DIR", None)
+    else:
+        os.environ["GOALKEEPER_KEY_DIR"] = before
 
 
 @pytest.fixture(scope="session")

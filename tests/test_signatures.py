@@ -1,17 +1,22 @@
 """Only the real agent and the real approver count: every forgery is refused, and said so."""
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.keys import register_approver_key
+from activities.tokens import new_token
 from goalkeeper import signing
 from goalkeeper.models import AgentReport, ApprovalDecision, TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.stack import TemporalDevServer
 from tests.helpers import events, eventually, goal_spec, start_goal, wait_task
+from tests.starter import starter
 
 KEYS = {name: signing.new_keys() for name in ("alpha", "beta", "ops-lead", "qa-lead", "intern")}
 """Private and public keys of two agents and three people, made once for the module."""
@@ -187,3 +192,71 @@ def test_keys_and_signatures_round_trip_and_bad_keys_are_named() -> None:
         signing.sign("private-key-material!", b"x")
     assert "private-key-material" not in str(bad.value)  # never echo a private key
     assert signing.digest({"b": 1, "a": [1, 2]}) == signing.digest({"a": [1, 2], "b": 1})
+
+
+async def test_the_cli_and_the_dashboard_sign_decisions_on_the_result_seen(
+    api: httpx.AsyncClient,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+) -> None:
+    address = temporal_server.address
+    approver = f"lead-{workspace}"
+    made = await starter(database_url, "approver", "key", "new", "--as", approver, "--json")
+    assert made.code == 0, made.err
+    assert made.json()["key_file"].startswith(os.environ["GOALKEEPER_KEY_DIR"])
+    again = await starter(database_url, "approver", "key", "new", "--as", approver)
+    assert again.code == 2 and "--replace" in again.err
+    await pool.execute(
+        "INSERT INTO agents (agent_id, workspace, skills, capacity, public_key) "
+        "VALUES ($1, $2, '{writing}', 3, $3)",
+        f"{workspace}-alpha",
+        workspace,
+        public("alpha"),
+    )
+    tasks = [
+        {"id": f"t{n}", "title": f"Task {n}", "skill": "writing", "requires_approval": True}
+        for n in (1, 2, 3)
+    ]
+    spec = goal_spec(workspace=workspace, tasks=tasks, approvers=[approver])
+    spec["require_signatures"] = True
+    goal = await start_goal(client, spec, task_queue)
+    views = {}
+    for task_id in ("t1", "t2", "t3"):
+        view = await wait_task(client, goal.id, task_id, TaskStatus.ASSIGNED)
+        await client.get_workflow_handle(f"{goal.id}/{task_id}").execute_update(
+            "report", signed_report(view, private("alpha"))
+        )
+        views[task_id] = await wait_task(client, goal.id, task_id, TaskStatus.AWAITING_APPROVAL)
+
+    # The CLI signs with the approver's key on this machine.
+    approved = await starter(
+        database_url, "approve", f"{goal.id}/t1", "--as", approver, temporal_address=address
+    )
+    assert approved.code == 0, approved.err
+
+    # `sign` prints the input for the temporal CLI; it counts as the approver's.
+    printed = await starter(
+        database_url,
+        *("sign", f"{goal.id}/t2", "--decision", "approve", "--as", approver, "--json"),
+        temporal_address=address,
+    )
+    assert printed.code == 0, printed.err
+    await client.get_workflow_handle(f"{goal.id}/t2").execute_update("decide", printed.json())
+
+    # The dashboard signs with its own key, on the person's behalf, over what they saw.
+    headers = {"Authorization": f"Bearer {(await new_token(pool, approver))['token']}"}
+    path = f"/goals/{goal.id}/tasks/t3/decision"
+    stale = {"decision": "approve", "result_digest": signing.digest("an older result")}
+    changed = await api.post(path, json=stale, headers=headers)
+    assert changed.status_code == 409 and "new result" in changed.json()["detail"]
+    seen = signing.digest(views["t3"].result)
+    done = await api.post(path, json=stale | {"result_digest": seen}, headers=headers)
+    assert done.status_code == 200, done.text
+
+    assert (await goal.result()).status is GoalStatus.COMPLETED
+    accepted = [e["message"] for e in await events(pool, goal.id, "decision_accepted")]
+    assert any("t3" in m and "signed by 'dashboard'" in m for m in accepted), accepted

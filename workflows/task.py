@@ -546,7 +546,7 @@ class TaskWorkflow:
                 lines.append(f"{decision.approver} approved{comment}")
                 await self._change(
                     EventKind.DECISION_ACCEPTED,
-                    f"task {self._view.task_id!r} approved by {decision.approver!r}",
+                    f"task {self._view.task_id!r} approved by {decision.approver!r}{via(decision)}",
                     decided(decision, self._view.assignment_id),
                     status=TaskStatus.COMPLETED,
                     waiting_on=[],
@@ -579,7 +579,8 @@ class TaskWorkflow:
             )
             await self._change(
                 EventKind.DECISION_ACCEPTED,
-                f"task {self._view.task_id!r} sent back for rework by {decision.approver!r}",
+                f"task {self._view.task_id!r} sent back for rework by {decision.approver!r}"
+                f"{via(decision)}",
                 decided(decision, self._view.assignment_id),
                 status=TaskStatus.PENDING,
                 waiting_on=[],
@@ -1027,3 +1028,8 @@ def decided(decision: ApprovalDecision, assignment_id: str | None) -> dict[str, 
         "comment": decision.comment[:2000],
         "assignment_id": assignment_id,
     }
+
+
+def via(decision: ApprovalDecision) -> str:
+    """How a decision was signed, when someone other than its approver signed it."""
+    return f" (signed by {decision.signed_by!r} on their behalf)" if decision.signed_by else ""

@@ -4,7 +4,7 @@ workflows' validators answer the person, as problem details."""
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -13,9 +13,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.feedback import give_feedback
 from activities.suggestions import decide_suggestion
 from goalkeeper.feedback import InvalidFeedback, feedback
+from goalkeeper.signing import digest, sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
 from goalkeeper.suggestions import InvalidSuggestionDecision, SuggestionStatus
-from interfaces.api.auth import Person
+from interfaces.api.auth import DELEGATE, Person
 from interfaces.api.problems import Problem
 from interfaces.api.state import Pool, Temporal
 from workflows.task import TaskWorkflow
@@ -28,6 +29,9 @@ class DecisionBody(BaseModel):
 
     decision: Decision
     comment: str = ""
+    result_digest: str | None = None
+    """The digest of the result the person saw (the inbox sends it): refused if the task's
+    result has changed since."""
 
 
 class BudgetBody(BaseModel):
@@ -79,7 +83,12 @@ async def me(person: Person) -> dict[str, str]:
 
 @router.post("/goals/{goal_id:path}/tasks/{task_id}/decision")
 async def decide(
-    client: Temporal, person: Person, goal_id: str, task_id: str, body: DecisionBody
+    request: Request,
+    client: Temporal,
+    person: Person,
+    goal_id: str,
+    task_id: str,
+    body: DecisionBody,
 ) -> dict[str, Any]:
     """Approve or reject a task's result as the token's person; a failed task's decision
     (retry it or give up) goes to its goal, as `starter.py approve|reject` does."""
@@ -98,6 +107,16 @@ async def decide(
         return {"goal": answer}
     if view.status.is_terminal:
         raise Problem(409, "Task ended", f"task {task!r} already ended ({view.status})")
+    seen, now = body.result_digest, digest(view.result)
+    if seen is not None and seen != now:
+        raise Problem(
+            409,
+            "Result changed",
+            f"task {task!r} has a new result (digest {now[:12]}) since the one you saw "
+            f"({seen[:12]}); read it again before deciding",
+        )
+    payload |= {"signed_by": DELEGATE}
+    payload["signature"] = sign_decision(request.app.state.signing_key, view, payload)
     return {"task": await send_update(client, task, "decide", payload)}
 
 

@@ -12,6 +12,8 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from activities.database import create_pool
+from activities.keys import ensure_delegate_key
+from goalkeeper.signing import public_key_of
 from interfaces.api import (
     actions,
     agents,
@@ -22,8 +24,10 @@ from interfaces.api import (
     problems,
     suggestions,
 )
+from interfaces.api.auth import DELEGATE
 from interfaces.client import connect
 from interfaces.config import Settings
+from interfaces.keyring import key_for
 from interfaces.stack import database_url
 from interfaces.web import pages
 
@@ -45,6 +49,11 @@ def create_app(
             own_pool = await create_pool(database_url(settings, start=False), max_size=10)
         try:
             app.state.pool = pool or own_pool
+            # The dashboard signs decisions with its own key, on behalf of the person.
+            app.state.signing_key = key_for("delegate", DELEGATE)
+            await ensure_delegate_key(
+                app.state.pool, DELEGATE, public_key_of(app.state.signing_key)
+            )
             app.state.client = client or await connect(settings, service="goalkeeper-api")
             yield
         finally:

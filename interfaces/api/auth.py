@@ -9,6 +9,9 @@ from activities.tokens import InvalidToken, token_person
 from interfaces.api.problems import Problem
 from interfaces.api.state import Pool
 
+DELEGATE = "dashboard"
+"""The name the API's decisions are signed by, on behalf of their token's person."""
+
 _bearer = HTTPBearer(auto_error=False, description="a token from 'starter.py token new'")
 
 

@@ -3,10 +3,12 @@
 import argparse
 
 from goalkeeper.models import Progress, TaskView
+from goalkeeper.signing import sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
 from interfaces.cli import queries
 from interfaces.cli.session import Session, table
 from interfaces.cli.tasks import require_open, send_update, task_view
+from interfaces.keyring import load_key
 
 
 async def awaiting(session: Session, args: argparse.Namespace) -> None:
@@ -55,6 +57,9 @@ async def _decide(session: Session, args: argparse.Namespace, decision: Decision
         )
         return
     require_open(view)
+    key = load_key("approver", args.approver)
+    if key is not None:  # signed over the very result it decides on
+        payload["signature"] = sign_decision(key, view, payload)
     after = TaskView.model_validate(await send_update(session, args.task, "decide", payload))
     session.emit(
         after.model_dump(mode="json"),

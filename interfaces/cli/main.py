@@ -16,6 +16,7 @@ from interfaces.cli import (
     feedback,
     goals,
     health,
+    keys,
     requests,
     runbooks,
     serve,
@@ -272,6 +273,7 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--assignment", help="assignment id (default: the current one)")
     send.add_argument("--tokens", type=int, default=0, help="tokens used")
     send.add_argument("--cost", type=float, default=0.0, help="cost in USD")
+    keys.add_commands(commands, agent, command)
     return top
 
 

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from activities.deliverables import read_deliverable
 from activities.event_feed import latest_events
 from goalkeeper.records import EventKind
+from goalkeeper.signing import digest
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from goalkeeper.suggestions import SuggestionStatus
 from interfaces.api import agents, costs, goals, suggestions
@@ -77,6 +78,7 @@ def _shown(value: Any, whole: str = "the API") -> str:
 
 templates.env.filters["pager_query"] = _pager_query
 templates.env.filters["shown"] = _shown
+templates.env.filters["digest"] = digest
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
