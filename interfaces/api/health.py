@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 
 from interfaces.api.state import Pool, Temporal
 from interfaces.health import latest
+from interfaces.telemetry import masked
 
 router = APIRouter(tags=["health"])
 
@@ -29,12 +30,12 @@ async def health_report(pool: asyncpg.Pool, client: Client) -> dict[str, Any]:
     try:
         last, alerts = await latest(pool)
     except (OSError, asyncpg.PostgresError) as exc:
-        body["postgres"] = {"reachable": False, "error": str(exc)}
+        body["postgres"] = {"reachable": False, "error": masked(exc)}
         last, alerts = None, []
     try:
         await client.service_client.check_health()
     except (RPCError, RuntimeError) as exc:
-        body["temporal"] = {"reachable": False, "error": str(exc)}
+        body["temporal"] = {"reachable": False, "error": masked(exc)}
     reachable = body["postgres"]["reachable"] and body["temporal"]["reachable"]
     body["status"] = "unreachable" if not reachable else "alerts" if alerts else "ok"
     body["open_alerts"] = len(alerts)

@@ -28,7 +28,7 @@ from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Sessi
 from interfaces.client import TemporalUnreachable
 from interfaces.config import Settings
 from interfaces.stack import StackError
-from interfaces.telemetry import TelemetryError
+from interfaces.telemetry import TelemetryError, hide_secrets, masked
 
 DESCRIPTION = """Goalkeeper: goals for teams of AI agents, on Temporal.
 
@@ -290,12 +290,13 @@ def _interrupt(*_: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    hide_secrets()  # in the logs of the dashboard and the demo, and in any traceback
     # SIGTERM unwinds like Ctrl-C, so the demo stops what it started.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         session = Session(Settings.from_env(), as_json=args.json)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {masked(exc)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.run is stack.up:
@@ -303,13 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             asyncio.run(_run(session, args))
     except (TemporalUnreachable, StackError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {masked(exc)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except TelemetryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {masked(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {masked(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -11,9 +11,11 @@ from temporalio.client import Client
 
 from activities.database import create_pool
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.masking import mask_url
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import database_url
+from interfaces.telemetry import masked
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 """0 success; 1 the goal, task or request failed; 2 bad usage or input; 3 a server is
@@ -48,8 +50,8 @@ class Session:
                 self._pool = await create_pool(url, min_size=1, max_size=2)
             except (OSError, asyncpg.PostgresError) as exc:
                 raise CliError(
-                    f"cannot reach PostgreSQL at {url} ({exc}); start the stack with "
-                    "'python starter.py up' or set DATABASE_URL",
+                    f"cannot reach PostgreSQL at {mask_url(url)} ({masked(exc)}); start the stack "
+                    "with 'python starter.py up' or set DATABASE_URL",
                     EXIT_UNREACHABLE,
                 ) from exc
         return self._pool

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 
 from activities.database import apply_schema, create_pool
+from goalkeeper.masking import mask_url
 from interfaces.cli.serve import serve_beside, wait_for_stop
 from interfaces.cli.session import Session
 from interfaces.config import Settings
@@ -37,7 +38,7 @@ async def _serve_until_stopped(stack: EmbeddedStack, settings: Settings, api_por
     dashboard = await serve_beside(settings, api_port)
     try:
         print(f"Temporal    {stack.temporal.address}   Web UI {stack.temporal.ui_url}")
-        print(f"PostgreSQL  {stack.database_url}")
+        print(f"PostgreSQL  {mask_url(stack.database_url)}")
         if dashboard is not None:
             print(f"Dashboard   {dashboard.url}   API docs {dashboard.url}docs")
         print(f"data in {stack.data_dir.resolve()}; a restart resumes every goal")
