@@ -5,19 +5,25 @@
     python agent.py --skills data --command './my-agent.sh'             # a shell command
 
 Agents register in PostgreSQL, wake on their assignments through LISTEN/NOTIFY, and
-report by signalling their task workflow. See goalkeeper/agent_runner.py for the hook
-interface. Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and DATABASE_URL like the worker.
+report by signalling their task workflow. See interfaces/agents/runner.py for the hook
+interface. Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and DATABASE_URL like the worker;
+DATABASE_URL should be an agents' login (`starter.py agent role new NAME`), which may act
+only for its own agents. A worker creates the schema: agents wait for it.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
 from typing import Any
 
-from activities.database import apply_schema, create_pool
+import asyncpg
+from temporalio.client import Client
+
+from activities.database import AGENT_ROLE, agent_access, create_pool
 from goalkeeper.errors import GoalkeeperError
 from interfaces import telemetry
 from interfaces.agents import registry
@@ -33,6 +39,11 @@ from interfaces.config import Settings
 from interfaces.stack import database_url
 
 log = logging.getLogger("goalkeeper.agent")
+
+SCHEMA_POLL_SECONDS = 2.0
+"""How often agents look for the schema a worker creates."""
+SCHEMA_NOTE_SECONDS = 30.0
+"""How often they say, meanwhile, that they are waiting for it."""
 
 
 def span(text: str, kind: type[float] | type[int]) -> tuple[float, float] | tuple[int, int]:
@@ -124,16 +135,60 @@ async def run(args: argparse.Namespace) -> None:
     skills = [s.strip() for s in args.skills.split(",") if s.strip()]
     agent_ids = [f"{args.prefix}-{n}" for n in range(args.first, args.first + args.count)]
     client = await connect(settings, service="goalkeeper-agent")
-    pool = await create_pool(database_url(settings, start=False), max_size=4)
-    await apply_schema(pool)  # agents may start before any worker has
-    for agent_id in agent_ids:
-        await registry.register_agent(
-            pool, agent_id, args.workspace, skills, args.capacity, args.config
-        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(database_url(settings, start=False), max_size=4)
+    try:
+        if await wait_for_schema(pool, stop):
+            await serve(args, client, pool, agent_ids, skills, hook, stop)
+    finally:
+        await pool.close()
+
+
+async def wait_for_schema(pool: asyncpg.Pool, stop: asyncio.Event) -> bool:
+    """Wait until a worker has created the schema, saying so meanwhile; False if stopped.
+
+    A login that may not act for agents is an error at once: waiting would not help.
+    """
+    waited = 0.0
+    while (allowed := await agent_access(pool)) is None:
+        if waited % SCHEMA_NOTE_SECONDS < SCHEMA_POLL_SECONDS:
+            log.warning(
+                "PostgreSQL has no Goalkeeper schema (or one older than these agents): "
+                "waiting for a worker to create it; start one with 'python worker.py' "
+                "(waited %.0f s)",
+                waited,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SCHEMA_POLL_SECONDS)
+        if stop.is_set():
+            return False
+        waited += SCHEMA_POLL_SECONDS
+    if not allowed:
+        login = await pool.fetchval("SELECT session_user")
+        raise GoalkeeperError(
+            f"PostgreSQL login {login!r} may not act for agents: use a login made with "
+            f"'python starter.py agent role new NAME' (a member of {AGENT_ROLE})"
+        )
+    return True
+
+
+async def serve(
+    args: argparse.Namespace,
+    client: Client,
+    pool: asyncpg.Pool,
+    agent_ids: list[str],
+    skills: list[str],
+    hook: Hook,
+    stop: asyncio.Event,
+) -> None:
+    """Register the agents, serve their assignments until stopped, then take them offline."""
+    for agent_id in agent_ids:
+        await registry.register_agent(
+            pool, agent_id, args.workspace, skills, args.capacity, args.config
+        )
     log.info(
         "agents %s serving workspace %r with skills %s",
         ", ".join(agent_ids),
@@ -147,7 +202,6 @@ async def run(args: argparse.Namespace) -> None:
         await runner.run(stop)
     finally:
         await registry.take_offline(pool, agent_ids)
-        await pool.close()
 
 
 def main(argv: list[str] | None = None) -> int:

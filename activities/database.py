@@ -1,11 +1,19 @@
-"""The PostgreSQL connection pool and the schema, applied idempotently at worker start."""
+"""The PostgreSQL connection pool, the schema (applied idempotently at worker start) and
+agents' logins."""
 
+import base64
+import hashlib
+import hmac
 import json
+import re
+import secrets
 from enum import StrEnum
 from importlib import resources
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from goalkeeper.errors import GoalkeeperError
 from goalkeeper.statuses import (
     AgentStatus,
     AssignmentStatus,
@@ -29,10 +37,19 @@ SCHEMA_FILES = (
     "schema_learning.sql",
     "schema_api.sql",
     "schema_security.sql",
+    "schema_roles.sql",
 )
 """Applied in this order: the core read model, then costs, feedback and suggestions, then
 agents' records and learning (whose triggers watch the tables before it), then the HTTP
-API's tokens, then agents' and approvers' keys."""
+API's tokens, then agents' and approvers' keys, then what agents' logins may do (last:
+it grants on what the others made)."""
+
+AGENT_ROLE = "goalkeeper_agent"
+"""The NOLOGIN role whose members are agents' logins: what they may do is in
+schema_roles.sql."""
+
+AGENT_ENTRY = "goalkeeper_register_agent(text, text, text[], integer, jsonb, text, text)"
+"""The function an agent calls first; it exists once a worker has applied the schema."""
 
 _SCHEMA_LOCK = 0x60A1_CEE9
 """Advisory lock id: workers starting together apply the schema one at a time."""
@@ -83,3 +100,108 @@ async def apply_schema(pool: asyncpg.Pool) -> None:
                         f"ALTER TYPE {type_name} ADD VALUE IF NOT EXISTS '{member.value}'"
                     )
         await connection.execute(schema)
+
+
+async def agent_access(pool: asyncpg.Pool) -> bool | None:
+    """Whether this login may act for agents; None while the schema they need is missing
+    (or older than this code): a worker creates it, agents never do."""
+    allowed: bool | None = await pool.fetchval(
+        """
+        SELECT CASE WHEN to_regprocedure($1) IS NOT NULL
+                    THEN has_function_privilege($1, 'EXECUTE') END
+        """,
+        AGENT_ENTRY,
+    )
+    return allowed
+
+
+class InvalidAgentLogin(GoalkeeperError):
+    """An agents' login that cannot be made or dropped: the message says why."""
+
+
+_LOGIN_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,62}")
+
+
+def check_login_name(name: str) -> str:
+    """The name if it is a plain lowercase PostgreSQL role name that is not reserved."""
+    if not _LOGIN_NAME.fullmatch(name) or name.startswith("pg_") or name == AGENT_ROLE:
+        raise InvalidAgentLogin(
+            f"expected a login name of lowercase letters, digits, '_', '.' or '-' (at most 63, "
+            f"not starting with 'pg_', not {AGENT_ROLE!r}), got {name!r}"
+        )
+    return name
+
+
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """What PostgreSQL keeps of a password (SCRAM-SHA-256, as psql's \\password sends it):
+    given instead of the password, which then reaches neither the server nor its logs."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def login_url(database_url: str, name: str, password: str) -> str:
+    """`database_url` (the owner's) with the login `name` and its password instead."""
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("user", "password")]
+    return urlunsplit(
+        parts._replace(
+            netloc=f"{quote(name, safe='')}:{quote(password, safe='')}@{host}",
+            query=urlencode(query, safe="/"),
+        )
+    )
+
+
+async def create_agent_login(pool: asyncpg.Pool, name: str, password: str) -> None:
+    """Make `name` a login that may act for agents: a member of goalkeeper_agent."""
+    check_login_name(name)
+    try:
+        # Role names and passwords cannot be parameters; the name is checked above and
+        # the verifier is base64 and digits.
+        await pool.execute(
+            f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{scram_verifier(password)}' "
+            f"IN ROLE {AGENT_ROLE}"
+        )
+    except asyncpg.DuplicateObjectError:
+        raise InvalidAgentLogin(f"a role {name!r} exists already; choose another name") from None
+    except asyncpg.UndefinedObjectError:
+        raise InvalidAgentLogin(
+            f"no role {AGENT_ROLE!r} yet: start a worker once, which creates it"
+        ) from None
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise InvalidAgentLogin(f"cannot make login {name!r}: {exc}") from None
+
+
+async def drop_agent_login(pool: asyncpg.Pool, name: str) -> None:
+    """Drop an agents' login: it connects no more, and its open connections may do nothing.
+
+    Only a login that is a member of goalkeeper_agent, so no other role is dropped by it.
+    The agents it registered stay registered to its name.
+    """
+    check_login_name(name)
+    is_agent_login = await pool.fetchval(
+        """
+        SELECT r.rolcanlogin AND NOT r.rolsuper AND EXISTS (
+            SELECT 1 FROM pg_auth_members m
+            WHERE m.member = r.oid AND m.roleid = to_regrole($2))
+        FROM pg_roles r WHERE r.rolname = $1
+        """,
+        name,
+        AGENT_ROLE,
+    )
+    if is_agent_login is None:
+        raise InvalidAgentLogin(f"no role {name!r}")
+    if not is_agent_login:
+        raise InvalidAgentLogin(f"role {name!r} is not an agents' login; it is left as it is")
+    try:
+        await pool.execute(f'DROP ROLE "{name}"')
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise InvalidAgentLogin(f"cannot drop login {name!r}: {exc}") from None

@@ -1,16 +1,26 @@
-"""`agent register|list` and `report`: the registry, and an agent's report sent by hand."""
+"""`agent register|list|role` and `report`: the registry, agents' PostgreSQL logins, and an
+agent's report sent by hand."""
 
 import argparse
 import json
+import secrets
 from dataclasses import asdict
 from typing import Any
 
+from activities.database import (
+    AGENT_ROLE,
+    InvalidAgentLogin,
+    create_agent_login,
+    drop_agent_login,
+    login_url,
+)
 from goalkeeper.learning import AgentRecord
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import TaskStatus
 from interfaces.agents import registry
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 from interfaces.cli.tasks import require_open, send_update, task_view
+from interfaces.stack import database_url
 
 
 async def register(session: Session, args: argparse.Namespace) -> None:
@@ -22,6 +32,8 @@ async def register(session: Session, args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
+    except registry.RegistrationRefused as exc:
+        raise CliError(str(exc)) from exc
     session.emit(
         {"agent_id": args.agent_id, "workspace": args.workspace, "skills": skills}
         | ({"config": config} if config is not None else {}),
@@ -115,6 +127,36 @@ def record_figures(record: AgentRecord) -> dict[str, Any]:
         "failures_seen": record.failures_seen,
         "score": round(record.posterior_mean, 6),
     }
+
+
+async def new_role(session: Session, args: argparse.Namespace) -> None:
+    """Make a PostgreSQL login for agents and print its DATABASE_URL once: PostgreSQL keeps
+    only a verifier of the password, so it cannot be shown again."""
+    password = secrets.token_urlsafe(24)
+    try:
+        await create_agent_login(await session.pool(), args.name, password)
+    except InvalidAgentLogin as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    url = login_url(database_url(session.settings, start=False), args.name, password)
+    session.emit(
+        {"login": args.name, "database_url": url},
+        f"{url}\nlogin {args.name} may act for the agents it registers ({AGENT_ROLE}); keep "
+        "this URL now, it is not shown again. Run agents with it: DATABASE_URL=URL python "
+        "agent.py ... (change the host if they run elsewhere).",
+    )
+
+
+async def drop_role(session: Session, args: argparse.Namespace) -> None:
+    """Drop an agents' login: it connects no more and its open connections may do nothing."""
+    try:
+        await drop_agent_login(await session.pool(), args.name)
+    except InvalidAgentLogin as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    session.emit(
+        {"login": args.name, "dropped": True},
+        f"login {args.name} dropped; the agents it registered keep its name, so only a new "
+        "login of that name may speak for them",
+    )
 
 
 async def report(session: Session, args: argparse.Namespace) -> None:

@@ -143,6 +143,13 @@ def parser() -> argparse.ArgumentParser:
         "list agents with their status, load and record per skill",
         agents.list_agents,
     ).add_argument("--workspace", help="only this workspace")
+    logins = agent.add_parser(
+        "role", help="agents' PostgreSQL logins", description="agents' PostgreSQL logins"
+    ).add_subparsers(dest="role_action", required=True, metavar="ACTION")
+    command(
+        logins, "new", "make a login for agents and print its DATABASE_URL once", agents.new_role
+    ).add_argument("name", help="the login's name (lowercase)")
+    command(logins, "drop", "drop an agents' login", agents.drop_role).add_argument("name")
 
     runbook = commands.add_parser("runbook", help="the runbooks goals start from").add_subparsers(
         dest="action", required=True, metavar="ACTION"
