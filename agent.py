@@ -25,6 +25,7 @@ from temporalio.client import Client
 
 from activities.database import AGENT_ROLE, agent_access, create_pool
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.signing import public_key_of
 from interfaces import telemetry
 from interfaces.agents import registry
 from interfaces.agents.runner import (
@@ -36,6 +37,7 @@ from interfaces.agents.runner import (
 )
 from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
+from interfaces.keyring import key_for
 from interfaces.stack import database_url
 
 log = logging.getLogger("goalkeeper.agent")
@@ -81,6 +83,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="sim", help="agent ids are PREFIX-1, PREFIX-2, ...")
     p.add_argument("--first", type=int, default=1, help="number of the first agent (1)")
     p.add_argument("--capacity", type=int, default=1, help="assignments per agent at once")
+    p.add_argument(
+        "--operator",
+        help="who runs these agents: they may not approve the agents' work (kept once set)",
+    )
     p.add_argument(
         "--config",
         type=config_object,
@@ -185,9 +191,18 @@ async def serve(
     stop: asyncio.Event,
 ) -> None:
     """Register the agents, serve their assignments until stopped, then take them offline."""
+    # Each agent signs its reports and heartbeats with its own key, kept on this machine.
+    keys = {agent_id: key_for("agent", agent_id) for agent_id in agent_ids}
     for agent_id in agent_ids:
         await registry.register_agent(
-            pool, agent_id, args.workspace, skills, args.capacity, args.config
+            pool,
+            agent_id,
+            args.workspace,
+            skills,
+            args.capacity,
+            args.config,
+            public_key=public_key_of(keys[agent_id]),
+            operator=args.operator,
         )
     log.info(
         "agents %s serving workspace %r with skills %s",
@@ -196,7 +211,12 @@ async def serve(
         ", ".join(skills),
     )
     runner = AgentRunner(
-        client, pool, agent_ids, hook, args.workspace if args.adopt_provisioned else None
+        client,
+        pool,
+        agent_ids,
+        hook,
+        args.workspace if args.adopt_provisioned else None,
+        keys=keys,
     )
     try:
         await runner.run(stop)

@@ -1,5 +1,6 @@
 """Only the real agent and the real approver count: every forgery is refused, and said so."""
 
+import asyncio
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,8 @@ from activities.tokens import new_token
 from goalkeeper import signing
 from goalkeeper.models import AgentReport, ApprovalDecision, TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.agents import registry
+from interfaces.agents.runner import AgentRunner, Work, WorkResult
 from interfaces.stack import TemporalDevServer
 from tests.helpers import events, eventually, goal_spec, start_goal, wait_task
 from tests.starter import starter
@@ -260,3 +263,39 @@ async def test_the_cli_and_the_dashboard_sign_decisions_on_the_result_seen(
     assert (await goal.result()).status is GoalStatus.COMPLETED
     accepted = [e["message"] for e in await events(pool, goal.id, "decision_accepted")]
     assert any("t3" in m and "signed by 'dashboard'" in m for m in accepted), accepted
+
+
+async def test_agents_sign_their_reports_and_heartbeats_by_themselves(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    agent_ids = [f"{workspace}-signer-{n}" for n in range(2)]
+    keys = {agent_id: signing.new_keys()[0] for agent_id in agent_ids}
+    for agent_id in agent_ids:
+        public_key = signing.public_key_of(keys[agent_id])
+        await registry.register_agent(
+            pool, agent_id, workspace, ["writing"], public_key=public_key, operator="qa-lead"
+        )
+    with pytest.raises(registry.RegistrationRefused, match="agent rekey"):
+        await registry.register_agent(
+            pool, agent_ids[0], workspace, ["writing"], public_key=public("beta")
+        )
+
+    async def slow(work: Work) -> WorkResult:
+        await asyncio.sleep(5)  # longer than the allowed silence: only heartbeats keep it
+        return WorkResult(result=f"{work.task_id} done", tokens_used=5, cost_usd=0.001)
+
+    spec = goal_spec(2, workspace, require_signatures=True, heartbeat_timeout_seconds=3)
+    runner = AgentRunner(client, pool, agent_ids, slow, sweep_interval=3600, keys=keys)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(runner.run(stop))
+    try:
+        goal = await start_goal(client, spec, task_queue)
+        # Bounded: were a signed heartbeat not to count, the tasks would lapse and wait on.
+        result = await asyncio.wait_for(goal.result(), 180)
+    finally:
+        stop.set()
+        await serving
+        await registry.take_offline(pool, agent_ids)
+    assert result.status is GoalStatus.COMPLETED
+    assert [t.attempts for t in result.tasks] == [1, 1]  # none lapsed for silence
+    assert not await events(pool, goal.id, "report_rejected")

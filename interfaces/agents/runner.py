@@ -13,8 +13,9 @@ import inspect
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -29,6 +30,8 @@ from temporalio.service import RPCError
 
 from activities import results
 from activities.assignment import ASSIGNMENTS_CHANNEL
+from goalkeeper import signing
+from goalkeeper.models import AgentReport
 from interfaces.agents import registry
 from interfaces.agents.judgement import simulated_compile, simulated_plan, simulated_triage
 
@@ -180,6 +183,8 @@ class AgentRunner:
     adopt_in_workspace: str | None = None
     """Also serve agents Goalkeeper provisioned in this workspace (they have no process)."""
     sweep_interval: float = SWEEP_INTERVAL
+    keys: Mapping[str, str] = field(default_factory=dict)
+    """Agents' private keys by agent id: their reports and heartbeats are signed."""
     started: set[str] = field(default_factory=set)
     reports: int = 0
 
@@ -231,9 +236,23 @@ class AgentRunner:
             return  # the assignment was taken away; the heartbeat said why
         finally:
             beating.cancel()
-        report["result"] = await results.by_reference(
-            self.pool, work.assignment_id, report.get("result")
-        )
+        try:
+            report["result"] = await results.by_reference(
+                self.pool, work.assignment_id, report.get("result")
+            )
+        except asyncpg.PostgresError as exc:  # the assignment ended meanwhile: not ours now
+            log.warning(
+                "agent %s could not store its result for %s/%s: %s",
+                work.agent_id,
+                work.goal_id,
+                work.task_id,
+                exc,
+            )
+            return
+        key = self.keys.get(work.agent_id)
+        if key is not None:
+            content = signing.report_content(work.goal_id, work.task_id, AgentReport(**report))
+            report["signature"] = signing.sign(key, content)
         try:
             await handle.execute_update("report", report)
         except WorkflowUpdateRPCTimeoutOrCancelledError:
@@ -300,8 +319,15 @@ class AgentRunner:
             await asyncio.sleep(max(1.0, timeout / 3))
             if doing.done():
                 return
+            at = datetime.now(UTC)
             try:
-                held = await registry.heartbeat(self.pool, work.agent_id, work.assignment_id)
+                held = await registry.heartbeat(
+                    self.pool,
+                    work.agent_id,
+                    work.assignment_id,
+                    signature=self._signed_beat(work, at),
+                    at=at,
+                )
             except (OSError, asyncpg.PostgresError) as exc:  # PostgreSQL away: keep working
                 log.warning("agent %s could not heartbeat: %s", work.agent_id, exc)
                 continue
@@ -314,6 +340,17 @@ class AgentRunner:
                 )
                 doing.cancel()
                 return
+
+    def _signed_beat(self, work: Work, at: datetime) -> str | None:
+        """The heartbeat at `at`, signed, as kept beside the assignment; None without a key."""
+        key = self.keys.get(work.agent_id)
+        if key is None:
+            return None
+        sent = at.isoformat()
+        content = signing.heartbeat_content(
+            work.goal_id, work.task_id, work.agent_id, work.assignment_id, sent
+        )
+        return json.dumps({"at": sent, "signature": signing.sign(key, content)})
 
     async def _work_of(self, row: asyncpg.Record) -> Work:
         context = dict(row["context"])
