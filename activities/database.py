@@ -180,14 +180,9 @@ async def create_agent_login(pool: asyncpg.Pool, name: str, password: str) -> No
         raise InvalidAgentLogin(f"cannot make login {name!r}: {exc}") from None
 
 
-async def drop_agent_login(pool: asyncpg.Pool, name: str) -> None:
-    """Drop an agents' login: it connects no more, and its open connections may do nothing.
-
-    Only a login that is a member of goalkeeper_agent, so no other role is dropped by it.
-    The agents it registered stay registered to its name.
-    """
-    check_login_name(name)
-    is_agent_login = await pool.fetchval(
+async def agent_login(pool: asyncpg.Pool, name: str) -> bool | None:
+    """Whether role `name` is an agents' login (a member of goalkeeper_agent); None: no role."""
+    is_agent_login: bool | None = await pool.fetchval(
         """
         SELECT r.rolcanlogin AND NOT r.rolsuper AND EXISTS (
             SELECT 1 FROM pg_auth_members m
@@ -197,6 +192,17 @@ async def drop_agent_login(pool: asyncpg.Pool, name: str) -> None:
         name,
         AGENT_ROLE,
     )
+    return is_agent_login
+
+
+async def drop_agent_login(pool: asyncpg.Pool, name: str) -> None:
+    """Drop an agents' login: it connects no more, and its open connections may do nothing.
+
+    Only a login that is a member of goalkeeper_agent, so no other role is dropped by it.
+    The agents it registered stay registered to its name.
+    """
+    check_login_name(name)
+    is_agent_login = await agent_login(pool, name)
     if is_agent_login is None:
         raise InvalidAgentLogin(f"no role {name!r}")
     if not is_agent_login:

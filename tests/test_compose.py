@@ -20,6 +20,8 @@ SOURCES = [
     *ROOT.glob("interfaces/**/*.py"),
     *ROOT.glob("activities/*.py"),
 ]
+AGENTS_LOGIN = "agents"
+"""The agents' PostgreSQL login, which the agent-login service makes."""
 LIBRARY_VARIABLES = {"OTEL_EXPORTER_OTLP_ENDPOINT": "opentelemetry.sdk.environment_variables"}
 """Variables the compose file sets for libraries Goalkeeper configures, and where they live."""
 
@@ -30,7 +32,8 @@ def compose() -> dict[str, Any]:
 
 
 def variables_read_by_the_code() -> set[str]:
-    pattern = re.compile(r"""(?:env|environ)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]+)["']""")
+    # env.get("X"), environ["X"], and settings' helpers: _seconds(env, "X", ...)
+    pattern = re.compile(r"""(?:env|environ)(?:\.get\(|\[|,)\s*["']([A-Z][A-Z0-9_]+)["']""")
     return {name for path in SOURCES for name in pattern.findall(path.read_text())}
 
 
@@ -38,6 +41,10 @@ def test_goalkeeper_services_set_only_variables_the_code_reads(compose: dict[str
     for name, module in LIBRARY_VARIABLES.items():
         assert getattr(importlib.import_module(module), name) == name
     known = variables_read_by_the_code() | set(LIBRARY_VARIABLES)
+    # Variables a service's command names for the code to read (--password-env NAME).
+    for service in compose["services"].values():
+        command = service.get("command") or []
+        known |= {command[i + 1] for i, arg in enumerate(command) if arg == "--password-env"}
     assert {"TEMPORAL_ADDRESS", "DATABASE_URL", "GOALKEEPER_TASK_QUEUE"} <= known
     for name, service in compose["services"].items():
         if "build" not in service:
@@ -58,7 +65,11 @@ def test_addresses_point_at_services_and_ports_that_exist(compose: dict[str, Any
         if "DATABASE_URL" in env:
             url = urlparse(env["DATABASE_URL"])
             assert url.hostname in services and url.port == 5432, name
-            assert (url.username, url.password, url.path.lstrip("/")) == (
+            login = (url.username, url.password, url.path.lstrip("/"))
+            if name == "agents":  # the agents' own login, made by agent-login
+                assert login == (AGENTS_LOGIN, "${GOALKEEPER_AGENTS_DB_PASSWORD}", "goalkeeper")
+                continue
+            assert login == (
                 postgres["POSTGRES_USER"],
                 postgres["POSTGRES_PASSWORD"],
                 postgres["POSTGRES_DB"],
@@ -129,3 +140,25 @@ def test_the_ui_decodes_through_the_codec_server(compose: dict[str, Any]) -> Non
     # The sign-in cookie goes with the UI's requests; the UI has no token of its own to pass.
     assert ui["environment"]["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
     assert ui["environment"]["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "false"
+
+
+def test_signatures_are_required_and_agents_keep_their_keys_and_own_login(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert services["worker"]["environment"]["GOALKEEPER_REQUIRE_SIGNATURES"] == "on"
+    agents = services["agents"]
+    key_dir = agents["environment"]["GOALKEEPER_KEY_DIR"]
+    volume, _, mounted = next(v for v in agents["volumes"] if v.endswith(key_dir)).partition(":")
+    assert mounted == key_dir and volume in compose["volumes"]  # named: kept across restarts
+    login = services["agent-login"]
+    args = main.parser().parse_args(login["command"][2:])
+    assert (args.name, args.password_env, args.if_missing) == (
+        AGENTS_LOGIN,
+        "GOALKEEPER_AGENTS_DB_PASSWORD",
+        True,
+    )
+    assert login["environment"]["GOALKEEPER_AGENTS_DB_PASSWORD"].startswith(
+        "${GOALKEEPER_AGENTS_DB_PASSWORD:?"
+    )
+    assert agents["depends_on"]["agent-login"]["condition"] == "service_completed_successfully"

@@ -36,7 +36,7 @@ from interfaces.agents import registry
 from interfaces.agents.registry import RegistrationRefused
 from interfaces.agents.runner import Work, WorkResult
 from tests.helpers import goal_spec, new_goal_id, one_row, running_agents, start_goal
-from tests.starter import starter
+from tests.starter import run_starter, starter
 
 
 @asynccontextmanager
@@ -388,3 +388,22 @@ def test_a_logins_url_is_the_owners_with_its_name_and_password() -> None:
     assert login_url(owner, "a", "p/w") == "postgresql://a:p%2Fw@db:5432/gk?sslmode=require"
     embedded = "postgresql://postgres:@/postgres?host=/tmp/data/postgres"
     assert login_url(embedded, "a", "pw") == "postgresql://a:pw@/postgres?host=/tmp/data/postgres"
+
+
+async def test_a_login_made_from_a_given_password_never_prints_it_and_may_exist(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    name = f"agents_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(24)
+    env = {"DATABASE_URL": database_url, "AGENTS_PASSWORD": password}
+    args = ("agent", "role", "new", name, "--password-env", "AGENTS_PASSWORD", "--if-missing")
+    try:
+        made = await run_starter(env, *args)
+        assert made.code == 0, made.err
+        assert password not in made.out + made.err and f"{name}:****@" in made.out
+        again = await run_starter(env, *args)
+        assert again.code == 0 and "exists already" in again.out, again.err
+        short = await run_starter(env | {"AGENTS_PASSWORD": "short"}, *args)
+        assert short.code == 2 and "at least 16" in short.err and "short" not in short.err
+    finally:
+        await drop_agent_login(pool, name)

@@ -3,6 +3,7 @@ agent's report sent by hand."""
 
 import argparse
 import json
+import os
 import secrets
 from dataclasses import asdict
 from typing import Any
@@ -10,11 +11,13 @@ from typing import Any
 from activities.database import (
     AGENT_ROLE,
     InvalidAgentLogin,
+    agent_login,
     create_agent_login,
     drop_agent_login,
     login_url,
 )
 from goalkeeper.learning import AgentRecord
+from goalkeeper.masking import mask_url
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import TaskStatus
 from interfaces.agents import registry
@@ -132,12 +135,26 @@ def record_figures(record: AgentRecord) -> dict[str, Any]:
 async def new_role(session: Session, args: argparse.Namespace) -> None:
     """Make a PostgreSQL login for agents and print its DATABASE_URL once: PostgreSQL keeps
     only a verifier of the password, so it cannot be shown again."""
-    password = secrets.token_urlsafe(24)
+    given = args.password_env
+    password = os.environ.get(given, "") if given else secrets.token_urlsafe(24)
+    if given and len(password) < 16:
+        raise CliError(
+            f"{given} must hold the login's password, at least 16 characters; got {len(password)}",
+            EXIT_USAGE,
+        )
     try:
         await create_agent_login(await session.pool(), args.name, password)
     except InvalidAgentLogin as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
+        if not (args.if_missing and await agent_login(await session.pool(), args.name)):
+            raise CliError(str(exc), EXIT_USAGE) from exc
+        session.emit(
+            {"login": args.name, "created": False},
+            f"login {args.name} exists already; left as it is",
+        )
+        return
     url = login_url(database_url(session.settings, start=False), args.name, password)
+    if given:  # the password is in the caller's environment: never print it
+        url = mask_url(url)
     session.emit(
         {"login": args.name, "database_url": url},
         f"{url}\nlogin {args.name} may act for the agents it registers ({AGENT_ROLE}); keep "

@@ -146,9 +146,16 @@ def parser() -> argparse.ArgumentParser:
     logins = agent.add_parser(
         "role", help="agents' PostgreSQL logins", description="agents' PostgreSQL logins"
     ).add_subparsers(dest="role_action", required=True, metavar="ACTION")
-    command(
+    made = command(
         logins, "new", "make a login for agents and print its DATABASE_URL once", agents.new_role
-    ).add_argument("name", help="the login's name (lowercase)")
+    )
+    made.add_argument("name", help="the login's name (lowercase)")
+    made.add_argument(
+        "--password-env", help="take its password from this variable (never printed) instead"
+    )
+    made.add_argument(
+        "--if-missing", action="store_true", help="an agents' login of that name is fine"
+    )
     command(logins, "drop", "drop an agents' login", agents.drop_role).add_argument("name")
 
     runbook = commands.add_parser("runbook", help="the runbooks goals start from").add_subparsers(
