@@ -99,6 +99,7 @@ def build_worker(
             assignments.read_heartbeat,
             assignments.activate_assignment,
             keys.approver_keys,
+            keys.agent_key,
             read_model.record_goal,
             read_model.record_tasks,
             read_model.store_goal,

@@ -36,6 +36,15 @@ class KeyActivities:
             delegate_keys={r["approver"]: r["public_key"] for r in rows if r["delegate"]},
         )
 
+    @activity.defn
+    async def agent_key(self, agent_id: str) -> str | None:
+        """An agent's public key now: for agents given one after their assignment (a
+        provisioned agent, claimed by the runner that adopts it)."""
+        key: str | None = await self.pool.fetchval(
+            "SELECT public_key FROM agents WHERE agent_id = $1", agent_id
+        )
+        return key
+
 
 async def register_approver_key(
     connection: Connection, approver: str, public_key: str, *, delegate: bool = False

@@ -173,6 +173,29 @@ BEGIN
     RETURN CASE WHEN FOUND THEN beat END;
 END $$;
 
+-- A runner that adopts an agent Goalkeeper provisioned gives it a signing key, once: the
+-- first key set is kept, and only an operator replaces it (starter.py agent rekey).
+-- True if `agent_key` is the agent's key now.
+CREATE OR REPLACE FUNCTION goalkeeper_claim_provisioned(agent text, agent_key text)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+    IF agent_key !~ '^[A-Za-z0-9+/]{43}=$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('agent %L: expected a base64 Ed25519 public key (32 bytes), '
+                             'got %s characters', agent, length(agent_key));
+    END IF;
+    UPDATE agents SET public_key = agent_key
+    WHERE agent_id = agent AND provisioned AND public_key IS NULL;
+    IF FOUND THEN
+        PERFORM goalkeeper_event(jsonb_build_object(
+            'event_id', gen_random_uuid(), 'kind', 'key_registered', 'agent_id', agent,
+            'message', format('provisioned agent %L was given a key by login %s', agent,
+                              session_user)));
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM agents WHERE agent_id = agent AND public_key = agent_key);
+END $$;
+
 -- Whether the calling login holds `assignment` (an agent of its own, or a provisioned
 -- one), still active: it may store that assignment's result.
 CREATE OR REPLACE FUNCTION goalkeeper_agent_holds(assignment uuid) RETURNS boolean
@@ -253,6 +276,7 @@ GRANT EXECUTE ON FUNCTION
     goalkeeper_take_offline(text[]),
     goalkeeper_inbox(text[], text),
     goalkeeper_heartbeat(text, uuid, text, timestamptz),
+    goalkeeper_claim_provisioned(text, text),
     goalkeeper_agent_holds(uuid),
     goalkeeper_agent_may_read(text)
     TO goalkeeper_agent;

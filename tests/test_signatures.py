@@ -299,3 +299,31 @@ async def test_agents_sign_their_reports_and_heartbeats_by_themselves(
     assert result.status is GoalStatus.COMPLETED
     assert [t.attempts for t in result.tasks] == [1, 1]  # none lapsed for silence
     assert not await events(pool, goal.id, "report_rejected")
+
+
+async def test_a_runner_that_adopts_a_provisioned_agent_gives_it_a_key_and_signs(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    async def slow(work: Work) -> WorkResult:
+        await asyncio.sleep(5)  # longer than the allowed silence: only heartbeats keep it
+        return WorkResult(result=f"{work.task_id} done", tokens_used=5, cost_usd=0.001)
+
+    spec = goal_spec(1, workspace, require_signatures=True, heartbeat_timeout_seconds=3)
+    # No agent of its own: the task gets a provisioned agent, which this runner adopts.
+    runner = AgentRunner(client, pool, [], slow, workspace, sweep_interval=3600)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(runner.run(stop))
+    try:
+        goal = await start_goal(client, spec, task_queue)
+        result = await asyncio.wait_for(goal.result(), 180)
+    finally:
+        stop.set()
+        await serving
+    assert result.status is GoalStatus.COMPLETED
+    [task] = result.tasks
+    assert task.attempts == 1 and task.agent_id and task.agent_id.startswith("auto-")
+    key = await pool.fetchval("SELECT public_key FROM agents WHERE agent_id = $1", task.agent_id)
+    assert key == signing.public_key_of(runner.keys[task.agent_id])
+    assert not await events(pool, goal.id, "report_rejected")
+    # The key is kept: another runner cannot give the agent its own.
+    assert not await registry.claim_provisioned(pool, task.agent_id, public("beta"))

@@ -317,6 +317,8 @@ class TaskWorkflow:
         if message.assignment_id == self._assigning:
             # The agent heard of its assignment before the workflow did: wait for it.
             await workflow.wait_condition(lambda: self._assigning is None)
+        if self._key_unknown(message.agent_id):
+            await self._read_agent_key(message.agent_id, apart=True)
         return problem(message) or message
 
     def _prejudge(
@@ -330,7 +332,9 @@ class TaskWorkflow:
         message = parse_message(payload, model, what)
         if isinstance(message, str):
             return message
-        return None if message.assignment_id == self._assigning else problem(message)
+        if message.assignment_id == self._assigning or self._key_unknown(message.agent_id):
+            return None  # the handler judges it once it knows the assignment, or the key
+        return problem(message)
 
     def _accept_report(self, report: AgentReport) -> None:
         self._reported.add(report.assignment_id)
@@ -342,6 +346,19 @@ class TaskWorkflow:
         return report_problem(view, report, self._reported, self._closed) or (
             signing.report_problem(self._signers, view.goal_id, view.task_id, report)
         )
+
+    def _key_unknown(self, agent_id: str) -> bool:
+        """Signatures count, and the agent holding the task had no key when assigned (a
+        provisioned agent, which a runner that adopts it gives one)."""
+        signers = self._signers
+        return signers.required and signers.agent_key is None and agent_id == self._view.agent_id
+
+    async def _read_agent_key(self, agent_id: str, *, apart: bool = False) -> None:
+        """Read the agent's key now; from a handler `apart`, as a regular activity."""
+        run = record_apart if apart else record
+        key = await run(KeyActivities.agent_key, agent_id, f"read the key of {agent_id}")
+        if key is not None and agent_id == self._view.agent_id:
+            self._signers.agent_key = key
 
     async def _load_approver_keys(self) -> None:
         """Read the keys of every approver who may be asked, before any may decide."""
@@ -364,6 +381,8 @@ class TaskWorkflow:
                 summary=f"read the heartbeat of {self._view.agent_id}",
             )
             return at
+        if self._key_unknown(self._view.agent_id or ""):
+            await self._read_agent_key(self._view.agent_id or "")
         beat = await workflow.execute_activity_method(
             AssignmentActivities.read_heartbeat,
             assignment_id,

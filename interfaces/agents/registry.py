@@ -124,3 +124,12 @@ async def heartbeat(
         at,
     )
     return written
+
+
+async def claim_provisioned(pool: asyncpg.Pool, agent_id: str, public_key: str) -> bool:
+    """Give a provisioned agent this runner's key for it, unless it has one; True if the
+    agent's key is now this one (so its reports, signed with it, count)."""
+    claimed: bool = await pool.fetchval(
+        "SELECT goalkeeper_claim_provisioned($1, $2)", agent_id, check_public_key(public_key)
+    )
+    return claimed

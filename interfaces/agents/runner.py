@@ -32,8 +32,10 @@ from activities import results
 from activities.assignment import ASSIGNMENTS_CHANNEL
 from goalkeeper import signing
 from goalkeeper.models import AgentReport
+from goalkeeper.signing import public_key_of
 from interfaces.agents import registry
 from interfaces.agents.judgement import simulated_compile, simulated_plan, simulated_triage
+from interfaces.keyring import key_for
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -220,6 +222,8 @@ class AgentRunner:
     async def _serve(self, row: asyncpg.Record) -> None:
         """Do one assignment, heartbeating meanwhile, and report how it went."""
         work = await self._work_of(row)
+        if work.agent_id not in self.keys and self.adopt_in_workspace is not None:
+            await self._adopt_key(work.agent_id)
         log.info(
             "agent %s works on %s/%s (attempt %d)",
             work.agent_id,
@@ -340,6 +344,23 @@ class AgentRunner:
                 )
                 doing.cancel()
                 return
+
+    async def _adopt_key(self, agent_id: str) -> None:
+        """Sign for a provisioned agent this runner adopts: with the key kept here for it,
+        once the agent has it (the first runner to adopt an agent gives it its key)."""
+        key = key_for("agent", agent_id)
+        try:
+            claimed = await registry.claim_provisioned(self.pool, agent_id, public_key_of(key))
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("could not give provisioned agent %s a key: %s", agent_id, exc)
+            return
+        if claimed:
+            self.keys = {**self.keys, agent_id: key}
+        else:
+            log.warning(
+                "provisioned agent %s has another key: its reports from here go unsigned",
+                agent_id,
+            )
 
     def _signed_beat(self, work: Work, at: datetime) -> str | None:
         """The heartbeat at `at`, signed, as kept beside the assignment; None without a key."""
