@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from activities.keys import register_approver_key
 from activities.tokens import new_token
 from goalkeeper import signing
-from goalkeeper.models import AgentReport, ApprovalDecision, TaskView
+from goalkeeper.models import AgentReport, ApprovalDecision, GoalReport, TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, Work, WorkResult
@@ -56,6 +56,27 @@ def signed_decision(
         view.goal_id, view.task_id, ApprovalDecision(**payload), signing.digest(result)
     )
     return payload | {"signature": signing.sign(key, content)}
+
+
+async def slow(work: Work) -> WorkResult:
+    """Work longer than the tests' allowed silence (3 s): only heartbeats keep the task."""
+    await asyncio.sleep(5)
+    return WorkResult(result=f"{work.task_id} done", tokens_used=5, cost_usd=0.001)
+
+
+async def run_goal(
+    client: Client, runner: AgentRunner, spec: dict[str, Any], task_queue: str
+) -> tuple[WorkflowHandle[Any, Any], GoalReport]:
+    """Run a goal to its end with `runner` serving it; bounded, for were a signed message
+    not to count, its tasks would lapse and wait on."""
+    stop = asyncio.Event()
+    serving = asyncio.create_task(runner.run(stop))
+    try:
+        goal = await start_goal(client, spec, task_queue)
+        return goal, await asyncio.wait_for(goal.result(), 180)
+    finally:
+        stop.set()
+        await serving
 
 
 async def refused(handle: WorkflowHandle[Any, Any], update: str, payload: Any, words: str) -> str:
@@ -280,21 +301,11 @@ async def test_agents_sign_their_reports_and_heartbeats_by_themselves(
             pool, agent_ids[0], workspace, ["writing"], public_key=public("beta")
         )
 
-    async def slow(work: Work) -> WorkResult:
-        await asyncio.sleep(5)  # longer than the allowed silence: only heartbeats keep it
-        return WorkResult(result=f"{work.task_id} done", tokens_used=5, cost_usd=0.001)
-
     spec = goal_spec(2, workspace, require_signatures=True, heartbeat_timeout_seconds=3)
     runner = AgentRunner(client, pool, agent_ids, slow, sweep_interval=3600, keys=keys)
-    stop = asyncio.Event()
-    serving = asyncio.create_task(runner.run(stop))
     try:
-        goal = await start_goal(client, spec, task_queue)
-        # Bounded: were a signed heartbeat not to count, the tasks would lapse and wait on.
-        result = await asyncio.wait_for(goal.result(), 180)
+        goal, result = await run_goal(client, runner, spec, task_queue)
     finally:
-        stop.set()
-        await serving
         await registry.take_offline(pool, agent_ids)
     assert result.status is GoalStatus.COMPLETED
     assert [t.attempts for t in result.tasks] == [1, 1]  # none lapsed for silence
@@ -304,21 +315,10 @@ async def test_agents_sign_their_reports_and_heartbeats_by_themselves(
 async def test_a_runner_that_adopts_a_provisioned_agent_gives_it_a_key_and_signs(
     client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
 ) -> None:
-    async def slow(work: Work) -> WorkResult:
-        await asyncio.sleep(5)  # longer than the allowed silence: only heartbeats keep it
-        return WorkResult(result=f"{work.task_id} done", tokens_used=5, cost_usd=0.001)
-
     spec = goal_spec(1, workspace, require_signatures=True, heartbeat_timeout_seconds=3)
     # No agent of its own: the task gets a provisioned agent, which this runner adopts.
     runner = AgentRunner(client, pool, [], slow, workspace, sweep_interval=3600)
-    stop = asyncio.Event()
-    serving = asyncio.create_task(runner.run(stop))
-    try:
-        goal = await start_goal(client, spec, task_queue)
-        result = await asyncio.wait_for(goal.result(), 180)
-    finally:
-        stop.set()
-        await serving
+    goal, result = await run_goal(client, runner, spec, task_queue)
     assert result.status is GoalStatus.COMPLETED
     [task] = result.tasks
     assert task.attempts == 1 and task.agent_id and task.agent_id.startswith("auto-")
