@@ -318,7 +318,7 @@ class TaskWorkflow:
             # The agent heard of its assignment before the workflow did: wait for it.
             await workflow.wait_condition(lambda: self._assigning is None)
         if self._key_unknown(message.agent_id):
-            await self._read_agent_key(message.agent_id, apart=True)
+            await self._read_agent_key(message.agent_id)
         return problem(message) or message
 
     def _prejudge(
@@ -353,10 +353,10 @@ class TaskWorkflow:
         signers = self._signers
         return signers.required and signers.agent_key is None and agent_id == self._view.agent_id
 
-    async def _read_agent_key(self, agent_id: str, *, apart: bool = False) -> None:
-        """Read the agent's key now; from a handler `apart`, as a regular activity."""
-        run = record_apart if apart else record
-        key = await run(KeyActivities.agent_key, agent_id, f"read the key of {agent_id}")
+    async def _read_agent_key(self, agent_id: str) -> None:
+        """Read the agent's key now: a regular activity, as handlers and the timer-driven
+        heartbeat read both ask for it."""
+        key = await record_apart(KeyActivities.agent_key, agent_id, f"read the key of {agent_id}")
         if key is not None and agent_id == self._view.agent_id:
             self._signers.agent_key = key
 
