@@ -32,10 +32,8 @@ from activities import results
 from activities.assignment import ASSIGNMENTS_CHANNEL
 from goalkeeper import signing
 from goalkeeper.models import AgentReport
-from goalkeeper.signing import public_key_of
 from interfaces.agents import registry
 from interfaces.agents.judgement import simulated_compile, simulated_plan, simulated_triage
-from interfaces.keyring import key_for
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -187,6 +185,8 @@ class AgentRunner:
     sweep_interval: float = SWEEP_INTERVAL
     keys: Mapping[str, str] = field(default_factory=dict)
     """Agents' private keys by agent id: their reports and heartbeats are signed."""
+    unsigned: set[str] = field(default_factory=set)
+    """Provisioned agents another runner gave a key: this one cannot sign for them."""
     started: set[str] = field(default_factory=set)
     reports: int = 0
 
@@ -222,7 +222,8 @@ class AgentRunner:
     async def _serve(self, row: asyncpg.Record) -> None:
         """Do one assignment, heartbeating meanwhile, and report how it went."""
         work = await self._work_of(row)
-        if work.agent_id not in self.keys and self.adopt_in_workspace is not None:
+        adopted = work.agent_id not in self.agent_ids
+        if adopted and work.agent_id not in self.keys and work.agent_id not in self.unsigned:
             await self._adopt_key(work.agent_id)
         log.info(
             "agent %s works on %s/%s (attempt %d)",
@@ -346,17 +347,19 @@ class AgentRunner:
                 return
 
     async def _adopt_key(self, agent_id: str) -> None:
-        """Sign for a provisioned agent this runner adopts: with the key kept here for it,
-        once the agent has it (the first runner to adopt an agent gives it its key)."""
-        key = key_for("agent", agent_id)
+        """Sign for a provisioned agent this runner adopts, once the agent has the key (the
+        first runner to adopt an agent gives it its key). Held in memory only: a provisioned
+        agent lives as long as its goal, and leaves no key file behind."""
+        key, public = signing.new_keys()
         try:
-            claimed = await registry.claim_provisioned(self.pool, agent_id, public_key_of(key))
+            claimed = await registry.claim_provisioned(self.pool, agent_id, public)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("could not give provisioned agent %s a key: %s", agent_id, exc)
             return
         if claimed:
             self.keys = {**self.keys, agent_id: key}
         else:
+            self.unsigned.add(agent_id)  # said once, not on each of its assignments
             log.warning(
                 "provisioned agent %s has another key: its reports from here go unsigned",
                 agent_id,
