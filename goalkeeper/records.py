@@ -41,6 +41,7 @@ class EventKind(StrEnum):
     SUBGOAL_STARTED = "subgoal_started"
     REQUEST_STARTED = "request_started"
     REQUEST_REJECTED = "request_rejected"
+    TASK_INPUT_REJECTED = "task_input_rejected"
     REQUEST_TRIAGED = "request_triaged"
     REQUEST_ENDED = "request_ended"
     BUDGET_ALERT = "budget_alert"

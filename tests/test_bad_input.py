@@ -1,10 +1,13 @@
 """Bad input sent with the `temporal` CLI is rejected and recorded, and wedges nothing."""
 
+import asyncio
 import json
 from pathlib import Path
 
 import asyncpg
-from temporalio.client import Client
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.stack import TemporalDevServer
@@ -12,6 +15,7 @@ from tests.helpers import (
     events,
     eventually,
     goal_spec,
+    new_goal_id,
     report,
     run_temporal,
     start_goal,
@@ -155,3 +159,20 @@ async def test_a_report_for_a_finished_goal_is_refused_to_its_sender(
             late,
         )
         assert code != 0 and "already completed" in out, out
+
+
+async def test_a_task_workflow_started_by_hand_with_nonsense_fails_at_once_and_is_recorded(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    goal_id = new_goal_id()
+    handle = await client.start_workflow(
+        "TaskWorkflow", {"nonsense": 1}, id=f"{goal_id}/t1", task_queue=task_queue
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await asyncio.wait_for(handle.result(), 60)  # fails, not retried for ever
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidTaskInput"
+    assert cause.non_retryable and "invalid task input" in cause.message
+    assert "goal_id: Field required" in cause.message  # names what is missing
+    [recorded] = await events(pool, goal_id, "task_input_rejected")
+    assert recorded["task_id"] == "t1" and "started by their GoalWorkflow" in recorded["message"]

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -83,7 +83,11 @@ class TaskWorkflow:
     @workflow.init
     def __init__(self, raw_input: Any, raw_checkpoint: Any = None) -> None:
         # Decoded here, not by the SDK: a run of two arguments is started with one.
-        input = TaskInput.model_validate(raw_input)
+        parsed = parse_message((raw_input,), TaskInput, "task input")
+        self._bad_input = parsed if isinstance(parsed, str) else None
+        if isinstance(parsed, str):
+            return  # run() fails the workflow, naming why; no workflow task fails over it
+        input = parsed
         checkpoint = TaskCheckpoint.model_validate(raw_checkpoint) if raw_checkpoint else None
         task = input.task
         self._input = input
@@ -149,6 +153,8 @@ class TaskWorkflow:
 
     @workflow.run
     async def run(self, raw_input: Any, raw_checkpoint: Any = None) -> TaskSummary:
+        if self._bad_input is not None:
+            await self._reject_input(self._bad_input)
         if not self._input.task.id:
             raise ApplicationError(
                 "task input has no task id; start tasks through a GoalWorkflow",
@@ -169,6 +175,28 @@ class TaskWorkflow:
         if self._adopted:  # the run that started it is gone: its result reaches nobody
             await self._notify_goal()
         return self._summary()
+
+    async def _reject_input(self, problem: str) -> NoReturn:
+        """Fail at once on input that is no task's, recorded under the goal its id names:
+        a task workflow started by hand, not by its goal."""
+        info = workflow.info()
+        goal_id, _, task_id = info.workflow_id.partition("/")
+        message = (
+            f"task workflow {info.workflow_id!r} rejected: {problem}; tasks are started "
+            "by their GoalWorkflow"
+        )[:4000]
+        await record(
+            ReadModelActivities.record_event,
+            Event(
+                event_id=fact_id("task-input", info.run_id),
+                kind=EventKind.TASK_INPUT_REJECTED,
+                goal_id=goal_id,
+                task_id=task_id or None,
+                message=message,
+            ),
+            "record the rejected task input",
+        )
+        raise ApplicationError(message, type="InvalidTaskInput", non_retryable=True)
 
     @workflow.query
     def status(self) -> TaskView:
