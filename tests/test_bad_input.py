@@ -176,3 +176,16 @@ async def test_a_task_workflow_started_by_hand_with_nonsense_fails_at_once_and_i
     assert "goal_id: Field required" in cause.message  # names what is missing
     [recorded] = await events(pool, goal_id, "task_input_rejected")
     assert recorded["task_id"] == "t1" and "started by their GoalWorkflow" in recorded["message"]
+
+
+async def test_a_partition_started_by_hand_with_nonsense_fails_at_once(
+    client: Client, task_queue: str
+) -> None:
+    handle = await client.start_workflow(
+        "PartitionWorkflow", {"nonsense": 1}, id=f"{new_goal_id()}/p0", task_queue=task_queue
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await asyncio.wait_for(handle.result(), 60)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidPartitionInput"
+    assert cause.non_retryable and "invalid partition input" in cause.message

@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
@@ -39,8 +40,13 @@ class PartitionWorkflow:
     """
 
     @workflow.init
-    def __init__(self, input: PartitionInput, state: WindowState | None = None) -> None:
-        self._input = input
+    def __init__(self, raw_input: Any, raw_state: Any = None) -> None:
+        # Decoded here, not by the SDK, so input that is no partition's fails the workflow
+        # with the reason instead of its every workflow task.
+        parsed = parse_message((raw_input,), PartitionInput, "partition input")
+        self._bad_input = parsed if isinstance(parsed, str) else None
+        self._state = WindowState.model_validate(raw_state) if raw_state else None
+        self._input = parsed if not isinstance(parsed, str) else None
         self._window: TaskWindow | None = None
         self._seq = 0
         self._sent: tuple[Any, ...] | None = None
@@ -50,7 +56,15 @@ class PartitionWorkflow:
         """Signals this run received, counted as each arrives: names its rejections."""
 
     @workflow.run
-    async def run(self, input: PartitionInput, state: WindowState | None = None) -> PartitionUpdate:
+    async def run(self, raw_input: Any, raw_state: Any = None) -> PartitionUpdate:
+        input, state = self._input, self._state
+        if input is None:
+            raise ApplicationError(
+                f"partition {workflow.info().workflow_id!r} rejected: {self._bad_input}; "
+                "partitions are started by their GoalWorkflow",
+                type="InvalidPartitionInput",
+                non_retryable=True,
+            )
         ref = LoadTasks(
             goal_id=input.goal_id, goal_run_id=input.goal_run_id, start=input.start, end=input.end
         )
@@ -85,7 +99,7 @@ class PartitionWorkflow:
         parsed = TasksQuery.model_validate(query or {})
         if self._window is None:
             return TaskPage(
-                goal_id=self._input.goal_id,
+                goal_id=self._input.goal_id if self._input else workflow.info().workflow_id,
                 offset=parsed.offset,
                 limit=parsed.limit,
                 total=0,
@@ -158,12 +172,12 @@ class PartitionWorkflow:
         return None
 
     def _update(self, ended: bool) -> PartitionUpdate:
-        window = self._window
-        assert window is not None
+        window, input = self._window, self._input
+        assert window is not None and input is not None
         schedule = window.schedule
         return PartitionUpdate(
-            goal_run_id=self._input.goal_run_id,
-            index=self._input.index,
+            goal_run_id=input.goal_run_id,
+            index=input.index,
             seq=self._seq,
             counts=window.totals(),
             tokens_used=window.tokens_used,
