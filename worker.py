@@ -38,6 +38,7 @@ from interfaces import telemetry
 from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
 from interfaces.health import install_schedule
+from interfaces.payloads import tolerant
 from interfaces.stack import database_url
 from workflows import search_attributes
 from workflows.goal import GoalWorkflow
@@ -66,6 +67,7 @@ def build_worker(
     `selection` (`learned` or `least_loaded`), seeded by `selection_seed`. Goals that
     do not say whether they require signatures follow `require_signatures`.
     """
+    client = tolerant(client)  # its workflows see undecodable input, and reject it by name
     assignments = assignments or AssignmentActivities(
         pool, selection, selection_seed, require_signatures
     )

@@ -189,3 +189,26 @@ async def test_a_partition_started_by_hand_with_nonsense_fails_at_once(
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "InvalidPartitionInput"
     assert cause.non_retryable and "invalid partition input" in cause.message
+
+
+async def test_a_goal_or_request_started_with_an_unknown_encoding_is_rejected_by_name(
+    client: Client, pool: asyncpg.Pool, task_queue: str, temporal_server: TemporalDevServer
+) -> None:
+    goal_id = new_goal_id()
+    cases = (("GoalWorkflow", goal_id, "InvalidGoalSpec"), ("RequestWorkflow", f"q-{goal_id}", ""))
+    for workflow_type, workflow_id, error_type in cases:
+        code, out = await run_temporal(
+            temporal_server,
+            *("workflow", "start", "--type", workflow_type, "--task-queue", task_queue),
+            *("--workflow-id", workflow_id, "--input", '"x"'),
+            *("--input-meta", "encoding=binary/made-up"),
+        )
+        assert code == 0, out
+        with pytest.raises(WorkflowFailureError) as failed:
+            await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(), 60)
+        cause = failed.value.cause
+        assert isinstance(cause, ApplicationError) and cause.non_retryable, cause
+        assert "'binary/made-up'" in cause.message and "cannot be decoded" in cause.message
+        assert not error_type or cause.type == error_type
+    [rejected] = await events(pool, goal_id, "goal_rejected")
+    assert "binary/made-up" in rejected["message"]

@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.validation import validate_goal_spec
     from workflows import search_attributes as sa
     from workflows.budget import GoalBudget
-    from workflows.messages import parse_message, reject_if, summarize_payload
+    from workflows.messages import Undecodable, parse_message, reject_if, summarize_payload
     from workflows.options import DATABASE_RETRY, record, record_apart
     from workflows.partitions import PartitionSet
     from workflows.specs import load_specs
@@ -593,6 +593,8 @@ class GoalWorkflow:
 
     async def _begin(self, raw: Any) -> None:
         """Validate the spec, store it, and run its tasks itself or in partitions."""
+        if isinstance(raw, Undecodable):
+            await self._reject(f"invalid goal spec: {raw}", str(raw))
         if isinstance(raw, dict) and set(raw) == {"spec_ref"}:
             await self._begin_stored(str(raw["spec_ref"]))
             return

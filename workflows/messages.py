@@ -5,6 +5,7 @@ itself, a malformed payload would be dropped with only a log line. Parsing here
 turns it into a rejection that names the problem and reaches the audit trail.
 """
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -14,6 +15,19 @@ from goalkeeper.models import describe_validation_error
 M = TypeVar("M", bound=BaseModel)
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """A payload Goalkeeper's converter could not decode (an unknown encoding, bad JSON):
+    handed to the workflow as this value, which rejects it by name, instead of failing
+    its every workflow task."""
+
+    encoding: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"a payload that cannot be decoded (encoding {self.encoding!r}: {self.error})"
+
+
 def parse_message(payload: tuple[Any, ...], model: type[M], what: str) -> M | str:
     """Return the message, or a one-line description of why it is not one."""
     if len(payload) != 1:
@@ -21,6 +35,8 @@ def parse_message(payload: tuple[Any, ...], model: type[M], what: str) -> M | st
     value = payload[0]
     if isinstance(value, model):
         return value
+    if isinstance(value, Undecodable):
+        return f"invalid {what}: {value}"
     if not isinstance(value, dict):
         return f"invalid {what}: expected a JSON object, got {type(value).__name__} {value!r:.80}"
     try:

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.runbooks import RunbookMatch
     from goalkeeper.statuses import GoalStatus, RequestStatus
     from workflows.goal import GoalWorkflow
-    from workflows.messages import summarize_payload
+    from workflows.messages import Undecodable, summarize_payload
     from workflows.options import record
 
 MAX_REQUEST_ID = 100
@@ -129,6 +129,8 @@ class RequestWorkflow:
 
     async def _validate(self, raw: Any) -> RequestSpec:
         request_id = self._view.request_id
+        if isinstance(raw, Undecodable):
+            await self._reject(f"invalid request: {raw}", str(raw))
         try:
             if len(request_id) > MAX_REQUEST_ID:
                 raise ValueError(
