@@ -212,3 +212,16 @@ async def test_a_goal_or_request_started_with_an_unknown_encoding_is_rejected_by
         assert not error_type or cause.type == error_type
     [rejected] = await events(pool, goal_id, "goal_rejected")
     assert "binary/made-up" in rejected["message"]
+
+
+async def test_a_health_check_started_with_the_wrong_input_fails_at_once(
+    client: Client, task_queue: str
+) -> None:
+    handle = await client.start_workflow(
+        "HealthCheckWorkflow", "x", id=f"health-{new_goal_id()}", task_queue=task_queue
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await asyncio.wait_for(handle.result(), 60)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidHealthCheck"
+    assert "expected a JSON object" in cause.message

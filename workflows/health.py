@@ -1,13 +1,16 @@
 """`HealthCheckWorkflow`: one reconciliation of PostgreSQL with Temporal, run by a Schedule."""
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities
     from goalkeeper.records import HealthCheck, HealthReport
+    from workflows.messages import parse_message
 
 
 @workflow.defn
@@ -15,7 +18,12 @@ class HealthCheckWorkflow:
     """Runs the health check activity and shows what it found in the Temporal UI."""
 
     @workflow.run
-    async def run(self, request: HealthCheck) -> HealthReport:
+    async def run(self, raw: Any = None) -> HealthReport:
+        # Decoded here, not by the SDK, so bad input fails the run with the reason instead
+        # of its every workflow task.
+        request = parse_message((raw or {},), HealthCheck, "health check request")
+        if isinstance(request, str):
+            raise ApplicationError(request, type="InvalidHealthCheck", non_retryable=True)
         report = await workflow.execute_activity_method(
             HealthActivities.check_health,
             request,
