@@ -69,10 +69,6 @@ class AssignmentActivities:
                     if prefer is None and self.selection == "learned":
                         prefer = await self._learned_choice(connection, request.workspace, task)
                     row = await self._assign(connection, request, task, prefer)
-                    signer = await connection.fetchrow(
-                        "SELECT public_key, operator FROM agents WHERE agent_id = $1",
-                        row["agent_id"],
-                    )
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate != BUDGET_SPENT:
                     raise
@@ -95,8 +91,8 @@ class AssignmentActivities:
                     assignment_id=task.assignment_id,
                     agent_id=row["agent_id"],
                     provisioned=row["provisioned"],
-                    agent_key=signer["public_key"] if signer else None,
-                    agent_operator=signer["operator"] if signer else None,
+                    agent_key=row["public_key"],
+                    agent_operator=row["operator"],
                     signatures_required=self.require_signatures if required is None else required,
                 )
             )
@@ -134,10 +130,14 @@ class AssignmentActivities:
     async def _assign(
         self, connection: Connection, request: AssignAgents, task: AssignTask, prefer: str | None
     ) -> asyncpg.Record:
-        """One call of `goalkeeper_assign`: the agent taken, and whether it was provisioned."""
+        """One call of `goalkeeper_assign`: the agent taken, whether it was provisioned, and
+        its key and operator."""
         agent_id = provisioned_agent_id(task.skill, task.assignment_id)
+        # The agent's key and operator in the same statement: they are set at registration,
+        # so the snapshot it joins is current for them (a just-provisioned agent has neither).
         row = await connection.fetchrow(
-            "SELECT * FROM goalkeeper_assign($1)",
+            "SELECT a.*, g.public_key, g.operator FROM goalkeeper_assign($1) a "
+            "LEFT JOIN agents g USING (agent_id)",
             {
                 **task.model_dump(mode="json"),
                 "prefer_agent_id": prefer,

@@ -15,7 +15,6 @@ import binascii
 import dataclasses
 import re
 import secrets
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from temporalio.converter import (
 )
 
 from goalkeeper.errors import GoalkeeperError
+from interfaces.keyring import exposure
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -115,14 +115,11 @@ def parse_keys(text: str, source: str) -> Keyring:
 def read_keys_file(path: Path) -> Keyring:
     """Keys from a file only its owner may read or write, as ssh requires of private keys."""
     try:
-        mode = path.stat().st_mode
+        problem = exposure(path)
     except OSError as exc:
         raise CodecKeyError(f"cannot read the codec keys file {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise CodecKeyError(
-            f"the codec keys file {path} is open to others (mode {stat.S_IMODE(mode):04o}); "
-            f"allow its owner only: chmod 600 {path}"
-        )
+    if problem:
+        raise CodecKeyError(f"the codec keys file {problem}")
     return parse_keys(path.read_text(), str(path))
 
 

@@ -21,6 +21,15 @@ class KeyFileError(GoalkeeperError):
     """A key file that is missing, unreadable, open to others or not a key."""
 
 
+def exposure(path: Path) -> str | None:
+    """Why a key file may not be used: others may read or write it (ssh refuses such
+    files too); None if only its owner may. Raises OSError if it cannot be looked at."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"{path} is open to others (mode {mode:04o}); allow its owner only: chmod 600 {path}"
+    return None
+
+
 def key_dir() -> Path:
     """Where private keys are kept on this machine."""
     configured = os.environ.get("GOALKEEPER_KEY_DIR")
@@ -42,14 +51,11 @@ def load_key(kind: str, name: str) -> str | None:
     """The private key of `name`, or None if this machine has none."""
     path = key_path(kind, name)
     try:
-        mode = path.stat().st_mode
+        problem = exposure(path)
     except FileNotFoundError:
         return None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"{path} is open to other users (mode {stat.S_IMODE(mode):o}); "
-            f"expected 600: chmod 600 {path}"
-        )
+    if problem:
+        raise KeyFileError(problem)
     key = path.read_text().strip()
     try:
         public_key_of(key)

@@ -3,11 +3,9 @@ reported, and signatures for people who use the `temporal` CLI."""
 
 import argparse
 import json
-from collections.abc import Callable
 
 from activities.keys import UnknownSigner, register_approver_key, rekey_agent
 from goalkeeper.signing import InvalidKey, check_public_key, sign_decision
-from goalkeeper.statuses import Decision
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 from interfaces.cli.tasks import task_view
 from interfaces.keyring import KeyFileError, key_path, load_key, new_key
@@ -68,29 +66,3 @@ async def sign(session: Session, args: argparse.Namespace) -> None:
         f"{text}\n\ntemporal workflow update execute --workflow-id {args.task} --name decide "
         f"--input '{text}'",
     )
-
-
-def add_commands(
-    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
-    agent: "argparse._SubParsersAction[argparse.ArgumentParser]",
-    command: Callable[..., argparse.ArgumentParser],
-) -> None:
-    """Register the key commands beside the others (`command` is main's helper)."""
-    replaced = command(agent, "rekey", "give an agent a new key, as its operator", rekey)
-    replaced.add_argument("agent_id")
-    replaced.add_argument("--public-key", required=True, help="its new public key (base64)")
-    replaced.add_argument("--as", dest="operator", required=True, help="who replaces it")
-    approver = commands.add_parser("approver", help="approvers' signing keys")
-    approver_keys = approver.add_subparsers(dest="approver_command", required=True).add_parser(
-        "key", help="an approver's key pair"
-    )
-    key_actions = approver_keys.add_subparsers(dest="key_command", required=True)
-    made = command(key_actions, "new", "make and register an approver's key", new_approver_key)
-    made.add_argument("--as", dest="approver", required=True, help="the approver's name")
-    made.add_argument("--replace", action="store_true", help="replace a key this machine has")
-
-    signing = command(commands, "sign", "print a signed decision for the temporal CLI", sign)
-    signing.add_argument("task", help="GOAL_ID/TASK_ID")
-    signing.add_argument("--decision", choices=[d.value for d in Decision], required=True)
-    signing.add_argument("--as", dest="approver", required=True, help="the approver's name")
-    signing.add_argument("--comment", default="", help="why")

@@ -6,6 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
+from goalkeeper.statuses import Decision
 from interfaces.cli import (
     agents,
     approvals,
@@ -287,7 +288,24 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--assignment", help="assignment id (default: the current one)")
     send.add_argument("--tokens", type=int, default=0, help="tokens used")
     send.add_argument("--cost", type=float, default=0.0, help="cost in USD")
-    keys.add_commands(commands, agent, command)
+
+    replaced = command(agent, "rekey", "give an agent a new key, as its operator", keys.rekey)
+    replaced.add_argument("agent_id")
+    replaced.add_argument("--public-key", required=True, help="its new public key (base64)")
+    replaced.add_argument("--as", dest="operator", required=True, help="who replaces it")
+    approver = commands.add_parser("approver", help="approvers' signing keys")
+    approver_keys = approver.add_subparsers(dest="approver_command", required=True).add_parser(
+        "key", help="an approver's key pair"
+    )
+    key_actions = approver_keys.add_subparsers(dest="key_command", required=True)
+    made = command(key_actions, "new", "make and register an approver's key", keys.new_approver_key)
+    made.add_argument("--as", dest="approver", required=True, help="the approver's name")
+    made.add_argument("--replace", action="store_true", help="replace a key this machine has")
+    signing = command(commands, "sign", "print a signed decision for the temporal CLI", keys.sign)
+    signing.add_argument("task", help="GOAL_ID/TASK_ID")
+    signing.add_argument("--decision", choices=[d.value for d in Decision], required=True)
+    signing.add_argument("--as", dest="approver", required=True, help="the approver's name")
+    signing.add_argument("--comment", default="", help="why")
     return top
 
 
