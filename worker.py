@@ -4,10 +4,12 @@
 
 Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_URL
 (unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR), the telemetry settings
-GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS, and the health check's
-GOALKEEPER_HEALTH_INTERVAL and GOALKEEPER_ALERT_WEBHOOK, and how agents are picked:
+GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS, the health check's
+GOALKEEPER_HEALTH_INTERVAL, the watch's GOALKEEPER_WATCH_INTERVAL and
+GOALKEEPER_STALL_AFTER, GOALKEEPER_ALERT_WEBHOOK, and how agents are picked:
 GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED. At start it applies the schema,
 registers its search attributes and creates the health check's schedule, all idempotently.
+While it runs it watches for wedged workflows and stalled goals (`activities.watch`).
 """
 
 import asyncio
@@ -33,6 +35,7 @@ from activities.read_model import ReadModelActivities
 from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
 from activities.suggestions import SuggestionActivities
+from activities.watch import Watch
 from goalkeeper.masking import mask_url
 from interfaces import telemetry
 from interfaces.client import TemporalUnreachable, connect, exit_process
@@ -59,6 +62,7 @@ def build_worker(
     selection: str = "learned",
     selection_seed: str = DEFAULT_SELECTION_SEED,
     require_signatures: bool = False,
+    task_workflow: type = TaskWorkflow,
 ) -> Worker:
     """A worker for every Goalkeeper workflow and activity on `task_queue`.
 
@@ -66,6 +70,7 @@ def build_worker(
     make a message arrive at a chosen moment); otherwise agents are picked by
     `selection` (`learned` or `least_loaded`), seeded by `selection_seed`. Goals that
     do not say whether they require signatures follow `require_signatures`.
+    `task_workflow` may be another version of `TaskWorkflow` (tests deploy a changed one).
     """
     client = tolerant(client)  # its workflows see undecodable input, and reject it by name
     assignments = assignments or AssignmentActivities(
@@ -89,7 +94,7 @@ def build_worker(
             RequestWorkflow,
             GoalWorkflow,
             PartitionWorkflow,
-            TaskWorkflow,
+            task_workflow,
             HealthCheckWorkflow,
         ],
         activities=[
@@ -167,7 +172,20 @@ async def main() -> None:
         settings.temporal_address,
         settings.temporal_namespace,
     )
-    async with worker:
+    async with worker, asyncio.TaskGroup() as running:
+        if settings.watch_interval_seconds:
+            watch = Watch(
+                pool,
+                client,
+                settings.alert_webhook,
+                every=timedelta(seconds=settings.watch_interval_seconds),
+                stall_after=timedelta(seconds=settings.stall_after_seconds),
+            )
+            running.create_task(watch.run(stop))
+            log.info(
+                "watching for wedged workflows and stalled goals every %ss",
+                settings.watch_interval_seconds,
+            )
         await stop.wait()
     await pool.close()
 

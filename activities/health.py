@@ -22,6 +22,7 @@ from activities.rows import insert_event, open_alert, write_task
 from activities.webhook import post_alerts
 from goalkeeper.budgets import BUDGET_ALERT_KINDS
 from goalkeeper.models import TaskSummary, TaskView
+from goalkeeper.problems import WATCH_ALERT_KINDS
 from goalkeeper.records import Event, EventKind, Finding, HealthCheck, HealthReport
 
 log = logging.getLogger("interfaces.health")
@@ -357,7 +358,7 @@ class HealthActivities:
                   AND NOT kind = ANY($2::text[])
                 """,
                 seen,
-                list(BUDGET_ALERT_KINDS),
+                [*BUDGET_ALERT_KINDS, *WATCH_ALERT_KINDS],  # raised and closed elsewhere
             )
             await connection.execute(
                 "INSERT INTO health_checks (findings, repaired) VALUES ($1, $2)",

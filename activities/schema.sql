@@ -247,6 +247,9 @@ ALTER TABLE goals ADD COLUMN IF NOT EXISTS budget_usd numeric(16, 6);
 ALTER TABLE goals ADD COLUMN IF NOT EXISTS budget_tokens bigint;
 ALTER TABLE goals ADD COLUMN IF NOT EXISTS spent_usd numeric(16, 6) NOT NULL DEFAULT 0;
 ALTER TABLE goals ADD COLUMN IF NOT EXISTS spent_tokens bigint NOT NULL DEFAULT 0;
+-- What stops a running goal right now (a wedged workflow, a stall) and what to do; set and
+-- cleared by the watch.
+ALTER TABLE goals ADD COLUMN IF NOT EXISTS problem text;
 
 -- Workspaces' monthly budgets and this month's spend (counted only where one is set).
 CREATE TABLE IF NOT EXISTS workspace_budgets (

@@ -54,6 +54,10 @@ class EventKind(StrEnum):
     SUGGESTION_MADE = "suggestion_made"
     SUGGESTION_ACCEPTED = "suggestion_accepted"
     SUGGESTION_DISMISSED = "suggestion_dismissed"
+    WORKFLOW_WEDGED = "workflow_wedged"
+    WORKFLOW_RECOVERED = "workflow_recovered"
+    GOAL_STALLED = "goal_stalled"
+    GOAL_MOVING = "goal_moving"
 
 
 class Event(BaseModel):

@@ -29,8 +29,12 @@ class Settings:
     """host:port to serve Temporal SDK metrics for Prometheus on, or None for none."""
     health_interval_seconds: int = 60
     """How often the health check runs; 0 leaves the schedule alone."""
+    watch_interval_seconds: int = 5
+    """How often each worker looks for wedged workflows and stalled goals; 0 turns it off."""
+    stall_after_seconds: int = 120
+    """How long a goal's ready tasks may wait with none assigned before it is stalled."""
     alert_webhook: str | None = None
-    """URL the health check POSTs new alerts to, as JSON."""
+    """URL the health check and the watch POST new and cleared alerts to, as JSON."""
     agent_selection: str = "learned"
     """How agents are picked: `learned` (their records weighed) or `least_loaded`."""
     selection_seed: str = "goalkeeper"
@@ -53,6 +57,8 @@ class Settings:
             traces=(env.get("GOALKEEPER_TRACES") or cls.traces).lower(),
             metrics_address=env.get("GOALKEEPER_METRICS_ADDRESS") or None,
             health_interval_seconds=_seconds(env, "GOALKEEPER_HEALTH_INTERVAL", 60),
+            watch_interval_seconds=_seconds(env, "GOALKEEPER_WATCH_INTERVAL", 5),
+            stall_after_seconds=_seconds(env, "GOALKEEPER_STALL_AFTER", 120),
             alert_webhook=env.get("GOALKEEPER_ALERT_WEBHOOK") or None,
             agent_selection=check_selection_mode(
                 env.get("GOALKEEPER_AGENT_SELECTION") or cls.agent_selection

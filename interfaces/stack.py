@@ -28,6 +28,10 @@ class StackError(GoalkeeperError):
     """A part of the embedded stack could not be started."""
 
 
+REPORTED_PROBLEMS = {"system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": "2"}
+"""Temporal marks a workflow whose workflow task failed twice in a row with its
+`TemporalReportedProblems` search attribute; the watch turns that into an alert."""
+
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 """Where Linux says which ports it gives outgoing connections (and `bind(port 0)`)."""
 
@@ -78,7 +82,7 @@ class TemporalDevServer:
         self.db_file = db_file
         self.port = port
         self.ui_port = ui_port
-        self.dynamic_config = dynamic_config or {}
+        self.dynamic_config = REPORTED_PROBLEMS | (dynamic_config or {})
         self.log_file = log_file or db_file.with_suffix(".log")
         self.register_search_attributes = register_search_attributes
         self.process: subprocess.Popen[bytes] | None = None

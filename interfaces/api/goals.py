@@ -50,7 +50,7 @@ async def list_goals(
     rows = await pool.fetch(
         f"""
         WITH chosen AS (
-            SELECT goal_id, title, workspace, status, created_at, ended_at, error
+            SELECT goal_id, title, workspace, status, created_at, ended_at, error, problem
             FROM goals WHERE {filters}
             ORDER BY created_at DESC, goal_id LIMIT $3 OFFSET $4
         )
@@ -123,7 +123,7 @@ async def goal(
     row = await pool.fetchrow(
         f"""
         SELECT g.goal_id, g.title, g.description, g.workspace, g.status, g.error, g.approvers,
-               g.created_at, g.ended_at, g.report,
+               g.created_at, g.ended_at, g.report, g.problem,
                coalesce(g.budget_usd::float8, (g.spec->>'budget_usd')::float8) AS budget_usd,
                coalesce(g.budget_tokens, (g.spec->>'budget_tokens')::bigint) AS budget_tokens,
                {_FIGURES}, {_STANDING}

@@ -86,8 +86,17 @@ async def start(session: Session, args: argparse.Namespace) -> None:
 async def progress(session: Session, args: argparse.Namespace) -> None:
     handle = await goal_handle(session, args.goal_id)
     if not args.watch:
-        current = await query_progress(handle)
-        session.emit(current.model_dump(mode="json"), describe_progress(current))
+        problem = await _problem(session, handle.id)
+        try:
+            current = await query_progress(handle)
+        except CliError as exc:
+            if problem:  # a wedged goal may not answer at all: say why
+                raise CliError(f"{exc}; {problem}", exc.exit_code) from exc
+            raise
+        shown = describe_progress(current) + (f"\nproblem: {problem}" if problem else "")
+        session.emit(current.model_dump(mode="json") | {"problem": problem}, shown)
+        if problem:
+            session.exit_code = EXIT_FAILED
         return
     last = None
     interactive = sys.stdout.isatty() and not session.as_json
@@ -106,6 +115,17 @@ async def progress(session: Session, args: argparse.Namespace) -> None:
         print()
     if current.status is not GoalStatus.COMPLETED:
         session.exit_code = EXIT_FAILED
+
+
+async def _problem(session: Session, goal_id: str) -> str | None:
+    """What the watch says stops the goal (a wedged workflow, a stall), if PostgreSQL is
+    reachable; progress is still shown without it."""
+    try:
+        pool = await session.pool()
+    except CliError:
+        return None
+    value: str | None = await pool.fetchval("SELECT problem FROM goals WHERE goal_id = $1", goal_id)
+    return value
 
 
 async def tasks(session: Session, args: argparse.Namespace) -> None:

@@ -21,7 +21,7 @@ async def health(session: Session, args: argparse.Namespace) -> None:
             f"health check schedule {state}: every {args.interval}s",
         )
         return
-    if args.run:
+    if args.check_now:
         client = await session.client()
         report: HealthReport = await client.execute_workflow(
             HealthCheckWorkflow.run,
@@ -44,10 +44,12 @@ async def health(session: Session, args: argparse.Namespace) -> None:
         [a["kind"], a["subject"], a["seen"], "yes" if a["repaired"] else "no", a["message"]]
         for a in alerts
     ]
+    todo = [f"- {a['subject']}: {a['action']}" for a in alerts if a["action"] and not a["repaired"]]
     session.emit(
         {"last_check": dict(last) if last else None, "alerts": [dict(a) for a in alerts]},
         f"{when}; {len(alerts)} open alerts"
-        + ("\n" + table(rows, ["kind", "subject", "seen", "repaired", "finding"]) if rows else ""),
+        + ("\n" + table(rows, ["kind", "subject", "seen", "repaired", "finding"]) if rows else "")
+        + ("\nwhat to do:\n" + "\n".join(todo) if todo else ""),
     )
     if alerts:
         session.exit_code = EXIT_FAILED

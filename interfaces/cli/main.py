@@ -237,7 +237,9 @@ def parser() -> argparse.ArgumentParser:
         "the health check: open alerts, a run now, or its schedule",
         health.health,
     )
-    check.add_argument("--run", action="store_true", help="run a check now and print findings")
+    check.add_argument(
+        "--run", dest="check_now", action="store_true", help="run a check now and print findings"
+    )
     check.add_argument("--no-repair", action="store_true", help="with --run: only look")
     check.add_argument("--install", action="store_true", help="create or update the schedule")
     check.add_argument("--interval", type=int, default=60, help="with --install: seconds (60)")

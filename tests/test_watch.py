@@ -1,0 +1,190 @@
+"""Nothing stuck in silence: wedged workflows and stalled goals become alerts, and clear.
+
+A worker deployed with a change that breaks determinism wedges the task workflows it
+replays; Temporal marks them (`TemporalReportedProblems`), and the watch raises an alert
+with the cause and what to do within 15 s, in the alerts table, the log, the webhook,
+`starter.py health` and the goal's row, and clears it when the right code is back.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+
+from activities.watch import Watch
+from goalkeeper.statuses import GoalStatus, TaskStatus
+from tests.deploys import ChangedTaskWorkflow
+from tests.helpers import events, eventually, goal_spec, report, start_goal, wait_task
+from tests.starter import starter
+from worker import build_worker
+
+DETECTION_BOUND = 15.0
+"""Seconds from Temporal reporting a problem to the alert, as the issue sets it."""
+
+
+async def _reported(client: Client, workflow_id: str, present: bool) -> bool:
+    query = f"WorkflowId = '{workflow_id}' AND TemporalReportedProblems IS NOT NULL"
+    found = [w.id async for w in client.list_workflows(query)]
+    return bool(found) is present
+
+
+def _alerts(posted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [alert for body in posted for alert in body["alerts"]]
+
+
+async def _open_alert(pool: asyncpg.Pool, kind: str, subject: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT * FROM alerts WHERE kind = $1 AND subject = $2 AND resolved_at IS NULL",
+        kind,
+        subject,
+    )
+
+
+async def test_a_deploy_that_breaks_determinism_is_alerted_with_its_cause_and_clears(
+    client: Client,
+    pool: asyncpg.Pool,
+    database_url: str,
+    temporal_server: Any,
+    webhook: tuple[str, list[dict[str, Any]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, posted = webhook
+    queue = f"watch-{uuid.uuid4().hex[:8]}"
+    stop = asyncio.Event()
+    watch = Watch(pool, client, url, every=timedelta(seconds=2))
+    watching = asyncio.create_task(watch.run(stop))
+    subject = ""
+    try:
+        async with build_worker(client, pool, queue):
+            handle = await start_goal(client, goal_spec(1, "w-watch"), queue)
+            view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+        subject = f"workflow:{handle.id}/t1"
+
+        caplog.set_level(logging.WARNING, logger="goalkeeper.watch")
+        async with build_worker(client, pool, queue, task_workflow=ChangedTaskWorkflow):
+            # A message makes the new worker replay the task's history, and fail.
+            await client.get_workflow_handle(f"{handle.id}/t1").signal(
+                "agent_heartbeat", {"agent_id": view.agent_id, "assignment_id": view.assignment_id}
+            )
+            await eventually(
+                lambda: _reported(client, f"{handle.id}/t1", True), 90, "Temporal's report"
+            )
+            reported_at = time.monotonic()
+            alert = await eventually(
+                lambda: _open_alert(pool, "workflow_wedged", subject),
+                DETECTION_BOUND,
+                "the wedged-workflow alert",
+            )
+            assert time.monotonic() - reported_at <= DETECTION_BOUND
+            assert "NonDeterministicError" in alert["message"], alert["message"]
+            assert "roll the worker back" in alert["action"]
+            problem = await pool.fetchval("SELECT problem FROM goals WHERE goal_id = $1", handle.id)
+            assert problem and "NonDeterministicError" in problem
+            assert any(
+                "workflow_wedged" in r.getMessage() and subject in r.getMessage()
+                for r in caplog.records
+            )
+            assert any(a["subject"] == subject and not a["resolved"] for a in _alerts(posted))
+            shown = await starter(database_url, "health", temporal_address=temporal_server.address)
+            assert shown.code != 0
+            assert "workflow_wedged" in shown.out and f"{handle.id}/t1" in shown.out
+            assert "roll the worker back" in shown.out
+
+        # The right code again: the task replays, the alert clears, and the goal goes on.
+        async with build_worker(client, pool, queue):
+            await eventually(
+                lambda: _reported(client, f"{handle.id}/t1", False), 60, "the report to clear"
+            )
+            cleared = await eventually(
+                lambda: pool.fetchrow(
+                    "SELECT * FROM alerts WHERE kind = 'workflow_wedged' AND subject = $1 "
+                    "AND resolved_at IS NOT NULL",
+                    subject,
+                ),
+                DETECTION_BOUND * 2,
+                "the alert to clear",
+            )
+            assert cleared["first_seen"] <= cleared["resolved_at"]
+            await report(client, view)
+            assert (await handle.result()).status is GoalStatus.COMPLETED
+        assert (
+            await pool.fetchval("SELECT problem FROM goals WHERE goal_id = $1", handle.id) is None
+        )
+        trail = [e["kind"] for e in await events(pool, handle.id)]
+        assert trail.index("workflow_wedged") < trail.index("workflow_recovered")
+        assert any(a["subject"] == subject and a["resolved"] for a in _alerts(posted))
+    finally:
+        stop.set()
+        await watching
+
+
+async def _plant(pool: asyncpg.Pool, goal_id: str, spec: str, tasks: list[tuple[Any, ...]]) -> None:
+    await pool.execute(
+        "INSERT INTO goals (goal_id, first_run_id, title, workspace, spec, created_at) "
+        "VALUES ($1, 'planted', 'Planted', 'w-stall', $2::jsonb, now() - interval '3 hours')",
+        goal_id,
+        spec,
+    )
+    for task_id, status, depends_on, agent in tasks:
+        await pool.execute(
+            "INSERT INTO tasks (goal_id, task_id, title, skill, status, depends_on, agent_id, "
+            "updated_at) VALUES ($1, $2, $2, 'research', $3, $4, $5, now() - interval '3 hours')",
+            goal_id,
+            task_id,
+            status,
+            depends_on,
+            agent,
+        )
+
+
+async def test_goals_with_ready_tasks_unassigned_or_silent_past_deadlines_are_stalled(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    unassigned, silent, blocked = (f"stall-{n}-{uuid.uuid4().hex[:6]}" for n in range(3))
+    agent = f"agent-{uuid.uuid4().hex[:6]}"
+    await pool.execute(
+        "INSERT INTO agents (agent_id, workspace, skills) VALUES ($1, 'w-stall', '{research}')",
+        agent,
+    )
+    # The seeds' 0 %: ready tasks, nobody on them, for hours.
+    await _plant(
+        pool, unassigned, "{}", [("a", "completed", [], agent), ("b", "pending", ["a"], None)]
+    )
+    # Worked on, but silent far past a one-minute report deadline.
+    await _plant(pool, silent, '{"report_deadline_seconds": 60}', [("a", "assigned", [], agent)])
+    # Pending behind a failed task: waits on a decision, not on an agent; and its deadline
+    # (an hour by default) plus the grace have long passed, but nothing is being worked on.
+    await _plant(pool, blocked, "{}", [("a", "failed", [], agent), ("b", "pending", ["a"], None)])
+
+    watch = Watch(pool, client, every=timedelta(seconds=1), stall_after=timedelta(minutes=2))
+    found = {f.subject: f for f in (await watch.look()).findings}
+    assert "waits on an agent for research" in found[f"goal:{unassigned}"].message
+    assert "no task change for 3h" in found[f"goal:{silent}"].message
+    assert f"agent {agent}" in found[f"goal:{silent}"].message
+    assert f"goal:{blocked}" not in found
+    for goal in (unassigned, silent):
+        assert await _open_alert(pool, "goal_stalled", f"goal:{goal}")
+        assert "What to do" in await pool.fetchval(
+            "SELECT problem FROM goals WHERE goal_id = $1", goal
+        )
+        assert [e["kind"] for e in await events(pool, goal, "goal_stalled")] == ["goal_stalled"]
+
+    # The agent reports: the goal moves again, and the stall is closed and recorded.
+    await pool.execute(
+        "UPDATE tasks SET status = 'completed', updated_at = now() WHERE goal_id = $1", silent
+    )
+    await asyncio.sleep(1.1)  # an alert closes a full round after it was last seen
+    looked = await watch.look()
+    assert f"goal:{silent}" in {c["subject"] for c in looked.closed}
+    assert await _open_alert(pool, "goal_stalled", f"goal:{silent}") is None
+    assert await pool.fetchval("SELECT problem FROM goals WHERE goal_id = $1", silent) is None
+    assert [e["kind"] for e in await events(pool, silent, "goal_moving")] == ["goal_moving"]
+    await pool.execute(
+        "UPDATE goals SET status = 'failed' WHERE goal_id = ANY($1)", [unassigned, silent, blocked]
+    )
