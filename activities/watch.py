@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -161,11 +162,11 @@ class Watch:
             return problem
         failure = next(
             (
-                e.workflow_task_failed_event_attributes.failure.message
+                e.workflow_task_failed_event_attributes.failure
                 for e in history.history.events
                 if e.HasField("workflow_task_failed_event_attributes")
             ),
-            "",
+            None,
         )
         return Problem(
             problem.workflow_id,
@@ -173,8 +174,15 @@ class Watch:
             problem.category,
             problem.cause,
             attempts,
-            failure,
+            await self._said(failure) if failure else "",
         )
+
+    async def _said(self, failure: Failure) -> str:
+        """A failure's message, decrypted when the codec encrypted it."""
+        try:
+            return str(await self.client.data_converter.decode_failure(failure))
+        except Exception:  # a message it cannot decode is still shown as it is
+            return failure.message
 
     async def stalled_goals(self) -> list[Finding]:
         """Running goals whose tasks wait with nobody working, or are silent past deadlines."""

@@ -44,6 +44,11 @@ _BUG = (
     "the workflow's code raised an error on every attempt: roll the worker back, or fix the "
     "bug named here and deploy; the workflow resumes by itself once its task succeeds"
 )
+_NO_KEY = (
+    "a payload is encrypted with a codec key the worker does not have: give the workers the "
+    "key named here (GOALKEEPER_CODEC_KEYS, after the current one) and restart them; the "
+    "workflow resumes by itself"
+)
 _TIMED_OUT = (
     "no worker finished this workflow's task in time: check that workers poll its task queue "
     "and are not overloaded or stuck (their logs name the workflow)"
@@ -84,8 +89,10 @@ def goal_candidates(subject: str) -> list[str]:
     return [g for i, g in enumerate(found) if g and g not in found[:i]]
 
 
-def advice(category: str, cause: str) -> str:
-    """What a person should do about a workflow task failing for `cause`."""
+def advice(category: str, cause: str, failure: str = "") -> str:
+    """What a person should do about a workflow task failing for `cause` with `failure`."""
+    if "UndecryptablePayload" in failure:
+        return _NO_KEY
     if cause in _ADVICE:
         return _ADVICE[cause]
     if category == "WorkflowTaskTimedOut":
@@ -103,7 +110,7 @@ def wedged(problem: Problem) -> Finding:
         subject=f"workflow:{problem.workflow_id}",
         message=f"{kind} workflow {problem.workflow_id!r} is stuck: its workflow task failed"
         f"{tries} ({problem.cause.removeprefix('WorkflowTaskFailedCause')}){said}",
-        action=advice(problem.category, problem.cause),
+        action=advice(problem.category, problem.cause, problem.failure),
     )
 
 

@@ -8,6 +8,7 @@ with the cause and what to do within 15 s, in the alerts table, the log, the web
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from datetime import timedelta
@@ -18,7 +19,11 @@ import pytest
 from temporalio.client import Client
 
 from activities.watch import Watch
+from goalkeeper.problems import Quiet, advice, goal_candidates, reported, stalled
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.client import connect
+from interfaces.codec import Keyring
+from interfaces.config import Settings
 from tests.deploys import ChangedTaskWorkflow
 from tests.helpers import events, eventually, goal_spec, report, start_goal, wait_task
 from tests.starter import starter
@@ -188,3 +193,69 @@ async def test_goals_with_ready_tasks_unassigned_or_silent_past_deadlines_are_st
     await pool.execute(
         "UPDATE goals SET status = 'failed' WHERE goal_id = ANY($1)", [unassigned, silent, blocked]
     )
+
+
+async def test_a_goal_encrypted_with_a_key_its_worker_lacks_is_alerted_naming_the_key(
+    client: Client, pool: asyncpg.Pool, temporal_server: Any
+) -> None:
+    sender = await connect(
+        Settings(
+            temporal_address=temporal_server.address,
+            codec_keys=Keyring((("k-new", os.urandom(32)),)),
+        )
+    )
+    worker_client = await connect(
+        Settings(
+            temporal_address=temporal_server.address,
+            codec_keys=Keyring((("k-old", os.urandom(32)),)),
+        )
+    )
+    queue = f"watch-key-{uuid.uuid4().hex[:8]}"
+    watch = Watch(pool, worker_client, every=timedelta(seconds=1))
+    async with build_worker(worker_client, pool, queue):
+        handle = await start_goal(sender, goal_spec(1, "w-key"), queue)
+        await eventually(lambda: _reported(client, handle.id, True), 90, "Temporal's report")
+        found = {f.subject: f for f in (await watch.look()).findings}
+        alert = found[f"workflow:{handle.id}"]
+        assert "encrypted with key 'k-new'" in alert.message, alert.message
+        assert "give the workers the key named here" in alert.action
+        await handle.terminate("a test's goal that cannot be read")
+
+
+def test_what_temporal_reports_and_whose_goal_it_is_are_read_from_plain_values() -> None:
+    assert reported(
+        ["category=WorkflowTaskFailed", "cause=WorkflowTaskFailedCausePayloadsTooLarge"]
+    ) == (
+        "WorkflowTaskFailed",
+        "WorkflowTaskFailedCausePayloadsTooLarge",
+    )
+    assert reported(None) == ("unknown", "unknown")
+    assert "2 MiB" in advice("WorkflowTaskFailed", "WorkflowTaskFailedCausePayloadsTooLarge")
+    assert "poll" in advice("WorkflowTaskTimedOut", "unknown")
+    assert goal_candidates("goal:g1") == ["g1"]
+    assert goal_candidates("workflow:g1/t2") == ["g1/t2", "g1"]  # a sub-goal first, then a task
+    assert goal_candidates("workflow:g1#partition-3") == ["g1#partition-3", "g1"]
+    assert goal_candidates("agent:a1") == []
+
+
+def test_a_goal_is_stalled_only_past_its_grace_and_its_deadlines() -> None:
+    grace = timedelta(minutes=2)
+
+    def quiet(minutes: int, ready: int = 0, working: int = 0) -> Quiet:
+        return Quiet(
+            goal_id="g",
+            quiet_for=timedelta(minutes=minutes),
+            pending=ready,
+            ready=ready,
+            working=working,
+            ready_skills=("research",),
+            allowed=timedelta(hours=1),
+            waiting_on=("agent a1",),
+        )
+
+    assert stalled(quiet(1, ready=2), grace) is None
+    assert stalled(quiet(3, ready=2), grace) is not None
+    assert stalled(quiet(61, working=1), grace) is None  # within its deadline and the grace
+    late = stalled(quiet(63, working=1), grace)
+    assert late is not None and "agent a1" in late.message
+    assert stalled(quiet(600), grace) is None  # nothing ready, nothing worked on: not stalled
