@@ -69,21 +69,26 @@ SELECT q.goal_id, extract(epoch FROM now() - q.last_change)::float8 AS quiet_sec
     coalesce((q.spec->>'approval_timeout_seconds')::int, 86400)
         * CASE WHEN q.spec->>'on_approval_timeout' = 'escalate' THEN 2 ELSE 1 END
         AS approval_timeout,
-    (SELECT max((a.context->>'report_deadline_seconds')::int) FROM tasks t
-     JOIN assignments a ON a.assignment_id = t.assignment_id
-     WHERE t.goal_id = q.goal_id AND t.status = 'assigned') AS longest_deadline,
-    count(*) FILTER (WHERE t.status = 'pending') AS pending,
-    count(*) FILTER (WHERE t.status IN ('assigned', 'awaiting_approval')) AS working,
-    count(*) FILTER (WHERE t.status = 'awaiting_approval') AS approving,
-    count(*) FILTER (WHERE t.status = 'pending' AND NOT EXISTS (
-        SELECT 1 FROM unnest(t.depends_on) d(task_id)
-        WHERE NOT EXISTS (SELECT 1 FROM tasks u WHERE u.goal_id = t.goal_id
-                          AND u.task_id = d.task_id AND u.status = 'completed'))) AS ready,
-    (array_agg(DISTINCT t.skill) FILTER (WHERE t.status = 'pending'))[1:5] AS skills,
+    max((a.context->>'report_deadline_seconds')::int) AS longest_deadline,
+    -- DISTINCT: a task awaiting approval is a row per approver below.
+    count(DISTINCT t.task_id) FILTER (WHERE t.status = 'pending') AS pending,
+    count(DISTINCT t.task_id) FILTER (WHERE t.status IN ('assigned', 'awaiting_approval'))
+        AS working,
+    count(DISTINCT t.task_id) FILTER (WHERE t.status = 'awaiting_approval') AS approving,
+    count(DISTINCT t.task_id) FILTER (WHERE t.ready) AS ready,
+    (array_agg(DISTINCT t.skill) FILTER (WHERE t.ready))[1:5] AS skills,
     (array_agg(DISTINCT 'agent ' || t.agent_id) FILTER (WHERE t.status = 'assigned'))[1:5]
         || (array_agg(DISTINCT 'approver ' || p.name)
             FILTER (WHERE t.status = 'awaiting_approval'))[1:5] AS waiting_on
-FROM quiet q JOIN tasks t USING (goal_id)
+FROM quiet q
+JOIN LATERAL (
+    SELECT t.*, t.status = 'pending' AND NOT EXISTS (  -- every dependency is done
+        SELECT 1 FROM unnest(t.depends_on) d(task_id)
+        WHERE NOT EXISTS (SELECT 1 FROM tasks u WHERE u.goal_id = t.goal_id
+                          AND u.task_id = d.task_id AND u.status = 'completed')) AS ready
+    FROM tasks t WHERE t.goal_id = q.goal_id
+) t ON true
+LEFT JOIN assignments a ON a.assignment_id = t.assignment_id AND t.status = 'assigned'
 LEFT JOIN LATERAL unnest(CASE WHEN t.status = 'awaiting_approval' THEN t.approvers END) p(name)
     ON true
 GROUP BY q.goal_id, q.spec, q.last_change
@@ -211,7 +216,8 @@ class Watch:
     async def _record(self, report: WatchReport) -> None:
         """Alerts, goal rows and events in one transaction; then the log and the webhook."""
         async with self.pool.acquire() as connection, connection.transaction():
-            for finding in report.findings:
+            # In one order everywhere, so two workers' watches never wait on each other's rows.
+            for finding in sorted(report.findings, key=lambda f: (f.kind, f.subject)):
                 if await open_alert(
                     connection, finding.kind, finding.subject, finding.message, finding.action
                 ):
@@ -293,6 +299,7 @@ async def _goal_rows(
             problems.setdefault(
                 goals[finding.subject], f"{finding.message}. What to do: {finding.action}"
             )
+    problems = dict(sorted(problems.items()))
     await connection.execute(
         """
         UPDATE goals SET problem = p.problem
