@@ -100,6 +100,25 @@ async def test_a_deploy_that_breaks_determinism_is_alerted_with_its_cause_and_cl
             assert shown.code != 0
             assert "workflow_wedged" in shown.out and f"{handle.id}/t1" in shown.out
             assert "roll the worker back" in shown.out
+            progress = await starter(
+                database_url,
+                "goal",
+                "progress",
+                handle.id,
+                temporal_address=temporal_server.address,
+            )
+            assert progress.code != 0 and "problem: task workflow" in progress.out
+            asked = await starter(
+                database_url,
+                "report",
+                f"{handle.id}/t1",
+                "--result",
+                "x",
+                temporal_address=temporal_server.address,
+            )
+            assert asked.code != 0 and "Traceback" not in asked.err
+            assert "Workflow Task in failed state" in asked.err, asked.err
+            assert "starter.py health" in asked.err
 
         # The right code again: the task replays, the alert clears, and the goal goes on.
         async with build_worker(client, pool, queue):

@@ -6,6 +6,9 @@ import signal
 import sys
 from pathlib import Path
 
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError
+
 from goalkeeper.statuses import Decision
 from interfaces.cli import (
     agents,
@@ -25,7 +28,7 @@ from interfaces.cli import (
     suggestions,
     tokens,
 )
-from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
+from interfaces.cli.session import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.client import TemporalUnreachable
 from interfaces.config import Settings
 from interfaces.stack import StackError
@@ -346,6 +349,15 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"error: {masked(exc)}", file=sys.stderr)
         return exc.exit_code
+    except (WorkflowQueryFailedError, RPCError) as exc:
+        # A workflow whose workflow task keeps failing (a deploy that broke determinism)
+        # cannot answer queries either; the watch says which and what to do.
+        print(
+            f"error: Temporal could not answer: {masked(exc)}; "
+            "`python starter.py health` says what is wrong and what to do",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     return session.exit_code
