@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.client import Client
 
@@ -168,7 +169,7 @@ async def _plant(pool: asyncpg.Pool, goal_id: str, spec: str, tasks: list[tuple[
 
 
 async def test_goals_with_ready_tasks_unassigned_or_silent_past_deadlines_are_stalled(
-    client: Client, pool: asyncpg.Pool
+    client: Client, pool: asyncpg.Pool, api: httpx.AsyncClient
 ) -> None:
     unassigned, silent, blocked = (f"stall-{n}-{uuid.uuid4().hex[:6]}" for n in range(3))
     agent = f"agent-{uuid.uuid4().hex[:6]}"
@@ -198,6 +199,11 @@ async def test_goals_with_ready_tasks_unassigned_or_silent_past_deadlines_are_st
             "SELECT problem FROM goals WHERE goal_id = $1", goal
         )
         assert [e["kind"] for e in await events(pool, goal, "goal_stalled")] == ["goal_stalled"]
+    # The API and the goal's page say it too.
+    answer = (await api.get(f"/goals/{unassigned}")).json()
+    assert "waits on an agent for research" in answer["problem"]
+    page = await api.get(f"http://api/goals/{unassigned}")
+    assert "waits on an agent for research" in page.text
 
     # The agent reports: the goal moves again, and the stall is closed and recorded.
     await pool.execute(
