@@ -9,6 +9,7 @@ import asyncpg
 from pydantic import ValidationError
 from temporalio import activity
 
+from activities import metrics
 from activities.rows import Connection
 from goalkeeper.learning import (
     AgentRecord,
@@ -19,6 +20,7 @@ from goalkeeper.learning import (
 )
 from goalkeeper.models import Heartbeat
 from goalkeeper.records import AssignAgents, Assignment, AssignTask, EndAssignment, EventKind
+from goalkeeper.statuses import TaskStatus
 
 BUDGET_SPENT = "GK402"
 """SQLSTATE `goalkeeper_assign` raises when a budget over the goal is spent."""
@@ -50,6 +52,7 @@ class AssignmentActivities:
         self.selection = check_selection_mode(selection)
         self.seed = seed
         self.require_signatures = require_signatures
+        self.spend = metrics.Spend()
 
     @activity.defn
     async def assign_agents(self, request: AssignAgents) -> list[Assignment]:
@@ -62,6 +65,7 @@ class AssignmentActivities:
         to the agent that did the work (`prefer_agent_id`), whatever its record.
         """
         assigned = []
+        meter = metrics.activity_meter()
         for task in request.tasks:
             try:
                 async with self.pool.acquire() as connection, connection.transaction():
@@ -84,6 +88,10 @@ class AssignmentActivities:
                     )
                 )
                 break
+            if row["made_now"]:  # not a retry of an assignment already made
+                metrics.task_assigned(meter, task.skill, metrics.since_scheduled())
+            if row["provisioned"]:
+                metrics.provisioned(meter, task.skill)
             required = request.require_signatures
             assigned.append(
                 Assignment(
@@ -135,8 +143,10 @@ class AssignmentActivities:
         agent_id = provisioned_agent_id(task.skill, task.assignment_id)
         # The agent's key and operator in the same statement: they are set at registration,
         # so the snapshot it joins is current for them (a just-provisioned agent has neither).
+        # The same snapshot predates the assignment, so `made_now` tells a retry apart.
         row = await connection.fetchrow(
-            "SELECT a.*, g.public_key, g.operator FROM goalkeeper_assign($1) a "
+            "SELECT a.*, g.public_key, g.operator, NOT EXISTS (SELECT FROM assignments x "
+            "WHERE x.assignment_id = $2::uuid) AS made_now FROM goalkeeper_assign($1) a "
             "LEFT JOIN agents g USING (agent_id)",
             {
                 **task.model_dump(mode="json"),
@@ -156,6 +166,7 @@ class AssignmentActivities:
                     "detail": {"skill": task.skill, "workspace": request.workspace},
                 },
             },
+            task.assignment_id,
         )
         assert row is not None
         return row
@@ -165,11 +176,34 @@ class AssignmentActivities:
         """Close an assignment with the agent's outcome, free its slot, record the task.
 
         One statement (`goalkeeper_end_assignment`); the slot is freed only by the call
-        that closes the assignment, so a retry never frees it twice.
+        that closes the assignment, so a retry never frees it twice, nor counts its tokens
+        and cost, nor the task's end, in the metrics again.
         """
-        await self.pool.execute(
-            "SELECT goalkeeper_end_assignment($1)", request.model_dump(mode="json")
+        task = request.task
+        # The subqueries read the statement's snapshot, taken before the function's writes:
+        # the assignment and task as they were before this call.
+        row = await self.pool.fetchrow(
+            """
+            SELECT (SELECT g.workspace FROM assignments a JOIN goals g USING (goal_id)
+                    WHERE a.assignment_id = $2::uuid AND a.status IN ('active', 'starting'))
+                       AS closes_in,
+                   (SELECT t.status::text FROM tasks t WHERE t.goal_id = $3 AND t.task_id = $4)
+                       AS task_was,
+                   goalkeeper_end_assignment($1)
+            """,
+            request.model_dump(mode="json"),
+            request.assignment_id,
+            task.goal_id,
+            task.task_id,
         )
+        assert row is not None
+        meter = metrics.activity_meter()
+        if row["closes_in"] is not None:
+            self.spend.add(
+                meter, row["closes_in"], task.skill, request.tokens_used, request.cost_usd
+            )
+        if row["task_was"] is not None and not TaskStatus(row["task_was"]).is_terminal:
+            metrics.tasks_finished(meter, task.status)
 
     @activity.defn
     async def activate_assignment(self, assignment_id: str) -> None:

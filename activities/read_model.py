@@ -6,6 +6,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.rows import Connection, insert_event
 from activities.runbooks import fetch_runbook, match_runbooks
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
@@ -29,6 +30,7 @@ from goalkeeper.records import (
 )
 from goalkeeper.runbooks import runbook_named
 from goalkeeper.scheduling import partition, topological_order
+from goalkeeper.statuses import GoalStatus, TaskStatus
 from goalkeeper.validation import validate_goal_spec
 
 
@@ -272,13 +274,14 @@ class ReadModelActivities:
                     f"{record.reason}",
                 ),
             )
+        metrics.tasks_finished(metrics.activity_meter(), TaskStatus.SKIPPED, int(skipped))
         return int(skipped)
 
     @activity.defn
     async def record_skips(self, record: RecordSkips) -> None:
         """Store a batch of skipped tasks and an event for each, in one transaction."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(
+            skipped = await connection.execute(
                 """
                 UPDATE tasks t SET status = 'skipped', error = s.reason, seq = t.seq + 1,
                        ended_at = now(), updated_at = now()
@@ -306,6 +309,10 @@ class ReadModelActivities:
                     for t in record.tasks
                 ],
             )
+        # "UPDATE n": only tasks still pending are skipped, so a retry counts none again.
+        metrics.tasks_finished(
+            metrics.activity_meter(), TaskStatus.SKIPPED, int(skipped.split()[-1])
+        )
 
     async def _header(self, goal_id: str, goal_run_id: str) -> dict[str, Any] | None:
         """The stored spec (without tasks) of this run of the goal, if it is the current one."""
@@ -323,6 +330,12 @@ class ReadModelActivities:
         title = raw.get("title") if isinstance(raw.get("title"), str) else record.goal_id
         workspace = raw.get("workspace") if isinstance(raw.get("workspace"), str) else "default"
         async with self.pool.acquire() as connection, connection.transaction():
+            recorded = await connection.fetchval(
+                "SELECT status = 'rejected' FROM goals WHERE goal_id = $1 AND first_run_id = $2"
+                " FOR UPDATE",
+                record.goal_id,
+                record.first_run_id,
+            )
             await connection.execute(
                 """
                 INSERT INTO goals (goal_id, first_run_id, title, workspace, status, spec,
@@ -341,20 +354,27 @@ class ReadModelActivities:
                 record.error,
             )
             await insert_event(connection, record.event)
+        if not recorded:
+            metrics.goal_finished(metrics.activity_meter(), GoalStatus.REJECTED)
 
     @activity.defn
     async def record_task(self, record: RecordTask) -> None:
         """Store a task's new state and, if given, the event that explains it."""
-        await self.pool.execute(
+        written = await self.pool.fetchval(
             "SELECT goalkeeper_write_task($1), goalkeeper_event($2)",
             record.task.model_dump(mode="json"),
             record.event.model_dump(mode="json") if record.event else None,
         )
+        if written:  # a newer state, not a retry's: its end, if it is one, counts once
+            metrics.tasks_finished(metrics.activity_meter(), record.task.status)
 
     @activity.defn
     async def finish_goal(self, record: FinishGoal) -> None:
         """Store a goal's final status and report; retire the idle agents provisioned for it."""
         async with self.pool.acquire() as connection, connection.transaction():
+            was = await connection.fetchval(
+                "SELECT status::text FROM goals WHERE goal_id = $1 FOR UPDATE", record.goal_id
+            )
             await connection.execute(
                 """
                 UPDATE goals SET status = $2, report = $3, error = $4,
@@ -368,6 +388,8 @@ class ReadModelActivities:
             )
             await insert_event(connection, record.event)
             await connection.execute("SELECT goalkeeper_retire($1, NULL)", record.goal_id)
+        if was == GoalStatus.RUNNING:  # a retry finds it ended, and counts nothing again
+            metrics.goal_finished(metrics.activity_meter(), record.status)
 
     @activity.defn
     async def record_event(self, event: Event) -> None:

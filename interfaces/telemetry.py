@@ -4,7 +4,9 @@ Traces: `GOALKEEPER_TRACES=none|console|otlp`; `otlp` sends spans over HTTP to
 `OTEL_EXPORTER_OTLP_ENDPOINT` (read by the exporter itself, e.g. http://jaeger:4318).
 Temporal's tracing interceptor carries the span context through workflow starts,
 child workflows and activities, so one goal is one trace. Metrics:
-`GOALKEEPER_METRICS_ADDRESS=0.0.0.0:9464` serves the SDK's metrics for Prometheus.
+`GOALKEEPER_METRICS_ADDRESS=0.0.0.0:9464` serves the SDK's metrics for Prometheus, and
+Goalkeeper's own (`goalkeeper.metrics`), named as Prometheus names them: counters end in
+`_total`, durations are in seconds and end in `_seconds`.
 Logs: every record, and every uncaught exception's traceback, has the secrets of the
 environment masked (`hide_secrets`).
 """
@@ -22,11 +24,13 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from temporalio.common import MetricMeter
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.masking import SecretFilter, mask, secrets_of
+from goalkeeper.metrics import BUCKETS
 from interfaces.config import Settings
 
 TRACE_TARGETS = ("none", "console", "otlp")
@@ -75,9 +79,20 @@ def runtime(metrics_address: str | None) -> Runtime | None:
     """A Temporal runtime serving Prometheus metrics, or None for the default runtime."""
     if not metrics_address:
         return None
-    return Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address))
+    prometheus = PrometheusConfig(
+        bind_address=metrics_address,
+        counters_total_suffix=True,
+        unit_suffix=True,
+        durations_as_seconds=True,
+        histogram_bucket_overrides=BUCKETS,
     )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
+def metric_meter(metrics_address: str | None) -> MetricMeter:
+    """The meter of the runtime serving metrics on `metrics_address`; a no-op one if unset."""
+    served = runtime(metrics_address)
+    return served.metric_meter if served is not None else MetricMeter.noop
 
 
 def flush() -> None:

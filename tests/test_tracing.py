@@ -114,5 +114,6 @@ async def test_sdk_metrics_are_served_for_prometheus_when_configured(
     body = await asyncio.to_thread(
         lambda: urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
     )
-    assert "temporal_workflow_completed" in body
-    assert "temporal_local_activity_execution_latency" in body
+    # Prometheus names: counters end in _total, durations are seconds and say so.
+    assert "\ntemporal_workflow_completed_total{" in body
+    assert "\ntemporal_local_activity_execution_latency_seconds_bucket{" in body

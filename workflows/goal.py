@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import metrics
     from activities.deliverables import DeliverableActivities
     from activities.read_model import ReadModelActivities
     from activities.runbooks import RunbookActivities
@@ -18,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.ids import fact_id
     from goalkeeper.judging import retry_problem
+    from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         ApprovalDecision,
         GoalCheckpoint,
@@ -345,6 +347,7 @@ class GoalWorkflow:
         await workflow.wait_condition(self._ready)
         decision = self._judge_retry(payload)
         if isinstance(decision, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             workflow.logger.warning(decision)
             await record_apart(
                 ReadModelActivities.record_event,
@@ -365,6 +368,7 @@ class GoalWorkflow:
         await workflow.wait_condition(self._ready)
         decision = self._judge_retry(payload)
         if isinstance(decision, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
         await self._take_retry_decision(decision)
         return self.progress()
@@ -372,7 +376,8 @@ class GoalWorkflow:
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
         if self._ready():  # before that, the handler judges once it can
-            reject_if(self._judge_retry(payload))
+            problem = self._judge_retry(payload)
+            reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
 
     @workflow.update
     async def add_tasks(self, *payload: Any) -> Progress:
@@ -395,6 +400,7 @@ class GoalWorkflow:
             await workflow.wait_condition(lambda: bool(refused) or window.closed)
         problem = refused[0] if refused else self._judge_added(payload)
         if isinstance(problem, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.ADD_TASKS)
             raise ApplicationError(problem, type="TasksRejected", non_retryable=True)
         return self.progress()
 
@@ -449,7 +455,8 @@ class GoalWorkflow:
     @add_tasks.validator
     def _validate_add_tasks(self, *payload: Any) -> None:
         if self._ready():  # before that, the handler judges once it can
-            reject_if(self._judge_added(payload))
+            problem = self._judge_added(payload)
+            reject_if(metrics.refused(workflow.metric_meter(), Rejected.ADD_TASKS, problem))
 
     def _judge_added(self, payload: tuple[Any, ...]) -> "tuple[AddTasks, list[TaskSpec]] | str":
         request = parse_message(payload, AddTasks, "add_tasks request")
@@ -494,6 +501,7 @@ class GoalWorkflow:
                 await budget.take_raise(request, lambda: self._judge_raise(payload)) or request
             )
         if isinstance(request, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.BUDGET)
             raise ApplicationError(request, type="BudgetRaiseRejected", non_retryable=True)
         if self._window is not None:
             self._window.paused = budget.paused
@@ -505,7 +513,8 @@ class GoalWorkflow:
     @raise_budget.validator
     def _validate_raise_budget(self, *payload: Any) -> None:
         if self._ready():  # before that, the handler judges once it can
-            reject_if(self._judge_raise(payload))
+            problem = self._judge_raise(payload)
+            reject_if(metrics.refused(workflow.metric_meter(), Rejected.BUDGET, problem))
 
     def _judge_raise(self, payload: tuple[Any, ...]) -> Any:
         assert self._budget is not None
@@ -523,6 +532,7 @@ class GoalWorkflow:
             judge = lambda: budget.judge_stop(payload, self._status)  # noqa: E731
             request = await budget.take_stop(request, judge) or request
         if isinstance(request, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.BUDGET)
             raise ApplicationError(request, type="StopRejected", non_retryable=True)
         return self.progress()
 
@@ -530,7 +540,8 @@ class GoalWorkflow:
     def _validate_stop(self, *payload: Any) -> None:
         if self._ready():
             assert self._budget is not None
-            reject_if(self._budget.judge_stop(payload, self._status))
+            problem = self._budget.judge_stop(payload, self._status)
+            reject_if(metrics.refused(workflow.metric_meter(), Rejected.BUDGET, problem))
 
     def _judge_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
         decision = parse_message(payload, ApprovalDecision, "approval decision")
@@ -698,6 +709,7 @@ class GoalWorkflow:
 
     async def _reject(self, error: str, spec: Any) -> NoReturn:
         self._status, self._stage = GoalStatus.REJECTED, "rejected"
+        metrics.rejected(workflow.metric_meter(), Rejected.GOAL_INPUT)
         workflow.upsert_search_attributes([sa.GOAL_STATUS.value_set(self._status.value)])
         workflow.set_current_details(f"**Rejected**: {error}")
         await record(

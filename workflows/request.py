@@ -13,9 +13,11 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities import metrics
     from activities.requests import RequestActivities
     from activities.runbooks import RunbookActivities
     from goalkeeper.ids import fact_id
+    from goalkeeper.metrics import Rejected
     from goalkeeper.models import GoalReport, describe_validation_error
     from goalkeeper.records import (
         Event,
@@ -145,6 +147,7 @@ class RequestWorkflow:
 
     async def _reject(self, error: str, raw: Any) -> NoReturn:
         self._view.status, self._view.error = RequestStatus.REJECTED, error
+        metrics.rejected(workflow.metric_meter(), Rejected.REQUEST_INPUT)
         await record(
             RequestActivities.record_request,
             RecordRequest(

@@ -10,6 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import metrics
     from activities.assignment import AssignmentActivities
     from activities.checks import CheckActivities
     from activities.keys import KeyActivities
@@ -18,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.ids import assignment_id as assignment_id_of
     from goalkeeper.ids import fact_id
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
+    from goalkeeper.metrics import Reassignment, Rejected
     from goalkeeper.models import (
         AgentReport,
         ApprovalDecision,
@@ -67,6 +69,16 @@ AgentMessage = TypeVar("AgentMessage", AgentReport, Heartbeat)
 
 class Lapse(str):
     """Why an assignment ended without a report: deadline, silence, reassignment, abort."""
+
+    reason = Reassignment.HEALTH_CHECK
+    """How the reassignment it leads to is counted: as the `reassign` signal's, unless set."""
+
+    @classmethod
+    def of(cls, why: str, reason: Reassignment) -> "Lapse":
+        """A lapse counted as `reason`."""
+        lapse = cls(why)
+        lapse.reason = reason
+        return lapse
 
 
 @workflow.defn
@@ -185,6 +197,7 @@ class TaskWorkflow:
             f"task workflow {info.workflow_id!r} rejected: {problem}; tasks are started "
             "by their GoalWorkflow"
         )[:4000]
+        metrics.rejected(workflow.metric_meter(), Rejected.TASK_INPUT)
         await record(
             ReadModelActivities.record_event,
             Event(
@@ -212,6 +225,7 @@ class TaskWorkflow:
         received = self._received()
         report = await self._judge_report(payload)
         if isinstance(report, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.REPORT)
             await self._record_rejection(EventKind.REPORT_REJECTED, report, payload, received)
         else:
             self._accept_report(report)
@@ -222,6 +236,7 @@ class TaskWorkflow:
         self._messages += 1
         report = await self._judge_report(payload)
         if isinstance(report, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.REPORT)
             raise ApplicationError(report, type="ReportRejected", non_retryable=True)
         settled = self._settled
         self._accept_report(report)
@@ -230,7 +245,8 @@ class TaskWorkflow:
 
     @report.validator
     def _validate_report(self, *payload: Any) -> None:
-        reject_if(self._prejudge(payload, AgentReport, "agent report", self._report_problem))
+        problem = self._prejudge(payload, AgentReport, "agent report", self._report_problem)
+        reject_if(metrics.refused(workflow.metric_meter(), Rejected.REPORT, problem))
 
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
@@ -239,6 +255,7 @@ class TaskWorkflow:
         await self._after_settling()
         decision = self._judge_decision(payload)
         if isinstance(decision, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             await self._record_rejection(EventKind.DECISION_REJECTED, decision, payload, received)
         else:
             self._decision = decision
@@ -249,6 +266,7 @@ class TaskWorkflow:
         await self._after_settling()
         decision = self._judge_decision(payload)
         if isinstance(decision, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
         settled = self._settled
         self._decision = decision
@@ -258,7 +276,8 @@ class TaskWorkflow:
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
         if not self._settling:  # else the handler judges once the report is applied
-            reject_if(self._judge_decision(payload))
+            problem = self._judge_decision(payload)
+            reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
 
     @workflow.signal(name="agent_heartbeat")
     async def agent_heartbeat(self, *payload: Any) -> None:
@@ -271,6 +290,7 @@ class TaskWorkflow:
         received = self._received()
         beat = await self._judge_heartbeat(payload)
         if isinstance(beat, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.HEARTBEAT)
             # One record per assignment: a stale agent's every beat would flood the trail.
             sent = payload[0] if len(payload) == 1 and isinstance(payload[0], dict) else {}
             key = str(sent.get("assignment_id") or beat)
@@ -286,13 +306,15 @@ class TaskWorkflow:
         self._messages += 1
         beat = await self._judge_heartbeat(payload)
         if isinstance(beat, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.HEARTBEAT)
             raise ApplicationError(beat, type="HeartbeatRejected", non_retryable=True)
         self._beat(workflow.now(), beat)
         return self._view
 
     @heartbeat.validator
     def _validate_heartbeat(self, *payload: Any) -> None:
-        reject_if(self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem))
+        problem = self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
+        reject_if(metrics.refused(workflow.metric_meter(), Rejected.HEARTBEAT, problem))
 
     @workflow.signal(name="reassign")
     def reassign(self, request: Any = None) -> None:
@@ -308,7 +330,8 @@ class TaskWorkflow:
             self._view.status is TaskStatus.ASSIGNED
             and request["assignment_id"] == self._view.assignment_id
         ):
-            self._reassign = Lapse(str(request.get("reason") or "reassigned on request")[:500])
+            why = str(request.get("reason") or "reassigned on request")[:500]
+            self._reassign = Lapse.of(why, Reassignment.HEALTH_CHECK)
 
     @workflow.signal
     def adopt(self, request: Any = None) -> None:
@@ -477,6 +500,8 @@ class TaskWorkflow:
                 )
                 return
             outcome = await self._await_report()
+            if not isinstance(outcome, Lapse):
+                self._count_report()
             lines = [*self._view.history]
             agent = self._view.agent_id or ""
             attempt = self._view.attempts
@@ -498,6 +523,7 @@ class TaskWorkflow:
                 if self._attempts_spent():
                     await self._fail(lines, AssignmentStatus.TIMED_OUT, None)
                     return
+                metrics.reassigned(workflow.metric_meter(), outcome.reason)
                 await self._end_assignment(
                     AssignmentStatus.TIMED_OUT,
                     None,
@@ -519,6 +545,7 @@ class TaskWorkflow:
                 if self._attempts_spent():
                     await self._fail(lines, AssignmentStatus.FAILED, report, **spent)
                     return
+                metrics.reassigned(workflow.metric_meter(), Reassignment.AGENT_FAILED)
                 await self._end_assignment(
                     AssignmentStatus.FAILED,
                     report,
@@ -544,6 +571,7 @@ class TaskWorkflow:
                         "assignment_id": self._view.assignment_id,
                     }
                 )
+                metrics.reassigned(workflow.metric_meter(), Reassignment.INVALID_RESULT)
                 await self._end_assignment(
                     AssignmentStatus.FAILED,
                     report,
@@ -624,6 +652,7 @@ class TaskWorkflow:
                     "assignment_id": self._view.assignment_id,
                 }
             )
+            metrics.reassigned(workflow.metric_meter(), Reassignment.REJECTED_RESULT)
             await self._change(
                 EventKind.DECISION_ACCEPTED,
                 f"task {self._view.task_id!r} sent back for rework by {decision.approver!r}"
@@ -635,6 +664,13 @@ class TaskWorkflow:
                 history=lines,
             )
             prefer = agent
+
+    def _count_report(self) -> None:
+        """Count the report that arrived: how long after its assignment it came."""
+        assigned_at = self._view.assigned_at
+        if assigned_at is not None:
+            took = workflow.now() - assigned_at
+            metrics.report_arrived(workflow.metric_meter(), self._input.task.skill, took)
 
     async def _check(self, report: AgentReport) -> str | None:
         """Why a completed report's result is not what the task expects, if it expects one."""
@@ -805,6 +841,7 @@ class TaskWorkflow:
                 return self._lapse(
                     assignment_id,
                     f"missed its report deadline ({input.report_deadline_seconds}s)",
+                    Reassignment.DEADLINE,
                 )
             heard = self._view.last_heartbeat_at
             if now >= looked_at + silence:
@@ -819,6 +856,7 @@ class TaskWorkflow:
                     return self._lapse(
                         assignment_id,
                         f"went silent (no heartbeat for {input.heartbeat_timeout_seconds}s)",
+                        Reassignment.SILENT,
                     )
             if self._messages >= MESSAGES_PER_RUN or workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new()
@@ -840,10 +878,12 @@ class TaskWorkflow:
                     timeout_summary=f"report or heartbeat from {self._view.agent_id}",
                 )
 
-    def _lapse(self, assignment_id: str, why: str) -> Lapse:
+    def _lapse(
+        self, assignment_id: str, why: str, reason: Reassignment = Reassignment.HEALTH_CHECK
+    ) -> Lapse:
         """End an assignment without a report: from now on nothing of it counts."""
         self._closed.add(assignment_id)
-        return Lapse(why)
+        return why if isinstance(why, Lapse) else Lapse.of(why, reason)
 
     async def _continue_as_new(self) -> None:
         """A long task starts a fresh history, keeping its assignment and its state."""
