@@ -37,7 +37,7 @@ from activities.runbooks import RunbookActivities
 from activities.suggestions import SuggestionActivities
 from activities.watch import Watch
 from goalkeeper.masking import mask_url
-from interfaces import telemetry
+from interfaces import metrics, telemetry
 from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
 from interfaces.health import install_schedule
@@ -186,6 +186,8 @@ async def main() -> None:
                 "watching for wedged workflows and stalled goals every %ss",
                 settings.watch_interval_seconds,
             )
+        meter = telemetry.metric_meter(settings.metrics_address)
+        running.create_task(metrics.collect(pool, meter, metrics.COLLECT_EVERY, stop))
         await stop.wait()
     await pool.close()
 

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assignment import release_agent
+from activities.metrics import count_findings
 from activities.paging import goal_tasks
 from activities.rows import insert_event, open_alert, write_task
 from activities.webhook import post_alerts
@@ -51,6 +52,7 @@ class HealthActivities:
         await self._tasks_past_deadline(report, request, request.repair)
         await self._goals_against_workflows(report, request, request.repair)
         await self._alert(report.findings)
+        count_findings(activity.metric_meter(), [f.kind for f in report.findings])
         return report
 
     async def _goals_without_tasks(self, report: HealthReport) -> None:
