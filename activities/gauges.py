@@ -14,6 +14,7 @@ from asyncpg.pool import PoolConnectionProxy
 from temporalio.common import MetricGaugeFloat, MetricMeter
 
 from goalkeeper import metrics as m
+from goalkeeper.problems import WATCH_ALERT_KINDS
 from goalkeeper.statuses import AgentStatus, GoalStatus, TaskStatus
 
 # The running goals' ids come with their count: the goals table is read once.
@@ -98,7 +99,8 @@ class Gauges:
     def __init__(self, meter: MetricMeter) -> None:
         self.meter = meter
         self._gauges: dict[str, MetricGaugeFloat] = {}
-        self._alert_kinds: set[str] = set()
+        # The watch's kinds read 0 from the start, so a dashboard shows them before any.
+        self._alert_kinds: set[str] = set(WATCH_ALERT_KINDS)
 
     def set(self, counts: Counts) -> None:
         """Show `counts`: every label value the gauges have had gets its value now."""
