@@ -65,6 +65,8 @@ class Reassignment(StrEnum):
     """An approver sent the result back for rework."""
     HEALTH_CHECK = "health_check"
     """The `reassign` signal, which the health check sends for a task past its deadline."""
+    RETRY_APPROVED = "retry_approved"
+    """A failed task's approver asked for it to be tried again (`on_task_failure`)."""
 
 
 class Rejected(StrEnum):

@@ -7,7 +7,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import metrics
     from activities.read_model import ReadModelActivities
+    from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         ApprovalDecision,
         GoalRef,
@@ -125,6 +127,7 @@ class PartitionWorkflow:
         decision = parse_message(payload, ApprovalDecision, "approval decision")
         problem = decision if isinstance(decision, str) else window.judge_retry(decision)
         if problem is not None or isinstance(decision, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             await record_apart(
                 ReadModelActivities.record_event,
                 window.event(

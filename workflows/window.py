@@ -18,12 +18,14 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities import metrics
     from activities.assignment import AssignmentActivities
     from activities.children import ChildActivities
     from activities.plans import PlanActivities
     from activities.read_model import ReadModelActivities
     from goalkeeper.ids import assignment_id, fact_id
     from goalkeeper.judging import retry_problem
+    from goalkeeper.metrics import Reassignment
     from goalkeeper.models import (
         ApprovalDecision,
         GoalReport,
@@ -273,6 +275,7 @@ class TaskWindow:
         if retry:
             self.schedule.retry(i)
             self.notes[i] = f"{decision.approver} asked for a retry"
+            metrics.reassigned(workflow.metric_meter(), Reassignment.RETRY_APPROVED)
         cascade = None if retry else self.schedule.give_up(i)
         event = self.event(
             EventKind.TASK_RETRIED if retry else EventKind.DECISION_ACCEPTED,
