@@ -162,3 +162,88 @@ def test_signatures_are_required_and_agents_keep_their_keys_and_own_login(
         "${GOALKEEPER_AGENTS_DB_PASSWORD:?"
     )
     assert agents["depends_on"]["agent-login"]["condition"] == "service_completed_successfully"
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's mounts, target to source (`./x` paths resolved in the repository)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *options = volume.split(":")
+        if source.startswith("./"):  # the repository's files, which the service only reads
+            assert options == ["ro"], f"{volume} is not read-only"
+            source = str(ROOT / source)
+        mounts[target] = source
+    return mounts
+
+
+def test_prometheus_scrapes_every_worker_and_loads_the_alert_rules(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"])
+    mounts = _mounts(prometheus)
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in prometheus["command"])
+    config_path = Path(mounts[flags["config.file"]])
+    assert config_path.is_file() and config_path.parent == ROOT / "ops" / "prometheus"
+    assert mounts[flags["storage.tsdb.path"]] in compose["volumes"]  # kept across restarts
+    config = yaml.safe_load(config_path.read_text())
+    for rule_file in config["rule_files"]:
+        assert Path(mounts[rule_file]).is_file(), rule_file
+
+    # Every worker container, however many: the service's name resolves to all of them.
+    (job,) = config["scrape_configs"]
+    (discovery,) = job["dns_sd_configs"]
+    worker = services["worker"]
+    metrics_port = worker["environment"]["GOALKEEPER_METRICS_ADDRESS"].rpartition(":")[2]
+    assert discovery["names"] == ["worker"] and discovery["type"] == "A"
+    assert str(discovery["port"]) == metrics_port and metrics_port in worker["expose"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    grafana = services["grafana"]
+    assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", grafana["image"])
+    assert "prometheus" in grafana["depends_on"]
+    mounts = _mounts(grafana)
+    provisioning = "/etc/grafana/provisioning"
+    assert {f"{provisioning}/datasources", f"{provisioning}/dashboards"} <= set(mounts)
+    for target, source in mounts.items():
+        if target.startswith("/etc/"):
+            assert Path(source).is_dir() and any(Path(source).iterdir()), f"{source} is empty"
+        else:
+            assert source in compose["volumes"], target
+
+    (datasource,) = yaml.safe_load(
+        (Path(mounts[f"{provisioning}/datasources"]) / "prometheus.yml").read_text()
+    )["datasources"]
+    url = urlparse(datasource["url"])
+    assert (
+        url.hostname == "prometheus" and f"{url.port}:{url.port}" in services["prometheus"]["ports"]
+    )
+
+    (provider,) = yaml.safe_load(
+        (Path(mounts[f"{provisioning}/dashboards"]) / "goalkeeper.yml").read_text()
+    )["providers"]
+    dashboards = Path(mounts[provider["options"]["path"]])
+    assert (dashboards / "goalkeeper.json").is_file()
+    env = grafana["environment"]
+    home = Path(env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert (Path(mounts[str(home.parent)]) / home.name).is_file()
+    # Viewers need no account; the admin's password comes from .env, with a default.
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:-[^}]+\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+
+
+def test_the_uis_are_published_on_their_own_ports(compose: dict[str, Any]) -> None:
+    published: dict[str, str] = {}
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            host = port.rpartition(":")[0]
+            assert host not in published, f"{name} and {published.get(host)} both publish {host}"
+            published[host] = name
+    assert published["9090"] == "prometheus" and published["3000"] == "grafana"
