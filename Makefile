@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install browser demo test lint up worker bench screenshots clean
+.PHONY: install browser promtool demo test lint up worker bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,13 @@ install: $(VENV)/.installed ## Create the virtualenv and install Goalkeeper with
 browser: ## Install headless Chromium and chromedriver for the browser tests, if missing (apt)
 	.ci/browser
 
+promtool: ## Install promtool (Debian's prometheus) for the alert rules' unit tests, if missing (apt)
+	.ci/promtool
+
 demo: install ## Run a sample goal on the embedded stack, end to end, and stop (ARGS=--keep)
 	$(PY) starter.py demo $(ARGS)
 
-test: install lint browser ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
+test: install lint browser promtool ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
 	$(PY) -m pytest
 
 lint: install
