@@ -46,13 +46,16 @@ from temporalio.worker import Worker
 
 from activities.database import apply_schema, create_pool
 from activities.paging import goal_tasks
+from activities.watch import Watch
 from bench.bare import BareAgents, BareGoal, BareTask
 from goalkeeper.models import TaskPage
+from interfaces import telemetry
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, SimulatedWork
 from interfaces.api.app import create_app
 from interfaces.cli.goals import store_spec
 from interfaces.config import Settings
+from interfaces.metrics import COLLECT_EVERY, collect
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
 from workflows.goal import GoalWorkflow
@@ -67,7 +70,13 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
     try:
         pool = await create_pool(postgres.start(), max_size=20)
         await apply_schema(pool)
-        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        # Metrics on, as in production: the SDK's and Goalkeeper's own, for both runs.
+        metrics_address = f"127.0.0.1:{free_port()}"
+        client = await Client.connect(
+            server.address,
+            data_converter=pydantic_data_converter,
+            runtime=telemetry.runtime(metrics_address),
+        )
         if args.learning:
             await _learning(client, pool, args.learning)
             if args.learning_only:
@@ -92,6 +101,11 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
         stop = asyncio.Event()
         async with build_worker(client, pool, "bench"):
             serving = asyncio.create_task(runner.run(stop))
+            # What a worker runs beside its workflows: the watch and the metrics collector.
+            rounds: list[float] = []
+            watching = asyncio.create_task(_watch(Watch(pool, client), stop, rounds))
+            meter = telemetry.metric_meter(metrics_address)
+            collecting = asyncio.create_task(collect(pool, meter, COLLECT_EVERY, stop))
             transactions = await _transactions(pool)
             began = time.monotonic()
             ids = [f"bench-{uuid.uuid4().hex[:10]}" for _ in range(args.goals)]
@@ -126,13 +140,32 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             if args.huge:
                 await _huge(client, pool, args.huge, args.until)
             stop.set()
-            await serving
+            await asyncio.gather(serving, watching, collecting)
+            rounds.sort()
+            print(
+                f"watch round        p50 {rounds[len(rounds) // 2] * 1000:.1f} ms, "
+                f"max {rounds[-1] * 1000:.1f} ms ({len(rounds)} rounds, every "
+                f"{WATCH_EVERY:.0f} s: wedged workflows, stalled goals)"
+            )
         await pool.close()
     finally:
         postgres.stop()
         server.stop()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory        {peak_mib:8.1f} MiB (this process: worker, agents, client)")
+
+
+WATCH_EVERY = 5.0
+
+
+async def _watch(watch: Watch, stop: asyncio.Event, rounds: list[float]) -> None:
+    """The worker's watch at its default pace, timing each round."""
+    while not stop.is_set():
+        began = time.monotonic()
+        await watch.look()
+        rounds.append(time.monotonic() - began)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WATCH_EVERY)
 
 
 LEARNING_TEAM = {"a": 0.9, "b": 0.6, "c": 0.3}
