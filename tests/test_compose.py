@@ -11,6 +11,7 @@ import yaml
 
 import agent
 from interfaces.cli import main
+from interfaces.stack import REPORTED_PROBLEMS
 from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,10 @@ AGENTS_LOGIN = "agents"
 """The agents' PostgreSQL login, which the agent-login service makes."""
 LIBRARY_VARIABLES = {"OTEL_EXPORTER_OTLP_ENDPOINT": "opentelemetry.sdk.environment_variables"}
 """Variables the compose file sets for libraries Goalkeeper configures, and where they live."""
+OLDEST_TEMPORAL = (1, 30)
+"""The first Temporal server that sets `TemporalReportedProblems`, which the watch lists."""
+(PROBLEMS_KEY,) = REPORTED_PROBLEMS
+"""The dynamic config key that makes the server mark wedged workflows."""
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +252,112 @@ def test_the_uis_are_published_on_their_own_ports(compose: dict[str, Any]) -> No
             assert host not in published, f"{name} and {published.get(host)} both publish {host}"
             published[host] = name
     assert published["9090"] == "prometheus" and published["3000"] == "grafana"
+
+
+def _image(service: dict[str, Any]) -> tuple[str, tuple[int, int, int]]:
+    """A service's image name and its exact version, which the tag must pin."""
+    name, _, tag = service["image"].partition(":")
+    version = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", tag)
+    assert version, f"{service['image']} is not pinned to an exact version"
+    major, minor, patch = (int(part) for part in version.groups())
+    return name, (major, minor, patch)
+
+
+def _script(service: dict[str, Any]) -> str:
+    """The shell script a one-shot admin-tools service runs (`sh -c SCRIPT`)."""
+    assert service["entrypoint"] == ["/bin/sh", "-c"]
+    (script,) = service["command"]
+    assert isinstance(script, str)
+    return script
+
+
+def test_temporal_is_a_server_new_enough_to_report_problems_with_tools_of_its_version(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    name, version = _image(services["temporal"])
+    assert name == "temporalio/server" and version[:2] >= OLDEST_TEMPORAL, version
+    tools = {
+        service_name: _image(service)
+        for service_name, service in services.items()
+        if service.get("image", "").startswith("temporalio/admin-tools:")
+    }
+    # The schema tool and its schemas belong to a server version; so does the CLI's API.
+    assert {"temporal-schema", "temporal-setup"} <= set(tools)
+    assert set(tools.values()) == {("temporalio/admin-tools", version)}, tools
+    assert not any("auto-setup" in service.get("image", "") for service in services.values())
+    assert _image(services["temporal-ui"])[0] == "temporalio/ui"
+
+
+def test_temporal_schema_migrates_both_databases_before_the_server_starts(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    postgres = services["postgres"]["environment"]
+    server, schema = services["temporal"], services["temporal-schema"]
+    assert schema["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert server["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
+
+    # The tool's connection (its SQL_* variables) is the server's, to the postgres service.
+    db, tool = server["environment"], schema["environment"]
+    assert tool["SQL_PLUGIN"] == db["DB"] == "postgres12"
+    assert tool["SQL_HOST"] == db["POSTGRES_SEEDS"] == "postgres"
+    assert tool["SQL_PORT"] == db["DB_PORT"] == "5432"
+    assert tool["SQL_USER"] == db["POSTGRES_USER"] == postgres["POSTGRES_USER"]
+    assert tool["SQL_PASSWORD"] == db["POSTGRES_PWD"] == postgres["POSTGRES_PASSWORD"]
+
+    # Each database is created if missing, versioned, then brought up to the image's schema;
+    # every step skips what is done, so the service runs on every `docker compose up`.
+    script = _script(schema)
+    assert script.startswith("set -e;"), "a failed step must stop the server from starting"
+    variables = dict(re.findall(r"(\w+)=(\S+);", script))
+    script = re.sub(r'"?\$\$(\w+)', lambda m: variables[m.group(1)], script).replace('"', "")
+    steps: dict[str, list[str]] = {}
+    for database, step in re.findall(r"temporal-sql-tool --db (\w+) ([^;]+)", script):
+        steps.setdefault(database, []).append(step.strip())
+    schemas = "/etc/temporal/schema/postgresql/v12"
+    assert steps == {
+        db[variable]: [
+            "create-database",
+            "setup-schema -v 0.0",
+            f"update-schema -d {schemas}/{kind}/versioned",
+        ]
+        for variable, kind in (("DBNAME", "temporal"), ("VISIBILITY_DBNAME", "visibility"))
+    }
+
+
+def test_the_server_reads_a_dynamic_config_that_reports_wedged_workflows(
+    compose: dict[str, Any],
+) -> None:
+    server = compose["services"]["temporal"]
+    mounts = _mounts(server)
+    path = server["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    assert path.startswith("/") and path in mounts, path
+    source = Path(mounts[path])
+    assert source.is_file() and source.parent == ROOT / "ops" / "temporal"
+    config = yaml.safe_load(source.read_text())
+    # The server's format: each key holds a list of values, each with optional constraints.
+    for key, values in config.items():
+        assert isinstance(values, list) and all("value" in value for value in values), key
+    (setting,) = [value for value in config[PROBLEMS_KEY] if not value.get("constraints")]
+    threshold = setting["value"]
+    assert type(threshold) is int and threshold > 0, threshold
+    # The same as on the embedded dev server, so an alert comes after as many failures.
+    assert threshold == int(REPORTED_PROBLEMS[PROBLEMS_KEY])
+
+
+def test_temporal_setup_creates_the_namespace_goalkeeper_uses_before_its_search_attributes(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    namespace = compose["x-goalkeeper-env"]["TEMPORAL_NAMESPACE"]
+    script = _script(services["temporal-setup"])
+    created = re.search(r"temporal operator namespace create --namespace (\S+)", script)
+    registered = re.findall(r"search-attribute create --namespace (\S+)", script)
+    assert created and created.group(1) == namespace
+    assert registered == [namespace] and created.start() < script.index("search-attribute")
+    # Only once the server answers, and again until the namespace can be described.
+    assert script.index("cluster health") < script.index("namespace describe") < created.start()
+    assert services["worker"]["depends_on"]["temporal-setup"]["condition"] == (
+        "service_completed_successfully"
+    )
