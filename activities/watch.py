@@ -20,7 +20,7 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.rows import Connection, insert_event, open_alert
 from activities.webhook import post_alerts
@@ -110,6 +110,9 @@ class WatchReport:
 class Watch:
     """Looks for wedged workflows and stalled goals; holds the worker's pool and client."""
 
+    query = _PROBLEMS
+    """The visibility query for wedged workflows (a test gives one the server refuses)."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -120,14 +123,24 @@ class Watch:
     ) -> None:
         self.pool, self.client, self.webhook = pool, client, webhook
         self.every, self.stall_after = every, stall_after
+        self.reports = True
+        """Whether the server reports problem workflows; a server before 1.30 does not."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Look every `every` until `stop`; a round that fails is logged and tried again."""
+        """Look every `every` until `stop`. Rounds that fail (PostgreSQL restarting) are
+        logged once, with the first one's traceback, and once more when a round succeeds."""
+        failing = False
         while not stop.is_set():
             try:
                 await self.look()
             except Exception:  # the watch must never take its worker down
-                log.exception("the watch could not look this round; it looks again")
+                if not failing:
+                    log.exception("the watch cannot look; it tries again every round")
+                failing = True
+            else:
+                if failing:
+                    log.info("the watch looks again")
+                failing = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.every.total_seconds())
 
@@ -141,11 +154,25 @@ class Watch:
 
     async def wedged_workflows(self) -> list[Problem]:
         """Running workflows of ours that Temporal reports as failing their workflow task."""
+        if not self.reports:
+            return []
         problems: list[Problem] = []
-        async for execution in self.client.list_workflows(_PROBLEMS, limit=LISTED):
-            values = (execution.search_attributes or {}).get("TemporalReportedProblems")
-            category, cause = reported([str(v) for v in values or []])
-            problems.append(Problem(execution.id, execution.workflow_type, category, cause))
+        try:
+            async for execution in self.client.list_workflows(self.query, limit=LISTED):
+                values = (execution.search_attributes or {}).get("TemporalReportedProblems")
+                category, cause = reported([str(v) for v in values or []])
+                problems.append(Problem(execution.id, execution.workflow_type, category, cause))
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            self.reports = False
+            log.warning(
+                "Temporal refused the query for wedged workflows (%s): it reports them from "
+                "server 1.30 on; until then only stalled goals are watched, and the SDK's "
+                "temporal_workflow_task_execution_failed metric shows failing workflow tasks",
+                exc.message,
+            )
+            return []
         looked = await asyncio.gather(*(self._last_failure(p) for p in problems[:LOOKED_UP]))
         return list(looked) + problems[LOOKED_UP:]
 

@@ -284,3 +284,16 @@ def test_a_goal_is_stalled_only_past_its_grace_and_its_deadlines() -> None:
     late = stalled(quiet(63, working=1), grace)
     assert late is not None and "agent a1" in late.message
     assert stalled(quiet(600), grace) is None  # nothing ready, nothing worked on: not stalled
+
+
+async def test_a_server_without_reported_problems_leaves_stalled_goals_watched(
+    client: Client, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    watch = Watch(pool, client, every=timedelta(seconds=1))
+    watch.query = "TemporalNoSuchAttribute IS NOT NULL"  # as a server before 1.30 answers
+    caplog.set_level(logging.WARNING, logger="goalkeeper.watch")
+    for _ in range(2):
+        await watch.look()  # no error: the round goes on to stalled goals
+    said = [r.getMessage() for r in caplog.records if "server 1.30" in r.getMessage()]
+    assert len(said) == 1, said
+    assert watch.reports is False
