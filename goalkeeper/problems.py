@@ -16,8 +16,14 @@ STALLED = "goal_stalled"
 WATCH_ALERT_KINDS = (WEDGED, STALLED)
 """Alerts the watch opens and closes; the health check leaves them alone."""
 
-WATCHED_TYPES = ("GoalWorkflow", "TaskWorkflow", "PartitionWorkflow", "RequestWorkflow")
-"""The workflows whose wedging stops a goal or a request."""
+WATCHED_TYPES = (
+    "GoalWorkflow",
+    "TaskWorkflow",
+    "PartitionWorkflow",
+    "RequestWorkflow",
+    "HealthCheckWorkflow",
+)
+"""Goalkeeper's workflows: a wedged one stops a goal, a request, or the health check."""
 
 _MESSAGE_LIMIT = 300
 
