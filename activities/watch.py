@@ -71,7 +71,6 @@ SELECT q.goal_id, extract(epoch FROM now() - q.last_change)::float8 AS quiet_sec
         AS approval_timeout,
     max((a.context->>'report_deadline_seconds')::int) AS longest_deadline,
     -- DISTINCT: a task awaiting approval is a row per approver below.
-    count(DISTINCT t.task_id) FILTER (WHERE t.status = 'pending') AS pending,
     count(DISTINCT t.task_id) FILTER (WHERE t.status IN ('assigned', 'awaiting_approval'))
         AS working,
     count(DISTINCT t.task_id) FILTER (WHERE t.status = 'awaiting_approval') AS approving,
@@ -227,7 +226,6 @@ class Watch:
                 Quiet(
                     goal_id=row["goal_id"],
                     quiet_for=timedelta(seconds=row["quiet_seconds"]),
-                    pending=row["pending"],
                     ready=row["ready"],
                     working=row["working"],
                     ready_skills=tuple(row["skills"] or ()),
@@ -301,6 +299,8 @@ class Watch:
 
 async def _goals_of(connection: Connection, subjects: list[str]) -> dict[str, str]:
     """Each subject's goal, where it has one in the read model."""
+    if not subjects:  # most rounds: nothing to look up
+        return {}
     candidates = {s: goal_candidates(s) for s in subjects}
     known = {
         r["goal_id"]

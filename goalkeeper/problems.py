@@ -127,7 +127,6 @@ class Quiet:
     goal_id: str
     quiet_for: timedelta
     """Since the last change to any of its tasks (or the goal's start)."""
-    pending: int
     ready: int
     """Pending tasks whose dependencies are all done: they wait on an agent."""
     working: int

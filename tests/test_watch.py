@@ -270,7 +270,6 @@ def test_a_goal_is_stalled_only_past_its_grace_and_its_deadlines() -> None:
         return Quiet(
             goal_id="g",
             quiet_for=timedelta(minutes=minutes),
-            pending=ready,
             ready=ready,
             working=working,
             ready_skills=("research",),
