@@ -10,6 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.sealing as sealing
     from activities import metrics
     from activities.assignment import AssignmentActivities
     from activities.checks import CheckActivities
@@ -21,9 +22,12 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.metrics import Reassignment, Rejected
     from goalkeeper.models import (
+        Abort,
+        Adopt,
         AgentReport,
         ApprovalDecision,
         Heartbeat,
+        Reassign,
         TaskCheckpoint,
         TaskInput,
         TaskSummary,
@@ -54,6 +58,9 @@ with workflow.unsafe.imports_passed_through():
 
 MAX_PROBLEM_CHARS = 4000
 """Of why a result was sent back: enough to fix it, small enough for any attempt count."""
+
+MAX_REASON_CHARS = 500
+"""Of why a task was aborted or taken from its agent, as kept in its history lines."""
 
 MESSAGES_PER_RUN = 1000
 """Heartbeats and reports one run takes before it continues as new, well inside
@@ -316,37 +323,53 @@ class TaskWorkflow:
         problem = self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
         reject_if(metrics.refused(workflow.metric_meter(), Rejected.HEARTBEAT, problem))
 
-    @workflow.signal(name="reassign")
-    def reassign(self, request: Any = None) -> None:
-        """Take the task from the agent of `assignment_id` now (used by the health check).
+    # Goalkeeper's own messages: sealed by a worker, so nobody else can send them.
 
-        The payload names the assignment (`{"assignment_id", "reason"}`), so a request
-        about a slow agent never takes the task from the agent that replaced it.
+    @workflow.signal(name="reassign")
+    async def reassign(self, *payload: Any) -> None:
+        """Take the task from the agent of `assignment_id` now (the health check asks).
+
+        Naming the assignment keeps a request about a slow agent from taking the task
+        from the agent that replaced it.
         """
-        if not isinstance(request, dict) or request.get("assignment_id") is None:
-            workflow.logger.warning(f"reassign ignored, no assignment_id: {request!r:.200}")
-            return
-        if (
+        received = self._received()
+        request = sealing.opened(payload, Reassign, "reassign")
+        if isinstance(request, str):
+            await self._refuse_internal(request, payload, received)
+        elif (
             self._view.status is TaskStatus.ASSIGNED
-            and request["assignment_id"] == self._view.assignment_id
+            and request.assignment_id == self._view.assignment_id
         ):
-            why = str(request.get("reason") or "reassigned on request")[:500]
+            why = request.reason[:MAX_REASON_CHARS]
             self._reassign = Lapse.of(why, Reassignment.HEALTH_CHECK)
 
     @workflow.signal
-    def adopt(self, request: Any = None) -> None:
+    async def adopt(self, *payload: Any) -> None:
         """A later run of the goal took this task over: tell it how the task ends."""
-        run = request.get("goal_run_id") if isinstance(request, dict) else None
-        if run == self._input.goal_run_id:
+        received = self._received()
+        request = sealing.opened(payload, Adopt, "adopt")
+        if isinstance(request, str):
+            await self._refuse_internal(request, payload, received)
+        elif request.goal_run_id == self._input.goal_run_id:
             self._adopted = True
         else:
             workflow.logger.warning(f"adopt ignored, not this task's goal run: {request!r:.200}")
 
     @workflow.signal(name="abort")
-    def abort(self, reason: str = "aborted") -> None:
+    async def abort(self, *payload: Any) -> None:
         """End the task without a result (the goal failed); its agent is released."""
-        if not self._view.status.is_terminal:
-            self._abort = str(reason)[:500]
+        received = self._received()
+        request = sealing.opened(payload, Abort, "abort", legacy=lambda v: {"reason": str(v)})
+        if isinstance(request, str):
+            await self._refuse_internal(request, payload, received)
+        elif not self._view.status.is_terminal:
+            self._abort = request.reason[:MAX_REASON_CHARS]
+
+    async def _refuse_internal(self, problem: str, payload: tuple[Any, ...], received: int) -> None:
+        """A message that poses as Goalkeeper's own: counted, and recorded like any refusal."""
+        self._messages += 1
+        metrics.rejected(workflow.metric_meter(), Rejected.INTERNAL)
+        await self._record_rejection(EventKind.MESSAGE_REJECTED, problem, payload, received)
 
     async def _judge_report(self, payload: tuple[Any, ...]) -> AgentReport | str:
         return await self._judge(payload, AgentReport, "agent report", self._report_problem)
@@ -1077,13 +1100,13 @@ class TaskWorkflow:
         if parent is None:
             return
         try:
+            update = TaskUpdate(
+                goal_run_id=self._input.goal_run_id,
+                task=self._summary(),
+                agent_ids=self._view.agent_ids,
+            )
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "task_update",
-                TaskUpdate(
-                    goal_run_id=self._input.goal_run_id,
-                    task=self._summary(),
-                    agent_ids=self._view.agent_ids,
-                ),
+                "task_update", sealing.sealed("task_update", parent.workflow_id, update)
             )
         except Exception as exc:  # the goal ended or was terminated: nothing left to tell
             workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")

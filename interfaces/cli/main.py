@@ -23,6 +23,7 @@ from interfaces.cli import (
     keys,
     requests,
     runbooks,
+    secret,
     serve,
     stack,
     suggestions,
@@ -281,6 +282,13 @@ def parser() -> argparse.ArgumentParser:
         "codec-key", help="keys that encrypt payloads in Temporal"
     ).add_subparsers(dest="codec_key_command", required=True, metavar="ACTION")
     command(codec_key, "new", "make a key and print it once", codec.new_key).add_argument(
+        "--id", help="its key id (default: today's date and 4 random hex digits)"
+    )
+
+    worker_secret = commands.add_parser(
+        "worker-secret", help="the key that seals the messages between workflows"
+    ).add_subparsers(dest="worker_secret_command", required=True, metavar="ACTION")
+    command(worker_secret, "new", "make a key and print it once", secret.new_secret).add_argument(
         "--id", help="its key id (default: today's date and 4 random hex digits)"
     )
 
