@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from goalkeeper.seals import SealKeys, opened, sealed
 from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -219,5 +220,59 @@ async def test_malformed_internal_messages_are_refused_by_name(
     await handle.signal(name, args=[1, 2])
     rows = await _refusals(pool, handle.id, 1)
     assert rows[0]["message"] == f"{name} rejected: expected one JSON object, got 2 values"
+    await report(client, view)
+    assert (await handle.result()).status is GoalStatus.COMPLETED
+
+
+async def test_a_well_formed_task_or_partition_started_by_a_client_is_refused(
+    client: Client, task_queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    """Temporal records who started a workflow: a task or partition that no goal
+    started is refused before it assigns an agent or writes a row."""
+    handle = await start_goal(client, goal_spec(1, workspace), task_queue)
+    view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    task_input = {
+        "goal_id": handle.id,
+        "goal_run_id": view.goal_run_id,
+        "workspace": workspace,
+        "task": {"id": "t9", "title": "Planted", "skill": "writing"},
+        "approval_levels": [],
+        "max_attempts": 1,
+        "report_deadline_seconds": 60,
+        "heartbeat_timeout_seconds": 60,
+        "approval_timeout_seconds": 60,
+        "on_approval_timeout": "fail",
+    }
+    planted = await client.start_workflow(
+        "TaskWorkflow", task_input, id=f"{handle.id}/t9", task_queue=task_queue
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await planted.result()
+    assert isinstance(failed.value.cause, ApplicationError)
+    assert "started by a client" in failed.value.cause.message
+    partition_input = {
+        "goal_id": handle.id,
+        "goal_run_id": view.goal_run_id,
+        "index": 0,
+        "start": 0,
+        "end": 1,
+        "window": 1,
+    }
+    partition = await client.start_workflow(
+        "PartitionWorkflow", partition_input, id=f"{handle.id}#partition-0", task_queue=task_queue
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await partition.result()
+    assert isinstance(failed.value.cause, ApplicationError)
+    assert "started by a client" in failed.value.cause.message
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM tasks WHERE goal_id = $1 AND task_id = 't9'", handle.id
+        )
+        == 0
+    )
+    assert (
+        await pool.fetchval("SELECT count(*) FROM assignments WHERE goal_id = $1", handle.id) == 1
+    )
     await report(client, view)
     assert (await handle.result()).status is GoalStatus.COMPLETED

@@ -10,7 +10,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
     from activities import metrics
     from activities.read_model import ReadModelActivities
-    from goalkeeper.ids import fact_id
+    from goalkeeper.ids import fact_id, partition_workflow_id
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         ApprovalDecision,
@@ -67,6 +67,16 @@ class PartitionWorkflow:
             raise ApplicationError(
                 f"partition {workflow.info().workflow_id!r} rejected: {self._bad_input}; "
                 "partitions are started by their GoalWorkflow",
+                type="InvalidPartitionInput",
+                non_retryable=True,
+            )
+        info = workflow.info()
+        parent = info.parent.workflow_id if info.parent else None
+        expected = partition_workflow_id(input.goal_id, input.index)
+        if parent != input.goal_id or info.workflow_id != expected:
+            raise ApplicationError(
+                f"partition {info.workflow_id!r} rejected: expected {expected!r} started by "
+                f"goal {input.goal_id!r}, got one started by {parent or 'a client'}",
                 type="InvalidPartitionInput",
                 non_retryable=True,
             )

@@ -17,7 +17,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
     from activities.read_model import ReadModelActivities
-    from goalkeeper.ids import fact_id
+    from goalkeeper.ids import fact_id, partition_workflow_id
     from goalkeeper.models import (
         ApprovalDecision,
         GoalSpec,
@@ -55,8 +55,7 @@ class PartitionSet:
         self._stopped: set[int] = set()
 
     def workflow_id(self, index: int) -> str:
-        # '#' is not allowed in task ids, so a partition's id never clashes with a task's.
-        return f"{self.goal_id}#partition-{index}"
+        return partition_workflow_id(self.goal_id, index)
 
     @property
     def ended(self) -> bool:

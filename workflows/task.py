@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
     from goalkeeper import signing
     from goalkeeper.ids import assignment_id as assignment_id_of
-    from goalkeeper.ids import fact_id
+    from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.metrics import Reassignment, Rejected
     from goalkeeper.models import (
@@ -179,6 +179,15 @@ class TaskWorkflow:
                 "task input has no task id; start tasks through a GoalWorkflow",
                 type="InvalidTaskInput",
                 non_retryable=True,
+            )
+        info = workflow.info()
+        parent = info.parent.workflow_id if info.parent else None
+        if not started_by_goal(self._input.goal_id, parent) or (
+            info.workflow_id != f"{self._input.goal_id}/{self._input.task.id}"
+        ):
+            await self._reject_input(
+                f"expected a task of goal {self._input.goal_id!r} started by that goal, "
+                f"got one started by {parent or 'a client'}"
             )
         self._view.started_at = self._view.started_at or workflow.now()
         self._show()
