@@ -66,6 +66,9 @@ MESSAGES_PER_RUN = 1000
 """Heartbeats and reports one run takes before it continues as new, well inside
 Temporal's limits of 2,000 updates and 10,000 signals per run."""
 
+KEYS_PER_DECISION = "approver-keys-per-decision"
+"""The patch from which the approvers' keys are read again for each signed decision."""
+
 SYSTEM_APPROVER = "goalkeeper"
 """Who decides when the escalation chain ends without a decision."""
 
@@ -269,7 +272,7 @@ class TaskWorkflow:
         """An approver's decision; only the approvers asked at this level may decide."""
         received = self._received()
         await self._after_settling()
-        decision = self._judge_decision(payload)
+        decision = await self._judge_decision_now(payload)
         if isinstance(decision, str):
             metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             await self._record_rejection(EventKind.DECISION_REJECTED, decision, payload, received)
@@ -280,7 +283,7 @@ class TaskWorkflow:
     async def decide(self, *payload: Any) -> TaskView:
         """`approval_decision`, answered: the task after the decision, or why it was rejected."""
         await self._after_settling()
-        decision = self._judge_decision(payload)
+        decision = await self._judge_decision_now(payload)
         if isinstance(decision, str):
             metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
@@ -292,7 +295,8 @@ class TaskWorkflow:
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
         if not self._settling:  # else the handler judges once the report is applied
-            problem = self._judge_decision(payload)
+            # Its signature is judged by the handler, against the keys as they are then.
+            problem = self._judge_decision(payload, signed=False)
             reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
 
     @workflow.signal(name="agent_heartbeat")
@@ -443,10 +447,12 @@ class TaskWorkflow:
         if key is not None and agent_id == self._view.agent_id:
             self._signers.agent_key = key
 
-    async def _load_approver_keys(self) -> None:
-        """Read the keys of every approver who may be asked, before any may decide."""
+    async def _load_approver_keys(self, apart: bool = False) -> None:
+        """Read the keys of every approver who may be asked: before any may decide, and
+        again for each decision (from its handler, `apart`)."""
         approvers = sorted({name for level in self._input.approval_levels for name in level})
-        keys: signing.Signers = await record(
+        read = record_apart if apart else record
+        keys: signing.Signers = await read(
             KeyActivities.approver_keys, approvers, "read the approvers' keys"
         )
         self._signers.approver_keys = keys.approver_keys
@@ -500,18 +506,31 @@ class TaskWorkflow:
         await workflow.wait_condition(lambda: not self._settling and self._judged == ticket)
         self._judged += 1
 
-    def _judge_decision(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
+    def _judge_decision(
+        self, payload: tuple[Any, ...], signed: bool = True
+    ) -> ApprovalDecision | str:
+        """The decision, or why it cannot count; `signed=False` leaves its signature to be
+        judged once the approvers' keys are read again."""
         decision = parse_message(payload, ApprovalDecision, "approval decision")
         if isinstance(decision, str):
             return decision
         view = self._view
+        signers = self._signers if signed else self._signers.model_copy(update={"required": False})
         return (
             decision_problem(view, decision, self._decision is not None)
-            or signing.decision_problem(
-                self._signers, view.goal_id, view.task_id, decision, view.result
-            )
+            or signing.decision_problem(signers, view, decision)
             or decision
         )
+
+    async def _judge_decision_now(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
+        """Judged against the approvers' keys as they are now: a replaced key no longer
+        decides, and a new one does, for a task already waiting."""
+        decision = self._judge_decision(payload, signed=False)
+        if isinstance(decision, str) or not self._signers.required:
+            return decision
+        if workflow.patched(KEYS_PER_DECISION):
+            await self._load_approver_keys(apart=True)
+        return self._judge_decision(payload)
 
     # The life of the task.
 
