@@ -7,8 +7,9 @@ Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_U
 GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS, the health check's
 GOALKEEPER_HEALTH_INTERVAL, the watch's GOALKEEPER_WATCH_INTERVAL and
 GOALKEEPER_STALL_AFTER, GOALKEEPER_ALERT_WEBHOOK, and how agents are picked:
-GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED. At start it applies the schema,
-registers its search attributes and creates the health check's schedule, all idempotently.
+GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED. At start it applies the schema
+(when its login owns it; otherwise its owner has: `starter.py schema apply`), registers its
+search attributes and creates the health check's schedule, all idempotently.
 While it runs it watches for wedged workflows and stalled goals (`activities.watch`).
 """
 
@@ -26,7 +27,13 @@ from activities.assignment import DEFAULT_SELECTION_SEED, AssignmentActivities
 from activities.budgets import BudgetActivities
 from activities.checks import CheckActivities
 from activities.children import ChildActivities
-from activities.database import SCHEMA_FILES, apply_schema, create_pool
+from activities.database import (
+    SCHEMA_FILES,
+    apply_schema,
+    create_pool,
+    owns_schema,
+    schema_applied,
+)
 from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
 from activities.keys import KeyActivities
@@ -36,6 +43,7 @@ from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
 from activities.suggestions import SuggestionActivities
 from activities.watch import Watch
+from goalkeeper.errors import GoalkeeperError
 from goalkeeper.masking import mask_url
 from interfaces import metrics, telemetry
 from interfaces.client import TemporalUnreachable, connect, exit_process
@@ -138,8 +146,16 @@ async def main() -> None:
     settings = Settings.from_env()
     url = database_url(settings, start=True)
     pool = await create_pool(url)
-    await apply_schema(pool)
-    log.info("PostgreSQL at %s: schema applied (%s)", _where(url), ", ".join(SCHEMA_FILES))
+    if await owns_schema(pool):
+        await apply_schema(pool)
+        log.info("PostgreSQL at %s: schema applied (%s)", _where(url), ", ".join(SCHEMA_FILES))
+    elif await schema_applied(pool):
+        log.info("PostgreSQL at %s: schema applied by its owner", _where(url))
+    else:
+        raise GoalkeeperError(
+            f"PostgreSQL at {_where(url)} has no Goalkeeper schema, and this login does not "
+            "own the schema to apply it: its owner runs 'python starter.py schema apply'"
+        )
     client = await connect(settings, service="goalkeeper-worker")
     added = await search_attributes.ensure_registered(client, settings.temporal_namespace)
     log.info(
@@ -206,4 +222,7 @@ if __name__ == "__main__":
     except TemporalUnreachable as exc:
         log.error("%s", exc)
         exit_process(3)
+    except GoalkeeperError as exc:
+        log.error("%s", exc)
+        exit_process(2)
     exit_process(0)

@@ -40,11 +40,12 @@ SCHEMA_FILES = (
     "schema_api.sql",
     "schema_security.sql",
     "schema_roles.sql",
+    "schema_services.sql",
 )
 """Applied in this order: the core read model, then costs, feedback and suggestions, then
 agents' records and learning (whose triggers watch the tables before it), then the HTTP
-API's tokens, then agents' and approvers' keys, then what agents' logins may do (last:
-it grants on what the others made)."""
+API's tokens, then agents' and approvers' keys, then what agents' logins may do, then what
+services' logins may do (last: they grant on what the others made)."""
 
 AGENT_ROLE = "goalkeeper_agent"
 """The NOLOGIN role whose members are agents' logins: what they may do is in
@@ -106,6 +107,22 @@ async def apply_schema(pool: asyncpg.Pool) -> None:
                         f"ALTER TYPE {type_name} ADD VALUE IF NOT EXISTS '{member.value}'"
                     )
         await connection.execute(schema)
+
+
+async def owns_schema(pool: asyncpg.Pool) -> bool:
+    """Whether this login owns the schema (or may act as its owner), so it applies it; a
+    service's own login (goalkeeper_worker) only uses what the owner applied."""
+    owner: bool = await pool.fetchval(
+        "SELECT pg_has_role(n.nspowner, 'USAGE') FROM pg_namespace n "
+        "WHERE n.nspname = current_schema()"
+    )
+    return bool(owner)
+
+
+async def schema_applied(pool: asyncpg.Pool) -> bool:
+    """Whether a Goalkeeper schema is there (its owner applied it)."""
+    applied: bool = await pool.fetchval("SELECT to_regprocedure($1) IS NOT NULL", AGENT_ENTRY)
+    return applied
 
 
 async def agent_access(pool: asyncpg.Pool) -> bool | None:

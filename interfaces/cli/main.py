@@ -23,6 +23,7 @@ from interfaces.cli import (
     keys,
     requests,
     runbooks,
+    schema,
     serve,
     stack,
     suggestions,
@@ -178,6 +179,11 @@ def parser() -> argparse.ArgumentParser:
     )
     command(logins, "list", "list agents' logins and their workspaces", agents.list_roles)
     command(logins, "drop", "drop an agents' login", agents.drop_role).add_argument("name")
+
+    schema_group = commands.add_parser(
+        "schema", help="the PostgreSQL schema (its owner's)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(schema_group, "apply", "create or update the schema, as its owner", schema.apply)
 
     runbook = commands.add_parser("runbook", help="the runbooks goals start from").add_subparsers(
         dest="action", required=True, metavar="ACTION"
