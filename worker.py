@@ -9,8 +9,9 @@ GOALKEEPER_HEALTH_INTERVAL, the watch's GOALKEEPER_WATCH_INTERVAL and
 GOALKEEPER_STALL_AFTER, GOALKEEPER_ALERT_WEBHOOK, and how agents are picked:
 GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED, and the workers' secret that
 seals the messages between workflows, GOALKEEPER_WORKER_SECRET(_FILE). At start it
-applies the schema, registers its search attributes and creates the health check's
-schedule, all idempotently.
+applies the schema (when its login owns it; otherwise its owner has: `starter.py schema
+apply`), registers its search attributes and creates the health check's schedule, all
+idempotently.
 While it runs it watches for wedged workflows and stalled goals (`activities.watch`).
 """
 
@@ -28,7 +29,13 @@ from activities.assignment import DEFAULT_SELECTION_SEED, AssignmentActivities
 from activities.budgets import BudgetActivities
 from activities.checks import CheckActivities
 from activities.children import ChildActivities
-from activities.database import SCHEMA_FILES, apply_schema, create_pool
+from activities.database import (
+    SCHEMA_FILES,
+    apply_schema,
+    create_pool,
+    owns_schema,
+    schema_applied,
+)
 from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
 from activities.keys import KeyActivities
@@ -38,6 +45,7 @@ from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
 from activities.suggestions import SuggestionActivities
 from activities.watch import Watch
+from goalkeeper.errors import GoalkeeperError
 from goalkeeper.masking import mask_url
 from goalkeeper.seals import SealKeys
 from interfaces import metrics, telemetry
@@ -150,8 +158,16 @@ async def main() -> None:
     seal_keys = settings.seal_keys()
     url = database_url(settings, start=True)
     pool = await create_pool(url)
-    await apply_schema(pool)
-    log.info("PostgreSQL at %s: schema applied (%s)", _where(url), ", ".join(SCHEMA_FILES))
+    if await owns_schema(pool):
+        await apply_schema(pool)
+        log.info("PostgreSQL at %s: schema applied (%s)", _where(url), ", ".join(SCHEMA_FILES))
+    elif await schema_applied(pool):
+        log.info("PostgreSQL at %s: schema applied by its owner", _where(url))
+    else:
+        raise GoalkeeperError(
+            f"PostgreSQL at {_where(url)} has no Goalkeeper schema, and this login does not "
+            "own the schema to apply it: its owner runs 'python starter.py schema apply'"
+        )
     client = await connect(settings, service="goalkeeper-worker")
     added = await search_attributes.ensure_registered(client, settings.temporal_namespace)
     log.info(
@@ -219,7 +235,7 @@ if __name__ == "__main__":
     except TemporalUnreachable as exc:
         log.error("%s", exc)
         exit_process(3)
-    except ValueError as exc:  # a setting that cannot be used: its message names it
+    except (GoalkeeperError, ValueError) as exc:  # what cannot be used: its message names it
         log.error("%s", exc)
         exit_process(2)
     exit_process(0)

@@ -23,6 +23,7 @@ from interfaces.cli import (
     keys,
     requests,
     runbooks,
+    schema,
     secret,
     serve,
     stack,
@@ -156,12 +157,34 @@ def parser() -> argparse.ArgumentParser:
     )
     made.add_argument("name", help="the login's name (lowercase)")
     made.add_argument(
+        "--workspace",
+        dest="workspaces",
+        action="append",
+        metavar="W",
+        help="a workspace its agents serve (repeat for more; at least one)",
+    )
+    made.add_argument(
         "--password-env", help="take its password from this variable (never printed) instead"
     )
     made.add_argument(
-        "--if-missing", action="store_true", help="an agents' login of that name is fine"
+        "--if-missing",
+        action="store_true",
+        help="an agents' login of that name is fine (it is granted the workspaces)",
     )
+    granting = command(
+        logins, "grant", "let an agents' login serve more workspaces", agents.grant_role
+    )
+    granting.add_argument("name")
+    granting.add_argument(
+        "--workspace", dest="workspaces", action="append", required=True, metavar="W"
+    )
+    command(logins, "list", "list agents' logins and their workspaces", agents.list_roles)
     command(logins, "drop", "drop an agents' login", agents.drop_role).add_argument("name")
+
+    schema_group = commands.add_parser(
+        "schema", help="the PostgreSQL schema (its owner's)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(schema_group, "apply", "create or update the schema, as its owner", schema.apply)
 
     runbook = commands.add_parser("runbook", help="the runbooks goals start from").add_subparsers(
         dest="action", required=True, metavar="ACTION"
