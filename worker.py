@@ -95,7 +95,7 @@ def build_worker(
     assignments = assignments or AssignmentActivities(
         pool, selection, selection_seed, require_signatures
     )
-    keys = KeyActivities(pool)
+    keys = KeyActivities(pool, require_signatures)
     read_model = ReadModelActivities(pool)
     budget = BudgetActivities(pool, alert_webhook)
     health = HealthActivities(pool, client, keyring, alert_webhook)
@@ -126,6 +126,7 @@ def build_worker(
             assignments.activate_assignment,
             keys.approver_keys,
             keys.agent_key,
+            keys.control_signers,
             read_model.record_goal,
             read_model.record_tasks,
             read_model.store_goal,

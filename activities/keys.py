@@ -7,6 +7,7 @@ from temporalio import activity
 
 from activities.rows import Connection, insert_event
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.models import ControlSigners
 from goalkeeper.records import Event, EventKind
 from goalkeeper.signing import Signers, check_public_key
 
@@ -18,8 +19,10 @@ class UnknownSigner(GoalkeeperError):
 class KeyActivities:
     """What a task reads before it may verify approvers' signatures."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, require_signatures: bool = False) -> None:
         self.pool = pool
+        self.require_signatures = require_signatures
+        """Whether goals that do not say require signatures (the worker's default)."""
 
     @activity.defn
     async def approver_keys(self, approvers: list[str]) -> Signers:
@@ -35,6 +38,25 @@ class KeyActivities:
             approver_keys={r["approver"]: r["public_key"] for r in rows if not r["delegate"]},
             delegate_keys={r["approver"]: r["public_key"] for r in rows if r["delegate"]},
         )
+
+    @activity.defn
+    async def control_signers(self, request: ControlSigners) -> Signers:
+        """Whether a goal requires signed changes, and the current keys of those who may
+        make them: its approvers, delegates (the dashboard's) and the named agents."""
+        required = request.require_signatures
+        if required is None:
+            required = self.require_signatures
+        if not required:
+            return Signers(required=False)
+        signers = await self.approver_keys(request.approvers)
+        rows = await self.pool.fetch(
+            "SELECT agent_id, public_key FROM agents "
+            "WHERE agent_id = ANY($1::text[]) AND public_key IS NOT NULL",
+            request.agents,
+        )
+        signers.agent_keys = {r["agent_id"]: r["public_key"] for r in rows}
+        signers.required = True
+        return signers
 
     @activity.defn
     async def agent_key(self, agent_id: str) -> str | None:

@@ -29,6 +29,10 @@ class BudgetRaise(_Strict):
     usd: float | None = Field(default=None, gt=0, le=1e9, strict=False)
     tokens: int | None = Field(default=None, gt=0, le=10**15)
     comment: str = Field(default="", max_length=2000)
+    signature: str | None = Field(default=None, max_length=200)
+    """Where the goal requires signatures: the signer's over this request (goalkeeper.signing)."""
+    signed_by: Id | None = None
+    """A delegate (the dashboard) that signed on the approver's behalf, if not them."""
 
 
 class GoalStop(_Strict):
@@ -36,6 +40,10 @@ class GoalStop(_Strict):
 
     approver: Id
     comment: str = Field(default="", max_length=2000)
+    signature: str | None = Field(default=None, max_length=200)
+    """Where the goal requires signatures: the signer's over this request (goalkeeper.signing)."""
+    signed_by: Id | None = None
+    """A delegate (the dashboard) that signed on the approver's behalf, if not them."""
 
 
 def initial(spec: GoalSpec) -> BudgetState:

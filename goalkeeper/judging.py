@@ -6,6 +6,7 @@ shell and every reason a sender can be given is tested without Temporal.
 
 import json
 from collections.abc import Collection
+from typing import Any
 
 from goalkeeper.models import AgentReport, ApprovalDecision, TaskView
 from goalkeeper.statuses import TaskStatus
@@ -119,5 +120,30 @@ def retry_problem(
         return (
             f"decision rejected: {decision.approver!r} may not decide on {goal}; "
             f"expected one of {sorted(approvers)}"
+        )
+    return None
+
+
+def signed_control_problem(
+    kind: str,
+    goal_id: str,
+    request: Any,
+    signer: str,
+    approvers: Collection[str],
+    agents: Collection[str],
+) -> str | None:
+    """Why a change to a goal that requires signatures cannot count, whatever its
+    signature: added tasks come from an approver or an agent of the goal; a retry names
+    the attempt it decides, so that replayed, it counts for nothing (a replayed addition
+    names task ids already taken; a replayed raise is not above the budget)."""
+    what = f"{kind} of goal {goal_id!r} rejected: the goal requires signatures"
+    if kind == "add_tasks" and signer not in approvers and signer not in agents:
+        return (
+            f"{what}; expected added_by to be one of its approvers {sorted(approvers)} "
+            f"or an agent of its tasks, got {signer!r}"
+        )
+    if kind == "retry" and request.attempt is None:
+        return (
+            f"{what}; expected the failed attempt the decision is on ('attempt'), so it counts once"
         )
     return None

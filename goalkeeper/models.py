@@ -220,6 +220,8 @@ class ApprovalDecision(_Strict):
     """The signature over the decision on the exact result (goalkeeper.signing)."""
     signed_by: Id | None = None
     """A delegate (the dashboard) that signed on the approver's behalf, if not them."""
+    attempt: int | None = Field(default=None, ge=1)
+    """On a goal's failed task: the attempt decided on, so a signed retry counts once."""
 
 
 class Heartbeat(_Strict):
@@ -468,8 +470,19 @@ class Signers(BaseModel):
     """The approvers' public keys, read when the task came to await approval."""
     delegate_keys: dict[str, str] = {}
     """Keys that sign on behalf of a person (the dashboard's), by their name."""
+    agent_keys: dict[str, str] = {}
+    """Agents' keys by id, for changes a goal's agents may make (adding tasks)."""
     last_beat_at: str | None = None
     """The time in the last signed heartbeat: an earlier or equal one is a replay."""
+
+
+class ControlSigners(BaseModel):
+    """Whose keys may sign a change to a goal, and whether the goal requires it."""
+
+    approvers: list[str]
+    agents: list[str] = []
+    require_signatures: bool | None = None
+    """The goal's `require_signatures`; None: the worker's default."""
 
 
 class TaskCheckpoint(BaseModel):

@@ -45,6 +45,10 @@ class AddTasks(_Strict):
     added_by: Id
     """Who adds them: a planner, an agent that found more work, a person."""
     reason: Text
+    signature: str | None = Field(default=None, max_length=200)
+    """Where the goal requires signatures: the signer's over this request (goalkeeper.signing)."""
+    signed_by: Id | None = None
+    """A delegate (the dashboard) that signed on the person's behalf, if not them."""
 
 
 class _Tasks(_Strict):

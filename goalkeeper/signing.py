@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from pydantic import BaseModel
 
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat, Signers, TaskView
@@ -101,6 +102,51 @@ def decision_content(view: TaskView, decision: ApprovalDecision) -> bytes:
             "result_digest": digest(view.result),
         }
     )
+
+
+def control_content(kind: str, goal_id: str, request: BaseModel) -> bytes:
+    """What a person (or an agent, adding tasks) signs to change a goal: `kind` (raise_budget,
+    stop, add_tasks, retry) and every field of the request but its signature."""
+    fields = request.model_dump(mode="json", exclude={"signature"})
+    return _canonical({"kind": kind, "goal_id": goal_id, **fields})
+
+
+def sign_control(private_key: str, kind: str, goal_id: str, request: BaseModel) -> str:
+    """The signature of a change to a goal."""
+    return sign(private_key, control_content(kind, goal_id, request))
+
+
+def control_problem(
+    signers: Signers,
+    kind: str,
+    goal_id: str,
+    request: BaseModel,
+    signer: str,
+    signed_by: str | None,
+    signature: str | None,
+) -> str | None:
+    """Why a change to a goal that requires signatures is not signed by `signer`'s key (an
+    approver's or an agent's) or a delegate's on their behalf."""
+    if not signers.required:
+        return None
+    what = f"{kind} of goal {goal_id!r} rejected"
+    name = signed_by or signer
+    keys = signers.delegate_keys if signed_by else {**signers.agent_keys, **signers.approver_keys}
+    key = keys.get(name)
+    if key is None:
+        whose = f"delegate {name!r}" if signed_by else repr(name)
+        return (
+            f"{what}: the goal requires signatures and {whose} has no registered key "
+            "(starter.py approver key new --as NAME; agents register theirs)"
+        )
+    if not signature:
+        return f"{what}: the goal requires signatures and {name!r} sent none"
+    if not verify(key, control_content(kind, goal_id, request), signature):
+        return (
+            f"{what}: the signature is not {name!r}'s current key's over this {kind} of this "
+            "goal (signed for another request or goal, or by a replaced or another key)"
+        )
+    return None
 
 
 def sign(private_key: str, content: bytes) -> str:

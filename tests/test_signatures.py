@@ -54,7 +54,7 @@ def signed_decision(
     with `key`."""
     payload = {"approver": approver, "decision": decision, "comment": comment}
     seen = view.model_copy(update={"result": result})
-    content = signing.decision_content(seen, ApprovalDecision(**payload))
+    content = signing.decision_content(seen, ApprovalDecision.model_validate(payload))
     return payload | {"signature": signing.sign(key, content)}
 
 

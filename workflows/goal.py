@@ -12,19 +12,21 @@ with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
     from activities import metrics
     from activities.deliverables import DeliverableActivities
+    from activities.keys import KeyActivities
     from activities.read_model import ReadModelActivities
     from activities.runbooks import RunbookActivities
     from activities.suggestions import SuggestionActivities
-    from goalkeeper import budgets
+    from goalkeeper import budgets, signing
     from goalkeeper.compiling import Verdict, next_step
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.ids import fact_id
-    from goalkeeper.judging import retry_problem
+    from goalkeeper.judging import retry_problem, signed_control_problem
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         Abort,
         Adopt,
         ApprovalDecision,
+        ControlSigners,
         GoalCheckpoint,
         GoalRef,
         GoalReport,
@@ -32,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         PartitionState,
         PartitionUpdate,
         Progress,
+        Signers,
         TaskPage,
         TaskReport,
         TaskSpec,
@@ -87,6 +90,10 @@ SUGGEST_TIMEOUT = timedelta(minutes=1)
 
 REPORT_TASKS = 500
 """Tasks listed in a goal's report; beyond it, completed ones are only counted."""
+
+SIGNED_CONTROLS = "signed-controls"
+"""The patch from which a goal's budget raises, stops, added tasks and retry decisions
+are checked for signatures where it requires them."""
 
 TELL_PARENT_EVERY = timedelta(seconds=1)
 """A sub-goal tells the goal it runs for how far it is at most this often."""
@@ -378,7 +385,7 @@ class GoalWorkflow:
         self._signals += 1
         received = self._signals
         await workflow.wait_condition(self._ready)
-        decision = self._judge_retry(payload)
+        decision = await self._judge_signed_retry(payload)
         if isinstance(decision, str):
             metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             workflow.logger.warning(decision)
@@ -399,7 +406,7 @@ class GoalWorkflow:
     async def decide(self, *payload: Any) -> Progress:
         """`approval_decision`, answered: the goal's progress after it, or why it was rejected."""
         await workflow.wait_condition(self._ready)
-        decision = self._judge_retry(payload)
+        decision = await self._judge_signed_retry(payload)
         if isinstance(decision, str):
             metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
@@ -418,6 +425,14 @@ class GoalWorkflow:
         like a spec's tasks; the goal's progress after them, or why they were refused."""
         await workflow.wait_condition(self._ready)
         window = self._window
+        first = self._judge_added(payload)
+        if not isinstance(first, str):
+            request = first[0]
+            agents = [request.added_by] if window and request.added_by in window.agents else []
+            unsigned = await self._unsigned("add_tasks", request, request.added_by, agents)
+            if unsigned is not None:
+                metrics.rejected(workflow.metric_meter(), Rejected.ADD_TASKS)
+                raise ApplicationError(unsigned, type="TasksRejected", non_retryable=True)
         refused: list[str | None] = []
 
         async def add() -> None:
@@ -530,6 +545,8 @@ class GoalWorkflow:
         assert budget is not None
         request = self._judge_raise(payload)
         if not isinstance(request, str):
+            request = await self._unsigned("raise_budget", request, request.approver) or request
+        if not isinstance(request, str):
             request = (
                 await budget.take_raise(request, lambda: self._judge_raise(payload)) or request
             )
@@ -562,6 +579,8 @@ class GoalWorkflow:
         assert budget is not None
         request = budget.judge_stop(payload, self._status)
         if not isinstance(request, str):
+            request = await self._unsigned("stop", request, request.approver) or request
+        if not isinstance(request, str):
             judge = lambda: budget.judge_stop(payload, self._status)  # noqa: E731
             request = await budget.take_stop(request, judge) or request
         if isinstance(request, str):
@@ -589,6 +608,39 @@ class GoalWorkflow:
         state = "failed" if decision.task_id in awaiting else "not failed, or not in this goal"
         problem = retry_problem(self._goal_id, decision, parts.header.approvers, awaiting, state)
         return problem or decision
+
+    async def _judge_signed_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
+        """A retry decision judged, and its signature too where the goal requires one."""
+        decision = self._judge_retry(payload)
+        if isinstance(decision, str):
+            return decision
+        return await self._unsigned("retry", decision, decision.approver) or decision
+
+    async def _unsigned(
+        self, kind: str, request: Any, signer: str, agents: Sequence[str] = ()
+    ) -> str | None:
+        """Why a change to this goal is not signed by someone allowed to make it, where the
+        goal requires signatures; the keys are read as they are now."""
+        header = self._header
+        assert header is not None
+        if header.require_signatures is False or not workflow.patched(SIGNED_CONTROLS):
+            return None
+        approvers = sorted({name for level in budgets.deciders(header) for name in level})
+        signers: Signers = await record_apart(
+            KeyActivities.control_signers,
+            ControlSigners(
+                approvers=approvers,
+                agents=list(agents),
+                require_signatures=header.require_signatures,
+            ),
+            f"read the keys that may sign {kind}",
+        )
+        if not signers.required:
+            return None
+        problem = signed_control_problem(kind, self._goal_id, request, signer, approvers, agents)
+        return problem or signing.control_problem(
+            signers, kind, self._goal_id, request, signer, request.signed_by, request.signature
+        )
 
     async def _take_retry_decision(self, decision: ApprovalDecision) -> None:
         if self._window is not None:

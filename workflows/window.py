@@ -256,13 +256,21 @@ class TaskWindow:
     def judge_retry(self, decision: ApprovalDecision) -> str | None:
         """Why an approver's retry decision cannot count, or None."""
         i = self.position(decision.task_id or "")
-        return retry_problem(
+        problem = retry_problem(
             self.goal_id,
             decision,
             self.header.approvers,
             [self.schedule.plan.ids[n] for n in self.schedule.retry_due],
             None if i is None else self.schedule.status_of(i).value,
         )
+        if problem is None and i is not None and decision.attempt is not None:
+            attempts = self.summary(i).attempts
+            if decision.attempt != attempts:
+                problem = (
+                    f"decision rejected: it decides attempt {decision.attempt} of task "
+                    f"{decision.task_id!r}, which failed at attempt {attempts}"
+                )
+        return problem
 
     def take_retry_decision(self, decision: ApprovalDecision) -> None:
         """Retry the failed task (approve) or give it up (reject), as the approver said.

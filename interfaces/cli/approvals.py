@@ -6,6 +6,7 @@ from goalkeeper.models import Progress, TaskView
 from goalkeeper.signing import sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
 from interfaces.cli import queries
+from interfaces.cli.keys import signed
 from interfaces.cli.session import Session, table
 from interfaces.cli.tasks import require_open, send_update, task_view
 from interfaces.keyring import load_key
@@ -47,8 +48,10 @@ async def _decide(session: Session, args: argparse.Namespace, decision: Decision
     payload = {"approver": args.approver, "decision": decision.value, "comment": args.comment}
     verb = "approved" if decision is Decision.APPROVE else "rejected"
     if view.status is TaskStatus.FAILED:
+        retry = {**payload, "task_id": view.task_id, "attempt": view.attempts}
+        retry = signed(args.approver, "retry", view.goal_id, retry)
         progress = Progress.model_validate(
-            await send_update(session, view.goal_id, "decide", {**payload, "task_id": view.task_id})
+            await send_update(session, view.goal_id, "decide", retry)
         )
         session.emit(
             progress.model_dump(mode="json"),

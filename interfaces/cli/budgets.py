@@ -8,6 +8,7 @@ from typing import Any
 from goalkeeper.models import Progress
 from goalkeeper.records import EventKind
 from interfaces.cli.goals import describe_progress, goal_handle
+from interfaces.cli.keys import signed
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 from interfaces.cli.tasks import send_update
 
@@ -21,6 +22,7 @@ async def raise_budget(session: Session, args: argparse.Namespace) -> None:
         payload["usd"] = args.usd
     if args.tokens is not None:
         payload["tokens"] = args.tokens
+    payload = signed(args.approver, "raise_budget", args.goal_id, payload)
     after = Progress.model_validate(
         await send_update(session, args.goal_id, "raise_budget", payload)
     )
@@ -34,7 +36,9 @@ async def raise_budget(session: Session, args: argparse.Namespace) -> None:
 async def stop(session: Session, args: argparse.Namespace) -> None:
     """Stop a goal as one of its approvers: running tasks are aborted, the rest skipped."""
     await goal_handle(session, args.goal_id)
-    payload = {"approver": args.approver, "comment": args.comment}
+    payload = signed(
+        args.approver, "stop", args.goal_id, {"approver": args.approver, "comment": args.comment}
+    )
     after = Progress.model_validate(await send_update(session, args.goal_id, "stop", payload))
     session.emit(
         after.model_dump(mode="json"), f"{args.approver} stopped {args.goal_id}: {after.stage}"

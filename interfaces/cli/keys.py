@@ -3,9 +3,16 @@ reported, and signatures for people who use the `temporal` CLI."""
 
 import argparse
 import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 from activities.keys import UnknownSigner, register_approver_key, rekey_agent
-from goalkeeper.signing import InvalidKey, check_public_key, sign_decision
+from goalkeeper.budgets import BudgetRaise, GoalStop
+from goalkeeper.models import ApprovalDecision, describe_validation_error
+from goalkeeper.planning import AddTasks
+from goalkeeper.signing import InvalidKey, check_public_key, sign_control, sign_decision
+from goalkeeper.statuses import TaskStatus
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 from interfaces.cli.tasks import task_view
 from interfaces.keyring import KeyFileError, key_path, load_key, new_key
@@ -48,21 +55,76 @@ async def rekey(session: Session, args: argparse.Namespace) -> None:
 
 
 async def sign(session: Session, args: argparse.Namespace) -> None:
-    """Print a decision, signed with this machine's key for the approver, as the `--input`
-    of `temporal workflow update execute --name decide` (or signal approval_decision)."""
-    key = load_key("approver", args.approver)
+    """Print a signed message for the `temporal` CLI: a decision on a task's result, a
+    retry decision on a failed task, or a change to a goal (`--control`)."""
+    key = load_key("agent" if args.agent_key else "approver", args.approver)
     if key is None:
-        raise CliError(
-            f"no key for approver {args.approver!r} here; make one with "
-            f"'starter.py approver key new --as {args.approver}'",
-            EXIT_USAGE,
+        kind = "agent" if args.agent_key else "approver"
+        how = (
+            f"'starter.py approver key new --as {args.approver}'"
+            if kind == "approver"
+            else ("agent.py, which registers it")
         )
-    view = await task_view(session, args.task)
-    payload = {"approver": args.approver, "decision": args.decision, "comment": args.comment}
-    payload["signature"] = sign_decision(key, view, payload)
+        raise CliError(f"no key for {kind} {args.approver!r} here; make one with {how}", EXIT_USAGE)
+    if args.control:
+        goal_id, name, payload = args.target, args.control, control_payload(args)
+        payload["signature"] = sign_control(key, name, goal_id, CONTROLS[name](**payload))
+        workflow_id = goal_id
+    else:
+        if not args.decision:
+            raise CliError("expected --decision (on a task) or --control (on a goal)", EXIT_USAGE)
+        view = await task_view(session, args.target)
+        payload = {"approver": args.approver, "decision": args.decision, "comment": args.comment}
+        if view.status is TaskStatus.FAILED:  # a retry decision, sent to the goal
+            payload |= {"task_id": view.task_id, "attempt": view.attempts}
+            decision = ApprovalDecision.model_validate(payload)
+            payload["signature"] = sign_control(key, "retry", view.goal_id, decision)
+            workflow_id, name = view.goal_id, "decide"
+        else:
+            payload["signature"] = sign_decision(key, view, payload)
+            workflow_id, name = args.target, "decide"
     text = json.dumps(payload)
     session.emit(
         payload,
-        f"{text}\n\ntemporal workflow update execute --workflow-id {args.task} --name decide "
+        f"{text}\n\ntemporal workflow update execute --workflow-id {workflow_id} --name {name} "
         f"--input '{text}'",
     )
+
+
+CONTROLS: dict[str, type[BaseModel]] = {
+    "raise_budget": BudgetRaise,
+    "stop": GoalStop,
+    "add_tasks": AddTasks,
+}
+"""The changes to a goal `sign --control` signs, and the request each is."""
+
+
+def control_payload(args: argparse.Namespace) -> dict[str, Any]:
+    """The request of `sign --control` from its options, checked as the goal checks it."""
+    if args.control == "add_tasks":
+        try:
+            tasks = json.loads(args.tasks or "")
+        except json.JSONDecodeError as exc:
+            raise CliError(
+                f"--tasks: expected a JSON list of tasks, got {exc}", EXIT_USAGE
+            ) from exc
+        payload = {"tasks": tasks, "added_by": args.approver, "reason": args.comment}
+    else:
+        payload = {"approver": args.approver, "comment": args.comment}
+        if args.control == "raise_budget":
+            payload |= {"usd": args.usd, "tokens": args.tokens}
+    try:
+        CONTROLS[args.control].model_validate(payload)
+    except ValidationError as exc:
+        raise CliError(describe_validation_error(exc, args.control), EXIT_USAGE) from exc
+    return payload
+
+
+def signed(approver: str, kind: str, goal_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` signed with this machine's key for `approver`, if it has one: a goal that
+    requires signatures takes a change only so."""
+    key = load_key("approver", approver)
+    if key is None:
+        return payload
+    model = ApprovalDecision if kind == "retry" else CONTROLS[kind]
+    return payload | {"signature": sign_control(key, kind, goal_id, model.model_validate(payload))}

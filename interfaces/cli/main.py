@@ -337,11 +337,20 @@ def parser() -> argparse.ArgumentParser:
     made = command(key_actions, "new", "make and register an approver's key", keys.new_approver_key)
     made.add_argument("--as", dest="approver", required=True, help="the approver's name")
     made.add_argument("--replace", action="store_true", help="replace a key this machine has")
-    signing = command(commands, "sign", "print a signed decision for the temporal CLI", keys.sign)
-    signing.add_argument("task", help="GOAL_ID/TASK_ID")
-    signing.add_argument("--decision", choices=[d.value for d in Decision], required=True)
-    signing.add_argument("--as", dest="approver", required=True, help="the approver's name")
-    signing.add_argument("--comment", default="", help="why")
+    signing = command(
+        commands, "sign", "print a signed decision or goal change for the temporal CLI", keys.sign
+    )
+    signing.add_argument("target", help="GOAL_ID/TASK_ID for a decision, GOAL_ID for --control")
+    signing.add_argument("--decision", choices=[d.value for d in Decision])
+    signing.add_argument("--control", choices=sorted(keys.CONTROLS), help="a change to a goal")
+    signing.add_argument("--as", dest="approver", required=True, help="who signs (added_by)")
+    signing.add_argument("--comment", default="", help="why (add_tasks: its reason)")
+    signing.add_argument("--usd", type=float, help="raise_budget: the new USD budget")
+    signing.add_argument("--tokens", type=int, help="raise_budget: the new token budget")
+    signing.add_argument("--tasks", help="add_tasks: the tasks, a JSON list, each with its id")
+    signing.add_argument(
+        "--agent-key", action="store_true", help="sign with the agent key of --as (add_tasks)"
+    )
     return top
 
 
