@@ -6,9 +6,11 @@ Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_U
 (unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR), the telemetry settings
 GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS, the health check's
 GOALKEEPER_HEALTH_INTERVAL, the watch's GOALKEEPER_WATCH_INTERVAL and
-GOALKEEPER_STALL_AFTER, GOALKEEPER_ALERT_WEBHOOK, and how agents are picked:
-GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED. At start it applies the schema,
-registers its search attributes and creates the health check's schedule, all idempotently.
+GOALKEEPER_STALL_AFTER, GOALKEEPER_ALERT_WEBHOOK, how agents are picked:
+GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED, and the payload encryption:
+GOALKEEPER_CODEC_KEYS (or _FILE) and GOALKEEPER_CODEC_ACCEPT_PLAINTEXT. At start it
+applies the schema, registers its search attributes and creates the health check's
+schedule, all idempotently.
 While it runs it watches for wedged workflows and stalled goals (`activities.watch`).
 """
 
@@ -41,7 +43,7 @@ from interfaces import metrics, telemetry
 from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
 from interfaces.health import install_schedule
-from interfaces.payloads import tolerant
+from interfaces.payloads import inbound, tolerant
 from interfaces.stack import database_url
 from workflows import search_attributes
 from workflows.goal import GoalWorkflow
@@ -63,6 +65,7 @@ def build_worker(
     selection_seed: str = DEFAULT_SELECTION_SEED,
     require_signatures: bool = False,
     task_workflow: type = TaskWorkflow,
+    accept_plaintext: bool = False,
 ) -> Worker:
     """A worker for every Goalkeeper workflow and activity on `task_queue`.
 
@@ -71,8 +74,12 @@ def build_worker(
     `selection` (`learned` or `least_loaded`), seeded by `selection_seed`. Goals that
     do not say whether they require signatures follow `require_signatures`.
     `task_workflow` may be another version of `TaskWorkflow` (tests deploy a changed one).
+    With codec keys, plaintext reaching a workflow is refused unless `accept_plaintext`.
     """
-    client = tolerant(client)  # its workflows see undecodable input, and reject it by name
+    # Its workflows see undecodable input, and reject it by name; its activities call
+    # Temporal as clients do, and see errors.
+    polling = inbound(client, accept_plaintext)
+    client = tolerant(client)
     assignments = assignments or AssignmentActivities(
         pool, selection, selection_seed, require_signatures
     )
@@ -88,7 +95,7 @@ def build_worker(
     plans = PlanActivities(pool)
     children = ChildActivities(client)
     return Worker(
-        client,
+        polling,
         task_queue=task_queue,
         workflows=[
             RequestWorkflow,
@@ -155,7 +162,13 @@ async def main() -> None:
         selection=settings.agent_selection,
         selection_seed=settings.selection_seed,
         require_signatures=settings.require_signatures,
+        accept_plaintext=settings.codec_accept_plaintext,
     )
+    if settings.codec_keys and settings.codec_accept_plaintext:
+        log.warning(
+            "GOALKEEPER_CODEC_ACCEPT_PLAINTEXT=on: workflows accept unencrypted messages; "
+            "turn it off once histories written before encryption have ended"
+        )
     if settings.health_interval_seconds:
         every = timedelta(seconds=settings.health_interval_seconds)
         state = await install_schedule(client, settings.task_queue, every)
