@@ -193,6 +193,7 @@ async def main() -> None:
                 settings.alert_webhook,
                 every=timedelta(seconds=settings.watch_interval_seconds),
                 stall_after=timedelta(seconds=settings.stall_after_seconds),
+                task_queue=settings.task_queue,
             )
             running.create_task(watch.run(stop))
             log.info(
