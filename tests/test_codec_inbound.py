@@ -18,14 +18,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import PayloadCodec
 from temporalio.exceptions import ApplicationError
 
+from activities.tokens import new_token
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.api.codec import create_codec_app
 from interfaces.client import connect
 from interfaces.codec import ENCODING, KEY_ID, Keyring, UndecryptablePayload, encrypt
 from interfaces.config import Settings
 from interfaces.inbound import FORGED_MARK, MARKED, InboundCodec, mark, read_mark
 from interfaces.payloads import TolerantPayloadConverter
 from interfaces.stack import TemporalDevServer
+from tests import web
 from tests.helpers import (
     events,
     eventually,
@@ -294,3 +297,27 @@ async def test_a_goal_started_under_an_unknown_key_or_in_plaintext_is_rejected_b
         cause = failed.value.cause
         assert isinstance(cause, ApplicationError) and cause.type == "InvalidGoalSpec", cause
         assert "cannot be decoded" in cause.message and says in cause.message, cause.message
+
+
+async def test_the_temporal_cli_reports_through_the_codec_server_and_is_accepted(
+    temporal_server: TemporalDevServer,
+    encrypting: Client,
+    pool: asyncpg.Pool,
+    database_url: str,
+    keys: Keyring,
+    queue: str,
+    workspace: str,
+) -> None:
+    goal_id, view = await _assigned(encrypting, queue, workspace)
+    token = (await new_token(pool, "cli-user"))["token"]
+    sent = {"agent_id": view.agent_id, "assignment_id": view.assignment_id, "outcome": "completed"}
+    with web.serve(create_codec_app(keys, [], database_url=database_url)) as url:
+        code, out = await run_temporal(
+            temporal_server,
+            *("workflow", "signal", "-w", f"{goal_id}/t1", "--name", "agent_report"),
+            *("--input", json.dumps({**sent, "result": "sent by the CLI"})),
+            *("--codec-endpoint", url, "--codec-auth", f"Bearer {token}"),
+        )
+    assert code == 0, out
+    await _completes(encrypting, goal_id)
+    assert await events(pool, goal_id, "report_rejected") == []
