@@ -30,6 +30,7 @@ from interfaces.payloads import TolerantPayloadConverter
 from interfaces.stack import TemporalDevServer
 from tests import web
 from tests.helpers import (
+    SimulatedAgents,
     events,
     eventually,
     goal_spec,
@@ -321,3 +322,25 @@ async def test_the_temporal_cli_reports_through_the_codec_server_and_is_accepted
     assert code == 0, out
     await _completes(encrypting, goal_id)
     assert await events(pool, goal_id, "report_rejected") == []
+
+
+async def test_a_partitioned_goal_runs_to_the_end_on_a_worker_that_refuses_plaintext(
+    encrypting: Client, pool: asyncpg.Pool, queue: str, workspace: str
+) -> None:
+    # Everything a worker hands itself (child inputs and results, signals between
+    # workflows, activity results, a retried attempt) is encrypted, so none is refused.
+    tasks = [
+        {"id": f"t{i}", "title": f"Task {i}", "skill": "writing"}
+        | ({"depends_on": [f"t{i - 2}"]} if i >= 2 else {})
+        for i in range(6)
+    ]
+    spec = goal_spec(workspace=workspace, tasks=tasks, partition_size=2)
+    handle = await start_goal(encrypting, spec, queue)
+
+    def outcome(task_id: str, attempt: int) -> str:
+        return "failed" if (task_id, attempt) == ("t1", 1) else "completed"
+
+    async with SimulatedAgents(encrypting, pool, handle.id, outcome):
+        await _completes(encrypting, handle.id)
+    assert len((await handle.query("tasks"))["partitions"]) == 3
+    assert [e["kind"] for e in await events(pool, handle.id) if "rejected" in e["kind"]] == []
