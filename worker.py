@@ -6,12 +6,13 @@ Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_U
 (unset: the embedded PostgreSQL under GOALKEEPER_DATA_DIR), the telemetry settings
 GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS, the health check's
 GOALKEEPER_HEALTH_INTERVAL, the watch's GOALKEEPER_WATCH_INTERVAL and
-GOALKEEPER_STALL_AFTER, GOALKEEPER_ALERT_WEBHOOK, and how agents are picked:
-GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED, and the workers' secret that
-seals the messages between workflows, GOALKEEPER_WORKER_SECRET(_FILE). At start it
-applies the schema (when its login owns it; otherwise its owner has: `starter.py schema
-apply`), registers its search attributes and creates the health check's schedule, all
-idempotently.
+GOALKEEPER_STALL_AFTER, GOALKEEPER_ALERT_WEBHOOK, how agents are picked:
+GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED, the payload encryption:
+GOALKEEPER_CODEC_KEYS (or _FILE) and GOALKEEPER_CODEC_ACCEPT_PLAINTEXT, and the workers'
+secret that seals the messages between workflows, GOALKEEPER_WORKER_SECRET (or _FILE). At
+start it applies the schema (when its login owns it; otherwise its owner has: `starter.py
+schema apply`), registers its search attributes and creates the health check's schedule,
+all idempotently.
 While it runs it watches for wedged workflows and stalled goals (`activities.watch`).
 """
 
@@ -52,7 +53,7 @@ from interfaces import metrics, telemetry
 from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
 from interfaces.health import install_schedule
-from interfaces.payloads import tolerant
+from interfaces.payloads import inbound, tolerant
 from interfaces.stack import database_url
 from workflows import sealing, search_attributes
 from workflows.goal import GoalWorkflow
@@ -74,6 +75,7 @@ def build_worker(
     selection_seed: str = DEFAULT_SELECTION_SEED,
     require_signatures: bool = False,
     task_workflow: type = TaskWorkflow,
+    accept_plaintext: bool = False,
     seal_keys: SealKeys | None = None,
 ) -> Worker:
     """A worker for every Goalkeeper workflow and activity on `task_queue`.
@@ -83,6 +85,7 @@ def build_worker(
     `selection` (`learned` or `least_loaded`), seeded by `selection_seed`. Goals that
     do not say whether they require signatures follow `require_signatures`.
     `task_workflow` may be another version of `TaskWorkflow` (tests deploy a changed one).
+    With codec keys, plaintext reaching a workflow is refused unless `accept_plaintext`.
     `seal_keys`, the workers' secret, seals the messages between workflows; once given,
     later workers of the process may leave it out.
     """
@@ -91,7 +94,10 @@ def build_worker(
     keyring = sealing.keys()
     if keyring is None:
         raise ValueError("a worker needs the workers' secret: pass seal_keys to build_worker")
-    client = tolerant(client)  # its workflows see undecodable input, and reject it by name
+    # Its workflows see undecodable input, and reject it by name; its activities call
+    # Temporal as clients do, and see errors.
+    polling = inbound(client, accept_plaintext)
+    client = tolerant(client)
     assignments = assignments or AssignmentActivities(
         pool, selection, selection_seed, require_signatures
     )
@@ -107,7 +113,7 @@ def build_worker(
     plans = PlanActivities(pool)
     children = ChildActivities(client, keyring)
     return Worker(
-        client,
+        polling,
         task_queue=task_queue,
         workflows=[
             RequestWorkflow,
@@ -184,8 +190,14 @@ async def main() -> None:
         selection=settings.agent_selection,
         selection_seed=settings.selection_seed,
         require_signatures=settings.require_signatures,
+        accept_plaintext=settings.codec_accept_plaintext,
         seal_keys=seal_keys,
     )
+    if settings.codec_keys and settings.codec_accept_plaintext:
+        log.warning(
+            "GOALKEEPER_CODEC_ACCEPT_PLAINTEXT=on: workflows accept unencrypted messages; "
+            "turn it off once histories written before encryption have ended"
+        )
     if settings.health_interval_seconds:
         every = timedelta(seconds=settings.health_interval_seconds)
         state = await install_schedule(client, settings.task_queue, every)
@@ -210,6 +222,7 @@ async def main() -> None:
                 settings.alert_webhook,
                 every=timedelta(seconds=settings.watch_interval_seconds),
                 stall_after=timedelta(seconds=settings.stall_after_seconds),
+                task_queue=settings.task_queue,
             )
             running.create_task(watch.run(stop))
             log.info(

@@ -19,7 +19,7 @@ import asyncpg
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.rows import Connection, insert_event, open_alert
@@ -27,7 +27,6 @@ from activities.webhook import post_alerts
 from goalkeeper.ids import fact_id
 from goalkeeper.problems import (
     WATCH_ALERT_KINDS,
-    WATCHED_TYPES,
     WEDGED,
     Problem,
     Quiet,
@@ -45,11 +44,16 @@ LOOKED_UP = 50
 LISTED = 1000
 """Wedged workflows alerted per round: a bound on one round's work, not on what is found."""
 
-_PROBLEMS = (
-    "TemporalReportedProblems IS NOT NULL AND ExecutionStatus = 'Running' AND WorkflowType IN ("
-    + ", ".join(f"'{t}'" for t in WATCHED_TYPES)
-    + ")"
-)
+
+def problems_query(task_queue: str) -> str:
+    """The visibility query for wedged workflows of any type on `task_queue`: one of a type
+    no worker knows (a deploy skew, a typo) fails every workflow task as surely as ours."""
+    quoted = task_queue.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        "TemporalReportedProblems IS NOT NULL AND ExecutionStatus = 'Running' "
+        f"AND TaskQueue = '{quoted}'"
+    )
+
 
 _QUIET_GOALS = """
 WITH running AS (
@@ -107,10 +111,8 @@ class WatchReport:
 
 
 class Watch:
-    """Looks for wedged workflows and stalled goals; holds the worker's pool and client."""
-
-    query = _PROBLEMS
-    """The visibility query for wedged workflows (a test gives one the server refuses)."""
+    """Looks for wedged workflows on its task queue and stalled goals; holds the worker's
+    pool and client."""
 
     def __init__(
         self,
@@ -119,9 +121,13 @@ class Watch:
         webhook: str | None = None,
         every: timedelta = timedelta(seconds=5),
         stall_after: timedelta = timedelta(minutes=2),
+        task_queue: str = "goals",
     ) -> None:
         self.pool, self.client, self.webhook = pool, client, webhook
         self.every, self.stall_after = every, stall_after
+        self.task_queue = task_queue
+        self.query = problems_query(task_queue)
+        """The visibility query for wedged workflows (a test gives one the server refuses)."""
         self.reports = True
         """Whether the server reports problem workflows; a server before 1.30 does not."""
 
@@ -148,11 +154,12 @@ class Watch:
         report = WatchReport()
         report.findings += [wedged(p) for p in await self.wedged_workflows()]
         report.findings += await self.stalled_goals()
-        await self._record(report)
+        await self._record(report, await self._others(report.findings))
         return report
 
     async def wedged_workflows(self) -> list[Problem]:
-        """Running workflows of ours that Temporal reports as failing their workflow task."""
+        """Running workflows on the task queue that Temporal reports as failing their
+        workflow task."""
         if not self.reports:
             return []
         problems: list[Problem] = []
@@ -209,11 +216,17 @@ class Watch:
         )
 
     async def _said(self, failure: Failure) -> str:
-        """A failure's message, decrypted when the codec encrypted it."""
+        """A failure's message and its causes', decrypted when the codec encrypted them
+        (the SDK wraps what went wrong: "Failed decoding arguments" says little alone)."""
         try:
-            return str(await self.client.data_converter.decode_failure(failure))
+            error: BaseException | None = await self.client.data_converter.decode_failure(failure)
         except Exception:  # a message it cannot decode is still shown as it is
             return failure.message
+        said: list[str] = []
+        while error is not None and len(said) < 5:
+            said.append(str(error))
+            error = error.__cause__
+        return ": ".join(said)
 
     async def stalled_goals(self) -> list[Finding]:
         """Running goals whose tasks wait with nobody working, or are silent past deadlines."""
@@ -238,8 +251,40 @@ class Watch:
                 found.append(finding)
         return found
 
-    async def _record(self, report: WatchReport) -> None:
-        """Alerts, goal rows and events in one transaction; then the log and the webhook."""
+    async def _others(self, findings: list[Finding]) -> list[str]:
+        """Open wedged-workflow alerts this watch does not see because their workflows run
+        on another task queue (workers of several queues may share a database): not its
+        to close."""
+        seen = {f.subject for f in findings}
+        unseen = [
+            subject
+            for subject in await self.pool.fetchval(
+                "SELECT coalesce(array_agg(subject ORDER BY last_seen DESC), '{}') FROM alerts "
+                "WHERE kind = $1 AND resolved_at IS NULL",
+                WEDGED,
+            )
+            if subject not in seen
+        ]
+        if not unseen:  # most rounds
+            return []
+        others = []
+        for subject in unseen[:LOOKED_UP]:
+            try:
+                described = await self.client.get_workflow_handle(
+                    subject.removeprefix("workflow:")
+                ).describe()
+            except RPCError as exc:
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                continue
+            running = described.status is WorkflowExecutionStatus.RUNNING
+            if running and described.task_queue != self.task_queue:
+                others.append(subject)
+        return others + unseen[LOOKED_UP:]
+
+    async def _record(self, report: WatchReport, others: list[str]) -> None:
+        """Alerts, goal rows and events in one transaction; then the log and the webhook.
+        `others` are wedged-workflow alerts of other task queues, left as they are."""
         async with self.pool.acquire() as connection, connection.transaction():
             # In one order everywhere, so two workers' watches never wait on each other's rows.
             for finding in sorted(report.findings, key=lambda f: (f.kind, f.subject)):
@@ -260,7 +305,8 @@ class Watch:
                     RETURNING alert_id::text, kind, subject, message
                     """,
                     list(WATCH_ALERT_KINDS),
-                    [f"{f.kind}|{f.subject}" for f in report.findings],
+                    [f"{f.kind}|{f.subject}" for f in report.findings]
+                    + [f"{WEDGED}|{subject}" for subject in others],
                     self.every.total_seconds(),
                 )
             ]

@@ -103,7 +103,8 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             serving = asyncio.create_task(runner.run(stop))
             # What a worker runs beside its workflows: the watch and the metrics collector.
             rounds: list[float] = []
-            watching = asyncio.create_task(_watch(Watch(pool, client), stop, rounds))
+            watch = Watch(pool, client, task_queue="bench")
+            watching = asyncio.create_task(_watch(watch, stop, rounds))
             meter = telemetry.metric_meter(metrics_address)
             collecting = asyncio.create_task(collect(pool, meter, COLLECT_EVERY, stop))
             transactions = await _transactions(pool)

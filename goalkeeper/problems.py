@@ -16,14 +16,15 @@ STALLED = "goal_stalled"
 WATCH_ALERT_KINDS = (WEDGED, STALLED)
 """Alerts the watch opens and closes; the health check leaves them alone."""
 
-WATCHED_TYPES = (
+GOALKEEPER_TYPES = (
     "GoalWorkflow",
     "TaskWorkflow",
     "PartitionWorkflow",
     "RequestWorkflow",
     "HealthCheckWorkflow",
 )
-"""Goalkeeper's workflows: a wedged one stops a goal, a request, or the health check."""
+"""Goalkeeper's workflows: a wedged one stops a goal, a request, or the health check. The
+watch looks at every type on its task queue; others are named by their type."""
 
 _MESSAGE_LIMIT = 300
 
@@ -54,6 +55,15 @@ _NO_KEY = (
     "a payload is encrypted with a codec key the worker does not have: give the workers the "
     "key named here (GOALKEEPER_CODEC_KEYS, after the current one) and restart them; the "
     "workflow resumes by itself"
+)
+_PLAINTEXT = (
+    "a payload the worker's own workflow needs is not encrypted (a history written before "
+    "encryption was turned on): set GOALKEEPER_CODEC_ACCEPT_PLAINTEXT=on on the workers until "
+    "such workflows have ended; the workflow resumes by itself"
+)
+_UNKNOWN_TYPE = (
+    "no worker on this task queue runs workflows of this type: deploy the worker that does "
+    "(a deploy skew), or terminate the workflow if it was started by mistake (a typo)"
 )
 _TIMED_OUT = (
     "no worker finished this workflow's task in time: check that workers poll its task queue "
@@ -97,8 +107,12 @@ def goal_candidates(subject: str) -> list[str]:
 
 def advice(category: str, cause: str, failure: str = "") -> str:
     """What a person should do about a workflow task failing for `cause` with `failure`."""
+    if "GOALKEEPER_CODEC_ACCEPT_PLAINTEXT" in failure:
+        return _PLAINTEXT
     if "UndecryptablePayload" in failure:
         return _NO_KEY
+    if "is not registered on this worker" in failure:
+        return _UNKNOWN_TYPE
     if cause in _ADVICE:
         return _ADVICE[cause]
     if category == "WorkflowTaskTimedOut":
@@ -108,13 +122,17 @@ def advice(category: str, cause: str, failure: str = "") -> str:
 
 def wedged(problem: Problem) -> Finding:
     """The alert for a workflow whose workflow task keeps failing."""
-    kind = problem.workflow_type.removesuffix("Workflow").lower() or "workflow"
+    if problem.workflow_type in GOALKEEPER_TYPES:
+        what = f"{problem.workflow_type.removesuffix('Workflow').lower()} workflow"
+        what += f" {problem.workflow_id!r}"
+    else:
+        what = f"workflow {problem.workflow_id!r} of type {_clip(problem.workflow_type)!r}"
     tries = f" {problem.attempts} times" if problem.attempts > 1 else ""
     said = f": {_clip(problem.failure)}" if problem.failure else ""
     return Finding(
         kind=WEDGED,
         subject=f"workflow:{problem.workflow_id}",
-        message=f"{kind} workflow {problem.workflow_id!r} is stuck: its workflow task failed"
+        message=f"{what} is stuck: its workflow task failed"
         f"{tries} ({problem.cause.removeprefix('WorkflowTaskFailedCause')}){said}",
         action=advice(problem.category, problem.cause, problem.failure),
     )

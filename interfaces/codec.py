@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
@@ -38,6 +39,8 @@ KEY_ID = "encryption-key-id"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SHOWN_KEY_ID = 80
+"""A payload's key id is shown in errors up to this length: anyone can write a longer one."""
 
 
 class CodecKeyError(GoalkeeperError, ValueError):
@@ -147,6 +150,7 @@ def decrypt(payload: Payload, keyring: Keyring) -> Payload:
         return payload
     key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
     key = keyring.key(key_id)
+    key_id = key_id[:_SHOWN_KEY_ID]  # from here on only shown
     if key is None:
         raise UndecryptablePayload(
             f"a payload is encrypted with key {key_id!r}, which is not loaded "
@@ -155,13 +159,18 @@ def decrypt(payload: Payload, keyring: Keyring) -> Payload:
         )
     try:
         plain = AESGCM(key).decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], None)
-    except InvalidTag:
+    except (InvalidTag, ValueError):  # ValueError: data too short to hold a nonce
         raise UndecryptablePayload(
             f"a payload encrypted with key {key_id!r} does not open with the key of that id: "
             "the key differs from the one that encrypted it, or the payload was altered"
         ) from None
     original = Payload()
-    original.ParseFromString(plain)
+    try:
+        original.ParseFromString(plain)
+    except DecodeError:
+        raise UndecryptablePayload(
+            f"a payload encrypted with key {key_id!r} opens, but holds no payload"
+        ) from None
     return original
 
 

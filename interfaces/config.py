@@ -43,6 +43,8 @@ class Settings:
     """Seeds the learned choice, with each assignment's id."""
     codec_keys: Keyring | None = None
     """Keys that encrypt payloads in Temporal (the first) and decrypt them (all); None: off."""
+    codec_accept_plaintext: bool = False
+    """With keys, whether workers still take unencrypted messages (while migrating)."""
     require_signatures: bool = False
     """Goals that do not say refuse unsigned reports, heartbeats and decisions."""
     worker_secret: SealKeys | None = None
@@ -82,6 +84,7 @@ class Settings:
             ),
             selection_seed=env.get("GOALKEEPER_SELECTION_SEED") or cls.selection_seed,
             codec_keys=_codec_keys(env),
+            codec_accept_plaintext=_switch(env, "GOALKEEPER_CODEC_ACCEPT_PLAINTEXT", False),
             require_signatures=_switch(env, "GOALKEEPER_REQUIRE_SIGNATURES", False),
             worker_secret=_worker_secret(env),
         )

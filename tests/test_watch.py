@@ -63,7 +63,7 @@ async def test_a_deploy_that_breaks_determinism_is_alerted_with_its_cause_and_cl
     url, posted = webhook
     queue = f"watch-{uuid.uuid4().hex[:8]}"
     stop = asyncio.Event()
-    watch = Watch(pool, client, url, every=timedelta(seconds=2))
+    watch = Watch(pool, client, url, every=timedelta(seconds=2), task_queue=queue)
     watching = asyncio.create_task(watch.run(stop))
     subject = ""
     try:
@@ -220,31 +220,63 @@ async def test_goals_with_ready_tasks_unassigned_or_silent_past_deadlines_are_st
     )
 
 
-async def test_a_goal_encrypted_with_a_key_its_worker_lacks_is_alerted_naming_the_key(
+async def test_a_goal_whose_own_results_its_worker_cannot_decrypt_is_alerted_naming_the_key(
     client: Client, pool: asyncpg.Pool, temporal_server: Any
 ) -> None:
-    sender = await connect(
-        Settings(
-            temporal_address=temporal_server.address,
-            codec_keys=Keyring((("k-new", os.urandom(32)),)),
-        )
-    )
-    worker_client = await connect(
-        Settings(
-            temporal_address=temporal_server.address,
-            codec_keys=Keyring((("k-old", os.urandom(32)),)),
-        )
-    )
+    # A worker that rotated to a new key wrote the goal's activity results; a worker that
+    # never got that key replays them. Messages from outside would be rejected, but the
+    # goal's own results fail loudly, and the alert names the key to give it.
+    old = ("k-old", os.urandom(32))
+    sender, rotated, lacking = [
+        await connect(Settings(temporal_address=temporal_server.address, codec_keys=keys))
+        for keys in (Keyring((old,)), Keyring((("k-new", os.urandom(32)), old)), Keyring((old,)))
+    ]
     queue = f"watch-key-{uuid.uuid4().hex[:8]}"
-    watch = Watch(pool, worker_client, every=timedelta(seconds=1))
-    async with build_worker(worker_client, pool, queue):
+    async with build_worker(rotated, pool, queue):
         handle = await start_goal(sender, goal_spec(1, "w-key"), queue)
+        await wait_task(rotated, handle.id, "t1", TaskStatus.ASSIGNED)
+    watch = Watch(pool, lacking, every=timedelta(seconds=1), task_queue=queue)
+    async with build_worker(lacking, pool, queue):
+        # Any message makes the worker replay the goal's history.
+        await sender.get_workflow_handle(handle.id).signal("approval_decision", {})
         await eventually(lambda: _reported(client, handle.id, True), 90, "Temporal's report")
         found = {f.subject: f for f in (await watch.look()).findings}
         alert = found[f"workflow:{handle.id}"]
         assert "encrypted with key 'k-new'" in alert.message, alert.message
         assert "give the workers the key named here" in alert.action
         await handle.terminate("a test's goal that cannot be read")
+
+
+async def test_a_workflow_of_a_type_no_worker_knows_is_alerted_naming_its_type_and_clears(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    queue = f"watch-type-{uuid.uuid4().hex[:8]}"
+    watch = Watch(pool, client, every=timedelta(seconds=1), task_queue=queue)
+    subject = ""
+    async with build_worker(client, pool, queue):
+        handle = await client.start_workflow(
+            "GoalWorkflw", {}, id=f"typo-{uuid.uuid4().hex[:8]}", task_queue=queue
+        )
+        subject = f"workflow:{handle.id}"
+        await eventually(lambda: _reported(client, handle.id, True), 90, "Temporal's report")
+        found = {f.subject: f for f in (await watch.look()).findings}
+        alert = found[subject]
+        assert f"workflow '{handle.id}' of type 'GoalWorkflw' is stuck" in alert.message
+        assert "not registered on this worker" in alert.message, alert.message
+        assert "deploy the worker that does" in alert.action
+        assert await _open_alert(pool, "workflow_wedged", subject)
+        # A watch of another task queue sees it too, and leaves it to this one.
+        elsewhere = Watch(pool, client, every=timedelta(seconds=0), task_queue=f"{queue}-other")
+        assert subject not in {c["subject"] for c in (await elsewhere.look()).closed}
+        assert await _open_alert(pool, "workflow_wedged", subject)
+
+        await handle.terminate("started with a typo")
+
+        async def cleared() -> bool:
+            await watch.look()
+            return await _open_alert(pool, "workflow_wedged", subject) is None
+
+        await eventually(cleared, 30, "the alert to clear")
 
 
 def test_what_temporal_reports_and_whose_goal_it_is_are_read_from_plain_values() -> None:
