@@ -81,8 +81,6 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         if await _temporal_answers(session):
             print(f"using the stack already running at {settings.temporal_address}")
             env["DATABASE_URL"] = database_url(settings, start=False)
-            if settings.worker_secret is None:
-                env["GOALKEEPER_WORKER_SECRET_FILE"] = str(stack_secret_file(settings.data_dir))
         else:
             port = int(settings.temporal_address.rsplit(":", 1)[-1])
             stack = EmbeddedStack(settings.data_dir, port=port, ui_port=args.ui_port)
@@ -90,6 +88,8 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             stack.start()
             env.update(stack.env())
             session.settings = replace(settings, ui_url=stack.temporal.ui_url or settings.ui_url)
+        if settings.worker_secret is None:  # told DATABASE_URL, a worker needs its secret named
+            env["GOALKEEPER_WORKER_SECRET_FILE"] = str(stack_secret_file(settings.data_dir))
         logs = settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         crew = Crew(env, logs)
