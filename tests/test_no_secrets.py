@@ -20,6 +20,7 @@ from temporalio.client import Client
 
 from goalkeeper.masking import SecretFilter, mask, mask_url, secrets_of
 from interfaces import telemetry
+from interfaces.api.auth import Access
 from interfaces.api.health import health_report
 from interfaces.stack import TemporalDevServer, free_port
 from tests.helpers import ROOT, start_worker_process
@@ -226,7 +227,7 @@ async def test_commands_and_processes_print_and_log_no_secret(
 
     unreachable_pool = await asyncpg.create_pool(unreachable, min_size=0)
     try:
-        answer = await health_report(unreachable_pool, client)
+        answer = await health_report(unreachable_pool, client, Access(None, None, None))
     finally:
         await unreachable_pool.close()
     assert answer["postgres"]["reachable"] is False
