@@ -80,7 +80,12 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """Refuses (413) a request whose body is over `limit` bytes, before it is read whole."""
+    """Refuses (413) a request whose body is over `limit` bytes, before it is read whole.
+
+    A body at most twice the limit is read to its end (and dropped) before the answer, so
+    its client, still sending, gets the 413 rather than a reset connection; a larger one
+    is answered at once.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -92,10 +97,11 @@ class BodyLimit:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            if declared.isdigit() and int(declared) <= 2 * self.limit:
+                await self._drop(receive, int(declared))
             await self._refuse(scope, receive, send, f"got Content-Length {declared}")
             return
         received = 0
-        started = False
 
         async def counted() -> Message:
             nonlocal received
@@ -103,20 +109,23 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    if message.get("more_body"):
+                        await self._drop(receive, self.limit)
                     raise BodyTooLarge(self.limit)
             return message
 
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        await self.app(scope, counted, send)
 
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLarge:
-            if started:
-                raise
-            await self._refuse(scope, receive, send, f"got more than {self.limit:,}")
+    async def _drop(self, receive: Receive, at_most: int) -> None:
+        """Read and drop the rest of a body, up to `at_most` bytes."""
+        dropped = 0
+        while dropped <= at_most:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            dropped += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, got: str) -> None:
         await _too_large(Request(scope), self.limit, got)(scope, receive, send)
