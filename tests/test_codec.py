@@ -328,6 +328,12 @@ async def test_the_codec_server_refuses_without_a_valid_token(
         "/decode", content=sealed, headers={"Authorization": f"Bearer {made['token']}"}
     )
     assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
+    # A payload may be any workspace's: a token of some workspaces decodes none.
+    scoped = await new_token(pool, "reader", ["ws-a"])
+    partial = await codec_server.post(
+        "/decode", content=sealed, headers={"Authorization": f"Bearer {scoped['token']}"}
+    )
+    assert partial.status_code == 401 and "token of all workspaces" in partial.json()["detail"]
     assert RESULT not in missing.text + unknown.text + revoked.text
 
 
