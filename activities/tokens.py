@@ -112,8 +112,3 @@ async def token_holder(pool: asyncpg.Pool, token: str) -> TokenHolder:
         raise InvalidToken(f"the token was revoked at {row['revoked_at'].isoformat()}")
     workspaces = None if row["all_workspaces"] else frozenset(row["workspaces"])
     return TokenHolder(row["token_id"], row["person"], workspaces)
-
-
-async def token_person(pool: asyncpg.Pool, token: str) -> str:
-    """The person a token acts as; an unknown or revoked token is refused, saying which."""
-    return (await token_holder(pool, token)).person

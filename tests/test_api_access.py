@@ -13,7 +13,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.tokens import new_token
+from activities.database import apply_schema
+from activities.tokens import InvalidToken, new_token, token_hash, token_holder
 from goalkeeper.statuses import TaskStatus
 from interfaces.api.app import create_app
 from interfaces.config import Settings
@@ -312,3 +313,29 @@ async def test_token_less_streams_are_refused_at_once_when_reads_need_a_token(
         token = await bearer(pool, "watcher", workspace)
         goal = await http.get(f"{dashboard}/api/v1/goals/{finished_goal}", headers=token)
         assert goal.status_code == 200
+
+
+async def test_tokens_made_before_workspaces_keep_every_workspace_and_new_ones_name_some(
+    pool: asyncpg.Pool,
+) -> None:
+    await pool.execute("ALTER TABLE api_tokens DROP CONSTRAINT api_token_sees_something")
+    await pool.execute("ALTER TABLE api_tokens DROP COLUMN workspaces, DROP COLUMN all_workspaces")
+    old = f"old-{uuid.uuid4().hex}"
+    await pool.execute(
+        "INSERT INTO api_tokens (token_id, person, token_hash) VALUES ($1, 'old-timer', $2)",
+        uuid.uuid4(),
+        token_hash(old),
+    )
+    await apply_schema(pool)  # as the next worker to start does
+    held = await token_holder(pool, old)
+    assert (held.person, held.workspaces) == ("old-timer", None)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(
+            "INSERT INTO api_tokens (token_id, person, token_hash) VALUES ($1, 'p', $2)",
+            uuid.uuid4(),
+            token_hash(f"new-{uuid.uuid4().hex}"),
+        )
+    with pytest.raises(InvalidToken, match="not neither"):
+        await new_token(pool, "p")
+    with pytest.raises(InvalidToken, match="not both"):
+        await new_token(pool, "p", ["ws"], all_workspaces=True)

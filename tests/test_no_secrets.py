@@ -194,7 +194,8 @@ async def test_commands_and_processes_print_and_log_no_secret(
 ) -> None:
     env = secrets.env
     said: dict[str, str] = {}
-    made = await run_starter(env, "token", "new", "--as", f"scan-{uuid.uuid4().hex[:6]}")
+    person = f"scan-{uuid.uuid4().hex[:6]}"
+    made = await run_starter(env, "token", "new", "--as", person, "--workspace", "scan")
     assert made.code == 0, made.err
     token = made.out.splitlines()[0]
     said["token new (apart from the token, shown once by design)"] = made.out.replace(token, "")
