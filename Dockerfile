@@ -1,5 +1,10 @@
 # Goalkeeper worker, starter and agent runner; one image, the command picks the role.
 FROM python:3.11-slim
+# Goalkeeper runs as an unprivileged user of its own. Agents' keys live in a volume mounted
+# at /var/lib/goalkeeper/keys, which a new volume takes (owner-only) from this directory.
+RUN useradd --system --user-group --uid 10001 --create-home --home-dir /home/goalkeeper \
+        goalkeeper \
+    && install -d -o goalkeeper -g goalkeeper -m 700 /var/lib/goalkeeper/keys
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY goalkeeper goalkeeper
@@ -9,4 +14,5 @@ COPY interfaces interfaces
 COPY runbooks runbooks
 COPY worker.py starter.py agent.py ./
 RUN pip install --no-cache-dir .
+USER goalkeeper
 CMD ["python", "worker.py"]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install browser promtool demo test lint up worker bench screenshots clean
+.PHONY: install browser promtool demo test lint up worker compose-env compose-up bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ up: install ## Run the embedded stack (Temporal + UI on :8233, PostgreSQL, dashb
 
 worker: install ## Run a worker against TEMPORAL_ADDRESS and DATABASE_URL
 	$(PY) worker.py
+
+compose-env: ## Write .env for docker compose: a random value for every password and key it lacks
+	python3 ops/compose_env.py
+
+compose-up: compose-env ## Start docker-compose.yml (ARGS=--scale worker=4), making .env first if missing
+	docker compose up --build $(ARGS)
 
 screenshots: install browser ## Take the dashboard's screenshots at laptop and phone sizes into docs/screenshots
 	GOALKEEPER_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_dashboard.py -k screenshots

@@ -7,8 +7,11 @@ Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, GOALKEEPER_TASK_QUEUE and DATABASE_U
 GOALKEEPER_TRACES and GOALKEEPER_METRICS_ADDRESS, the health check's
 GOALKEEPER_HEALTH_INTERVAL, the watch's GOALKEEPER_WATCH_INTERVAL and
 GOALKEEPER_STALL_AFTER, GOALKEEPER_ALERT_WEBHOOK, and how agents are picked:
-GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED. At start it applies the schema,
-registers its search attributes and creates the health check's schedule, all idempotently.
+GOALKEEPER_AGENT_SELECTION and GOALKEEPER_SELECTION_SEED, and the workers' secret that
+seals the messages between workflows, GOALKEEPER_WORKER_SECRET(_FILE). At start it
+applies the schema (when its login owns it; otherwise its owner has: `starter.py schema
+apply`), registers its search attributes and creates the health check's schedule, all
+idempotently.
 While it runs it watches for wedged workflows and stalled goals (`activities.watch`).
 """
 
@@ -26,7 +29,13 @@ from activities.assignment import DEFAULT_SELECTION_SEED, AssignmentActivities
 from activities.budgets import BudgetActivities
 from activities.checks import CheckActivities
 from activities.children import ChildActivities
-from activities.database import SCHEMA_FILES, apply_schema, create_pool
+from activities.database import (
+    SCHEMA_FILES,
+    apply_schema,
+    create_pool,
+    owns_schema,
+    schema_applied,
+)
 from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
 from activities.keys import KeyActivities
@@ -36,14 +45,16 @@ from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
 from activities.suggestions import SuggestionActivities
 from activities.watch import Watch
+from goalkeeper.errors import GoalkeeperError
 from goalkeeper.masking import mask_url
+from goalkeeper.seals import SealKeys
 from interfaces import metrics, telemetry
 from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
 from interfaces.health import install_schedule
 from interfaces.payloads import tolerant
 from interfaces.stack import database_url
-from workflows import search_attributes
+from workflows import sealing, search_attributes
 from workflows.goal import GoalWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.partition import PartitionWorkflow
@@ -63,6 +74,7 @@ def build_worker(
     selection_seed: str = DEFAULT_SELECTION_SEED,
     require_signatures: bool = False,
     task_workflow: type = TaskWorkflow,
+    seal_keys: SealKeys | None = None,
 ) -> Worker:
     """A worker for every Goalkeeper workflow and activity on `task_queue`.
 
@@ -71,7 +83,14 @@ def build_worker(
     `selection` (`learned` or `least_loaded`), seeded by `selection_seed`. Goals that
     do not say whether they require signatures follow `require_signatures`.
     `task_workflow` may be another version of `TaskWorkflow` (tests deploy a changed one).
+    `seal_keys`, the workers' secret, seals the messages between workflows; once given,
+    later workers of the process may leave it out.
     """
+    if seal_keys is not None:
+        sealing.use(seal_keys)
+    keyring = sealing.keys()
+    if keyring is None:
+        raise ValueError("a worker needs the workers' secret: pass seal_keys to build_worker")
     client = tolerant(client)  # its workflows see undecodable input, and reject it by name
     assignments = assignments or AssignmentActivities(
         pool, selection, selection_seed, require_signatures
@@ -79,14 +98,14 @@ def build_worker(
     keys = KeyActivities(pool)
     read_model = ReadModelActivities(pool)
     budget = BudgetActivities(pool, alert_webhook)
-    health = HealthActivities(pool, client, alert_webhook)
+    health = HealthActivities(pool, client, keyring, alert_webhook)
     suggestions = SuggestionActivities(pool, alert_webhook)
     runbooks = RunbookActivities(pool)
     requests = RequestActivities(pool)
     checks = CheckActivities(pool)
     deliverables = DeliverableActivities(pool)
     plans = PlanActivities(pool)
-    children = ChildActivities(client)
+    children = ChildActivities(client, keyring)
     return Worker(
         client,
         task_queue=task_queue,
@@ -136,10 +155,19 @@ def build_worker(
 
 async def main() -> None:
     settings = Settings.from_env()
+    seal_keys = settings.seal_keys()
     url = database_url(settings, start=True)
     pool = await create_pool(url)
-    await apply_schema(pool)
-    log.info("PostgreSQL at %s: schema applied (%s)", _where(url), ", ".join(SCHEMA_FILES))
+    if await owns_schema(pool):
+        await apply_schema(pool)
+        log.info("PostgreSQL at %s: schema applied (%s)", _where(url), ", ".join(SCHEMA_FILES))
+    elif await schema_applied(pool):
+        log.info("PostgreSQL at %s: schema applied by its owner", _where(url))
+    else:
+        raise GoalkeeperError(
+            f"PostgreSQL at {_where(url)} has no Goalkeeper schema, and this login does not "
+            "own the schema to apply it: its owner runs 'python starter.py schema apply'"
+        )
     client = await connect(settings, service="goalkeeper-worker")
     added = await search_attributes.ensure_registered(client, settings.temporal_namespace)
     log.info(
@@ -155,6 +183,7 @@ async def main() -> None:
         selection=settings.agent_selection,
         selection_seed=settings.selection_seed,
         require_signatures=settings.require_signatures,
+        seal_keys=seal_keys,
     )
     if settings.health_interval_seconds:
         every = timedelta(seconds=settings.health_interval_seconds)
@@ -206,4 +235,7 @@ if __name__ == "__main__":
     except TemporalUnreachable as exc:
         log.error("%s", exc)
         exit_process(3)
+    except (GoalkeeperError, ValueError) as exc:  # what cannot be used: its message names it
+        log.error("%s", exc)
+        exit_process(2)
     exit_process(0)

@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 
 from goalkeeper.models import GoalReport, TaskSummary
 from goalkeeper.records import AdoptTasks
+from goalkeeper.seals import SealKeys, sealed
 from goalkeeper.statuses import TaskStatus
 from goalkeeper.subgoals import subgoal_outcome
 
@@ -23,8 +24,9 @@ from goalkeeper.subgoals import subgoal_outcome
 class ChildActivities:
     """Adopts a goal's running tasks; holds the worker's Temporal client."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, seal_keys: SealKeys) -> None:
         self.client = client
+        self.seal_keys = seal_keys
 
     @activity.defn
     async def adopt_tasks(self, request: AdoptTasks) -> list[TaskSummary]:
@@ -32,9 +34,11 @@ class ChildActivities:
         had already ended (they can no longer be asked)."""
         ended = []
         for task in request.tasks:
-            handle = self.client.get_workflow_handle(f"{request.goal_id}/{task.task_id}")
+            workflow_id = f"{request.goal_id}/{task.task_id}"
+            handle = self.client.get_workflow_handle(workflow_id)
+            adopt = {"goal_run_id": request.goal_run_id}
             try:
-                await handle.signal("adopt", {"goal_run_id": request.goal_run_id})
+                await handle.signal("adopt", sealed(self.seal_keys, "adopt", workflow_id, adopt))
                 continue
             except RPCError:
                 status = (await handle.describe()).status

@@ -7,12 +7,14 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from enum import StrEnum
 from importlib import resources
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from activities.rows import Connection
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.statuses import (
     AgentStatus,
@@ -38,15 +40,20 @@ SCHEMA_FILES = (
     "schema_api.sql",
     "schema_security.sql",
     "schema_roles.sql",
+    "schema_services.sql",
 )
 """Applied in this order: the core read model, then costs, feedback and suggestions, then
 agents' records and learning (whose triggers watch the tables before it), then the HTTP
-API's tokens, then agents' and approvers' keys, then what agents' logins may do (last:
-it grants on what the others made)."""
+API's tokens, then agents' and approvers' keys, then what agents' logins may do, then what
+services' logins may do (last: they grant on what the others made)."""
 
 AGENT_ROLE = "goalkeeper_agent"
 """The NOLOGIN role whose members are agents' logins: what they may do is in
 schema_roles.sql."""
+
+LOGIN_CAPACITY_LIMIT = 100
+"""The most assignments at once an agents' login may give one agent it registers
+(goalkeeper_login_capacity_limit() in schema_roles.sql, which enforces it)."""
 
 AGENT_ENTRY = "goalkeeper_register_agent(text, text, text[], integer, jsonb, text, text)"
 """The function an agent calls first; it exists once a worker has applied the schema."""
@@ -100,6 +107,22 @@ async def apply_schema(pool: asyncpg.Pool) -> None:
                         f"ALTER TYPE {type_name} ADD VALUE IF NOT EXISTS '{member.value}'"
                     )
         await connection.execute(schema)
+
+
+async def owns_schema(pool: asyncpg.Pool) -> bool:
+    """Whether this login owns the schema (or may act as its owner), so it applies it; a
+    service's own login (goalkeeper_worker) only uses what the owner applied."""
+    owner: bool = await pool.fetchval(
+        "SELECT pg_has_role(n.nspowner, 'USAGE') FROM pg_namespace n "
+        "WHERE n.nspname = current_schema()"
+    )
+    return bool(owner)
+
+
+async def schema_applied(pool: asyncpg.Pool) -> bool:
+    """Whether a Goalkeeper schema is there (its owner applied it)."""
+    applied: bool = await pool.fetchval("SELECT to_regprocedure($1) IS NOT NULL", AGENT_ENTRY)
+    return applied
 
 
 async def agent_access(pool: asyncpg.Pool) -> bool | None:
@@ -160,16 +183,34 @@ def login_url(database_url: str, name: str, password: str) -> str:
     )
 
 
-async def create_agent_login(pool: asyncpg.Pool, name: str, password: str) -> None:
-    """Make `name` a login that may act for agents: a member of goalkeeper_agent."""
-    check_login_name(name)
-    try:
-        # Role names and passwords cannot be parameters; the name is checked above and
-        # the verifier is base64 and digits.
-        await pool.execute(
-            f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{scram_verifier(password)}' "
-            f"IN ROLE {AGENT_ROLE}"
+def check_workspaces(workspaces: Sequence[str]) -> list[str]:
+    """The workspaces a login is granted, each given once: at least one, none blank."""
+    if not workspaces:
+        raise InvalidAgentLogin(
+            "expected one or more workspaces the login's agents serve (--workspace W), got none"
         )
+    blank = [w for w in workspaces if not w.strip()]
+    if blank:
+        raise InvalidAgentLogin(f"expected a workspace name, got {blank[0]!r}")
+    return list(dict.fromkeys(workspaces))
+
+
+async def create_agent_login(
+    pool: asyncpg.Pool, name: str, password: str, workspaces: Sequence[str]
+) -> None:
+    """Make `name` a login that may act for agents (a member of goalkeeper_agent) in
+    `workspaces` only: it registers, adopts and claims agents there and nowhere else."""
+    check_login_name(name)
+    granted = check_workspaces(workspaces)
+    try:
+        async with pool.acquire() as connection, connection.transaction():
+            # Role names and passwords cannot be parameters; the name is checked above and
+            # the verifier is base64 and digits.
+            await connection.execute(
+                f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{scram_verifier(password)}' "
+                f"IN ROLE {AGENT_ROLE}"
+            )
+            await _grant(connection, name, granted)
     except asyncpg.DuplicateObjectError:
         raise InvalidAgentLogin(f"a role {name!r} exists already; choose another name") from None
     except asyncpg.UndefinedObjectError:
@@ -178,6 +219,50 @@ async def create_agent_login(pool: asyncpg.Pool, name: str, password: str) -> No
         ) from None
     except asyncpg.InsufficientPrivilegeError as exc:
         raise InvalidAgentLogin(f"cannot make login {name!r}: {exc}") from None
+
+
+async def _grant(connection: Connection, name: str, workspaces: list[str]) -> list[str]:
+    """Add `workspaces` to those login `name` serves; all it serves now."""
+    served: list[str] = await connection.fetchval(
+        """
+        INSERT INTO agent_logins AS l (login, workspaces) VALUES ($1, $2)
+        ON CONFLICT (login) DO UPDATE SET
+            workspaces = ARRAY(SELECT DISTINCT w FROM unnest(l.workspaces || $2) w ORDER BY w),
+            granted_at = now()
+        RETURNING workspaces
+        """,
+        name,
+        workspaces,
+    )
+    return served
+
+
+async def grant_workspaces(pool: asyncpg.Pool, name: str, workspaces: Sequence[str]) -> list[str]:
+    """Let agents' login `name` serve `workspaces` too; all it serves now."""
+    check_login_name(name)
+    granted = check_workspaces(workspaces)
+    is_agent_login = await agent_login(pool, name)
+    if not is_agent_login:
+        missing = f"no role {name!r}"
+        raise InvalidAgentLogin(
+            missing if is_agent_login is None else f"role {name!r} is not an agents' login"
+        )
+    return await _grant(pool, name, granted)
+
+
+async def login_workspaces(pool: asyncpg.Pool) -> dict[str, list[str]]:
+    """Each agents' login and the workspaces it serves (none: it may do nothing)."""
+    rows = await pool.fetch(
+        """
+        SELECT r.rolname AS login, coalesce(l.workspaces, '{}') AS workspaces
+        FROM pg_roles r
+        JOIN pg_auth_members m ON m.member = r.oid AND m.roleid = to_regrole($1)
+        LEFT JOIN agent_logins l ON l.login = r.rolname
+        WHERE r.rolcanlogin ORDER BY r.rolname
+        """,
+        AGENT_ROLE,
+    )
+    return {r["login"]: list(r["workspaces"]) for r in rows}
 
 
 async def agent_login(pool: asyncpg.Pool, name: str) -> bool | None:
@@ -199,7 +284,8 @@ async def drop_agent_login(pool: asyncpg.Pool, name: str) -> None:
     """Drop an agents' login: it connects no more, and its open connections may do nothing.
 
     Only a login that is a member of goalkeeper_agent, so no other role is dropped by it.
-    The agents it registered stay registered to its name.
+    The agents it registered stay registered to its name; its workspaces are forgotten, so
+    a new login of that name serves only those it is granted.
     """
     check_login_name(name)
     is_agent_login = await agent_login(pool, name)
@@ -208,6 +294,8 @@ async def drop_agent_login(pool: asyncpg.Pool, name: str) -> None:
     if not is_agent_login:
         raise InvalidAgentLogin(f"role {name!r} is not an agents' login; it is left as it is")
     try:
-        await pool.execute(f'DROP ROLE "{name}"')
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute(f'DROP ROLE "{name}"')
+            await connection.execute("DELETE FROM agent_logins WHERE login = $1", name)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise InvalidAgentLogin(f"cannot drop login {name!r}: {exc}") from None

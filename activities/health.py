@@ -25,6 +25,7 @@ from goalkeeper.budgets import BUDGET_ALERT_KINDS
 from goalkeeper.models import TaskSummary, TaskView
 from goalkeeper.problems import WATCH_ALERT_KINDS
 from goalkeeper.records import Event, EventKind, Finding, HealthCheck, HealthReport
+from goalkeeper.seals import SealKeys, sealed
 
 log = logging.getLogger("interfaces.health")
 
@@ -38,8 +39,15 @@ _COMPARED = ("status", "agent_id", "assignment_id", "attempts")
 class HealthActivities:
     """Runs the checks; holds the worker's pool and Temporal client."""
 
-    def __init__(self, pool: asyncpg.Pool, client: Client, webhook: str | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: Client,
+        seal_keys: SealKeys,
+        webhook: str | None = None,
+    ) -> None:
         self.pool, self.client, self.webhook = pool, client, webhook
+        self.seal_keys = seal_keys
 
     @activity.defn
     async def check_health(self, request: HealthCheck) -> HealthReport:
@@ -189,13 +197,13 @@ class HealthActivities:
             action = ""
             if repair:
                 try:
+                    reassign = {
+                        "assignment_id": row["assignment_id"],
+                        "reason": "past its report deadline by the health check's clock "
+                        f"(assigned {row['age']}s ago)",
+                    }
                     await self.client.get_workflow_handle(workflow_id).signal(
-                        "reassign",
-                        {
-                            "assignment_id": row["assignment_id"],
-                            "reason": "past its report deadline by the health check's clock "
-                            f"(assigned {row['age']}s ago)",
-                        },
+                        "reassign", sealed(self.seal_keys, "reassign", workflow_id, reassign)
                     )
                     action = "asked the task workflow to reassign it"
                 except RPCError as exc:

@@ -2,9 +2,10 @@
 -- which owns the schema; every statement is idempotent.
 --
 -- Agents log in as members of the NOLOGIN role goalkeeper_agent (`starter.py agent role
--- new NAME` makes one). They get no table but two: they write only through the functions
--- below, which act for the agents their own login registered (and for agents Goalkeeper
--- provisioned, which agent.py --adopt-provisioned serves), and they read the results and
+-- new NAME --workspace W` makes one). They get no table but two: they write only through
+-- the functions below, which act, in the workspaces granted to the login (agent_logins),
+-- for the agents their own login registered and for agents Goalkeeper provisioned there
+-- (which agent.py --adopt-provisioned serves), and they read the results and
 -- deliverables that their active assignments refer to. Nothing else: no DDL, no writes
 -- to goals, tasks, events, keys, tokens or budgets, and no reading of them.
 
@@ -32,10 +33,64 @@ LANGUAGE sql STABLE AS $$
     SELECT session_user::text WHERE NOT has_table_privilege(session_user, 'agents', 'UPDATE')
 $$;
 
+-- The workspaces each agents' login serves, written by the owner (`starter.py agent role
+-- new|grant`): a login registers, adopts and claims agents there and nowhere else. A login
+-- without a row (made before workspaces were granted) serves none until it is granted some.
+CREATE TABLE IF NOT EXISTS agent_logins (
+    login       text PRIMARY KEY,
+    workspaces  text[] NOT NULL
+                CONSTRAINT agent_login_has_workspaces CHECK (cardinality(workspaces) > 0),
+    granted_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- The most assignments at once an agents' login may give one agent: a login cannot claim
+-- a workspace's work by registering one agent with endless capacity. The owner may set more.
+CREATE OR REPLACE FUNCTION goalkeeper_login_capacity_limit() RETURNS integer
+LANGUAGE sql IMMUTABLE AS 'SELECT 100';
+
+-- The workspaces the calling agents' login serves (empty if none); NULL for the owner.
+CREATE OR REPLACE FUNCTION goalkeeper_login_workspaces() RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER AS $$
+    SELECT coalesce((SELECT l.workspaces FROM agent_logins l WHERE l.login = r.login), '{}')
+    FROM (SELECT goalkeeper_restricted_login() AS login) r WHERE r.login IS NOT NULL
+$$;
+
+-- Whether the caller may act for agent `g`: the owner for any; a login for its own agents
+-- and provisioned ones, in its workspaces only.
+CREATE OR REPLACE FUNCTION goalkeeper_acts_for(g agents) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT goalkeeper_restricted_login() IS NULL
+        OR (g.workspace = ANY(goalkeeper_login_workspaces())
+            AND (g.provisioned OR g.login_role = goalkeeper_restricted_login()))
+$$;
+
+-- A workspace the calling login does not serve is refused, naming those it does.
+CREATE OR REPLACE FUNCTION goalkeeper_check_login_workspace(ws text, agent text, doing text)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    served text[] := goalkeeper_login_workspaces();
+BEGIN
+    IF served IS NOT NULL AND NOT coalesce(ws = ANY(served), false) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('agent %L: login %s may %s agents in workspace %s, got workspace %L',
+                             agent, goalkeeper_restricted_login(), doing,
+                             CASE WHEN cardinality(served) = 0
+                                  THEN 'none (none is granted to it)'
+                                  ELSE array_to_string(ARRAY(
+                                      SELECT quote_literal(w) FROM unnest(served) w), ', ')
+                             END, ws),
+            HINT = 'An operator grants workspaces: starter.py agent role grant LOGIN '
+                   '--workspace W';
+    END IF;
+END $$;
+
 -- Add an agent or bring it back (see interfaces/agents/registry.py). A key and an
 -- operator are set once: a different one is refused, for only an operator may replace
--- them. A login may register new agents and its own, and claims one the owner registered
--- (as agents were before logins); never another login's, nor one Goalkeeper provisioned.
+-- them. A login registers agents only in its workspaces, each with a capacity up to
+-- goalkeeper_login_capacity_limit(): new agents and its own, and it claims one the owner
+-- registered there (as agents were before logins); never another login's, nor one
+-- Goalkeeper provisioned, nor one of another workspace (only the owner moves agents).
 -- The event is written here, so a login cannot word it.
 CREATE OR REPLACE FUNCTION goalkeeper_register_agent(
     agent text, ws text, skill_list text[], slots integer, settings jsonb,
@@ -59,13 +114,23 @@ BEGIN
             MESSAGE = format('agent %L: expected a base64 Ed25519 public key (32 bytes), '
                              'got %s characters', agent, length(agent_key));
     END IF;
+    IF login IS NOT NULL THEN
+        PERFORM goalkeeper_check_login_workspace(ws, agent, 'register');
+        IF slots IS NULL OR slots NOT BETWEEN 1 AND goalkeeper_login_capacity_limit() THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('agent %L: login %s may give an agent a capacity between 1 '
+                                 'and %s, got capacity %s', agent, login,
+                                 goalkeeper_login_capacity_limit(), slots);
+        END IF;
+    END IF;
     SELECT g.public_key INTO key_before FROM agents g WHERE g.agent_id = agent FOR UPDATE;
     INSERT INTO agents AS g (agent_id, workspace, skills, capacity, last_seen_at, config,
                              public_key, operator, login_role)
     VALUES (agent, ws, skill_list, slots, now(), coalesce(settings, '{}'), agent_key,
             operated_by, login)
     ON CONFLICT (agent_id) DO UPDATE SET
-        workspace = EXCLUDED.workspace, skills = EXCLUDED.skills,
+        workspace = CASE WHEN login IS NULL THEN EXCLUDED.workspace ELSE g.workspace END,
+        skills = EXCLUDED.skills,
         capacity = greatest(EXCLUDED.capacity, g.active_assignments),
         status = CASE WHEN g.active_assignments > 0 THEN 'busy'::agent_status
                       ELSE 'available'::agent_status END,
@@ -88,6 +153,12 @@ BEGIN
             MESSAGE = format('agent %L belongs to another login (%s); login %s may not '
                              'register it', agent, kept.login_role, login);
     END IF;
+    IF login IS NOT NULL AND kept.workspace IS DISTINCT FROM ws THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('agent %L is in workspace %L; login %s may register it there '
+                             'only, got workspace %L (only an operator moves agents)',
+                             agent, kept.workspace, login, ws);
+    END IF;
     IF agent_key IS DISTINCT FROM kept.public_key AND agent_key IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = format('agent %L already has a key; only an operator may replace it '
@@ -109,7 +180,8 @@ BEGIN
                                      agent_key IS NOT NULL AND key_before IS NULL)));
 END $$;
 
--- Agents that stop taking work; a login may take only its own offline.
+-- Agents that stop taking work; a login may take only its own offline (in its
+-- workspaces).
 CREATE OR REPLACE FUNCTION goalkeeper_take_offline(agent_ids text[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
@@ -118,7 +190,7 @@ DECLARE
 BEGIN
     SELECT g.agent_id INTO other FROM agents g
     WHERE g.agent_id = ANY(agent_ids) AND login IS NOT NULL
-      AND g.login_role IS DISTINCT FROM login
+      AND (g.login_role IS DISTINCT FROM login OR NOT goalkeeper_acts_for(g))
     LIMIT 1;
     IF other IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
@@ -129,7 +201,7 @@ BEGIN
 END $$;
 
 -- Active assignments of the given agents, and of provisioned agents in `adopt_in`; a
--- login sees only those of its own agents and of provisioned ones.
+-- login sees only those of its own agents and of provisioned ones, in its workspaces.
 CREATE OR REPLACE FUNCTION goalkeeper_inbox(agent_ids text[], adopt_in text)
 RETURNS TABLE (assignment_id text, goal_id text, task_id text, agent_id text,
                attempt integer, context jsonb, config jsonb)
@@ -139,8 +211,7 @@ LANGUAGE sql STABLE SECURITY DEFINER AS $$
     FROM assignments a JOIN agents g ON g.agent_id = a.agent_id
     WHERE a.status = 'active'
       AND (a.agent_id = ANY(agent_ids) OR (g.provisioned AND g.workspace = adopt_in))
-      AND (goalkeeper_restricted_login() IS NULL OR g.provisioned
-           OR g.login_role = goalkeeper_restricted_login())
+      AND goalkeeper_acts_for(g)
     ORDER BY a.created_at
 $$;
 
@@ -162,8 +233,7 @@ BEGIN
                              '(%s); check the agent''s clock', agent, beat, now());
     END IF;
     IF login IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM agents g
-        WHERE g.agent_id = agent AND (g.login_role = login OR g.provisioned)) THEN
+        SELECT 1 FROM agents g WHERE g.agent_id = agent AND goalkeeper_acts_for(g)) THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = format('agent %L is not registered by login %s, which may not '
                              'heartbeat for it', agent, login);
@@ -174,16 +244,23 @@ BEGIN
 END $$;
 
 -- A runner that adopts an agent Goalkeeper provisioned gives it a signing key, once: the
--- first key set is kept, and only an operator replaces it (starter.py agent rekey).
--- True if `agent_key` is the agent's key now.
+-- first key set is kept, and only an operator replaces it (starter.py agent rekey). A
+-- login claims only agents provisioned in its workspaces. True if `agent_key` is the
+-- agent's key now.
 CREATE OR REPLACE FUNCTION goalkeeper_claim_provisioned(agent text, agent_key text)
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    claimed agents;
 BEGIN
     IF agent_key !~ '^[A-Za-z0-9+/]{43}=$' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('agent %L: expected a base64 Ed25519 public key (32 bytes), '
                              'got %s characters', agent, length(agent_key));
+    END IF;
+    SELECT g.* INTO claimed FROM agents g WHERE g.agent_id = agent AND g.provisioned;
+    IF FOUND THEN
+        PERFORM goalkeeper_check_login_workspace(claimed.workspace, agent, 'claim provisioned');
     END IF;
     UPDATE agents SET public_key = agent_key
     WHERE agent_id = agent AND provisioned AND public_key IS NULL;
@@ -203,7 +280,7 @@ LANGUAGE sql STABLE SECURITY DEFINER AS $$
     SELECT EXISTS (
         SELECT 1 FROM assignments a JOIN agents g ON g.agent_id = a.agent_id
         WHERE a.assignment_id = assignment AND a.status = 'active'
-          AND (g.login_role = session_user OR g.provisioned))
+          AND goalkeeper_acts_for(g))
 $$;
 
 -- Whether an active assignment the calling login holds refers to `ref` (`results/<id>`
@@ -212,7 +289,7 @@ CREATE OR REPLACE FUNCTION goalkeeper_agent_may_read(ref text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER AS $$
     SELECT EXISTS (
         SELECT 1 FROM assignments a JOIN agents g ON g.agent_id = a.agent_id
-        WHERE a.status = 'active' AND (g.login_role = session_user OR g.provisioned)
+        WHERE a.status = 'active' AND goalkeeper_acts_for(g)
           AND jsonb_path_exists(a.context, '$.** ? (@ == $ref)',
                                 jsonb_build_object('ref', ref)))
 $$;

@@ -21,3 +21,17 @@ def fact_id(*parts: object) -> str:
 def assignment_id(goal_run_id: str, task_id: str, attempt: int) -> str:
     """The one assignment of a task's `attempt` in a run of its goal."""
     return fact_id("assignment", goal_run_id, task_id, attempt)
+
+
+def partition_workflow_id(goal_id: str, index: int) -> str:
+    """The workflow id of a goal's partition; '#' is not allowed in task ids, so it never
+    clashes with a task's."""
+    return f"{goal_id}#partition-{index}"
+
+
+def started_by_goal(goal_id: str, parent_id: str | None) -> bool:
+    """Whether a workflow was started, as Temporal records it, by the goal `goal_id` or
+    one of its partitions: the only workflows that start tasks and partitions."""
+    return parent_id is not None and (
+        parent_id == goal_id or parent_id.startswith(f"{goal_id}#partition-")
+    )

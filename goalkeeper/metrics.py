@@ -82,6 +82,8 @@ class Rejected(StrEnum):
     GOAL_INPUT = "goal_input"
     TASK_INPUT = "task_input"
     REQUEST_INPUT = "request_input"
+    INTERNAL = "internal"
+    """A message posing as one of Goalkeeper's own between its workflows."""
 
 
 AGENT_ORIGINS = ("registered", "provisioned")

@@ -392,6 +392,32 @@ class TaskUpdate(BaseModel):
     """Every agent that has held the task."""
 
 
+class Abort(BaseModel):
+    """End a task or a sub-goal without a result: its goal is failing. `abort`, sealed."""
+
+    reason: str = "aborted"
+
+
+class Adopt(BaseModel):
+    """A later run of a goal takes over a task or sub-goal it did not start. `adopt`, sealed."""
+
+    goal_run_id: str
+
+
+class Reassign(BaseModel):
+    """Take a task from the agent of `assignment_id` now (the health check). `reassign`,
+    sealed; naming the assignment keeps it from taking the task from a later agent."""
+
+    assignment_id: str
+    reason: str = "reassigned on request"
+
+
+class PartitionFail(BaseModel):
+    """The goal is failing: a partition aborts what runs and skips the rest. `fail`, sealed."""
+
+    reason: str
+
+
 class AssignedAgent(BaseModel):
     """An assignment made before the task workflow starts."""
 

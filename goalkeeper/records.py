@@ -33,6 +33,8 @@ class EventKind(StrEnum):
     AGENT_UNRESPONSIVE = "agent_unresponsive"
     AGENT_RETIRED = "agent_retired"
     HEARTBEAT_REJECTED = "heartbeat_rejected"
+    MESSAGE_REJECTED = "message_rejected"
+    """A message posing as one of Goalkeeper's own (unsealed, forged, or sent elsewhere)."""
     APPROVAL_ESCALATED = "approval_escalated"
     RETRY_REQUESTED = "retry_requested"
     TASK_CANCELLED = "task_cancelled"

@@ -84,20 +84,21 @@ def heartbeat_content(
     )
 
 
-def decision_content(
-    goal_id: str, task_id: str, decision: ApprovalDecision, result_digest: str
-) -> bytes:
-    """What an approver (or a delegate for them) signs: the decision on this very result."""
+def decision_content(view: TaskView, decision: ApprovalDecision) -> bytes:
+    """What an approver (or a delegate for them) signs: the decision on this very result,
+    of this assignment and attempt, so it counts once and never on a rerun."""
     return _canonical(
         {
             "kind": "decision",
-            "goal_id": goal_id,
-            "task_id": task_id,
+            "goal_id": view.goal_id,
+            "task_id": view.task_id,
+            "assignment_id": view.assignment_id,
+            "attempt": view.attempts,
             "approver": decision.approver,
             "signed_by": decision.signed_by or decision.approver,
             "decision": str(decision.decision),
             "comment": decision.comment,
-            "result_digest": result_digest,
+            "result_digest": digest(view.result),
         }
     )
 
@@ -109,9 +110,7 @@ def sign(private_key: str, content: bytes) -> str:
 
 def sign_decision(private_key: str, view: TaskView, payload: dict[str, Any]) -> str:
     """The signature of a decision payload on the result `view` holds now."""
-    decision = ApprovalDecision.model_validate(payload)
-    content = decision_content(view.goal_id, view.task_id, decision, digest(view.result))
-    return sign(private_key, content)
+    return sign(private_key, decision_content(view, ApprovalDecision.model_validate(payload)))
 
 
 def verify(public_key: str, content: bytes, signature: str | None) -> bool:
@@ -150,11 +149,10 @@ def heartbeat_problem(
     return problem
 
 
-def decision_problem(
-    signers: Signers, goal_id: str, task_id: str, decision: ApprovalDecision, result: Any
-) -> str | None:
+def decision_problem(signers: Signers, view: TaskView, decision: ApprovalDecision) -> str | None:
     """Why a decision cannot count: the approver operates the agent, or (when signatures
-    are required) it is unsigned, signed by another key, or over another result."""
+    are required) it is unsigned, signed by another key, or over another result, assignment
+    or attempt than the one awaiting the decision."""
     if signers.agent_operator is not None and decision.approver == signers.agent_operator:
         return (
             f"decision rejected: {decision.approver!r} operates the agent whose work this "
@@ -171,12 +169,13 @@ def decision_problem(
         return f"decision rejected: {whose} has no registered key ({how})"
     if not decision.signature:
         return f"decision rejected: signatures are required and {signer!r} sent none"
-    content = decision_content(goal_id, task_id, decision, digest(result))
-    if not verify(key, content, decision.signature):
+    if not verify(key, decision_content(view, decision), decision.signature):
         return (
-            f"decision rejected: the signature is not {signer!r}'s over this decision on "
-            f"this result (digest {digest(result)[:12]}): a decision signed for an earlier "
-            "result, another task or by another key does not count"
+            f"decision rejected: the signature is not {signer!r}'s current key's over this "
+            f"decision on this result (digest {digest(view.result)[:12]}) of assignment "
+            f"{view.assignment_id} (attempt {view.attempts}): a decision signed for an "
+            "earlier result or attempt, another task, or by a replaced or another key does "
+            "not count"
         )
     return None
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goalkeeper.learning import check_selection_mode
+from goalkeeper.seals import SealKeys
 from interfaces.codec import Keyring, parse_keys, read_keys_file
+from interfaces.secret import parse_secret, read_secret_file, stack_secret
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,21 @@ class Settings:
     """Event streams one token may hold open at once."""
     api_streams_per_address: int = 8
     """Event streams one client address may hold open at once."""
+    worker_secret: SealKeys | None = None
+    """The keys that seal the workers' own messages; None: the embedded stack's file."""
+
+    def seal_keys(self) -> SealKeys:
+        """The workers' secret: as configured, else the embedded stack's own; a worker on
+        another PostgreSQL must be given it, since every worker must hold the same."""
+        if self.worker_secret is not None:
+            return self.worker_secret
+        if self.database_url is None:
+            return stack_secret(self.data_dir)
+        raise ValueError(
+            "GOALKEEPER_WORKER_SECRET or GOALKEEPER_WORKER_SECRET_FILE must be set when "
+            "DATABASE_URL is: every worker needs the same secret to seal the messages "
+            "between its workflows; make one with 'python starter.py worker-secret new'"
+        )
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -88,6 +105,7 @@ class Settings:
             api_streams_per_address=_count(
                 env, "GOALKEEPER_API_STREAMS_PER_ADDRESS", cls.api_streams_per_address
             ),
+            worker_secret=_worker_secret(env),
         )
 
 
@@ -162,3 +180,15 @@ def _codec_keys(env: Mapping[str, str]) -> Keyring | None:
     if path:
         return read_keys_file(Path(path))
     return parse_keys(inline, "GOALKEEPER_CODEC_KEYS") if inline else None
+
+
+def _worker_secret(env: Mapping[str, str]) -> SealKeys | None:
+    inline, path = env.get("GOALKEEPER_WORKER_SECRET"), env.get("GOALKEEPER_WORKER_SECRET_FILE")
+    if inline and path:
+        raise ValueError(
+            "set GOALKEEPER_WORKER_SECRET or GOALKEEPER_WORKER_SECRET_FILE, not both: "
+            "which keys are meant would be a guess"
+        )
+    if path:
+        return read_secret_file(Path(path))
+    return parse_secret(inline, "GOALKEEPER_WORKER_SECRET") if inline else None

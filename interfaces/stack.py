@@ -19,6 +19,7 @@ from typing import Any
 
 from goalkeeper.errors import GoalkeeperError
 from interfaces.config import Settings
+from interfaces.secret import stack_secret_file
 from workflows import search_attributes
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,11 @@ class EmbeddedStack:
 
     def env(self) -> dict[str, str]:
         """Environment for processes that use this stack (worker, agents)."""
-        return {"TEMPORAL_ADDRESS": self.temporal.address, "DATABASE_URL": self.database_url}
+        return {
+            "TEMPORAL_ADDRESS": self.temporal.address,
+            "DATABASE_URL": self.database_url,
+            "GOALKEEPER_WORKER_SECRET_FILE": str(stack_secret_file(self.data_dir)),
+        }
 
 
 def _port_in_use(port: int) -> bool:

@@ -22,11 +22,14 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.database import apply_schema, create_pool
+from goalkeeper.seals import SealKeys
 from interfaces.api.app import create_app
 from interfaces.config import Settings
+from interfaces.secret import new_secret_entry, parse_secret
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from tests import web
 from worker import build_worker
+from workflows import sealing
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,6 +44,22 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("GOALKEEPER_KEY_DIR", None)
     else:
         os.environ["GOALKEEPER_KEY_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_secret() -> Iterator[SealKeys]:
+    """The workers' secret of the suite: workers built in process use it, and worker
+    processes the tests start inherit it."""
+    entry = new_secret_entry("test")
+    keys = parse_secret(entry, "the suite's worker secret")
+    sealing.use(keys)
+    before = os.environ.get("GOALKEEPER_WORKER_SECRET")
+    os.environ["GOALKEEPER_WORKER_SECRET"] = entry
+    yield keys
+    if before is None:
+        os.environ.pop("GOALKEEPER_WORKER_SECRET", None)
+    else:
+        os.environ["GOALKEEPER_WORKER_SECRET"] = before
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """docker-compose.yml, checked statically: there is no Docker engine to run it here."""
 
 import importlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,10 @@ import yaml
 
 import agent
 from interfaces.cli import main
+from interfaces.codec import parse_keys
+from interfaces.secret import parse_secret
 from interfaces.stack import REPORTED_PROBLEMS
+from ops import compose_env
 from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +27,16 @@ SOURCES = [
 ]
 AGENTS_LOGIN = "agents"
 """The agents' PostgreSQL login, which the agent-login service makes."""
+LOGINS = {
+    "schema": ("goalkeeper", "GOALKEEPER_OWNER_DB_PASSWORD"),
+    "agent-login": ("goalkeeper", "GOALKEEPER_OWNER_DB_PASSWORD"),
+    "worker": ("worker", "GOALKEEPER_WORKER_DB_PASSWORD"),
+    "codec-server": ("api", "GOALKEEPER_API_DB_PASSWORD"),
+    "agents": (AGENTS_LOGIN, "GOALKEEPER_AGENTS_DB_PASSWORD"),
+}
+"""Each Goalkeeper service's PostgreSQL login, and the .env variable of its password."""
+ROLES_SCRIPT = ROOT / "ops" / "postgres" / "roles.sh"
+"""What PostgreSQL's first start runs as its superuser: the other roles."""
 LIBRARY_VARIABLES = {"OTEL_EXPORTER_OTLP_ENDPOINT": "opentelemetry.sdk.environment_variables"}
 """Variables the compose file sets for libraries Goalkeeper configures, and where they live."""
 OLDEST_TEMPORAL = (1, 30)
@@ -40,6 +54,19 @@ def variables_read_by_the_code() -> set[str]:
     # env.get("X"), environ["X"], and settings' helpers: _seconds(env, "X", ...)
     pattern = re.compile(r"""(?:env|environ)(?:\.get\(|\[|,)\s*["']([A-Z][A-Z0-9_]+)["']""")
     return {name for path in SOURCES for name in pattern.findall(path.read_text())}
+
+
+def test_only_workers_hold_the_workers_secret(compose: dict[str, Any]) -> None:
+    """The secret that seals the messages between workflows reaches workers alone."""
+    services = compose["services"]
+    holders = {
+        name
+        for name, service in services.items()
+        if "GOALKEEPER_WORKER_SECRET" in (service.get("environment") or {})
+    }
+    assert holders == {"worker"}, holders
+    secret = services["worker"]["environment"]["GOALKEEPER_WORKER_SECRET"]
+    assert re.fullmatch(r"\$\{GOALKEEPER_WORKER_SECRET:\?[^}]+\}", secret), secret
 
 
 def test_goalkeeper_services_set_only_variables_the_code_reads(compose: dict[str, Any]) -> None:
@@ -61,24 +88,13 @@ def test_goalkeeper_services_set_only_variables_the_code_reads(compose: dict[str
 
 def test_addresses_point_at_services_and_ports_that_exist(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    postgres = services["postgres"]["environment"]
     for name, service in services.items():
         env = service.get("environment", {})
         if "TEMPORAL_ADDRESS" in env:
             host, port = env["TEMPORAL_ADDRESS"].split(":")
             assert host in services and port == "7233", name
         if "DATABASE_URL" in env:
-            url = urlparse(env["DATABASE_URL"])
-            assert url.hostname in services and url.port == 5432, name
-            login = (url.username, url.password, url.path.lstrip("/"))
-            if name == "agents":  # the agents' own login, made by agent-login
-                assert login == (AGENTS_LOGIN, "${GOALKEEPER_AGENTS_DB_PASSWORD}", "goalkeeper")
-                continue
-            assert login == (
-                postgres["POSTGRES_USER"],
-                postgres["POSTGRES_PASSWORD"],
-                postgres["POSTGRES_DB"],
-            ), name
+            assert _login(env["DATABASE_URL"]) == LOGINS[name], name
         if "OTEL_EXPORTER_OTLP_ENDPOINT" in env:
             url = urlparse(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
             assert url.hostname in services, name
@@ -117,11 +133,12 @@ def test_every_goalkeeper_service_gets_the_same_codec_keys_from_outside_the_file
     compose: dict[str, Any],
 ) -> None:
     keys = {
-        name: service["environment"].get("GOALKEEPER_CODEC_KEYS")
+        name: service["environment"]["GOALKEEPER_CODEC_KEYS"]
         for name, service in compose["services"].items()
-        if "build" in service
+        if "GOALKEEPER_CODEC_KEYS" in service.get("environment", {})
     }
-    assert {"worker", "agents", "codec-server"} <= set(keys)
+    # Those that talk to Temporal; the schema's owner needs none.
+    assert set(keys) == {"worker", "agents", "codec-server"}
     assert len(set(keys.values())) == 1, keys
     # Required from the environment (.env), so no key is ever written in the file.
     assert re.fullmatch(r"\$\{GOALKEEPER_CODEC_KEYS:\?[^}]+\}", keys["worker"]), keys["worker"]
@@ -135,7 +152,8 @@ def test_the_ui_decodes_through_the_codec_server(compose: dict[str, Any]) -> Non
     assert endpoint.hostname == "localhost", endpoint
     published = dict(port.split(":") for port in server["ports"])
     assert str(endpoint.port) in published
-    ui_port = next(port.split(":")[0] for port in ui["ports"])
+    # The UI itself is published only when its commented lines are uncommented.
+    ui_port = _commented_ports(compose, "temporal-ui")[0].split(":")[1]
     command = server["command"]
     assert command[:3] == ["python", "starter.py", "codec-server"]
     args = main.parser().parse_args(command[2:])
@@ -167,6 +185,8 @@ def test_signatures_are_required_and_agents_keep_their_keys_and_own_login(
         "${GOALKEEPER_AGENTS_DB_PASSWORD:?"
     )
     assert agents["depends_on"]["agent-login"]["condition"] == "service_completed_successfully"
+    # The login serves the workspace the agents serve, and no other.
+    assert args.workspaces == [agent.parser().parse_args(agents["command"][2:]).workspace]
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
@@ -238,10 +258,11 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(
     env = grafana["environment"]
     home = Path(env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert (Path(mounts[str(home.parent)]) / home.name).is_file()
-    # Viewers need no account; the admin's password comes from .env, with a default.
-    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
-    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
-    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:-[^}]+\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+    # Everyone signs in; the admin's password comes from .env, required, with no default.
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", env["GF_SECURITY_ADMIN_PASSWORD"])
 
 
 def test_the_uis_are_published_on_their_own_ports(compose: dict[str, Any]) -> None:
@@ -298,13 +319,20 @@ def test_temporal_schema_migrates_both_databases_before_the_server_starts(
     assert schema["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert server["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
 
-    # The tool's connection (its SQL_* variables) is the server's, to the postgres service.
+    # The tool's connection (its SQL_* variables) is the server's, to the postgres service,
+    # as Temporal's own login, which may create databases and nothing more.
     db, tool = server["environment"], schema["environment"]
     assert tool["SQL_PLUGIN"] == db["DB"] == "postgres12"
     assert tool["SQL_HOST"] == db["POSTGRES_SEEDS"] == "postgres"
     assert tool["SQL_PORT"] == db["DB_PORT"] == "5432"
-    assert tool["SQL_USER"] == db["POSTGRES_USER"] == postgres["POSTGRES_USER"]
-    assert tool["SQL_PASSWORD"] == db["POSTGRES_PWD"] == postgres["POSTGRES_PASSWORD"]
+    assert tool["SQL_USER"] == db["POSTGRES_USER"] == "temporal"
+    assert tool["SQL_PASSWORD"] == db["POSTGRES_PWD"]
+    made = _roles_made()["temporal"]
+    assert (
+        made["password"] == _variable(db["POSTGRES_PWD"])
+        and _variable(postgres[made["password"]]) == made["password"]
+    )
+    assert {"LOGIN", "CREATEDB", "NOSUPERUSER", "NOCREATEROLE"} <= made["attributes"]
 
     # Each database is created if missing, versioned, then brought up to the image's schema;
     # every step skips what is done, so the service runs on every `docker compose up`.
@@ -361,3 +389,159 @@ def test_temporal_setup_creates_the_namespace_goalkeeper_uses_before_its_search_
     assert services["worker"]["depends_on"]["temporal-setup"]["condition"] == (
         "service_completed_successfully"
     )
+
+
+# The deployment's hardening: no password in the file, every service on its own login, no
+# superuser but PostgreSQL's own, nothing of Temporal's published, no root.
+
+SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|_KEYS$")
+REFERENCE = re.compile(r"(?<!\$)\$\{(\w+)(?::?[?-][^}]*)?\}")
+
+
+def _variable(value: str) -> str | None:
+    """The .env variable `value` is made of alone (`${NAME:?why}`), required; else None."""
+    match = re.fullmatch(r"\$\{(\w+):\?[^}]+\}", value)
+    return match.group(1) if match else None
+
+
+def _login(url: str) -> tuple[str, str]:
+    """A DATABASE_URL's login and the .env variable its password comes from, required; the
+    URL must point at the postgres service's goalkeeper database."""
+    match = re.fullmatch(r"postgresql://(\w+):\$\{(\w+):\?[^}]+\}@postgres:5432/goalkeeper", url)
+    assert match, f"{url} is not a login with a password from .env to the goalkeeper database"
+    assert match.group(2) in compose_env.PASSWORDS, url
+    return match.group(1), match.group(2)
+
+
+def _environments(compose: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Every service's environment, and the extension blocks services merge."""
+    blocks = {name: service.get("environment", {}) for name, service in compose["services"].items()}
+    blocks |= {name: value for name, value in compose.items() if name.startswith("x-")}
+    return {name: block for name, block in blocks.items() if isinstance(block, dict)}
+
+
+def _roles_made() -> dict[str, dict[str, Any]]:
+    """The roles ops/postgres/roles.sh creates: their attributes and password variable."""
+    script = ROLES_SCRIPT.read_text()
+    read_from = dict(re.findall(r"\\getenv (\w+) (\w+)", script))
+    roles = {}
+    for name, attributes, password in re.findall(
+        r"CREATE ROLE (\w+)((?:\s+(?!PASSWORD\b)[A-Z]+)*)(?:\s+PASSWORD :'(\w+)')?", script
+    ):
+        roles[name] = {"attributes": set(attributes.split()), "password": read_from.get(password)}
+    return roles
+
+
+def _commented_ports(compose: dict[str, Any], name: str) -> list[str]:
+    """The ports a service's comments show how to publish (`#   - "HOST:PORT:PORT"`)."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    block = text[text.index(f"\n  {name}:\n") + 1 :]
+    following = re.search(r"\n  [a-z-]+:\n", block)
+    block = block[: following.start()] if following else block
+    return re.findall(r'#\s+- "([\d.]+:\d+:\d+)"', block)
+
+
+def test_no_password_is_written_in_the_file_each_comes_from_env(compose: dict[str, Any]) -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    referenced = set(REFERENCE.findall(text))
+    assert referenced == set(compose_env.VARIABLES), referenced ^ set(compose_env.VARIABLES)
+    # Required, never a default: compose refuses to start without .env.
+    for match in re.finditer(r"(?<!\$)\$\{(\w+)([^}]*)\}", text):  # $${...}: the shell's
+        assert match.group(2).startswith(":?"), f"{match.group(0)} is not required"
+    for block_name, env in _environments(compose).items():
+        for name, value in env.items():
+            if SECRET_NAME.search(name):
+                assert _variable(str(value)) in compose_env.VARIABLES, (block_name, name)
+            if name == "DATABASE_URL":
+                _login(str(value))
+    assert "goalkeeper:goalkeeper@" not in text and "PASSWORD: goalkeeper" not in text
+
+
+def test_env_is_made_with_a_random_value_for_each_secret_and_kept(tmp_path: Path) -> None:
+    example = compose_env.read(ROOT / ".env.example")
+    assert example == dict.fromkeys(compose_env.VARIABLES, "")  # names only, no value
+    path = tmp_path / ".env"
+    path.write_text("# mine\nGRAFANA_ADMIN_PASSWORD=kept-as-it-is\nPOSTGRES_PASSWORD=\n")
+    added = compose_env.complete(path)
+    assert set(added) == set(compose_env.VARIABLES) - {"GRAFANA_ADMIN_PASSWORD"}
+    values = compose_env.read(path)
+    assert values["GRAFANA_ADMIN_PASSWORD"] == "kept-as-it-is" and "# mine" in path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+    keys = {compose_env.CODEC_KEYS, compose_env.WORKER_SECRET}
+    for name in set(added) - keys:  # fit in a DATABASE_URL as they are
+        assert re.fullmatch(r"[A-Za-z0-9_-]{40,}", values[name]), name
+    assert len(parse_keys(values[compose_env.CODEC_KEYS], ".env").keys) == 1
+    assert len(parse_secret(values[compose_env.WORKER_SECRET], ".env").keys) == 1
+    assert compose_env.complete(path) == [] and compose_env.read(path) == values
+    other = tmp_path / "other.env"
+    compose_env.complete(other)
+    assert set(compose_env.read(other).values()).isdisjoint(values.values())
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()  # never in an image
+
+
+def test_each_service_holds_only_its_own_login_and_the_owner_is_no_superuser(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    postgres = services["postgres"]
+    assert "POSTGRES_USER" not in postgres["environment"]  # the superuser is `postgres`
+    assert _variable(postgres["environment"]["POSTGRES_PASSWORD"]) == "POSTGRES_PASSWORD"
+    mounts = _mounts(postgres)
+    assert Path(mounts["/docker-entrypoint-initdb.d/10-roles.sh"]) == ROLES_SCRIPT
+    roles = _roles_made()
+    for attributes in (made["attributes"] for made in roles.values()):
+        assert not {"SUPERUSER", "BYPASSRLS", "REPLICATION"} & attributes, attributes
+    owner = roles["goalkeeper"]["attributes"]
+    assert {"LOGIN", "NOSUPERUSER", "NOCREATEDB", "CREATEROLE"} <= owner
+    script = ROLES_SCRIPT.read_text()
+    assert "CREATE DATABASE goalkeeper OWNER goalkeeper;" in script
+    assert "REVOKE ALL ON DATABASE goalkeeper FROM PUBLIC;" in script
+    for login in ("worker", "api"):
+        assert re.search(rf"CREATE ROLE {login} [^;]*IN ROLE goalkeeper_worker;", script), login
+    # Every password the script reads is the postgres service's, from .env.
+    for made in roles.values():
+        if made["password"]:
+            assert _variable(postgres["environment"][made["password"]]) == made["password"]
+
+    # The owner's password goes to the services that apply the schema and make logins.
+    holders = {
+        name
+        for name, env in _environments(compose).items()
+        if "GOALKEEPER_OWNER_DB_PASSWORD" in json.dumps(env)
+    }
+    assert holders == {"postgres", "schema", "agent-login"}, holders
+    assert services["schema"]["command"][-2:] == ["schema", "apply"]
+    assert services["worker"]["depends_on"]["schema"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+def test_agents_hold_only_their_scoped_login(compose: dict[str, Any]) -> None:
+    agents = compose["services"]["agents"]["environment"]
+    text = json.dumps(agents)
+    used = set(REFERENCE.findall(text))
+    assert used == {"GOALKEEPER_AGENTS_DB_PASSWORD", "GOALKEEPER_CODEC_KEYS"}, used
+    assert _login(agents["DATABASE_URL"]) == (AGENTS_LOGIN, "GOALKEEPER_AGENTS_DB_PASSWORD")
+
+
+def test_temporal_is_not_published_and_its_ui_only_reads(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("temporal", "temporal-ui"):
+        assert "ports" not in services[name], f"{name} is published"
+        # A commented way to publish it, on this host's loopback only.
+        (commented,) = _commented_ports(compose, name)
+        assert commented.startswith("127.0.0.1:"), commented
+    assert _commented_ports(compose, "temporal")[0].endswith(":7233")
+    ui = services["temporal-ui"]["environment"]
+    assert ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+
+
+def test_every_service_runs_as_a_user_other_than_root(compose: dict[str, Any]) -> None:
+    users = re.findall(r"^USER\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert users and users[-1] not in ("root", "0"), users
+    for name, service in compose["services"].items():
+        user = str(service.get("user", ""))
+        if "build" in service:
+            assert not user, f"{name} overrides the image's user"  # the Dockerfile's USER
+        else:
+            assert user and user.split(":")[0] not in ("root", "0"), f"{name} runs as {user!r}"

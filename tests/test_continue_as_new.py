@@ -12,6 +12,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.children import ChildActivities
 from goalkeeper.models import Progress, TaskSummary, TaskView
 from goalkeeper.records import AdoptTasks
+from goalkeeper.seals import SealKeys
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.stack import TemporalDevServer, free_port
@@ -193,7 +194,7 @@ async def test_a_task_awaiting_approval_never_holds_back_the_rest_of_its_goal(
 
 
 async def test_a_task_that_ended_before_its_adoption_is_read_from_temporal(
-    client: Client, task_queue: str, workspace: str
+    client: Client, task_queue: str, workspace: str, worker_secret: SealKeys
 ) -> None:
     """The race the handover leaves: a task that ended between two runs of its goal."""
     spec = goal_spec(2, workspace)
@@ -204,7 +205,7 @@ async def test_a_task_that_ended_before_its_adoption_is_read_from_temporal(
     gone = await wait_task(client, handle.id, "t2", TaskStatus.ASSIGNED)
     await client.get_workflow_handle(f"{handle.id}/t2").terminate("lost between runs")
     ended = await ActivityEnvironment().run(
-        ChildActivities(client).adopt_tasks,
+        ChildActivities(client, worker_secret).adopt_tasks,
         AdoptTasks(
             goal_id=handle.id,
             goal_run_id=done.goal_run_id,

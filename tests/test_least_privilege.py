@@ -24,9 +24,11 @@ import agent
 from activities import results
 from activities.database import (
     AGENT_ROLE,
+    LOGIN_CAPACITY_LIMIT,
     create_agent_login,
     create_pool,
     drop_agent_login,
+    grant_workspaces,
     login_url,
     scram_verifier,
 )
@@ -40,11 +42,14 @@ from tests.starter import run_starter, starter
 
 
 @asynccontextmanager
-async def agent_login(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool connected as a fresh agents' login, which is dropped afterwards."""
+async def agent_login(
+    pool: asyncpg.Pool, database_url: str, *workspaces: str
+) -> AsyncIterator[asyncpg.Pool]:
+    """A pool connected as a fresh agents' login serving `workspaces`, which is dropped
+    afterwards."""
     name = f"test_agent_{uuid.uuid4().hex[:10]}"
     password = secrets.token_urlsafe(16)
-    await create_agent_login(pool, name, password)
+    await create_agent_login(pool, name, password, workspaces)
     try:
         login = await create_pool(login_url(database_url, name, password), max_size=4)
         try:
@@ -56,8 +61,11 @@ async def agent_login(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[as
 
 
 @pytest.fixture
-async def as_agent(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with agent_login(pool, database_url) as login:
+async def as_agent(
+    pool: asyncpg.Pool, database_url: str, workspace: str
+) -> AsyncIterator[asyncpg.Pool]:
+    """An agents' login serving the test's workspace."""
+    async with agent_login(pool, database_url, workspace) as login:
         yield login
 
 
@@ -212,7 +220,7 @@ async def test_an_agent_login_is_refused_everything_else(
 ) -> None:
     mine, theirs, key = f"{workspace}-mine", f"{workspace}-theirs", public_key()
     await registry.register_agent(as_agent, mine, workspace, ["data"], public_key=key)
-    async with agent_login(pool, database_url) as other:
+    async with agent_login(pool, database_url, workspace) as other:
         await registry.register_agent(other, theirs, workspace, ["data"])
         goal, held = await assignment_for(pool, mine)
         _, theirs_held = await assignment_for(pool, theirs, {"secret": "theirs"})
@@ -340,10 +348,16 @@ async def test_agent_role_new_prints_a_url_whose_password_alone_logs_in(
     )
     await pool.execute("SELECT pg_reload_conf()")
     try:
-        made = await starter(database_url, "agent", "role", "new", name, "--json")
+        bare = await starter(database_url, "agent", "role", "new", name)
+        assert bare.code == 2 and "expected one or more --workspace W" in bare.err, bare.err
+        assert await pool.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", name) is None
+        made = await starter(
+            database_url, "agent", "role", "new", name, "--workspace", "acme", "--json"
+        )
         assert made.code == 0, made.err
         url = made.json()["database_url"]
         assert made.json()["login"] == name and url.startswith(f"postgresql://{name}:")
+        assert made.json()["workspaces"] == ["acme"]
         connection = await asyncpg.connect(url)
         try:
             assert await connection.fetchval("SELECT session_user") == name
@@ -353,8 +367,14 @@ async def test_agent_role_new_prints_a_url_whose_password_alone_logs_in(
         with pytest.raises(asyncpg.InvalidPasswordError):
             await asyncpg.connect(login_url(database_url, name, "wrong"))
 
-        again = await starter(database_url, "agent", "role", "new", name)
+        again = await starter(database_url, "agent", "role", "new", name, "--workspace", "x")
         assert again.code == 2 and f"a role '{name}' exists already" in again.err
+        granted = await starter(
+            database_url, "agent", "role", "grant", name, "--workspace", "beta", "--json"
+        )
+        assert granted.code == 0 and granted.json()["workspaces"] == ["acme", "beta"], granted.err
+        listed = await starter(database_url, "agent", "role", "list", "--json")
+        assert {"login": name, "workspaces": ["acme", "beta"]} in listed.json()
         refused = await starter(database_url, "agent", "role", "drop", "postgres")
         assert refused.code == 2 and "'postgres' is not an agents' login" in refused.err
         dropped = await starter(database_url, "agent", "role", "drop", name)
@@ -396,14 +416,198 @@ async def test_a_login_made_from_a_given_password_never_prints_it_and_may_exist(
     name = f"agents_{uuid.uuid4().hex[:8]}"
     password = secrets.token_urlsafe(24)
     env = {"DATABASE_URL": database_url, "AGENTS_PASSWORD": password}
-    args = ("agent", "role", "new", name, "--password-env", "AGENTS_PASSWORD", "--if-missing")
+    args = ["agent", "role", "new", name, "--password-env", "AGENTS_PASSWORD", "--if-missing"]
+    args += ["--workspace", "acme"]
     try:
         made = await run_starter(env, *args)
         assert made.code == 0, made.err
         assert password not in made.out + made.err and f"{name}:****@" in made.out
-        again = await run_starter(env, *args)
+        again = await run_starter(env, *args, "--workspace", "beta")
         assert again.code == 0 and "exists already" in again.out, again.err
+        assert "serving workspaces acme, beta" in again.out
         short = await run_starter(env | {"AGENTS_PASSWORD": "short"}, *args)
         assert short.code == 2 and "at least 16" in short.err and "short" not in short.err
     finally:
         await drop_agent_login(pool, name)
+
+
+# Point by point, what an agents' login tried on PostgreSQL with its own credentials,
+# outside its workspaces or beyond its capacity: each refused in the database.
+
+
+async def test_a_login_registers_only_in_its_workspaces_with_a_bounded_capacity(
+    pool: asyncpg.Pool, as_agent: asyncpg.Pool, workspace: str
+) -> None:
+    agent_id, elsewhere = f"{workspace}-agent", f"{workspace}-elsewhere"
+    with pytest.raises(
+        RegistrationRefused,
+        match=rf"may register agents in workspace '{workspace}', got workspace '{elsewhere}'",
+    ):
+        await registry.register_agent(as_agent, agent_id, elsewhere, ["data"])
+    limit = await pool.fetchval("SELECT goalkeeper_login_capacity_limit()")
+    assert limit == LOGIN_CAPACITY_LIMIT
+    for capacity in (limit + 1, 2**31 - 1):
+        with pytest.raises(
+            RegistrationRefused, match=rf"capacity between 1 and {limit}, got capacity {capacity}"
+        ):
+            await registry.register_agent(as_agent, agent_id, workspace, ["data"], capacity)
+    assert await pool.fetchval("SELECT 1 FROM agents WHERE agent_id = $1", agent_id) is None
+
+    await registry.register_agent(as_agent, agent_id, workspace, ["data"], limit)
+    with pytest.raises(RegistrationRefused, match="capacity between 1"):  # coming back
+        await registry.register_agent(as_agent, agent_id, workspace, ["data"], limit * 10)
+    assert await pool.fetchval("SELECT capacity FROM agents WHERE agent_id = $1", agent_id) == (
+        limit
+    )
+    await registry.register_agent(pool, agent_id, workspace, ["data"], limit * 10)  # the owner
+    assert await pool.fetchval("SELECT capacity FROM agents WHERE agent_id = $1", agent_id) == (
+        limit * 10
+    )
+
+
+async def test_a_login_cannot_take_or_move_an_agent_of_another_login_or_workspace(
+    pool: asyncpg.Pool, database_url: str, workspace: str
+) -> None:
+    mine, other_ws = f"{workspace}-b", f"{workspace}-other"
+    async with (
+        agent_login(pool, database_url, workspace, mine) as login,
+        agent_login(pool, database_url, other_ws) as other,
+    ):
+        name = await login.fetchval("SELECT session_user")
+        ours, key = f"{workspace}-ours", public_key()
+        await registry.register_agent(login, ours, workspace, ["data"], public_key=key)
+        with pytest.raises(
+            RegistrationRefused, match=rf"is in workspace '{workspace}'.*got workspace '{mine}'"
+        ):
+            await registry.register_agent(login, ours, mine, ["data"])
+
+        # Another login's agent, with its key, in a workspace this login does not serve.
+        theirs, their_key = f"{workspace}-theirs", public_key()
+        await registry.register_agent(other, theirs, other_ws, ["data"], public_key=their_key)
+        for ws in (workspace, other_ws):
+            with pytest.raises(RegistrationRefused, match=r"belongs to another login|may register"):
+                await registry.register_agent(login, theirs, ws, ["data"], public_key=public_key())
+        assert not await registry.claim_provisioned(login, theirs, public_key())
+        row = await one_row(pool, "SELECT * FROM agents WHERE agent_id = $1", theirs)
+        assert (row["workspace"], row["public_key"], row["login_role"]) == (
+            other_ws,
+            their_key,
+            await other.fetchval("SELECT session_user"),
+        )
+
+        # One the owner registered: claimed in its own workspace, if the login serves it.
+        owned_there, owned_here = f"{workspace}-owned-there", f"{workspace}-owned-here"
+        await registry.register_agent(pool, owned_there, other_ws, ["data"])
+        await registry.register_agent(pool, owned_here, workspace, ["data"])
+        for ws in (workspace, other_ws):
+            with pytest.raises(RegistrationRefused, match=f"workspace '{other_ws}'"):
+                await registry.register_agent(login, owned_there, ws, ["data"])
+        assert (
+            await pool.fetchval("SELECT login_role FROM agents WHERE agent_id = $1", owned_there)
+            is None
+        )
+        await registry.register_agent(login, owned_here, workspace, ["data"])
+        assert (
+            await pool.fetchval("SELECT login_role FROM agents WHERE agent_id = $1", owned_here)
+            == name
+        )
+
+
+async def test_a_login_claims_and_serves_provisioned_agents_of_its_workspaces_only(
+    pool: asyncpg.Pool, database_url: str, as_agent: asyncpg.Pool, workspace: str
+) -> None:
+    other_ws = f"{workspace}-other"
+    theirs, ours = f"auto-{workspace}-there", f"auto-{workspace}-here"
+    for agent_id, ws in ((theirs, other_ws), (ours, workspace)):
+        await pool.execute(
+            "INSERT INTO agents (agent_id, workspace, skills, provisioned) "
+            "VALUES ($1, $2, '{data}', true)",
+            agent_id,
+            ws,
+        )
+    _, their_work = await assignment_for(pool, theirs)
+    _, our_work = await assignment_for(pool, ours)
+
+    with pytest.raises(
+        asyncpg.InsufficientPrivilegeError,
+        match=rf"'{theirs}': login \S+ may claim provisioned agents in workspace "
+        rf"'{workspace}', got workspace '{other_ws}'",
+    ):
+        await registry.claim_provisioned(as_agent, theirs, public_key())
+    assert await pool.fetchval("SELECT public_key FROM agents WHERE agent_id = $1", theirs) is None
+    assert await registry.active_assignments(as_agent, [theirs], other_ws) == []
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="may not heartbeat"):
+        await registry.heartbeat(as_agent, theirs, their_work)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="may not take it offline"):
+        await registry.take_offline(as_agent, [theirs])
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # row security: not its work
+        await results.by_reference(as_agent, their_work, "y" * (results.INLINE_LIMIT + 1))
+
+    key = public_key()
+    assert await registry.claim_provisioned(as_agent, ours, key)
+    inbox = await registry.active_assignments(as_agent, [], workspace)
+    assert [(r["agent_id"], r["assignment_id"]) for r in inbox] == [(ours, our_work)]
+    assert await registry.heartbeat(as_agent, ours, our_work) is not None
+    # Another login of this workspace adopts it too, but its key stays the first.
+    async with agent_login(pool, database_url, workspace) as other:
+        assert not await registry.claim_provisioned(other, ours, public_key())
+    assert await pool.fetchval("SELECT public_key FROM agents WHERE agent_id = $1", ours) == key
+
+
+async def test_a_login_made_before_workspaces_serves_none_until_granted(
+    pool: asyncpg.Pool, database_url: str, workspace: str
+) -> None:
+    name, password = f"test_old_{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
+    await pool.execute(
+        f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{scram_verifier(password)}' IN ROLE {AGENT_ROLE}"
+    )
+    try:
+        old = await create_pool(login_url(database_url, name, password), max_size=1)
+        try:
+            with pytest.raises(RegistrationRefused, match=r"workspace none \(none is granted"):
+                await registry.register_agent(old, f"{workspace}-a", workspace, ["data"])
+            assert await grant_workspaces(pool, name, [workspace]) == [workspace]
+            await registry.register_agent(old, f"{workspace}-a", workspace, ["data"])
+        finally:
+            await old.close()
+    finally:
+        await drop_agent_login(pool, name)
+    assert await pool.fetchval("SELECT 1 FROM agent_logins WHERE login = $1", name) is None
+
+
+async def test_agent_py_on_a_scoped_login_serves_its_workspace_and_adopts_there(
+    client: Client,
+    task_queue: str,
+    pool: asyncpg.Pool,
+    as_agent: asyncpg.Pool,
+    workspace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOALKEEPER_KEY_DIR", str(tmp_path / "keys"))
+    flags = ["--workspace", workspace, "--prefix", workspace, "--count", "1", "--capacity", "2"]
+    flags += ["--skills", "writing", "--adopt-provisioned", "--delay", "0-0.2"]
+    args = agent.parser().parse_args(flags)
+    skills, agent_ids = ["writing"], [f"{workspace}-1"]
+    stop = asyncio.Event()
+    serving = asyncio.create_task(
+        agent.serve(args, client, as_agent, agent_ids, skills, agent.hook_of(args), stop)
+    )
+    try:
+        spec = goal_spec(2, workspace, require_signatures=True)
+        spec["tasks"][1]["skill"] = "data"  # none of its agents has it: one is provisioned
+        handle = await start_goal(client, spec, task_queue)
+        report = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        stop.set()
+        await serving
+    assert report.status is GoalStatus.COMPLETED
+    by_task = {t.task_id: t.agent_id for t in report.tasks}
+    assert by_task["t1"] == agent_ids[0] and (by_task["t2"] or "").startswith("auto-")
+
+    elsewhere = agent.parser().parse_args(["--workspace", f"{workspace}-other", "--count", "1"])
+    refused = f"may register agents in workspace '{workspace}'"
+    with pytest.raises(RegistrationRefused, match=refused):
+        await agent.serve(
+            elsewhere, client, as_agent, agent_ids, skills, agent.hook_of(elsewhere), stop
+        )

@@ -50,11 +50,11 @@ def signed_report(view: TaskView, key: str, **fields: Any) -> dict[str, Any]:
 def signed_decision(
     view: TaskView, approver: str, decision: str, result: Any, key: str, comment: str = ""
 ) -> dict[str, Any]:
-    """A decision on `result` as `approver`, signed with `key`."""
+    """A decision on `result` of `view`'s assignment and attempt as `approver`, signed
+    with `key`."""
     payload = {"approver": approver, "decision": decision, "comment": comment}
-    content = signing.decision_content(
-        view.goal_id, view.task_id, ApprovalDecision(**payload), signing.digest(result)
-    )
+    seen = view.model_copy(update={"result": result})
+    content = signing.decision_content(seen, ApprovalDecision(**payload))
     return payload | {"signature": signing.sign(key, content)}
 
 
@@ -181,9 +181,49 @@ async def test_forged_reports_heartbeats_and_decisions_are_refused_and_recorded(
     await wait_task(client, goal.id, "memo", TaskStatus.AWAITING_APPROVAL)
     stale = signed_decision(view, "ops-lead", "approve", first, private("ops-lead"))
     await refused(task, "decide", stale, "earlier result")
+    # The same draft again on a later attempt: the first attempt's approval does not count.
+    replayed = signed_decision(view, "ops-lead", "approve", second, private("ops-lead"))
+    await refused(task, "decide", replayed, "of assignment")
     await task.execute_update(
-        "decide", signed_decision(view, "ops-lead", "approve", second, private("ops-lead"))
+        "decide", signed_decision(second_view, "ops-lead", "approve", second, private("ops-lead"))
     )
+    assert (await goal.result()).status is GoalStatus.COMPLETED
+
+
+async def test_a_replaced_approver_key_no_longer_decides_a_waiting_task(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    """The key read when the task came to wait is read again for each decision."""
+    await pool.execute(
+        "INSERT INTO agents (agent_id, workspace, skills, public_key) "
+        "VALUES ($1, $2, '{writing}', $3)",
+        f"{workspace}-alpha",
+        workspace,
+        public("alpha"),
+    )
+    approver = f"{workspace}-lead"
+    await register_approver_key(pool, approver, public("ops-lead"))
+    tasks = [{"id": "memo", "title": "Memo", "skill": "writing", "requires_approval": True}]
+    spec = goal_spec(
+        workspace=workspace, tasks=tasks, approvers=[approver], require_signatures=True
+    )
+    goal = await start_goal(client, spec, task_queue)
+    view = await wait_task(client, goal.id, "memo", TaskStatus.ASSIGNED)
+    task = client.get_workflow_handle(f"{goal.id}/memo")
+    await task.execute_update("report", signed_report(view, private("alpha"), result="memo"))
+    waiting = await wait_task(client, goal.id, "memo", TaskStatus.AWAITING_APPROVAL)
+    await register_approver_key(pool, approver, public("qa-lead"))  # the old key was lost
+    old = signed_decision(waiting, approver, "approve", "memo", private("ops-lead"))
+    await refused(task, "decide", old, "replaced or another key")
+    await task.signal("approval_decision", old)
+
+    async def recorded() -> Any:
+        return await events(pool, goal.id, "decision_rejected")
+
+    [signalled] = await eventually(recorded, what="the signalled decision, in the trail")
+    assert "replaced or another key" in signalled["message"]
+    new = signed_decision(waiting, approver, "approve", "memo", private("qa-lead"))
+    await task.execute_update("decide", new)
     assert (await goal.result()).status is GoalStatus.COMPLETED
 
 

@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.sealing as sealing
     from activities import metrics
     from activities.deliverables import DeliverableActivities
     from activities.read_model import ReadModelActivities
@@ -21,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.judging import retry_problem
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
+        Abort,
+        Adopt,
         ApprovalDecision,
         GoalCheckpoint,
         GoalRef,
@@ -249,7 +252,7 @@ class GoalWorkflow:
         )
         try:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "task_update", update
+                "task_update", sealing.sealed("task_update", parent.workflow_id, update)
             )
         except Exception as exc:  # the parent ended or was terminated: nothing to tell
             workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")
@@ -258,10 +261,13 @@ class GoalWorkflow:
         return self._partitions.agents()[0] if self._partitions else set()
 
     @workflow.signal
-    def adopt(self, request: Any = None) -> None:
+    async def adopt(self, *payload: Any) -> None:
         """A later run of the goal this is a sub-goal of took it over: tell it the end."""
-        run = request.get("goal_run_id") if isinstance(request, dict) else None
-        self._adopted_by = str(run) if run else None
+        request = sealing.opened(payload, Adopt, "adopt")
+        if isinstance(request, str):
+            await self._refuse_internal(request, payload)
+        else:
+            self._adopted_by = request.goal_run_id or None
 
     # Queries, signals and updates.
 
@@ -317,27 +323,54 @@ class GoalWorkflow:
         return empty
 
     @workflow.signal
-    def task_update(self, update: TaskUpdate) -> None:
+    async def task_update(self, *payload: Any) -> None:
         """A running task's new state, from its `TaskWorkflow`."""
-        if self._window is None:
+        update = sealing.opened(payload, TaskUpdate, "task_update")
+        if isinstance(update, str):
+            await self._refuse_internal(update, payload)
+        elif self._window is None:
             self._early_updates.append(update)
         else:
             self._window.task_update(update)
 
     @workflow.signal
-    async def abort(self, reason: str = "aborted") -> None:
+    async def abort(self, *payload: Any) -> None:
         """Stop the goal and fail it: its running tasks are aborted, the rest skipped.
 
         The goal a sub-goal runs for sends this when it fails, as it would to a task.
         """
+        request = sealing.opened(payload, Abort, "abort", legacy=lambda v: {"reason": str(v)})
+        if isinstance(request, str):
+            await self._refuse_internal(request, payload)
+            return
         await workflow.wait_condition(self._ready)
-        self._halt(f"aborted: {str(reason)[:500]}")
+        self._halt(f"aborted: {request.reason[:500]}")
 
     @workflow.signal
-    def partition_update(self, update: PartitionUpdate) -> None:
+    async def partition_update(self, *payload: Any) -> None:
         """A partition's counts, from its `PartitionWorkflow`."""
-        if self._partitions is not None:
+        update = sealing.opened(payload, PartitionUpdate, "partition_update")
+        if isinstance(update, str):
+            await self._refuse_internal(update, payload)
+        elif self._partitions is not None:
             self._partitions.partition_update(update)
+
+    async def _refuse_internal(self, problem: str, payload: tuple[Any, ...]) -> None:
+        """A message that poses as Goalkeeper's own: counted, and recorded like any refusal."""
+        self._signals += 1
+        received = self._signals
+        metrics.rejected(workflow.metric_meter(), Rejected.INTERNAL)
+        workflow.logger.warning(problem)
+        await record_apart(
+            ReadModelActivities.record_event,
+            self._event(
+                EventKind.MESSAGE_REJECTED,
+                problem,
+                {"payload": summarize_payload(payload)},
+                key=(workflow.info().run_id, received),
+            ),
+            "record a refused message",
+        )
 
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:

@@ -7,13 +7,16 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.sealing as sealing
     from activities import metrics
     from activities.read_model import ReadModelActivities
+    from goalkeeper.ids import fact_id, partition_workflow_id
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         ApprovalDecision,
         GoalRef,
         GoalSpec,
+        PartitionFail,
         PartitionInput,
         PartitionUpdate,
         TaskPage,
@@ -21,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         TaskUpdate,
         WindowState,
     )
-    from goalkeeper.records import EventKind, LoadTasks
+    from goalkeeper.records import Event, EventKind, LoadTasks
     from workflows.messages import parse_message, summarize_payload
     from workflows.options import record, record_apart
     from workflows.specs import load_specs
@@ -64,6 +67,16 @@ class PartitionWorkflow:
             raise ApplicationError(
                 f"partition {workflow.info().workflow_id!r} rejected: {self._bad_input}; "
                 "partitions are started by their GoalWorkflow",
+                type="InvalidPartitionInput",
+                non_retryable=True,
+            )
+        info = workflow.info()
+        parent = info.parent.workflow_id if info.parent else None
+        expected = partition_workflow_id(input.goal_id, input.index)
+        if parent != input.goal_id or info.workflow_id != expected:
+            raise ApplicationError(
+                f"partition {info.workflow_id!r} rejected: expected {expected!r} started by "
+                f"goal {input.goal_id!r}, got one started by {parent or 'a client'}",
                 type="InvalidPartitionInput",
                 non_retryable=True,
             )
@@ -110,45 +123,70 @@ class PartitionWorkflow:
         return self._window.page(parsed)
 
     @workflow.signal
-    def task_update(self, update: TaskUpdate) -> None:
-        if self._window is None:
+    async def task_update(self, *payload: Any) -> None:
+        """A running task's new state, from its `TaskWorkflow`."""
+        update = sealing.opened(payload, TaskUpdate, "task_update")
+        if isinstance(update, str):
+            await self._refuse(update, payload)
+        elif self._window is None:
             self._early.append(update)
         else:
             self._window.task_update(update)
 
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
-        """A retry decision the goal passed on: its task is in this partition."""
-        self._signals += 1
-        received = self._signals
+        """A retry decision the goal judged and passed on: its task is in this partition.
+
+        Sealed by the goal: a decision sent here directly would skip the goal's judging.
+        """
+        decision = sealing.opened(payload, ApprovalDecision, "approval_decision")
+        if isinstance(decision, str):
+            await self._refuse(decision, payload)
+            return
         await workflow.wait_condition(lambda: self._window is not None)
         window = self._window
         assert window is not None
-        decision = parse_message(payload, ApprovalDecision, "approval decision")
-        problem = decision if isinstance(decision, str) else window.judge_retry(decision)
-        if problem is not None or isinstance(decision, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
-            await record_apart(
-                ReadModelActivities.record_event,
-                window.event(
-                    EventKind.DECISION_REJECTED,
-                    str(problem),
-                    None,
-                    {"payload": summarize_payload(payload)},
-                    key=(workflow.info().run_id, received),
-                ),
-                "record rejected decision",
-            )
+        problem = window.judge_retry(decision)
+        if problem is not None:
+            await self._refuse(problem, payload, EventKind.DECISION_REJECTED)
             return
         window.take_retry_decision(decision)
 
     @workflow.signal
-    async def fail(self, reason: str) -> None:
+    async def fail(self, *payload: Any) -> None:
         """The goal is failing: abort what runs here and skip the rest."""
+        request = sealing.opened(payload, PartitionFail, "fail", legacy=lambda v: {"reason": v})
+        if isinstance(request, str):
+            await self._refuse(request, payload)
+            return
         await workflow.wait_condition(lambda: self._window is not None)
         window = self._window
         assert window is not None
-        window.fail(str(reason)[:500])
+        window.fail(request.reason[:500])
+
+    async def _refuse(
+        self, problem: str, payload: tuple[Any, ...], kind: EventKind = EventKind.MESSAGE_REJECTED
+    ) -> None:
+        """Count and record a refused message, under the goal this partition runs for."""
+        self._signals += 1
+        received = self._signals
+        internal = kind is EventKind.MESSAGE_REJECTED
+        what = Rejected.INTERNAL if internal else Rejected.DECISION
+        metrics.rejected(workflow.metric_meter(), what)
+        workflow.logger.warning(problem)
+        info = workflow.info()
+        goal_id = self._input.goal_id if self._input else info.workflow_id
+        await record_apart(
+            ReadModelActivities.record_event,
+            Event(
+                event_id=fact_id("partition", info.run_id, kind, received),
+                kind=kind,
+                message=problem,
+                goal_id=goal_id,
+                detail={"payload": summarize_payload(payload)},
+            ),
+            f"record {kind}",
+        )
 
     async def _roll_up(self) -> timedelta | None:
         """Tell the goal the counts if they changed, at most once per `ROLLUP_EVERY`."""
@@ -168,7 +206,7 @@ class PartitionWorkflow:
         assert parent is not None
         try:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "partition_update", update
+                "partition_update", sealing.sealed("partition_update", parent.workflow_id, update)
             )
         except Exception as exc:  # the goal ended or was terminated: nothing left to tell
             workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")

@@ -15,11 +15,13 @@ from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.sealing as sealing
     from activities.read_model import ReadModelActivities
-    from goalkeeper.ids import fact_id
+    from goalkeeper.ids import fact_id, partition_workflow_id
     from goalkeeper.models import (
         ApprovalDecision,
         GoalSpec,
+        PartitionFail,
         PartitionInput,
         PartitionState,
         PartitionUpdate,
@@ -53,8 +55,7 @@ class PartitionSet:
         self._stopped: set[int] = set()
 
     def workflow_id(self, index: int) -> str:
-        # '#' is not allowed in task ids, so a partition's id never clashes with a task's.
-        return f"{self.goal_id}#partition-{index}"
+        return partition_workflow_id(self.goal_id, index)
 
     @property
     def ended(self) -> bool:
@@ -127,9 +128,9 @@ class PartitionSet:
 
     async def forward(self, decision: ApprovalDecision) -> None:
         """Pass a retry decision to the partition holding its failed task."""
-        index = self.retry_due()[decision.task_id or ""]
-        await workflow.get_external_workflow_handle(self.workflow_id(index)).signal(
-            "approval_decision", decision.model_dump(mode="json")
+        to = self.workflow_id(self.retry_due()[decision.task_id or ""])
+        await workflow.get_external_workflow_handle(to).signal(
+            "approval_decision", sealing.sealed("approval_decision", to, decision)
         )
 
     async def _start(self, p: PartitionState) -> None:
@@ -194,8 +195,10 @@ class PartitionSet:
             self._stopped.add(p.index)
             if p.started:
                 try:
-                    await workflow.get_external_workflow_handle(self.workflow_id(p.index)).signal(
-                        "fail", str(self.failing)
+                    to = self.workflow_id(p.index)
+                    fail = PartitionFail(reason=str(self.failing))
+                    await workflow.get_external_workflow_handle(to).signal(
+                        "fail", sealing.sealed("fail", to, fail)
                     )
                 except Exception as exc:  # it ended meanwhile; its watcher says how
                     workflow.logger.warning(f"could not stop partition {p.index}: {exc}")

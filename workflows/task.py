@@ -10,6 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.sealing as sealing
     from activities import metrics
     from activities.assignment import AssignmentActivities
     from activities.checks import CheckActivities
@@ -17,13 +18,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
     from goalkeeper import signing
     from goalkeeper.ids import assignment_id as assignment_id_of
-    from goalkeeper.ids import fact_id
+    from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.metrics import Reassignment, Rejected
     from goalkeeper.models import (
+        Abort,
+        Adopt,
         AgentReport,
         ApprovalDecision,
         Heartbeat,
+        Reassign,
         TaskCheckpoint,
         TaskInput,
         TaskSummary,
@@ -55,9 +59,15 @@ with workflow.unsafe.imports_passed_through():
 MAX_PROBLEM_CHARS = 4000
 """Of why a result was sent back: enough to fix it, small enough for any attempt count."""
 
+MAX_REASON_CHARS = 500
+"""Of why a task was aborted or taken from its agent, as kept in its history lines."""
+
 MESSAGES_PER_RUN = 1000
 """Heartbeats and reports one run takes before it continues as new, well inside
 Temporal's limits of 2,000 updates and 10,000 signals per run."""
+
+KEYS_PER_DECISION = "approver-keys-per-decision"
+"""The patch from which the approvers' keys are read again for each signed decision."""
 
 SYSTEM_APPROVER = "goalkeeper"
 """Who decides when the escalation chain ends without a decision."""
@@ -173,6 +183,15 @@ class TaskWorkflow:
                 type="InvalidTaskInput",
                 non_retryable=True,
             )
+        info = workflow.info()
+        parent = info.parent.workflow_id if info.parent else None
+        if not started_by_goal(self._input.goal_id, parent) or (
+            info.workflow_id != f"{self._input.goal_id}/{self._input.task.id}"
+        ):
+            await self._reject_input(
+                f"expected a task of goal {self._input.goal_id!r} started by that goal, "
+                f"got one started by {parent or 'a client'}"
+            )
         self._view.started_at = self._view.started_at or workflow.now()
         self._show()
         if self._input.assigned is not None and raw_checkpoint is None:
@@ -253,7 +272,7 @@ class TaskWorkflow:
         """An approver's decision; only the approvers asked at this level may decide."""
         received = self._received()
         await self._after_settling()
-        decision = self._judge_decision(payload)
+        decision = await self._judge_decision_now(payload)
         if isinstance(decision, str):
             metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             await self._record_rejection(EventKind.DECISION_REJECTED, decision, payload, received)
@@ -264,7 +283,7 @@ class TaskWorkflow:
     async def decide(self, *payload: Any) -> TaskView:
         """`approval_decision`, answered: the task after the decision, or why it was rejected."""
         await self._after_settling()
-        decision = self._judge_decision(payload)
+        decision = await self._judge_decision_now(payload)
         if isinstance(decision, str):
             metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
@@ -276,7 +295,8 @@ class TaskWorkflow:
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
         if not self._settling:  # else the handler judges once the report is applied
-            problem = self._judge_decision(payload)
+            # Its signature is judged by the handler, against the keys as they are then.
+            problem = self._judge_decision(payload, signed=False)
             reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
 
     @workflow.signal(name="agent_heartbeat")
@@ -316,37 +336,53 @@ class TaskWorkflow:
         problem = self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
         reject_if(metrics.refused(workflow.metric_meter(), Rejected.HEARTBEAT, problem))
 
-    @workflow.signal(name="reassign")
-    def reassign(self, request: Any = None) -> None:
-        """Take the task from the agent of `assignment_id` now (used by the health check).
+    # Goalkeeper's own messages: sealed by a worker, so nobody else can send them.
 
-        The payload names the assignment (`{"assignment_id", "reason"}`), so a request
-        about a slow agent never takes the task from the agent that replaced it.
+    @workflow.signal(name="reassign")
+    async def reassign(self, *payload: Any) -> None:
+        """Take the task from the agent of `assignment_id` now (the health check asks).
+
+        Naming the assignment keeps a request about a slow agent from taking the task
+        from the agent that replaced it.
         """
-        if not isinstance(request, dict) or request.get("assignment_id") is None:
-            workflow.logger.warning(f"reassign ignored, no assignment_id: {request!r:.200}")
-            return
-        if (
+        received = self._received()
+        request = sealing.opened(payload, Reassign, "reassign")
+        if isinstance(request, str):
+            await self._refuse_internal(request, payload, received)
+        elif (
             self._view.status is TaskStatus.ASSIGNED
-            and request["assignment_id"] == self._view.assignment_id
+            and request.assignment_id == self._view.assignment_id
         ):
-            why = str(request.get("reason") or "reassigned on request")[:500]
+            why = request.reason[:MAX_REASON_CHARS]
             self._reassign = Lapse.of(why, Reassignment.HEALTH_CHECK)
 
     @workflow.signal
-    def adopt(self, request: Any = None) -> None:
+    async def adopt(self, *payload: Any) -> None:
         """A later run of the goal took this task over: tell it how the task ends."""
-        run = request.get("goal_run_id") if isinstance(request, dict) else None
-        if run == self._input.goal_run_id:
+        received = self._received()
+        request = sealing.opened(payload, Adopt, "adopt")
+        if isinstance(request, str):
+            await self._refuse_internal(request, payload, received)
+        elif request.goal_run_id == self._input.goal_run_id:
             self._adopted = True
         else:
             workflow.logger.warning(f"adopt ignored, not this task's goal run: {request!r:.200}")
 
     @workflow.signal(name="abort")
-    def abort(self, reason: str = "aborted") -> None:
+    async def abort(self, *payload: Any) -> None:
         """End the task without a result (the goal failed); its agent is released."""
-        if not self._view.status.is_terminal:
-            self._abort = str(reason)[:500]
+        received = self._received()
+        request = sealing.opened(payload, Abort, "abort", legacy=lambda v: {"reason": str(v)})
+        if isinstance(request, str):
+            await self._refuse_internal(request, payload, received)
+        elif not self._view.status.is_terminal:
+            self._abort = request.reason[:MAX_REASON_CHARS]
+
+    async def _refuse_internal(self, problem: str, payload: tuple[Any, ...], received: int) -> None:
+        """A message that poses as Goalkeeper's own: counted, and recorded like any refusal."""
+        self._messages += 1
+        metrics.rejected(workflow.metric_meter(), Rejected.INTERNAL)
+        await self._record_rejection(EventKind.MESSAGE_REJECTED, problem, payload, received)
 
     async def _judge_report(self, payload: tuple[Any, ...]) -> AgentReport | str:
         return await self._judge(payload, AgentReport, "agent report", self._report_problem)
@@ -411,10 +447,12 @@ class TaskWorkflow:
         if key is not None and agent_id == self._view.agent_id:
             self._signers.agent_key = key
 
-    async def _load_approver_keys(self) -> None:
-        """Read the keys of every approver who may be asked, before any may decide."""
+    async def _load_approver_keys(self, apart: bool = False) -> None:
+        """Read the keys of every approver who may be asked: before any may decide, and
+        again for each decision (from its handler, `apart`)."""
         approvers = sorted({name for level in self._input.approval_levels for name in level})
-        keys: signing.Signers = await record(
+        read = record_apart if apart else record
+        keys: signing.Signers = await read(
             KeyActivities.approver_keys, approvers, "read the approvers' keys"
         )
         self._signers.approver_keys = keys.approver_keys
@@ -468,18 +506,31 @@ class TaskWorkflow:
         await workflow.wait_condition(lambda: not self._settling and self._judged == ticket)
         self._judged += 1
 
-    def _judge_decision(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
+    def _judge_decision(
+        self, payload: tuple[Any, ...], signed: bool = True
+    ) -> ApprovalDecision | str:
+        """The decision, or why it cannot count; `signed=False` leaves its signature to be
+        judged once the approvers' keys are read again."""
         decision = parse_message(payload, ApprovalDecision, "approval decision")
         if isinstance(decision, str):
             return decision
         view = self._view
+        signers = self._signers if signed else self._signers.model_copy(update={"required": False})
         return (
             decision_problem(view, decision, self._decision is not None)
-            or signing.decision_problem(
-                self._signers, view.goal_id, view.task_id, decision, view.result
-            )
+            or signing.decision_problem(signers, view, decision)
             or decision
         )
+
+    async def _judge_decision_now(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
+        """Judged against the approvers' keys as they are now: a replaced key no longer
+        decides, and a new one does, for a task already waiting."""
+        decision = self._judge_decision(payload, signed=False)
+        if isinstance(decision, str) or not self._signers.required:
+            return decision
+        if workflow.patched(KEYS_PER_DECISION):
+            await self._load_approver_keys(apart=True)
+        return self._judge_decision(payload)
 
     # The life of the task.
 
@@ -1077,13 +1128,13 @@ class TaskWorkflow:
         if parent is None:
             return
         try:
+            update = TaskUpdate(
+                goal_run_id=self._input.goal_run_id,
+                task=self._summary(),
+                agent_ids=self._view.agent_ids,
+            )
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "task_update",
-                TaskUpdate(
-                    goal_run_id=self._input.goal_run_id,
-                    task=self._summary(),
-                    agent_ids=self._view.agent_ids,
-                ),
+                "task_update", sealing.sealed("task_update", parent.workflow_id, update)
             )
         except Exception as exc:  # the goal ended or was terminated: nothing left to tell
             workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.sealing as sealing
     from activities import metrics
     from activities.assignment import AssignmentActivities
     from activities.children import ChildActivities
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.judging import retry_problem
     from goalkeeper.metrics import Reassignment
     from goalkeeper.models import (
+        Abort,
         ApprovalDecision,
         GoalReport,
         GoalSpec,
@@ -412,9 +414,12 @@ class TaskWindow:
                 f"record {len(skipped)} skipped tasks",
             )
         for i in ended.abort:
-            handle = workflow.get_external_workflow_handle(self._workflow_id(i))
+            to = self._workflow_id(i)
+            abort = Abort(reason=f"goal failed: {self.schedule.failing or why}")
             try:
-                await handle.signal("abort", f"goal failed: {self.schedule.failing or why}")
+                await workflow.get_external_workflow_handle(to).signal(
+                    "abort", sealing.sealed("abort", to, abort)
+                )
             except Exception as exc:  # its workflow is gone; its watcher records that
                 workflow.logger.warning(f"could not abort task {self.specs[i].id!r}: {exc}")
         self.changed = True

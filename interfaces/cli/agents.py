@@ -10,11 +10,14 @@ from typing import Any
 
 from activities.database import (
     AGENT_ROLE,
+    LOGIN_CAPACITY_LIMIT,
     InvalidAgentLogin,
     agent_login,
     create_agent_login,
     drop_agent_login,
+    grant_workspaces,
     login_url,
+    login_workspaces,
 )
 from goalkeeper.learning import AgentRecord
 from goalkeeper.masking import mask_url
@@ -133,8 +136,15 @@ def record_figures(record: AgentRecord) -> dict[str, Any]:
 
 
 async def new_role(session: Session, args: argparse.Namespace) -> None:
-    """Make a PostgreSQL login for agents and print its DATABASE_URL once: PostgreSQL keeps
-    only a verifier of the password, so it cannot be shown again."""
+    """Make a PostgreSQL login for agents of the given workspaces and print its DATABASE_URL
+    once: PostgreSQL keeps only a verifier of the password, so it cannot be shown again."""
+    workspaces = args.workspaces or []
+    if not workspaces:
+        raise CliError(
+            f"expected one or more --workspace W: the workspaces login {args.name}'s agents "
+            "serve (it registers and claims agents there only), got none",
+            EXIT_USAGE,
+        )
     given = args.password_env
     password = os.environ.get(given, "") if given else secrets.token_urlsafe(24)
     if given and len(password) < 16:
@@ -142,24 +152,53 @@ async def new_role(session: Session, args: argparse.Namespace) -> None:
             f"{given} must hold the login's password, at least 16 characters; got {len(password)}",
             EXIT_USAGE,
         )
+    pool = await session.pool()
     try:
-        await create_agent_login(await session.pool(), args.name, password)
+        await create_agent_login(pool, args.name, password, workspaces)
     except InvalidAgentLogin as exc:
-        if not (args.if_missing and await agent_login(await session.pool(), args.name)):
+        if not (args.if_missing and await agent_login(pool, args.name)):
             raise CliError(str(exc), EXIT_USAGE) from exc
+        served = await grant_workspaces(pool, args.name, workspaces)
         session.emit(
-            {"login": args.name, "created": False},
-            f"login {args.name} exists already; left as it is",
+            {"login": args.name, "created": False, "workspaces": served},
+            f"login {args.name} exists already; left as it is, serving workspaces "
+            f"{', '.join(served)}",
         )
         return
     url = login_url(database_url(session.settings, start=False), args.name, password)
     if given:  # the password is in the caller's environment: never print it
         url = mask_url(url)
     session.emit(
-        {"login": args.name, "database_url": url},
-        f"{url}\nlogin {args.name} may act for the agents it registers ({AGENT_ROLE}); keep "
-        "this URL now, it is not shown again. Run agents with it: DATABASE_URL=URL python "
-        "agent.py ... (change the host if they run elsewhere).",
+        {"login": args.name, "database_url": url, "workspaces": workspaces},
+        f"{url}\nlogin {args.name} may act for the agents it registers ({AGENT_ROLE}) in "
+        f"workspaces {', '.join(workspaces)}, each with a capacity of at most "
+        f"{LOGIN_CAPACITY_LIMIT}; keep this URL now, it is not shown again. Run agents with "
+        "it: DATABASE_URL=URL python agent.py --workspace W ... (change the host if they run "
+        "elsewhere).",
+    )
+
+
+async def grant_role(session: Session, args: argparse.Namespace) -> None:
+    """Let an agents' login serve more workspaces (or some, if it was made without)."""
+    try:
+        served = await grant_workspaces(await session.pool(), args.name, args.workspaces)
+    except InvalidAgentLogin as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    session.emit(
+        {"login": args.name, "workspaces": served},
+        f"login {args.name} serves workspaces {', '.join(served)}",
+    )
+
+
+async def list_roles(session: Session, args: argparse.Namespace) -> None:
+    """Agents' logins and the workspaces each serves."""
+    logins = await login_workspaces(await session.pool())
+    session.emit(
+        [{"login": login, "workspaces": served} for login, served in logins.items()],
+        table(
+            [[login, ", ".join(served) or "none: grant some"] for login, served in logins.items()],
+            ["login", "workspaces"],
+        ),
     )
 
 

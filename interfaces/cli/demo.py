@@ -39,6 +39,7 @@ from interfaces.cli.goals import describe_progress, describe_report
 from interfaces.cli.serve import Dashboard, serve_beside, wait_for_stop
 from interfaces.cli.session import EXIT_FAILED, CliError, Session
 from interfaces.client import TemporalUnreachable
+from interfaces.secret import stack_secret_file
 from interfaces.stack import EmbeddedStack, database_url
 from workflows.goal import GoalWorkflow
 from workflows.request import RequestWorkflow
@@ -80,6 +81,8 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         if await _temporal_answers(session):
             print(f"using the stack already running at {settings.temporal_address}")
             env["DATABASE_URL"] = database_url(settings, start=False)
+            if settings.worker_secret is None:
+                env["GOALKEEPER_WORKER_SECRET_FILE"] = str(stack_secret_file(settings.data_dir))
         else:
             port = int(settings.temporal_address.rsplit(":", 1)[-1])
             stack = EmbeddedStack(settings.data_dir, port=port, ui_port=args.ui_port)

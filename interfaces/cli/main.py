@@ -23,6 +23,8 @@ from interfaces.cli import (
     keys,
     requests,
     runbooks,
+    schema,
+    secret,
     serve,
     stack,
     suggestions,
@@ -155,12 +157,34 @@ def parser() -> argparse.ArgumentParser:
     )
     made.add_argument("name", help="the login's name (lowercase)")
     made.add_argument(
+        "--workspace",
+        dest="workspaces",
+        action="append",
+        metavar="W",
+        help="a workspace its agents serve (repeat for more; at least one)",
+    )
+    made.add_argument(
         "--password-env", help="take its password from this variable (never printed) instead"
     )
     made.add_argument(
-        "--if-missing", action="store_true", help="an agents' login of that name is fine"
+        "--if-missing",
+        action="store_true",
+        help="an agents' login of that name is fine (it is granted the workspaces)",
     )
+    granting = command(
+        logins, "grant", "let an agents' login serve more workspaces", agents.grant_role
+    )
+    granting.add_argument("name")
+    granting.add_argument(
+        "--workspace", dest="workspaces", action="append", required=True, metavar="W"
+    )
+    command(logins, "list", "list agents' logins and their workspaces", agents.list_roles)
     command(logins, "drop", "drop an agents' login", agents.drop_role).add_argument("name")
+
+    schema_group = commands.add_parser(
+        "schema", help="the PostgreSQL schema (its owner's)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(schema_group, "apply", "create or update the schema, as its owner", schema.apply)
 
     runbook = commands.add_parser("runbook", help="the runbooks goals start from").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -292,6 +316,13 @@ def parser() -> argparse.ArgumentParser:
         "codec-key", help="keys that encrypt payloads in Temporal"
     ).add_subparsers(dest="codec_key_command", required=True, metavar="ACTION")
     command(codec_key, "new", "make a key and print it once", codec.new_key).add_argument(
+        "--id", help="its key id (default: today's date and 4 random hex digits)"
+    )
+
+    worker_secret = commands.add_parser(
+        "worker-secret", help="the key that seals the messages between workflows"
+    ).add_subparsers(dest="worker_secret_command", required=True, metavar="ACTION")
+    command(worker_secret, "new", "make a key and print it once", secret.new_secret).add_argument(
         "--id", help="its key id (default: today's date and 4 random hex digits)"
     )
 
