@@ -1,6 +1,7 @@
 """Settings read from the environment, with the defaults of the embedded dev stack."""
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,18 @@ class Settings:
     """With keys, whether workers still take unencrypted messages (while migrating)."""
     require_signatures: bool = False
     """Goals that do not say refuse unsigned reports, heartbeats and decisions."""
+    api_open_reads: bool | None = None
+    """Whether the API and dashboard answer reads without a token; None (unset) means no
+    for `serve`, yes for `up` and the demo on loopback. Actions always need one."""
+    api_allowed_hosts: tuple[str, ...] | None = None
+    """Host names (`name` for any port, or `name:port`; `*` for any) the API answers;
+    None means the loopback names when it listens on loopback, and must be set otherwise."""
+    api_max_body_bytes: int = 1024 * 1024
+    """The largest request body the API reads; a larger one is refused (413) unread."""
+    api_streams_per_token: int = 4
+    """Event streams one token may hold open at once."""
+    api_streams_per_address: int = 8
+    """Event streams one client address may hold open at once."""
     worker_secret: SealKeys | None = None
     """The keys that seal the workers' own messages; None: the embedded stack's file."""
 
@@ -86,19 +99,65 @@ class Settings:
             codec_keys=_codec_keys(env),
             codec_accept_plaintext=_switch(env, "GOALKEEPER_CODEC_ACCEPT_PLAINTEXT", False),
             require_signatures=_switch(env, "GOALKEEPER_REQUIRE_SIGNATURES", False),
+            api_open_reads=_said(env, "GOALKEEPER_API_OPEN_READS"),
+            api_allowed_hosts=_hosts(env, "GOALKEEPER_API_ALLOWED_HOSTS"),
+            api_max_body_bytes=_count(env, "GOALKEEPER_API_MAX_BODY_BYTES", cls.api_max_body_bytes),
+            api_streams_per_token=_count(
+                env, "GOALKEEPER_API_STREAMS_PER_TOKEN", cls.api_streams_per_token
+            ),
+            api_streams_per_address=_count(
+                env, "GOALKEEPER_API_STREAMS_PER_ADDRESS", cls.api_streams_per_address
+            ),
             worker_secret=_worker_secret(env),
         )
 
 
 def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    said = _said(env, name)
+    return default if said is None else said
+
+
+def _said(env: Mapping[str, str], name: str) -> bool | None:
+    """An on/off setting, or None where it is not set."""
     raw = (env.get(name) or "").strip().lower()
     if not raw:
-        return default
+        return None
     if raw in ("1", "true", "on", "yes"):
         return True
     if raw in ("0", "false", "off", "no"):
         return False
     raise ValueError(f"{name} must be on or off (1/0, true/false), got {raw!r}")
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of 1 or more, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of 1 or more, got {raw!r}")
+    return value
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    """Host names as a client's Host header gives them: `name`, `name:port`, `[::1]`, `*`."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        if host != "*" and not _HOST.fullmatch(host):
+            raise ValueError(
+                f"{name} must be host names, comma-separated (example.com, example.com:8000, "
+                f"[::1] or *), got {host!r} in {raw!r}"
+            )
+    return hosts
+
+
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:[0-9]{1,5})?")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:

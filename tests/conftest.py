@@ -138,12 +138,14 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 @pytest.fixture
 async def api(pool: asyncpg.Pool, client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    """The HTTP API on the test's stack, called in process, at its `/api/v1` root."""
-    app = create_app(Settings(), pool=pool, client=client)
+    """The HTTP API on the test's stack, called in process, at its `/api/v1` root, with
+    reads open (as `up` serves it); actions need a token. Tests of closed reads, hosts and
+    limits serve their own app over HTTP (tests/test_api_access.py)."""
+    app = create_app(Settings(api_open_reads=True), pool=pool, client=client)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api/api/v1") as http,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost/api/v1") as http,
     ):
         yield http
 
@@ -157,6 +159,7 @@ def dashboard(
     It runs in a thread with its own event loop, pool and Temporal client (on the same
     PostgreSQL and Temporal as `pool` and `client`), so it answers a browser even while
     a test blocks its own loop on a Selenium call. Asking for `pool` applies the schema.
+    As `serve` does, it needs a token to read: sign in with `web.sign_in`.
     """
     settings = Settings(database_url=database_url, temporal_address=temporal_server.address)
     with web.serve(create_app(settings)) as url:

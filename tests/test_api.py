@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
+from activities.tokens import new_token
 from goalkeeper.models import Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.goals import read_model_stage
@@ -390,7 +391,7 @@ async def test_health_says_what_is_reachable_and_the_open_alerts(
 
 
 async def test_serve_answers_health_over_http(
-    temporal_server: TemporalDevServer, database_url: str
+    temporal_server: TemporalDevServer, database_url: str, pool: asyncpg.Pool
 ) -> None:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
@@ -419,6 +420,14 @@ async def test_serve_answers_health_over_http(
                 return response
 
             response = await eventually(answers, timeout=60, what="starter.py serve to answer")
+            # By default, reading needs a token too, and only loopback names are served.
+            assert (response.status_code, response.headers["content-type"]) == (401, PROBLEM)
+            foreign = await http.get("/api/v1/health", headers={"Host": "evil.example"})
+            assert (foreign.status_code, foreign.json()["host"]) == (421, "evil.example")
+            token = (await new_token(pool, "reader", all_workspaces=True))["token"]
+            response = await http.get(
+                "/api/v1/health", headers={"Authorization": f"Bearer {token}"}
+            )
             assert response.status_code in (200, 503)
             assert response.json()["postgres"] == {"reachable": True}
             assert response.json()["temporal"] == {"reachable": True}

@@ -16,6 +16,7 @@ from activities.tokens import new_token
 from goalkeeper.statuses import TaskStatus
 from interfaces.api.app import create_app
 from interfaces.api.events import stream
+from interfaces.api.listener import EventListener
 from interfaces.config import Settings
 from interfaces.stack import free_port
 from tests.helpers import eventually, goal_spec, report, start_goal, wait_task
@@ -25,8 +26,9 @@ PROBLEM = "application/problem+json"
 LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%goalkeeper_events%'"
 
 
-async def bearer(pool: asyncpg.Pool, person: str) -> dict[str, str]:
-    made = await new_token(pool, person)
+async def bearer(pool: asyncpg.Pool, person: str, *workspaces: str) -> dict[str, str]:
+    """The header of a new token for `person` in `workspaces` (none named: all of them)."""
+    made = await new_token(pool, person, workspaces, all_workspaces=not workspaces)
     return {"Authorization": f"Bearer {made['token']}"}
 
 
@@ -62,16 +64,25 @@ async def test_tokens_made_listed_and_revoked_by_the_cli(
     api: httpx.AsyncClient, database_url: str
 ) -> None:
     person = f"person-{uuid.uuid4().hex[:6]}"
-    made = await starter(database_url, "token", "new", "--as", person, "--json")
+    unscoped = await starter(database_url, "token", "new", "--as", person)
+    assert unscoped.code == 2 and "--workspace W, or --all-workspaces" in unscoped.err
+    both = ("--workspace", "ws-a", "--all-workspaces")
+    assert (await starter(database_url, "token", "new", "--as", person, *both)).code == 2
+    scoped = ("--workspace", "ws-b", "--workspace", "ws-a")
+    made = await starter(database_url, "token", "new", "--as", person, *scoped, "--json")
     assert made.code == 0, made.err
+    assert (made.json()["workspaces"], made.json()["all_workspaces"]) == (["ws-a", "ws-b"], False)
     token, token_id = made.json()["token"], made.json()["token_id"]
-    shown = await starter(database_url, "token", "new", "--as", person)
-    assert shown.code == 0 and "not shown again" in shown.out
+    shown = await starter(database_url, "token", "new", "--as", person, "--all-workspaces")
+    assert shown.code == 0 and "not shown again" in shown.out and "all workspaces" in shown.out
 
     listed = await starter(database_url, "token", "list", "--json")
     assert listed.code == 0, listed.err
     mine = [t for t in listed.json() if t["token_id"] == token_id]
-    assert [(t["person"], t["revoked_at"]) for t in mine] == [(person, None)]
+    assert [(t["person"], t["workspaces"], t["revoked_at"]) for t in mine] == [
+        (person, ["ws-a", "ws-b"], None)
+    ]
+    assert "ws-a, ws-b" in (await starter(database_url, "token", "list")).out
     assert token not in listed.out and "token_hash" not in listed.out
     assert token not in (await starter(database_url, "token", "list")).out
 
@@ -79,7 +90,7 @@ async def test_tokens_made_listed_and_revoked_by_the_cli(
     unknown_goal = f"goal-{uuid.uuid4().hex[:8]}"
     body = {"goal_id": unknown_goal, "rating": 4}
     # Past the token: the feedback itself is refused, naming the goal.
-    refused(await api.post("/feedback", json=body, headers=headers), 422, unknown_goal)
+    refused(await api.post("/feedback", json=body, headers=headers), 404, unknown_goal)
 
     revoked = await starter(database_url, "token", "revoke", token_id, "--json")
     assert (revoked.code, revoked.json()["token_id"]) == (0, token_id), revoked.err
@@ -105,7 +116,8 @@ async def test_approval_and_rejection_reach_the_task_as_the_tokens_person(
     for task_id in ("t1", "t2"):
         await report(client, await wait_task(client, handle.id, task_id, TaskStatus.ASSIGNED))
         await wait_task(client, handle.id, task_id, TaskStatus.AWAITING_APPROVAL)
-    lead, intruder = await bearer(pool, "ops-lead"), await bearer(pool, "intruder")
+    lead = await bearer(pool, "ops-lead", workspace)
+    intruder = await bearer(pool, "intruder", workspace)
 
     path = f"/goals/{handle.id}/tasks/t1/decision"
     denied = await api.post(path, json={"decision": "approve"}, headers=intruder)
@@ -143,7 +155,8 @@ async def test_budget_raise_stop_and_feedback_as_the_tokens_person(
     spec = goal_spec(workspace=workspace, approvers=["ops-lead"], budget_usd=1.0)
     handle = await start_goal(client, spec, task_queue)
     await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
-    lead, intruder = await bearer(pool, "ops-lead"), await bearer(pool, "intruder")
+    lead = await bearer(pool, "ops-lead", workspace)
+    intruder = await bearer(pool, "intruder", workspace)
 
     budget = f"/goals/{handle.id}/budget"
     refused(await api.post(budget, json={"usd": 5}, headers=intruder), 409, "'intruder'")
@@ -217,7 +230,8 @@ async def test_a_goals_event_stream_sends_kept_events_then_new_ones(
 ) -> None:
     handle = await start_goal(client, goal_spec(1, workspace), task_queue)
     view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
-    live = stream(pool, handle.id)
+    listener = EventListener(pool)
+    live = stream(pool, listener, handle.id)
     try:
         started = await next_event(live, "goal_started")
         assigned = await next_event(live, "task_assigned")  # kept before the stream opened
@@ -229,7 +243,7 @@ async def test_a_goals_event_stream_sends_kept_events_then_new_ones(
     finally:
         await live.aclose()
 
-    resumed = stream(pool, handle.id, after=completed["seq"])
+    resumed = stream(pool, listener, handle.id, after=completed["seq"])
     try:
         first = await asyncio.wait_for(anext(resumed), 60)
         assert int(first.split("\n")[0].removeprefix("id: ")) > completed["seq"]
@@ -251,7 +265,8 @@ async def test_the_event_stream_over_http_on_uvicorn(
     serving = asyncio.create_task(server.serve())
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        reader = await bearer(pool, "reader", workspace)
+        async with httpx.AsyncClient(base_url=base, timeout=60, headers=reader) as http:
             await eventually(lambda: asyncio.sleep(0, server.started), what="uvicorn started")
             missing = await http.get("/goals/no-such-goal/events")
             assert (missing.status_code, missing.headers["content-type"]) == (404, PROBLEM)

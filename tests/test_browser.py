@@ -6,11 +6,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from temporalio.client import Client
 
+from activities.tokens import new_token
 from tests import web
 from tests.helpers import goal_spec, start_goal
 
@@ -20,7 +22,11 @@ def shown_json(driver: WebDriver) -> Any:
     return json.loads(driver.find_element(By.TAG_NAME, "pre").text)
 
 
-def test_the_browser_reads_the_api_over_http(dashboard: str, browser: webdriver.Chrome) -> None:
+async def test_the_browser_reads_the_api_over_http(
+    dashboard: str, browser: webdriver.Chrome, pool: asyncpg.Pool
+) -> None:
+    # Reading needs a token: signed in once, the browser's cookie reads the API too.
+    web.sign_in(browser, dashboard, (await new_token(pool, "reader", all_workspaces=True))["token"])
     browser.get(f"{dashboard}/api/v1/health")
     health = shown_json(browser)
     assert health["postgres"] == {"reachable": True}
@@ -31,9 +37,15 @@ def test_the_browser_reads_the_api_over_http(dashboard: str, browser: webdriver.
 
 
 async def test_a_page_shows_what_the_workers_write_while_the_browser_waits(
-    dashboard: str, browser: webdriver.Chrome, client: Client, task_queue: str, workspace: str
+    dashboard: str,
+    browser: webdriver.Chrome,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
 ) -> None:
     handle = await start_goal(client, goal_spec(1, workspace), task_queue)
+    web.sign_in(browser, dashboard, (await new_token(pool, "reader", [workspace]))["token"])
 
     def goal_listed(driver: WebDriver) -> Any:
         driver.get(f"{dashboard}/api/v1/goals/{handle.id}")

@@ -283,7 +283,7 @@ async def codec_server(keys: Keyring, pool: asyncpg.Pool) -> AsyncIterator[httpx
 
 @pytest.fixture
 async def token(pool: asyncpg.Pool) -> str:
-    made = await new_token(pool, "reader")
+    made = await new_token(pool, "reader", all_workspaces=True)
     return str(made["token"])
 
 
@@ -322,12 +322,18 @@ async def test_the_codec_server_refuses_without_a_valid_token(
         "/decode", content=sealed, headers={"Authorization": "Bearer not-a-token"}
     )
     assert unknown.status_code == 401 and "unknown token" in unknown.json()["detail"]
-    made = await new_token(pool, "leaver")
+    made = await new_token(pool, "leaver", all_workspaces=True)
     await revoke_token(pool, made["token_id"])
     revoked = await codec_server.post(
         "/decode", content=sealed, headers={"Authorization": f"Bearer {made['token']}"}
     )
     assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
+    # A payload may be any workspace's: a token of some workspaces decodes none.
+    scoped = await new_token(pool, "reader", ["ws-a"])
+    partial = await codec_server.post(
+        "/decode", content=sealed, headers={"Authorization": f"Bearer {scoped['token']}"}
+    )
+    assert partial.status_code == 401 and "token of all workspaces" in partial.json()["detail"]
     assert RESULT not in missing.text + unknown.text + revoked.text
 
 

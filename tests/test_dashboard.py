@@ -16,6 +16,9 @@ from temporalio.client import Client
 
 from activities.tokens import new_token
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.api.app import create_app
+from interfaces.config import Settings
+from interfaces.stack import TemporalDevServer
 from tests import web
 from tests.helpers import ROOT, SimulatedAgents, goal_spec, report, start_goal, wait_task
 
@@ -47,6 +50,11 @@ async def on(driver: WebDriver, selector: str, action: Callable[[WebElement], ob
     await web.wait_until(driver, done, f"to act on {selector}")
 
 
+async def token(pool: asyncpg.Pool, person: str, workspace: str) -> str:
+    """A new token for `person` in `workspace`."""
+    return str((await new_token(pool, person, [workspace]))["token"])
+
+
 async def sign_in(driver: WebDriver, token: str, person: str) -> None:
     """Paste a token in the page's header, as a person does, and wait for whom it names."""
     await on(driver, "#token input[name=token]", lambda e: e.send_keys(token))
@@ -69,6 +77,7 @@ async def test_a_progress_bar_advances_live_while_the_goal_runs(
     handle = await start_goal(client, goal_spec(4, workspace, max_running_tasks=1), task_queue)
     await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
     browser.get(f"{dashboard}/?workspace={workspace}")
+    await sign_in(browser, await token(pool, "viewer", workspace), "viewer")
     await web.wait_until(browser, lambda d: bar(d, handle.id) == 0.0, "the goal's bar at 0 %")
 
     seen: list[float] = []
@@ -88,11 +97,18 @@ async def test_a_progress_bar_advances_live_while_the_goal_runs(
 
 
 async def test_the_goal_page_follows_the_goals_events(
-    dashboard: str, browser: webdriver.Chrome, client: Client, task_queue: str, workspace: str
+    dashboard: str,
+    browser: webdriver.Chrome,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
 ) -> None:
     handle = await start_goal(client, goal_spec(2, workspace), task_queue)
     first = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
     browser.get(f"{dashboard}/goals/{handle.id}")
+    assert "Sign in" in browser.find_element(By.TAG_NAME, "h1").text  # no token, no goal
+    await sign_in(browser, await token(pool, "viewer", workspace), "viewer")
     await web.wait_until(
         browser, lambda d: "0 of 2 tasks done" in d.find_element(By.ID, "summary").text, "0 of 2"
     )
@@ -113,6 +129,24 @@ async def test_the_goal_page_follows_the_goals_events(
 
 
 async def test_an_approver_approves_from_the_inbox_and_the_goal_completes(
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    browser: webdriver.Chrome,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+) -> None:
+    # Reads open, as `up` serves the dashboard: the inbox shows without a token, but
+    # deciding needs one.
+    settings = Settings(
+        database_url=database_url, temporal_address=temporal_server.address, api_open_reads=True
+    )
+    with web.serve(create_app(settings)) as dashboard:
+        await _approve_from_the_inbox(dashboard, browser, client, pool, task_queue, workspace)
+
+
+async def _approve_from_the_inbox(
     dashboard: str,
     browser: webdriver.Chrome,
     client: Client,
@@ -153,12 +187,12 @@ async def test_an_approver_approves_from_the_inbox_and_the_goal_completes(
     await on(browser, approve, WebElement.click)
     await web.wait_until(browser, answer("paste your API token"), "no token: nothing sent")
 
-    await sign_in(browser, (await new_token(pool, "intern"))["token"], "intern")
+    await sign_in(browser, await token(pool, "intern", workspace), "intern")
     await on(browser, approve, WebElement.click)
     refused = await web.wait_until(browser, answer("intern"), "the refusal, naming intern")
     assert "may not decide" in refused  # the validator's own words reach the person
 
-    await sign_in(browser, (await new_token(pool, "ops-lead"))["token"], "ops-lead")
+    await sign_in(browser, await token(pool, "ops-lead", workspace), "ops-lead")
     await on(browser, f"{item} textarea[name=comment]", lambda e: e.send_keys("good to ship"))
     await on(browser, approve, WebElement.click)
 
@@ -210,6 +244,8 @@ async def test_screenshots_of_every_page(
         await report(client, view, result=f"{task_id}: done, with sources", cost_usd=0.42)
     await wait_task(client, handle.id, "review", TaskStatus.AWAITING_APPROVAL)
 
+    browser.get(dashboard)
+    await sign_in(browser, await token(pool, "ops-lead", workspace), "ops-lead")
     where = Path(os.environ.get(SCREENSHOTS) or tmp_path)
     where = where if where.is_absolute() else ROOT / where
     pages = {

@@ -20,6 +20,7 @@ from temporalio.client import Client
 
 from goalkeeper.masking import SecretFilter, mask, mask_url, secrets_of
 from interfaces import telemetry
+from interfaces.api.auth import Access
 from interfaces.api.health import health_report
 from interfaces.stack import TemporalDevServer, free_port
 from tests.helpers import ROOT, start_worker_process
@@ -193,7 +194,8 @@ async def test_commands_and_processes_print_and_log_no_secret(
 ) -> None:
     env = secrets.env
     said: dict[str, str] = {}
-    made = await run_starter(env, "token", "new", "--as", f"scan-{uuid.uuid4().hex[:6]}")
+    person = f"scan-{uuid.uuid4().hex[:6]}"
+    made = await run_starter(env, "token", "new", "--as", person, "--workspace", "scan")
     assert made.code == 0, made.err
     token = made.out.splitlines()[0]
     said["token new (apart from the token, shown once by design)"] = made.out.replace(token, "")
@@ -226,7 +228,7 @@ async def test_commands_and_processes_print_and_log_no_secret(
 
     unreachable_pool = await asyncpg.create_pool(unreachable, min_size=0)
     try:
-        answer = await health_report(unreachable_pool, client)
+        answer = await health_report(unreachable_pool, client, Access(None, None, None))
     finally:
         await unreachable_pool.close()
     assert answer["postgres"]["reachable"] is False

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from goalkeeper.statuses import TaskStatus
 from tests.helpers import eventually, goal_spec, report, start_goal, wait_task
 
-ROOT = "http://api"
+ROOT = "http://localhost"
 WEB = Path(__file__).resolve().parent.parent / "interfaces" / "web"
 PAGES = ("/", "/approvals", "/agents", "/costs", "/suggestions", "/health")
 

@@ -312,7 +312,7 @@ async def test_the_cli_and_the_dashboard_sign_decisions_on_the_result_seen(
     await client.get_workflow_handle(f"{goal.id}/t2").execute_update("decide", printed.json())
 
     # The dashboard signs with its own key, on the person's behalf, over what they saw.
-    headers = {"Authorization": f"Bearer {(await new_token(pool, approver))['token']}"}
+    headers = {"Authorization": f"Bearer {(await new_token(pool, approver, [workspace]))['token']}"}
     path = f"/goals/{goal.id}/tasks/t3/decision"
     stale = {"decision": "approve", "result_digest": signing.digest("an older result")}
     changed = await api.post(path, json=stale, headers=headers)

@@ -29,6 +29,7 @@ import pytest
 import uvicorn
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 from starlette.types import ASGIApp
@@ -87,6 +88,19 @@ def serve(app: ASGIApp, timeout: float = WAIT_SECONDS) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+
+
+def sign_in(driver: WebDriver, base: str, token: str) -> None:
+    """Sign in at `base`/login with a personal token, as a person does; the browser keeps
+    it in its cookie for every page and API request after."""
+    driver.get(f"{base}/login")
+    field = driver.find_element(By.CSS_SELECTOR, "#sign-in input[name=token]")
+    field.send_keys(token)
+    field.submit()
+    WebDriverWait(driver, WAIT_SECONDS).until(
+        lambda d: d.find_element(By.ID, "acting-as").text.startswith("acting as"),
+        "the header to say whom the browser acts as",
+    )
 
 
 @functools.cache

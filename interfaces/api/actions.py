@@ -1,6 +1,7 @@
 """What a person does through the API, as their token's person: decisions, budgets,
 feedback, suggestions. Each goes through the same update or code path as the CLI, so the
-workflows' validators answer the person, as problem details."""
+workflows' validators answer the person, as problem details. A token acts only on goals of
+its workspaces: any other goal is unknown to it."""
 
 from typing import Any
 
@@ -16,12 +17,14 @@ from goalkeeper.feedback import InvalidFeedback, feedback
 from goalkeeper.signing import digest, sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
 from goalkeeper.suggestions import InvalidSuggestionDecision, SuggestionStatus
-from interfaces.api.auth import DELEGATE, Person
+from interfaces.api.auth import DELEGATE, Access, Actor, act
+from interfaces.api.goals import known_goal
 from interfaces.api.problems import Problem
 from interfaces.api.state import Pool, Temporal
+from interfaces.api.suggestions import own_suggestion
 from workflows.task import TaskWorkflow
 
-router = APIRouter(tags=["actions"])
+router = APIRouter(tags=["actions"], dependencies=[act])
 
 
 class DecisionBody(BaseModel):
@@ -76,23 +79,26 @@ async def send_update(client: Client, workflow_id: str, name: str, payload: Any)
 
 
 @router.get("/me")
-async def me(person: Person) -> dict[str, str]:
-    """Whom the request's token acts as: a way to check a token before acting with it."""
-    return {"person": person}
+async def me(actor: Actor) -> dict[str, Any]:
+    """Whom the request's token acts as, and the workspaces it sees (null: all): a way to
+    check a token before acting with it."""
+    return {"person": actor.person, "workspaces": actor.scope}
 
 
 @router.post("/goals/{goal_id:path}/tasks/{task_id}/decision")
 async def decide(
     request: Request,
+    pool: Pool,
     client: Temporal,
-    person: Person,
+    actor: Actor,
     goal_id: str,
     task_id: str,
     body: DecisionBody,
 ) -> dict[str, Any]:
     """Approve or reject a task's result as the token's person; a failed task's decision
     (retry it or give up) goes to its goal, as `starter.py approve|reject` does."""
-    payload = {"approver": person, "decision": body.decision.value, "comment": body.comment}
+    await known_goal(pool, actor, goal_id)
+    payload = {"approver": actor.person, "decision": body.decision.value, "comment": body.comment}
     task = f"{goal_id}/{task_id}"
     try:
         view = await client.get_workflow_handle(task).query(TaskWorkflow.status)
@@ -122,12 +128,13 @@ async def decide(
 
 @router.post("/goals/{goal_id:path}/budget")
 async def raise_budget(
-    client: Temporal, person: Person, goal_id: str, body: BudgetBody
+    pool: Pool, client: Temporal, actor: Actor, goal_id: str, body: BudgetBody
 ) -> dict[str, Any]:
     """Raise a goal's budget as one of its approvers; a goal paused at its budget goes on."""
+    await known_goal(pool, actor, goal_id)
     if body.usd is None and body.tokens is None:
         raise Problem(422, "Invalid request body", "expected usd, tokens or both, got neither")
-    payload: dict[str, Any] = {"approver": person, "comment": body.comment}
+    payload: dict[str, Any] = {"approver": actor.person, "comment": body.comment}
     payload |= {k: v for k, v in (("usd", body.usd), ("tokens", body.tokens)) if v is not None}
     answer: dict[str, Any] = await send_update(client, goal_id, "raise_budget", payload)
     return answer
@@ -135,19 +142,21 @@ async def raise_budget(
 
 @router.post("/goals/{goal_id:path}/stop")
 async def stop(
-    client: Temporal, person: Person, goal_id: str, body: CommentBody | None = None
+    pool: Pool, client: Temporal, actor: Actor, goal_id: str, body: CommentBody | None = None
 ) -> dict[str, Any]:
     """Stop a goal as one of its approvers: running tasks are aborted, the rest skipped."""
-    payload = {"approver": person, "comment": (body or CommentBody()).comment}
+    await known_goal(pool, actor, goal_id)
+    payload = {"approver": actor.person, "comment": (body or CommentBody()).comment}
     answer: dict[str, Any] = await send_update(client, goal_id, "stop", payload)
     return answer
 
 
 @router.post("/feedback", status_code=201)
-async def give(pool: Pool, person: Person, body: FeedbackBody) -> dict[str, Any]:
+async def give(pool: Pool, actor: Actor, body: FeedbackBody) -> dict[str, Any]:
     """Rate a goal's or a task's work as the token's person, as `starter.py feedback` does."""
+    await known_goal(pool, actor, body.goal_id)
     try:
-        given = feedback(body.goal_id, body.task_id, person, body.rating, body.comment)
+        given = feedback(body.goal_id, body.task_id, str(actor.person), body.rating, body.comment)
         return await give_feedback(pool, given)
     except InvalidFeedback as exc:
         raise Problem(422, "Invalid feedback", str(exc)) from exc
@@ -155,29 +164,31 @@ async def give(pool: Pool, person: Person, body: FeedbackBody) -> dict[str, Any]
 
 @router.post("/suggestions/{suggestion_id}/accept")
 async def accept(
-    pool: Pool, person: Person, suggestion_id: str, body: CommentBody | None = None
+    pool: Pool, actor: Actor, suggestion_id: str, body: CommentBody | None = None
 ) -> dict[str, Any]:
     """Accept an open suggestion (its id or first 4+ characters) as the token's person."""
-    return await _decide_suggestion(pool, person, suggestion_id, SuggestionStatus.ACCEPTED, body)
+    chosen = await own_suggestion(pool, actor, suggestion_id)
+    return await _decide_suggestion(pool, actor, chosen, SuggestionStatus.ACCEPTED, body)
 
 
 @router.post("/suggestions/{suggestion_id}/dismiss")
 async def dismiss(
-    pool: Pool, person: Person, suggestion_id: str, body: CommentBody | None = None
+    pool: Pool, actor: Actor, suggestion_id: str, body: CommentBody | None = None
 ) -> dict[str, Any]:
     """Dismiss an open suggestion (its id or first 4+ characters) as the token's person."""
-    return await _decide_suggestion(pool, person, suggestion_id, SuggestionStatus.DISMISSED, body)
+    chosen = await own_suggestion(pool, actor, suggestion_id)
+    return await _decide_suggestion(pool, actor, chosen, SuggestionStatus.DISMISSED, body)
 
 
 async def _decide_suggestion(
     pool: Pool,
-    person: str,
+    actor: Access,
     suggestion_id: str,
     status: SuggestionStatus,
     body: CommentBody | None,
 ) -> dict[str, Any]:
     comment = (body or CommentBody()).comment
     try:
-        return await decide_suggestion(pool, suggestion_id, status, person, comment)
+        return await decide_suggestion(pool, suggestion_id, status, str(actor.person), comment)
     except InvalidSuggestionDecision as exc:
         raise Problem(409, "Suggestion not decided", str(exc)) from exc

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from interfaces.api.auth import Reader
 from interfaces.api.state import Limit, Offset, Pool, page
 from interfaces.cli.queries import awaiting_approval
 
@@ -12,14 +13,20 @@ router = APIRouter()
 
 @router.get("/agents", tags=["agents"])
 async def list_agents(
-    pool: Pool, workspace: str | None = None, limit: Limit = 50, offset: Offset = 0
+    pool: Pool,
+    access: Reader,
+    workspace: str | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
-    """Agents by id: status, load against capacity, skills, and how each skill went for them."""
+    """Agents of the token's workspaces by id: status, load against capacity, skills, and
+    how each skill went for them."""
+    filters = "($1::text IS NULL OR workspace = $1) AND ($2::text[] IS NULL OR workspace = ANY($2))"
     total = await pool.fetchval(
-        "SELECT count(*) FROM agents WHERE $1::text IS NULL OR workspace = $1", workspace
+        f"SELECT count(*) FROM agents WHERE {filters}", workspace, access.scope
     )
     rows = await pool.fetch(
-        """
+        f"""
         SELECT a.agent_id, a.workspace, a.status, a.skills, a.capacity, a.active_assignments,
                a.provisioned, a.registered_at, a.last_seen_at, a.last_assigned_at,
                coalesce((
@@ -33,10 +40,11 @@ async def list_agents(
                    FROM agent_records r WHERE r.agent_id = a.agent_id
                ), '[]'::jsonb) AS records
         FROM agents a
-        WHERE $1::text IS NULL OR a.workspace = $1
-        ORDER BY a.agent_id LIMIT $2 OFFSET $3
+        WHERE {filters}
+        ORDER BY a.agent_id LIMIT $3 OFFSET $4
         """,
         workspace,
+        access.scope,
         limit,
         offset,
     )
@@ -45,8 +53,11 @@ async def list_agents(
 
 
 @router.get("/approvals", tags=["approvals"])
-async def approvals(pool: Pool, approver: str | None = None, limit: Limit = 50) -> dict[str, Any]:
-    """Tasks waiting for a decision, oldest first; those `approver` may decide on if named."""
-    rows = await awaiting_approval(pool, approver, limit=limit)
+async def approvals(
+    pool: Pool, access: Reader, approver: str | None = None, limit: Limit = 50
+) -> dict[str, Any]:
+    """Tasks of the token's workspaces waiting for a decision, oldest first; those
+    `approver` may decide on if named."""
+    rows = await awaiting_approval(pool, approver, limit, access.scope)
     items = [{**dict(r), "approvers": list(r["approvers"])} for r in rows]
     return {"items": items}

@@ -1,4 +1,5 @@
-"""The HTTP API's application: its routes under /api/v1, its connections, its errors."""
+"""The HTTP API's application: its routes under /api/v1, its connections, its errors, and
+what it refuses before any route (hosts it does not serve, bodies too large)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,16 @@ from interfaces.api import (
     problems,
     suggestions,
 )
-from interfaces.api.auth import DELEGATE
+from interfaces.api.auth import DELEGATE, read
+from interfaces.api.events import StreamLimits
+from interfaces.api.guards import (
+    BodyLimit,
+    BodyTooLarge,
+    HostCheck,
+    allowed_hosts,
+    body_too_large,
+)
+from interfaces.api.listener import EventListener
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.keyring import key_for
@@ -35,12 +45,19 @@ PREFIX = "/api/v1"
 
 
 def create_app(
-    settings: Settings, *, pool: asyncpg.Pool | None = None, client: Client | None = None
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool | None = None,
+    client: Client | None = None,
+    bind_host: str = "127.0.0.1",
 ) -> FastAPI:
     """The API app; it opens a pool and a Temporal client for its lifetime unless given them.
 
     Given connections stay open when the app stops: whoever made them closes them.
+    `bind_host` is the address it listens on, which sets the Host names it answers unless
+    `settings` names them (ValueError when it must and does not).
     """
+    hosts = allowed_hosts(settings.api_allowed_hosts, bind_host)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +66,7 @@ def create_app(
             own_pool = await create_pool(database_url(settings, start=False), max_size=10)
         try:
             app.state.pool = pool or own_pool
+            app.state.listener = EventListener(app.state.pool)
             # The dashboard signs decisions with its own key, on behalf of the person.
             app.state.signing_key = key_for("delegate", DELEGATE)
             await ensure_delegate_key(
@@ -57,6 +75,8 @@ def create_app(
             app.state.client = client or await connect(settings, service="goalkeeper-api")
             yield
         finally:
+            if hasattr(app.state, "listener"):
+                await app.state.listener.close()
             if own_pool is not None:
                 await own_pool.close()
 
@@ -69,13 +89,24 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    app.state.open_reads = bool(settings.api_open_reads)
+    app.state.stream_limits = StreamLimits(
+        settings.api_streams_per_token, settings.api_streams_per_address
+    )
     problems.install(app)
+    app.add_exception_handler(BodyTooLarge, body_too_large)
+    pages.install(app)
+    app.include_router(actions.router, prefix=PREFIX)  # each route needs a person's token
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
-    for module in (actions, events, goals, agents, costs, suggestions, health):
-        app.include_router(module.router, prefix=PREFIX)
+    for module in (events, goals, agents, costs, suggestions, health):
+        app.include_router(module.router, prefix=PREFIX, dependencies=[read])
+    app.include_router(pages.signing_in)
     app.include_router(pages.router)
     app.mount("/static", pages.static, name="static")
     _docs(app)
+    # The last added runs first: a foreign Host is refused before a body is even counted.
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(HostCheck, hosts=hosts)
     return app
 
 

@@ -2,7 +2,8 @@
 
 It speaks Temporal's codec server protocol (POST /decode and /encode, each a JSON
 `{"payloads": [...]}` of proto3-JSON payloads, answered in the same shape) for people
-allowed to read: those with a personal token from `starter.py token new`. The CLI sends the
+allowed to read everything: those with a personal token of all workspaces (`starter.py
+token new --all-workspaces`), since a payload may be any workspace's. The CLI sends the
 token as `Authorization: Bearer TOKEN` (`--codec-auth`); a browser signs in once at /login,
 which keeps the token in a cookie that the UI's requests carry ("include credentials").
 Encoding needs a token too: with it anyone could forge payloads the worker would trust.
@@ -23,7 +24,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from activities.database import create_pool
-from activities.tokens import InvalidToken, token_person
+from activities.tokens import InvalidToken, token_holder
 from interfaces.api import problems
 from interfaces.api.auth import unauthorized
 from interfaces.api.problems import Problem
@@ -43,21 +44,33 @@ async def _reader(request: Request, pool: Pool) -> str:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthorized(
-                "expected 'Authorization: Bearer TOKEN' with a token from "
-                "'starter.py token new --as NAME'"
+                f"expected 'Authorization: Bearer TOKEN' with a token from {MAKE_ONE}"
             )
     else:
         token = request.cookies.get(COOKIE, "")
         if not token:
             raise unauthorized(
                 "missing token: send 'Authorization: Bearer TOKEN' (temporal --codec-auth) "
-                "with a token from 'starter.py token new --as NAME', or sign in at /login "
-                "for the Temporal UI"
+                f"with a token from {MAKE_ONE}, or sign in at /login for the Temporal UI"
             )
     try:
-        return await token_person(pool, token.strip())
+        return await _everything(pool, token.strip())
     except InvalidToken as exc:
         raise unauthorized(str(exc)) from exc
+
+
+MAKE_ONE = "'starter.py token new --as NAME --all-workspaces'"
+
+
+async def _everything(pool: asyncpg.Pool, token: str) -> str:
+    """The person of a token that may read every workspace; any other is refused."""
+    holder = await token_holder(pool, token)
+    if holder.workspaces is not None:
+        raise InvalidToken(
+            "the codec server decodes payloads of every workspace: expected a token of all "
+            f"workspaces ({MAKE_ONE}), got one of {', '.join(sorted(holder.workspaces))}"
+        )
+    return holder.person
 
 
 Reader = Annotated[str, Depends(_reader)]
@@ -133,7 +146,7 @@ def create_codec_app(
         person = None
         if token:
             try:
-                person = await token_person(pool, token)
+                person = await _everything(pool, token)
             except InvalidToken:
                 person = None
         return HTMLResponse(_page(origins, person))
@@ -143,7 +156,7 @@ def create_codec_app(
         form = parse_qs((await request.body()).decode(errors="replace"))
         token = (form.get("token") or [""])[0].strip()
         try:
-            person = await token_person(pool, token)
+            person = await _everything(pool, token)
         except InvalidToken as exc:
             return HTMLResponse(_page(origins, None, error=str(exc)), status_code=401)
         response = HTMLResponse(_page(origins, person))
@@ -196,7 +209,8 @@ def _page(origins: Sequence[str], person: str | None, error: str | None = None) 
             + '<form method="post" action="/login"><label>Personal token '
             '<input name="token" type="password" autocomplete="off" required></label> '
             "<button>Sign in</button></form>"
-            "<p>Make one with <code>python starter.py token new --as NAME</code>.</p>"
+            "<p>Make one with <code>python starter.py token new --as NAME --all-workspaces"
+            "</code>.</p>"
         )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -6,6 +6,8 @@ from fastapi import APIRouter
 
 from activities.costs import cost_report
 from goalkeeper.costs import InvalidCostQuery, cost_query
+from interfaces.api.auth import Access, Reader
+from interfaces.api.goals import known_goal
 from interfaces.api.problems import Problem, not_found
 from interfaces.api.state import Limit, Pool
 
@@ -15,6 +17,7 @@ router = APIRouter(tags=["costs"])
 @router.get("/costs")
 async def costs(
     pool: Pool,
+    access: Reader,
     goal: str | None = None,
     workspace: str | None = None,
     by: str = "goal",
@@ -23,8 +26,10 @@ async def costs(
 ) -> dict[str, Any]:
     """Cost lines by goal, task, attempt, agent, skill, runbook, workspace or day, and totals.
 
-    `since` is a day, YYYY-MM-DD (UTC); a goal's costs include its sub-goals'.
+    `since` is a day, YYYY-MM-DD (UTC); a goal's costs include its sub-goals'. A token of
+    some workspaces reads one of them at a time: `workspace`, or its only one.
     """
+    workspace = await _workspace(pool, access, goal, workspace)
     try:
         query = cost_query(goal_id=goal, workspace=workspace, by=by, since=since, limit=limit)
     except InvalidCostQuery as exc:
@@ -35,3 +40,22 @@ async def costs(
     except InvalidCostQuery as exc:
         raise not_found("goal", exc.value, "a goal id from GET /api/v1/goals") from exc
     return report.model_dump(mode="json")
+
+
+async def _workspace(
+    pool: Pool, access: Access, goal: str | None, workspace: str | None
+) -> str | None:
+    """The workspace a token's report is confined to; None for an all-workspaces token."""
+    if access.scope is None:
+        return workspace
+    if goal is not None:
+        return workspace or await known_goal(pool, access, goal)
+    if workspace is not None and not access.sees(workspace):
+        raise not_found("workspace", workspace, f"one of the token's: {', '.join(access.scope)}")
+    if workspace is None and len(access.scope) > 1:
+        raise Problem(
+            400,
+            "Which workspace",
+            f"expected workspace=one of the token's ({', '.join(access.scope)}), got none",
+        )
+    return workspace or access.scope[0]

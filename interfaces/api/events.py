@@ -1,19 +1,25 @@
-"""A goal's events as a Server-Sent Events stream: those already kept, then each new one."""
+"""A goal's events as a Server-Sent Events stream: those already kept, then each new one.
 
-import asyncio
-import contextlib
+Streams hear of new events through the API's one `EventListener`, so an open stream
+holds no database connection; each token and each client address may hold only so many
+open at once (`GOALKEEPER_API_STREAMS_PER_TOKEN`, `..._PER_ADDRESS`).
+"""
+
 import json
-from collections.abc import AsyncGenerator
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
-import anyio
 import asyncpg
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from activities.event_feed import EVENTS_CHANNEL, events_after, events_by_seq, parse_notice
+from activities.event_feed import events_after, events_by_seq
+from interfaces.api.auth import Access, Reader
 from interfaces.api.goals import known_goal
+from interfaces.api.listener import EventListener
+from interfaces.api.problems import Problem
 from interfaces.api.state import Pool
 
 router = APIRouter(tags=["goals"])
@@ -25,44 +31,95 @@ KEEPALIVE_SECONDS = 15.0
 """A comment line this long after the last message keeps proxies from closing the stream."""
 
 
+class StreamLimits:
+    """Counts open streams per token and per client address, refusing one past either."""
+
+    def __init__(self, per_token: int, per_address: int) -> None:
+        self.per_token, self.per_address = per_token, per_address
+        self._tokens: Counter[str] = Counter()
+        self._addresses: Counter[str] = Counter()
+
+    def open(self, access: Access, address: str) -> Callable[[], None]:
+        """Count a stream in, or refuse it with a 429; the answer counts it out again."""
+        token = access.token_id
+        if token is not None and self._tokens[token] >= self.per_token:
+            raise _too_many(
+                f"this token holds {self.per_token} event streams already",
+                "GOALKEEPER_API_STREAMS_PER_TOKEN",
+                self.per_token,
+            )
+        if self._addresses[address] >= self.per_address:
+            raise _too_many(
+                f"address {address} holds {self.per_address} event streams already",
+                "GOALKEEPER_API_STREAMS_PER_ADDRESS",
+                self.per_address,
+            )
+        if token is not None:
+            self._tokens[token] += 1
+        self._addresses[address] += 1
+
+        def close() -> None:
+            if token is not None:
+                self._tokens[token] -= 1
+                if not self._tokens[token]:
+                    del self._tokens[token]
+            self._addresses[address] -= 1
+            if not self._addresses[address]:
+                del self._addresses[address]
+
+        return close
+
+
+def _too_many(held: str, setting: str, limit: int) -> Problem:
+    return Problem(
+        429,
+        "Too many event streams",
+        f"{held} (at most {limit}, {setting}): close one first",
+        headers={"Retry-After": "5"},
+        limit=limit,
+        setting=setting,
+    )
+
+
 @router.get(
     "/goals/{goal_id:path}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def goal_events(
+    request: Request,
     pool: Pool,
+    access: Reader,
     goal_id: str,
     after: Annotated[int | None, Query(ge=0, description="send events after this seq")] = None,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> StreamingResponse:
     """A goal's events after `Last-Event-ID` (or `after`), then each new one as it is kept:
-    `id: SEQ`, `event: KIND`, `data: JSON`. A reconnecting client misses nothing."""
-    await known_goal(pool, goal_id)
+    `id: SEQ`, `event: KIND`, `data: JSON`. A reconnecting client misses nothing. Too many
+    streams open for the token or the client's address are refused (429)."""
+    await known_goal(pool, access, goal_id)
     start = last_event_id if last_event_id is not None else after or 0
+    address = request.client.host if request.client else "unknown"
+    close = request.app.state.stream_limits.open(access, address)
     return _EventStream(
-        stream(pool, goal_id, start),
+        stream(pool, request.app.state.listener, goal_id, start),
+        on_close=close,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def stream(pool: asyncpg.Pool, goal_id: str, after: int = 0) -> AsyncGenerator[str]:
+async def stream(
+    pool: asyncpg.Pool, listener: EventListener, goal_id: str, after: int = 0
+) -> AsyncGenerator[str]:
     """The SSE messages of a goal's events after seq `after`, kept ones first, then live.
 
     It listens before reading what is kept, so an event committed meanwhile is announced
-    rather than lost; one kept and announced both is sent once.
+    rather than lost; one kept and announced both is sent once. It ends when the listener
+    does (the client reconnects and resumes).
     """
-    announced: asyncio.Queue[int] = asyncio.Queue()
-
-    def notice(_: object, __: object, ___: object, payload: object) -> None:
-        event_goal, seq = parse_notice(str(payload))
-        if event_goal == goal_id:
-            announced.put_nowait(seq)
-
-    connection = await pool.acquire()
+    subscription = await listener.subscribe(goal_id)
     try:
-        await connection.add_listener(EVENTS_CHANNEL, notice)
         sent: set[int] = set()
         last = after
         while page := await events_after(pool, goal_id, last, PAGE):
@@ -72,34 +129,34 @@ async def stream(pool: asyncpg.Pool, goal_id: str, after: int = 0) -> AsyncGener
             last = page[-1]["seq"]
             if len(page) < PAGE:
                 break
-        while True:
-            try:
-                seqs = [await asyncio.wait_for(announced.get(), KEEPALIVE_SECONDS)]
-            except TimeoutError:
-                yield ": keepalive\n\n"
+        while not subscription.ended:
+            seqs = await subscription.wait(KEEPALIVE_SECONDS)
+            if not seqs:
+                if not subscription.ended:
+                    yield ": keepalive\n\n"
                 continue
-            while not announced.empty():
-                seqs.append(announced.get_nowait())
             fresh = [s for s in seqs if s > after and s not in sent]
             sent.difference_update(seqs)  # each seq is announced once: forget it after
             for event in await events_by_seq(pool, goal_id, fresh):
                 yield message(event)
     finally:
-        # Shielded: a client's leaving cancels this stream, and its cleanup's every await.
-        with anyio.CancelScope(shield=True):
-            with contextlib.suppress(Exception):
-                await connection.remove_listener(EVENTS_CHANNEL, notice)
-            await pool.release(connection)
+        await listener.unsubscribe(subscription)
 
 
 class _EventStream(StreamingResponse):
-    """A stream that closes its events when the client goes: Starlette stops reading them
-    but leaves the generator, and with it a pool connection, to the garbage collector."""
+    """A stream that closes its events when the client goes (Starlette stops reading them
+    but leaves the generator to the garbage collector), and counts itself out of its
+    token's and address's streams, whether or not it ever started."""
+
+    def __init__(self, content: AsyncGenerator[str], on_close: Callable[[], None], **kw: Any):
+        super().__init__(content, **kw)
+        self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
+            self._on_close()
             body = self.body_iterator
             if isinstance(body, AsyncGenerator):
                 await body.aclose()

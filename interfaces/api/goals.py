@@ -11,6 +11,7 @@ from goalkeeper import budgets
 from goalkeeper.models import BudgetState, Progress
 from goalkeeper.progress import compute_progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.api.auth import Access, Reader
 from interfaces.api.problems import not_found
 from interfaces.api.state import Limit, Offset, Pool, Temporal, page
 from workflows.goal import GoalWorkflow
@@ -38,21 +39,28 @@ goal, or on 'GOAL (held)' when another budget holds it back)."""
 @router.get("/goals")
 async def list_goals(
     pool: Pool,
+    access: Reader,
     status: GoalStatus | None = None,
     workspace: str | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    """Goals, newest first, with their progress figures from the read model."""
-    filters = "($1::goal_status IS NULL OR status = $1) AND ($2::text IS NULL OR workspace = $2)"
-    total = await pool.fetchval(f"SELECT count(*) FROM goals WHERE {filters}", status, workspace)
+    """Goals the token may see, newest first, with their progress figures from the read
+    model."""
+    filters = (
+        "($1::goal_status IS NULL OR status = $1) AND ($2::text IS NULL OR workspace = $2) "
+        "AND ($3::text[] IS NULL OR workspace = ANY($3))"
+    )
+    total = await pool.fetchval(
+        f"SELECT count(*) FROM goals WHERE {filters}", status, workspace, access.scope
+    )
     # Page the goals first so the view aggregates only this page's tasks.
     rows = await pool.fetch(
         f"""
         WITH chosen AS (
             SELECT goal_id, title, workspace, status, created_at, ended_at, error, problem
             FROM goals WHERE {filters}
-            ORDER BY created_at DESC, goal_id LIMIT $3 OFFSET $4
+            ORDER BY created_at DESC, goal_id LIMIT $4 OFFSET $5
         )
         SELECT c.*, {_FIGURES}
         FROM chosen c JOIN goal_progress p USING (goal_id)
@@ -60,6 +68,7 @@ async def list_goals(
         """,
         status,
         workspace,
+        access.scope,
         limit,
         offset,
     )
@@ -69,13 +78,17 @@ async def list_goals(
 @router.get("/goals/{goal_id:path}/tasks")
 async def goal_tasks(
     pool: Pool,
+    access: Reader,
     goal_id: str,
     status: TaskStatus | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """A goal's tasks in plan order: status, agent, attempts, reworks, spend, dependencies."""
-    filters = "goal_id = $1 AND ($2::task_status IS NULL OR status = $2)"
+    filters = (
+        "goal_id = $1 AND ($2::task_status IS NULL OR status = $2) AND ($5::text[] IS NULL "
+        "OR EXISTS (SELECT 1 FROM goals g WHERE g.goal_id = $1 AND g.workspace = ANY($5)))"
+    )
     # One round trip: the count and the page together, a row of NULLs when the page is empty.
     rows = await pool.fetch(
         f"""
@@ -94,10 +107,11 @@ async def goal_tasks(
         status,
         limit,
         offset,
+        access.scope,
     )
     total = rows[0]["total"]
-    if total == 0:  # no such goal, or none of its tasks match
-        await known_goal(pool, goal_id)
+    if total == 0:  # no such goal (that the token may see), or none of its tasks match
+        await known_goal(pool, access, goal_id)
     items = [dict(r) for r in rows if r["task_id"] is not None]
     for item in items:
         del item["total"]
@@ -108,6 +122,7 @@ async def goal_tasks(
 async def goal(
     pool: Pool,
     client: Temporal,
+    access: Reader,
     goal_id: str,
     live: Annotated[
         bool, Query(description="a running goal's figures from its workflow's `progress` query")
@@ -134,9 +149,10 @@ async def goal(
               AND a.subject IN (g.goal_id, g.goal_id || ' (held)')
             ORDER BY a.subject = g.goal_id DESC LIMIT 1
         ) pause ON true
-        WHERE g.goal_id = $1
+        WHERE g.goal_id = $1 AND ($2::text[] IS NULL OR g.workspace = ANY($2))
         """,
         goal_id,
+        access.scope,
     )
     if row is None:
         raise not_found("goal", goal_id, "a goal id from GET /api/v1/goals")
@@ -224,7 +240,15 @@ def read_model_stage(
     return "running"
 
 
-async def known_goal(pool: Pool, goal_id: str) -> None:
-    """Refuse an unknown goal id with a 404 that says where the known ones are."""
-    if not await pool.fetchval("SELECT 1 FROM goals WHERE goal_id = $1", goal_id):
+async def known_goal(pool: Pool, access: Access, goal_id: str) -> str:
+    """The workspace of a goal the token may see; an unknown goal, or one of another
+    workspace, is the same 404, saying where the known ones are."""
+    workspace: str | None = await pool.fetchval(
+        "SELECT workspace FROM goals WHERE goal_id = $1 AND ($2::text[] IS NULL OR "
+        "workspace = ANY($2))",
+        goal_id,
+        access.scope,
+    )
+    if workspace is None:
         raise not_found("goal", goal_id, "a goal id from GET /api/v1/goals")
+    return workspace

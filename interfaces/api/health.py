@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from interfaces.api.auth import Access, Reader
 from interfaces.api.state import Pool, Temporal
 from interfaces.health import latest
 from interfaces.telemetry import masked
@@ -17,18 +18,20 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", responses={503: {"description": "PostgreSQL or Temporal unreachable"}})
-async def health(pool: Pool, client: Temporal) -> JSONResponse:
-    """`ok`, `alerts` (open alerts) or `unreachable` (503): what the health check last found."""
-    body = await health_report(pool, client)
+async def health(pool: Pool, client: Temporal, access: Reader) -> JSONResponse:
+    """`ok`, `alerts` (open alerts) or `unreachable` (503): what the health check last found
+    (its alerts about the token's workspaces)."""
+    body = await health_report(pool, client, access)
     status = 503 if body["status"] == "unreachable" else 200
     return JSONResponse(jsonable_encoder(body), status_code=status)
 
 
-async def health_report(pool: asyncpg.Pool, client: Client) -> dict[str, Any]:
-    """What `/health` answers: reachability, status, the open alerts and the last check."""
+async def health_report(pool: asyncpg.Pool, client: Client, access: Access) -> dict[str, Any]:
+    """What `/health` answers: reachability, status, the open alerts the token may see and
+    the last check."""
     body: dict[str, Any] = {"postgres": {"reachable": True}, "temporal": {"reachable": True}}
     try:
-        last, alerts = await latest(pool)
+        last, alerts = await latest(pool, access.scope)
     except (OSError, asyncpg.PostgresError) as exc:
         body["postgres"] = {"reachable": False, "error": masked(exc)}
         last, alerts = None, []

@@ -278,11 +278,22 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
 
     token = commands.add_parser(
-        "token", help="personal tokens for the HTTP API's actions"
+        "token", help="personal tokens for the HTTP API and dashboard"
     ).add_subparsers(dest="token_command", required=True, metavar="ACTION")
     minting = command(token, "new", "make a token and print it once", tokens.new)
     minting.add_argument("--as", dest="person", required=True, help="whom the token acts as")
-    command(token, "list", "tokens: ids, persons, created, revoked", tokens.listing)
+    minting.add_argument(
+        "--workspace",
+        dest="workspaces",
+        action="append",
+        default=[],
+        metavar="W",
+        help="a workspace the token may see and act in (repeat for more)",
+    )
+    minting.add_argument(
+        "--all-workspaces", action="store_true", help="instead of --workspace: every workspace"
+    )
+    command(token, "list", "tokens: ids, persons, workspaces, created, revoked", tokens.listing)
     command(token, "revoke", "revoke a token by its id", tokens.revoke).add_argument(
         "token_id", help="TOKEN_ID from 'token list'"
     )

@@ -16,11 +16,15 @@ async def list_goals(pool: asyncpg.Pool, limit: int = 50) -> list[asyncpg.Record
 
 
 async def awaiting_approval(
-    pool: asyncpg.Pool, approver: str | None, limit: int | None = None
+    pool: asyncpg.Pool,
+    approver: str | None,
+    limit: int | None = None,
+    workspaces: list[str] | None = None,
 ) -> list[asyncpg.Record]:
     """Tasks waiting for a decision, those the approver may decide on if one is named.
 
-    `limit` bounds the rows for callers that page; None reads them all.
+    `limit` bounds the rows for callers that page; None reads them all. `workspaces`
+    keeps those of their goals (None: every workspace).
     """
     return await pool.fetch(
         """
@@ -28,8 +32,10 @@ async def awaiting_approval(
                t.updated_at, g.title AS goal_title
         FROM tasks t JOIN goals g USING (goal_id)
         WHERE t.status = 'awaiting_approval' AND ($1::text IS NULL OR $1 = ANY(t.approvers))
+          AND ($3::text[] IS NULL OR g.workspace = ANY($3))
         ORDER BY t.updated_at LIMIT $2
         """,
         approver,
         limit,
+        workspaces,
     )

@@ -1,6 +1,8 @@
 """The dashboard and HTTP API (one app, docs at /docs) on uvicorn, in this process.
 
-`serve` runs it alone; `up` and the demo run it beside the stack, each stopping it in turn.
+`serve` runs it alone, reads needing a token unless GOALKEEPER_API_OPEN_READS=on; `up` and
+the demo run it beside the stack on loopback, with reads open unless that says off, each
+stopping it in turn.
 """
 
 import argparse
@@ -11,10 +13,12 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 
 import uvicorn
 
 from interfaces.api.app import create_app
+from interfaces.api.guards import is_loopback
 from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.config import Settings
 from interfaces.stack import database_url
@@ -29,6 +33,7 @@ async def serve(session: Session, args: argparse.Namespace) -> None:
     await dashboard.start()
     try:
         print(f"Dashboard  {dashboard.url}   API docs {dashboard.url}docs")
+        print(_reads(session.settings, args.host))
         print("Ctrl-C stops it", flush=True)
         await wait_for_stop()
     finally:
@@ -36,11 +41,15 @@ async def serve(session: Session, args: argparse.Namespace) -> None:
 
 
 async def serve_beside(settings: Settings, port: int) -> "Dashboard | None":
-    """The dashboard of `up` and the demo, serving; None for port 0, or when it cannot
-    start: that is said on stderr, and the command goes on without it."""
+    """The dashboard of `up` and the demo, serving on loopback with reads open (unless
+    GOALKEEPER_API_OPEN_READS=off); None for port 0, or when it cannot start: that is said
+    on stderr, and the command goes on without it."""
     if not port:
         return None
+    if settings.api_open_reads is None:
+        settings = replace(settings, api_open_reads=True)
     dashboard = Dashboard(settings, port)
+    assert is_loopback(dashboard.host), "open reads only on loopback"
     try:
         await dashboard.start()
     except CliError as exc:
@@ -84,10 +93,14 @@ class Dashboard:
 
         Raises CliError when the port cannot be had or the app cannot reach its servers.
         """
+        try:
+            app = create_app(self.settings, bind_host=self.host)
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
         self._socket = _listen(self.host, self.port, self.option)
         self.port = self._socket.getsockname()[1]  # port 0 means any free one
         config = uvicorn.Config(
-            create_app(self.settings),
+            app,
             lifespan="on",
             log_level="warning" if self.quiet else "info",
             access_log=not self.quiet,
@@ -162,6 +175,13 @@ def _listen(host: str, port: int, option: str) -> socket.socket:
             EXIT_USAGE,
         ) from exc
     return listening
+
+
+def _reads(settings: Settings, host: str) -> str:
+    if not settings.api_open_reads:
+        return "Reading and acting need a token ('starter.py token new --as NAME --workspace W')"
+    where = "" if is_loopback(host) else f", to anyone who reaches {host}"
+    return f"warning: reads are open without a token (GOALKEEPER_API_OPEN_READS){where}"
 
 
 async def wait_for_stop() -> None:

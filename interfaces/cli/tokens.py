@@ -1,4 +1,5 @@
-"""`token new|list|revoke`: personal tokens for the HTTP API's actions."""
+"""`token new|list|revoke`: personal tokens for the HTTP API and the dashboard, each for
+the workspaces it names."""
 
 import argparse
 
@@ -9,13 +10,19 @@ from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 async def new(session: Session, args: argparse.Namespace) -> None:
     """Make a token and print it once: only its hash is kept, so it cannot be shown again."""
     try:
-        row = await new_token(await session.pool(), args.person)
+        row = await new_token(
+            await session.pool(),
+            args.person,
+            args.workspaces,
+            all_workspaces=args.all_workspaces,
+        )
     except InvalidToken as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     session.emit(
         row,
-        f"{row['token']}\ntoken {row['token_id']} acts as {row['person']}; keep it now, it is "
-        "not shown again. Send it as 'Authorization: Bearer TOKEN'.",
+        f"{row['token']}\ntoken {row['token_id']} acts as {row['person']} in {_scope(row)}; "
+        "keep it now, it is not shown again. Send it as 'Authorization: Bearer TOKEN', or "
+        "sign in with it on the dashboard.",
     )
 
 
@@ -24,12 +31,21 @@ async def listing(session: Session, args: argparse.Namespace) -> None:
     session.emit(
         rows,
         table(
-            [[r["token_id"], r["person"], r["created_at"], r["revoked_at"] or ""] for r in rows],
-            ["token id", "person", "created", "revoked"],
+            [
+                [r["token_id"], r["person"], _scope(r), r["created_at"], r["revoked_at"] or ""]
+                for r in rows
+            ],
+            ["token id", "person", "workspaces", "created", "revoked"],
         )
         if rows
-        else "no tokens (starter.py token new --as NAME)",
+        else "no tokens (starter.py token new --as NAME --workspace W)",
     )
+
+
+def _scope(row: dict) -> str:
+    if row["all_workspaces"]:
+        return "all workspaces"
+    return ", ".join(row["workspaces"])
 
 
 async def revoke(session: Session, args: argparse.Namespace) -> None:

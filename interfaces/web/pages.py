@@ -1,28 +1,40 @@
 """The dashboard's pages, rendered on the server from what the API answers.
 
-Each page reads through the API's own functions, so a page and its endpoint never disagree.
-Live regions (`data-live`) are re-read by static/live.js: on a goal's events, or every
-few seconds; actions post to the API with the person's token.
+Each page reads through the API's own functions, so a page and its endpoint never disagree,
+and sees what the person's token sees. A person signs in at /login with their token, which
+the browser then keeps in an HttpOnly, SameSite=Strict cookie; a page asked for without one
+(unless reads are open) answers with the sign-in form. Live regions (`data-live`) are
+re-read by static/live.js: on a goal's events, or every few seconds; actions post to the
+API, which knows the person by the same cookie.
 """
 
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from activities.deliverables import read_deliverable
 from activities.event_feed import latest_events
+from activities.tokens import InvalidToken, token_holder
 from goalkeeper.records import EventKind
 from goalkeeper.signing import digest
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from goalkeeper.suggestions import SuggestionStatus
 from interfaces.api import agents, costs, goals, suggestions
+from interfaces.api.auth import (
+    COOKIE,
+    Access,
+    BearerToken,
+    CookieToken,
+    reader,
+    same_origin,
+)
 from interfaces.api.health import health_report
 from interfaces.api.problems import Problem
 from interfaces.api.state import Limit, Offset, Pool, Temporal
@@ -37,7 +49,34 @@ SHOWN_BYTES = 200_000
 TRAIL = 50
 """Events a goal page shows: the newest, the rest are in the API's event stream."""
 
-router = APIRouter(include_in_schema=False)
+COOKIE_SECONDS = 8 * 3600
+"""How long a browser stays signed in; the token itself is checked on every request."""
+
+
+class SignIn(Exception):
+    """A page asked for without a usable token: answered with the sign-in form."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+async def _page_reader(
+    request: Request, pool: Pool, bearer: BearerToken, cookie: CookieToken
+) -> Access:
+    try:
+        return await reader(request, pool, bearer, cookie)
+    except Problem as problem:
+        if problem.status == 401:
+            raise SignIn(problem.detail) from problem
+        raise
+
+
+PageReader = Annotated[Access, Depends(_page_reader)]
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(_page_reader)])
+signing_in = APIRouter(include_in_schema=False)
+"""/login and /logout: the only pages that need no token."""
 templates = Jinja2Templates(directory=HERE / "templates")
 static = StaticFiles(directory=HERE / "static")
 
@@ -82,7 +121,14 @@ templates.env.filters["digest"] = digest
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("viewer", getattr(request.state, "access", None))
+    context.setdefault("here", _here(request))
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
 
 
 def _problem_page(request: Request, problem: Problem) -> HTMLResponse:
@@ -93,12 +139,13 @@ def _problem_page(request: Request, problem: Problem) -> HTMLResponse:
 async def goals_page(
     request: Request,
     pool: Pool,
+    access: PageReader,
     status: GoalStatus | None = None,
     workspace: str | None = None,
     offset: Offset = 0,
 ) -> Response:
     """Goals, newest first, with live progress bars."""
-    listed = await goals.list_goals(pool, status, workspace, PAGE, offset)
+    listed = await goals.list_goals(pool, access, status, workspace, PAGE, offset)
     return _render(
         request,
         "goals.html",
@@ -116,16 +163,17 @@ async def goal_page(
     request: Request,
     pool: Pool,
     client: Temporal,
+    access: PageReader,
     goal_id: str,
     status: TaskStatus | None = None,
     offset: Offset = 0,
 ) -> Response:
     """A goal: its figures, its tasks, its event trail and its deliverable."""
     try:
-        goal = await goals.goal(pool=pool, client=client, goal_id=goal_id)
+        goal = await goals.goal(pool=pool, client=client, access=access, goal_id=goal_id)
     except Problem as problem:
         return _problem_page(request, problem)
-    tasks = await goals.goal_tasks(pool, goal_id, status, PAGE, offset)
+    tasks = await goals.goal_tasks(pool, access, goal_id, status, PAGE, offset)
     return _render(
         request,
         "goal.html",
@@ -142,9 +190,11 @@ async def goal_page(
 
 
 @router.get("/approvals", response_class=HTMLResponse)
-async def approvals_page(request: Request, pool: Pool, approver: str | None = None) -> Response:
+async def approvals_page(
+    request: Request, pool: Pool, access: PageReader, approver: str | None = None
+) -> Response:
     """Tasks waiting for a decision, each with the exact result to approve."""
-    waiting = await agents.approvals(pool, approver or None, PAGE)
+    waiting = await agents.approvals(pool, access, approver or None, PAGE)
     return _render(
         request, "approvals.html", page="approvals", items=waiting["items"], approver=approver
     )
@@ -152,10 +202,14 @@ async def approvals_page(request: Request, pool: Pool, approver: str | None = No
 
 @router.get("/agents", response_class=HTMLResponse)
 async def agents_page(
-    request: Request, pool: Pool, workspace: str | None = None, offset: Offset = 0
+    request: Request,
+    pool: Pool,
+    access: PageReader,
+    workspace: str | None = None,
+    offset: Offset = 0,
 ) -> Response:
     """Agents: status, load against capacity, and how each skill went for them."""
-    listed = await agents.list_agents(pool, workspace or None, PAGE, offset)
+    listed = await agents.list_agents(pool, access, workspace or None, PAGE, offset)
     return _render(
         request, "agents.html", page="agents", listed=listed, workspace=workspace, offset=offset
     )
@@ -165,15 +219,21 @@ async def agents_page(
 async def costs_page(
     request: Request,
     pool: Pool,
+    access: PageReader,
     by: str = "goal",
     goal: str | None = None,
     workspace: str | None = None,
     since: str | None = None,
     limit: Limit = PAGE,
 ) -> Response:
-    """What the work cost and what was wasted, grouped as asked."""
+    """What the work cost and what was wasted, grouped as asked (for a token of several
+    workspaces, one at a time: the first unless another is chosen)."""
+    if not workspace and not goal and access.scope:
+        workspace = access.scope[0]
     try:
-        report = await costs.costs(pool, goal or None, workspace or None, by, since or None, limit)
+        report = await costs.costs(
+            pool, access, goal or None, workspace or None, by, since or None, limit
+        )
     except Problem as problem:
         return _problem_page(request, problem)
     groupings = ["goal", "task", "attempt", "agent", "skill", "runbook", "workspace", "day"]
@@ -192,10 +252,13 @@ async def costs_page(
 
 @router.get("/suggestions", response_class=HTMLResponse)
 async def suggestions_page(
-    request: Request, pool: Pool, status: SuggestionStatus | None = SuggestionStatus.OPEN
+    request: Request,
+    pool: Pool,
+    access: PageReader,
+    status: SuggestionStatus | None = SuggestionStatus.OPEN,
 ) -> Response:
     """Suggestions for better agents, skills and runbooks, to accept or dismiss."""
-    listed = await suggestions.suggestions(pool, status, None, PAGE)
+    listed = await suggestions.suggestions(pool, access, status, None, PAGE)
     return _render(
         request,
         "suggestions.html",
@@ -207,7 +270,82 @@ async def suggestions_page(
 
 
 @router.get("/health", response_class=HTMLResponse)
-async def health_page(request: Request, pool: Pool, client: Temporal) -> Response:
+async def health_page(
+    request: Request, pool: Pool, client: Temporal, access: PageReader
+) -> Response:
     """Whether PostgreSQL and Temporal answer, and the health check's open alerts."""
-    report = await health_report(pool, client)
+    report = await health_report(pool, client, access)
     return _render(request, "health.html", page="health", report=report)
+
+
+@signing_in.get("/login", response_class=HTMLResponse)
+async def sign_in_page(request: Request, next: str = "/") -> Response:
+    """The sign-in form: a personal token, kept by this browser until it signs out."""
+    return _sign_in(request, 200, next, None)
+
+
+@signing_in.post("/login", response_class=HTMLResponse)
+async def sign_in(request: Request, pool: Pool) -> Response:
+    """Check the form's token and keep it in an HttpOnly, SameSite=Strict cookie; then back
+    to the page the person came from (a path of this site only)."""
+    _from_here(request)
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = (form.get("token") or [""])[0].strip()
+    back = _local((form.get("next") or ["/"])[0])
+    try:
+        await token_holder(pool, token)
+    except InvalidToken as exc:
+        return _sign_in(request, 401, back, str(exc) if token else "expected a token, got none")
+    response = RedirectResponse(back, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=COOKIE_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@signing_in.post("/logout")
+async def sign_out(request: Request) -> Response:
+    """Forget this browser's token."""
+    _from_here(request)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE, httponly=True, samesite="strict")
+    return response
+
+
+def _from_here(request: Request) -> None:
+    # No other site may sign a browser in (as the attacker) or out.
+    if request.headers.get("origin") is not None and not same_origin(request):
+        raise Problem(
+            403,
+            "Cross-origin sign-in",
+            f"expected a form of this dashboard (Origin http(s)://{request.headers.get('host')}), "
+            f"got Origin {request.headers.get('origin')!r}",
+        )
+
+
+def _local(path: str) -> str:
+    """`path` if it is a path of this site, else the goals page: never another site."""
+    if path.startswith("/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return "/"
+
+
+def _sign_in(request: Request, status: int, back: str, error: str | None) -> HTMLResponse:
+    return _render(
+        request, "login.html", status, page="", back=_local(back), error=error, viewer=None
+    )
+
+
+async def _signin_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignIn)
+    return _sign_in(request, 401, _here(request), exc.detail)
+
+
+def install(app: FastAPI) -> None:
+    """Answer a page asked for without a usable token with the sign-in form (401)."""
+    app.add_exception_handler(SignIn, _signin_page)

@@ -1,7 +1,9 @@
 // Goalkeeper's dashboard: live regions and actions. No build step, nothing fetched from elsewhere.
 "use strict";
 
-const TOKEN = "goalkeeper.token";
+// Older dashboards kept the token in localStorage, where any script could read it; the
+// browser now keeps it in an HttpOnly cookie set at sign-in, so a left-over copy goes.
+localStorage.removeItem("goalkeeper.token");
 
 // Each region marked data-live is replaced by the same region of a fresh copy of the page,
 // unless the person is typing in it: the server renders, the browser only swaps.
@@ -59,13 +61,13 @@ function lastSeq() {
   return seqs.length ? Math.max(...seqs) : 0;
 }
 
-// Actions post JSON to the API as the person whose token this browser keeps.
+// Actions post JSON to the API as the person signed in: the browser sends the cookie, and
+// the page's own Origin, which is what lets the API take the cookie for an action.
 async function act(form, submitter) {
   const out = form.querySelector(".answer");
   show(out, "", "");
-  const token = localStorage.getItem(TOKEN);
-  if (!token) {
-    show(out, "error", "paste your API token at the top first ('starter.py token new --as NAME')");
+  if (!document.body.dataset.person) {
+    show(out, "error", "paste your API token at the top first ('starter.py token new --as NAME --workspace W')");
     return;
   }
   if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
@@ -82,7 +84,8 @@ async function act(form, submitter) {
   try {
     const response = await fetch(url, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
+      headers: { "Content-Type": "application/json" },
+      credentials: "same-origin",
       body: JSON.stringify(body),
     });
     const answer = await response.json().catch(() => ({}));
@@ -115,26 +118,8 @@ function wire(root) {
   }
 }
 
-async function whoami() {
-  const label = document.getElementById("acting-as");
-  const token = localStorage.getItem(TOKEN);
-  if (!label || !token) return;
-  const response = await fetch("/api/v1/me", { headers: { Authorization: "Bearer " + token } });
-  const answer = await response.json().catch(() => ({}));
-  label.textContent = response.ok ? "acting as " + answer.person : "token refused: " + (answer.detail || response.status);
-}
-
 document.addEventListener("DOMContentLoaded", () => {
   wire(document);
-  const tokenForm = document.getElementById("token");
-  tokenForm.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const value = tokenForm.elements.token.value.trim();
-    if (value) localStorage.setItem(TOKEN, value); else localStorage.removeItem(TOKEN);
-    tokenForm.elements.token.value = "";
-    whoami();
-  });
-  whoami();
   const every = Number(document.body.dataset.refresh || 0);
   if (every) setInterval(refresh, every);
   const events = document.body.dataset.events;
