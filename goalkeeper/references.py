@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from goalkeeper.signing import digest
+
 REF = "$ref"
 RESULTS = "results/"
 DELIVERABLES = "deliverables/"
@@ -91,3 +93,19 @@ def _is_uuid(text: str) -> bool:
         return str(uuid.UUID(text)) == text
     except ValueError:
         return False
+
+
+def stored_reference(result: Any) -> Reference | None:
+    """The reference a result that counted is, when it is a stored result's; else None."""
+    reference = reported_reference(result)
+    return reference if isinstance(reference, Reference) else None
+
+
+def content_digest(result: Any) -> str | None:
+    """The SHA-256 of a result's content: a stored one's as its reference names it (checked
+    when reported; stored results never change), an inline one's computed. None for a
+    reference that names no digest (a sub-goal's deliverable)."""
+    reference = stored_reference(result)
+    if reference is not None:
+        return reference.sha256
+    return None if holds_reference(result) else digest(result)
