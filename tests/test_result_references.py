@@ -19,6 +19,7 @@ from goalkeeper import signing
 from goalkeeper.records import CompileDeliverable
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
+from interfaces.agents.runner import AgentRunner, SimulatedWork, Work
 from interfaces.stack import TemporalDevServer
 from tests.helpers import (
     events,
@@ -319,3 +320,13 @@ async def test_approvers_see_the_content_and_its_digest(
             "approval_decision", {"approver": "ops-lead", "decision": "approve"}
         )
     assert (await goal.result()).status is GoalStatus.COMPLETED
+
+
+async def test_an_agent_that_cannot_read_a_dependencys_result_fails_its_attempt_naming_it(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    missing = f"results/{uuid.uuid4()}"
+    context = {"task": {"title": "T"}, "dependency_results": {"t1": {"$ref": missing}}}
+    runner = AgentRunner(client, pool, ["agent"], SimulatedWork(delay=(0, 0)))
+    report = await runner._do(Work(str(uuid.uuid4()), "agent", "goal", "t2", 1, context))
+    assert report["outcome"] == "failed" and missing in report["error"]
