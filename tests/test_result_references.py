@@ -9,12 +9,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import results
 from activities.deliverables import DeliverableActivities, read_deliverable
+from activities.keys import register_approver_key
 from goalkeeper import signing
 from goalkeeper.records import CompileDeliverable
 from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -32,6 +33,7 @@ from tests.helpers import (
 )
 from tests.starter import starter
 from tests.test_least_privilege import agent_login, assignment_for
+from tests.test_signatures import signed_decision, signed_report
 
 BIG = "x" * (results.INLINE_LIMIT + 1)
 
@@ -330,3 +332,40 @@ async def test_an_agent_that_cannot_read_a_dependencys_result_fails_its_attempt_
     runner = AgentRunner(client, pool, ["agent"], SimulatedWork(delay=(0, 0)))
     report = await runner._do(Work(str(uuid.uuid4()), "agent", "goal", "t2", 1, context))
     assert report["outcome"] == "failed" and missing in report["error"]
+
+
+async def test_signatures_over_a_stored_result_bind_its_content(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    agent_key, agent_public = signing.new_keys()
+    approver_key, approver_public = signing.new_keys()
+    await pool.execute(
+        "INSERT INTO agents (agent_id, workspace, skills, public_key) "
+        "VALUES ($1, $2, '{writing}', $3)",
+        f"{workspace}-agent",
+        workspace,
+        agent_public,
+    )
+    await register_approver_key(pool, f"{workspace}-lead", approver_public)
+    tasks = [{"id": "memo", "title": "Memo", "skill": "writing", "requires_approval": True}]
+    spec = goal_spec(
+        workspace=workspace, tasks=tasks, approvers=[f"{workspace}-lead"], require_signatures=True
+    )
+    goal = await start_goal(client, spec, task_queue)
+    view = await wait_task(client, goal.id, "memo", TaskStatus.ASSIGNED)
+    assert view.assignment_id is not None
+    reference = await results.by_reference(pool, view.assignment_id, BIG)
+    task = client.get_workflow_handle(f"{goal.id}/memo")
+
+    # The signature names the reference and so its digest: another content's is refused.
+    signed = signed_report(view, agent_key, result=reference)
+    swapped = signed | {"result": reference | {"sha256": signing.digest("other content")}}
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await task.execute_update("report", swapped)
+    assert "signature" in str(refused.value.cause)
+
+    await task.execute_update("report", signed)
+    await wait_task(client, goal.id, "memo", TaskStatus.AWAITING_APPROVAL)
+    decision = signed_decision(view, f"{workspace}-lead", "approve", reference, approver_key)
+    await task.execute_update("decide", decision)
+    assert (await goal.result()).status is GoalStatus.COMPLETED
