@@ -115,7 +115,7 @@ async def test_an_agent_login_never_reads_what_a_refused_ref_named(
         "VALUES ($1, 'r', 'vault secret', 12)",
         victim,
     )
-    async with agent_login(pool, database_url) as as_agent:
+    async with agent_login(pool, database_url, workspace) as as_agent:
         agent_id = f"{workspace}-agent"
         await registry.register_agent(as_agent, agent_id, workspace, ["data"])
         named = {"$ref": f"deliverables/{victim}"}
@@ -203,8 +203,8 @@ async def test_no_other_login_pre_empts_or_overwrites_an_assignments_result(
     client: Client, pool: asyncpg.Pool, task_queue: str, database_url: str, workspace: str
 ) -> None:
     async with (
-        agent_login(pool, database_url) as as_agent,
-        agent_login(pool, database_url) as attacker,
+        agent_login(pool, database_url, workspace) as as_agent,
+        agent_login(pool, database_url, "elsewhere") as attacker,
     ):
         agent_id = f"{workspace}-agent"
         await registry.register_agent(as_agent, agent_id, workspace, ["writing"])
