@@ -1,39 +1,51 @@
-"""Checks of results a task must give in a set shape (`expects`), before they count."""
+"""Checks of reported results before they count: their references, and the set shape
+(`expects`) some tasks must give."""
 
 import asyncpg
 from temporalio import activity
 
 from activities.plans import planned_tasks
 from activities.requests import load_request
-from activities.results import resolve
+from activities.results import UnresolvedReference, reference_problem, resolve
 from activities.runbooks import fetch_runbook
 from goalkeeper.compiling import parse_compiled
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.records import CheckResult
+from goalkeeper.references import reported_reference
 from goalkeeper.requests import TriageAnswer, goal_from_triage, parse_triage, request_goal_id
 from goalkeeper.runbooks import runbook_named
 from goalkeeper.validation import validate_goal_spec
 
 
 class CheckActivities:
-    """Judges results against what their task expects; holds the worker's pool."""
+    """Judges reported results before they count; holds the worker's pool."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     @activity.defn
     async def check_result(self, check: CheckResult) -> str | None:
-        """Why the result is not what the task expects, or None when it is."""
+        """Why the result may not count, or None when it may: it refers to anything but
+        a result stored for the report's own assignment, or is not what the task expects."""
+        reference = reported_reference(check.result)
+        if isinstance(reference, str):
+            return reference
+        if reference is not None:
+            problem = await reference_problem(self.pool, reference, check.assignment_id)
+            if problem is not None:
+                return problem
+        if check.expects is None:
+            return None
         try:
             result = await resolve(self.pool, check.result)
-        except LookupError as exc:
+        except UnresolvedReference as exc:
             return str(exc)
         if check.expects == "triage":
             return await self._triage_problem(check, result)
         if check.expects == "plan":
             try:
                 await planned_tasks(self.pool, check.goal_id or "", check.goal_run_id or "", result)
-            except InvalidGoalSpec as exc:
+            except (InvalidGoalSpec, UnresolvedReference) as exc:
                 return str(exc)
             return None
         if check.expects == "deliverable":

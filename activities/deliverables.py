@@ -3,7 +3,7 @@
 import asyncpg
 from temporalio import activity
 
-from activities.results import resolve
+from activities.results import failing_visibly, resolve
 from goalkeeper.compiling import Compiled, Verdict, parse_compiled
 from goalkeeper.deliverables import (
     MAX_DELIVERABLE_BYTES,
@@ -51,7 +51,14 @@ class DeliverableActivities:
 
     @activity.defn
     async def compile_deliverable(self, request: CompileDeliverable) -> int:
-        """Write the goal's document of results (plan order) and return its size in bytes."""
+        """Write the goal's document of results (plan order) and return its size in bytes.
+
+        A result whose reference cannot be resolved fails the compile for good, naming it.
+        """
+        with failing_visibly():
+            return await self._compile(request)
+
+    async def _compile(self, request: CompileDeliverable) -> int:
         goal = await self.pool.fetchrow(
             "SELECT title, description FROM goals WHERE goal_id = $1 AND first_run_id = $2",
             request.goal_id,
@@ -86,7 +93,9 @@ class DeliverableActivities:
                     row["title"],
                     row["status"],
                     row["agent_id"],
-                    None if full else await resolve(self.pool, row["result"]),
+                    await resolve(self.pool, row["result"])
+                    if row["status"] == "completed" and not full
+                    else None,  # the document shows no other result
                     row["error"],
                 )
                 parts.append(document_section(len(parts), outcome, full))
@@ -100,7 +109,8 @@ class DeliverableActivities:
     async def load_verdict(self, request: LoadVerdict) -> Verdict | None:
         """Whether the compile task found the success criteria met, and why (not the
         deliverable itself, which may be large)."""
-        by_agent = await compiled(self.pool, request.goal_id, request.task_id)
+        with failing_visibly():
+            by_agent = await compiled(self.pool, request.goal_id, request.task_id)
         return None if by_agent is None else Verdict(met=by_agent.met, reasons=by_agent.reasons)
 
     async def _store(self, request: CompileDeliverable, body: str) -> int:

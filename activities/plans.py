@@ -4,7 +4,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.read_model import insert_tasks
-from activities.results import resolve
+from activities.results import UnresolvedReference, resolve
 from activities.runbooks import fetch_runbook
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.models import GoalSpec, TaskSpec
@@ -19,6 +19,7 @@ async def planned_tasks(
 
     Raises:
         InvalidGoalSpec: why the plan cannot be adopted, said for the planner.
+        UnresolvedReference: the plan's stored content cannot be read.
     """
     header = await pool.fetchval(
         "SELECT spec FROM goals WHERE goal_id = $1 AND first_run_id = $2", goal_id, goal_run_id
@@ -59,7 +60,7 @@ class PlanActivities:
             goal, tasks = await planned_tasks(
                 self.pool, request.goal_id, request.goal_run_id, result
             )
-        except InvalidGoalSpec as exc:
+        except (InvalidGoalSpec, UnresolvedReference) as exc:
             return AdoptedPlan(error=str(exc))
         async with self.pool.acquire() as connection, connection.transaction():
             await insert_tasks(

@@ -4,7 +4,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.results import resolve
+from activities.results import failing_visibly, resolve
 from activities.rows import Connection, insert_event
 from goalkeeper.records import RecordRequest, TriageOutcome, UpdateRequest
 from goalkeeper.requests import (
@@ -94,7 +94,8 @@ class RequestActivities:
             triage_goal_id(request_id),
         )
         request = await load_request(self.pool, request_id)
-        triage = parse_triage(await resolve(self.pool, raw))
+        with failing_visibly():
+            triage = parse_triage(await resolve(self.pool, raw))
         if request is None or isinstance(triage, str):  # checked when reported: not expected
             raise ApplicationError(
                 f"request {request_id!r} has no valid triage stored: {triage!r:.300}",

@@ -283,15 +283,47 @@ LANGUAGE sql STABLE SECURITY DEFINER AS $$
           AND goalkeeper_acts_for(g))
 $$;
 
--- Whether an active assignment the calling login holds refers to `ref` (`results/<id>`
--- or `deliverables/<goal>`, anywhere in its context): it may read what it refers to.
+-- Store the result of an assignment the calling login holds, under a random id nobody
+-- can take first (ids derived from the assignment could be), and return the id and the
+-- content as stored. Agents write results only through here.
+CREATE OR REPLACE FUNCTION goalkeeper_store_result(assignment uuid, content jsonb)
+RETURNS TABLE (result_id uuid, body jsonb)
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT goalkeeper_agent_holds(assignment) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('login %s may not store a result for assignment %s: expected '
+                             'an active assignment of one of its agents', session_user,
+                             assignment);
+    END IF;
+    RETURN QUERY
+    INSERT INTO results AS r (result_id, assignment_id, body, bytes)
+    VALUES (gen_random_uuid(), assignment, content, octet_length(content::text))
+    RETURNING r.result_id, r.body;
+END $$;
+
+-- Whether an active assignment the calling login holds refers to `ref` (as a `$ref` in
+-- its context) and may read it: a result of an earlier attempt at its own task, or what
+-- a task of its goal counts as its result (checked when reported: stored for that
+-- task's assignment), or the deliverable of its goal's sub-goal, which Goalkeeper put
+-- there. A reference an agent wrote elsewhere (a rejected result, a goal's inputs)
+-- reads nothing else.
 CREATE OR REPLACE FUNCTION goalkeeper_agent_may_read(ref text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER AS $$
     SELECT EXISTS (
         SELECT 1 FROM assignments a JOIN agents g ON g.agent_id = a.agent_id
         WHERE a.status = 'active' AND goalkeeper_acts_for(g)
-          AND jsonb_path_exists(a.context, '$.** ? (@ == $ref)',
-                                jsonb_build_object('ref', ref)))
+          AND jsonb_path_exists(a.context, '$.**."$ref" ? (@ == $ref)',
+                                jsonb_build_object('ref', ref))
+          AND (EXISTS (SELECT 1 FROM results r JOIN assignments o
+                           ON o.assignment_id = r.assignment_id
+                       WHERE r.result_id = CASE WHEN ref ~ '^results/[0-9a-f-]{36}$'
+                                                THEN substr(ref, 9)::uuid END
+                         AND o.goal_id = a.goal_id AND o.task_id = a.task_id)
+               OR EXISTS (SELECT 1 FROM tasks t
+                          WHERE t.goal_id = a.goal_id AND t.result->>'$ref' = ref
+                            AND (ref LIKE 'results/%' OR ref = 'deliverables/' || t.subgoal_id))))
 $$;
 
 -- Row security narrows agents' logins alone; other roles keep what their grants give
@@ -303,9 +335,8 @@ DROP POLICY IF EXISTS results_agent_reads ON results;
 CREATE POLICY results_agent_reads ON results AS RESTRICTIVE FOR SELECT TO goalkeeper_agent
     USING (goalkeeper_agent_holds(assignment_id)
            OR goalkeeper_agent_may_read('results/' || result_id));
+-- Agents write results only through goalkeeper_store_result.
 DROP POLICY IF EXISTS results_agent_writes ON results;
-CREATE POLICY results_agent_writes ON results AS RESTRICTIVE FOR INSERT TO goalkeeper_agent
-    WITH CHECK (goalkeeper_agent_holds(assignment_id));
 ALTER TABLE deliverables ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS deliverables_by_grants ON deliverables;
 CREATE POLICY deliverables_by_grants ON deliverables USING (true) WITH CHECK (true);
@@ -347,7 +378,6 @@ BEGIN
     END IF;
 END $$;
 GRANT SELECT ON results, deliverables TO goalkeeper_agent;
-GRANT INSERT (result_id, assignment_id, body, bytes) ON results TO goalkeeper_agent;
 GRANT EXECUTE ON FUNCTION
     goalkeeper_register_agent(text, text, text[], integer, jsonb, text, text),
     goalkeeper_take_offline(text[]),
@@ -355,5 +385,6 @@ GRANT EXECUTE ON FUNCTION
     goalkeeper_heartbeat(text, uuid, text, timestamptz),
     goalkeeper_claim_provisioned(text, text),
     goalkeeper_agent_holds(uuid),
-    goalkeeper_agent_may_read(text)
+    goalkeeper_agent_may_read(text),
+    goalkeeper_store_result(uuid, jsonb)
     TO goalkeeper_agent;

@@ -313,11 +313,14 @@ def goal_started_message(goal_id: str, header: GoalSpec, tasks: int, partitioned
 
 
 class CheckResult(BaseModel):
-    """A result to check against what its task expects (`TaskSpec.expects`)."""
+    """A reported result to check: its reference, if it holds one, and what its task
+    expects (`TaskSpec.expects`), if anything."""
 
-    expects: str
+    expects: str | None = None
     result: JsonValue
     """The result as reported: the content, or a reference to it."""
+    assignment_id: str | None = None
+    """The assignment the report names: the only one whose stored result it may refer to."""
     request_id: str | None = None
     """For a triage: the request it answers."""
     goal_id: str | None = None

@@ -69,6 +69,7 @@ async def test_without_a_token_nothing_is_read_and_another_workspace_sees_nothin
     reads = [
         f"/api/v1/goals/{goal}",
         f"/api/v1/goals/{goal}/tasks",
+        f"/api/v1/goals/{goal}/tasks/t1/result",
         f"/api/v1/goals/{goal}/events",
         "/api/v1/goals",
         f"/api/v1/costs?goal={goal}",
@@ -106,7 +107,12 @@ async def test_without_a_token_nothing_is_read_and_another_workspace_sees_nothin
 
         # Another workspace's token: the goal is unknown, word for word.
         unknown = f"no-such-{uuid.uuid4().hex[:6]}"
-        for path in ("/api/v1/goals/{}", "/api/v1/goals/{}/tasks", "/api/v1/goals/{}/events"):
+        for path in (
+            "/api/v1/goals/{}",
+            "/api/v1/goals/{}/tasks",
+            "/api/v1/goals/{}/tasks/t1/result",
+            "/api/v1/goals/{}/events",
+        ):
             hidden = problem(await http.get(path.format(goal), headers=outsider), 404)
             absent = problem(await http.get(path.format(unknown), headers=outsider), 404)
             assert hidden["detail"].replace(goal, unknown) == absent["detail"]

@@ -32,6 +32,7 @@ from activities.database import (
     login_url,
     scram_verifier,
 )
+from goalkeeper import signing
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.statuses import GoalStatus
 from interfaces.agents import registry
@@ -75,26 +76,37 @@ def public_key() -> str:
 
 
 async def assignment_for(
-    pool: asyncpg.Pool, agent_id: str, context: dict[str, object] | None = None
+    pool: asyncpg.Pool,
+    agent_id: str,
+    context: dict[str, object] | None = None,
+    goal_id: str | None = None,
+    task_id: str = "t1",
 ) -> tuple[str, str]:
-    """An active assignment of `agent_id` on a goal of its own: (goal id, assignment id)."""
-    goal_id, assignment_id = new_goal_id(), str(uuid.uuid4())
-    workspace = await pool.fetchval("SELECT workspace FROM agents WHERE agent_id = $1", agent_id)
+    """An active assignment of `agent_id` on a new task `task_id` of `goal_id` (by default
+    a goal of its own): (goal id, assignment id)."""
+    assignment_id = str(uuid.uuid4())
+    if goal_id is None:
+        goal_id = new_goal_id()
+        workspace = await pool.fetchval(
+            "SELECT workspace FROM agents WHERE agent_id = $1", agent_id
+        )
+        await pool.execute(
+            "INSERT INTO goals (goal_id, first_run_id, title, workspace, spec) "
+            "VALUES ($1, 'run', 'A goal', $2, '{}')",
+            goal_id,
+            workspace,
+        )
     await pool.execute(
-        "INSERT INTO goals (goal_id, first_run_id, title, workspace, spec) "
-        "VALUES ($1, 'run', 'A goal', $2, '{}')",
+        "INSERT INTO tasks (goal_id, task_id, title, skill) VALUES ($1, $2, 'A task', 'data')",
         goal_id,
-        workspace,
-    )
-    await pool.execute(
-        "INSERT INTO tasks (goal_id, task_id, title, skill) VALUES ($1, 't1', 'A task', 'data')",
-        goal_id,
+        task_id,
     )
     await pool.execute(
         "INSERT INTO assignments (assignment_id, goal_id, task_id, agent_id, attempt, context) "
-        "VALUES ($1, $2, 't1', $3, 1, $4)",
+        "VALUES ($1, $2, $3, $4, 1, $5)",
         uuid.UUID(assignment_id),
         goal_id,
+        task_id,
         agent_id,
         context or {},
     )
@@ -119,31 +131,52 @@ async def test_an_agent_login_registers_reads_heartbeats_and_stores_results(
     assert [m["message"].endswith(", with its key") for m in messages] == [True, False, False]
     assert messages[0]["detail"]["login"] == login
 
-    # What it works from: a result and a sub-goal's deliverable, by reference.
-    other_goal, other = await assignment_for(pool, agent_id)
-    stored = uuid.uuid4()
+    # What it works from, by reference: the result its goal's task t1 counts (stored for
+    # that task's assignment) and the deliverable of the goal's sub-goal.
+    goal, other = await assignment_for(pool, agent_id)
+    stored = await pool.fetchval(
+        "SELECT result_id FROM goalkeeper_store_result($1, $2)", uuid.UUID(other), "earlier"
+    )
+    sub = f"{goal}/sub"
     await pool.execute(
-        "INSERT INTO results (result_id, assignment_id, body, bytes) VALUES ($1, $2, $3, 9)",
-        stored,
-        uuid.UUID(other),
-        "earlier",
+        "INSERT INTO goals (goal_id, first_run_id, title, workspace, spec) "
+        "VALUES ($1, 'run', 'A sub-goal', $2, '{}')",
+        sub,
+        workspace,
     )
     await pool.execute(
         "INSERT INTO deliverables (goal_id, goal_run_id, body, bytes) VALUES ($1, 'r', 'doc', 3)",
-        other_goal,
+        sub,
+    )
+    refs: dict[str, dict[str, object]] = {
+        "t1": {"$ref": f"results/{stored}", "bytes": 9, "sha256": signing.digest("earlier")},
+        "sub": {"$ref": f"deliverables/{sub}"},
+    }
+    await pool.execute(
+        "UPDATE tasks SET status = 'completed', agent_id = $2, result = $3 "
+        "WHERE goal_id = $1 AND task_id = 't1'",
+        goal,
+        agent_id,
+        refs["t1"],
+    )
+    await pool.execute(
+        "INSERT INTO tasks (goal_id, task_id, title, skill, status, subgoal_id, result) "
+        "VALUES ($1, 'sub', 'A sub-goal', 'data', 'completed', $2, $3)",
+        goal,
+        sub,
+        refs["sub"],
     )
     await pool.execute(
         "UPDATE assignments SET status = 'completed' WHERE assignment_id = $1", other
     )
-    refs = {
-        "a": {"$ref": f"results/{stored}", "bytes": 9},
-        "b": {"$ref": f"deliverables/{other_goal}"},
-    }
-    _, held = await assignment_for(pool, agent_id, {"dependency_results": refs})
+    _, held = await assignment_for(pool, agent_id, {"dependency_results": refs}, goal, "t2")
 
     [inbox] = await registry.active_assignments(as_agent, [agent_id])
     assert (inbox["assignment_id"], inbox["context"]["dependency_results"]) == (held, refs)
     assert [await results.resolve(as_agent, ref) for ref in refs.values()] == ["earlier", "doc"]
+    tampered = refs["t1"] | {"sha256": signing.digest("other content")}
+    with pytest.raises(results.UnresolvedReference, match="does not hold the content"):
+        await results.resolve(as_agent, tampered)
 
     beat = await registry.heartbeat(as_agent, agent_id, held, signature="c2lnbmVk")
     assert beat is not None
@@ -161,7 +194,13 @@ async def test_an_agent_login_registers_reads_heartbeats_and_stores_results(
 
     large = "x" * (results.INLINE_LIMIT + 1)
     reference = await results.by_reference(as_agent, held, large)
-    assert await results.by_reference(as_agent, held, large) == reference  # a retry
+    assert reference == {
+        "$ref": reference["$ref"],
+        "bytes": len(large) + 2,
+        "sha256": signing.digest(large),
+    }
+    again = await results.by_reference(as_agent, held, large)  # a retry: stored anew
+    assert again["$ref"] != reference["$ref"] and again["sha256"] == reference["sha256"]
     assert await results.resolve(as_agent, reference) == large
 
     await registry.take_offline(as_agent, [agent_id])
@@ -200,6 +239,9 @@ FORBIDDEN = [
     "DELETE FROM results",
     "INSERT INTO results (result_id, assignment_id, body, bytes) "
     "VALUES (gen_random_uuid(), '{theirs_held}', '\"forged\"', 8)",
+    "INSERT INTO results (result_id, assignment_id, body, bytes) "
+    "VALUES (gen_random_uuid(), '{held}', '\"not through the function\"', 8)",
+    "SELECT goalkeeper_store_result('{theirs_held}', '\"forged\"')",
     "INSERT INTO workspace_budgets (workspace, monthly_usd, set_by) VALUES ('x', 1, 'x')",
     "INSERT INTO api_tokens (token_id, person, token_hash) VALUES (gen_random_uuid(), 'x', 'x')",
     "SELECT token_hash FROM api_tokens",

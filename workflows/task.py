@@ -724,9 +724,15 @@ class TaskWorkflow:
             metrics.report_arrived(workflow.metric_meter(), self._input.task.skill, took)
 
     async def _check(self, report: AgentReport) -> str | None:
-        """Why a completed report's result is not what the task expects, if it expects one."""
+        """Why a completed report's result may not count: it refers to anything but a
+        result stored for its own assignment, or is not what the task expects."""
+        with workflow.unsafe.imports_passed_through():
+            from goalkeeper.references import holds_reference
         expects = self._input.task.expects
-        if expects is None:
+        # Tasks that expect nothing checked nothing before: their histories stay as they were.
+        if expects is None and not (
+            holds_reference(report.result) and workflow.patched("check-references")
+        ):
             return None
         request_id = self._input.task.inputs.get("request_id")
         problem: str | None = await record(
@@ -734,11 +740,12 @@ class TaskWorkflow:
             CheckResult(
                 expects=expects,
                 result=report.result,
+                assignment_id=report.assignment_id,
                 request_id=request_id if isinstance(request_id, str) else None,
                 goal_id=self._input.goal_id,
                 goal_run_id=self._input.goal_run_id,
             ),
-            f"check the {expects} result",
+            f"check the {expects or 'referenced'} result",
         )
         # Bounded: it is kept in the task's history lines and its rework feedback.
         return None if problem is None else problem[:MAX_PROBLEM_CHARS]

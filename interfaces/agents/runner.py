@@ -14,7 +14,7 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -294,6 +294,8 @@ class AgentRunner:
         """Run the hook; its exception is the attempt's failure."""
         report: dict[str, Any] = {"agent_id": work.agent_id, "assignment_id": work.assignment_id}
         try:
+            # A dependency's result that cannot be read fails the attempt, naming it.
+            work = await self._resolved(work)
             produced = self.hook(work)
             done = await produced if inspect.isawaitable(produced) else produced
             if not isinstance(done, WorkResult):
@@ -376,12 +378,17 @@ class AgentRunner:
         )
         return json.dumps({"at": sent, "signature": signing.sign(key, content)})
 
-    async def _work_of(self, row: asyncpg.Record) -> Work:
-        context = dict(row["context"])
+    async def _resolved(self, work: Work) -> Work:
+        """The work with its dependencies' results read where they are stored."""
+        context = dict(work.context)
         context["dependency_results"] = {
             task_id: await results.resolve(self.pool, value)
             for task_id, value in (context.get("dependency_results") or {}).items()
         }
+        return replace(work, context=context)
+
+    async def _work_of(self, row: asyncpg.Record) -> Work:
+        context = dict(row["context"])
         return Work(
             assignment_id=row["assignment_id"],
             agent_id=row["agent_id"],

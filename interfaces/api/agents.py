@@ -57,7 +57,9 @@ async def approvals(
     pool: Pool, access: Reader, approver: str | None = None, limit: Limit = 50
 ) -> dict[str, Any]:
     """Tasks of the token's workspaces waiting for a decision, oldest first; those
-    `approver` may decide on if named."""
-    rows = await awaiting_approval(pool, approver, limit, access.scope)
-    items = [{**dict(r), "approvers": list(r["approvers"])} for r in rows]
-    return {"items": items}
+    `approver` may decide on if named.
+
+    Each has the result as reported (`result`, what a decision signs), the SHA-256 of its
+    content (`content_digest`) and the content; of a result stored by reference, a preview,
+    with `content_url` serving the whole."""
+    return {"items": await awaiting_approval(pool, approver, limit, access.scope)}

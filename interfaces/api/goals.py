@@ -7,12 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from temporalio.service import RPCError
 
+from activities.results import UnresolvedReference, resolve
 from goalkeeper import budgets
 from goalkeeper.models import BudgetState, Progress
 from goalkeeper.progress import compute_progress
+from goalkeeper.signing import digest
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.auth import Access, Reader
-from interfaces.api.problems import not_found
+from interfaces.api.problems import Problem, not_found
 from interfaces.api.state import Limit, Offset, Pool, Temporal, page
 from workflows.goal import GoalWorkflow
 
@@ -116,6 +118,29 @@ async def goal_tasks(
     for item in items:
         del item["total"]
     return page(items, total, offset, limit)
+
+
+@router.get("/goals/{goal_id:path}/tasks/{task_id}/result")
+async def task_result(pool: Pool, access: Reader, goal_id: str, task_id: str) -> dict[str, Any]:
+    """A task's result whole, one stored by reference resolved: what its approvers decide
+    on, with the SHA-256 of the content (`content_digest`), which signatures bind."""
+    await known_goal(pool, access, goal_id)  # another workspace's is the same 404
+    row = await pool.fetchrow(
+        "SELECT result FROM tasks WHERE goal_id = $1 AND task_id = $2", goal_id, task_id
+    )
+    if row is None:
+        raise not_found("task", task_id, f"a task id from GET /api/v1/goals/{goal_id}/tasks")
+    try:
+        content = await resolve(pool, row["result"])
+    except UnresolvedReference as exc:
+        raise Problem(409, "Result unreadable", str(exc)) from None
+    return {
+        "goal_id": goal_id,
+        "task_id": task_id,
+        "result": row["result"],
+        "content": content,
+        "content_digest": digest(content),
+    }
 
 
 @router.get("/goals/{goal_id:path}")

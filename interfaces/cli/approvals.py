@@ -1,7 +1,12 @@
 """`approvals`, `approve`, `reject`: what waits for an approver, and their decisions."""
 
 import argparse
+import json
+from typing import Any
 
+import asyncpg
+
+from activities.results import UnresolvedReference, resolve
 from goalkeeper.models import Progress, TaskView
 from goalkeeper.signing import sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
@@ -13,24 +18,51 @@ from interfaces.keyring import load_key
 
 
 async def awaiting(session: Session, args: argparse.Namespace) -> None:
-    rows = await queries.awaiting_approval(await session.pool(), args.approver)
-    session.emit(
-        [dict(r) for r in rows],
-        table(
+    """What waits for a decision: each result's content digest (what signatures bind) and
+    its content, whole with --full, stored ones resolved."""
+    pool = await session.pool()
+    items = await queries.awaiting_approval(pool, args.approver)
+    if args.full:
+        for item in items:
+            item["content"] = await _whole(pool, item)
+    if not items:
+        text = f"nothing awaits {'approval' if not args.approver else args.approver}"
+    elif args.full:
+        text = "\n\n".join(_shown_whole(item) for item in items)
+    else:
+        text = table(
             [
                 [
-                    f"{r['goal_id']}/{r['task_id']}",
-                    r["title"],
-                    r["agent_id"],
-                    ", ".join(r["approvers"]),
-                    _short(r["result"]),
+                    f"{i['goal_id']}/{i['task_id']}",
+                    i["title"],
+                    i["agent_id"],
+                    ", ".join(i["approvers"]),
+                    _short(i["content_digest"], 19),
+                    _short(i["content"]),
                 ]
-                for r in rows
+                for i in items
             ],
-            ["task", "title", "agent", "approvers", "result"],
+            ["task", "title", "agent", "approvers", "content sha256", "result (--full: whole)"],
         )
-        if rows
-        else f"nothing awaits {'approval' if not args.approver else args.approver}",
+    session.emit(items, text)
+
+
+async def _whole(pool: asyncpg.Pool, item: dict[str, Any]) -> Any:
+    if item["content_url"] is None:
+        return item["content"]
+    try:
+        return await resolve(pool, item["result"])
+    except UnresolvedReference as exc:
+        return f"(unreadable: {exc})"
+
+
+def _shown_whole(item: dict[str, Any]) -> str:
+    content = item["content"]
+    text = content if isinstance(content, str) else json.dumps(content, indent=2)
+    return (
+        f"== {item['goal_id']}/{item['task_id']}: {item['title']}, by {item['agent_id']}; "
+        f"approvers {', '.join(item['approvers'])}\n"
+        f"content sha256 {item['content_digest'] or 'unknown'}\n\n{text}"
     )
 
 

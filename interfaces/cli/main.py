@@ -126,6 +126,7 @@ def parser() -> argparse.ArgumentParser:
 
     waiting = command(commands, "approvals", "list tasks awaiting approval", approvals.awaiting)
     waiting.add_argument("--as", dest="approver", help="only those this approver may decide")
+    waiting.add_argument("--full", action="store_true", help="print each result whole")
     for name, run in (("approve", approvals.approve), ("reject", approvals.reject)):
         decide = command(commands, name, f"{name} a task's result", run)
         decide.add_argument("task", help="GOAL_ID/TASK_ID")
