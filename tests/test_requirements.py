@@ -20,7 +20,7 @@ from goalkeeper.statuses import GoalStatus, RequestStatus, TaskStatus
 from goalkeeper.subgoals import subgoal_spec
 from goalkeeper.validation import validate_goal_spec
 from interfaces.agents import registry
-from interfaces.agents.runner import Work, WorkResult
+from interfaces.agents.runner import SimulatedWork, Work, WorkResult
 from tests.helpers import events, goal_spec, running_agents, start_goal, wait_task
 from tests.test_requests import ask
 from tests.test_runbooks import runbook_toml
@@ -287,3 +287,17 @@ async def test_a_triage_that_moves_the_goal_to_another_workspace_is_sent_back(
     assert view.status is RequestStatus.ANSWERED and view.answer == "here"
     comment = hook.seen[1].context["rework"][0]["comment"]
     assert f"goal.workspace: expected {workspace!r}" in comment and "got 'vault'" in comment
+
+
+async def test_a_partition_starts_the_subgoals_of_its_goal(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    """A goal run in partitions starts its sub-goals from a partition: they still run."""
+    tasks = [{"id": f"t{n}", "title": f"T{n}", "skill": "writing"} for n in (1, 2)]
+    spec = goal_spec(0, workspace, tasks=[*tasks, _subgoal()], partition_size=2)
+    goal = await start_goal(client, spec, task_queue)
+    async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0))):
+        report = await asyncio.wait_for(goal.result(), 120)
+    assert report.status is GoalStatus.COMPLETED and report.progress.tasks_total == 3
+    sub = await client.get_workflow_handle(f"{goal.id}/sub").describe()
+    assert sub.parent_id is not None and sub.parent_id.startswith(f"{goal.id}#partition-")
