@@ -129,6 +129,7 @@ def build_worker(
             assignments.end_assignment,
             assignments.last_heartbeat,
             assignments.read_heartbeat,
+            assignments.stored_heartbeat,
             assignments.activate_assignment,
             keys.approver_keys,
             keys.agent_key,

@@ -18,8 +18,17 @@ from goalkeeper.learning import (
     choose_agent,
     selection_rng,
 )
-from goalkeeper.models import Heartbeat
-from goalkeeper.records import AssignAgents, Assignment, AssignTask, EndAssignment, EventKind
+from goalkeeper.limits import heartbeat_time_problem
+from goalkeeper.models import Heartbeat, describe_validation_error
+from goalkeeper.records import (
+    AssignAgents,
+    Assignment,
+    AssignTask,
+    EndAssignment,
+    EventKind,
+    ReadHeartbeat,
+    StoredHeartbeat,
+)
 from goalkeeper.statuses import TaskStatus
 
 BUDGET_SPENT = "GK402"
@@ -212,33 +221,62 @@ class AssignmentActivities:
 
     @activity.defn
     async def last_heartbeat(self, assignment_id: str) -> datetime | None:
-        """When the agent last wrote its heartbeat for the assignment, if ever."""
-        at: datetime | None = await self.pool.fetchval(
-            "SELECT last_heartbeat_at FROM assignments WHERE assignment_id = $1::uuid",
-            assignment_id,
+        """When the agent last wrote its heartbeat for the assignment, if ever and not
+        ahead of the database's clock: for tasks that started before `stored_heartbeat`."""
+        return (await self.stored_heartbeat(ReadHeartbeat(assignment_id=assignment_id))).at
+
+    @activity.defn
+    async def stored_heartbeat(self, request: ReadHeartbeat) -> StoredHeartbeat:
+        """The agent's last heartbeat written to PostgreSQL, checked against the database's
+        clock: a time ahead of it by more than `MAX_CLOCK_SKEW`, or none at all, does not
+        count, and says why. For a task that requires signatures, the signed heartbeat
+        (its signature the task checks itself)."""
+        row = await self.pool.fetchrow(
+            "SELECT agent_id, last_heartbeat_at, heartbeat_signature, now() AS db_now "
+            "FROM assignments WHERE assignment_id = $1::uuid",
+            request.assignment_id,
         )
-        return at
+        if row is None:
+            return StoredHeartbeat()
+        now: datetime = row["db_now"]
+        if not request.signed:
+            at: datetime | None = row["last_heartbeat_at"]
+            if at is None:
+                return StoredHeartbeat()
+            problem = heartbeat_time_problem(at.isoformat(), now, "the database's clock")
+            return StoredHeartbeat(problem=problem) if problem else StoredHeartbeat(at=at)
+        if not row["heartbeat_signature"]:
+            return StoredHeartbeat()
+        try:
+            signed = json.loads(row["heartbeat_signature"])
+            sent, signature = str(signed["at"])[:100], str(signed["signature"])[:200]
+        except (ValueError, KeyError, TypeError):
+            return StoredHeartbeat(
+                problem='heartbeat rejected: expected a signed heartbeat {"at", "signature"} '
+                f"as JSON, got {str(row['heartbeat_signature'])[:80]!r}"
+            )
+        problem = heartbeat_time_problem(sent, now, "the database's clock")
+        if problem is not None:
+            return StoredHeartbeat(problem=problem)
+        try:
+            beat = Heartbeat(
+                agent_id=row["agent_id"],
+                assignment_id=request.assignment_id,
+                at=sent,
+                signature=signature,
+            )
+        except ValidationError as exc:
+            return StoredHeartbeat(problem=describe_validation_error(exc, "heartbeat"))
+        return StoredHeartbeat(at=datetime.fromisoformat(sent), beat=beat)
 
     @activity.defn
     async def read_heartbeat(self, assignment_id: str) -> Heartbeat | None:
-        """The agent's last heartbeat written to PostgreSQL with its signature, if any, for
-        a task that requires signatures: the task checks the signature itself."""
-        row = await self.pool.fetchrow(
-            "SELECT agent_id, heartbeat_signature FROM assignments WHERE assignment_id = $1::uuid",
-            assignment_id,
+        """The agent's last signed heartbeat, for tasks that started before
+        `stored_heartbeat`: the same checks, but one that fails them is only left out."""
+        stored = await self.stored_heartbeat(
+            ReadHeartbeat(assignment_id=assignment_id, signed=True)
         )
-        if row is None or not row["heartbeat_signature"]:
-            return None
-        try:
-            signed = json.loads(row["heartbeat_signature"])
-            return Heartbeat(
-                agent_id=row["agent_id"],
-                assignment_id=assignment_id,
-                at=str(signed["at"]),
-                signature=str(signed["signature"]),
-            )
-        except (ValueError, KeyError, TypeError, ValidationError):
-            return None  # not a signed heartbeat: it does not count
+        return stored.beat
 
 
 def provisioned_agent_id(skill: str, assignment_id: str) -> str:

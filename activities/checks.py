@@ -12,7 +12,13 @@ from goalkeeper.compiling import parse_compiled
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.records import CheckResult
 from goalkeeper.references import reported_reference
-from goalkeeper.requests import TriageAnswer, goal_from_triage, parse_triage, request_goal_id
+from goalkeeper.requests import (
+    TriageAnswer,
+    goal_from_triage,
+    parse_triage,
+    request_goal_id,
+    triage_goal_problems,
+)
 from goalkeeper.runbooks import runbook_named
 from goalkeeper.validation import validate_goal_spec
 
@@ -62,6 +68,9 @@ class CheckActivities:
         request = await load_request(self.pool, check.request_id or "")
         if request is None:
             return f"request {check.request_id!r} of this triage is not stored"
+        lowered = triage_goal_problems(triage, check.request_id or "", request)
+        if lowered:
+            return "the proposed goal is invalid: " + "; ".join(lowered)
         spec = goal_from_triage(triage, request)
         named = runbook_named(spec)
         try:

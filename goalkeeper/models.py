@@ -16,9 +16,19 @@ from pydantic import (
     JsonValue,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
+from goalkeeper.limits import (
+    MAX_COMMENT_CHARS,
+    MAX_ERROR_CHARS,
+    MAX_GOAL_DESCRIPTION_CHARS,
+    MAX_GUIDANCE_CHARS,
+    MAX_TASK_DESCRIPTION_CHARS,
+    MAX_TITLE_CHARS,
+    heartbeat_time,
+)
 from goalkeeper.scheduling import ScheduleState
 from goalkeeper.statuses import Decision, GoalStatus, ReportOutcome, TaskStatus
 
@@ -44,11 +54,16 @@ GoalId = Annotated[
 ]
 """A goal's id: an `Id`, or for a sub-goal its parent's id, `/` and its task's id."""
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)
+]
 """A required, non-blank line of text such as a title or a skill."""
 
-Guidance = Annotated[str, StringConstraints(max_length=16 * 1024)]
+Guidance = Annotated[str, StringConstraints(max_length=MAX_GUIDANCE_CHARS)]
 """Advice to agents on how to do the work: up to 16 KiB."""
+
+Comment = Annotated[str, StringConstraints(max_length=MAX_COMMENT_CHARS)]
+"""What an approver says with a decision, a budget raise or a stop."""
 
 Seconds = Annotated[int, Field(ge=1, le=365 * 86400)]
 """A duration in whole seconds, from one second to a year."""
@@ -75,7 +90,7 @@ class TaskSpec(_Strict):
     id: Id | None = None
     title: Text
     skill: Text
-    description: Annotated[str, StringConstraints(max_length=16 * 1024)] = ""
+    description: Annotated[str, StringConstraints(max_length=MAX_TASK_DESCRIPTION_CHARS)] = ""
     guidance: Guidance = ""
     """How an agent should do this task (from a runbook, or written by hand)."""
     requires_approval: bool = False
@@ -108,9 +123,9 @@ class TaskSpec(_Strict):
 class ParentGoal(_Strict):
     """Where a sub-goal belongs: set by Goalkeeper when a goal's task is itself a goal."""
 
-    goal_id: str
-    goal_run_id: str
-    task_id: str
+    goal_id: GoalId
+    goal_run_id: str = Field(max_length=128)
+    task_id: Id
     depth: int = Field(ge=1, le=MAX_GOAL_DEPTH)
     """1 for a sub-goal of a goal people started, 2 for one below it, and so on."""
 
@@ -123,7 +138,7 @@ class GoalSpec(_Strict):
 
     goal_id: GoalId | None = None
     title: Text
-    description: Annotated[str, StringConstraints(max_length=64 * 1024)] = ""
+    description: Annotated[str, StringConstraints(max_length=MAX_GOAL_DESCRIPTION_CHARS)] = ""
     workspace: Id = "default"
     approvers: list[Id] = []
     tasks: list[TaskSpec] = []
@@ -198,7 +213,8 @@ class AgentReport(_Strict):
     assignment_id: Text
     outcome: ReportOutcome = Field(strict=False)
     result: JsonValue = None
-    error: str | None = None
+    """Bounded by `judging.INLINE_RESULT_LIMIT`; larger results travel by reference."""
+    error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
     tokens_used: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
     signature: str | None = Field(default=None, max_length=200)
@@ -214,7 +230,7 @@ class ApprovalDecision(_Strict):
 
     approver: Id
     decision: Decision = Field(strict=False)
-    comment: str = ""
+    comment: Comment = ""
     task_id: Id | None = None
     signature: str | None = Field(default=None, max_length=200)
     """The signature over the decision on the exact result (goalkeeper.signing)."""
@@ -230,8 +246,17 @@ class Heartbeat(_Strict):
     agent_id: Id
     assignment_id: Text
     at: str | None = Field(default=None, max_length=40)
-    """When the agent sent it (ISO 8601), signed with it: a replay repeats an old time."""
+    """When the agent sent it (ISO 8601 with its offset), signed with it: a replay repeats
+    an old time. Checked against the clock: at most `limits.MAX_CLOCK_SKEW` ahead."""
     signature: str | None = Field(default=None, max_length=200)
+
+    @field_validator("at")
+    @classmethod
+    def _a_time(cls, at: str | None) -> str | None:
+        parsed = None if at is None else heartbeat_time(at)
+        if isinstance(parsed, str):
+            raise ValueError(parsed)
+        return at
 
 
 class TaskView(BaseModel):

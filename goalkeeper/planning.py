@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, JsonValue, ValidationError
 
 from goalkeeper.errors import InvalidGoalSpec
+from goalkeeper.limits import MAX_REASON_CHARS
 from goalkeeper.models import (
     MAX_INPUTS_BYTES,
     GoalSpec,
@@ -21,6 +22,7 @@ from goalkeeper.models import (
     _Strict,
     describe_validation_error,
 )
+from goalkeeper.requirements import approver_problems, requirements_of
 from goalkeeper.runbooks import Runbook, apply_runbook
 from goalkeeper.scheduling import find_cycle
 from goalkeeper.validation import subgoal_problems
@@ -35,7 +37,7 @@ class PlanResult(_Strict):
     tasks: list[dict[str, JsonValue]] = []
     runbook: Id | None = None
     parameters: dict[str, JsonValue] = {}
-    reason: str = ""
+    reason: str = Field(default="", max_length=MAX_REASON_CHARS)
 
 
 class AddTasks(_Strict):
@@ -87,16 +89,24 @@ def plan_tasks(
         header.model_copy(update={"runbook": plan.runbook, "parameters": plan.parameters}),
         runbook,
     )
+    # A stored runbook's approvers were named by whoever stored it, not by the planner.
+    named = {*runbook.approvers, *(name for t in runbook.tasks for name in t.approvers)}
     return check_new_tasks(
-        header, [t.model_dump(mode="json") for t in expanded.tasks], existing, limit
+        header, [t.model_dump(mode="json") for t in expanded.tasks], existing, limit, named
     )
 
 
 def check_new_tasks(
-    header: GoalSpec, raw: list[dict[str, JsonValue]], existing: set[str], limit: int
+    header: GoalSpec,
+    raw: list[dict[str, JsonValue]],
+    existing: set[str],
+    limit: int,
+    runbook_approvers: set[str] | frozenset[str] = frozenset(),
 ) -> list[TaskSpec]:
     """Tasks for a running goal, checked as a spec's are: fields, ids, dependencies (on
     each other or on the goal's tasks), approvers, cycles, and the goal's size limit.
+    They may name only the goal's approvers (or `runbook_approvers`, from a stored
+    runbook), and their sub-goals may not lower its requirements.
 
     Raises:
         InvalidGoalSpec: naming every problem and the value that caused it.
@@ -121,7 +131,11 @@ def check_new_tasks(
         )
     problems: list[str] = []
     ids: list[str] = []
+    required = requirements_of(header)
     for index, task in enumerate(tasks):
+        problems += approver_problems(
+            required, f"tasks[{index}].approvers", task.approvers, runbook_approvers
+        )
         if task.id is None:
             problems.append(f"tasks[{index}].id: required for added tasks, got none")
         elif task.id in existing or task.id in ids:

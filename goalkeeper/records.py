@@ -1,11 +1,12 @@
 """What the workflows ask the activities to write: one model per activity input."""
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, JsonValue
 
-from goalkeeper.models import GoalReport, GoalSpec, TaskSpec, TaskSummary, TaskView
+from goalkeeper.models import GoalReport, GoalSpec, Heartbeat, TaskSpec, TaskSummary, TaskView
 from goalkeeper.requests import RequestSpec
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, RequestStatus
 
@@ -238,6 +239,25 @@ class Assignment(BaseModel):
     """Who operates the agent: they may not approve its work."""
     signatures_required: bool = False
     """Whether the task must refuse unsigned messages about this assignment."""
+
+
+class ReadHeartbeat(BaseModel):
+    """Read an agent's last heartbeat written to PostgreSQL for its assignment."""
+
+    assignment_id: str
+    signed: bool = False
+    """The task requires signatures: only a signed heartbeat counts."""
+
+
+class StoredHeartbeat(BaseModel):
+    """An agent's last heartbeat written to PostgreSQL, checked against its clock."""
+
+    at: datetime | None = None
+    """When, if it counts as to time (never ahead of the database's clock)."""
+    beat: Heartbeat | None = None
+    """The signed heartbeat, for the task to check its signature."""
+    problem: str | None = None
+    """Why it does not count: a time unparseable or ahead of the database's clock."""
 
 
 class EndAssignment(BaseModel):

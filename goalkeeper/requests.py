@@ -9,11 +9,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue, StringConstraints, TypeAdapter, ValidationError
 
+from goalkeeper.limits import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_REASON_CHARS
 from goalkeeper.models import Id, _Strict, describe_validation_error
+from goalkeeper.requirements import Requirements, held_to, joining_goal_problems
 from goalkeeper.runbooks import RunbookMatch
 from goalkeeper.statuses import RequestStatus
 
-Question = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16384)]
+Question = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION_CHARS)
+]
+Reason = Annotated[str, StringConstraints(max_length=MAX_REASON_CHARS)]
 
 TRIAGE_SKILL = "triage"
 
@@ -33,8 +38,10 @@ class TriageAnswer(_Strict):
     """Triage's verdict on a simple request: here is the answer."""
 
     kind: Literal["answer"]
-    answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=65536)]
-    reason: str = ""
+    answer: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ANSWER_CHARS)
+    ]
+    reason: Reason = ""
     """Why a direct answer is enough."""
 
 
@@ -44,7 +51,7 @@ class TriageGoal(_Strict):
     kind: Literal["goal"]
     goal: dict[str, JsonValue]
     """A goal spec: title, description, and tasks or a runbook with its parameters."""
-    reason: str = ""
+    reason: Reason = ""
     """Why it needs a goal, and why this runbook."""
 
 
@@ -64,13 +71,28 @@ def parse_triage(result: Any) -> TriageAnswer | TriageGoal | str:
         )
 
 
+def requirements_of_request(request_id: str, request: RequestSpec) -> Requirements:
+    """What the goal a request becomes must keep: its workspace, and its approvers only."""
+    return Requirements(
+        owner=f"request {request_id!r}",
+        workspace=request.workspace,
+        approvers=frozenset(request.approvers),
+    )
+
+
+def triage_goal_problems(triage: TriageGoal, request_id: str, request: RequestSpec) -> list[str]:
+    """Why the goal a triage proposes may not run for the request: another workspace,
+    signatures off, or approvers the request does not name (a runbook's are its own)."""
+    return joining_goal_problems(requirements_of_request(request_id, request), triage.goal, "goal")
+
+
 def goal_from_triage(triage: TriageGoal, request: RequestSpec) -> dict[str, JsonValue]:
-    """The goal spec a triage proposes, in the request's workspace and with its approvers."""
-    spec = {k: v for k, v in triage.goal.items() if k != "goal_id"}
-    spec.setdefault("workspace", request.workspace)
+    """The goal spec a triage proposes, in the request's workspace and with its approvers
+    (`triage_goal_problems` refuses one that says otherwise)."""
+    spec: dict[str, Any] = {k: v for k, v in triage.goal.items() if k != "goal_id"}
     if request.approvers and not spec.get("approvers"):
         spec["approvers"] = list(request.approvers)
-    return spec
+    return held_to(requirements_of_request("", request), spec)
 
 
 def triage_goal_id(request_id: str) -> str:

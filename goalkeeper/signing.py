@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from pydantic import BaseModel
 
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.limits import heartbeat_time
 from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat, Signers, TaskView
 
 
@@ -187,12 +188,22 @@ def heartbeat_problem(
         return "heartbeat rejected: signatures are required and it names no time ('at')"
     content = heartbeat_content(goal_id, task_id, beat.agent_id, beat.assignment_id, sent_at)
     problem = _agent_problem(signers, "heartbeat", beat.agent_id, content, beat.signature)
-    if problem is None and signers.last_beat_at is not None and sent_at <= signers.last_beat_at:
+    if problem is None and not _later(sent_at, signers.last_beat_at):
         return (
             f"heartbeat rejected: its time {sent_at} is not after the last one "
             f"({signers.last_beat_at}); a heartbeat counts once"
         )
     return problem
+
+
+def _later(sent_at: str, last: str | None) -> bool:
+    """Whether a heartbeat's time comes after the last one counted, compared as times."""
+    if last is None:
+        return True
+    then, now = heartbeat_time(last), heartbeat_time(sent_at)
+    if isinstance(then, str) or isinstance(now, str):  # never counted: not a replay of it
+        return not isinstance(now, str)
+    return now > then
 
 
 def decision_problem(signers: Signers, view: TaskView, decision: ApprovalDecision) -> str | None:

@@ -7,6 +7,7 @@ are decided here; the workflows only start it and pass its report on.
 from typing import Any
 
 from goalkeeper.models import GoalReport, GoalSpec, ParentGoal, Progress, TaskSpec, TaskSummary
+from goalkeeper.requirements import held_to, requirements_of
 from goalkeeper.statuses import GoalStatus, TaskStatus
 
 INHERITED = (
@@ -19,9 +20,11 @@ INHERITED = (
     "max_attempts",
     "report_deadline_seconds",
     "heartbeat_timeout_seconds",
+    "require_signatures",
 )
 """What a sub-goal takes from its parent unless its own spec says otherwise: its work
-answers to the same approvers and runs under the same policies."""
+answers to the same approvers and runs under the same policies. Its workspace and
+signatures it may not change (goalkeeper.requirements)."""
 
 
 def subgoal_id(goal_id: str, task_id: str) -> str:
@@ -30,7 +33,8 @@ def subgoal_id(goal_id: str, task_id: str) -> str:
 
 
 def subgoal_spec(header: GoalSpec, task: TaskSpec, goal_run_id: str) -> dict[str, Any]:
-    """The spec a task's sub-goal starts with: its own, over what it inherits."""
+    """The spec a task's sub-goal starts with: its own, over what it inherits, held to
+    its parent's workspace and signatures whatever it says."""
     assert task.goal is not None and task.id is not None
     inherited = header.model_dump(mode="json", include=set(INHERITED))
     spec: dict[str, Any] = {
@@ -46,7 +50,7 @@ def subgoal_spec(header: GoalSpec, task: TaskSpec, goal_run_id: str) -> dict[str
         task_id=task.id,
         depth=header.depth + 1,
     ).model_dump()
-    return spec
+    return held_to(requirements_of(header), spec)
 
 
 def progress_line(progress: Progress) -> str:

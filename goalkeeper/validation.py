@@ -19,6 +19,7 @@ from goalkeeper.models import (
     describe_validation_error,
 )
 from goalkeeper.plan_task import plan_task
+from goalkeeper.requirements import joining_goal_problems, requirements_of
 from goalkeeper.runbooks import Runbook, RunbookMatch, apply_runbook
 from goalkeeper.scheduling import find_cycle
 from goalkeeper.subgoals import subgoal_id, subgoal_spec
@@ -160,6 +161,9 @@ def subgoal_problems(spec: GoalSpec, index: int, task: TaskSpec) -> list[str]:
             f"{where}.goal: sub-goals nest at most {MAX_GOAL_DEPTH} deep, and task {task.id!r} "
             f"would start one at depth {spec.depth + 1}"
         ]
+    lowered = joining_goal_problems(requirements_of(spec), task.goal or {}, f"{where}.goal")
+    if lowered:
+        return lowered
     nested = subgoal_spec(spec, task, goal_run_id="")
     try:
         if nested.get("runbook") is None:

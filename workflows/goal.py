@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper import budgets, signing
     from goalkeeper.compiling import Verdict, next_step
     from goalkeeper.errors import InvalidGoalSpec
-    from goalkeeper.ids import fact_id
+    from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import retry_problem, signed_control_problem
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
@@ -64,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.runbooks import Runbook, RunbookMatch, runbook_named
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
-    from goalkeeper.subgoals import progress_line, told_end
+    from goalkeeper.subgoals import progress_line, subgoal_id, told_end
     from goalkeeper.suggestions import SuggestFor
     from goalkeeper.validation import validate_goal_spec
     from workflows import search_attributes as sa
@@ -710,6 +710,7 @@ class GoalWorkflow:
                 f"load runbook {name!r}",
             )
         spec = await self._validate(raw, runbook, candidates)
+        await self._check_parent(spec, raw)
         self._header = header = spec.header()
         tasks = spec.tasks
         partitioned = len(tasks) > header.partition_size
@@ -792,6 +793,25 @@ class GoalWorkflow:
             await self._reject(str(exc), spec)
             raise  # not reached: _reject fails the workflow
 
+    async def _check_parent(self, spec: GoalSpec, raw: Any) -> None:
+        """Reject a spec naming a `parent` unless that goal (or one of its partitions)
+        started this one, as Temporal records it: no client starts a "sub-goal" that
+        reports into a real goal or passes for one."""
+        parent = spec.parent
+        if parent is None:
+            return
+        info = workflow.info().parent
+        by = info.workflow_id if info else None
+        expected = subgoal_id(parent.goal_id, parent.task_id)
+        if not started_by_goal(parent.goal_id, by) or self._goal_id != expected:
+            await self._reject(
+                f"invalid goal spec: parent: expected sub-goal {expected!r} started by goal "
+                f"{parent.goal_id!r}, got {self._goal_id!r} started by "
+                f"{'workflow ' + repr(by) if by else 'a client'}; sub-goals are started by "
+                "their goal",
+                raw,
+            )
+
     async def _reject(self, error: str, spec: Any) -> NoReturn:
         self._status, self._stage = GoalStatus.REJECTED, "rejected"
         metrics.rejected(workflow.metric_meter(), Rejected.GOAL_INPUT)
@@ -829,6 +849,7 @@ class GoalWorkflow:
             await self._reject(stored.error or "invalid goal spec", {"spec_ref": spec_ref})
         header = stored.header
         assert header is not None
+        await self._check_parent(header, {"spec_ref": spec_ref})
         self._header = header
         if stored.tasks_total <= header.partition_size:
             specs = await load_specs(

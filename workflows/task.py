@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
+from pydantic import field_validator
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
@@ -20,6 +21,12 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.ids import assignment_id as assignment_id_of
     from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
+    from goalkeeper.limits import (
+        MAX_VIEW_ERROR_CHARS,
+        bounded_history,
+        clip,
+        heartbeat_time_problem,
+    )
     from goalkeeper.metrics import Reassignment, Rejected
     from goalkeeper.models import (
         Abort,
@@ -42,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
         EndAssignment,
         Event,
         EventKind,
+        ReadHeartbeat,
         RecordTask,
+        StoredHeartbeat,
     )
     from goalkeeper.statuses import AssignmentStatus, Decision, ReportOutcome, TaskStatus
     from workflows import search_attributes as sa
@@ -68,6 +77,13 @@ Temporal's limits of 2,000 updates and 10,000 signals per run."""
 
 KEYS_PER_DECISION = "approver-keys-per-decision"
 """The patch from which the approvers' keys are read again for each signed decision."""
+
+CHECKED_HEARTBEATS = "checked-heartbeat-times"
+"""Patch: heartbeats written to PostgreSQL are checked against its clock, by an activity."""
+
+BOUNDED_TEXT = "bounded-agent-text"
+"""Patch: reports and heartbeats over the text limits (goalkeeper.limits) are refused;
+tasks that took such a message before it replay as they ran."""
 
 SYSTEM_APPROVER = "goalkeeper"
 """Who decides when the escalation chain ends without a decision."""
@@ -232,8 +248,8 @@ class TaskWorkflow:
 
     @workflow.query
     def status(self) -> TaskView:
-        """The task as it is now."""
-        return self._view
+        """The task as it is now, its history and error bounded (goalkeeper.limits)."""
+        return _bounded(self._view)
 
     # Agents and approvers: a signal records what it rejects; an update tells the caller.
 
@@ -400,7 +416,10 @@ class TaskWorkflow:
         """The message, or why it is rejected; judged once its assignment is known."""
         message = parse_message(payload, model, what)
         if isinstance(message, str):
-            return message
+            legacy = parse_message(payload, _LEGACY[model], what)
+            if isinstance(legacy, str) or workflow.patched(BOUNDED_TEXT):
+                return message
+            message = model.model_construct(**legacy.model_dump())
         if message.assignment_id == self._assigning:
             # The agent heard of its assignment before the workflow did: wait for it.
             await workflow.wait_condition(lambda: self._assigning is None)
@@ -461,6 +480,8 @@ class TaskWorkflow:
     async def _stored_heartbeat(self, assignment_id: str) -> datetime | None:
         """When the agent last wrote its heartbeat to PostgreSQL; with signatures required,
         only a heartbeat its key signed, later than the last one, counts."""
+        if workflow.patched(CHECKED_HEARTBEATS):
+            return await self._checked_heartbeat(assignment_id)
         if not self._signers.required:
             at: datetime | None = await workflow.execute_activity_method(
                 AssignmentActivities.last_heartbeat,
@@ -484,11 +505,47 @@ class TaskWorkflow:
         self._signers.last_beat_at = beat.at
         return datetime.fromisoformat(beat.at)
 
+    async def _checked_heartbeat(self, assignment_id: str) -> datetime | None:
+        """The stored heartbeat, its time checked against the database's clock by the
+        activity that reads it; one that cannot count for its time is recorded, once per
+        assignment, and the task goes on as if it had not been sent."""
+        signed = self._signers.required
+        if signed and self._key_unknown(self._view.agent_id or ""):
+            await self._read_agent_key(self._view.agent_id or "")
+        stored: StoredHeartbeat = await workflow.execute_activity_method(
+            AssignmentActivities.stored_heartbeat,
+            ReadHeartbeat(assignment_id=assignment_id, signed=signed),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+            summary=f"read the heartbeat of {self._view.agent_id}",
+        )
+        if stored.problem is not None:
+            key = f"stored:{assignment_id}"
+            if key not in self._quiet_rejections:
+                self._quiet_rejections.add(key)
+                metrics.rejected(workflow.metric_meter(), Rejected.HEARTBEAT)
+                event = self._event(
+                    EventKind.HEARTBEAT_REJECTED,
+                    f"{stored.problem} (written to PostgreSQL)",
+                    self._view.agent_id,
+                )
+                async with self._recording:
+                    await record_apart(ReadModelActivities.record_event, event, "record heartbeat")
+            return None
+        if not signed:
+            return stored.at
+        if stored.beat is None or self._heartbeat_problem(stored.beat) is not None:
+            return None  # unsigned, or the one already counted: silence goes on
+        self._signers.last_beat_at = stored.beat.at
+        return stored.at
+
     def _heartbeat_problem(self, beat: Heartbeat) -> str | None:
         view = self._view
-        return assignment_problem(
-            view, beat.agent_id, beat.assignment_id, "heartbeat", self._closed
-        ) or signing.heartbeat_problem(self._signers, view.goal_id, view.task_id, beat)
+        return (
+            assignment_problem(view, beat.agent_id, beat.assignment_id, "heartbeat", self._closed)
+            or heartbeat_time_problem(beat.at, workflow.now(), "the workflow's clock")
+            or signing.heartbeat_problem(self._signers, view.goal_id, view.task_id, beat)
+        )
 
     def _beat(self, at: datetime, beat: Heartbeat | None = None) -> None:
         if beat is not None and beat.at is not None:
@@ -1064,7 +1121,7 @@ class TaskWorkflow:
         await self._settle()
 
     def _advance(self, changes: dict[str, Any]) -> None:
-        self._view = self._view.model_copy(update={**changes, "seq": self._view.seq + 1})
+        self._view = _bounded(self._view.model_copy(update={**changes, "seq": self._view.seq + 1}))
         self._settling = False  # what a report leads to is in the view now
 
     async def _settle(self) -> None:
@@ -1163,6 +1220,34 @@ class TaskWorkflow:
         if view.history:
             line += "\n\n" + "\n\n".join(view.history[-5:])
         workflow.set_current_details(line)
+
+
+class _LegacyReport(AgentReport):
+    """A report as taken before the text limits: replays of tasks that took one."""
+
+    error: str | None = None
+
+
+class _LegacyHeartbeat(Heartbeat):
+    """A heartbeat as taken before its time was checked: replays of tasks that took one."""
+
+    @field_validator("at")
+    @classmethod
+    def _a_time(cls, at: str | None) -> str | None:
+        return at
+
+
+_LEGACY: dict[type[Any], type[Any]] = {AgentReport: _LegacyReport, Heartbeat: _LegacyHeartbeat}
+
+
+def _bounded(view: TaskView) -> TaskView:
+    """The view with its history and error bounded, so no agent input takes the `status`
+    query near Temporal's message limit (goalkeeper.limits.MAX_VIEW_BYTES)."""
+    history = bounded_history(view.history)
+    error = None if view.error is None else clip(view.error, MAX_VIEW_ERROR_CHARS)
+    if history == view.history and error == view.error:
+        return view
+    return view.model_copy(update={"history": history, "error": error})
 
 
 def decided(decision: ApprovalDecision, assignment_id: str | None) -> dict[str, Any]:

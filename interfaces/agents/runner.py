@@ -31,6 +31,7 @@ from temporalio.service import RPCError
 from activities import results
 from activities.assignment import ASSIGNMENTS_CHANNEL
 from goalkeeper import signing
+from goalkeeper.limits import MAX_ERROR_CHARS, clip
 from goalkeeper.models import AgentReport
 from interfaces.agents import registry
 from interfaces.agents.judgement import simulated_compile, simulated_plan, simulated_triage
@@ -307,7 +308,9 @@ class AgentRunner:
                 "cost_usd": done.cost_usd,
             }
         except Exception as exc:
-            report |= {"outcome": "failed", "error": str(exc) or type(exc).__name__}
+            # Goalkeeper refuses longer errors: the end of a traceback says most.
+            error = str(exc) or type(exc).__name__
+            report |= {"outcome": "failed", "error": clip(error, MAX_ERROR_CHARS)}
             if isinstance(exc, SimulatedFailure):
                 report |= {"tokens_used": exc.tokens_used, "cost_usd": exc.cost_usd}
             return report

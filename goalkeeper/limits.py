@@ -1,0 +1,95 @@
+"""How much text Goalkeeper takes from outside, and how much of it a task shows.
+
+Every free-text field that arrives from a person or an agent has a limit here, enforced
+where it enters (the pydantic models that parse it refuse more, naming the field and
+the limit). What a task keeps and shows (its `status` query) is bounded too, so no
+number of attempts, errors or comments takes a query near Temporal's message limit.
+"""
+
+import re
+from datetime import datetime, timedelta
+
+MAX_TITLE_CHARS = 500
+"""Goal and task titles, skills, and other one-line texts."""
+MAX_TASK_DESCRIPTION_CHARS = 16 * 1024
+MAX_GOAL_DESCRIPTION_CHARS = 64 * 1024
+MAX_GUIDANCE_CHARS = 16 * 1024
+"""Advice to agents, a goal's success criteria."""
+MAX_ERROR_CHARS = 4000
+"""Why an agent's work failed (a report's `error`): agent.py clips its own to this."""
+MAX_COMMENT_CHARS = 2000
+"""An approver's comment on a decision, a budget raise or a stop."""
+MAX_REASON_CHARS = 2000
+"""Why a planner or a triage agent chose what it did."""
+MAX_QUESTION_CHARS = 16 * 1024
+MAX_ANSWER_CHARS = 64 * 1024
+
+MAX_HISTORY_LINES = 50
+"""Lines a task's history keeps (the newest; a first line counts those left out)."""
+MAX_HISTORY_LINE_CHARS = 2000
+MAX_VIEW_ERROR_CHARS = 4000
+"""Of why a task failed, as its view shows it; its attempts' errors are in the events."""
+MAX_VIEW_BYTES = 1024 * 1024
+"""What a task's `status` query may reach: a result (128 KiB at most inline), 50 history
+lines and an error stay well under it, and well under gRPC's 4 MiB."""
+
+MAX_CLOCK_SKEW = timedelta(seconds=60)
+"""How far ahead of the clock it is checked against a heartbeat's time may be."""
+
+_LEFT_OUT = re.compile(r"^\((\d+) earlier lines left out\)$")
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters: its start and its end, with what was cut
+    said in the middle, so both what happened first and last stay readable."""
+    if len(text) <= limit:
+        return text
+    marker = f" […{len(text) - limit} characters left out…] "
+    head = max(0, (limit - len(marker)) // 2)
+    tail = max(0, limit - len(marker) - head)
+    return text[:head] + marker + (text[-tail:] if tail else "")
+
+
+def bounded_history(lines: list[str]) -> list[str]:
+    """A task's history kept to `MAX_HISTORY_LINES` lines of `MAX_HISTORY_LINE_CHARS`:
+    the newest lines, after one that counts the lines left out."""
+    lines = [clip(line, MAX_HISTORY_LINE_CHARS) for line in lines]
+    if len(lines) <= MAX_HISTORY_LINES:
+        return lines
+    before = 0
+    if (match := _LEFT_OUT.match(lines[0])) is not None:
+        before, lines = int(match.group(1)), lines[1:]
+    kept = lines[-(MAX_HISTORY_LINES - 1) :]
+    left_out = before + len(lines) - len(kept)
+    return [f"({left_out} earlier lines left out)", *kept]
+
+
+def heartbeat_time(at: str) -> datetime | str:
+    """A heartbeat's `at` as a time, or why it is none: ISO 8601 with its UTC offset."""
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        return (
+            "expected an ISO 8601 time with its UTC offset (e.g. 2026-01-31T12:00:00+00:00), "
+            f"got {at[:40]!r}"
+        )
+    return parsed
+
+
+def heartbeat_time_problem(at: str | None, now: datetime, clock: str) -> str | None:
+    """Why a heartbeat's time cannot count against `now` (read from `clock`): unparseable,
+    or ahead of it by more than `MAX_CLOCK_SKEW`, which would keep a silent task alive."""
+    if at is None:
+        return None
+    parsed = heartbeat_time(at)
+    if isinstance(parsed, str):
+        return f"heartbeat rejected: at: {parsed}"
+    if parsed > now + MAX_CLOCK_SKEW:
+        return (
+            f"heartbeat rejected: at: expected a time at most "
+            f"{int(MAX_CLOCK_SKEW.total_seconds())} s ahead of {clock} ({now.isoformat()}), "
+            f"got {at!r}; check the agent's clock"
+        )
+    return None
