@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -10,6 +11,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from activities.rows import write_task
 from goalkeeper.judging import assignment_problem
 from goalkeeper.models import TaskView
+from goalkeeper.seals import SealKeys, sealed
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
     decide,
@@ -145,14 +147,21 @@ def test_a_lapsed_assignment_is_refused_even_before_the_task_moves_on() -> None:
 
 
 async def test_reassign_takes_the_task_only_from_the_assignment_it_names(
-    client: Client, task_queue: str, workspace: str
+    client: Client, task_queue: str, workspace: str, worker_secret: SealKeys
 ) -> None:
+    """Sent as the health check sends it, sealed with the workers' secret."""
     handle = await start_goal(client, goal_spec(1, workspace, max_attempts=3), task_queue)
     first = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
     task = client.get_workflow_handle(f"{handle.id}/t1")
-    await task.signal("reassign", {"assignment_id": str(uuid.uuid4()), "reason": "stale"})
-    await task.signal("reassign", "no assignment named")
-    await task.signal("reassign", {"assignment_id": first.assignment_id, "reason": "slow"})
+
+    def reassign(request: dict[str, Any]) -> dict[str, Any]:
+        return sealed(worker_secret, "reassign", task.id, request)
+
+    await task.signal("reassign", reassign({"assignment_id": str(uuid.uuid4()), "reason": "x"}))
+    await task.signal("reassign", reassign({"reason": "no assignment named"}))
+    await task.signal(
+        "reassign", reassign({"assignment_id": first.assignment_id, "reason": "slow"})
+    )
     second = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED, attempt=2)
     assert "slow" in second.history[-1]
     await asyncio.sleep(0.5)  # the earlier requests never reach the new assignment

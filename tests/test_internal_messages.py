@@ -90,9 +90,8 @@ async def test_forged_task_updates_change_nothing(
     }
     await handle.signal("task_update", forged_running)
     await handle.signal("task_update", sealed(OUTSIDER_KEYS, "task_update", handle.id, forged_end))
-    rows = await _refusals(pool, handle.id, 2)
-    assert "carries no seal" in rows[0]["message"]
-    assert "does not match" in rows[1]["message"]
+    messages = " | ".join(row["message"] for row in await _refusals(pool, handle.id, 2))
+    assert "carries no seal" in messages and "does not match" in messages, messages
     now = await progress(handle)
     assert now.cost_usd == 0 and now.tokens_used == 0 and now.tasks_awaiting_approval == 0
     assert now.tasks_completed == 0 and now.agents_total == 2

@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from goalkeeper import signing
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import GoalSpec, TaskSpec
-from goalkeeper.planning import PlanResult, check_new_tasks, plan_tasks
+from goalkeeper.planning import AddTasks, PlanResult, check_new_tasks, plan_tasks
 from goalkeeper.requests import RequestSpec, TriageGoal, goal_from_triage, triage_goal_problems
 from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, RequestStatus, TaskStatus
@@ -143,29 +143,39 @@ async def _signing_agent(pool: asyncpg.Pool, workspace: str) -> tuple[str, str]:
     return agent_id, key
 
 
-def _add(tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"tasks": tasks, "added_by": "outsider", "reason": "more work"}
+def _add(
+    tasks: list[dict[str, Any]], goal_id: str = "", agent: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """An add_tasks request; signed as `agent` (its id and key), an agent of the goal."""
+    if agent is None:
+        return {"tasks": tasks, "added_by": "outsider", "reason": "more work"}
+    payload = {"tasks": tasks, "added_by": agent[0], "reason": "more work"}
+    request = AddTasks.model_validate(payload)
+    return payload | {"signature": signing.sign_control(agent[1], "add_tasks", goal_id, request)}
 
 
 async def test_a_subgoal_added_to_a_signed_goal_requires_signatures(
     client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
 ) -> None:
-    _, key = await _signing_agent(pool, workspace)
+    agent = await _signing_agent(pool, workspace)
+    key = agent[1]
     spec = goal_spec(1, workspace, require_signatures=True)
     goal = await start_goal(client, spec, task_queue)
     view = await wait_task(client, goal.id, "t1", TaskStatus.ASSIGNED)
 
-    # The attack: a sub-goal that switches signatures off, or one in another workspace.
+    # The attack, signed by the goal's own agent: a sub-goal that switches signatures off,
+    # or one in another workspace.
     for bad, field in (
         ({"require_signatures": False}, "require_signatures"),
         ({"workspace": "attacker"}, "workspace"),
     ):
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await goal.execute_update(GoalWorkflow.add_tasks, _add([_subgoal(**bad)]))
+            added = _add([_subgoal(**bad)], goal.id, agent)
+            await goal.execute_update(GoalWorkflow.add_tasks, added)
         assert f"tasks[0].goal.{field}: expected" in str(refused.value.cause)
 
     # Saying nothing, the sub-goal inherits the requirement: an unsigned report is refused.
-    await goal.execute_update(GoalWorkflow.add_tasks, _add([_subgoal()]))
+    await goal.execute_update(GoalWorkflow.add_tasks, _add([_subgoal()], goal.id, agent))
     sub = f"{goal.id}/sub"
     inner = await wait_task(client, sub, "a", TaskStatus.ASSIGNED)
     unsigned = {
