@@ -149,10 +149,19 @@ async def test_approval_and_rejection_reach_the_task_as_the_tokens_person(
     await handle.terminate("test over")
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned goal", "signed goal"])
 async def test_budget_raise_stop_and_feedback_as_the_tokens_person(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+    api: httpx.AsyncClient,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    signed: bool,
 ) -> None:
-    spec = goal_spec(workspace=workspace, approvers=["ops-lead"], budget_usd=1.0)
+    """On a goal that requires signatures, the dashboard signs for the token's person."""
+    spec = goal_spec(
+        workspace=workspace, approvers=["ops-lead"], budget_usd=1.0, require_signatures=signed
+    )
     handle = await start_goal(client, spec, task_queue)
     await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
     lead = await bearer(pool, "ops-lead", workspace)

@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowFailureError,
@@ -19,9 +18,8 @@ from temporalio.client import (
 
 from activities.keys import register_approver_key
 from goalkeeper import signing
-from goalkeeper.budgets import BudgetRaise, GoalStop
-from goalkeeper.models import ApprovalDecision, Progress
-from goalkeeper.planning import AddTasks
+from goalkeeper.controls import CONTROLS
+from goalkeeper.models import Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.stack import TemporalDevServer
 from tests.helpers import events, eventually, goal_spec, run_temporal, start_goal, wait_task
@@ -40,13 +38,7 @@ async def refused(handle: WorkflowHandle[Any, Any], name: str, payload: Any, wor
 
 
 def control(kind: str, goal_id: str, payload: dict[str, Any], who: str) -> dict[str, Any]:
-    models: dict[str, type[BaseModel]] = {
-        "raise_budget": BudgetRaise,
-        "stop": GoalStop,
-        "add_tasks": AddTasks,
-        "retry": ApprovalDecision,
-    }
-    request = models[kind].model_validate(payload)
+    request = CONTROLS[kind].model_validate(payload)
     return payload | {"signature": signing.sign_control(KEYS[who][0], kind, goal_id, request)}
 
 

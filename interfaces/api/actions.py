@@ -13,8 +13,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.feedback import give_feedback
 from activities.suggestions import decide_suggestion
+from goalkeeper.controls import CONTROLS
 from goalkeeper.feedback import InvalidFeedback, feedback
-from goalkeeper.signing import digest, sign_decision
+from goalkeeper.signing import digest, sign_control, sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
 from goalkeeper.suggestions import InvalidSuggestionDecision, SuggestionStatus
 from interfaces.api.auth import DELEGATE, Access, Actor, act
@@ -78,6 +79,15 @@ async def send_update(client: Client, workflow_id: str, name: str, payload: Any)
         raise
 
 
+def delegated(request: Request, kind: str, goal_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` signed by the dashboard's own key on behalf of the token's person, as it
+    signs decisions: a goal that requires signatures takes it from the person it names."""
+    payload = payload | {"signed_by": DELEGATE}
+    model = CONTROLS[kind].model_validate(payload)
+    signature = sign_control(request.app.state.signing_key, kind, goal_id, model)
+    return payload | {"signature": signature}
+
+
 @router.get("/me")
 async def me(actor: Actor) -> dict[str, Any]:
     """Whom the request's token acts as, and the workspaces it sees (null: all): a way to
@@ -108,8 +118,10 @@ async def decide(
         raise Problem(
             404, "Unknown task", f"no task workflow {task!r}: expected a started task"
         ) from exc
-    if view.status is TaskStatus.FAILED:
-        answer = await send_update(client, goal_id, "decide", {**payload, "task_id": task_id})
+    if view.status is TaskStatus.FAILED:  # retry it or give up, on the attempt that failed
+        retry = {**payload, "task_id": task_id, "attempt": view.attempts}
+        retry = delegated(request, "retry", goal_id, retry)
+        answer = await send_update(client, goal_id, "decide", retry)
         return {"goal": answer}
     if view.status.is_terminal:
         raise Problem(409, "Task ended", f"task {task!r} already ended ({view.status})")
@@ -128,7 +140,7 @@ async def decide(
 
 @router.post("/goals/{goal_id:path}/budget")
 async def raise_budget(
-    pool: Pool, client: Temporal, actor: Actor, goal_id: str, body: BudgetBody
+    request: Request, pool: Pool, client: Temporal, actor: Actor, goal_id: str, body: BudgetBody
 ) -> dict[str, Any]:
     """Raise a goal's budget as one of its approvers; a goal paused at its budget goes on."""
     await known_goal(pool, actor, goal_id)
@@ -136,17 +148,24 @@ async def raise_budget(
         raise Problem(422, "Invalid request body", "expected usd, tokens or both, got neither")
     payload: dict[str, Any] = {"approver": actor.person, "comment": body.comment}
     payload |= {k: v for k, v in (("usd", body.usd), ("tokens", body.tokens)) if v is not None}
+    payload = delegated(request, "raise_budget", goal_id, payload)
     answer: dict[str, Any] = await send_update(client, goal_id, "raise_budget", payload)
     return answer
 
 
 @router.post("/goals/{goal_id:path}/stop")
 async def stop(
-    pool: Pool, client: Temporal, actor: Actor, goal_id: str, body: CommentBody | None = None
+    request: Request,
+    pool: Pool,
+    client: Temporal,
+    actor: Actor,
+    goal_id: str,
+    body: CommentBody | None = None,
 ) -> dict[str, Any]:
     """Stop a goal as one of its approvers: running tasks are aborted, the rest skipped."""
     await known_goal(pool, actor, goal_id)
     payload = {"approver": actor.person, "comment": (body or CommentBody()).comment}
+    payload = delegated(request, "stop", goal_id, payload)
     answer: dict[str, Any] = await send_update(client, goal_id, "stop", payload)
     return answer
 

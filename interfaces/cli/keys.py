@@ -5,12 +5,11 @@ import argparse
 import json
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from activities.keys import UnknownSigner, register_approver_key, rekey_agent
-from goalkeeper.budgets import BudgetRaise, GoalStop
+from goalkeeper.controls import CONTROLS
 from goalkeeper.models import ApprovalDecision, describe_validation_error
-from goalkeeper.planning import AddTasks
 from goalkeeper.signing import InvalidKey, check_public_key, sign_control, sign_decision
 from goalkeeper.statuses import TaskStatus
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
@@ -91,14 +90,6 @@ async def sign(session: Session, args: argparse.Namespace) -> None:
     )
 
 
-CONTROLS: dict[str, type[BaseModel]] = {
-    "raise_budget": BudgetRaise,
-    "stop": GoalStop,
-    "add_tasks": AddTasks,
-}
-"""The changes to a goal `sign --control` signs, and the request each is."""
-
-
 def control_payload(args: argparse.Namespace) -> dict[str, Any]:
     """The request of `sign --control` from its options, checked as the goal checks it."""
     if args.control == "add_tasks":
@@ -126,5 +117,5 @@ def signed(approver: str, kind: str, goal_id: str, payload: dict[str, Any]) -> d
     key = load_key("approver", approver)
     if key is None:
         return payload
-    model = ApprovalDecision if kind == "retry" else CONTROLS[kind]
-    return payload | {"signature": sign_control(key, kind, goal_id, model.model_validate(payload))}
+    request = CONTROLS[kind].model_validate(payload)
+    return payload | {"signature": sign_control(key, kind, goal_id, request)}

@@ -354,7 +354,8 @@ def parser() -> argparse.ArgumentParser:
     )
     signing.add_argument("target", help="GOAL_ID/TASK_ID for a decision, GOAL_ID for --control")
     signing.add_argument("--decision", choices=[d.value for d in Decision])
-    signing.add_argument("--control", choices=sorted(keys.CONTROLS), help="a change to a goal")
+    changes = sorted(set(keys.CONTROLS) - {"retry"})  # a retry is signed as a --decision
+    signing.add_argument("--control", choices=changes, help="a change to a goal")
     signing.add_argument("--as", dest="approver", required=True, help="who signs (added_by)")
     signing.add_argument("--comment", default="", help="why (add_tasks: its reason)")
     signing.add_argument("--usd", type=float, help="raise_budget: the new USD budget")
