@@ -34,11 +34,12 @@ class TemporalCli:
     async def wait_task(self, goal_id: str, task_id: str, status: str) -> dict[str, Any]:
         for _ in range(300):
             page = await self.query(goal_id, "tasks")
-            tasks = {t["task_id"]: t for t in page["tasks"]}
-            if tasks[task_id]["status"] == status:
+            # A goal asked before its first workflow task has run may answer no page yet.
+            tasks = {t["task_id"]: t for t in (page or {}).get("tasks") or []}
+            if tasks.get(task_id, {}).get("status") == status:
                 return tasks[task_id]
             await asyncio.sleep(0.1)
-        raise AssertionError(f"{task_id} never became {status}: {tasks[task_id]}")
+        raise AssertionError(f"{task_id} never became {status}: {tasks.get(task_id)}")
 
 
 async def test_a_goal_driven_to_completion_with_the_temporal_cli(

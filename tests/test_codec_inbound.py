@@ -310,7 +310,7 @@ async def test_the_temporal_cli_reports_through_the_codec_server_and_is_accepted
     workspace: str,
 ) -> None:
     goal_id, view = await _assigned(encrypting, queue, workspace)
-    token = (await new_token(pool, "cli-user"))["token"]
+    token = (await new_token(pool, "cli-user", all_workspaces=True))["token"]
     sent = {"agent_id": view.agent_id, "assignment_id": view.assignment_id, "outcome": "completed"}
     with web.serve(create_codec_app(keys, [], database_url=database_url)) as url:
         code, out = await run_temporal(
