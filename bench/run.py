@@ -56,9 +56,13 @@ from interfaces.api.app import create_app
 from interfaces.cli.goals import store_spec
 from interfaces.config import Settings
 from interfaces.metrics import COLLECT_EVERY, collect
+from interfaces.secret import new_secret_entry, parse_secret
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from worker import build_worker
 from workflows.goal import GoalWorkflow
+
+SEAL_KEYS = parse_secret(new_secret_entry("bench"), "the bench's worker secret")
+"""The workers' secret of this run, as a worker is given one."""
 
 WINDOW = 100
 
@@ -83,7 +87,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
                 await pool.close()
                 return
         if args.api_only:
-            async with build_worker(client, pool, "bench"):
+            async with build_worker(client, pool, "bench", seal_keys=SEAL_KEYS):
                 await _api_latencies(client, pool, args.api_goals)
             await pool.close()
             return
@@ -99,7 +103,7 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             await registry.register_agent(pool, agent_id, "bench", ["work"], capacity=50)
         runner = AgentRunner(client, pool, agent_ids, SimulatedWork(delay=(0, 0)), "bench")
         stop = asyncio.Event()
-        async with build_worker(client, pool, "bench"):
+        async with build_worker(client, pool, "bench", seal_keys=SEAL_KEYS):
             serving = asyncio.create_task(runner.run(stop))
             # What a worker runs beside its workflows: the watch and the metrics collector.
             rounds: list[float] = []
@@ -194,7 +198,7 @@ async def _learning(client: Client, pool: Any, tasks: int) -> None:
         runner = AgentRunner(client, pool, list(rates), hook, workspace)
         stop = asyncio.Event()
         queue = f"bench-{selection}"
-        async with build_worker(client, pool, queue, selection=selection):
+        async with build_worker(client, pool, queue, selection=selection, seal_keys=SEAL_KEYS):
             serving = asyncio.create_task(runner.run(stop))
             transactions = await _transactions(pool)
             spec = _spec(tasks) | {"workspace": workspace, "max_running_tasks": 10}
