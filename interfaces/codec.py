@@ -10,10 +10,7 @@ ciphertext of the serialized original payload, no associated data), so their cod
 servers in other languages can read it too.
 """
 
-import base64
-import binascii
 import dataclasses
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,14 +28,14 @@ from temporalio.converter import (
 )
 
 from goalkeeper.errors import GoalkeeperError
-from interfaces.keyring import exposure
+from interfaces.keyring import key_entries, owner_only_text
+from interfaces.keyring import new_key_entry as new_entry
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 """The metadata entry naming the key a payload was encrypted with."""
 KEY_BYTES = 32
 NONCE_BYTES = 12
-_KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SHOWN_KEY_ID = 80
 """A payload's key id is shown in errors up to this length: anyone can write a longer one."""
 
@@ -82,57 +79,22 @@ class Keyring:
 def parse_keys(text: str, source: str) -> Keyring:
     """Keys from `KEY_ID:BASE64_32_BYTES` entries separated by commas or lines; blank
     entries and lines starting with '#' are skipped. `source` names the text in errors."""
-    entries = [
-        entry.strip()
-        for line in text.splitlines()
-        if not line.strip().startswith("#")
-        for entry in line.split(",")
-    ]
-    keys: list[tuple[str, bytes]] = []
-    for n, entry in enumerate((e for e in entries if e), start=1):
-        key_id, colon, encoded = entry.partition(":")
-        key_id = key_id.strip()
-        if not colon or not _KEY_ID_PATTERN.fullmatch(key_id):
-            # The entry itself is not repeated: it may be a bare key.
-            raise CodecKeyError(
-                f"{source}: entry {n} is not KEY_ID:BASE64_KEY (a key id of letters, digits, "
-                "'.', '_' or '-', a colon, then 32 bytes in base64); make one with "
-                "'python starter.py codec-key new'"
-            )
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except binascii.Error:
-            raise CodecKeyError(f"{source}: key {key_id!r} is not valid base64") from None
-        if len(key) != KEY_BYTES:
-            raise CodecKeyError(
-                f"{source}: key {key_id!r} is {len(key)} bytes; AES-256 needs {KEY_BYTES}"
-            )
-        if key_id in dict(keys):
-            raise CodecKeyError(f"{source}: key id {key_id!r} appears twice; ids must be unique")
-        keys.append((key_id, key))
-    if not keys:
-        raise CodecKeyError(f"{source}: no keys; expected KEY_ID:BASE64_KEY entries")
-    return Keyring(tuple(keys))
+
+    def size(n: int) -> str | None:
+        return None if n == KEY_BYTES else f"AES-256 needs {KEY_BYTES}"
+
+    make = "python starter.py codec-key new"
+    return Keyring(tuple(key_entries(text, source, CodecKeyError, size, make)))
 
 
 def read_keys_file(path: Path) -> Keyring:
     """Keys from a file only its owner may read or write, as ssh requires of private keys."""
-    try:
-        problem = exposure(path)
-    except OSError as exc:
-        raise CodecKeyError(f"cannot read the codec keys file {path}: {exc.strerror}") from None
-    if problem:
-        raise CodecKeyError(f"the codec keys file {problem}")
-    return parse_keys(path.read_text(), str(path))
+    return parse_keys(owner_only_text(path, "codec keys", CodecKeyError), str(path))
 
 
 def new_key_entry(key_id: str) -> str:
     """A fresh random key as a `KEY_ID:BASE64` entry."""
-    if not _KEY_ID_PATTERN.fullmatch(key_id):
-        raise CodecKeyError(
-            f"expected a key id of letters, digits, '.', '_' or '-' (64 at most), got {key_id!r}"
-        )
-    return f"{key_id}:{base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}"
+    return new_entry(key_id, KEY_BYTES, CodecKeyError)
 
 
 def encrypt(payload: Payload, key_id: str, key: bytes) -> Payload:

@@ -2,14 +2,17 @@
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from goalkeeper.learning import check_selection_mode
 from goalkeeper.seals import SealKeys
 from interfaces.codec import Keyring, parse_keys, read_keys_file
 from interfaces.secret import parse_secret, read_secret_file, stack_secret
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -174,24 +177,25 @@ def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _codec_keys(env: Mapping[str, str]) -> Keyring | None:
-    inline, path = env.get("GOALKEEPER_CODEC_KEYS"), env.get("GOALKEEPER_CODEC_KEYS_FILE")
-    if inline and path:
-        raise ValueError(
-            "set GOALKEEPER_CODEC_KEYS or GOALKEEPER_CODEC_KEYS_FILE, not both: "
-            "which keys are meant would be a guess"
-        )
-    if path:
-        return read_keys_file(Path(path))
-    return parse_keys(inline, "GOALKEEPER_CODEC_KEYS") if inline else None
+    return _keys(env, "GOALKEEPER_CODEC_KEYS", parse_keys, read_keys_file)
 
 
 def _worker_secret(env: Mapping[str, str]) -> SealKeys | None:
-    inline, path = env.get("GOALKEEPER_WORKER_SECRET"), env.get("GOALKEEPER_WORKER_SECRET_FILE")
+    return _keys(env, "GOALKEEPER_WORKER_SECRET", parse_secret, read_secret_file)
+
+
+def _keys(
+    env: Mapping[str, str],
+    name: str,
+    parse: Callable[[str, str], K],
+    read: Callable[[Path], K],
+) -> K | None:
+    """Keys from the variable `name`, or from the file its `_FILE` variable names."""
+    inline, path = env.get(name), env.get(f"{name}_FILE")
     if inline and path:
         raise ValueError(
-            "set GOALKEEPER_WORKER_SECRET or GOALKEEPER_WORKER_SECRET_FILE, not both: "
-            "which keys are meant would be a guess"
+            f"set {name} or {name}_FILE, not both: which keys are meant would be a guess"
         )
     if path:
-        return read_secret_file(Path(path))
-    return parse_secret(inline, "GOALKEEPER_WORKER_SECRET") if inline else None
+        return read(Path(path))
+    return parse(inline, name) if inline else None
