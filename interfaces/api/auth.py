@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from activities.tokens import InvalidToken, TokenHolder, token_holder
@@ -132,3 +132,20 @@ read = Depends(reader)
 
 act = Depends(_actor)
 """For a router's `dependencies`: every route of it needs a person's token."""
+
+
+COOKIE_SECONDS = 8 * 3600
+"""How long a browser stays signed in; the token itself is checked on every request."""
+
+
+def remember_token(response: Response, request: Request, token: str, cookie: str = COOKIE) -> None:
+    """Keep a signed-in token in the browser: HttpOnly and SameSite=Strict, so no script
+    reads it and no other site sends it; Secure over https."""
+    response.set_cookie(
+        cookie,
+        token,
+        max_age=COOKIE_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )

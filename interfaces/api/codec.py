@@ -26,14 +26,13 @@ from temporalio.api.common.v1 import Payload, Payloads
 from activities.database import create_pool
 from activities.tokens import InvalidToken, token_holder
 from interfaces.api import problems
-from interfaces.api.auth import unauthorized
+from interfaces.api.auth import remember_token, unauthorized
 from interfaces.api.problems import Problem
 from interfaces.api.state import Pool
 from interfaces.codec import EncryptionCodec, Keyring, UndecryptablePayload
 
 COOKIE = "goalkeeper_codec_token"
-COOKIE_SECONDS = 8 * 3600
-"""How long a browser stays signed in; the token itself is checked on every request."""
+"""The codec server's own sign-in cookie, apart from the dashboard's."""
 
 log = logging.getLogger("goalkeeper.codec")
 
@@ -160,14 +159,7 @@ def create_codec_app(
         except InvalidToken as exc:
             return HTMLResponse(_page(origins, None, error=str(exc)), status_code=401)
         response = HTMLResponse(_page(origins, person))
-        response.set_cookie(
-            COOKIE,
-            token,
-            max_age=COOKIE_SECONDS,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
+        remember_token(response, request, token, COOKIE)
         return response
 
     @app.post("/logout")

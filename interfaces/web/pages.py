@@ -33,6 +33,7 @@ from interfaces.api.auth import (
     BearerToken,
     CookieToken,
     reader,
+    remember_token,
     same_origin,
 )
 from interfaces.api.health import health_report
@@ -48,9 +49,6 @@ SHOWN_BYTES = 200_000
 
 TRAIL = 50
 """Events a goal page shows: the newest, the rest are in the API's event stream."""
-
-COOKIE_SECONDS = 8 * 3600
-"""How long a browser stays signed in; the token itself is checked on every request."""
 
 
 class SignIn(Exception):
@@ -297,14 +295,7 @@ async def sign_in(request: Request, pool: Pool) -> Response:
     except InvalidToken as exc:
         return _sign_in(request, 401, back, str(exc) if token else "expected a token, got none")
     response = RedirectResponse(back, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        token,
-        max_age=COOKIE_SECONDS,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    remember_token(response, request, token)
     return response
 
 
