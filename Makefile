@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Test sessions side by side (each file's tests stay together, in one session).
+TEST_WORKERS ?= 2
 
 .PHONY: install browser promtool demo test lint up worker compose-env compose-up bench screenshots clean
 
@@ -23,7 +25,7 @@ demo: install ## Run a sample goal on the embedded stack, end to end, and stop (
 	$(PY) starter.py demo $(ARGS)
 
 test: install lint browser promtool ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .
