@@ -23,7 +23,7 @@ from interfaces import telemetry
 from interfaces.api.auth import Access
 from interfaces.api.health import health_report
 from interfaces.stack import TemporalDevServer, free_port
-from tests.helpers import ROOT, start_worker_process
+from tests.helpers import PATIENCE, ROOT, start_worker_process
 from tests.starter import Ran, printed_until, run_starter
 
 SLACK = "https://hooks.slack.com/services/T0AAAA/B0BBBB/xoxbSECRETwebhook"
@@ -257,7 +257,7 @@ async def test_up_prints_and_logs_no_secret(secrets: Secrets, tmp_path: Path) ->
     finally:
         if up.returncode is None:
             up.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(up.communicate(), 60)
+        out, err = await asyncio.wait_for(up.communicate(), PATIENCE)
     assert up.returncode == 0, err.decode()
     secrets.assert_none_in(
         {"up": printed + out.decode() + err.decode(), "up's GET /health": health.text}
@@ -274,7 +274,7 @@ async def _agent(env: dict[str, str]) -> Ran:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    out, err = await asyncio.wait_for(process.communicate(), PATIENCE)
     assert process.returncode is not None
     return Ran(process.returncode, out.decode(), err.decode())
 
