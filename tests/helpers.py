@@ -157,6 +157,14 @@ async def events(pool: asyncpg.Pool, goal_id: str, kind: str | None = None) -> l
     )
 
 
+def one_of(messages: Sequence[str], *parts: str) -> str:
+    """The one message that holds every part. Events recorded by concurrent activities
+    (the refusals of messages a workflow handled in one go) are in no fixed order."""
+    found = [m for m in messages if all(p in m for p in parts)]
+    assert len(found) == 1, f"expected one message holding {parts}, got {found} of {messages}"
+    return found[0]
+
+
 class SimulatedAgents:
     """Reports on every active assignment of a goal, as fast agents would.
 
