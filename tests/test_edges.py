@@ -118,7 +118,8 @@ async def test_a_report_on_a_lapsed_assignment_is_refused_not_acknowledged(
     spec = goal_spec(1, workspace, report_deadline_seconds=2, max_attempts=2)
     handle = await start_goal(client, spec, task_queue)
     first = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
-    await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED, attempt=2)
+    second = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED, attempt=2)
+    assert any("missed its report deadline (2s)" in line for line in second.history)
     late = {
         "agent_id": first.agent_id,
         "assignment_id": first.assignment_id,
