@@ -219,7 +219,7 @@ async def test_goals_with_ready_tasks_unassigned_or_silent_past_deadlines_are_st
     # The API and the goal's page say it too.
     answer = (await api.get(f"/goals/{unassigned}")).json()
     assert "waits on an agent for research" in answer["problem"]
-    page = await api.get(f"http://api/goals/{unassigned}")
+    page = await api.get(f"http://localhost/goals/{unassigned}")
     assert "waits on an agent for research" in page.text
 
     # The agent reports: the goal moves again, and the stall is closed and recorded.
