@@ -127,12 +127,15 @@ class TemporalDevServer:
         """The port opens before the frontend serves ("Frontend is not healthy yet")."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            check = subprocess.run(
-                [temporal_cli(), "operator", "cluster", "health", "--address", self.address],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
+            try:
+                check = subprocess.run(
+                    [temporal_cli(), "operator", "cluster", "health", "--address", self.address],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:  # a busy machine: not healthy yet, ask again
+                continue
             if check.returncode == 0 and b"SERVING" in check.stdout:
                 return
             time.sleep(0.2)

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from temporalio.client import Client
 
 from goalkeeper.statuses import TaskStatus
+from interfaces import stack as stack_module
 from interfaces.agents.runner import SimulatedWork
 from interfaces.cli.serve import serve_beside
 from interfaces.config import Settings
@@ -324,3 +326,26 @@ async def test_a_taken_dashboard_port_is_named_and_the_rest_goes_on(
     )
     assert await serve_beside(Settings(), 0) is None  # 0: none, and nothing to say
     assert capsys.readouterr().err == ""
+
+
+def test_a_health_check_that_times_out_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On a busy machine one `temporal operator cluster health` can outlast its own
+    timeout while the server starts; starting goes on asking until its deadline."""
+    answers: list[Any] = [
+        subprocess.TimeoutExpired("temporal", 30),
+        subprocess.CompletedProcess(
+            [], 0, stdout=b"temporal.api.workflowservice.v1.WorkflowService: SERVING\n"
+        ),
+    ]
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(stack_module.subprocess, "run", run)
+    TemporalDevServer(tmp_path / "temporal.db", port=free_port())._wait_until_serving(60)
+    assert answers == []
