@@ -91,7 +91,7 @@ class Scrape:
 
 async def scrape(address: str) -> Scrape:
     def get() -> str:
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=60) as response:
             body: bytes = response.read()
         return body.decode()
 

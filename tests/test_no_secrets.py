@@ -249,9 +249,9 @@ async def test_up_prints_and_logs_no_secret(secrets: Secrets, tmp_path: Path) ->
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        printed = await printed_until(up, "Ctrl-C stops the stack", timeout=120)
+        printed = await printed_until(up, "Ctrl-C stops the stack", timeout=PATIENCE)
         assert f"PostgreSQL  postgresql://postgres:@/postgres?host={tmp_path}" in printed
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             health = await http.get(f"http://127.0.0.1:{api_port}/api/v1/health")
         assert health.status_code == 200, health.text
     finally:
