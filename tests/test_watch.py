@@ -160,7 +160,11 @@ async def test_a_deploy_that_breaks_determinism_is_alerted_with_its_cause_and_cl
         )
         trail = [e["kind"] for e in await events(pool, handle.id)]
         assert trail.index("workflow_wedged") < trail.index("workflow_recovered")
-        assert any(a["subject"] == subject and a["resolved"] for a in _alerts(posted))
+
+        async def told_cleared() -> bool:  # posted after the round's writes are committed
+            return any(a["subject"] == subject and a["resolved"] for a in _alerts(posted))
+
+        await eventually(told_cleared, what="the cleared alert at the webhook")
     finally:
         stop.set()
         await watching
