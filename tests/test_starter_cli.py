@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -346,7 +347,9 @@ def test_a_health_check_that_times_out_is_asked_again(
             raise answer
         return answer
 
-    monkeypatch.setattr(stack_module.subprocess, "run", run)
+    # Only interfaces.stack's view of subprocess: the rest of the process keeps the real one.
+    fake = SimpleNamespace(run=run, TimeoutExpired=subprocess.TimeoutExpired)
+    monkeypatch.setattr(stack_module, "subprocess", fake)
     TemporalDevServer(tmp_path / "temporal.db", port=free_port())._wait_until_serving(60)
     assert answers == []
 
