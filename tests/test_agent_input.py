@@ -22,7 +22,7 @@ from goalkeeper.limits import (
 from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat, TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
-from tests.helpers import events, eventually, goal_spec, start_goal, task_view, wait_task
+from tests.helpers import PATIENCE, events, eventually, goal_spec, start_goal, task_view, wait_task
 from tests.test_signatures import signed_report
 
 FUTURE = "2999-01-01T00:00:00+00:00"
@@ -130,13 +130,13 @@ async def test_a_heartbeat_from_the_future_does_not_keep_a_silent_task(
     await task.execute_update("heartbeat", _beat(first, key, datetime.now(UTC).isoformat()))
     await _write_beat(pool, first, key, FUTURE)
 
-    second = await wait_task(client, goal.id, "t1", TaskStatus.ASSIGNED, attempt=2, timeout=60)
+    second = await wait_task(client, goal.id, "t1", TaskStatus.ASSIGNED, attempt=2)
     assert second.agent_id != first.agent_id
     assert any("went silent" in line for line in second.history), second.history
     rejected = await events(pool, goal.id, "heartbeat_rejected")
     assert any("database's clock" in e["message"] for e in rejected), rejected
     await task.execute_update("report", signed_report(second, keys[second.agent_id or ""]))
-    report = await asyncio.wait_for(goal.result(), 60)
+    report = await asyncio.wait_for(goal.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
 
 
@@ -163,11 +163,11 @@ async def test_an_unparseable_heartbeat_time_is_refused_and_the_task_goes_on(
         by_signal = [m for m in found if "at: expected an ISO 8601" in m and m not in by_db]
         return found if by_db and by_signal else None
 
-    await eventually(both_recorded, timeout=30, what="both refusals in the trail")
+    await eventually(both_recorded, what="both refusals in the trail")
     # The task never failed a workflow task over it: its agent's real report applies.
     assert (await task_view(client, goal.id, "t1")).attempts == 1
     await task.execute_update("report", signed_report(view, key))
-    assert (await asyncio.wait_for(goal.result(), 60)).status is GoalStatus.COMPLETED
+    assert (await asyncio.wait_for(goal.result(), PATIENCE)).status is GoalStatus.COMPLETED
 
 
 async def test_huge_errors_are_refused_and_the_status_query_still_answers(
@@ -217,4 +217,4 @@ async def test_huge_errors_are_refused_and_the_status_query_still_answers(
             "result": "done",
         },
     )
-    assert (await asyncio.wait_for(goal.result(), 60)).status is GoalStatus.COMPLETED
+    assert (await asyncio.wait_for(goal.result(), PATIENCE)).status is GoalStatus.COMPLETED

@@ -15,7 +15,7 @@ from interfaces.agents.runner import (
     Work,
     WorkResult,
 )
-from tests.helpers import goal_spec, running_agents, start_goal
+from tests.helpers import PATIENCE, goal_spec, running_agents, start_goal
 
 
 async def test_registered_agents_are_woken_and_complete_a_goal(
@@ -24,7 +24,7 @@ async def test_registered_agents_are_woken_and_complete_a_goal(
     hook = SimulatedWork(delay=(0.0, 0.05), tokens=(100, 100), cost_per_1k_tokens=0.01)
     async with running_agents(client, pool, workspace, hook) as runner:
         handle = await start_goal(client, goal_spec(4, workspace), task_queue)
-        report = await asyncio.wait_for(handle.result(), 60)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
     assert {t.agent_id for t in report.tasks} <= {f"{workspace}-agent-0", f"{workspace}-agent-1"}
     assert report.progress.tokens_used == 400 and report.progress.cost_usd == 0.004
@@ -65,7 +65,7 @@ async def test_a_function_hook_sees_the_goal_and_the_task(
 ) -> None:
     async with running_agents(client, pool, workspace, summarize):
         handle = await start_goal(client, goal_spec(1, workspace), task_queue)
-        report = await asyncio.wait_for(handle.result(), 60)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     result = await pool.fetchval(
         "SELECT result FROM tasks WHERE goal_id = $1 AND task_id = 't1'", handle.id
     )
@@ -87,7 +87,7 @@ async def test_a_command_hook_gets_the_work_on_stdin_and_fails_on_exit_code(
     hook = CommandHook(f"{sys.executable} {script}")
     async with running_agents(client, pool, workspace, hook):
         handle = await start_goal(client, goal_spec(2, workspace, max_attempts=2), task_queue)
-        report = await asyncio.wait_for(handle.result(), 60)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     outcomes = {t.task_id: (t.outcome, t.error) for t in report.tasks}
     assert outcomes["t1"] == (TaskStatus.COMPLETED, None)
     assert outcomes["t2"][0] is TaskStatus.FAILED

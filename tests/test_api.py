@@ -419,7 +419,7 @@ async def test_serve_answers_health_over_http(
                     return None
                 return response
 
-            response = await eventually(answers, timeout=60, what="starter.py serve to answer")
+            response = await eventually(answers, what="starter.py serve to answer")
             # By default, reading needs a token too, and only loopback names are served.
             assert (response.status_code, response.headers["content-type"]) == (401, PROBLEM)
             foreign = await http.get("/api/v1/health", headers={"Host": "evil.example"})

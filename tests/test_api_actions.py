@@ -19,7 +19,7 @@ from interfaces.api.events import stream
 from interfaces.api.listener import EventListener
 from interfaces.config import Settings
 from interfaces.stack import free_port
-from tests.helpers import eventually, goal_spec, report, start_goal, wait_task
+from tests.helpers import PATIENCE, eventually, goal_spec, report, start_goal, wait_task
 from tests.starter import starter
 
 PROBLEM = "application/problem+json"
@@ -231,7 +231,7 @@ async def next_event(events: AsyncIterator[str], kind: str) -> dict[str, Any]:
                 return event
         raise AssertionError(f"the stream ended before a {kind} event")
 
-    return await asyncio.wait_for(read(), 60)
+    return await asyncio.wait_for(read(), PATIENCE)
 
 
 async def test_a_goals_event_stream_sends_kept_events_then_new_ones(
@@ -254,7 +254,7 @@ async def test_a_goals_event_stream_sends_kept_events_then_new_ones(
 
     resumed = stream(pool, listener, handle.id, after=completed["seq"])
     try:
-        first = await asyncio.wait_for(anext(resumed), 60)
+        first = await asyncio.wait_for(anext(resumed), PATIENCE)
         assert int(first.split("\n")[0].removeprefix("id: ")) > completed["seq"]
     finally:
         await resumed.aclose()

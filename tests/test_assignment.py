@@ -26,8 +26,10 @@ from goalkeeper.records import (
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
 from interfaces.stack import TemporalDevServer
 from tests.helpers import (
+    PATIENCE,
     SimulatedAgents,
     events,
+    eventually,
     goal_spec,
     one_row,
     start_goal,
@@ -199,7 +201,7 @@ async def test_the_agent_is_woken_by_notify(pool: asyncpg.Pool, workspace: str) 
         listener = lambda *args: woken.put_nowait(args[3])  # noqa: E731
         await connection.add_listener(ASSIGNMENTS_CHANNEL, listener)
         assignment = await _assign(pool, _request(goal_id, "t0", workspace))
-        assert await asyncio.wait_for(woken.get(), 5) == assignment.agent_id
+        assert await asyncio.wait_for(woken.get(), PATIENCE) == assignment.agent_id
         await connection.remove_listener(ASSIGNMENTS_CHANNEL, listener)
 
 
@@ -265,13 +267,25 @@ async def test_assignments_for_another_skill_never_wait(pool: asyncpg.Pool, work
             workspace,
         )
         writing = await asyncio.wait_for(
-            _assign(pool, _request(goal_id, "t0", workspace, skill="writing")), 10
+            _assign(pool, _request(goal_id, "t0", workspace, skill="writing")), PATIENCE
         )
         assert writing.agent_id == f"{workspace}-both"
         data = asyncio.ensure_future(_assign(pool, _request(goal_id, "t1", workspace)))
-        await asyncio.sleep(0.5)
+
+        async def waiting() -> bool:  # on the turn the holder has, and on nothing else
+            return bool(
+                await pool.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND pid <> pg_backend_pid()"
+                    " AND objid::bigint = (hashtext('goalkeeper-assign:' || $1 || '/data')::bigint"
+                    " & x'ffffffff'::bigint)",
+                    workspace,
+                )
+            )
+
+        await eventually(waiting, what="the assignment for skill data to wait for its turn")
         assert not data.done()  # its own skill's turn is taken: it waits, and only it
-    assert (await asyncio.wait_for(data, 10)).agent_id == f"{workspace}-both"
+    assert (await asyncio.wait_for(data, PATIENCE)).agent_id == f"{workspace}-both"
 
 
 async def test_workers_in_several_processes_never_give_a_slot_twice(

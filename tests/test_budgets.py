@@ -215,7 +215,7 @@ async def test_a_retry_waits_for_the_budget_like_a_new_task(
     assert (await task_view(client, goal_id, "t1")).status is TaskStatus.PENDING
     assert await assignments_of(pool, goal_id, "t1") == 1
     await raise_budget(client, goal_id, approver="boss", usd=1.0)
-    again = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED, attempt=2, timeout=60)
+    again = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED, attempt=2)
     await report(client, again, cost_usd=0.1)
     result = await handle.result()
     assert result.status is GoalStatus.COMPLETED
@@ -281,7 +281,7 @@ async def test_a_workspace_budget_holds_across_goals(
     # Approvers of a goal cannot raise a workspace's budget; an operator can.
     ran = await starter(database_url, "budget", "set", "--workspace", workspace, "--usd", "5")
     assert ran.code == 0 and "spent this month $1.2000" in ran.out
-    view = await wait_task(client, second, "t1", TaskStatus.ASSIGNED, timeout=60)
+    view = await wait_task(client, second, "t1", TaskStatus.ASSIGNED)
     await report(client, view, cost_usd=0.1)
     assert (await other.result()).status is GoalStatus.COMPLETED
     shown = await starter(database_url, "budget", "show", "--workspace", workspace, "--json")
@@ -358,5 +358,5 @@ async def test_a_goal_in_partitions_pauses_and_resumes_as_a_whole(
             await report(client, await task_view(client, goal_id, row["task_id"]), cost_usd=0.01)
         return (await progress(handle)).tasks_completed == 6
 
-    await eventually(finish, timeout=120, what="every task to complete after the raise")
+    await eventually(finish, what="every task to complete after the raise")
     assert (await handle.result()).status is GoalStatus.COMPLETED

@@ -30,11 +30,13 @@ from interfaces.payloads import TolerantPayloadConverter
 from interfaces.stack import TemporalDevServer
 from tests import web
 from tests.helpers import (
+    PATIENCE,
     SimulatedAgents,
     events,
     eventually,
     goal_spec,
     new_goal_id,
+    one_of,
     report,
     run_temporal,
     start_goal,
@@ -175,7 +177,7 @@ async def _rejections(pool: asyncpg.Pool, goal_id: str, count: int) -> list[str]
 
 
 async def _completes(encrypting: Client, goal_id: str) -> None:
-    result = await asyncio.wait_for(encrypting.get_workflow_handle(goal_id).result(), 60)
+    result = await asyncio.wait_for(encrypting.get_workflow_handle(goal_id).result(), PATIENCE)
     assert result["status"] == GoalStatus.COMPLETED.value
 
 
@@ -209,10 +211,13 @@ async def test_reports_under_an_unknown_key_or_garbled_are_recorded_and_the_real
         data_converter=dataclasses.replace(pydantic_data_converter, payload_codec=Garbling()),
     )
     await report(garbling, view)
-    first, second = await _rejections(pool, goal_id, 2)
-    assert "invalid agent report: a payload that cannot be decoded" in first
-    assert "encrypted with key 'k9', which is not loaded" in first
-    assert "'k1' does not open" in second
+    rejected = await _rejections(pool, goal_id, 2)
+    one_of(
+        rejected,
+        "invalid agent report: a payload that cannot be decoded",
+        "encrypted with key 'k9', which is not loaded",
+    )
+    one_of(rejected, "'k1' does not open")
     assert (await wait_task(encrypting, goal_id, "t1", TaskStatus.ASSIGNED)).attempts == 1
     await report(encrypting, view)
     await _completes(encrypting, goal_id)
@@ -294,7 +299,7 @@ async def test_a_goal_started_under_an_unknown_key_or_in_plaintext_is_rejected_b
         goal_id = new_goal_id()
         await start_goal(sender, goal_spec(1), queue, goal_id)
         with pytest.raises(WorkflowFailureError) as failed:
-            await asyncio.wait_for(encrypting.get_workflow_handle(goal_id).result(), 60)
+            await asyncio.wait_for(encrypting.get_workflow_handle(goal_id).result(), PATIENCE)
         cause = failed.value.cause
         assert isinstance(cause, ApplicationError) and cause.type == "InvalidGoalSpec", cause
         assert "cannot be decoded" in cause.message and says in cause.message, cause.message

@@ -11,7 +11,7 @@ from goalkeeper.compiling import Verdict, next_step, parse_compiled
 from goalkeeper.models import GoalSpec, TaskSpec
 from goalkeeper.statuses import GoalStatus
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
-from tests.helpers import events, goal_spec, running_agents, start_goal
+from tests.helpers import PATIENCE, events, goal_spec, running_agents, start_goal
 
 SKILLS = ("writing", "compile", "planning")
 
@@ -42,7 +42,7 @@ async def test_an_agent_compiles_the_deliverable_and_the_goal_is_met(
     spec = goal_spec(2, workspace, compile=True, success_criteria="Both tasks are in it")
     handle = await start_goal(client, spec, task_queue)
     async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), SKILLS):
-        report = await asyncio.wait_for(handle.result(), 120)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
     assert [t.task_id for t in report.tasks] == ["t1", "t2", "compile-1"]
     document = await read_deliverable(pool, handle.id)
@@ -79,7 +79,7 @@ async def test_criteria_not_met_re_plan_with_the_reasons_then_compile_again(
     handle = await start_goal(client, spec, task_queue)
     judge = StrictJudge()
     async with running_agents(client, pool, workspace, judge, SKILLS):
-        report = await asyncio.wait_for(handle.result(), 120)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
     assert [t.task_id for t in report.tasks] == [
         "t1",
@@ -99,7 +99,7 @@ async def test_criteria_never_met_fail_the_goal_with_the_judges_reasons(
     spec = goal_spec(1, workspace, compile=True, success_criteria="prices", max_replans=0)
     handle = await start_goal(client, spec, task_queue)
     async with running_agents(client, pool, workspace, StrictJudge(), SKILLS):
-        report = await asyncio.wait_for(handle.result(), 120)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.FAILED
     assert report.error == "success criteria not met after 0 re-plans: no prices"
     assert report.progress.tasks_completed == report.progress.tasks_total == 2

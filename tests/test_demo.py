@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper.statuses import TaskStatus
 from interfaces.cli import demo as demo_command
@@ -95,3 +97,22 @@ async def test_an_interactive_rejection_asks_why_until_it_is_told(
         lambda: events(pool, handle.id, "decision_accepted"), what="the rejection"
     )
     assert sent_back[0]["detail"]["comment"] == "lead with the numbers"
+
+
+async def test_a_query_temporal_gave_up_on_is_asked_again_and_other_errors_end_the_demo() -> None:
+    """On a busy machine a worker can take longer to answer a query than Temporal waits
+    ("Timeout expired"); the demo's polling asks again instead of ending."""
+
+    async def value() -> str:
+        return "progress"
+
+    async def gave_up() -> str:
+        raise RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+
+    async def refused() -> str:
+        raise RPCError("no such workflow", RPCStatusCode.NOT_FOUND, b"")
+
+    assert await demo_command.answered(value()) == "progress"
+    assert await demo_command.answered(gave_up()) is None
+    with pytest.raises(RPCError, match="no such workflow"):
+        await demo_command.answered(refused())

@@ -14,6 +14,7 @@ from goalkeeper.models import TaskView
 from goalkeeper.seals import SealKeys, sealed
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from tests.helpers import (
+    PATIENCE,
     decide,
     events,
     goal_spec,
@@ -91,7 +92,9 @@ async def test_a_reused_goal_id_is_isolated_from_the_earlier_run(
 
     # The earlier run's task completes its own work; it must not complete this run's t1.
     await report(client, stale, result="from the earlier run")
-    await asyncio.sleep(1)  # long enough for any update it could send to arrive
+    # Its task workflow ends after whatever it sends; the goal's (consistent) query below
+    # then sees every update it sent.
+    await asyncio.wait_for(client.get_workflow_handle(f"{goal_id}/t1").result(), PATIENCE)
     now = await progress(new)
     assert now.tasks_completed == 0 and now.tasks_pending == 1, now
     row = await one_row(
@@ -118,7 +121,8 @@ async def test_a_report_on_a_lapsed_assignment_is_refused_not_acknowledged(
     spec = goal_spec(1, workspace, report_deadline_seconds=2, max_attempts=2)
     handle = await start_goal(client, spec, task_queue)
     first = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
-    await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED, attempt=2)
+    second = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED, attempt=2)
+    assert any("missed its report deadline (2s)" in line for line in second.history)
     late = {
         "agent_id": first.agent_id,
         "assignment_id": first.assignment_id,
@@ -164,10 +168,12 @@ async def test_reassign_takes_the_task_only_from_the_assignment_it_names(
     )
     second = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED, attempt=2)
     assert "slow" in second.history[-1]
-    await asyncio.sleep(0.5)  # the earlier requests never reach the new assignment
-    assert (await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)).attempts == 2
+    # The earlier requests came first, so they were handled before the one that applied;
+    # that none of them reaches the new assignment shows at the end: its report counts,
+    # and no third attempt was made.
     await report(client, second)
-    assert (await handle.result()).status is GoalStatus.COMPLETED
+    result = await handle.result()
+    assert result.status is GoalStatus.COMPLETED and result.tasks[0].attempts == 2
 
 
 async def test_a_forced_row_write_never_overwrites_a_newer_state(
@@ -205,6 +211,6 @@ async def test_a_decision_sent_with_the_report_it_follows_is_not_lost(
     await report(client, view)
     await decide(client, handle.id, "t1", "ops-lead", "approve")
     async with build_worker(client, pool, queue):
-        result = await asyncio.wait_for(handle.result(), 60)
+        result = await asyncio.wait_for(handle.result(), PATIENCE)
     assert result.status is GoalStatus.COMPLETED
     assert await events(pool, handle.id, "decision_rejected") == []

@@ -19,6 +19,7 @@ from goalkeeper.statuses import TaskStatus
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from tests.faults import assert_nothing_lost_or_duplicated, through_disruption
 from tests.helpers import (
+    PATIENCE,
     ROOT,
     eventually,
     goal_spec,
@@ -153,7 +154,7 @@ async def test_a_killed_agent_loses_its_task_to_another_within_the_heartbeat_tim
         slow.wait()
         fast = _agent_process(env, f"{workspace}-fast", workspace, "0.1", tmp_path / "fast.log")
         try:
-            report = await asyncio.wait_for(handle.result(), 120)
+            report = await asyncio.wait_for(handle.result(), PATIENCE)
         finally:
             fast.send_signal(signal.SIGTERM)
             fast.wait(30)

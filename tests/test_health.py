@@ -131,5 +131,5 @@ async def test_the_worker_installs_the_schedule_and_it_runs(
         async def ran() -> int:
             return int(await own_pool.fetchval("SELECT count(*) FROM health_checks"))
 
-        assert await eventually(ran, timeout=30, what="a scheduled health check") >= 1
+        assert await eventually(ran, what="a scheduled health check") >= 1
         await client.get_schedule_handle("goalkeeper-health").delete()

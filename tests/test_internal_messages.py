@@ -18,6 +18,7 @@ from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.secret import new_secret_entry, parse_secret
 from interfaces.stack import TemporalDevServer
 from tests.helpers import (
+    PATIENCE,
     SimulatedAgents,
     decide,
     events,
@@ -41,7 +42,7 @@ async def _refusals(pool: asyncpg.Pool, goal_id: str, at_least: int) -> list[asy
         rows = await events(pool, goal_id, "message_rejected")
         return rows if len(rows) >= at_least else None
 
-    return await eventually(probe, 30, f"{at_least} refused messages of {goal_id}")
+    return await eventually(probe, PATIENCE, f"{at_least} refused messages of {goal_id}")
 
 
 def test_a_seal_binds_its_kind_recipient_and_content(worker_secret: SealKeys) -> None:
@@ -123,7 +124,7 @@ async def test_a_sealed_update_copied_from_history_to_another_goal_is_refused(
                         return dict(value)
         return None
 
-    stolen = await eventually(copied, 30, "a sealed task_update in the first goal's history")
+    stolen = await eventually(copied, PATIENCE, "a sealed task_update in the first goal's history")
     assert "seal" in stolen
     await second.signal("task_update", stolen)
     rows = await _refusals(pool, second.id, 1)

@@ -34,6 +34,7 @@ from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, SimulatedWork
 from tests.helpers import (
+    PATIENCE,
     ROOT,
     decide,
     goal_spec,
@@ -178,7 +179,9 @@ async def test_attempts_are_counted_once_each_however_they_end(
                 "title": "Never reported, then done",
                 "skill": "data",
                 "depends_on": ["retry"],
-                "report_deadline_seconds": 1,
+                # Silence, not a report deadline: only an attempt that heartbeated can go
+                # silent, so the attempt after it keeps however long its report takes.
+                "heartbeat_timeout_seconds": 1,
             },
         ],
     )
@@ -198,6 +201,9 @@ async def test_attempts_are_counted_once_each_however_they_end(
     expected[again.agent_id or ""].update(completions=1)
 
     silent = await wait_task(client, handle.id, "lapse", TaskStatus.ASSIGNED, attempt=1)
+    await client.get_workflow_handle(f"{handle.id}/lapse").signal(
+        "agent_heartbeat", {"agent_id": silent.agent_id, "assignment_id": silent.assignment_id}
+    )
     after = await wait_task(client, handle.id, "lapse", TaskStatus.ASSIGNED, attempt=2)
     await report(client, after)
     expected[silent.agent_id or ""].update(first_tries=1, lapses=1)
@@ -311,7 +317,7 @@ async def _first_tries(
         tasks=[{"id": f"t{i}", "title": f"T{i}", "skill": "data"} for i in range(tasks)],
     )
     handle = await start_goal(client, spec, task_queue)
-    await asyncio.wait_for(handle.result(), 120)
+    await asyncio.wait_for(handle.result(), PATIENCE)
     rows = await pool.fetch(
         "SELECT agent_id FROM assignments WHERE goal_id = $1 AND attempt = 1", handle.id
     )
@@ -451,7 +457,7 @@ async def _cli(database_url: str, *args: str, as_json: bool = True) -> Any:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    out, err = await asyncio.wait_for(process.communicate(), PATIENCE)
     assert process.returncode == 0, err.decode()
     return json.loads(out) if as_json else out.decode()
 

@@ -38,7 +38,7 @@ from goalkeeper.statuses import GoalStatus
 from interfaces.agents import registry
 from interfaces.agents.registry import RegistrationRefused
 from interfaces.agents.runner import Work, WorkResult
-from tests.helpers import goal_spec, new_goal_id, one_row, running_agents, start_goal
+from tests.helpers import PATIENCE, goal_spec, new_goal_id, one_row, running_agents, start_goal
 from tests.starter import run_starter, starter
 
 
@@ -337,7 +337,7 @@ async def test_agents_on_their_own_login_complete_a_goal(
     spec["tasks"][1]["depends_on"] = ["t1"]
     async with running_agents(client, as_agent, workspace, large_then_read):
         handle = await start_goal(client, spec, task_queue)
-        report = await asyncio.wait_for(handle.result(), 60)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
     rows = await pool.fetch(
         "SELECT task_id, result FROM tasks WHERE goal_id = $1 ORDER BY task_id", handle.id
@@ -639,7 +639,7 @@ async def test_agent_py_on_a_scoped_login_serves_its_workspace_and_adopts_there(
         spec = goal_spec(2, workspace, require_signatures=True)
         spec["tasks"][1]["skill"] = "data"  # none of its agents has it: one is provisioned
         handle = await start_goal(client, spec, task_queue)
-        report = await asyncio.wait_for(handle.result(), 60)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     finally:
         stop.set()
         await serving

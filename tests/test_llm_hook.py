@@ -14,7 +14,7 @@ from goalkeeper.requests import parse_triage
 from goalkeeper.statuses import RequestStatus
 from interfaces.agents import llm
 from interfaces.agents.runner import Work
-from tests.helpers import running_agents
+from tests.helpers import PATIENCE, running_agents
 from workflows.request import RequestWorkflow
 
 
@@ -75,5 +75,5 @@ async def test_a_request_triaged_by_the_llm_hook_on_the_real_stack(
             id=f"request-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
         )
-        view = await asyncio.wait_for(handle.result(), 60)
+        view = await asyncio.wait_for(handle.result(), PATIENCE)
     assert (view.status, view.answer) == (RequestStatus.ANSWERED, "Refunds within 30 days.")

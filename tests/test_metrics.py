@@ -23,7 +23,15 @@ from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.metrics import collect
 from interfaces.stack import TemporalDevServer, free_port
-from tests.helpers import SimulatedAgents, decide, eventually, goal_spec, start_goal, wait_task
+from tests.helpers import (
+    PATIENCE,
+    SimulatedAgents,
+    decide,
+    eventually,
+    goal_spec,
+    start_goal,
+    wait_task,
+)
 from worker import build_worker
 from workflows.health import HealthCheckWorkflow
 
@@ -83,7 +91,7 @@ class Scrape:
 
 async def scrape(address: str) -> Scrape:
     def get() -> str:
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=60) as response:
             body: bytes = response.read()
         return body.decode()
 
@@ -97,7 +105,7 @@ async def scraped(address: str, check: Callable[[Scrape], bool], what: str) -> S
         now = await scrape(address)
         return now if check(now) else None
 
-    return await eventually(probe, 20, what)
+    return await eventually(probe, PATIENCE, what)
 
 
 def test_the_catalogue_exports_the_agreed_names() -> None:
@@ -108,7 +116,7 @@ def test_the_catalogue_exports_the_agreed_names() -> None:
 
 async def test_no_metrics_address_means_no_collector() -> None:
     meter = telemetry.metric_meter(None)
-    await asyncio.wait_for(collect(None, meter, 0.05, asyncio.Event()), 1)  # type: ignore[arg-type]
+    await asyncio.wait_for(collect(None, meter, 0.05, asyncio.Event()), PATIENCE)  # type: ignore[arg-type]
 
 
 async def test_goalkeeper_metrics_move_as_a_goal_runs(

@@ -31,6 +31,7 @@ from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer, free_port
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "ops" / "prometheus"
@@ -321,7 +322,7 @@ class Wedged:
 
 
 def _scrape(address: str) -> str:
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=60) as response:
         body: bytes = response.read()
     return body.decode()
 
@@ -343,11 +344,12 @@ async def sdk_metrics(temporal_server: TemporalDevServer) -> set[str]:
         with pytest.raises(Exception, match="failed"):
             await client.execute_workflow(Fails.run, id=f"{queue}-fails", task_queue=queue)
         try:
-            for _ in range(100):
+
+            async def failed_once() -> str | None:  # the wedged workflow's task has failed
                 body = await asyncio.to_thread(_scrape, address)
-                if "temporal_workflow_task_execution_failed" in body:
-                    break
-                await asyncio.sleep(0.1)
+                return body if "temporal_workflow_task_execution_failed" in body else None
+
+            body = await eventually(failed_once, what="a failed workflow task in the metrics")
         finally:
             await wedged.terminate("the metrics are read")
     return {

@@ -23,7 +23,7 @@ from interfaces import telemetry
 from interfaces.api.auth import Access
 from interfaces.api.health import health_report
 from interfaces.stack import TemporalDevServer, free_port
-from tests.helpers import ROOT, start_worker_process
+from tests.helpers import PATIENCE, ROOT, start_worker_process
 from tests.starter import Ran, printed_until, run_starter
 
 SLACK = "https://hooks.slack.com/services/T0AAAA/B0BBBB/xoxbSECRETwebhook"
@@ -249,15 +249,15 @@ async def test_up_prints_and_logs_no_secret(secrets: Secrets, tmp_path: Path) ->
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        printed = await printed_until(up, "Ctrl-C stops the stack", timeout=120)
+        printed = await printed_until(up, "Ctrl-C stops the stack", timeout=PATIENCE)
         assert f"PostgreSQL  postgresql://postgres:@/postgres?host={tmp_path}" in printed
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             health = await http.get(f"http://127.0.0.1:{api_port}/api/v1/health")
         assert health.status_code == 200, health.text
     finally:
         if up.returncode is None:
             up.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(up.communicate(), 60)
+        out, err = await asyncio.wait_for(up.communicate(), PATIENCE)
     assert up.returncode == 0, err.decode()
     secrets.assert_none_in(
         {"up": printed + out.decode() + err.decode(), "up's GET /health": health.text}
@@ -274,7 +274,7 @@ async def _agent(env: dict[str, str]) -> Ran:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    out, err = await asyncio.wait_for(process.communicate(), PATIENCE)
     assert process.returncode is not None
     return Ran(process.returncode, out.decode(), err.decode())
 

@@ -99,7 +99,7 @@ async def test_fail_goal_stops_every_partition(
 
     handle = await start_goal(client, spec, task_queue)
     async with SimulatedAgents(client, pool, handle.id, outcome=outcome, delay=0.05):
-        await wait_progress(handle, lambda p: p.status is not GoalStatus.RUNNING, timeout=60)
+        await wait_progress(handle, lambda p: p.status is not GoalStatus.RUNNING)
     final = await progress(handle)
     assert final.status is GoalStatus.FAILED
     assert final.tasks_total == 30 and final.tasks_failed == 1

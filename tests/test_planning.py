@@ -17,6 +17,7 @@ from goalkeeper.scheduling import Plan, Schedule
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
 from tests.helpers import (
+    PATIENCE,
     SimulatedAgents,
     events,
     goal_spec,
@@ -83,7 +84,7 @@ async def test_a_goal_with_only_a_description_is_planned_then_done(
     }
     handle = await start_goal(client, spec, task_queue)
     async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), SKILLS):
-        report = await asyncio.wait_for(handle.result(), 120)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
     assert [t.task_id for t in report.tasks] == ["plan", "research", "draft", "check"]
     progress = report.progress
@@ -111,7 +112,7 @@ async def test_a_goal_is_planned_from_the_runbook_that_matches_it(
     handle = await start_goal(client, spec, task_queue)
     skills = (*SKILLS, f"planning-{word}")
     async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), skills):
-        report = await asyncio.wait_for(handle.result(), 120)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
     assert [t.task_id for t in report.tasks] == ["plan", "prepare", "announce"]
     goal = await pool.fetchval(
@@ -138,7 +139,7 @@ async def test_an_invalid_plan_is_asked_again_then_fails_the_goal_visibly(
     handle = await start_goal(client, spec, task_queue)
     planner = BadPlanner()
     async with running_agents(client, pool, workspace, planner, SKILLS):
-        report = await asyncio.wait_for(handle.result(), 120)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.FAILED
     assert len(planner.seen) == 2
     assert "'y' is not another task of the goal" in planner.seen[1].context["rework"][0]["comment"]
@@ -186,7 +187,7 @@ async def test_agents_of_a_planned_goal_get_the_plan_with_their_assignment(
     spec = {"title": "t", "description": f"Quux the {uuid.uuid4().hex}", "workspace": workspace}
     handle = await start_goal(client, spec, task_queue)
     async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), SKILLS):
-        await asyncio.wait_for(handle.result(), 120)
+        await asyncio.wait_for(handle.result(), PATIENCE)
     context = await pool.fetchval(
         "SELECT context FROM assignments WHERE goal_id = $1 AND task_id = 'draft'", handle.id
     )

@@ -11,6 +11,7 @@ from tests.helpers import (
     events,
     eventually,
     goal_spec,
+    one_of,
     one_row,
     progress,
     report,
@@ -109,9 +110,9 @@ async def test_only_named_approvers_may_decide(
         "approval_decision", {"approver": "ops-lead", "decision": "maybe"}
     )
     messages = await _rejections(pool, handle.id, "decision_rejected", 3)
-    assert "not awaiting approval (it is assigned)" in messages[0]
-    assert "'mallory' may not decide" in messages[1] and "['editor', 'ops-lead']" in messages[1]
-    assert "decision" in messages[2] and "'maybe'" in messages[2]
+    one_of(messages, "not awaiting approval (it is assigned)")
+    one_of(messages, "'mallory' may not decide", "['editor', 'ops-lead']")
+    one_of(messages, "decision", "'maybe'")
     assert (await task_view(client, handle.id, "t1")).status is TaskStatus.AWAITING_APPROVAL
 
     await decide(client, handle.id, "t1", "editor", "approve")

@@ -13,7 +13,7 @@ from goalkeeper.requests import RequestView
 from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, RequestStatus
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
-from tests.helpers import events, one_row, running_agents
+from tests.helpers import PATIENCE, events, one_row, running_agents
 from tests.test_runbooks import runbook_toml
 from workflows.request import RequestWorkflow
 
@@ -26,7 +26,7 @@ async def ask(client: Client, task_queue: str, question: str, **fields: Any) -> 
     handle = await client.start_workflow(
         RequestWorkflow.run, spec, id=request_id, task_queue=task_queue
     )
-    return await asyncio.wait_for(handle.result(), 120)
+    return await asyncio.wait_for(handle.result(), PATIENCE)
 
 
 async def test_a_simple_question_is_answered_without_a_goal(
@@ -183,7 +183,7 @@ async def test_a_request_whose_goal_id_is_taken_fails_and_says_so(
         id=request_id,
         task_queue=task_queue,
     )
-    view = await asyncio.wait_for(handle.result(), 60)
+    view = await asyncio.wait_for(handle.result(), PATIENCE)
     assert view.status is RequestStatus.FAILED
     assert view.error and f"goal '{request_id}.triage' is already running" in view.error
     await squatter.terminate("test over")

@@ -21,7 +21,7 @@ from goalkeeper.subgoals import subgoal_spec
 from goalkeeper.validation import validate_goal_spec
 from interfaces.agents import registry
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
-from tests.helpers import events, goal_spec, running_agents, start_goal, wait_task
+from tests.helpers import PATIENCE, events, goal_spec, running_agents, start_goal, wait_task
 from tests.test_requests import ask
 from tests.test_runbooks import runbook_toml
 from tests.test_signatures import signed_report
@@ -194,7 +194,7 @@ async def test_a_subgoal_added_to_a_signed_goal_requires_signatures(
     await client.get_workflow_handle(f"{goal.id}/t1").execute_update(
         "report", signed_report(view, key)
     )
-    report = await asyncio.wait_for(goal.result(), 60)
+    report = await asyncio.wait_for(goal.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED and report.progress.tasks_total == 2
 
 
@@ -231,7 +231,7 @@ async def test_a_client_cannot_start_a_subgoal_of_a_real_goal(
             "result": "done",
         },
     )
-    assert (await asyncio.wait_for(goal.result(), 60)).status is GoalStatus.COMPLETED
+    assert (await asyncio.wait_for(goal.result(), PATIENCE)).status is GoalStatus.COMPLETED
 
 
 class OutsidePlanner:
@@ -262,7 +262,7 @@ async def test_a_plan_naming_an_outside_approver_is_sent_back(
     goal = await start_goal(client, spec, task_queue)
     planner = OutsidePlanner()
     async with running_agents(client, pool, workspace, planner, ("planning", "writing")):
-        report = await asyncio.wait_for(goal.result(), 120)
+        report = await asyncio.wait_for(goal.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
     assert [t.task_id for t in report.tasks] == ["plan", "memo"]
     comment = planner.seen[1].context["rework"][0]["comment"]
@@ -307,7 +307,7 @@ async def test_a_partition_starts_the_subgoals_of_its_goal(
     spec = goal_spec(0, workspace, tasks=[*tasks, _subgoal()], partition_size=2)
     goal = await start_goal(client, spec, task_queue)
     async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0))):
-        report = await asyncio.wait_for(goal.result(), 120)
+        report = await asyncio.wait_for(goal.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED and report.progress.tasks_total == 3
     sub = await client.get_workflow_handle(f"{goal.id}/sub").describe()
     assert sub.parent_id is not None and sub.parent_id.startswith(f"{goal.id}#partition-")

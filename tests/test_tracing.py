@@ -112,7 +112,7 @@ async def test_sdk_metrics_are_served_for_prometheus_when_configured(
         async with SimulatedAgents(client, pool, handle.id):
             await handle.result()
     body = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+        lambda: urllib.request.urlopen(f"http://{address}/metrics", timeout=60).read().decode()
     )
     # Prometheus names: counters end in _total, durations are seconds and say so.
     assert "\ntemporal_workflow_completed_total{" in body
