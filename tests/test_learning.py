@@ -507,7 +507,9 @@ async def test_a_runbooks_rating_comes_from_feedback_on_its_goals_and_feeds_matc
         pytest.approx(2 / 3),
     )
     matched = await _cli(database_url, "runbook", "match", f"the {word} rollout")
-    assert [m["name"] for m in matched[:2]] == [liked.name, disliked.name]
+    # Other tests' runbooks may match "rollout" too: the order of this test's two counts.
+    ours = [m["name"] for m in matched if m["name"] in (liked.name, disliked.name)]
+    assert ours == [liked.name, disliked.name]
 
 
 async def test_agent_list_shows_each_agents_record_per_skill(
