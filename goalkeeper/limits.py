@@ -33,6 +33,16 @@ MAX_VIEW_BYTES = 1024 * 1024
 """What a task's `status` query may reach: a result (128 KiB at most inline), 50 history
 lines and an error stay well under it, and well under gRPC's 4 MiB."""
 
+MAX_ID_CHARS = 128
+"""Ids of goals, tasks, agents and people (`models.Id`)."""
+MAX_SHORT_REASON_CHARS = 500
+"""Why a task was aborted, taken from its agent or failed, as the goal and its children
+pass it on (a summary's `error`, an abort's reason)."""
+MAX_EVENT_MESSAGE_CHARS = 4000
+"""Of an event's message (a rejected start's error, why a result was sent back)."""
+MAX_SHOWN_QUESTION_CHARS = 200
+"""Of a request's question, in the Temporal UI's one-line details."""
+
 MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the clock it is checked against a heartbeat's time may be."""
 

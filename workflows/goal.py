@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import retry_problem, signed_control_problem
+    from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, MAX_SHORT_REASON_CHARS
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         Abort,
@@ -351,7 +352,7 @@ class GoalWorkflow:
             await self._refuse_internal(request, payload)
             return
         await workflow.wait_condition(self._ready)
-        self._halt(f"aborted: {request.reason[:500]}")
+        self._halt(f"aborted: {request.reason[:MAX_SHORT_REASON_CHARS]}")
 
     @workflow.signal
     async def partition_update(self, *payload: Any) -> None:
@@ -823,8 +824,8 @@ class GoalWorkflow:
                 goal_id=self._goal_id,
                 first_run_id=self._run_id,
                 raw_spec=summarize_payload((spec,), 4000),
-                error=error[:4000],
-                event=self._event(EventKind.GOAL_REJECTED, error[:4000]),
+                error=error[:MAX_EVENT_MESSAGE_CHARS],
+                event=self._event(EventKind.GOAL_REJECTED, error[:MAX_EVENT_MESSAGE_CHARS]),
             ),
             "record rejected goal",
         )

@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import metrics
     from activities.read_model import ReadModelActivities
     from goalkeeper.ids import fact_id, partition_workflow_id
+    from goalkeeper.limits import MAX_SHORT_REASON_CHARS
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         ApprovalDecision,
@@ -162,7 +163,7 @@ class PartitionWorkflow:
         await workflow.wait_condition(lambda: self._window is not None)
         window = self._window
         assert window is not None
-        window.fail(request.reason[:500])
+        window.fail(request.reason[:MAX_SHORT_REASON_CHARS])
 
     async def _refuse(
         self, problem: str, payload: tuple[Any, ...], kind: EventKind = EventKind.MESSAGE_REJECTED

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.requests import RequestActivities
     from activities.runbooks import RunbookActivities
     from goalkeeper.ids import fact_id
+    from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, MAX_SHOWN_QUESTION_CHARS
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import GoalReport, describe_validation_error
     from goalkeeper.records import (
@@ -154,8 +155,8 @@ class RequestWorkflow:
                 request_id=self._view.request_id,
                 run_id=self._run_id,
                 raw=summarize_payload((raw,), 4000),
-                error=error[:4000],
-                event=self._event(EventKind.REQUEST_REJECTED, error[:4000]),
+                error=error[:MAX_EVENT_MESSAGE_CHARS],
+                event=self._event(EventKind.REQUEST_REJECTED, error[:MAX_EVENT_MESSAGE_CHARS]),
             ),
             "record the rejected request",
         )
@@ -212,7 +213,7 @@ class RequestWorkflow:
                 goal_id=view.goal_id,
                 reason=view.reason,
                 error=view.error,
-                event=self._event(kind, message[:4000]),
+                event=self._event(kind, message[:MAX_EVENT_MESSAGE_CHARS]),
             ),
             f"record the request {status.value}",
         )
@@ -229,7 +230,7 @@ class RequestWorkflow:
     def _show(self, stage: str) -> None:
         view = self._view
         workflow.set_current_details(
-            f"**{stage}**: {view.question[:200]}"
+            f"**{stage}**: {view.question[:MAX_SHOWN_QUESTION_CHARS]}"
             + (f"\n\ngoal: `{view.goal_id}`" if view.goal_id else "")
             + (f"\n\nwhy: {view.reason}" if view.reason else "")
         )

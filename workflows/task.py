@@ -22,6 +22,10 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.limits import (
+        MAX_COMMENT_CHARS,
+        MAX_EVENT_MESSAGE_CHARS,
+        MAX_ID_CHARS,
+        MAX_SHORT_REASON_CHARS,
         MAX_VIEW_ERROR_CHARS,
         bounded_history,
         clip,
@@ -65,11 +69,6 @@ with workflow.unsafe.imports_passed_through():
         refused_wait,
     )
 
-MAX_PROBLEM_CHARS = 4000
-"""Of why a result was sent back: enough to fix it, small enough for any attempt count."""
-
-MAX_REASON_CHARS = 500
-"""Of why a task was aborted or taken from its agent, as kept in its history lines."""
 
 MESSAGES_PER_RUN = 1000
 """Heartbeats and reports one run takes before it continues as new, well inside
@@ -231,7 +230,7 @@ class TaskWorkflow:
         message = (
             f"task workflow {info.workflow_id!r} rejected: {problem}; tasks are started "
             "by their GoalWorkflow"
-        )[:4000]
+        )[:MAX_EVENT_MESSAGE_CHARS]
         metrics.rejected(workflow.metric_meter(), Rejected.TASK_INPUT)
         await record(
             ReadModelActivities.record_event,
@@ -369,7 +368,7 @@ class TaskWorkflow:
             self._view.status is TaskStatus.ASSIGNED
             and request.assignment_id == self._view.assignment_id
         ):
-            why = request.reason[:MAX_REASON_CHARS]
+            why = request.reason[:MAX_SHORT_REASON_CHARS]
             self._reassign = Lapse.of(why, Reassignment.HEALTH_CHECK)
 
     @workflow.signal
@@ -392,7 +391,7 @@ class TaskWorkflow:
         if isinstance(request, str):
             await self._refuse_internal(request, payload, received)
         elif not self._view.status.is_terminal:
-            self._abort = request.reason[:MAX_REASON_CHARS]
+            self._abort = request.reason[:MAX_SHORT_REASON_CHARS]
 
     async def _refuse_internal(self, problem: str, payload: tuple[Any, ...], received: int) -> None:
         """A message that poses as Goalkeeper's own: counted, and recorded like any refusal."""
@@ -685,7 +684,9 @@ class TaskWorkflow:
                     report,
                     EventKind.RESULT_INVALID,
                     f"agent {agent!r} gave task {self._view.task_id!r} an invalid "
-                    f"{input.task.expects} result; asking again: {problem}"[:4000],
+                    f"{input.task.expects} result; asking again: {problem}"[
+                        :MAX_EVENT_MESSAGE_CHARS
+                    ],
                     status=TaskStatus.PENDING,
                     history=lines,
                     **spent,
@@ -805,7 +806,7 @@ class TaskWorkflow:
             f"check the {expects or 'referenced'} result",
         )
         # Bounded: it is kept in the task's history lines and its rework feedback.
-        return None if problem is None else problem[:MAX_PROBLEM_CHARS]
+        return None if problem is None else problem[:MAX_EVENT_MESSAGE_CHARS]
 
     def _attempts_spent(self) -> bool:
         return self._view.attempts - self._attempts_before >= self._input.max_attempts
@@ -1144,7 +1145,7 @@ class TaskWorkflow:
             tokens_used=view.tokens_used,
             cost_usd=view.cost_usd,
             waiting_on=view.waiting_on,
-            error=(view.error or "")[:500] or None,
+            error=(view.error or "")[:MAX_SHORT_REASON_CHARS] or None,
             seq=view.seq,
         )
 
@@ -1160,7 +1161,7 @@ class TaskWorkflow:
         workflow.logger.warning(message)
         agent_id = None
         if len(payload) == 1 and isinstance(payload[0], dict):
-            agent_id = str(payload[0].get("agent_id") or "")[:128] or None
+            agent_id = str(payload[0].get("agent_id") or "")[:MAX_ID_CHARS] or None
         event = self._event(kind, message, agent_id, {"payload": summarize_payload(payload)})
         # Named by this run and the signal's place in it: the same signal, the same row.
         event.event_id = fact_id("signal", workflow.info().run_id, received)
@@ -1255,7 +1256,7 @@ def decided(decision: ApprovalDecision, assignment_id: str | None) -> dict[str, 
     return {
         "approver": decision.approver,
         "decision": decision.decision.value,
-        "comment": decision.comment[:2000],
+        "comment": decision.comment[:MAX_COMMENT_CHARS],
         "assignment_id": assignment_id,
     }
 

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.read_model import ReadModelActivities
     from goalkeeper.ids import assignment_id, fact_id
     from goalkeeper.judging import retry_problem
+    from goalkeeper.limits import MAX_SHORT_REASON_CHARS
     from goalkeeper.metrics import Reassignment
     from goalkeeper.models import (
         Abort,
@@ -681,7 +682,11 @@ class TaskWindow:
             error = f"task workflow ended without an outcome: {exc.cause or exc}"
             before = self.summary(i)
             summary = before.model_copy(
-                update={"status": TaskStatus.FAILED, "error": error[:500], "seq": before.seq + 1}
+                update={
+                    "status": TaskStatus.FAILED,
+                    "error": error[:MAX_SHORT_REASON_CHARS],
+                    "seq": before.seq + 1,
+                }
             )
             event = self.event(EventKind.TASK_FAILED, error, before.task_id, key=(summary.seq,))
             self.later(
