@@ -5,12 +5,7 @@ from temporalio import activity
 
 from activities.results import failing_visibly, resolve
 from goalkeeper.compiling import Compiled, Verdict, parse_compiled
-from goalkeeper.deliverables import (
-    MAX_DELIVERABLE_BYTES,
-    TaskOutcome,
-    document_header,
-    document_section,
-)
+from goalkeeper.deliverables import Document, TaskOutcome
 from goalkeeper.records import CompileDeliverable, LoadVerdict
 
 PAGE = 500
@@ -74,8 +69,8 @@ class DeliverableActivities:
             "FROM tasks WHERE goal_id = $1",
             request.goal_id,
         ) or (0, 0)
-        parts = [document_header(goal["title"], goal["description"], completed, total)]
-        written, after = len(parts[0]), -1
+        document = Document(goal["title"], goal["description"], completed, total)
+        after = -1
         while True:  # a page at a time, each result resolved, rendered and let go
             rows = await self.pool.fetch(
                 """
@@ -87,23 +82,21 @@ class DeliverableActivities:
                 PAGE,
             )
             for row in rows:
-                full = written > MAX_DELIVERABLE_BYTES
                 outcome = TaskOutcome(
                     row["task_id"],
                     row["title"],
                     row["status"],
                     row["agent_id"],
                     await resolve(self.pool, row["result"])
-                    if row["status"] == "completed" and not full
+                    if row["status"] == "completed" and not document.full
                     else None,  # the document shows no other result
                     row["error"],
                 )
-                parts.append(document_section(len(parts), outcome, full))
-                written += len(parts[-1])
+                document.add(outcome)
             if len(rows) < PAGE:
                 break
             after = rows[-1]["position"]
-        return await self._store(request, "\n".join(parts))
+        return await self._store(request, document.text())
 
     @activity.defn
     async def load_verdict(self, request: LoadVerdict) -> Verdict | None:

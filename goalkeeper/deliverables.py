@@ -21,16 +21,35 @@ class TaskOutcome:
     error: str | None
 
 
+class Document:
+    """A goal's deliverable as it is written, a task at a time, in plan order: once it
+    passes `MAX_DELIVERABLE_BYTES`, later tasks are listed without their results."""
+
+    def __init__(self, title: str, description: str, completed: int, total: int) -> None:
+        self.parts = [document_header(title, description, completed, total)]
+        self.size = len(self.parts[0])
+
+    @property
+    def full(self) -> bool:
+        """Whether results are left out from here on (so need not be read)."""
+        return self.size > MAX_DELIVERABLE_BYTES
+
+    def add(self, task: TaskOutcome) -> None:
+        self.parts.append(document_section(len(self.parts), task, self.full))
+        self.size += len(self.parts[-1])
+
+    def text(self) -> str:
+        return "\n".join(self.parts)
+
+
 def render_document(
     title: str, description: str, tasks: Iterable[TaskOutcome], completed: int, total: int
 ) -> str:
     """Markdown: the goal, then each task's result (or why it has none), in plan order."""
-    parts = [document_header(title, description, completed, total)]
-    size = len(parts[0])
-    for n, task in enumerate(tasks, start=1):
-        parts.append(document_section(n, task, full=size > MAX_DELIVERABLE_BYTES))
-        size += len(parts[-1])
-    return "\n".join(parts)
+    document = Document(title, description, completed, total)
+    for task in tasks:
+        document.add(task)
+    return document.text()
 
 
 def document_header(title: str, description: str, completed: int, total: int) -> str:
