@@ -1,7 +1,8 @@
 """How workflows call activities: timeouts and retry policies, chosen on purpose."""
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -39,14 +40,19 @@ def refused_wait(refusals: int) -> timedelta:
     return min(REFUSED_FIRST * 2 ** (refusals - 1), REFUSED_MAX)
 
 
+A = TypeVar("A")
+R = TypeVar("R")
+Activity = Callable[[Any, A], Awaitable[R]]
+"""An activity method of a class that holds its connections, taking one input model."""
+
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=10)
 """Past this backoff a local activity's retry waits on a durable timer, so a long
 database outage neither holds a workflow task open nor loses the write."""
 
 
 async def record(
-    activity: Any, arg: Any, summary: str, timeout: timedelta = ACTIVITY_TIMEOUT
-) -> Any:
+    activity: Activity[A, R], arg: A, summary: str, timeout: timedelta = ACTIVITY_TIMEOUT
+) -> R:
     """Run one short, idempotent PostgreSQL write (or read) as a local activity.
 
     A local activity is one marker in the same workflow task, instead of three events
@@ -62,7 +68,7 @@ async def record(
     )
 
 
-async def record_apart(activity: Any, arg: Any, summary: str) -> Any:
+async def record_apart(activity: Activity[A, R], arg: A, summary: str) -> R:
     """Run a short, idempotent write from a signal or update handler, as a regular activity.
 
     Local activities running at once in two coroutines (a handler's and the main
@@ -79,7 +85,7 @@ async def record_apart(activity: Any, arg: Any, summary: str) -> Any:
     )
 
 
-async def assign(activity: Any, arg: Any, summary: str) -> Any:
+async def assign(activity: Activity[A, R], arg: A, summary: str) -> R:
     """Give tasks agents: a local activity that retries until every task has one."""
     return await workflow.execute_local_activity_method(
         activity,
