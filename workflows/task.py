@@ -84,6 +84,13 @@ BOUNDED_TEXT = "bounded-agent-text"
 """Patch: reports and heartbeats over the text limits (goalkeeper.limits) are refused;
 tasks that took such a message before it replay as they ran."""
 
+REFUSED = {
+    Rejected.REPORT: ("ReportRejected", EventKind.REPORT_REJECTED),
+    Rejected.DECISION: ("DecisionRejected", EventKind.DECISION_REJECTED),
+    Rejected.HEARTBEAT: ("HeartbeatRejected", EventKind.HEARTBEAT_REJECTED),
+}
+"""A refused message: the error type an update's caller sees, the event a signal leaves."""
+
 SYSTEM_APPROVER = "goalkeeper"
 """Who decides when the escalation chain ends without a decision."""
 
@@ -250,31 +257,19 @@ class TaskWorkflow:
         """The task as it is now, its history and error bounded (goalkeeper.limits)."""
         return _bounded(self._view)
 
-    # Agents and approvers: a signal records what it rejects; an update tells the caller.
+    # Agents and approvers: each message has one receiving path, which a signal and an
+    # update share; a signal records what it rejects, an update tells the caller.
 
     @workflow.signal(name="agent_report")
     async def agent_report(self, *payload: Any) -> None:
         """An agent's report; only the assigned agent's, for its current assignment, counts."""
-        self._messages += 1
-        received = self._received()
-        report = await self._judge_report(payload)
-        if isinstance(report, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.REPORT)
-            await self._record_rejection(EventKind.REPORT_REJECTED, report, payload, received)
-        else:
-            self._accept_report(report)
+        await self._take_report(payload, self._received())
 
     @workflow.update(name="report")
     async def report(self, *payload: Any) -> TaskView:
         """`agent_report`, answered: the task after the report, or why it was rejected."""
-        self._messages += 1
-        report = await self._judge_report(payload)
-        if isinstance(report, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.REPORT)
-            raise ApplicationError(report, type="ReportRejected", non_retryable=True)
-        settled = self._settled
-        self._accept_report(report)
-        await workflow.wait_condition(lambda: self._settled > settled)
+        settled = await self._take_report(payload)
+        await workflow.wait_condition(lambda: settled is None or self._settled > settled)
         return self._view
 
     @report.validator
@@ -282,29 +277,30 @@ class TaskWorkflow:
         problem = self._prejudge(payload, AgentReport, "agent report", self._report_problem)
         reject_if(metrics.refused(workflow.metric_meter(), Rejected.REPORT, problem))
 
+    async def _take_report(
+        self, payload: tuple[Any, ...], received: int | None = None
+    ) -> int | None:
+        """Judge a report and apply it; returns how many changes had settled before it,
+        None when refused."""
+        self._messages += 1
+        report = await self._judge_report(payload)
+        if isinstance(report, str):
+            await self._refuse(Rejected.REPORT, report, payload, received)
+            return None
+        settled = self._settled
+        self._accept_report(report)
+        return settled
+
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """An approver's decision; only the approvers asked at this level may decide."""
-        received = self._received()
-        await self._after_settling()
-        decision = await self._judge_decision_now(payload)
-        if isinstance(decision, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
-            await self._record_rejection(EventKind.DECISION_REJECTED, decision, payload, received)
-        else:
-            self._decision = decision
+        await self._take_decision(payload, self._received())
 
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> TaskView:
         """`approval_decision`, answered: the task after the decision, or why it was rejected."""
-        await self._after_settling()
-        decision = await self._judge_decision_now(payload)
-        if isinstance(decision, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
-            raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
-        settled = self._settled
-        self._decision = decision
-        await workflow.wait_condition(lambda: self._settled > settled)
+        settled = await self._take_decision(payload)
+        await workflow.wait_condition(lambda: settled is None or self._settled > settled)
         return self._view
 
     @decide.validator
@@ -314,6 +310,20 @@ class TaskWorkflow:
             problem = self._judge_decision(payload, signed=False)
             reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
 
+    async def _take_decision(
+        self, payload: tuple[Any, ...], received: int | None = None
+    ) -> int | None:
+        """Judge a decision once a report before it is applied, and take it; returns how
+        many changes had settled before it, None when refused."""
+        await self._after_settling()
+        decision = await self._judge_decision_now(payload)
+        if isinstance(decision, str):
+            await self._refuse(Rejected.DECISION, decision, payload, received)
+            return None
+        settled = self._settled
+        self._decision = decision
+        return settled
+
     @workflow.signal(name="agent_heartbeat")
     async def agent_heartbeat(self, *payload: Any) -> None:
         """An agent saying it still works on its assignment; silence past the timeout lapses it.
@@ -321,35 +331,49 @@ class TaskWorkflow:
         Agents may instead write their heartbeat to PostgreSQL (agent.py does), where
         the task looks at its deadline: such heartbeats never enter this history.
         """
-        self._messages += 1
-        received = self._received()
-        beat = await self._judge_heartbeat(payload)
-        if isinstance(beat, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.HEARTBEAT)
-            # One record per assignment: a stale agent's every beat would flood the trail.
-            sent = payload[0] if len(payload) == 1 and isinstance(payload[0], dict) else {}
-            key = str(sent.get("assignment_id") or beat)
-            if key not in self._quiet_rejections:
-                self._quiet_rejections.add(key)
-                await self._record_rejection(EventKind.HEARTBEAT_REJECTED, beat, payload, received)
-        else:
-            self._beat(workflow.now(), beat)
+        await self._take_heartbeat(payload, self._received())
 
     @workflow.update(name="heartbeat")
     async def heartbeat(self, *payload: Any) -> TaskView:
         """`agent_heartbeat`, answered: rejected once the assignment is no longer the agent's."""
-        self._messages += 1
-        beat = await self._judge_heartbeat(payload)
-        if isinstance(beat, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.HEARTBEAT)
-            raise ApplicationError(beat, type="HeartbeatRejected", non_retryable=True)
-        self._beat(workflow.now(), beat)
+        await self._take_heartbeat(payload)
         return self._view
 
     @heartbeat.validator
     def _validate_heartbeat(self, *payload: Any) -> None:
         problem = self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
         reject_if(metrics.refused(workflow.metric_meter(), Rejected.HEARTBEAT, problem))
+
+    async def _take_heartbeat(self, payload: tuple[Any, ...], received: int | None = None) -> None:
+        self._messages += 1
+        beat = await self._judge_heartbeat(payload)
+        if isinstance(beat, str):
+            recorded = True
+            if received is not None:  # one record per assignment, not one per stale beat
+                sent = payload[0] if len(payload) == 1 and isinstance(payload[0], dict) else {}
+                key = str(sent.get("assignment_id") or beat)
+                recorded = key not in self._quiet_rejections
+                self._quiet_rejections.add(key)
+            await self._refuse(Rejected.HEARTBEAT, beat, payload, received, recorded)
+            return
+        self._beat(workflow.now(), beat)
+
+    async def _refuse(
+        self,
+        what: Rejected,
+        problem: str,
+        payload: tuple[Any, ...],
+        received: int | None,
+        recorded: bool = True,
+    ) -> None:
+        """Refuse an agent's or approver's message: an update's caller is told why; a
+        signal's refusal (number `received` of this run) goes to the audit trail."""
+        metrics.rejected(workflow.metric_meter(), what)
+        error_type, kind = REFUSED[what]
+        if received is None:
+            raise ApplicationError(problem, type=error_type, non_retryable=True)
+        if recorded:
+            await self._record_rejection(kind, problem, payload, received)
 
     # Goalkeeper's own messages: sealed by a worker, so nobody else can send them.
 
