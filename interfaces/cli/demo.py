@@ -36,9 +36,10 @@ from goalkeeper.records import EventKind
 from goalkeeper.requests import RequestView
 from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.costs import describe_costs
 from interfaces.cli.goals import describe_progress, describe_report
-from interfaces.cli.serve import Dashboard, serve_beside, wait_for_stop
+from interfaces.cli.serve import API_PORT_HELP, Dashboard, serve_beside, wait_for_stop
 from interfaces.cli.session import EXIT_FAILED, CliError, Session
 from interfaces.client import TemporalUnreachable
 from interfaces.secret import stack_secret_file
@@ -61,6 +62,19 @@ AGENT_SKILLS = "triage,planning,data,writing,sales"
 
 DELIVERABLE_LINES = 30
 """Lines of the deliverable the demo prints; `goal report ID --deliverable` has it all."""
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    show = command(commands, "demo", "run the sample goal end to end on the embedded stack", run)
+    show.add_argument("--interactive", action="store_true", help="ask me to approve each task")
+    show.add_argument("--keep", action="store_true", help="keep everything running afterwards")
+    show.add_argument("--agents", type=int, default=3, help="simulated agents (3)")
+    show.add_argument("--success-rate", type=float, default=0.75, help="per attempt (0.75)")
+    show.add_argument("--delay", default="0.3-1.2", help="seconds per task, LOW-HIGH")
+    show.add_argument("--seed", default="demo", help="the agents' seed: same seed, same run")
+    show.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
+    show.add_argument("--api-port", type=int, default=8000, help=API_PORT_HELP)
+    show.add_argument("--timeout", type=float, default=300, help="give up after (300) seconds")
 
 
 async def add_shipped_runbooks(pool: asyncpg.Pool) -> list[str]:
