@@ -111,28 +111,7 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         logs = settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         crew = Crew(env, logs)
-        crew.add("worker", ["worker"])
-        for n in range(1, args.agents + 1):
-            # One process per agent, so killing one shows its task moving to another.
-            crew.add(
-                f"agent sim-{n}",
-                [
-                    "agent",
-                    "--count",
-                    "1",
-                    "--first",
-                    str(n),
-                    "--skills",
-                    AGENT_SKILLS,
-                    "--success-rate",
-                    str(args.success_rate),
-                    "--delay",
-                    args.delay,
-                    "--seed",
-                    args.seed,
-                    *(["--adopt-provisioned"] if n == 1 else []),
-                ],
-            )
+        _add_team(crew, args)
         print(f"worker and {args.agents} simulated agents started; logs in {logs}")
         pool = await session.pool()
         print(f"runbooks stored: {', '.join(await add_shipped_runbooks(pool))}")
@@ -145,15 +124,7 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         report = await asyncio.wait_for(_run_request(session, args, crew), args.timeout)
         print()
         print(describe_report(report))
-        deliverable = await read_deliverable(pool, report.goal_id) or ""
-        lines = deliverable.splitlines()
-        print(f"\nThe deliverable ({report.deliverable_bytes} bytes), as compiled:\n")
-        print("\n".join(f"  | {line}" for line in lines[:DELIVERABLE_LINES]))
-        if len(lines) > DELIVERABLE_LINES:
-            print(
-                f"  | ... {len(lines) - DELIVERABLE_LINES} more lines: "
-                f"python starter.py goal report {report.goal_id} --deliverable"
-            )
+        print(await _deliverable_shown(pool, report))
         print()
         print(await _costs_and_suggestions(pool, report.goal_id))
         print()
@@ -186,6 +157,48 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             crew.stop()
         if stack is not None:
             stack.stop()
+
+
+def _add_team(crew: "Crew", args: argparse.Namespace) -> None:
+    """The worker and the simulated agents, each in a process of its own."""
+    crew.add("worker", ["worker"])
+    for n in range(1, args.agents + 1):
+        # One process per agent, so killing one shows its task moving to another.
+        crew.add(
+            f"agent sim-{n}",
+            [
+                "agent",
+                "--count",
+                "1",
+                "--first",
+                str(n),
+                "--skills",
+                AGENT_SKILLS,
+                "--success-rate",
+                str(args.success_rate),
+                "--delay",
+                args.delay,
+                "--seed",
+                args.seed,
+                *(["--adopt-provisioned"] if n == 1 else []),
+            ],
+        )
+
+
+async def _deliverable_shown(pool: asyncpg.Pool, report: GoalReport) -> str:
+    """The deliverable's first lines, and how to read the rest."""
+    deliverable = await read_deliverable(pool, report.goal_id) or ""
+    lines = deliverable.splitlines()
+    shown = [
+        f"\nThe deliverable ({report.deliverable_bytes} bytes), as compiled:\n",
+        "\n".join(f"  | {line}" for line in lines[:DELIVERABLE_LINES]),
+    ]
+    if len(lines) > DELIVERABLE_LINES:
+        shown.append(
+            f"  | ... {len(lines) - DELIVERABLE_LINES} more lines: "
+            f"python starter.py goal report {report.goal_id} --deliverable"
+        )
+    return "\n".join(shown)
 
 
 def _cancel_on_sigterm() -> None:
