@@ -1,5 +1,4 @@
-"""`agent register|list|role` and `report`: the registry, agents' PostgreSQL logins, and an
-agent's report sent by hand."""
+"""`agent register|list|role|rekey`: the registry, agents' PostgreSQL logins and keys."""
 
 import argparse
 import json
@@ -21,12 +20,65 @@ from activities.database import (
 )
 from goalkeeper.learning import AgentRecord
 from goalkeeper.masking import mask_url
-from goalkeeper.models import TaskView
-from goalkeeper.statuses import TaskStatus
 from interfaces.agents import registry
+from interfaces.cli import keys
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
-from interfaces.cli.tasks import require_open, send_update, task_view
 from interfaces.stack import database_url
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    agent = commands.add_parser("agent", help="the agent registry").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    registering = command(agent, "register", "register (or bring back) an agent", register)
+    registering.add_argument("agent_id")
+    registering.add_argument("--skills", required=True, help="comma-separated skills")
+    registering.add_argument("--workspace", default="default", help="workspace (default)")
+    registering.add_argument("--capacity", type=int, default=1, help="assignments at once (1)")
+    registering.add_argument(
+        "--config", help='what the agent works with, a JSON object, e.g. \'{"model": "m"}\''
+    )
+    command(
+        agent, "list", "list agents with their status, load and record per skill", list_agents
+    ).add_argument("--workspace", help="only this workspace")
+    _add_role_commands(agent, command)
+    replaced = command(agent, "rekey", "give an agent a new key, as its operator", keys.rekey)
+    replaced.add_argument("agent_id")
+    replaced.add_argument("--public-key", required=True, help="its new public key (base64)")
+    replaced.add_argument("--as", dest="operator", required=True, help="who replaces it")
+
+
+def _add_role_commands(agent: Commands, command: Command) -> None:
+    logins = agent.add_parser(
+        "role", help="agents' PostgreSQL logins", description="agents' PostgreSQL logins"
+    ).add_subparsers(dest="role_action", required=True, metavar="ACTION")
+    made = command(
+        logins, "new", "make a login for agents and print its DATABASE_URL once", new_role
+    )
+    made.add_argument("name", help="the login's name (lowercase)")
+    made.add_argument(
+        "--workspace",
+        dest="workspaces",
+        action="append",
+        metavar="W",
+        help="a workspace its agents serve (repeat for more; at least one)",
+    )
+    made.add_argument(
+        "--password-env", help="take its password from this variable (never printed) instead"
+    )
+    made.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="an agents' login of that name is fine (it is granted the workspaces)",
+    )
+    granting = command(logins, "grant", "let an agents' login serve more workspaces", grant_role)
+    granting.add_argument("name")
+    granting.add_argument(
+        "--workspace", dest="workspaces", action="append", required=True, metavar="W"
+    )
+    command(logins, "list", "list agents' logins and their workspaces", list_roles)
+    command(logins, "drop", "drop an agents' login", drop_role).add_argument("name")
 
 
 async def register(session: Session, args: argparse.Namespace) -> None:
@@ -212,24 +264,4 @@ async def drop_role(session: Session, args: argparse.Namespace) -> None:
         {"login": args.name, "dropped": True},
         f"login {args.name} dropped; the agents it registered keep its name, so only a new "
         "login of that name may speak for them",
-    )
-
-
-async def report(session: Session, args: argparse.Namespace) -> None:
-    view = await task_view(session, args.task)
-    require_open(view)
-    if view.status is not TaskStatus.ASSIGNED:
-        raise CliError(f"task {args.task} is not waiting for a report (it is {view.status})")
-    payload = {
-        "agent_id": args.agent or view.agent_id,
-        "assignment_id": args.assignment or view.assignment_id,
-        "outcome": args.outcome,
-        "result": args.result,
-        "error": args.error,
-        "tokens_used": args.tokens,
-        "cost_usd": args.cost,
-    }
-    after = TaskView.model_validate(await send_update(session, args.task, "report", payload))
-    session.emit(
-        after.model_dump(mode="json"), f"reported {args.outcome}; {args.task} is now {after.status}"
     )

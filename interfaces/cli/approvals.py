@@ -11,10 +11,22 @@ from goalkeeper.models import Progress, TaskView
 from goalkeeper.signing import sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
 from interfaces.cli import queries
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.keys import signed
 from interfaces.cli.session import Session, table
 from interfaces.cli.tasks import require_open, send_update, task_view
 from interfaces.keyring import load_key
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    waiting = command(commands, "approvals", "list tasks awaiting approval", awaiting)
+    waiting.add_argument("--as", dest="approver", help="only those this approver may decide")
+    waiting.add_argument("--full", action="store_true", help="print each result whole")
+    for name, run in (("approve", approve), ("reject", reject)):
+        decide = command(commands, name, f"{name} a task's result", run)
+        decide.add_argument("task", help="GOAL_ID/TASK_ID")
+        decide.add_argument("--as", dest="approver", required=True, help="approver name")
+        decide.add_argument("--comment", default="", help="why (sent to the agent on reject)")
 
 
 async def awaiting(session: Session, args: argparse.Namespace) -> None:

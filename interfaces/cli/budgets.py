@@ -7,10 +7,35 @@ from typing import Any
 
 from goalkeeper.models import Progress
 from goalkeeper.records import EventKind
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.goals import describe_progress, goal_handle
 from interfaces.cli.keys import signed
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 from interfaces.cli.tasks import send_update
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    budget = commands.add_parser("budget", help="goals' and workspaces' budgets").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    raising = command(budget, "raise", "raise a goal's budget (its approvers)", raise_budget)
+    raising.add_argument("goal_id")
+    raising.add_argument("--usd", type=float, help="the new budget in USD")
+    raising.add_argument("--tokens", type=int, help="the new budget in tokens")
+    raising.add_argument("--as", dest="approver", required=True, help="approver name")
+    raising.add_argument("--comment", default="", help="why")
+    stopping = command(budget, "stop", "stop a goal: running tasks aborted, the rest skipped", stop)
+    stopping.add_argument("goal_id")
+    stopping.add_argument("--as", dest="approver", required=True, help="approver name")
+    stopping.add_argument("--comment", default="", help="why")
+    setting = command(budget, "set", "set a workspace's monthly budget", set_workspace)
+    setting.add_argument("--workspace", required=True, help="the workspace")
+    setting.add_argument("--usd", type=float, help="monthly budget in USD")
+    setting.add_argument("--tokens", type=int, help="monthly budget in tokens")
+    setting.add_argument("--as", dest="approver", default="operator", help="who sets it")
+    command(budget, "show", "workspaces' monthly budgets and spend", show).add_argument(
+        "--workspace", help="only this workspace"
+    )
 
 
 async def raise_budget(session: Session, args: argparse.Namespace) -> None:

@@ -11,10 +11,34 @@ import uvicorn
 
 from interfaces import telemetry
 from interfaces.api.codec import create_codec_app
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 from interfaces.codec import CodecKeyError, new_key_entry
 from interfaces.config import Settings
 from interfaces.stack import database_url
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    server = command(
+        commands,
+        "codec-server",
+        "decode payloads for the Temporal UI and CLI, for people with a token",
+        serve,
+    )
+    server.add_argument("--port", type=int, default=8081, help="port (8081)")
+    server.add_argument("--host", default="127.0.0.1", help="address (127.0.0.1)")
+    server.add_argument(
+        "--cors-origin",
+        action="append",
+        help="the Temporal UI's origin, e.g. http://localhost:8080 (repeat; default: "
+        "GOALKEEPER_UI_URL's)",
+    )
+    codec_key = commands.add_parser(
+        "codec-key", help="keys that encrypt payloads in Temporal"
+    ).add_subparsers(dest="codec_key_command", required=True, metavar="ACTION")
+    command(codec_key, "new", "make a key and print it once", new_key).add_argument(
+        "--id", help="its key id (default: today's date and 4 random hex digits)"
+    )
 
 
 async def new_key(session: Session, args: argparse.Namespace) -> None:

@@ -4,7 +4,19 @@ import argparse
 
 from activities.costs import cost_report
 from goalkeeper.costs import CostReport, InvalidCostQuery, cost_query, share
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    spend = command(commands, "costs", "what the work cost, and what of it was wasted", costs)
+    spend.add_argument("--goal", help="a goal and its sub-goals")
+    spend.add_argument("--workspace", help="only this workspace")
+    spend.add_argument(
+        "--by", default="goal", help="goal|task|attempt|agent|skill|runbook|workspace|day (goal)"
+    )
+    spend.add_argument("--since", help="attempts from this day on, YYYY-MM-DD (UTC)")
+    spend.add_argument("--limit", type=int, default=50, help="lines at most (50)")
 
 
 async def costs(session: Session, args: argparse.Namespace) -> None:

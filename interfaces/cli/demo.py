@@ -36,9 +36,10 @@ from goalkeeper.records import EventKind
 from goalkeeper.requests import RequestView
 from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.costs import describe_costs
 from interfaces.cli.goals import describe_progress, describe_report
-from interfaces.cli.serve import Dashboard, serve_beside, wait_for_stop
+from interfaces.cli.serve import API_PORT_HELP, Dashboard, serve_beside, wait_for_stop
 from interfaces.cli.session import EXIT_FAILED, CliError, Session
 from interfaces.client import TemporalUnreachable
 from interfaces.secret import stack_secret_file
@@ -61,6 +62,19 @@ AGENT_SKILLS = "triage,planning,data,writing,sales"
 
 DELIVERABLE_LINES = 30
 """Lines of the deliverable the demo prints; `goal report ID --deliverable` has it all."""
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    show = command(commands, "demo", "run the sample goal end to end on the embedded stack", run)
+    show.add_argument("--interactive", action="store_true", help="ask me to approve each task")
+    show.add_argument("--keep", action="store_true", help="keep everything running afterwards")
+    show.add_argument("--agents", type=int, default=3, help="simulated agents (3)")
+    show.add_argument("--success-rate", type=float, default=0.75, help="per attempt (0.75)")
+    show.add_argument("--delay", default="0.3-1.2", help="seconds per task, LOW-HIGH")
+    show.add_argument("--seed", default="demo", help="the agents' seed: same seed, same run")
+    show.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
+    show.add_argument("--api-port", type=int, default=8000, help=API_PORT_HELP)
+    show.add_argument("--timeout", type=float, default=300, help="give up after (300) seconds")
 
 
 async def add_shipped_runbooks(pool: asyncpg.Pool) -> list[str]:
@@ -97,28 +111,7 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         logs = settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         crew = Crew(env, logs)
-        crew.add("worker", ["worker"])
-        for n in range(1, args.agents + 1):
-            # One process per agent, so killing one shows its task moving to another.
-            crew.add(
-                f"agent sim-{n}",
-                [
-                    "agent",
-                    "--count",
-                    "1",
-                    "--first",
-                    str(n),
-                    "--skills",
-                    AGENT_SKILLS,
-                    "--success-rate",
-                    str(args.success_rate),
-                    "--delay",
-                    args.delay,
-                    "--seed",
-                    args.seed,
-                    *(["--adopt-provisioned"] if n == 1 else []),
-                ],
-            )
+        _add_team(crew, args)
         print(f"worker and {args.agents} simulated agents started; logs in {logs}")
         pool = await session.pool()
         print(f"runbooks stored: {', '.join(await add_shipped_runbooks(pool))}")
@@ -131,15 +124,7 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         report = await asyncio.wait_for(_run_request(session, args, crew), args.timeout)
         print()
         print(describe_report(report))
-        deliverable = await read_deliverable(pool, report.goal_id) or ""
-        lines = deliverable.splitlines()
-        print(f"\nThe deliverable ({report.deliverable_bytes} bytes), as compiled:\n")
-        print("\n".join(f"  | {line}" for line in lines[:DELIVERABLE_LINES]))
-        if len(lines) > DELIVERABLE_LINES:
-            print(
-                f"  | ... {len(lines) - DELIVERABLE_LINES} more lines: "
-                f"python starter.py goal report {report.goal_id} --deliverable"
-            )
+        print(await _deliverable_shown(pool, report))
         print()
         print(await _costs_and_suggestions(pool, report.goal_id))
         print()
@@ -172,6 +157,48 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             crew.stop()
         if stack is not None:
             stack.stop()
+
+
+def _add_team(crew: "Crew", args: argparse.Namespace) -> None:
+    """The worker and the simulated agents, each in a process of its own."""
+    crew.add("worker", ["worker"])
+    for n in range(1, args.agents + 1):
+        # One process per agent, so killing one shows its task moving to another.
+        crew.add(
+            f"agent sim-{n}",
+            [
+                "agent",
+                "--count",
+                "1",
+                "--first",
+                str(n),
+                "--skills",
+                AGENT_SKILLS,
+                "--success-rate",
+                str(args.success_rate),
+                "--delay",
+                args.delay,
+                "--seed",
+                args.seed,
+                *(["--adopt-provisioned"] if n == 1 else []),
+            ],
+        )
+
+
+async def _deliverable_shown(pool: asyncpg.Pool, report: GoalReport) -> str:
+    """The deliverable's first lines, and how to read the rest."""
+    deliverable = await read_deliverable(pool, report.goal_id) or ""
+    lines = deliverable.splitlines()
+    shown = [
+        f"\nThe deliverable ({report.deliverable_bytes} bytes), as compiled:\n",
+        "\n".join(f"  | {line}" for line in lines[:DELIVERABLE_LINES]),
+    ]
+    if len(lines) > DELIVERABLE_LINES:
+        shown.append(
+            f"  | ... {len(lines) - DELIVERABLE_LINES} more lines: "
+            f"python starter.py goal report {report.goal_id} --deliverable"
+        )
+    return "\n".join(shown)
 
 
 def _cancel_on_sigterm() -> None:

@@ -4,7 +4,17 @@ import argparse
 
 from activities.feedback import give_feedback
 from goalkeeper.feedback import InvalidFeedback, feedback
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    rating = command(commands, "feedback", "rate a goal's or a task's work, with a comment", give)
+    rating.add_argument("goal_id")
+    rating.add_argument("task_id", nargs="?", help="a task of the goal (default: the goal)")
+    rating.add_argument("--rating", type=int, help="1 (poor) to 5 (excellent)")
+    rating.add_argument("--comment", default="", help="what was good or bad")
+    rating.add_argument("--as", dest="person", required=True, help="who you are")
 
 
 async def give(session: Session, args: argparse.Namespace) -> None:

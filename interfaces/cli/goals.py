@@ -5,6 +5,7 @@ import asyncio
 import json
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from goalkeeper.runbooks import runbook_named
 from goalkeeper.statuses import GoalStatus
 from goalkeeper.validation import validate_goal_spec
 from interfaces.cli import queries
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
 from interfaces.cli.specs import load_spec_file, spec_from_flags
 from workflows.goal import GoalWorkflow
@@ -32,6 +34,36 @@ from workflows.goal import GoalWorkflow
 INLINE_SPEC_BYTES = 256 * 1024
 """Specs larger than this, as JSON, go to the goal by reference: nothing Goalkeeper
 sends to Temporal is larger (Temporal itself caps a workflow's input at 2 MiB)."""
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    goal = commands.add_parser("goal", help="start goals and read them").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    starting = command(goal, "start", "start a goal from a JSON or TOML spec, or from flags", start)
+    starting.add_argument("spec", type=Path, nargs="?", help="spec file (.json or .toml)")
+    starting.add_argument("--goal-id", help="goal id (default: the spec's, or generated)")
+    starting.add_argument("--title", help="goal title, when giving tasks as flags")
+    starting.add_argument("--description", default="", help="goal description")
+    starting.add_argument("--workspace", default="default", help="workspace (default)")
+    starting.add_argument("--approver", action="append", default=[], help="an approver (repeat)")
+    starting.add_argument(
+        "--task", action="append", default=[], help="SKILL:TITLE or SKILL:TITLE:approval (repeat)"
+    )
+    watch = command(goal, "progress", "show a goal's progress", progress)
+    watch.add_argument("goal_id")
+    watch.add_argument("--watch", action="store_true", help="follow until the goal ends")
+    watch.add_argument("--interval", type=float, default=0.5, help="seconds between updates")
+    command(goal, "tasks", "list a goal's tasks, agents and assignments", tasks).add_argument(
+        "goal_id"
+    )
+    reporting = command(goal, "report", "wait for a goal to end and print its report", report)
+    reporting.add_argument("goal_id")
+    reporting.add_argument(
+        "--deliverable", action="store_true", help="print the compiled deliverable instead"
+    )
+    listing = command(goal, "list", "list goals from the read model", list_goals)
+    listing.add_argument("--limit", type=int, default=50, help="newest N goals (50)")
 
 
 async def store_spec(pool: asyncpg.Pool, spec: dict[str, Any]) -> str:

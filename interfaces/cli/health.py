@@ -5,9 +5,22 @@ import uuid
 from datetime import timedelta
 
 from goalkeeper.records import HealthCheck, HealthReport
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_FAILED, Session, table
 from interfaces.health import WORKFLOW_ID, install_schedule, latest
 from workflows.health import HealthCheckWorkflow
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    check = command(
+        commands, "health", "the health check: open alerts, a run now, or its schedule", health
+    )
+    check.add_argument(
+        "--run", dest="check_now", action="store_true", help="run a check now and print findings"
+    )
+    check.add_argument("--no-repair", action="store_true", help="with --run: only look")
+    check.add_argument("--install", action="store_true", help="create or update the schedule")
+    check.add_argument("--interval", type=int, default=60, help="with --install: seconds (60)")
 
 
 async def health(session: Session, args: argparse.Namespace) -> None:

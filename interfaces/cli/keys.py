@@ -11,10 +11,37 @@ from activities.keys import UnknownSigner, register_approver_key, rekey_agent
 from goalkeeper.controls import CONTROLS
 from goalkeeper.models import ApprovalDecision, describe_validation_error
 from goalkeeper.signing import InvalidKey, check_public_key, sign_control, sign_decision
-from goalkeeper.statuses import TaskStatus
+from goalkeeper.statuses import Decision, TaskStatus
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 from interfaces.cli.tasks import task_view
 from interfaces.keyring import KeyFileError, key_path, load_key, new_key
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    approver = commands.add_parser("approver", help="approvers' signing keys")
+    approver_keys = approver.add_subparsers(dest="approver_command", required=True).add_parser(
+        "key", help="an approver's key pair"
+    )
+    key_actions = approver_keys.add_subparsers(dest="key_command", required=True)
+    made = command(key_actions, "new", "make and register an approver's key", new_approver_key)
+    made.add_argument("--as", dest="approver", required=True, help="the approver's name")
+    made.add_argument("--replace", action="store_true", help="replace a key this machine has")
+    signing = command(
+        commands, "sign", "print a signed decision or goal change for the temporal CLI", sign
+    )
+    signing.add_argument("target", help="GOAL_ID/TASK_ID for a decision, GOAL_ID for --control")
+    signing.add_argument("--decision", choices=[d.value for d in Decision])
+    changes = sorted(set(CONTROLS) - {"retry"})  # a retry is signed as a --decision
+    signing.add_argument("--control", choices=changes, help="a change to a goal")
+    signing.add_argument("--as", dest="approver", required=True, help="who signs (added_by)")
+    signing.add_argument("--comment", default="", help="why (add_tasks: its reason)")
+    signing.add_argument("--usd", type=float, help="raise_budget: the new USD budget")
+    signing.add_argument("--tokens", type=int, help="raise_budget: the new token budget")
+    signing.add_argument("--tasks", help="add_tasks: the tasks, a JSON list, each with its id")
+    signing.add_argument(
+        "--agent-key", action="store_true", help="sign with the agent key of --as (add_tasks)"
+    )
 
 
 async def new_approver_key(session: Session, args: argparse.Namespace) -> None:

@@ -12,8 +12,18 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from goalkeeper.models import describe_validation_error
 from goalkeeper.requests import RequestSpec, RequestView
 from goalkeeper.statuses import RequestStatus
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session
 from workflows.request import RequestWorkflow
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    asking = command(commands, "ask", "ask a question: an agent answers it or sets a goal", ask)
+    asking.add_argument("question", help="what you want answered or done")
+    asking.add_argument("--workspace", default="default", help="workspace (default)")
+    asking.add_argument("--approver", action="append", default=[], help="an approver (repeat)")
+    asking.add_argument("--request-id", help="request id (default: generated)")
+    asking.add_argument("--wait", action="store_true", help="wait for the answer or the goal")
 
 
 async def ask(session: Session, args: argparse.Namespace) -> None:

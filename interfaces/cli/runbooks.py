@@ -11,9 +11,25 @@ import asyncpg
 from activities import runbooks as store
 from goalkeeper.errors import InvalidRunbook
 from goalkeeper.runbooks import Runbook, parse_runbook
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 
 T = TypeVar("T")
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    runbook = commands.add_parser("runbook", help="the runbooks goals start from").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    adding = command(runbook, "add", "store runbooks from TOML files", add)
+    adding.add_argument("files", type=Path, nargs="+", help="runbook files (runbooks/*.toml)")
+    command(runbook, "list", "list runbooks, latest versions", list_all)
+    showing = command(runbook, "show", "show a runbook's parameters and tasks", show)
+    showing.add_argument("name")
+    showing.add_argument("--version", type=int, help="a version (default: the latest)")
+    matching = command(runbook, "match", "rank runbooks against a goal's text, with why", match)
+    matching.add_argument("text", help="what the goal is about")
+    matching.add_argument("--limit", type=int, default=5, help="candidates (5)")
 
 
 async def add(session: Session, args: argparse.Namespace) -> None:

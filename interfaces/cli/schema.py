@@ -4,7 +4,15 @@ roles that may not (docker-compose.yml's `schema` service)."""
 import argparse
 
 from activities.database import SCHEMA_FILES, apply_schema, owns_schema
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import CliError, Session
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    schema = commands.add_parser(
+        "schema", help="the PostgreSQL schema (its owner's)"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(schema, "apply", "create or update the schema, as its owner", apply)
 
 
 async def apply(session: Session, args: argparse.Namespace) -> None:

@@ -6,8 +6,18 @@ from datetime import UTC, datetime
 from secrets import token_hex
 
 from goalkeeper.seals import SealKeyError
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 from interfaces.secret import new_secret_entry
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    worker_secret = commands.add_parser(
+        "worker-secret", help="the key that seals the messages between workflows"
+    ).add_subparsers(dest="worker_secret_command", required=True, metavar="ACTION")
+    command(worker_secret, "new", "make a key and print it once", new_secret).add_argument(
+        "--id", help="its key id (default: today's date and 4 random hex digits)"
+    )
 
 
 async def new_secret(session: Session, args: argparse.Namespace) -> None:

@@ -19,12 +19,24 @@ import uvicorn
 
 from interfaces.api.app import create_app
 from interfaces.api.guards import is_loopback
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.config import Settings
 from interfaces.stack import database_url
 
+API_PORT_HELP = "dashboard and HTTP API port (8000; 0: none)"
+"""The help of `--api-port`, where `up` and the demo serve the dashboard beside the stack."""
+
 GRACE_SECONDS = 2
 """How long open requests (a page's event stream, say) may finish once serving stops."""
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    api = command(
+        commands, "serve", "serve the dashboard and HTTP API (/api/v1, docs at /docs)", serve
+    )
+    api.add_argument("--port", type=int, default=8000, help="port (8000)")
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
 
 
 async def serve(session: Session, args: argparse.Namespace) -> None:

@@ -7,10 +7,20 @@ from dataclasses import replace
 
 from activities.database import apply_schema, create_pool
 from goalkeeper.masking import mask_url
-from interfaces.cli.serve import serve_beside, wait_for_stop
+from interfaces.cli.commands import Command, Commands
+from interfaces.cli.serve import API_PORT_HELP, serve_beside, wait_for_stop
 from interfaces.cli.session import Session
 from interfaces.config import Settings
 from interfaces.stack import EmbeddedStack
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    running = command(
+        commands, "up", "run the embedded Temporal (Web UI), PostgreSQL and dashboard", up
+    )
+    running.add_argument("--port", type=int, default=7233, help="Temporal gRPC port (7233)")
+    running.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
+    running.add_argument("--api-port", type=int, default=8000, help=API_PORT_HELP)
 
 
 def up(session: Session, args: argparse.Namespace) -> None:

@@ -4,9 +4,24 @@ import argparse
 
 from activities.suggestions import decide_suggestion, list_suggestions
 from goalkeeper.suggestions import InvalidSuggestionDecision, SuggestionStatus
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 
 STATUSES = [*(s.value for s in SuggestionStatus), "all"]
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    ideas = command(
+        commands, "suggestions", "what could be done better, from goals that ended", listing
+    )
+    ideas.add_argument("--status", choices=STATUSES, default="open", help="(open)")
+    ideas.add_argument("--limit", type=int, default=50, help="newest N (50)")
+    deciding = ideas.add_subparsers(dest="action", metavar="ACTION")
+    for name, run in (("accept", accept), ("dismiss", dismiss)):
+        decide_on = command(deciding, name, f"{name} a suggestion", run)
+        decide_on.add_argument("suggestion_id", help="its id, or the first 8 characters")
+        decide_on.add_argument("--as", dest="person", required=True, help="who decides")
+        decide_on.add_argument("--comment", default="", help="why")
 
 
 async def listing(session: Session, args: argparse.Namespace) -> None:

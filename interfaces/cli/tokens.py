@@ -4,7 +4,31 @@ the workspaces it names."""
 import argparse
 
 from activities.tokens import InvalidToken, list_tokens, new_token, revoke_token
+from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+
+
+def add_commands(commands: Commands, command: Command) -> None:
+    token = commands.add_parser(
+        "token", help="personal tokens for the HTTP API and dashboard"
+    ).add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    minting = command(token, "new", "make a token and print it once", new)
+    minting.add_argument("--as", dest="person", required=True, help="whom the token acts as")
+    minting.add_argument(
+        "--workspace",
+        dest="workspaces",
+        action="append",
+        default=[],
+        metavar="W",
+        help="a workspace the token may see and act in (repeat for more)",
+    )
+    minting.add_argument(
+        "--all-workspaces", action="store_true", help="instead of --workspace: every workspace"
+    )
+    command(token, "list", "tokens: ids, persons, workspaces, created, revoked", listing)
+    command(token, "revoke", "revoke a token by its id", revoke).add_argument(
+        "token_id", help="TOKEN_ID from 'token list'"
+    )
 
 
 async def new(session: Session, args: argparse.Namespace) -> None:
