@@ -27,9 +27,11 @@ from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from tests.helpers import (
     ROOT,
     SimulatedAgents,
+    eventually,
     goal_spec,
     new_goal_id,
     running_agents,
+    start_goal,
     wait_task,
 )
 from tests.starter import Ran, printed_until, run_starter
@@ -124,6 +126,45 @@ async def test_agents_and_reports_by_hand(
                      "42", "--json")  # fmt: skip
     assert sent.code == 0, sent.err
     assert sent.json()["status"] == "completed" and sent.json()["tokens_used"] == 42
+
+
+async def test_events_show_a_goal_s_trail_and_the_signals_it_refused(
+    cli: Cli, client: Client, task_queue: str, workspace: str
+) -> None:
+    spec = goal_spec(1, workspace, require_signatures=True)
+    goal_id = (await start_goal(client, spec, task_queue)).id
+    view = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
+    # What `temporal workflow signal` sends: no signature. Temporal says it was delivered.
+    await client.get_workflow_handle(f"{goal_id}/t1").signal(
+        "agent_report",
+        {"agent_id": view.agent_id, "assignment_id": view.assignment_id, "outcome": "completed"},
+    )
+
+    async def refused() -> Ran | None:
+        ran = await cli("events", goal_id, "--kind", "report_rejected", "--json")
+        return ran if ran.code == 0 and ran.json() else None
+
+    [event] = (await eventually(refused, what="the refused report's event")).json()
+    assert event["kind"] == "report_rejected" and event["task_id"] == "t1"
+    assert "signatures are required" in event["message"]
+
+    everything = await cli("events", goal_id, "--json")
+    seqs = [e["seq"] for e in everything.json()]
+    assert seqs == sorted(seqs) and len(seqs) >= 3 and event["seq"] in seqs
+    last_two = await cli("events", goal_id, "--limit", "2")
+    assert last_two.code == 0, last_two.err
+    lines = last_two.out.splitlines()
+    assert [int(line.split()[0]) for line in lines[:2]] == seqs[-2:]  # newest last
+    assert lines[2] == f"(earlier events: --before {seqs[-2]})"
+    earlier = await cli("events", goal_id, "--limit", "2", "--before", str(seqs[-2]), "--json")
+    assert [e["seq"] for e in earlier.json()] == seqs[-4:-2]
+    text = await cli("events", goal_id, "--kind", "report_rejected")
+    assert "report_rejected  [t1] " in text.out
+
+    unknown = await cli("events", "no-such-goal")
+    assert (unknown.code, unknown.out) == (2, "") and "no goal 'no-such-goal'" in unknown.err
+    none = await cli("events", goal_id, "--kind", "no_such_kind")
+    assert none.code == 0 and f"goal {goal_id} has no no_such_kind events" in none.out
 
 
 async def test_every_error_is_one_clear_line_and_starts_nothing(

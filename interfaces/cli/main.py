@@ -17,6 +17,7 @@ from interfaces.cli import (
     codec,
     costs,
     demo,
+    events,
     feedback,
     goals,
     health,
@@ -364,6 +365,11 @@ def parser() -> argparse.ArgumentParser:
     signing.add_argument(
         "--agent-key", action="store_true", help="sign with the agent key of --as (add_tasks)"
     )
+    trail = command(commands, "events", "a goal's audit trail, newest last", events.events)
+    trail.add_argument("goal_id")
+    trail.add_argument("--limit", type=int, default=50, help="newest N events (50)")
+    trail.add_argument("--kind", help="only events of this kind (e.g. report_rejected)")
+    trail.add_argument("--before", type=int, help="events before this seq (the previous page)")
     return top
 
 
