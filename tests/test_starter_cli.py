@@ -190,8 +190,11 @@ async def test_every_error_is_one_clear_line_and_starts_nothing(
             "expected at least one task, a runbook, or a description to plan from",
         ),
         (["goal", "start", "--title", "t", "--task", "no-colon"], 2, "--task expects SKILL:TITLE"),
-        (["goal", "progress", "no-such-goal"], 1, "no goal 'no-such-goal'"),
-        (["approve", "no-such-goal/t1", "--as", "x"], 1, "no goal 'no-such-goal'"),
+        (["goal", "progress", "no-such-goal"], 2, "no goal 'no-such-goal'"),
+        (["goal", "tasks", "no-such-goal"], 2, "no goal 'no-such-goal'"),
+        (["goal", "report", "no-such-goal"], 2, "no goal 'no-such-goal'"),
+        (["approve", "no-such-goal/t1", "--as", "x"], 2, "no goal 'no-such-goal'"),
+        (["report", "no-such-goal/t1"], 2, "no goal 'no-such-goal'"),
         (["approve", "just-a-goal", "--as", "x"], 2, "expected a task as GOAL_ID/TASK_ID"),
     ]
     for args, code, message in cases:
@@ -210,7 +213,7 @@ async def test_every_error_is_one_clear_line_and_starts_nothing(
     assert again.code == 1 and f"goal {goal_id!r} already exists" in again.err
     unknown = await cli("approve", f"{goal_id}/t9", "--as", "ops-lead")
     assert (
-        unknown.code == 1 and f"goal {goal_id!r} has no task 't9'; its tasks: t1, t2" in unknown.err
+        unknown.code == 2 and f"goal {goal_id!r} has no task 't9'; its tasks: t1, t2" in unknown.err
     )
     view = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
     premature = await cli("approve", f"{goal_id}/t1", "--as", "ops-lead")
@@ -239,7 +242,7 @@ async def test_runbooks_added_listed_shown_matched_and_used(
         shown.out
     )
     missing = await cli("runbook", "show", "no-such-runbook")
-    assert missing.code == 1 and "no runbook 'no-such-runbook' is stored" in missing.err
+    assert missing.code == 2 and "no runbook 'no-such-runbook' is stored" in missing.err
 
     matched = await cli("runbook", "match", "Launch the Q3 campaign to 500 qualified leads",
                         "--json")  # fmt: skip
