@@ -54,7 +54,7 @@ from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
 from interfaces.health import install_schedule
 from interfaces.payloads import inbound, tolerant
-from interfaces.stack import database_url
+from interfaces.stack import start_database
 from workflows import sealing, search_attributes
 from workflows.goal import GoalWorkflow
 from workflows.health import HealthCheckWorkflow
@@ -164,7 +164,17 @@ def build_worker(
 async def main() -> None:
     settings = Settings.from_env()
     seal_keys = settings.seal_keys()
-    url = database_url(settings, start=True)
+    url, started = start_database(settings)
+    try:
+        await serve(settings, seal_keys, url)
+    finally:
+        if started is not None:  # the stack was down: leave it down
+            log.info("stopping the embedded PostgreSQL this worker started")
+            started.stop()
+
+
+async def serve(settings: Settings, seal_keys: SealKeys, url: str) -> None:
+    """Run the worker on the database at `url` until SIGINT or SIGTERM."""
     pool = await create_pool(url)
     if await owns_schema(pool):
         await apply_schema(pool)

@@ -48,3 +48,20 @@ async def latest_events(pool: asyncpg.Pool, goal_id: str, limit: int) -> list[di
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def trail(
+    pool: asyncpg.Pool, goal_id: str, limit: int, kind: str | None = None, before: int | None = None
+) -> list[dict[str, Any]]:
+    """A goal's last `limit` events before seq `before` (of one `kind`, if given), oldest
+    first: a page of its trail, read from its end."""
+    rows = await pool.fetch(
+        f"SELECT * FROM (SELECT {_COLUMNS} FROM events WHERE goal_id = $1 "
+        "AND ($2::text IS NULL OR kind = $2) AND ($3::bigint IS NULL OR seq < $3) "
+        "ORDER BY seq DESC LIMIT $4) page ORDER BY seq",
+        goal_id,
+        kind,
+        before,
+        limit,
+    )
+    return [dict(r) for r in rows]

@@ -379,6 +379,8 @@ class TaskSummary(BaseModel):
     """Grows with every change, so stale or repeated updates are ignored."""
     goal_progress: str | None = None
     """For a task that is a goal: how far its own tasks are ("3 of 7 tasks done")."""
+    duration_seconds: float | None = None
+    """Once the task ended: how long its task workflows ran, retries included."""
 
 
 class TaskPage(BaseModel):

@@ -1,8 +1,9 @@
 """Private signing keys on this machine: one file per agent or approver, owner-only.
 
-Kept under GOALKEEPER_KEY_DIR, else the user's config directory (`~/.config/goalkeeper/
-keys`). A key file readable by others is refused, as ssh refuses one, because whoever
-reads it can sign as its owner.
+Kept under GOALKEEPER_KEY_DIR, else `keys` in the data directory (GOALKEEPER_DATA_DIR,
+`.goalkeeper`), so each clone has its own keys and `make clean` removes them. A key file
+readable by others is refused, as ssh refuses one, because whoever reads it can sign as
+its owner.
 """
 
 import base64
@@ -13,8 +14,6 @@ import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
-
-import platformdirs
 
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.signing import new_keys, public_key_of
@@ -36,11 +35,12 @@ def exposure(path: Path) -> str | None:
 
 
 def key_dir() -> Path:
-    """Where private keys are kept on this machine."""
+    """Where private keys are kept on this machine: GOALKEEPER_KEY_DIR, else the data
+    directory's `keys` (the same default as `Settings.data_dir`)."""
     configured = os.environ.get("GOALKEEPER_KEY_DIR")
     if configured:
         return Path(configured)
-    return Path(platformdirs.user_config_dir("goalkeeper")) / "keys"
+    return Path(os.environ.get("GOALKEEPER_DATA_DIR") or ".goalkeeper") / "keys"
 
 
 def key_path(kind: str, name: str) -> Path:
@@ -76,7 +76,8 @@ def new_key(kind: str, name: str, *, replace: bool = False) -> tuple[str, str]:
     if path.exists() and not replace:
         raise KeyFileError(f"{path} exists; expected no key yet (replace it on purpose)")
     private, public = new_keys()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the key directory
+    path.parent.mkdir(exist_ok=True, mode=0o700)
     fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(private + "\n")

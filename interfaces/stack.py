@@ -268,6 +268,21 @@ def database_url(settings: Settings, *, start: bool) -> str:
     return url
 
 
+def start_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """DATABASE_URL, or the embedded PostgreSQL, started if it is not running.
+
+    Returns:
+        The URL, and the embedded server if this call started it: its caller stops it when
+        done, so a worker run with the stack down leaves nothing running behind it.
+    """
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+    if (url := embedded.running_url()) is not None:
+        return url, None
+    return embedded.start(), embedded
+
+
 class EmbeddedStack:
     """Temporal (with its Web UI) and PostgreSQL, with their data kept under one folder."""
 

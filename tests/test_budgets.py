@@ -315,7 +315,7 @@ async def test_the_cli_raises_and_stops_as_a_named_approver(
     wrong = await budget("raise", goal_id, "--usd", "2", "--as", "mallory")
     assert wrong.code == 1 and "'mallory' may not raise the budget" in wrong.err
     missing = await budget("raise", "no-such-goal", "--usd", "2", "--as", "boss")
-    assert missing.code == 1 and "no goal 'no-such-goal'" in missing.err
+    assert missing.code == 2 and "no goal 'no-such-goal'" in missing.err
     ran = await budget("raise", goal_id, "--usd", "2", "--as", "boss", "--json")
     assert ran.code == 0, ran.err
     assert ran.json()["budget_usd"] == 2.0

@@ -27,9 +27,11 @@ from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from tests.helpers import (
     ROOT,
     SimulatedAgents,
+    eventually,
     goal_spec,
     new_goal_id,
     running_agents,
+    start_goal,
     wait_task,
 )
 from tests.starter import Ran, printed_until, run_starter
@@ -126,6 +128,45 @@ async def test_agents_and_reports_by_hand(
     assert sent.json()["status"] == "completed" and sent.json()["tokens_used"] == 42
 
 
+async def test_events_show_a_goal_s_trail_and_the_signals_it_refused(
+    cli: Cli, client: Client, task_queue: str, workspace: str
+) -> None:
+    spec = goal_spec(1, workspace, require_signatures=True)
+    goal_id = (await start_goal(client, spec, task_queue)).id
+    view = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
+    # What `temporal workflow signal` sends: no signature. Temporal says it was delivered.
+    await client.get_workflow_handle(f"{goal_id}/t1").signal(
+        "agent_report",
+        {"agent_id": view.agent_id, "assignment_id": view.assignment_id, "outcome": "completed"},
+    )
+
+    async def refused() -> Ran | None:
+        ran = await cli("events", goal_id, "--kind", "report_rejected", "--json")
+        return ran if ran.code == 0 and ran.json() else None
+
+    [event] = (await eventually(refused, what="the refused report's event")).json()
+    assert event["kind"] == "report_rejected" and event["task_id"] == "t1"
+    assert "signatures are required" in event["message"]
+
+    everything = await cli("events", goal_id, "--json")
+    seqs = [e["seq"] for e in everything.json()]
+    assert seqs == sorted(seqs) and len(seqs) >= 3 and event["seq"] in seqs
+    last_two = await cli("events", goal_id, "--limit", "2")
+    assert last_two.code == 0, last_two.err
+    lines = last_two.out.splitlines()
+    assert [int(line.split()[0]) for line in lines[:2]] == seqs[-2:]  # newest last
+    assert lines[2] == f"(earlier events: --before {seqs[-2]})"
+    earlier = await cli("events", goal_id, "--limit", "2", "--before", str(seqs[-2]), "--json")
+    assert [e["seq"] for e in earlier.json()] == seqs[-4:-2]
+    text = await cli("events", goal_id, "--kind", "report_rejected")
+    assert "report_rejected  [t1] " in text.out
+
+    unknown = await cli("events", "no-such-goal")
+    assert (unknown.code, unknown.out) == (2, "") and "no goal 'no-such-goal'" in unknown.err
+    none = await cli("events", goal_id, "--kind", "no_such_kind")
+    assert none.code == 0 and f"goal {goal_id} has no no_such_kind events" in none.out
+
+
 async def test_every_error_is_one_clear_line_and_starts_nothing(
     cli: Cli, client: Client, workspace: str, tmp_path: Path
 ) -> None:
@@ -149,8 +190,11 @@ async def test_every_error_is_one_clear_line_and_starts_nothing(
             "expected at least one task, a runbook, or a description to plan from",
         ),
         (["goal", "start", "--title", "t", "--task", "no-colon"], 2, "--task expects SKILL:TITLE"),
-        (["goal", "progress", "no-such-goal"], 1, "no goal 'no-such-goal'"),
-        (["approve", "no-such-goal/t1", "--as", "x"], 1, "no goal 'no-such-goal'"),
+        (["goal", "progress", "no-such-goal"], 2, "no goal 'no-such-goal'"),
+        (["goal", "tasks", "no-such-goal"], 2, "no goal 'no-such-goal'"),
+        (["goal", "report", "no-such-goal"], 2, "no goal 'no-such-goal'"),
+        (["approve", "no-such-goal/t1", "--as", "x"], 2, "no goal 'no-such-goal'"),
+        (["report", "no-such-goal/t1"], 2, "no goal 'no-such-goal'"),
         (["approve", "just-a-goal", "--as", "x"], 2, "expected a task as GOAL_ID/TASK_ID"),
     ]
     for args, code, message in cases:
@@ -169,7 +213,7 @@ async def test_every_error_is_one_clear_line_and_starts_nothing(
     assert again.code == 1 and f"goal {goal_id!r} already exists" in again.err
     unknown = await cli("approve", f"{goal_id}/t9", "--as", "ops-lead")
     assert (
-        unknown.code == 1 and f"goal {goal_id!r} has no task 't9'; its tasks: t1, t2" in unknown.err
+        unknown.code == 2 and f"goal {goal_id!r} has no task 't9'; its tasks: t1, t2" in unknown.err
     )
     view = await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
     premature = await cli("approve", f"{goal_id}/t1", "--as", "ops-lead")
@@ -198,7 +242,7 @@ async def test_runbooks_added_listed_shown_matched_and_used(
         shown.out
     )
     missing = await cli("runbook", "show", "no-such-runbook")
-    assert missing.code == 1 and "no runbook 'no-such-runbook' is stored" in missing.err
+    assert missing.code == 2 and "no runbook 'no-such-runbook' is stored" in missing.err
 
     matched = await cli("runbook", "match", "Launch the Q3 campaign to 500 qualified leads",
                         "--json")  # fmt: skip

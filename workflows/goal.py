@@ -1043,7 +1043,7 @@ class GoalWorkflow:
             reworks=summary.reworks,
             tokens_used=summary.tokens_used,
             cost_usd=summary.cost_usd,
-            duration_seconds=None,
+            duration_seconds=summary.duration_seconds,
             error=summary.error,
         )
 

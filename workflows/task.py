@@ -1171,7 +1171,16 @@ class TaskWorkflow:
             waiting_on=view.waiting_on,
             error=(view.error or "")[:MAX_SHORT_REASON_CHARS] or None,
             seq=view.seq,
+            duration_seconds=self._duration(),
         )
+
+    def _duration(self) -> float | None:
+        """How long the task ran once it ended: this workflow's time and its retries' before."""
+        view = self._view
+        if not view.status.is_terminal or view.started_at is None or view.ended_at is None:
+            return None
+        before = self._input.previous.duration_seconds if self._input.previous else None
+        return round((view.ended_at - view.started_at).total_seconds() + (before or 0.0), 3)
 
     def _received(self) -> int:
         """Count a signal as it arrives (before any wait), in the order of the history."""

@@ -232,10 +232,12 @@ async def goal_handle(session: Session, goal_id: str) -> WorkflowHandle[Any, Goa
         description = await handle.describe()
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
-            raise CliError(f"no goal {goal_id!r} in namespace {client.namespace!r}") from exc
+            raise CliError(
+                f"no goal {goal_id!r} in namespace {client.namespace!r}", EXIT_USAGE
+            ) from exc
         raise
     if description.workflow_type != "GoalWorkflow":
-        raise CliError(f"{goal_id!r} is a {description.workflow_type}, not a goal")
+        raise CliError(f"{goal_id!r} is a {description.workflow_type}, not a goal", EXIT_USAGE)
     return handle
 
 

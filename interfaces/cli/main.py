@@ -15,6 +15,7 @@ from interfaces.cli import (
     codec,
     costs,
     demo,
+    events,
     feedback,
     goals,
     health,
@@ -62,6 +63,7 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     secret,
     reports,
     keys,
+    events,
 )
 """Every module with commands, in the order `starter.py --help` lists them."""
 

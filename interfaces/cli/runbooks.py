@@ -103,7 +103,9 @@ async def show(session: Session, args: argparse.Namespace) -> None:
     runbook = await _stored(store.fetch_runbook(await session.pool(), args.name, args.version))
     if runbook is None:
         wanted = f"version {args.version} of " if args.version else ""
-        raise CliError(f"no {wanted}runbook {args.name!r} is stored; see 'runbook list'")
+        raise CliError(
+            f"no {wanted}runbook {args.name!r} is stored; see 'runbook list'", EXIT_USAGE
+        )
     lines = [f"{runbook.name} version {runbook.version}: {runbook.title}", runbook.description]
     if runbook.parameters:
         lines.append("parameters:")

@@ -32,7 +32,9 @@ async def task_view(session: Session, ref: str) -> TaskView:
     goal = await goal_handle(session, goal_id)
     known = {v.task_id: v for v in await goal_tasks(client, goal.id)}
     if task_id not in known:
-        raise CliError(f"goal {goal_id!r} has no task {task_id!r}; its tasks: {', '.join(known)}")
+        raise CliError(
+            f"goal {goal_id!r} has no task {task_id!r}; its tasks: {', '.join(known)}", EXIT_USAGE
+        )
     state = known[task_id].status
     raise CliError(f"task {ref!r} has not started yet (it is {state})")
 
