@@ -46,6 +46,7 @@ from temporalio.worker import Worker
 
 from activities.database import apply_schema, create_pool
 from activities.paging import goal_tasks
+from activities.tokens import new_token
 from activities.watch import Watch
 from bench.bare import BareAgents, BareGoal, BareTask
 from goalkeeper.models import TaskPage
@@ -307,9 +308,15 @@ async def _api_latencies(client: Client, pool: Any, goals: int, seconds: float =
     goal_page: list[float] = []
     task_page: list[float] = []
     transport = httpx.ASGITransport(app=app)
+    # Read as a person does in production: with a token of the goals' workspace.
+    token = (await new_token(pool, "bench", [spec["workspace"]]))["token"]
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://bench") as http,
+        httpx.AsyncClient(
+            transport=transport,
+            base_url="http://localhost",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http,
     ):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
