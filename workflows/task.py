@@ -17,12 +17,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.checks import CheckActivities
     from activities.keys import KeyActivities
     from activities.read_model import ReadModelActivities
-    from goalkeeper import signing
+    from goalkeeper import attempts, signing
     from goalkeeper.ids import assignment_id as assignment_id_of
     from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.limits import (
-        MAX_COMMENT_CHARS,
         MAX_EVENT_MESSAGE_CHARS,
         MAX_ID_CHARS,
         MAX_SHORT_REASON_CHARS,
@@ -57,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
         RecordTask,
         StoredHeartbeat,
     )
-    from goalkeeper.statuses import AssignmentStatus, Decision, ReportOutcome, TaskStatus
+    from goalkeeper.statuses import AssignmentStatus, ReportOutcome, TaskStatus
     from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
     from workflows.options import (
@@ -90,10 +89,6 @@ REFUSED = {
     Rejected.HEARTBEAT: ("HeartbeatRejected", EventKind.HEARTBEAT_REJECTED),
 }
 """A refused message: the error type an update's caller sees, the event a signal leaves."""
-
-SYSTEM_APPROVER = "goalkeeper"
-"""Who decides when the escalation chain ends without a decision."""
-
 
 AgentMessage = TypeVar("AgentMessage", AgentReport, Heartbeat)
 """What an agent sends about its assignment."""
@@ -620,183 +615,82 @@ class TaskWorkflow:
         prefer: str | None = None
         while True:
             if self._view.status is TaskStatus.PENDING and not await self._assign(prefer):
-                await self._change(
-                    EventKind.TASK_CANCELLED,
-                    f"task {self._view.task_id!r} aborted while its budget was spent: "
-                    f"{self._abort}",
-                    status=TaskStatus.SKIPPED,
-                    error=self._abort,
-                    ended_at=workflow.now(),
-                    history=[*self._view.history, f"aborted ({self._abort})"],
-                )
+                await self._apply(attempts.aborted_unassigned(self._standing(), self._abort or ""))
                 return
             outcome = await self._await_report()
-            if not isinstance(outcome, Lapse):
-                self._count_report()
-            lines = [*self._view.history]
-            agent = self._view.agent_id or ""
-            attempt = self._view.attempts
+            standing = self._standing()
             if isinstance(outcome, Lapse):
-                if self._abort is not None:
-                    await self._end_assignment(
-                        AssignmentStatus.CANCELLED,
-                        None,
-                        EventKind.TASK_CANCELLED,
-                        f"task {self._view.task_id!r} aborted: {self._abort}",
-                        status=TaskStatus.SKIPPED,
-                        error=self._abort,
-                        ended_at=workflow.now(),
-                        history=[*lines, f"attempt {attempt}: aborted ({self._abort})"],
-                    )
+                step = attempts.lapsed(standing, outcome, outcome.reason, self._abort)
+                prefer = await self._apply(step)
+                if step.ended:
                     return
-                self._exclude.append(agent)
-                lines.append(f"attempt {attempt}: agent {agent} {outcome}")
-                if self._attempts_spent():
-                    await self._fail(lines, AssignmentStatus.TIMED_OUT, None)
-                    return
-                metrics.reassigned(workflow.metric_meter(), outcome.reason)
-                await self._end_assignment(
-                    AssignmentStatus.TIMED_OUT,
-                    None,
-                    EventKind.AGENT_UNRESPONSIVE,
-                    f"agent {agent!r} {outcome} on task {self._view.task_id!r}; reassigning",
-                    status=TaskStatus.PENDING,
-                    history=lines,
-                )
-                prefer = None
                 continue
-
             report = outcome
-            spent = self._spent(report)
+            self._count_report()
             if report.outcome is ReportOutcome.FAILED:
-                self._exclude.append(agent)
-                lines.append(
-                    f"attempt {attempt}: agent {agent} failed: {report.error or 'no error given'}"
-                )
-                if self._attempts_spent():
-                    await self._fail(lines, AssignmentStatus.FAILED, report, **spent)
+                step = attempts.failed(standing, report.error)
+            elif (problem := await self._check(report)) is not None:
+                step = attempts.invalid(standing, problem, input.task.expects)
+            else:
+                approvers = input.approval_levels[0] if input.task.requires_approval else None
+                step = attempts.completed(standing, approvers)
+                if approvers is not None and self._signers.required:
+                    await self._load_approver_keys()
+            prefer = await self._apply(step, report)
+            if step.status is not TaskStatus.AWAITING_APPROVAL:
+                if step.ended:
                     return
-                metrics.reassigned(workflow.metric_meter(), Reassignment.AGENT_FAILED)
-                await self._end_assignment(
-                    AssignmentStatus.FAILED,
-                    report,
-                    EventKind.TASK_RETRIED,
-                    f"agent {agent!r} failed task {self._view.task_id!r}; reassigning",
-                    status=TaskStatus.PENDING,
-                    history=lines,
-                    **spent,
-                )
-                prefer = None
                 continue
-
-            problem = await self._check(report)
-            if problem is not None:
-                lines.append(f"attempt {attempt}: agent {agent} gave an invalid result: {problem}")
-                if self._attempts_spent():
-                    await self._fail(lines, AssignmentStatus.FAILED, report, **spent)
-                    return
-                self._rework.append(
-                    {
-                        "approver": "goalkeeper",
-                        "comment": problem,
-                        "assignment_id": self._view.assignment_id,
-                    }
-                )
-                metrics.reassigned(workflow.metric_meter(), Reassignment.INVALID_RESULT)
-                await self._end_assignment(
-                    AssignmentStatus.FAILED,
-                    report,
-                    EventKind.RESULT_INVALID,
-                    f"agent {agent!r} gave task {self._view.task_id!r} an invalid "
-                    f"{input.task.expects} result; asking again: {problem}"[
-                        :MAX_EVENT_MESSAGE_CHARS
-                    ],
-                    status=TaskStatus.PENDING,
-                    history=lines,
-                    **spent,
-                )
-                prefer = agent
-                continue
-
-            lines.append(f"attempt {attempt}: agent {agent} completed")
-            if not input.task.requires_approval:
-                await self._end_assignment(
-                    AssignmentStatus.COMPLETED,
-                    report,
-                    EventKind.TASK_COMPLETED,
-                    f"task {self._view.task_id!r} completed by agent {agent!r}",
-                    status=TaskStatus.COMPLETED,
-                    result=report.result,
-                    history=lines,
-                    ended_at=workflow.now(),
-                    **spent,
-                )
-                return
-            if self._signers.required:
-                await self._load_approver_keys()
-            await self._end_assignment(
-                AssignmentStatus.COMPLETED,
-                report,
-                EventKind.APPROVAL_REQUESTED,
-                f"task {self._view.task_id!r} awaits approval by one of {input.approval_levels[0]}",
-                status=TaskStatus.AWAITING_APPROVAL,
-                result=report.result,
-                waiting_on=input.approval_levels[0],
-                approval_level=0,
-                history=lines,
-                **spent,
-            )
             decision = await self._await_decision()
             if decision is None:  # aborted, or the chain ended and the policy is to fail
                 return
-            comment = f": {decision.comment}" if decision.comment else ""
-            if decision.decision is Decision.APPROVE:
-                lines.append(f"{decision.approver} approved{comment}")
-                await self._change(
-                    EventKind.DECISION_ACCEPTED,
-                    f"task {self._view.task_id!r} approved by {decision.approver!r}{via(decision)}",
-                    decided(decision, self._view.assignment_id),
-                    status=TaskStatus.COMPLETED,
-                    waiting_on=[],
-                    history=lines,
-                    ended_at=workflow.now(),
-                )
+            step = attempts.decided(attempts.after(standing, step), decision)
+            prefer = await self._apply(step)
+            if step.ended:
                 return
-            lines.append(f"{decision.approver} rejected{comment}")
-            reworks = self._view.reworks + 1
-            if self._attempts_spent():
-                await self._change(
-                    EventKind.TASK_FAILED,
-                    f"task {self._view.task_id!r} rejected and out of attempts "
-                    f"({input.max_attempts})",
-                    decided(decision, self._view.assignment_id),
-                    status=TaskStatus.FAILED,
-                    waiting_on=[],
-                    reworks=reworks,
-                    history=lines,
-                    error="; ".join(lines),
-                    ended_at=workflow.now(),
-                )
-                return
-            self._rework.append(
-                {
-                    "approver": decision.approver,
-                    "comment": decision.comment,
-                    "assignment_id": self._view.assignment_id,
-                }
-            )
-            metrics.reassigned(workflow.metric_meter(), Reassignment.REJECTED_RESULT)
-            await self._change(
-                EventKind.DECISION_ACCEPTED,
-                f"task {self._view.task_id!r} sent back for rework by {decision.approver!r}"
-                f"{via(decision)}",
-                decided(decision, self._view.assignment_id),
-                status=TaskStatus.PENDING,
-                waiting_on=[],
-                reworks=reworks,
-                history=lines,
-            )
-            prefer = agent
+
+    def _standing(self) -> attempts.Standing:
+        """Where the task stands now, as the rules of its attempts see it."""
+        view = self._view
+        return attempts.Standing(
+            task_id=view.task_id,
+            agent_id=view.agent_id or "",
+            assignment_id=view.assignment_id,
+            attempt=view.attempts,
+            attempts_used=view.attempts - self._attempts_before,
+            max_attempts=self._input.max_attempts,
+            history=tuple(view.history),
+            reworks=view.reworks,
+        )
+
+    async def _apply(self, step: attempts.Step, report: AgentReport | None = None) -> str | None:
+        """Carry out what an outcome means; returns the agent the next attempt prefers."""
+        if step.exclude is not None:
+            self._exclude.append(step.exclude)
+        if step.rework is not None:
+            self._rework.append(dict(step.rework))
+        if step.reassigned is not None:
+            metrics.reassigned(workflow.metric_meter(), step.reassigned)
+        changes: dict[str, Any] = {"status": step.status, "history": list(step.history)}
+        if step.error is not None:
+            changes["error"] = step.error
+        if step.waiting_on is not None:
+            changes["waiting_on"] = list(step.waiting_on)
+        if step.approval_level is not None:
+            changes["approval_level"] = step.approval_level
+        if step.reworks is not None:
+            changes["reworks"] = step.reworks
+        if step.ended:
+            changes["ended_at"] = workflow.now()
+        if report is not None:
+            if step.keeps_result:
+                changes["result"] = report.result
+            changes.update(self._spent(report))
+        if step.assignment is None:
+            await self._change(step.kind, step.message, step.detail, **changes)
+        else:
+            await self._end_assignment(step.assignment, report, step.kind, step.message, **changes)
+        return step.prefer
 
     def _count_report(self) -> None:
         """Count the report that arrived: how long after its assignment it came."""
@@ -832,33 +726,11 @@ class TaskWorkflow:
         # Bounded: it is kept in the task's history lines and its rework feedback.
         return None if problem is None else problem[:MAX_EVENT_MESSAGE_CHARS]
 
-    def _attempts_spent(self) -> bool:
-        return self._view.attempts - self._attempts_before >= self._input.max_attempts
-
     def _spent(self, report: AgentReport) -> dict[str, Any]:
         return {
             "tokens_used": self._view.tokens_used + report.tokens_used,
             "cost_usd": round(self._view.cost_usd + report.cost_usd, 6),
         }
-
-    async def _fail(
-        self,
-        lines: list[str],
-        outcome: AssignmentStatus,
-        report: AgentReport | None,
-        **spent: Any,
-    ) -> None:
-        await self._end_assignment(
-            outcome,
-            report,
-            EventKind.TASK_FAILED,
-            f"task {self._view.task_id!r} failed after {self._input.max_attempts} attempts",
-            status=TaskStatus.FAILED,
-            error="; ".join(lines),
-            history=lines,
-            ended_at=workflow.now(),
-            **spent,
-        )
 
     async def _assign(self, prefer: str | None) -> bool:
         """Get an agent for the next attempt; the activity retries until it has one.
@@ -1053,13 +925,10 @@ class TaskWorkflow:
         timeout = timedelta(seconds=input.approval_timeout_seconds)
         for level, approvers in enumerate(input.approval_levels):
             if level > 0:
-                await self._change(
-                    EventKind.APPROVAL_ESCALATED,
-                    f"no decision on task {self._view.task_id!r} within "
-                    f"{input.approval_timeout_seconds}s; escalated to {approvers}",
-                    waiting_on=approvers,
-                    approval_level=level,
+                step = attempts.escalated(
+                    self._standing(), level, approvers, input.approval_timeout_seconds
                 )
+                await self._apply(step)
             try:
                 await workflow.wait_condition(
                     lambda: self._decision is not None or self._abort is not None,
@@ -1071,32 +940,15 @@ class TaskWorkflow:
             if self._abort is not None:
                 break
             return self._decision
-        lines = [*self._view.history]
         if self._abort is not None:
-            await self._change(
-                EventKind.TASK_CANCELLED,
-                f"task {self._view.task_id!r} aborted: {self._abort}",
-                status=TaskStatus.SKIPPED,
-                error=self._abort,
-                waiting_on=[],
-                history=[*lines, f"aborted ({self._abort})"],
-                ended_at=workflow.now(),
-            )
+            await self._apply(attempts.aborted_awaiting(self._standing(), self._abort))
             return None
-        ran_out = f"no decision at any of {len(input.approval_levels)} approval levels"
-        if input.on_approval_timeout == "reject":
-            return ApprovalDecision(
-                approver=SYSTEM_APPROVER, decision=Decision.REJECT, comment=ran_out
-            )
-        await self._change(
-            EventKind.TASK_FAILED,
-            f"task {self._view.task_id!r} failed: {ran_out}",
-            status=TaskStatus.FAILED,
-            waiting_on=[],
-            error=ran_out,
-            history=[*lines, ran_out],
-            ended_at=workflow.now(),
+        end = attempts.unanswered(
+            self._standing(), len(input.approval_levels), input.on_approval_timeout
         )
+        if isinstance(end, ApprovalDecision):
+            return end
+        await self._apply(end)
         return None
 
     async def _end_assignment(
@@ -1282,18 +1134,3 @@ def _bounded(view: TaskView) -> TaskView:
     if history == view.history and error == view.error:
         return view
     return view.model_copy(update={"history": history, "error": error})
-
-
-def decided(decision: ApprovalDecision, assignment_id: str | None) -> dict[str, Any]:
-    """An approver's decision as its event's detail: feedback on that assignment's work."""
-    return {
-        "approver": decision.approver,
-        "decision": decision.decision.value,
-        "comment": decision.comment[:MAX_COMMENT_CHARS],
-        "assignment_id": assignment_id,
-    }
-
-
-def via(decision: ApprovalDecision) -> str:
-    """How a decision was signed, when someone other than its approver signed it."""
-    return f" (signed by {decision.signed_by!r} on their behalf)" if decision.signed_by else ""
