@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from secrets import token_hex
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from interfaces import telemetry
 from interfaces.api.codec import create_codec_app
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
-from interfaces.codec import CodecKeyError, new_key_entry
+from interfaces.codec import new_key_entry
 from interfaces.config import Settings
 from interfaces.stack import database_url
 
@@ -43,21 +44,29 @@ def add_commands(commands: Commands, command: Command) -> None:
 
 async def new_key(session: Session, args: argparse.Namespace) -> None:
     """Print a fresh key once, as the KEY_ID:BASE64 entry GOALKEEPER_CODEC_KEYS takes."""
-    key_id = args.id or f"{datetime.now(UTC):%Y%m%d}-{token_hex(2)}"
+    print_new_entry(
+        session,
+        args.id,
+        new_key_entry,
+        "put it first in GOALKEEPER_CODEC_KEYS of every worker, agent, starter, API and "
+        "codec server (GOALKEEPER_CODEC_KEYS=NEW,OLD...); keep older keys after it while "
+        "histories encrypted with them are read. It is kept nowhere else: store it now.",
+    )
+
+
+def print_new_entry(
+    session: Session, key_id: str | None, make: Callable[[str], str], advice: str
+) -> None:
+    """Print a fresh `KEY_ID:BASE64` entry once (the codec's, the workers' secret), and on
+    stderr what to do with it, so that `X=$(python starter.py ... new)` holds it alone."""
+    key_id = key_id or f"{datetime.now(UTC):%Y%m%d}-{token_hex(2)}"
     try:
-        entry = new_key_entry(key_id)
-    except CodecKeyError as exc:
+        entry = make(key_id)
+    except ValueError as exc:  # a key id it cannot take: the error names it
         raise CliError(str(exc), EXIT_USAGE) from exc
     session.emit({"key_id": key_id, "entry": entry}, entry)
     if not session.as_json:
-        # On stderr, so that KEYS=$(python starter.py codec-key new) holds the entry alone.
-        print(
-            f"key {key_id}: put it first in GOALKEEPER_CODEC_KEYS of every worker, agent, "
-            "starter, API and codec server (GOALKEEPER_CODEC_KEYS=NEW,OLD...); keep older "
-            "keys after it while histories encrypted with them are read. It is kept nowhere "
-            "else: store it now.",
-            file=sys.stderr,
-        )
+        print(f"key {key_id}: {advice}", file=sys.stderr)
 
 
 async def serve(session: Session, args: argparse.Namespace) -> None:

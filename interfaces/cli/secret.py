@@ -1,13 +1,10 @@
 """`worker-secret new`: the key that seals the messages between Goalkeeper's workflows."""
 
 import argparse
-import sys
-from datetime import UTC, datetime
-from secrets import token_hex
 
-from goalkeeper.seals import SealKeyError
+from interfaces.cli.codec import print_new_entry
 from interfaces.cli.commands import Command, Commands
-from interfaces.cli.session import EXIT_USAGE, CliError, Session
+from interfaces.cli.session import Session
 from interfaces.secret import new_secret_entry
 
 
@@ -22,17 +19,11 @@ def add_commands(commands: Commands, command: Command) -> None:
 
 async def new_secret(session: Session, args: argparse.Namespace) -> None:
     """Print a fresh key once, as the KEY_ID:BASE64 entry GOALKEEPER_WORKER_SECRET takes."""
-    key_id = args.id or f"{datetime.now(UTC):%Y%m%d}-{token_hex(2)}"
-    try:
-        entry = new_secret_entry(key_id)
-    except SealKeyError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    session.emit({"key_id": key_id, "entry": entry}, entry)
-    if not session.as_json:
-        # On stderr, so that SECRET=$(python starter.py worker-secret new) holds it alone.
-        print(
-            f"key {key_id}: give it to every worker, and to nothing else, first in "
-            "GOALKEEPER_WORKER_SECRET (NEW,OLD...); keep older keys after it while any "
-            "workflow that received a message sealed with them runs.",
-            file=sys.stderr,
-        )
+    print_new_entry(
+        session,
+        args.id,
+        new_secret_entry,
+        "give it to every worker, and to nothing else, first in GOALKEEPER_WORKER_SECRET "
+        "(NEW,OLD...); keep older keys after it while any workflow that received a message "
+        "sealed with them runs.",
+    )
