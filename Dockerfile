@@ -10,6 +10,8 @@ COPY pyproject.toml README.md ./
 COPY goalkeeper goalkeeper
 COPY workflows workflows
 COPY activities activities
+COPY store store
+COPY monitoring monitoring
 COPY interfaces interfaces
 COPY runbooks runbooks
 COPY worker.py starter.py agent.py ./

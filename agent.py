@@ -23,7 +23,6 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
-from activities.database import AGENT_ROLE, agent_access, create_pool
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.signing import public_key_of
 from interfaces import telemetry
@@ -39,6 +38,7 @@ from interfaces.client import TemporalUnreachable, connect, exit_process
 from interfaces.config import Settings
 from interfaces.keyring import key_for
 from interfaces.stack import database_url
+from store.database import AGENT_ROLE, agent_access, create_pool
 
 log = logging.getLogger("goalkeeper.agent")
 

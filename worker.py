@@ -13,7 +13,7 @@ secret that seals the messages between workflows, GOALKEEPER_WORKER_SECRET (or _
 start it applies the schema (when its login owns it; otherwise its owner has: `starter.py
 schema apply`), registers its search attributes and creates the health check's schedule,
 all idempotently.
-While it runs it watches for wedged workflows and stalled goals (`activities.watch`).
+While it runs it watches for wedged workflows and stalled goals (`monitoring.watch`).
 """
 
 import asyncio
@@ -30,13 +30,6 @@ from activities.assignment import DEFAULT_SELECTION_SEED, AssignmentActivities
 from activities.budgets import BudgetActivities
 from activities.checks import CheckActivities
 from activities.children import ChildActivities
-from activities.database import (
-    SCHEMA_FILES,
-    apply_schema,
-    create_pool,
-    owns_schema,
-    schema_applied,
-)
 from activities.deliverables import DeliverableActivities
 from activities.health import HealthActivities
 from activities.keys import KeyActivities
@@ -45,7 +38,6 @@ from activities.read_model import ReadModelActivities
 from activities.requests import RequestActivities
 from activities.runbooks import RunbookActivities
 from activities.suggestions import SuggestionActivities
-from activities.watch import Watch
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.masking import mask_url
 from goalkeeper.seals import SealKeys
@@ -55,6 +47,14 @@ from interfaces.config import Settings
 from interfaces.health import install_schedule
 from interfaces.payloads import inbound, tolerant
 from interfaces.stack import start_database
+from monitoring.watch import Watch
+from store.database import (
+    SCHEMA_FILES,
+    apply_schema,
+    create_pool,
+    owns_schema,
+    schema_applied,
+)
 from workflows import sealing, search_attributes
 from workflows.goal import GoalWorkflow
 from workflows.health import HealthCheckWorkflow

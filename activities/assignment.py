@@ -9,8 +9,6 @@ import asyncpg
 from pydantic import ValidationError
 from temporalio import activity
 
-from activities import metrics
-from activities.rows import Connection
 from goalkeeper.learning import (
     AgentRecord,
     Candidate,
@@ -30,6 +28,8 @@ from goalkeeper.records import (
     StoredHeartbeat,
 )
 from goalkeeper.statuses import TaskStatus
+from monitoring import metrics
+from store.rows import Connection
 
 BUDGET_SPENT = "GK402"
 """SQLSTATE `goalkeeper_assign` raises when a budget over the goal is spent."""

@@ -3,9 +3,9 @@
 import asyncpg
 from temporalio import activity
 
-from activities.rows import insert_event, open_alert
-from activities.webhook import post_alerts
 from goalkeeper.records import RecordBudget
+from monitoring.webhook import post_alerts
+from store.rows import insert_event, open_alert
 
 
 class BudgetActivities:

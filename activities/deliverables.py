@@ -3,10 +3,10 @@
 import asyncpg
 from temporalio import activity
 
-from activities.results import failing_visibly, resolve
 from goalkeeper.compiling import Compiled, Verdict, parse_compiled
 from goalkeeper.deliverables import Document, TaskOutcome
 from goalkeeper.records import CompileDeliverable, LoadVerdict
+from store.results import failing_visibly, resolve
 
 PAGE = 500
 """Tasks read per query while compiling: memory stays flat for goals of any size."""

@@ -17,15 +17,15 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.assignment import release_agent
-from activities.metrics import count_findings
-from activities.paging import goal_tasks
-from activities.rows import insert_event, open_alert, write_task
-from activities.webhook import post_alerts
 from goalkeeper.budgets import BUDGET_ALERT_KINDS
 from goalkeeper.models import TaskSummary, TaskView
 from goalkeeper.problems import WATCH_ALERT_KINDS
 from goalkeeper.records import Event, EventKind, Finding, HealthCheck, HealthReport
 from goalkeeper.seals import SealKeys, sealed
+from monitoring.metrics import count_findings
+from monitoring.webhook import post_alerts
+from store.paging import goal_tasks
+from store.rows import insert_event, open_alert, write_task
 
 log = logging.getLogger("interfaces.health")
 

@@ -5,11 +5,11 @@ import uuid
 import asyncpg
 from temporalio import activity
 
-from activities.rows import Connection, insert_event
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.models import ControlSigners
 from goalkeeper.records import Event, EventKind
 from goalkeeper.signing import Signers, check_public_key
+from store.rows import Connection, insert_event
 
 
 class UnknownSigner(GoalkeeperError):

@@ -6,8 +6,6 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import metrics
-from activities.rows import Connection, insert_event
 from activities.runbooks import fetch_runbook, match_runbooks
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.models import GoalRef, GoalSpec, TaskSpec
@@ -32,6 +30,8 @@ from goalkeeper.runbooks import runbook_named
 from goalkeeper.scheduling import partition, topological_order
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from goalkeeper.validation import validate_goal_spec
+from monitoring import metrics
+from store.rows import Connection, insert_event
 
 
 class ReadModelActivities:

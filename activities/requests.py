@@ -4,8 +4,6 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.results import failing_visibly, resolve
-from activities.rows import Connection, insert_event
 from goalkeeper.records import RecordRequest, TriageOutcome, UpdateRequest
 from goalkeeper.requests import (
     RequestSpec,
@@ -14,6 +12,8 @@ from goalkeeper.requests import (
     parse_triage,
     triage_goal_id,
 )
+from store.results import failing_visibly, resolve
+from store.rows import Connection, insert_event
 
 
 async def load_request(connection: Connection, request_id: str) -> RequestSpec | None:

@@ -6,7 +6,6 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.rows import Connection
 from goalkeeper.errors import InvalidRunbook
 from goalkeeper.records import MatchRunbooks, RunbookRef
 from goalkeeper.runbooks import (
@@ -17,6 +16,7 @@ from goalkeeper.runbooks import (
     check_runbook,
     score_match,
 )
+from store.rows import Connection
 
 
 async def add_runbook(pool: asyncpg.Pool, runbook: Runbook) -> bool:

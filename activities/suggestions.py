@@ -13,8 +13,6 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.rows import Connection
-from activities.webhook import post_alerts
 from goalkeeper.suggestions import (
     COSTLY_FACTOR,
     MIN_COST_SAMPLES,
@@ -34,6 +32,8 @@ from goalkeeper.suggestions import (
     approval_waits,
     suggest,
 )
+from monitoring.webhook import post_alerts
+from store.rows import Connection
 
 log = logging.getLogger("activities.suggestions")
 

@@ -44,10 +44,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.database import apply_schema, create_pool
-from activities.paging import goal_tasks
-from activities.tokens import new_token
-from activities.watch import Watch
 from bench.bare import BareAgents, BareGoal, BareTask
 from goalkeeper.models import TaskPage
 from interfaces import telemetry
@@ -59,6 +55,10 @@ from interfaces.config import Settings
 from interfaces.metrics import COLLECT_EVERY, collect
 from interfaces.secret import new_secret_entry, parse_secret
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from monitoring.watch import Watch
+from store.database import apply_schema, create_pool
+from store.paging import goal_tasks
+from store.tokens import new_token
 from worker import build_worker
 from workflows.goal import GoalWorkflow
 

@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("goalkeeper", "workflows", "activities", "interfaces")
+PACKAGES = ("goalkeeper", "workflows", "activities", "store", "monitoring", "interfaces")
 
 
 def functions(path: Path) -> list[tuple[int, str]]:

@@ -12,7 +12,7 @@ import logging
 import asyncpg
 from temporalio.common import MetricMeter
 
-from activities.gauges import Gauges, read_counts
+from monitoring.gauges import Gauges, read_counts
 
 COLLECT_EVERY = 5.0
 """Seconds between two reads of the read model's counts."""

@@ -21,12 +21,12 @@ from selenium import webdriver
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.database import apply_schema, create_pool
 from goalkeeper.seals import SealKeys
 from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.secret import new_secret_entry, parse_secret
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from store.database import apply_schema, create_pool
 from tests import web
 from worker import build_worker
 from workflows import sealing

@@ -11,11 +11,11 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
-from activities.tokens import new_token
 from goalkeeper.models import Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.goals import read_model_stage
 from interfaces.stack import TemporalDevServer, free_port
+from store.tokens import new_token
 from tests.helpers import (
     ROOT,
     SimulatedAgents,

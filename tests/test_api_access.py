@@ -13,12 +13,12 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.database import apply_schema
-from activities.tokens import InvalidToken, new_token, token_hash, token_holder
 from goalkeeper.statuses import TaskStatus
 from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer
+from store.database import apply_schema
+from store.tokens import InvalidToken, new_token, token_hash, token_holder
 from tests import web
 from tests.helpers import eventually, goal_spec, report, start_goal, wait_task
 

@@ -12,13 +12,13 @@ import pytest
 import uvicorn
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.tokens import new_token
 from goalkeeper.statuses import TaskStatus
 from interfaces.api.app import create_app
 from interfaces.api.events import stream
 from interfaces.api.listener import EventListener
 from interfaces.config import Settings
 from interfaces.stack import free_port
+from store.tokens import new_token
 from tests.helpers import PATIENCE, eventually, goal_spec, report, start_goal, wait_task
 from tests.starter import starter
 

@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from temporalio.client import Client
 
-from activities.tokens import new_token
+from store.tokens import new_token
 from tests import web
 from tests.helpers import goal_spec, start_goal
 

@@ -17,7 +17,6 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.tokens import new_token, revoke_token
 from goalkeeper.models import GoalReport
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.codec import COOKIE, create_codec_app
@@ -38,6 +37,7 @@ from interfaces.codec import (
 )
 from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer
+from store.tokens import new_token, revoke_token
 from tests import web
 from tests.helpers import goal_spec, report, run_temporal, start_goal, task_view, wait_task
 from worker import build_worker

@@ -18,7 +18,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import PayloadCodec
 from temporalio.exceptions import ApplicationError
 
-from activities.tokens import new_token
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.codec import create_codec_app
@@ -28,6 +27,7 @@ from interfaces.config import Settings
 from interfaces.inbound import FORGED_MARK, MARKED, InboundCodec, mark, read_mark
 from interfaces.payloads import TolerantPayloadConverter
 from interfaces.stack import TemporalDevServer
+from store.tokens import new_token
 from tests import web
 from tests.helpers import (
     PATIENCE,

@@ -8,9 +8,9 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from activities.costs import cost_report
 from goalkeeper.costs import CostGrouping, InvalidCostQuery, cost_query
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from store.costs import cost_report
 from tests.helpers import decide, goal_spec, report, start_goal, wait_task
 from tests.starter import starter
 

@@ -14,11 +14,11 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 from temporalio.client import Client
 
-from activities.tokens import new_token
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer
+from store.tokens import new_token
 from tests import web
 from tests.helpers import ROOT, SimulatedAgents, goal_spec, report, start_goal, wait_task
 

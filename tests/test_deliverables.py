@@ -6,9 +6,9 @@ import asyncpg
 from temporalio.client import Client
 
 from activities.deliverables import read_deliverable
-from activities.results import by_reference
 from goalkeeper.deliverables import TaskOutcome, render_document, render_result
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from store.results import by_reference
 from tests.helpers import (
     SimulatedAgents,
     goal_spec,

@@ -3,8 +3,8 @@
 import asyncpg
 from temporalio.client import Client
 
-from activities.paging import goal_tasks
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from store.paging import goal_tasks
 from tests.helpers import events, eventually, report, start_goal, task_view, wait_task
 
 

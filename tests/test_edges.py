@@ -8,11 +8,11 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from activities.rows import write_task
 from goalkeeper.judging import assignment_problem
 from goalkeeper.models import TaskView
 from goalkeeper.seals import SealKeys, sealed
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from store.rows import write_task
 from tests.helpers import (
     PATIENCE,
     decide,

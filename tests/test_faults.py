@@ -14,9 +14,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.database import apply_schema, create_pool
 from goalkeeper.statuses import TaskStatus
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from store.database import apply_schema, create_pool
 from tests.faults import assert_nothing_lost_or_duplicated, through_disruption
 from tests.helpers import (
     PATIENCE,

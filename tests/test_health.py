@@ -11,10 +11,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.database import apply_schema, create_pool
 from goalkeeper.records import HealthCheck, HealthReport
 from goalkeeper.statuses import TaskStatus
 from interfaces.health import install_schedule
+from store.database import apply_schema, create_pool
 from tests.helpers import eventually, goal_spec, one_row, start_goal, task_view, wait_task
 from worker import build_worker
 from workflows.health import HealthCheckWorkflow

@@ -21,8 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import Client
 
 import agent
-from activities import results
-from activities.database import (
+from goalkeeper import signing
+from goalkeeper.errors import GoalkeeperError
+from goalkeeper.statuses import GoalStatus
+from interfaces.agents import registry
+from interfaces.agents.registry import RegistrationRefused
+from interfaces.agents.runner import Work, WorkResult
+from store import results
+from store.database import (
     AGENT_ROLE,
     LOGIN_CAPACITY_LIMIT,
     create_agent_login,
@@ -32,12 +38,6 @@ from activities.database import (
     login_url,
     scram_verifier,
 )
-from goalkeeper import signing
-from goalkeeper.errors import GoalkeeperError
-from goalkeeper.statuses import GoalStatus
-from interfaces.agents import registry
-from interfaces.agents.registry import RegistrationRefused
-from interfaces.agents.runner import Work, WorkResult
 from tests.helpers import PATIENCE, goal_spec, new_goal_id, one_row, running_agents, start_goal
 from tests.starter import run_starter, starter
 

@@ -14,7 +14,6 @@ import asyncpg
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.rows import open_alert
 from goalkeeper import metrics
 from goalkeeper.records import HealthCheck
 from goalkeeper.statuses import TaskStatus
@@ -23,6 +22,7 @@ from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.metrics import collect
 from interfaces.stack import TemporalDevServer, free_port
+from store.rows import open_alert
 from tests.helpers import (
     PATIENCE,
     SimulatedAgents,

@@ -6,10 +6,10 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.paging import goal_tasks
 from goalkeeper.models import TaskPage
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.cli.goals import store_spec
+from store.paging import goal_tasks
 from tests.helpers import (
     SimulatedAgents,
     events,

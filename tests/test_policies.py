@@ -5,9 +5,9 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.paging import goal_tasks
 from goalkeeper.models import TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from store.paging import goal_tasks
 from tests.helpers import (
     decide,
     events,

@@ -13,7 +13,6 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import results
 from activities.deliverables import DeliverableActivities, read_deliverable
 from activities.keys import register_approver_key
 from goalkeeper import signing
@@ -22,6 +21,7 @@ from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, SimulatedWork, Work
 from interfaces.stack import TemporalDevServer
+from store import results
 from tests.helpers import (
     events,
     eventually,

@@ -5,7 +5,7 @@ import uuid
 import asyncpg
 import pytest
 
-from activities.database import ENUM_TYPES, apply_schema
+from store.database import ENUM_TYPES, apply_schema
 
 
 async def test_applying_the_schema_twice_changes_nothing(pool: asyncpg.Pool) -> None:

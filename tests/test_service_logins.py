@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from activities.database import apply_schema, create_pool, login_url, owns_schema, scram_verifier
 from goalkeeper.statuses import GoalStatus
 from interfaces.agents.runner import SimulatedWork
+from store.database import apply_schema, create_pool, login_url, owns_schema, scram_verifier
 from tests.helpers import PATIENCE, goal_spec, running_agents, start_goal
 from tests.starter import starter
 from worker import build_worker

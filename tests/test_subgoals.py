@@ -6,9 +6,9 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.results import resolve
 from goalkeeper.models import TaskPage, TaskSummary
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from store.results import resolve
 from tests.helpers import (
     eventually,
     goal_spec,

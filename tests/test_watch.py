@@ -19,12 +19,12 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.watch import Watch, WatchReport
 from goalkeeper.problems import Quiet, advice, goal_candidates, reported, stalled
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.client import connect
 from interfaces.codec import Keyring
 from interfaces.config import Settings
+from monitoring.watch import Watch, WatchReport
 from tests.deploys import ChangedTaskWorkflow
 from tests.helpers import PATIENCE, events, eventually, goal_spec, report, start_goal, wait_task
 from tests.starter import starter

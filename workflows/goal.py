@@ -10,7 +10,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
-    from activities import metrics
     from activities.deliverables import DeliverableActivities
     from activities.keys import KeyActivities
     from activities.read_model import ReadModelActivities
@@ -68,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.subgoals import progress_line, subgoal_id, told_end
     from goalkeeper.suggestions import SuggestFor
     from goalkeeper.validation import validate_goal_spec
+    from monitoring import metrics
     from workflows import search_attributes as sa
     from workflows.budget import GoalBudget
     from workflows.messages import Undecodable, parse_message, reject_if, summarize_payload

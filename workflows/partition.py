@@ -8,7 +8,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
-    from activities import metrics
     from activities.read_model import ReadModelActivities
     from goalkeeper.ids import fact_id, partition_workflow_id
     from goalkeeper.limits import MAX_SHORT_REASON_CHARS
@@ -26,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         WindowState,
     )
     from goalkeeper.records import Event, EventKind, LoadTasks
+    from monitoring import metrics
     from workflows.messages import parse_message, summarize_payload
     from workflows.options import record, record_apart
     from workflows.specs import load_specs

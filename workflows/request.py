@@ -13,7 +13,6 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities import metrics
     from activities.requests import RequestActivities
     from activities.runbooks import RunbookActivities
     from goalkeeper.ids import fact_id
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.runbooks import RunbookMatch
     from goalkeeper.statuses import GoalStatus, RequestStatus
+    from monitoring import metrics
     from workflows.goal import GoalWorkflow
     from workflows.messages import Undecodable, summarize_payload
     from workflows.options import record

@@ -12,7 +12,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
-    from activities import metrics
     from activities.assignment import AssignmentActivities
     from activities.checks import CheckActivities
     from activities.keys import KeyActivities
@@ -57,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         StoredHeartbeat,
     )
     from goalkeeper.statuses import AssignmentStatus, ReportOutcome, TaskStatus
+    from monitoring import metrics
     from workflows import search_attributes as sa
     from workflows.messages import parse_message, reject_if, summarize_payload
     from workflows.options import (

@@ -19,7 +19,6 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
-    from activities import metrics
     from activities.assignment import AssignmentActivities
     from activities.children import ChildActivities
     from activities.plans import PlanActivities
@@ -65,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         subgoal_running,
         subgoal_spec,
     )
+    from monitoring import metrics
     from workflows import search_attributes as sa
     from workflows.options import assign, record, refused_wait
     from workflows.specs import load_specs

@@ -33,7 +33,7 @@ async def register_agent(
     None keeps the configuration a returning agent had. `public_key` (base64 Ed25519) and
     `operator` (who runs the agent) are set by the first registration that gives them and
     kept after; a different one raises `RegistrationRefused`, as does registering an agent
-    that another agent login registered (activities/schema_roles.sql).
+    that another agent login registered (store/schema_roles.sql).
     """
     if capacity < 1:
         raise ValueError(f"capacity must be at least 1, got {capacity}")

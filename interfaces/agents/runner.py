@@ -28,13 +28,13 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from activities import results
 from activities.assignment import ASSIGNMENTS_CHANNEL
 from goalkeeper import signing
 from goalkeeper.limits import MAX_ERROR_CHARS, clip
 from goalkeeper.models import AgentReport
 from interfaces.agents import registry
 from interfaces.agents.judgement import simulated_compile, simulated_plan, simulated_triage
+from store import results
 
 log = logging.getLogger("goalkeeper.agent")
 

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from activities.tokens import InvalidToken, TokenHolder, token_holder
 from interfaces.api.problems import Problem
 from interfaces.api.state import Pool
+from store.tokens import InvalidToken, TokenHolder, token_holder
 
 DELEGATE = "dashboard"
 """The name the API's decisions are signed by, on behalf of their token's person."""

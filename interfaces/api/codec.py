@@ -23,13 +23,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from activities.database import create_pool
-from activities.tokens import InvalidToken, token_holder
 from interfaces.api import problems
 from interfaces.api.auth import remember_token, unauthorized
 from interfaces.api.problems import Problem
 from interfaces.api.state import Pool
 from interfaces.codec import EncryptionCodec, Keyring, UndecryptablePayload
+from store.database import create_pool
+from store.tokens import InvalidToken, token_holder
 
 COOKIE = "goalkeeper_codec_token"
 """The codec server's own sign-in cookie, apart from the dashboard's."""

@@ -4,12 +4,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from activities.costs import cost_report
 from goalkeeper.costs import InvalidCostQuery, cost_query
 from interfaces.api.auth import Access, Reader
 from interfaces.api.goals import known_goal
 from interfaces.api.problems import Problem, not_found
 from interfaces.api.state import Limit, Pool
+from store.costs import cost_report
 
 router = APIRouter(tags=["costs"])
 

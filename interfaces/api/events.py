@@ -15,12 +15,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from activities.event_feed import events_after, events_by_seq
 from interfaces.api.auth import Access, Reader
 from interfaces.api.goals import known_goal
 from interfaces.api.listener import EventListener
 from interfaces.api.problems import Problem
 from interfaces.api.state import Pool
+from store.events import events_after, events_by_seq
 
 router = APIRouter(tags=["goals"])
 

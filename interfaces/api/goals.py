@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from temporalio.service import RPCError
 
-from activities.results import UnresolvedReference, resolve
 from goalkeeper import budgets
 from goalkeeper.models import BudgetState, Progress
 from goalkeeper.progress import compute_progress
@@ -16,6 +15,7 @@ from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.auth import Access, Reader
 from interfaces.api.problems import Problem, not_found
 from interfaces.api.state import Limit, Offset, Pool, Temporal, page
+from store.results import UnresolvedReference, resolve
 from workflows.goal import GoalWorkflow
 
 router = APIRouter(tags=["goals"])

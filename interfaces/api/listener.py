@@ -16,7 +16,7 @@ import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from activities.event_feed import EVENTS_CHANNEL, parse_notice
+from store.events import EVENTS_CHANNEL, parse_notice
 
 log = logging.getLogger("goalkeeper.api")
 

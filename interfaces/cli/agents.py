@@ -7,7 +7,14 @@ import secrets
 from dataclasses import asdict
 from typing import Any
 
-from activities.database import (
+from goalkeeper.learning import AgentRecord
+from goalkeeper.masking import mask_url
+from interfaces.agents import registry
+from interfaces.cli import keys
+from interfaces.cli.commands import Command, Commands
+from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+from interfaces.stack import database_url
+from store.database import (
     AGENT_ROLE,
     LOGIN_CAPACITY_LIMIT,
     InvalidAgentLogin,
@@ -18,13 +25,6 @@ from activities.database import (
     login_url,
     login_workspaces,
 )
-from goalkeeper.learning import AgentRecord
-from goalkeeper.masking import mask_url
-from interfaces.agents import registry
-from interfaces.cli import keys
-from interfaces.cli.commands import Command, Commands
-from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
-from interfaces.stack import database_url
 
 
 def add_commands(commands: Commands, command: Command) -> None:

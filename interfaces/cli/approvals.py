@@ -6,7 +6,6 @@ from typing import Any
 
 import asyncpg
 
-from activities.results import UnresolvedReference, resolve
 from goalkeeper.models import Progress, TaskView
 from goalkeeper.signing import sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
@@ -16,6 +15,7 @@ from interfaces.cli.keys import signed
 from interfaces.cli.session import Session, table
 from interfaces.cli.tasks import require_open, send_update, task_view
 from interfaces.keyring import load_key
+from store.results import UnresolvedReference, resolve
 
 
 def add_commands(commands: Commands, command: Command) -> None:

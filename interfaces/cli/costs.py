@@ -2,10 +2,10 @@
 
 import argparse
 
-from activities.costs import cost_report
 from goalkeeper.costs import CostReport, InvalidCostQuery, cost_query, share
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+from store.costs import cost_report
 
 
 def add_commands(commands: Commands, command: Command) -> None:

@@ -24,10 +24,7 @@ from typing import TypeVar
 import asyncpg
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.costs import cost_report
-from activities.database import apply_schema
 from activities.deliverables import read_deliverable
-from activities.paging import goal_tasks
 from activities.runbooks import add_runbook
 from activities.suggestions import list_suggestions
 from goalkeeper.costs import cost_query
@@ -44,6 +41,9 @@ from interfaces.cli.session import EXIT_FAILED, CliError, Session
 from interfaces.client import TemporalUnreachable
 from interfaces.secret import stack_secret_file
 from interfaces.stack import EmbeddedStack, database_url
+from store.costs import cost_report
+from store.database import apply_schema
+from store.paging import goal_tasks
 from workflows.goal import GoalWorkflow
 from workflows.request import RequestWorkflow
 from workflows.task import TaskWorkflow

@@ -2,9 +2,9 @@
 
 import argparse
 
-from activities.event_feed import trail
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
+from store.events import trail
 
 
 def add_commands(commands: Commands, command: Command) -> None:

@@ -2,10 +2,10 @@
 
 import argparse
 
-from activities.feedback import give_feedback
 from goalkeeper.feedback import InvalidFeedback, feedback
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
+from store.feedback import give_feedback
 
 
 def add_commands(commands: Commands, command: Command) -> None:

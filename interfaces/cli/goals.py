@@ -14,9 +14,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.costs import cost_report
 from activities.deliverables import read_deliverable
-from activities.paging import goal_tasks
 from activities.runbooks import fetch_runbook
 from goalkeeper import budgets
 from goalkeeper.costs import CostQuery, share
@@ -29,6 +27,8 @@ from interfaces.cli import queries
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
 from interfaces.cli.specs import load_spec_file, spec_from_flags
+from store.costs import cost_report
+from store.paging import goal_tasks
 from workflows.goal import GoalWorkflow
 
 INLINE_SPEC_BYTES = 256 * 1024

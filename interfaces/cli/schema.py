@@ -3,9 +3,9 @@ roles that may not (docker-compose.yml's `schema` service)."""
 
 import argparse
 
-from activities.database import SCHEMA_FILES, apply_schema, owns_schema
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import CliError, Session
+from store.database import SCHEMA_FILES, apply_schema, owns_schema
 
 
 def add_commands(commands: Commands, command: Command) -> None:

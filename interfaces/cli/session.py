@@ -9,13 +9,13 @@ from urllib.parse import quote
 import asyncpg
 from temporalio.client import Client
 
-from activities.database import create_pool
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.masking import mask_url
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import database_url
 from interfaces.telemetry import masked
+from store.database import create_pool
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 """0 success; 1 the goal, task or request failed; 2 bad usage or input; 3 a server is

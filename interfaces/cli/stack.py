@@ -5,13 +5,13 @@ import argparse
 import asyncio
 from dataclasses import replace
 
-from activities.database import apply_schema, create_pool
 from goalkeeper.masking import mask_url
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.serve import API_PORT_HELP, serve_beside, wait_for_stop
 from interfaces.cli.session import Session
 from interfaces.config import Settings
 from interfaces.stack import EmbeddedStack
+from store.database import apply_schema, create_pool
 
 
 def add_commands(commands: Commands, command: Command) -> None:

@@ -6,10 +6,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.paging import goal_tasks
 from goalkeeper.models import TaskView
 from interfaces.cli.goals import goal_handle
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
+from store.paging import goal_tasks
 from workflows.task import TaskWorkflow
 
 

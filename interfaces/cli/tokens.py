@@ -3,9 +3,9 @@ the workspaces it names."""
 
 import argparse
 
-from activities.tokens import InvalidToken, list_tokens, new_token, revoke_token
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+from store.tokens import InvalidToken, list_tokens, new_token, revoke_token
 
 
 def add_commands(commands: Commands, command: Command) -> None:

@@ -20,8 +20,6 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from activities.deliverables import read_deliverable
-from activities.event_feed import latest_events
-from activities.tokens import InvalidToken, token_holder
 from goalkeeper.records import EventKind
 from goalkeeper.signing import digest
 from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -39,6 +37,8 @@ from interfaces.api.auth import (
 from interfaces.api.health import health_report
 from interfaces.api.problems import Problem
 from interfaces.api.state import Limit, Offset, Pool, Temporal
+from store.events import latest_events
+from store.tokens import InvalidToken, token_holder
 
 HERE = Path(__file__).parent
 PAGE = 100

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from activities.rows import Connection
 from goalkeeper.costs import CostGrouping, CostLine, CostQuery, CostReport, InvalidCostQuery
+from store.rows import Connection
 
 _KEYS = {
     CostGrouping.GOAL: "a.goal_id",

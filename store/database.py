@@ -14,7 +14,6 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from activities.rows import Connection
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.statuses import (
     AgentStatus,
@@ -23,6 +22,7 @@ from goalkeeper.statuses import (
     RequestStatus,
     TaskStatus,
 )
+from store.rows import Connection
 
 ENUM_TYPES: dict[str, type[StrEnum]] = {
     "agent_status": AgentStatus,
@@ -90,7 +90,7 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 async def apply_schema(pool: asyncpg.Pool) -> None:
     """Create or update the enum types, tables, indexes and views."""
-    files = resources.files("activities")
+    files = resources.files("store")
     schema = "\n".join(files.joinpath(name).read_text() for name in SCHEMA_FILES)
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)

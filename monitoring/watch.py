@@ -22,8 +22,6 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverse
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.rows import Connection, insert_event, open_alert
-from activities.webhook import post_alerts
 from goalkeeper.ids import fact_id
 from goalkeeper.problems import (
     WATCH_ALERT_KINDS,
@@ -36,6 +34,8 @@ from goalkeeper.problems import (
     wedged,
 )
 from goalkeeper.records import Event, EventKind, Finding
+from monitoring.webhook import post_alerts
+from store.rows import Connection, insert_event, open_alert
 
 log = logging.getLogger("goalkeeper.watch")
 

@@ -1,6 +1,6 @@
 """Goalkeeper's metrics, recorded through a Temporal meter: a workflow's (it skips replay),
 or an activity's. Names and labels come from `goalkeeper.metrics`; with no metrics
-address the meter is a no-op. The gauges are set from the read model (`activities.gauges`).
+address the meter is a no-op. The gauges are set from the read model (`monitoring.gauges`).
 
 A metric never stops the work it measures: a value that cannot be recorded is logged.
 """
