@@ -6,7 +6,6 @@ from temporalio import activity
 
 from activities.plans import planned_tasks
 from activities.requests import load_request
-from activities.runbooks import fetch_runbook
 from goalkeeper.compiling import parse_compiled
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.records import CheckResult
@@ -21,6 +20,7 @@ from goalkeeper.requests import (
 from goalkeeper.runbooks import runbook_named
 from goalkeeper.validation import validate_goal_spec
 from store.results import UnresolvedReference, reference_problem, resolve
+from store.runbooks import fetch_runbook
 
 
 class CheckActivities:

@@ -3,13 +3,13 @@
 import asyncpg
 from temporalio import activity
 
-from activities.read_model import insert_tasks
-from activities.runbooks import fetch_runbook
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.models import GoalSpec, TaskSpec
 from goalkeeper.planning import parse_plan, plan_tasks
 from goalkeeper.records import AdoptedPlan, AdoptPlan
 from store.results import UnresolvedReference, resolve
+from store.runbooks import fetch_runbook
+from store.tasks import insert_tasks
 
 
 async def planned_tasks(

@@ -6,7 +6,6 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.runbooks import fetch_runbook, match_runbooks
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.models import GoalRef, GoalSpec, TaskSpec
 from goalkeeper.plan_task import needs_plan
@@ -31,7 +30,9 @@ from goalkeeper.scheduling import partition, topological_order
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from goalkeeper.validation import validate_goal_spec
 from monitoring import metrics
-from store.rows import Connection, insert_event
+from store.rows import insert_event
+from store.runbooks import fetch_runbook, match_runbooks
+from store.tasks import insert_tasks
 
 
 class ReadModelActivities:
@@ -395,35 +396,3 @@ class ReadModelActivities:
     async def record_event(self, event: Event) -> None:
         """Append one event to the audit trail (rejections, notices)."""
         await insert_event(self.pool, event)
-
-
-async def insert_tasks(
-    connection: Connection,
-    goal_id: str,
-    approvers: list[str],
-    first_position: int,
-    tasks: list[TaskSpec],
-) -> None:
-    """Insert tasks as `pending` at their plan positions; ones already there stay as they are."""
-    await connection.executemany(
-        """
-        INSERT INTO tasks (goal_id, task_id, title, skill, requires_approval,
-                           approvers, depends_on, position, spec)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        ON CONFLICT (goal_id, task_id) DO NOTHING
-        """,
-        [
-            (
-                goal_id,
-                t.id,
-                t.title,
-                t.skill,
-                t.requires_approval,
-                sorted({*approvers, *t.approvers}) if t.requires_approval else [],
-                t.depends_on,
-                first_position + n,
-                t.model_dump(mode="json"),
-            )
-            for n, t in enumerate(tasks)
-        ],
-    )

@@ -1,2 +1,2 @@
-"""PostgreSQL: the pool and schema, the read model's rows, paging, results by reference,
-API tokens, the event feed, costs and feedback. Used by activities and interfaces alike."""
+"""PostgreSQL: the pool and schema, the read model's rows, results by reference, runbooks,
+keys, deliverables, suggestions, API tokens, the event feed, costs and feedback."""

@@ -6,11 +6,11 @@ import asyncio
 import asyncpg
 from temporalio.client import Client
 
-from activities.deliverables import read_deliverable
 from goalkeeper.compiling import Verdict, next_step, parse_compiled
 from goalkeeper.models import GoalSpec, TaskSpec
 from goalkeeper.statuses import GoalStatus
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
+from store.deliverables import read_deliverable
 from tests.helpers import PATIENCE, events, goal_spec, running_agents, start_goal
 
 SKILLS = ("writing", "compile", "planning")

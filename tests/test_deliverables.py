@@ -5,9 +5,9 @@ import json
 import asyncpg
 from temporalio.client import Client
 
-from activities.deliverables import read_deliverable
 from goalkeeper.deliverables import TaskOutcome, render_document, render_result
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from store.deliverables import read_deliverable
 from store.results import by_reference
 from tests.helpers import (
     SimulatedAgents,

@@ -20,7 +20,6 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.assignment import AssignmentActivities
-from activities.runbooks import add_runbook, match_runbooks
 from goalkeeper.learning import (
     AgentRecord,
     Candidate,
@@ -33,6 +32,7 @@ from goalkeeper.runbooks import RunbookMatch, parse_runbook, score_match
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, SimulatedWork
+from store.runbooks import add_runbook, match_runbooks
 from tests.helpers import (
     PATIENCE,
     ROOT,

@@ -8,7 +8,6 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from activities.runbooks import add_runbook
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import GoalSpec
 from goalkeeper.planning import check_new_tasks, parse_plan
@@ -16,6 +15,7 @@ from goalkeeper.runbooks import parse_runbook
 from goalkeeper.scheduling import Plan, Schedule
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
+from store.runbooks import add_runbook
 from tests.helpers import (
     PATIENCE,
     SimulatedAgents,

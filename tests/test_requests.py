@@ -8,11 +8,11 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.runbooks import add_runbook
 from goalkeeper.requests import RequestView
 from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, RequestStatus
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
+from store.runbooks import add_runbook
 from tests.helpers import PATIENCE, events, one_row, running_agents
 from tests.test_runbooks import runbook_toml
 from workflows.request import RequestWorkflow

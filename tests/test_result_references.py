@@ -13,8 +13,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.deliverables import DeliverableActivities, read_deliverable
-from activities.keys import register_approver_key
+from activities.deliverables import DeliverableActivities
 from goalkeeper import signing
 from goalkeeper.records import CompileDeliverable
 from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -22,6 +21,8 @@ from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, SimulatedWork, Work
 from interfaces.stack import TemporalDevServer
 from store import results
+from store.deliverables import read_deliverable
+from store.keys import register_approver_key
 from tests.helpers import (
     events,
     eventually,

@@ -10,11 +10,11 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.runbooks import add_runbook, fetch_runbook, match_runbooks
 from goalkeeper.errors import InvalidGoalSpec, InvalidRunbook
 from goalkeeper.runbooks import Runbook, parse_runbook, score_match
 from goalkeeper.statuses import GoalStatus
 from goalkeeper.validation import validate_goal_spec
+from store.runbooks import add_runbook, fetch_runbook, match_runbooks
 from tests.helpers import ROOT, SimulatedAgents, events, new_goal_id, start_goal
 
 SHIPPED = sorted((ROOT / "runbooks").glob("*.toml"))

@@ -10,13 +10,13 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
-from activities.keys import register_approver_key
 from goalkeeper import signing
 from goalkeeper.models import AgentReport, ApprovalDecision, GoalReport, TaskView
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, Work, WorkResult
 from interfaces.stack import TemporalDevServer
+from store.keys import register_approver_key
 from store.tokens import new_token
 from tests.helpers import events, eventually, goal_spec, start_goal, wait_task
 from tests.starter import starter

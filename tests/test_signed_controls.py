@@ -16,12 +16,12 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 
-from activities.keys import register_approver_key
 from goalkeeper import signing
 from goalkeeper.controls import CONTROLS
 from goalkeeper.models import Progress
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.stack import TemporalDevServer
+from store.keys import register_approver_key
 from tests.helpers import (
     PATIENCE,
     events,

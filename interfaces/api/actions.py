@@ -11,7 +11,6 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.suggestions import decide_suggestion
 from goalkeeper.controls import CONTROLS
 from goalkeeper.feedback import InvalidFeedback, feedback
 from goalkeeper.signing import digest, sign_control, sign_decision
@@ -23,6 +22,7 @@ from interfaces.api.problems import Problem
 from interfaces.api.state import Pool, Temporal
 from interfaces.api.suggestions import own_suggestion
 from store.feedback import give_feedback
+from store.suggestions import decide_suggestion
 from workflows.task import TaskWorkflow
 
 router = APIRouter(tags=["actions"], dependencies=[act])

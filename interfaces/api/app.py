@@ -12,7 +12,6 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
-from activities.keys import ensure_delegate_key
 from goalkeeper.signing import public_key_of
 from interfaces.api import (
     actions,
@@ -40,6 +39,7 @@ from interfaces.keyring import key_for
 from interfaces.stack import database_url
 from interfaces.web import pages
 from store.database import create_pool
+from store.keys import ensure_delegate_key
 
 PREFIX = "/api/v1"
 

@@ -117,7 +117,13 @@ def create_codec_app(
         allow_headers=["Authorization", "Content-Type", "X-Namespace"],
         max_age=600,
     )
-    codec = EncryptionCodec(keyring)
+    _codec_routes(app, EncryptionCodec(keyring))
+    _login_routes(app, origins)
+    return app
+
+
+def _codec_routes(app: FastAPI, codec: EncryptionCodec) -> None:
+    """`/encode` and `/decode`, for anyone whose token may read every workspace."""
 
     @app.post("/encode")
     async def encode(request: Request, person: Reader) -> JSONResponse:
@@ -134,6 +140,10 @@ def create_codec_app(
             raise Problem(422, "Cannot decrypt", str(exc)) from exc
         log.info("%s decoded %d payload(s)", person, len(payloads.payloads))
         return _answer(decoded)
+
+
+def _login_routes(app: FastAPI, origins: Sequence[str]) -> None:
+    """The login page that keeps a token in a cookie for the Temporal UI's requests."""
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -167,8 +177,6 @@ def create_codec_app(
         response = HTMLResponse(_page(origins, None))
         response.delete_cookie(COOKIE)
         return response
-
-    return app
 
 
 async def _payloads(request: Request) -> Payloads:

@@ -4,11 +4,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from activities.suggestions import list_suggestions
 from goalkeeper.suggestions import SuggestionStatus
 from interfaces.api.auth import Access, Reader
 from interfaces.api.problems import Problem
 from interfaces.api.state import Limit, Pool
+from store.suggestions import list_suggestions
 
 router = APIRouter(tags=["suggestions"])
 

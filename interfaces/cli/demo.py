@@ -24,9 +24,6 @@ from typing import TypeVar
 import asyncpg
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.deliverables import read_deliverable
-from activities.runbooks import add_runbook
-from activities.suggestions import list_suggestions
 from goalkeeper.costs import cost_query
 from goalkeeper.models import GoalReport, Progress, TaskView
 from goalkeeper.records import EventKind
@@ -43,7 +40,10 @@ from interfaces.secret import stack_secret_file
 from interfaces.stack import EmbeddedStack, database_url
 from store.costs import cost_report
 from store.database import apply_schema
+from store.deliverables import read_deliverable
 from store.paging import goal_tasks
+from store.runbooks import add_runbook
+from store.suggestions import list_suggestions
 from workflows.goal import GoalWorkflow
 from workflows.request import RequestWorkflow
 from workflows.task import TaskWorkflow

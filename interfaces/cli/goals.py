@@ -14,8 +14,6 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.deliverables import read_deliverable
-from activities.runbooks import fetch_runbook
 from goalkeeper import budgets
 from goalkeeper.costs import CostQuery, share
 from goalkeeper.errors import InvalidGoalSpec
@@ -28,7 +26,9 @@ from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
 from interfaces.cli.specs import load_spec_file, spec_from_flags
 from store.costs import cost_report
+from store.deliverables import read_deliverable
 from store.paging import goal_tasks
+from store.runbooks import fetch_runbook
 from workflows.goal import GoalWorkflow
 
 INLINE_SPEC_BYTES = 256 * 1024

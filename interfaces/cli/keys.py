@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from activities.keys import UnknownSigner, register_approver_key, rekey_agent
 from goalkeeper.controls import CONTROLS
 from goalkeeper.models import ApprovalDecision, describe_validation_error
 from goalkeeper.signing import InvalidKey, check_public_key, sign_control, sign_decision
@@ -16,6 +15,7 @@ from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 from interfaces.cli.tasks import task_view
 from interfaces.keyring import KeyFileError, key_path, load_key, new_key
+from store.keys import UnknownSigner, register_approver_key, rekey_agent
 
 
 def add_commands(commands: Commands, command: Command) -> None:

@@ -8,11 +8,11 @@ from typing import TypeVar
 
 import asyncpg
 
-from activities import runbooks as store
 from goalkeeper.errors import InvalidRunbook
 from goalkeeper.runbooks import Runbook, parse_runbook
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
+from store import runbooks as stored
 
 T = TypeVar("T")
 
@@ -37,7 +37,7 @@ async def add(session: Session, args: argparse.Namespace) -> None:
     for path in args.files:
         runbook = read_runbook(path)
         try:
-            fresh = await _stored(store.add_runbook(await session.pool(), runbook))
+            fresh = await _stored(stored.add_runbook(await session.pool(), runbook))
         except InvalidRunbook as exc:
             raise CliError(f"{path}: {exc}", EXIT_USAGE) from exc
         added.append(
@@ -64,7 +64,7 @@ def read_runbook(path: Path) -> Runbook:
 
 
 async def list_all(session: Session, args: argparse.Namespace) -> None:
-    rows = await _stored(store.list_runbooks(await session.pool()))
+    rows = await _stored(stored.list_runbooks(await session.pool()))
     session.emit(
         rows,
         table(
@@ -100,7 +100,7 @@ async def list_all(session: Session, args: argparse.Namespace) -> None:
 
 
 async def show(session: Session, args: argparse.Namespace) -> None:
-    runbook = await _stored(store.fetch_runbook(await session.pool(), args.name, args.version))
+    runbook = await _stored(stored.fetch_runbook(await session.pool(), args.name, args.version))
     if runbook is None:
         wanted = f"version {args.version} of " if args.version else ""
         raise CliError(
@@ -124,7 +124,7 @@ async def show(session: Session, args: argparse.Namespace) -> None:
 
 
 async def match(session: Session, args: argparse.Namespace) -> None:
-    matches = await _stored(store.match_runbooks(await session.pool(), args.text, args.limit))
+    matches = await _stored(stored.match_runbooks(await session.pool(), args.text, args.limit))
     session.emit(
         [m.model_dump(mode="json") for m in matches],
         table(

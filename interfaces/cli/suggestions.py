@@ -2,10 +2,10 @@
 
 import argparse
 
-from activities.suggestions import decide_suggestion, list_suggestions
 from goalkeeper.suggestions import InvalidSuggestionDecision, SuggestionStatus
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
+from store.suggestions import decide_suggestion, list_suggestions
 
 STATUSES = [*(s.value for s in SuggestionStatus), "all"]
 

@@ -19,7 +19,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from activities.deliverables import read_deliverable
 from goalkeeper.records import EventKind
 from goalkeeper.signing import digest
 from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -37,6 +36,7 @@ from interfaces.api.auth import (
 from interfaces.api.health import health_report
 from interfaces.api.problems import Problem
 from interfaces.api.state import Limit, Offset, Pool, Temporal
+from store.deliverables import read_deliverable
 from store.events import latest_events
 from store.tokens import InvalidToken, token_holder
 

@@ -1,0 +1,36 @@
+"""Writing a goal's tasks to the read model, in pages."""
+
+from goalkeeper.models import TaskSpec
+from store.rows import Connection
+
+
+async def insert_tasks(
+    connection: Connection,
+    goal_id: str,
+    approvers: list[str],
+    first_position: int,
+    tasks: list[TaskSpec],
+) -> None:
+    """Insert tasks as `pending` at their plan positions; ones already there stay as they are."""
+    await connection.executemany(
+        """
+        INSERT INTO tasks (goal_id, task_id, title, skill, requires_approval,
+                           approvers, depends_on, position, spec)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (goal_id, task_id) DO NOTHING
+        """,
+        [
+            (
+                goal_id,
+                t.id,
+                t.title,
+                t.skill,
+                t.requires_approval,
+                sorted({*approvers, *t.approvers}) if t.requires_approval else [],
+                t.depends_on,
+                first_position + n,
+                t.model_dump(mode="json"),
+            )
+            for n, t in enumerate(tasks)
+        ],
+    )
