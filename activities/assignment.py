@@ -16,7 +16,12 @@ from goalkeeper.learning import (
     choose_agent,
     selection_rng,
 )
-from goalkeeper.limits import heartbeat_time_problem
+from goalkeeper.limits import (
+    MAX_QUOTED_CHARS,
+    MAX_SIGNATURE_CHARS,
+    MAX_TIME_CHARS,
+    heartbeat_time_problem,
+)
 from goalkeeper.models import Heartbeat, describe_validation_error
 from goalkeeper.records import (
     AssignAgents,
@@ -249,11 +254,12 @@ class AssignmentActivities:
             return StoredHeartbeat()
         try:
             signed = json.loads(row["heartbeat_signature"])
-            sent, signature = str(signed["at"])[:100], str(signed["signature"])[:200]
+            sent = str(signed["at"])[:MAX_TIME_CHARS]
+            signature = str(signed["signature"])[:MAX_SIGNATURE_CHARS]
         except (ValueError, KeyError, TypeError):
             return StoredHeartbeat(
                 problem='heartbeat rejected: expected a signed heartbeat {"at", "signature"} '
-                f"as JSON, got {str(row['heartbeat_signature'])[:80]!r}"
+                f"as JSON, got {str(row['heartbeat_signature'])[:MAX_QUOTED_CHARS]!r}"
             )
         problem = heartbeat_time_problem(sent, now, "the database's clock")
         if problem is not None:

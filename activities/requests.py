@@ -4,6 +4,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from goalkeeper.limits import MAX_REJECTED_INPUT_CHARS
 from goalkeeper.records import RecordRequest, TriageOutcome, UpdateRequest
 from goalkeeper.requests import (
     RequestSpec,
@@ -34,7 +35,7 @@ class RequestActivities:
     async def record_request(self, record: RecordRequest) -> None:
         """Store a request as it starts (or is rejected); a reused id starts a fresh row."""
         spec = record.spec
-        question = spec.question if spec else str(record.raw)[:4000]
+        question = spec.question if spec else str(record.raw)[:MAX_REJECTED_INPUT_CHARS]
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(
                 """

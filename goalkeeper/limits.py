@@ -42,6 +42,16 @@ MAX_EVENT_MESSAGE_CHARS = 4000
 """Of an event's message (a rejected start's error, why a result was sent back)."""
 MAX_SHOWN_QUESTION_CHARS = 200
 """Of a request's question, in the Temporal UI's one-line details."""
+MAX_REJECTED_INPUT_CHARS = 4000
+"""Of an input refused before it could be read (a request's raw start), as it is kept."""
+MAX_SUBJECT_TEXT_CHARS = 200
+"""Of a free text that names what a suggestion is about (its subject, hence its id)."""
+MAX_SIGNATURE_CHARS = 200
+"""A signature as sent (an Ed25519 signature is 88 characters of base64)."""
+MAX_TIME_CHARS = 40
+"""A time as sent (ISO 8601 with its offset)."""
+MAX_QUOTED_CHARS = 80
+"""Of a malformed value quoted back in the error that refuses it."""
 
 MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the clock it is checked against a heartbeat's time may be."""
@@ -83,7 +93,7 @@ def heartbeat_time(at: str) -> datetime | str:
     if parsed is None or parsed.tzinfo is None:
         return (
             "expected an ISO 8601 time with its UTC offset (e.g. 2026-01-31T12:00:00+00:00), "
-            f"got {at[:40]!r}"
+            f"got {at[:MAX_TIME_CHARS]!r}"
         )
     return parsed
 

@@ -25,7 +25,9 @@ from goalkeeper.limits import (
     MAX_ERROR_CHARS,
     MAX_GOAL_DESCRIPTION_CHARS,
     MAX_GUIDANCE_CHARS,
+    MAX_SIGNATURE_CHARS,
     MAX_TASK_DESCRIPTION_CHARS,
+    MAX_TIME_CHARS,
     MAX_TITLE_CHARS,
     heartbeat_time,
 )
@@ -217,7 +219,7 @@ class AgentReport(_Strict):
     error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
     tokens_used: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
-    signature: str | None = Field(default=None, max_length=200)
+    signature: str | None = Field(default=None, max_length=MAX_SIGNATURE_CHARS)
     """The agent's signature over the report (goalkeeper.signing.report_content)."""
 
 
@@ -232,7 +234,7 @@ class ApprovalDecision(_Strict):
     decision: Decision = Field(strict=False)
     comment: Comment = ""
     task_id: Id | None = None
-    signature: str | None = Field(default=None, max_length=200)
+    signature: str | None = Field(default=None, max_length=MAX_SIGNATURE_CHARS)
     """The signature over the decision on the exact result (goalkeeper.signing)."""
     signed_by: Id | None = None
     """A delegate (the dashboard) that signed on the approver's behalf, if not them."""
@@ -245,10 +247,10 @@ class Heartbeat(_Strict):
 
     agent_id: Id
     assignment_id: Text
-    at: str | None = Field(default=None, max_length=40)
+    at: str | None = Field(default=None, max_length=MAX_TIME_CHARS)
     """When the agent sent it (ISO 8601 with its offset), signed with it: a replay repeats
     an old time. Checked against the clock: at most `limits.MAX_CLOCK_SKEW` ahead."""
-    signature: str | None = Field(default=None, max_length=200)
+    signature: str | None = Field(default=None, max_length=MAX_SIGNATURE_CHARS)
 
     @field_validator("at")
     @classmethod

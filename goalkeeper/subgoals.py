@@ -6,6 +6,7 @@ are decided here; the workflows only start it and pass its report on.
 
 from typing import Any
 
+from goalkeeper.limits import MAX_SHORT_REASON_CHARS
 from goalkeeper.models import GoalReport, GoalSpec, ParentGoal, Progress, TaskSpec, TaskSummary
 from goalkeeper.requirements import held_to, requirements_of
 from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -81,7 +82,9 @@ def told_end(task_id: str, report: GoalReport | None, error: str) -> TaskSummary
     spent, how far it got, and why not. `report` is the sub-goal's report (its failure
     carries it too), None when it ended without one; `error` then says how it ended."""
     if report is None:
-        return TaskSummary(task_id=task_id, status=TaskStatus.FAILED, error=error[:500])
+        return TaskSummary(
+            task_id=task_id, status=TaskStatus.FAILED, error=error[:MAX_SHORT_REASON_CHARS]
+        )
     completed = report.status is GoalStatus.COMPLETED
     why = None if completed else f"sub-goal {report.goal_id!r} {report.status}: {report.error}"
     return TaskSummary(
@@ -90,7 +93,7 @@ def told_end(task_id: str, report: GoalReport | None, error: str) -> TaskSummary
         tokens_used=report.progress.tokens_used,
         cost_usd=report.progress.cost_usd,
         goal_progress=progress_line(report.progress),
-        error=None if why is None else why[:500],
+        error=None if why is None else why[:MAX_SHORT_REASON_CHARS],
     )
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pydantic import BaseModel, JsonValue
 
 from goalkeeper.errors import GoalkeeperError
+from goalkeeper.limits import MAX_SUBJECT_TEXT_CHARS
 from goalkeeper.records import EventKind
 
 SUGGESTION_MADE = EventKind.SUGGESTION_MADE.value
@@ -275,7 +276,7 @@ def _repeated_rejections(facts: GoalFacts) -> list[Suggestion]:
             _make(
                 facts,
                 SuggestionKind.REPEATED_REJECTION,
-                f"{facts.runbook or facts.goal_id}/{approver}/{reason[:200]}",
+                f"{facts.runbook or facts.goal_id}/{approver}/{reason[:MAX_SUBJECT_TEXT_CHARS]}",
                 f"{approver} sent work back {len(seen)} times for the same reason: {comment!r}",
                 f"add to {where}: {comment!r}",
                 {
