@@ -1,28 +1,20 @@
 """`TaskWorkflow`: one task from assignment to an approved result, or to a visible failure."""
 
 import contextlib
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
-from pydantic import field_validator
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
     from activities.assignment import AssignmentActivities
-    from activities.checks import CheckActivities
-    from activities.keys import KeyActivities
-    from activities.read_model import ReadModelActivities
     from goalkeeper import attempts, signing
     from goalkeeper.ids import assignment_id as assignment_id_of
     from goalkeeper.ids import started_by_goal
-    from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.limits import (
-        MAX_EVENT_MESSAGE_CHARS,
         MAX_SHORT_REASON_CHARS,
-        heartbeat_time_problem,
     )
     from goalkeeper.metrics import Reassignment, Rejected
     from goalkeeper.models import (
@@ -30,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         Adopt,
         AgentReport,
         ApprovalDecision,
-        Heartbeat,
         Reassign,
         TaskCheckpoint,
         TaskInput,
@@ -41,48 +32,23 @@ with workflow.unsafe.imports_passed_through():
         AssignAgents,
         Assignment,
         AssignTask,
-        CheckResult,
-        EventKind,
-        ReadHeartbeat,
-        StoredHeartbeat,
     )
     from goalkeeper.statuses import ReportOutcome, TaskStatus
     from monitoring import metrics
     from workflows.messages import parse_message, reject_if
     from workflows.options import (
-        ACTIVITY_TIMEOUT,
-        DATABASE_RETRY,
         assign,
         record,
-        record_apart,
         refused_wait,
     )
+    from workflows.task_inbox import TaskInbox
+    from workflows.task_judge import TaskJudge
     from workflows.task_record import TaskRecord, bounded, reject_input
 
 
 MESSAGES_PER_RUN = 1000
 """Heartbeats and reports one run takes before it continues as new, well inside
 Temporal's limits of 2,000 updates and 10,000 signals per run."""
-
-KEYS_PER_DECISION = "approver-keys-per-decision"
-"""The patch from which the approvers' keys are read again for each signed decision."""
-
-CHECKED_HEARTBEATS = "checked-heartbeat-times"
-"""Patch: heartbeats written to PostgreSQL are checked against its clock, by an activity."""
-
-BOUNDED_TEXT = "bounded-agent-text"
-"""Patch: reports and heartbeats over the text limits (goalkeeper.limits) are refused;
-tasks that took such a message before it replay as they ran."""
-
-REFUSED = {
-    Rejected.REPORT: ("ReportRejected", EventKind.REPORT_REJECTED),
-    Rejected.DECISION: ("DecisionRejected", EventKind.DECISION_REJECTED),
-    Rejected.HEARTBEAT: ("HeartbeatRejected", EventKind.HEARTBEAT_REJECTED),
-}
-"""A refused message: the error type an update's caller sees, the event a signal leaves."""
-
-AgentMessage = TypeVar("AgentMessage", AgentReport, Heartbeat)
-"""What an agent sends about its assignment."""
 
 
 class Lapse(str):
@@ -121,28 +87,14 @@ class TaskWorkflow:
         checkpoint = TaskCheckpoint.model_validate(raw_checkpoint) if raw_checkpoint else None
         self._input = input
         self._record = TaskRecord(input, checkpoint)
-        self._report: AgentReport | None = None
-        self._decision: ApprovalDecision | None = None
-        self._waiting = self._judged = 0
-        """Decisions that waited for a report, and those of them judged since: in order."""
-        self._assigning: str | None = None
-        self._heartbeats = 0
-        self._messages = 0
-        self._signals = 0
-        """Signals this run received, counted as each arrives: names its rejections."""
-        self._quiet_rejections: set[str] = set()
-        self._reassign: Lapse | None = None
-        self._abort: str | None = None
+        self._judge = TaskJudge(self._record, checkpoint.signers if checkpoint else None)
+        self._inbox = TaskInbox(self._record, self._judge)
         self._exclude: list[str] = []
         self._rework: list[dict[str, Any]] = []
-        self._reported: set[str] = set()
-        self._signers = signing.Signers()
-        """Whose signatures count for the current assignment and approval, and if they must."""
         if checkpoint is not None:
-            self._signers = checkpoint.signers or self._signers
             self._exclude = list(checkpoint.exclude)
             self._rework = list(checkpoint.rework)
-            self._reported = set(checkpoint.reported)
+            self._judge.reported = set(checkpoint.reported)
             return
         if input.assigned is not None:
             # The goal assigned the first attempt and recorded it; the task starts there.
@@ -196,66 +148,36 @@ class TaskWorkflow:
     @workflow.signal(name="agent_report")
     async def agent_report(self, *payload: Any) -> None:
         """An agent's report; only the assigned agent's, for its current assignment, counts."""
-        await self._take_report(payload, self._received())
+        await self._inbox.take_report(payload, self._inbox.received())
 
     @workflow.update(name="report")
     async def report(self, *payload: Any) -> TaskView:
         """`agent_report`, answered: the task after the report, or why it was rejected."""
-        settled = await self._take_report(payload)
+        settled = await self._inbox.take_report(payload)
         await workflow.wait_condition(lambda: settled is None or self._record.settled > settled)
         return self._record.view
 
     @report.validator
     def _validate_report(self, *payload: Any) -> None:
-        problem = self._prejudge(payload, AgentReport, "agent report", self._report_problem)
+        problem = self._judge.prejudge_report(payload)
         reject_if(metrics.refused(workflow.metric_meter(), Rejected.REPORT, problem))
-
-    async def _take_report(
-        self, payload: tuple[Any, ...], received: int | None = None
-    ) -> int | None:
-        """Judge a report and apply it; returns how many changes had settled before it,
-        None when refused."""
-        self._messages += 1
-        report = await self._judge_report(payload)
-        if isinstance(report, str):
-            await self._refuse(Rejected.REPORT, report, payload, received)
-            return None
-        settled = self._record.settled
-        self._accept_report(report)
-        return settled
 
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """An approver's decision; only the approvers asked at this level may decide."""
-        await self._take_decision(payload, self._received())
+        await self._inbox.take_decision(payload, self._inbox.received())
 
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> TaskView:
         """`approval_decision`, answered: the task after the decision, or why it was rejected."""
-        settled = await self._take_decision(payload)
+        settled = await self._inbox.take_decision(payload)
         await workflow.wait_condition(lambda: settled is None or self._record.settled > settled)
         return self._record.view
 
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
-        if not self._record.settling:  # else the handler judges once the report is applied
-            # Its signature is judged by the handler, against the keys as they are then.
-            problem = self._judge_decision(payload, signed=False)
-            reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
-
-    async def _take_decision(
-        self, payload: tuple[Any, ...], received: int | None = None
-    ) -> int | None:
-        """Judge a decision once a report before it is applied, and take it; returns how
-        many changes had settled before it, None when refused."""
-        await self._after_settling()
-        decision = await self._judge_decision_now(payload)
-        if isinstance(decision, str):
-            await self._refuse(Rejected.DECISION, decision, payload, received)
-            return None
-        settled = self._record.settled
-        self._decision = decision
-        return settled
+        problem = self._inbox.prejudge_decision(payload)
+        reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
 
     @workflow.signal(name="agent_heartbeat")
     async def agent_heartbeat(self, *payload: Any) -> None:
@@ -264,49 +186,18 @@ class TaskWorkflow:
         Agents may instead write their heartbeat to PostgreSQL (agent.py does), where
         the task looks at its deadline: such heartbeats never enter this history.
         """
-        await self._take_heartbeat(payload, self._received())
+        await self._inbox.take_heartbeat(payload, self._inbox.received())
 
     @workflow.update(name="heartbeat")
     async def heartbeat(self, *payload: Any) -> TaskView:
         """`agent_heartbeat`, answered: rejected once the assignment is no longer the agent's."""
-        await self._take_heartbeat(payload)
+        await self._inbox.take_heartbeat(payload)
         return self._record.view
 
     @heartbeat.validator
     def _validate_heartbeat(self, *payload: Any) -> None:
-        problem = self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
+        problem = self._judge.prejudge_heartbeat(payload)
         reject_if(metrics.refused(workflow.metric_meter(), Rejected.HEARTBEAT, problem))
-
-    async def _take_heartbeat(self, payload: tuple[Any, ...], received: int | None = None) -> None:
-        self._messages += 1
-        beat = await self._judge_heartbeat(payload)
-        if isinstance(beat, str):
-            recorded = True
-            if received is not None:  # one record per assignment, not one per stale beat
-                sent = payload[0] if len(payload) == 1 and isinstance(payload[0], dict) else {}
-                key = str(sent.get("assignment_id") or beat)
-                recorded = key not in self._quiet_rejections
-                self._quiet_rejections.add(key)
-            await self._refuse(Rejected.HEARTBEAT, beat, payload, received, recorded)
-            return
-        self._beat(workflow.now(), beat)
-
-    async def _refuse(
-        self,
-        what: Rejected,
-        problem: str,
-        payload: tuple[Any, ...],
-        received: int | None,
-        recorded: bool = True,
-    ) -> None:
-        """Refuse an agent's or approver's message: an update's caller is told why; a
-        signal's refusal (number `received` of this run) goes to the audit trail."""
-        metrics.rejected(workflow.metric_meter(), what)
-        error_type, kind = REFUSED[what]
-        if received is None:
-            raise ApplicationError(problem, type=error_type, non_retryable=True)
-        if recorded:
-            await self._record.record_rejection(kind, problem, payload, received)
 
     # Goalkeeper's own messages: sealed by a worker, so nobody else can send them.
 
@@ -317,24 +208,23 @@ class TaskWorkflow:
         Naming the assignment keeps a request about a slow agent from taking the task
         from the agent that replaced it.
         """
-        received = self._received()
+        received = self._inbox.received()
         request = sealing.opened(payload, Reassign, "reassign")
         if isinstance(request, str):
-            await self._refuse_internal(request, payload, received)
+            await self._inbox.refuse_internal(request, payload, received)
         elif (
             self._record.view.status is TaskStatus.ASSIGNED
             and request.assignment_id == self._record.view.assignment_id
         ):
-            why = request.reason[:MAX_SHORT_REASON_CHARS]
-            self._reassign = Lapse.of(why, Reassignment.HEALTH_CHECK)
+            self._inbox.reassign = request.reason[:MAX_SHORT_REASON_CHARS]
 
     @workflow.signal
     async def adopt(self, *payload: Any) -> None:
         """A later run of the goal took this task over: tell it how the task ends."""
-        received = self._received()
+        received = self._inbox.received()
         request = sealing.opened(payload, Adopt, "adopt")
         if isinstance(request, str):
-            await self._refuse_internal(request, payload, received)
+            await self._inbox.refuse_internal(request, payload, received)
         elif request.goal_run_id == self._input.goal_run_id:
             self._record.adopted = True
         else:
@@ -343,213 +233,12 @@ class TaskWorkflow:
     @workflow.signal(name="abort")
     async def abort(self, *payload: Any) -> None:
         """End the task without a result (the goal failed); its agent is released."""
-        received = self._received()
+        received = self._inbox.received()
         request = sealing.opened(payload, Abort, "abort", legacy=lambda v: {"reason": str(v)})
         if isinstance(request, str):
-            await self._refuse_internal(request, payload, received)
+            await self._inbox.refuse_internal(request, payload, received)
         elif not self._record.view.status.is_terminal:
-            self._abort = request.reason[:MAX_SHORT_REASON_CHARS]
-
-    async def _refuse_internal(self, problem: str, payload: tuple[Any, ...], received: int) -> None:
-        """A message that poses as Goalkeeper's own: counted, and recorded like any refusal."""
-        self._messages += 1
-        metrics.rejected(workflow.metric_meter(), Rejected.INTERNAL)
-        await self._record.record_rejection(EventKind.MESSAGE_REJECTED, problem, payload, received)
-
-    async def _judge_report(self, payload: tuple[Any, ...]) -> AgentReport | str:
-        return await self._judge(payload, AgentReport, "agent report", self._report_problem)
-
-    async def _judge_heartbeat(self, payload: tuple[Any, ...]) -> Heartbeat | str:
-        return await self._judge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
-
-    async def _judge(
-        self,
-        payload: tuple[Any, ...],
-        model: type[AgentMessage],
-        what: str,
-        problem: Callable[[AgentMessage], str | None],
-    ) -> AgentMessage | str:
-        """The message, or why it is rejected; judged once its assignment is known."""
-        message = parse_message(payload, model, what)
-        if isinstance(message, str):
-            legacy = parse_message(payload, _LEGACY[model], what)
-            if isinstance(legacy, str) or workflow.patched(BOUNDED_TEXT):
-                return message
-            message = model.model_construct(**legacy.model_dump())
-        if message.assignment_id == self._assigning:
-            # The agent heard of its assignment before the workflow did: wait for it.
-            await workflow.wait_condition(lambda: self._assigning is None)
-        if self._key_unknown(message.agent_id):
-            await self._read_agent_key(message.agent_id)
-        return problem(message) or message
-
-    def _prejudge(
-        self,
-        payload: tuple[Any, ...],
-        model: type[AgentMessage],
-        what: str,
-        problem: Callable[[AgentMessage], str | None],
-    ) -> str | None:
-        """An update validator's judgement: what `_judge` would say, unless it must wait."""
-        message = parse_message(payload, model, what)
-        if isinstance(message, str):
-            return message
-        if message.assignment_id == self._assigning or self._key_unknown(message.agent_id):
-            return None  # the handler judges it once it knows the assignment, or the key
-        return problem(message)
-
-    def _accept_report(self, report: AgentReport) -> None:
-        self._reported.add(report.assignment_id)
-        self._report = report
-        self._record.settling = True
-
-    def _report_problem(self, report: AgentReport) -> str | None:
-        view = self._record.view
-        return report_problem(view, report, self._reported, self._record.closed) or (
-            signing.report_problem(self._signers, view.goal_id, view.task_id, report)
-        )
-
-    def _key_unknown(self, agent_id: str) -> bool:
-        """Signatures count, and the agent holding the task had no key when assigned (a
-        provisioned agent, which a runner that adopts it gives one)."""
-        signers = self._signers
-        return (
-            signers.required
-            and signers.agent_key is None
-            and agent_id == self._record.view.agent_id
-        )
-
-    async def _read_agent_key(self, agent_id: str) -> None:
-        """Read the agent's key now: a regular activity, as handlers and the timer-driven
-        heartbeat read both ask for it."""
-        key = await record_apart(KeyActivities.agent_key, agent_id, f"read the key of {agent_id}")
-        if key is not None and agent_id == self._record.view.agent_id:
-            self._signers.agent_key = key
-
-    async def _load_approver_keys(self, apart: bool = False) -> None:
-        """Read the keys of every approver who may be asked: before any may decide, and
-        again for each decision (from its handler, `apart`)."""
-        approvers = sorted({name for level in self._input.approval_levels for name in level})
-        read = record_apart if apart else record
-        keys: signing.Signers = await read(
-            KeyActivities.approver_keys, approvers, "read the approvers' keys"
-        )
-        self._signers.approver_keys = keys.approver_keys
-        self._signers.delegate_keys = keys.delegate_keys
-
-    async def _stored_heartbeat(self, assignment_id: str) -> datetime | None:
-        """When the agent last wrote its heartbeat to PostgreSQL; with signatures required,
-        only a heartbeat its key signed, later than the last one, counts."""
-        if workflow.patched(CHECKED_HEARTBEATS):
-            return await self._checked_heartbeat(assignment_id)
-        if not self._signers.required:
-            at: datetime | None = await workflow.execute_activity_method(
-                AssignmentActivities.last_heartbeat,
-                assignment_id,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=DATABASE_RETRY,
-                summary=f"read the heartbeat of {self._record.view.agent_id}",
-            )
-            return at
-        if self._key_unknown(self._record.view.agent_id or ""):
-            await self._read_agent_key(self._record.view.agent_id or "")
-        beat = await workflow.execute_activity_method(
-            AssignmentActivities.read_heartbeat,
-            assignment_id,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary=f"read the signed heartbeat of {self._record.view.agent_id}",
-        )
-        if beat is None or beat.at is None or self._heartbeat_problem(beat) is not None:
-            return None
-        self._signers.last_beat_at = beat.at
-        return datetime.fromisoformat(beat.at)
-
-    async def _checked_heartbeat(self, assignment_id: str) -> datetime | None:
-        """The stored heartbeat, its time checked against the database's clock by the
-        activity that reads it; one that cannot count for its time is recorded, once per
-        assignment, and the task goes on as if it had not been sent."""
-        signed = self._signers.required
-        if signed and self._key_unknown(self._record.view.agent_id or ""):
-            await self._read_agent_key(self._record.view.agent_id or "")
-        stored: StoredHeartbeat = await workflow.execute_activity_method(
-            AssignmentActivities.stored_heartbeat,
-            ReadHeartbeat(assignment_id=assignment_id, signed=signed),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary=f"read the heartbeat of {self._record.view.agent_id}",
-        )
-        if stored.problem is not None:
-            key = f"stored:{assignment_id}"
-            if key not in self._quiet_rejections:
-                self._quiet_rejections.add(key)
-                metrics.rejected(workflow.metric_meter(), Rejected.HEARTBEAT)
-                event = self._record.event(
-                    EventKind.HEARTBEAT_REJECTED,
-                    f"{stored.problem} (written to PostgreSQL)",
-                    self._record.view.agent_id,
-                )
-                async with self._record.recording:
-                    await record_apart(ReadModelActivities.record_event, event, "record heartbeat")
-            return None
-        if not signed:
-            return stored.at
-        if stored.beat is None or self._heartbeat_problem(stored.beat) is not None:
-            return None  # unsigned, or the one already counted: silence goes on
-        self._signers.last_beat_at = stored.beat.at
-        return stored.at
-
-    def _heartbeat_problem(self, beat: Heartbeat) -> str | None:
-        view = self._record.view
-        return (
-            assignment_problem(
-                view, beat.agent_id, beat.assignment_id, "heartbeat", self._record.closed
-            )
-            or heartbeat_time_problem(beat.at, workflow.now(), "the workflow's clock")
-            or signing.heartbeat_problem(self._signers, view.goal_id, view.task_id, beat)
-        )
-
-    def _beat(self, at: datetime, beat: Heartbeat | None = None) -> None:
-        if beat is not None and beat.at is not None:
-            self._signers.last_beat_at = beat.at
-        self._heartbeats += 1
-        if self._record.view.last_heartbeat_at is None or at > self._record.view.last_heartbeat_at:
-            self._record.view.last_heartbeat_at = at
-
-    async def _after_settling(self) -> None:
-        """Let a report that came first be applied before a decision is judged; decisions
-        that had to wait are then judged in the order they came."""
-        if not self._record.settling and self._waiting == self._judged:
-            return
-        ticket, self._waiting = self._waiting, self._waiting + 1
-        await workflow.wait_condition(lambda: not self._record.settling and self._judged == ticket)
-        self._judged += 1
-
-    def _judge_decision(
-        self, payload: tuple[Any, ...], signed: bool = True
-    ) -> ApprovalDecision | str:
-        """The decision, or why it cannot count; `signed=False` leaves its signature to be
-        judged once the approvers' keys are read again."""
-        decision = parse_message(payload, ApprovalDecision, "approval decision")
-        if isinstance(decision, str):
-            return decision
-        view = self._record.view
-        signers = self._signers if signed else self._signers.model_copy(update={"required": False})
-        return (
-            decision_problem(view, decision, self._decision is not None)
-            or signing.decision_problem(signers, view, decision)
-            or decision
-        )
-
-    async def _judge_decision_now(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
-        """Judged against the approvers' keys as they are now: a replaced key no longer
-        decides, and a new one does, for a task already waiting."""
-        decision = self._judge_decision(payload, signed=False)
-        if isinstance(decision, str) or not self._signers.required:
-            return decision
-        if workflow.patched(KEYS_PER_DECISION):
-            await self._load_approver_keys(apart=True)
-        return self._judge_decision(payload)
+            self._inbox.abort = request.reason[:MAX_SHORT_REASON_CHARS]
 
     # The life of the task.
 
@@ -560,13 +249,13 @@ class TaskWorkflow:
         while True:
             if self._record.view.status is TaskStatus.PENDING and not await self._assign(prefer):
                 await self._apply(
-                    attempts.aborted_unassigned(self._record.standing(), self._abort or "")
+                    attempts.aborted_unassigned(self._record.standing(), self._inbox.abort or "")
                 )
                 return
             outcome = await self._await_report()
             standing = self._record.standing()
             if isinstance(outcome, Lapse):
-                step = attempts.lapsed(standing, outcome, outcome.reason, self._abort)
+                step = attempts.lapsed(standing, outcome, outcome.reason, self._inbox.abort)
                 prefer = await self._apply(step)
                 if step.ended:
                     return
@@ -575,13 +264,13 @@ class TaskWorkflow:
             self._count_report()
             if report.outcome is ReportOutcome.FAILED:
                 step = attempts.failed(standing, report.error)
-            elif (problem := await self._check(report)) is not None:
+            elif (problem := await self._judge.result_problem(report)) is not None:
                 step = attempts.invalid(standing, problem, input.task.expects)
             else:
                 approvers = input.approval_levels[0] if input.task.requires_approval else None
                 step = attempts.completed(standing, approvers)
-                if approvers is not None and self._signers.required:
-                    await self._load_approver_keys()
+                if approvers is not None and self._judge.signers.required:
+                    await self._judge.load_approver_keys()
             prefer = await self._apply(step, report)
             if step.status is not TaskStatus.AWAITING_APPROVAL:
                 if step.ended:
@@ -633,33 +322,6 @@ class TaskWorkflow:
             took = workflow.now() - assigned_at
             metrics.report_arrived(workflow.metric_meter(), self._input.task.skill, took)
 
-    async def _check(self, report: AgentReport) -> str | None:
-        """Why a completed report's result may not count: it refers to anything but a
-        result stored for its own assignment, or is not what the task expects."""
-        with workflow.unsafe.imports_passed_through():
-            from goalkeeper.references import holds_reference
-        expects = self._input.task.expects
-        # Tasks that expect nothing checked nothing before: their histories stay as they were.
-        if expects is None and not (
-            holds_reference(report.result) and workflow.patched("check-references")
-        ):
-            return None
-        request_id = self._input.task.inputs.get("request_id")
-        problem: str | None = await record(
-            CheckActivities.check_result,
-            CheckResult(
-                expects=expects,
-                result=report.result,
-                assignment_id=report.assignment_id,
-                request_id=request_id if isinstance(request_id, str) else None,
-                goal_id=self._input.goal_id,
-                goal_run_id=self._input.goal_run_id,
-            ),
-            f"check the {expects or 'referenced'} result",
-        )
-        # Bounded: it is kept in the task's history lines and its rework feedback.
-        return None if problem is None else problem[:MAX_EVENT_MESSAGE_CHARS]
-
     def _spent(self, report: AgentReport) -> dict[str, Any]:
         return {
             "tokens_used": self._record.view.tokens_used + report.tokens_used,
@@ -683,12 +345,12 @@ class TaskWorkflow:
             )
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._abort is not None,
+                    lambda: self._inbox.abort is not None,
                     timeout=refused_wait(refusals),
                     timeout_summary="budget raise",
                 )
-            if self._abort is not None:
-                self._assigning = None
+            if self._inbox.abort is not None:
+                self._judge.assigning = None
                 return False
             if workflow.info().is_continue_as_new_suggested():
                 await self._continue_as_new()
@@ -699,7 +361,7 @@ class TaskWorkflow:
         input = self._input
         attempt = self._record.view.attempts + 1
         assignment_id = assignment_id_of(input.goal_run_id, self._record.view.task_id, attempt)
-        self._assigning = assignment_id
+        self._judge.assigning = assignment_id
         assigned: list[Assignment] = await assign(
             AssignmentActivities.assign_agents,
             AssignAgents(
@@ -728,17 +390,14 @@ class TaskWorkflow:
             return assigned[0].refused
         self._record.view = self._assigned(self._record.view, assigned[0], attempt)
         self._record.view.seq += 1
-        self._report = None
-        self._decision = None
-        self._reassign = None
-        self._assigning = None
+        self._inbox.assigned()
         await self._record.settle()
         return None
 
     def _assigned(self, view: TaskView, assigned: Any, attempt: int) -> TaskView:
         """The view once `assigned` holds the task's `attempt`-th assignment."""
         now = getattr(assigned, "assigned_at", None) or workflow.now()
-        self._signers = signing.Signers(
+        self._judge.signers = signing.Signers(
             required=assigned.signatures_required,
             agent_key=assigned.agent_key,
             agent_operator=assigned.agent_operator,
@@ -771,17 +430,17 @@ class TaskWorkflow:
         looked_at = view.assigned_at or workflow.now()
 
         def arrived() -> bool:
-            report = self._report
+            report = self._inbox.report
             return report is not None and report.assignment_id == assignment_id
 
         while True:
             if arrived():
-                assert self._report is not None
-                return self._report
-            if self._abort is not None:
-                return self._lapse(assignment_id, f"aborted: {self._abort}")
-            if self._reassign is not None:
-                return self._lapse(assignment_id, self._reassign)
+                assert self._inbox.report is not None
+                return self._inbox.report
+            if self._inbox.abort is not None:
+                return self._lapse(assignment_id, f"aborted: {self._inbox.abort}")
+            if self._inbox.reassign is not None:
+                return self._lapse(assignment_id, self._inbox.reassign)
             now = workflow.now()
             if now >= due:
                 return self._lapse(
@@ -793,10 +452,10 @@ class TaskWorkflow:
             if now >= looked_at + silence:
                 # A regular activity: this read runs from a timer for as long as the task
                 # does, and a local activity there can trip queries during replay.
-                stored = await self._stored_heartbeat(assignment_id)
+                stored = await self._judge.stored_heartbeat(assignment_id)
                 looked_at = now
                 if stored is not None:
-                    self._beat(stored)
+                    self._inbox.beat(stored)
                     heard = self._record.view.last_heartbeat_at
                 if heard is not None and now >= heard + silence:
                     return self._lapse(
@@ -804,17 +463,20 @@ class TaskWorkflow:
                         f"went silent (no heartbeat for {input.heartbeat_timeout_seconds}s)",
                         Reassignment.SILENT,
                     )
-            if self._messages >= MESSAGES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+            if (
+                self._inbox.messages >= MESSAGES_PER_RUN
+                or workflow.info().is_continue_as_new_suggested()
+            ):
                 await self._continue_as_new()
             look = (heard if heard is not None and heard > looked_at else looked_at) + silence
-            beats = self._heartbeats
+            beats = self._inbox.heartbeats
 
             def stirred(beats: int = beats) -> bool:
                 return (
                     arrived()
-                    or self._heartbeats != beats
-                    or self._reassign is not None
-                    or self._abort is not None
+                    or self._inbox.heartbeats != beats
+                    or self._inbox.reassign is not None
+                    or self._inbox.abort is not None
                 )
 
             with contextlib.suppress(TimeoutError):
@@ -842,9 +504,9 @@ class TaskWorkflow:
                     attempts_before=self._record.attempts_before,
                     exclude=self._exclude,
                     rework=self._rework,
-                    reported=sorted(self._reported),
+                    reported=sorted(self._judge.reported),
                     adopted=self._record.adopted,
-                    signers=self._signers,
+                    signers=self._judge.signers,
                 ),
             ]
         )
@@ -865,17 +527,17 @@ class TaskWorkflow:
                 await self._apply(step)
             try:
                 await workflow.wait_condition(
-                    lambda: self._decision is not None or self._abort is not None,
+                    lambda: self._inbox.decision is not None or self._inbox.abort is not None,
                     timeout=timeout,
                     timeout_summary=f"decision by {', '.join(approvers)}",
                 )
             except TimeoutError:
                 continue
-            if self._abort is not None:
+            if self._inbox.abort is not None:
                 break
-            return self._decision
-        if self._abort is not None:
-            await self._apply(attempts.aborted_awaiting(self._record.standing(), self._abort))
+            return self._inbox.decision
+        if self._inbox.abort is not None:
+            await self._apply(attempts.aborted_awaiting(self._record.standing(), self._inbox.abort))
             return None
         end = attempts.unanswered(
             self._record.standing(), len(input.approval_levels), input.on_approval_timeout
@@ -884,26 +546,3 @@ class TaskWorkflow:
             return end
         await self._apply(end)
         return None
-
-    def _received(self) -> int:
-        """Count a signal as it arrives (before any wait), in the order of the history."""
-        self._signals += 1
-        return self._signals
-
-
-class _LegacyReport(AgentReport):
-    """A report as taken before the text limits: replays of tasks that took one."""
-
-    error: str | None = None
-
-
-class _LegacyHeartbeat(Heartbeat):
-    """A heartbeat as taken before its time was checked: replays of tasks that took one."""
-
-    @field_validator("at")
-    @classmethod
-    def _a_time(cls, at: str | None) -> str | None:
-        return at
-
-
-_LEGACY: dict[type[Any], type[Any]] = {AgentReport: _LegacyReport, Heartbeat: _LegacyHeartbeat}

@@ -52,6 +52,8 @@ class TaskRecord:
         """Changes this run has settled: an update's answer waits for the next one."""
         self.recording = asyncio.Lock()
         """Rejections are written one at a time, so the trail keeps their order."""
+        self._quiet_rejections: set[str] = set()
+        """What rejections are recorded once for: an assignment, not each stale heartbeat."""
         self.closed: set[str] = set()
         """Assignments that ended: nothing of them counts any more."""
         self.adopted = False
@@ -180,6 +182,12 @@ class TaskRecord:
         event.event_id = fact_id("signal", workflow.info().run_id, received)
         async with self.recording:
             await record_apart(ReadModelActivities.record_event, event, f"record {kind}")
+
+    def first_rejection(self, key: str) -> bool:
+        """True the first time a rejection recorded once for `key` comes."""
+        first = key not in self._quiet_rejections
+        self._quiet_rejections.add(key)
+        return first
 
     def event(
         self,
