@@ -1,7 +1,5 @@
 """`TaskWorkflow`: one task from assignment to an approved result, or to a visible failure."""
 
-import contextlib
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -10,59 +8,29 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
     from activities.assignment import AssignmentActivities
-    from goalkeeper import attempts, signing
-    from goalkeeper.ids import assignment_id as assignment_id_of
+    from goalkeeper import attempts
     from goalkeeper.ids import started_by_goal
-    from goalkeeper.limits import (
-        MAX_SHORT_REASON_CHARS,
-    )
-    from goalkeeper.metrics import Reassignment, Rejected
+    from goalkeeper.limits import MAX_SHORT_REASON_CHARS
+    from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         Abort,
         Adopt,
         AgentReport,
-        ApprovalDecision,
         Reassign,
         TaskCheckpoint,
         TaskInput,
         TaskSummary,
         TaskView,
     )
-    from goalkeeper.records import (
-        AssignAgents,
-        Assignment,
-        AssignTask,
-    )
     from goalkeeper.statuses import ReportOutcome, TaskStatus
     from monitoring import metrics
     from workflows.messages import parse_message, reject_if
-    from workflows.options import (
-        assign,
-        record,
-        refused_wait,
-    )
+    from workflows.options import record
+    from workflows.task_assignment import TaskAssignment
     from workflows.task_inbox import TaskInbox
     from workflows.task_judge import TaskJudge
     from workflows.task_record import TaskRecord, bounded, reject_input
-
-
-MESSAGES_PER_RUN = 1000
-"""Heartbeats and reports one run takes before it continues as new, well inside
-Temporal's limits of 2,000 updates and 10,000 signals per run."""
-
-
-class Lapse(str):
-    """Why an assignment ended without a report: deadline, silence, reassignment, abort."""
-
-    reason = Reassignment.HEALTH_CHECK
-    """How the reassignment it leads to is counted: as the `reassign` signal's, unless set."""
-
-    @classmethod
-    def of(cls, why: str, reason: Reassignment) -> "Lapse":
-        """A lapse counted as `reason`."""
-        lapse = cls(why)
-        lapse.reason = reason
-        return lapse
+    from workflows.task_waiting import Lapse, TaskWaiting
 
 
 @workflow.defn
@@ -87,19 +55,18 @@ class TaskWorkflow:
         checkpoint = TaskCheckpoint.model_validate(raw_checkpoint) if raw_checkpoint else None
         self._input = input
         self._record = TaskRecord(input, checkpoint)
-        self._judge = TaskJudge(self._record, checkpoint.signers if checkpoint else None)
+        self._judge = TaskJudge(self._record, checkpoint)
         self._inbox = TaskInbox(self._record, self._judge)
-        self._exclude: list[str] = []
-        self._rework: list[dict[str, Any]] = []
-        if checkpoint is not None:
-            self._exclude = list(checkpoint.exclude)
-            self._rework = list(checkpoint.rework)
-            self._judge.reported = set(checkpoint.reported)
-            return
-        if input.assigned is not None:
+        self._assignment = TaskAssignment(
+            self._record, self._judge, self._inbox, self._continue_as_new, checkpoint
+        )
+        self._waiting = TaskWaiting(
+            self._record, self._judge, self._inbox, self._apply, self._continue_as_new
+        )
+        if checkpoint is None and input.assigned is not None:
             # The goal assigned the first attempt and recorded it; the task starts there.
             view = self._record.view
-            self._record.view = self._assigned(view, input.assigned, view.attempts + 1)
+            self._record.view = self._assignment.assigned(view, input.assigned, view.attempts + 1)
             self._record.view.seq += 1
             self._record.shown = (self._record.view.status, self._record.view.agent_id)
 
@@ -244,18 +211,17 @@ class TaskWorkflow:
 
     async def _work(self) -> None:
         """Assign, wait, and repeat on failure, lapse or rework until the task ends."""
-        input = self._input
+        input, record, inbox = self._input, self._record, self._inbox
         prefer: str | None = None
         while True:
-            if self._record.view.status is TaskStatus.PENDING and not await self._assign(prefer):
-                await self._apply(
-                    attempts.aborted_unassigned(self._record.standing(), self._inbox.abort or "")
-                )
+            pending = record.view.status is TaskStatus.PENDING
+            if pending and not await self._assignment.assign(prefer):
+                await self._apply(attempts.aborted_unassigned(record.standing(), inbox.abort or ""))
                 return
-            outcome = await self._await_report()
-            standing = self._record.standing()
+            outcome = await self._waiting.report()
+            standing = record.standing()
             if isinstance(outcome, Lapse):
-                step = attempts.lapsed(standing, outcome, outcome.reason, self._inbox.abort)
+                step = attempts.lapsed(standing, outcome, outcome.reason, inbox.abort)
                 prefer = await self._apply(step)
                 if step.ended:
                     return
@@ -276,7 +242,7 @@ class TaskWorkflow:
                 if step.ended:
                     return
                 continue
-            decision = await self._await_decision()
+            decision = await self._waiting.decision()
             if decision is None:  # aborted, or the chain ended and the policy is to fail
                 return
             step = attempts.decided(attempts.after(standing, step), decision)
@@ -286,10 +252,7 @@ class TaskWorkflow:
 
     async def _apply(self, step: attempts.Step, report: AgentReport | None = None) -> str | None:
         """Carry out what an outcome means; returns the agent the next attempt prefers."""
-        if step.exclude is not None:
-            self._exclude.append(step.exclude)
-        if step.rework is not None:
-            self._rework.append(dict(step.rework))
+        self._assignment.remember(step)
         if step.reassigned is not None:
             metrics.reassigned(workflow.metric_meter(), step.reassigned)
         changes: dict[str, Any] = {"status": step.status, "history": list(step.history)}
@@ -328,171 +291,6 @@ class TaskWorkflow:
             "cost_usd": round(self._record.view.cost_usd + report.cost_usd, 6),
         }
 
-    async def _assign(self, prefer: str | None) -> bool:
-        """Get an agent for the next attempt; the activity retries until it has one.
-
-        While a budget over the goal is spent, no agent is given: the task tells the goal
-        what it has cost (so the goal pauses and asks its approvers) and asks again, ever
-        less often, until the budget is raised. False if it was aborted meanwhile.
-        """
-        refusals = 0
-        while (refused := await self._assign_once(prefer)) is not None:
-            if refusals == 0:
-                await self._record.notify_goal()
-            refusals += 1
-            workflow.set_current_details(
-                f"**{self._record.view.title}**: pending, no agent may be given: {refused}"
-            )
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._inbox.abort is not None,
-                    timeout=refused_wait(refusals),
-                    timeout_summary="budget raise",
-                )
-            if self._inbox.abort is not None:
-                self._judge.assigning = None
-                return False
-            if workflow.info().is_continue_as_new_suggested():
-                await self._continue_as_new()
-        return True
-
-    async def _assign_once(self, prefer: str | None) -> str | None:
-        """Assign the next attempt, or say why a spent budget allowed no agent."""
-        input = self._input
-        attempt = self._record.view.attempts + 1
-        assignment_id = assignment_id_of(input.goal_run_id, self._record.view.task_id, attempt)
-        self._judge.assigning = assignment_id
-        assigned: list[Assignment] = await assign(
-            AssignmentActivities.assign_agents,
-            AssignAgents(
-                goal_id=input.goal_id,
-                goal_run_id=input.goal_run_id,
-                workspace=input.workspace,
-                tasks=[
-                    AssignTask(
-                        task_id=self._record.view.task_id,
-                        skill=input.task.skill,
-                        assignment_id=assignment_id,
-                        attempt=attempt,
-                        seq=self._record.view.seq + 1,
-                        exclude_agent_ids=self._exclude,
-                        prefer_agent_id=prefer,
-                        rework=self._rework,
-                        report_deadline_seconds=input.report_deadline_seconds,
-                        heartbeat_timeout_seconds=input.heartbeat_timeout_seconds,
-                    )
-                ],
-                require_signatures=input.require_signatures,
-            ),
-            f"assign an agent with skill {input.task.skill!r} (attempt {attempt})",
-        )
-        if assigned[0].refused is not None:
-            return assigned[0].refused
-        self._record.view = self._assigned(self._record.view, assigned[0], attempt)
-        self._record.view.seq += 1
-        self._inbox.assigned()
-        await self._record.settle()
-        return None
-
-    def _assigned(self, view: TaskView, assigned: Any, attempt: int) -> TaskView:
-        """The view once `assigned` holds the task's `attempt`-th assignment."""
-        now = getattr(assigned, "assigned_at", None) or workflow.now()
-        self._judge.signers = signing.Signers(
-            required=assigned.signatures_required,
-            agent_key=assigned.agent_key,
-            agent_operator=assigned.agent_operator,
-        )
-        return view.model_copy(
-            update={
-                "status": TaskStatus.ASSIGNED,
-                "attempts": attempt,
-                "agent_id": assigned.agent_id,
-                "assignment_id": assigned.assignment_id,
-                "agent_ids": [*view.agent_ids, assigned.agent_id],
-                "assigned_at": now,
-                "report_due_at": now + timedelta(seconds=self._input.report_deadline_seconds),
-                "last_heartbeat_at": None,
-            }
-        )
-
-    async def _await_report(self) -> AgentReport | Lapse:
-        """The agent's report, or why none will come: deadline, silence, reassignment, abort.
-
-        One durable timer to the next moment that matters: the report deadline, or the
-        end of the allowed silence, when heartbeats written to PostgreSQL are read.
-        """
-        input = self._input
-        view = self._record.view
-        assignment_id = view.assignment_id
-        assert assignment_id is not None and view.report_due_at is not None
-        silence = timedelta(seconds=input.heartbeat_timeout_seconds)
-        due = view.report_due_at
-        looked_at = view.assigned_at or workflow.now()
-
-        def arrived() -> bool:
-            report = self._inbox.report
-            return report is not None and report.assignment_id == assignment_id
-
-        while True:
-            if arrived():
-                assert self._inbox.report is not None
-                return self._inbox.report
-            if self._inbox.abort is not None:
-                return self._lapse(assignment_id, f"aborted: {self._inbox.abort}")
-            if self._inbox.reassign is not None:
-                return self._lapse(assignment_id, self._inbox.reassign)
-            now = workflow.now()
-            if now >= due:
-                return self._lapse(
-                    assignment_id,
-                    f"missed its report deadline ({input.report_deadline_seconds}s)",
-                    Reassignment.DEADLINE,
-                )
-            heard = self._record.view.last_heartbeat_at
-            if now >= looked_at + silence:
-                # A regular activity: this read runs from a timer for as long as the task
-                # does, and a local activity there can trip queries during replay.
-                stored = await self._judge.stored_heartbeat(assignment_id)
-                looked_at = now
-                if stored is not None:
-                    self._inbox.beat(stored)
-                    heard = self._record.view.last_heartbeat_at
-                if heard is not None and now >= heard + silence:
-                    return self._lapse(
-                        assignment_id,
-                        f"went silent (no heartbeat for {input.heartbeat_timeout_seconds}s)",
-                        Reassignment.SILENT,
-                    )
-            if (
-                self._inbox.messages >= MESSAGES_PER_RUN
-                or workflow.info().is_continue_as_new_suggested()
-            ):
-                await self._continue_as_new()
-            look = (heard if heard is not None and heard > looked_at else looked_at) + silence
-            beats = self._inbox.heartbeats
-
-            def stirred(beats: int = beats) -> bool:
-                return (
-                    arrived()
-                    or self._inbox.heartbeats != beats
-                    or self._inbox.reassign is not None
-                    or self._inbox.abort is not None
-                )
-
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    stirred,
-                    timeout=max(min(due, look) - now, timedelta(seconds=1)),
-                    timeout_summary=f"report or heartbeat from {self._record.view.agent_id}",
-                )
-
-    def _lapse(
-        self, assignment_id: str, why: str, reason: Reassignment = Reassignment.HEALTH_CHECK
-    ) -> Lapse:
-        """End an assignment without a report: from now on nothing of it counts."""
-        self._record.closed.add(assignment_id)
-        return why if isinstance(why, Lapse) else Lapse.of(why, reason)
-
     async def _continue_as_new(self) -> None:
         """A long task starts a fresh history, keeping its assignment and its state."""
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -502,47 +300,11 @@ class TaskWorkflow:
                 TaskCheckpoint(
                     view=self._record.view,
                     attempts_before=self._record.attempts_before,
-                    exclude=self._exclude,
-                    rework=self._rework,
+                    exclude=self._assignment.exclude,
+                    rework=self._assignment.rework,
                     reported=sorted(self._judge.reported),
                     adopted=self._record.adopted,
                     signers=self._judge.signers,
                 ),
             ]
         )
-
-    async def _await_decision(self) -> ApprovalDecision | None:
-        """A decision from the approvers of each level in turn, escalating on timeout.
-
-        Returns None when the task ended here: aborted, or the chain ran out and the
-        goal's policy is to fail the task.
-        """
-        input = self._input
-        timeout = timedelta(seconds=input.approval_timeout_seconds)
-        for level, approvers in enumerate(input.approval_levels):
-            if level > 0:
-                step = attempts.escalated(
-                    self._record.standing(), level, approvers, input.approval_timeout_seconds
-                )
-                await self._apply(step)
-            try:
-                await workflow.wait_condition(
-                    lambda: self._inbox.decision is not None or self._inbox.abort is not None,
-                    timeout=timeout,
-                    timeout_summary=f"decision by {', '.join(approvers)}",
-                )
-            except TimeoutError:
-                continue
-            if self._inbox.abort is not None:
-                break
-            return self._inbox.decision
-        if self._inbox.abort is not None:
-            await self._apply(attempts.aborted_awaiting(self._record.standing(), self._inbox.abort))
-            return None
-        end = attempts.unanswered(
-            self._record.standing(), len(input.approval_levels), input.on_approval_timeout
-        )
-        if isinstance(end, ApprovalDecision):
-            return end
-        await self._apply(end)
-        return None

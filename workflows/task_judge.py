@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.judging import assignment_problem, decision_problem, report_problem
     from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, heartbeat_time_problem
     from goalkeeper.metrics import Rejected
-    from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat
+    from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat, TaskCheckpoint
     from goalkeeper.records import CheckResult, EventKind, ReadHeartbeat, StoredHeartbeat
     from monitoring import metrics
     from workflows.messages import parse_message
@@ -46,11 +46,11 @@ class TaskJudge:
     """Judges a task's incoming reports, heartbeats and decisions against its assignment
     and the signatures it requires."""
 
-    def __init__(self, record: TaskRecord, signers: signing.Signers | None = None) -> None:
+    def __init__(self, record: TaskRecord, checkpoint: TaskCheckpoint | None = None) -> None:
         self._record = record
-        self.signers = signers or signing.Signers()
+        self.signers = (checkpoint.signers if checkpoint else None) or signing.Signers()
         """Whose signatures count for the current assignment and approval, and if they must."""
-        self.reported: set[str] = set()
+        self.reported: set[str] = set(checkpoint.reported) if checkpoint else set()
         """Assignments whose report was taken: a second one never counts."""
         self.assigning: str | None = None
         """The assignment being made: its agent's messages wait until it is."""
