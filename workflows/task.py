@@ -109,8 +109,8 @@ class TaskWorkflow:
         """The task as it is now, its history and error bounded (goalkeeper.limits)."""
         return bounded(self._record.view)
 
-    # Agents and approvers: each message has one receiving path, which a signal and an
-    # update share; a signal records what it rejects, an update tells the caller.
+    # Agents and approvers: a signal and its update share one receiving path, the inbox's;
+    # a signal records what it refuses, an update tells the caller.
 
     @workflow.signal(name="agent_report")
     async def agent_report(self, *payload: Any) -> None:

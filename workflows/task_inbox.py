@@ -41,7 +41,8 @@ class TaskInbox:
         """Why the goal ends the task without a result, once it asks."""
         self.heartbeats = 0
         self.messages = 0
-        """Reports, heartbeats and refused internal messages this run took."""
+        """Reports and heartbeats this run received, and internal messages it refused:
+        past `MESSAGES_PER_RUN` the task continues as new."""
         self._signals = 0
         """Signals this run received, counted as each arrives: names its rejections."""
         self._waiting = self._judged = 0
