@@ -1,111 +1,36 @@
 """`TaskWorkflow`: one task from assignment to an approved result, or to a visible failure."""
 
-import asyncio
-import contextlib
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
-from pydantic import field_validator
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
     from activities.assignment import AssignmentActivities
-    from activities.checks import CheckActivities
-    from activities.keys import KeyActivities
-    from activities.read_model import ReadModelActivities
-    from goalkeeper import attempts, signing
-    from goalkeeper.ids import assignment_id as assignment_id_of
-    from goalkeeper.ids import fact_id, started_by_goal
-    from goalkeeper.judging import assignment_problem, decision_problem, report_problem
-    from goalkeeper.limits import (
-        MAX_EVENT_MESSAGE_CHARS,
-        MAX_ID_CHARS,
-        MAX_SHORT_REASON_CHARS,
-        MAX_VIEW_ERROR_CHARS,
-        bounded_history,
-        clip,
-        heartbeat_time_problem,
-    )
-    from goalkeeper.metrics import Reassignment, Rejected
+    from goalkeeper import attempts
+    from goalkeeper.ids import started_by_goal
+    from goalkeeper.limits import MAX_SHORT_REASON_CHARS
+    from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         Abort,
         Adopt,
         AgentReport,
-        ApprovalDecision,
-        Heartbeat,
         Reassign,
         TaskCheckpoint,
         TaskInput,
         TaskSummary,
-        TaskUpdate,
         TaskView,
     )
-    from goalkeeper.records import (
-        AssignAgents,
-        Assignment,
-        AssignTask,
-        CheckResult,
-        EndAssignment,
-        Event,
-        EventKind,
-        ReadHeartbeat,
-        RecordTask,
-        StoredHeartbeat,
-    )
-    from goalkeeper.statuses import AssignmentStatus, ReportOutcome, TaskStatus
+    from goalkeeper.statuses import ReportOutcome, TaskStatus
     from monitoring import metrics
-    from workflows import search_attributes as sa
-    from workflows.messages import parse_message, reject_if, summarize_payload
-    from workflows.options import (
-        ACTIVITY_TIMEOUT,
-        DATABASE_RETRY,
-        assign,
-        record,
-        record_apart,
-        refused_wait,
-    )
-
-
-MESSAGES_PER_RUN = 1000
-"""Heartbeats and reports one run takes before it continues as new, well inside
-Temporal's limits of 2,000 updates and 10,000 signals per run."""
-
-KEYS_PER_DECISION = "approver-keys-per-decision"
-"""The patch from which the approvers' keys are read again for each signed decision."""
-
-CHECKED_HEARTBEATS = "checked-heartbeat-times"
-"""Patch: heartbeats written to PostgreSQL are checked against its clock, by an activity."""
-
-BOUNDED_TEXT = "bounded-agent-text"
-"""Patch: reports and heartbeats over the text limits (goalkeeper.limits) are refused;
-tasks that took such a message before it replay as they ran."""
-
-REFUSED = {
-    Rejected.REPORT: ("ReportRejected", EventKind.REPORT_REJECTED),
-    Rejected.DECISION: ("DecisionRejected", EventKind.DECISION_REJECTED),
-    Rejected.HEARTBEAT: ("HeartbeatRejected", EventKind.HEARTBEAT_REJECTED),
-}
-"""A refused message: the error type an update's caller sees, the event a signal leaves."""
-
-AgentMessage = TypeVar("AgentMessage", AgentReport, Heartbeat)
-"""What an agent sends about its assignment."""
-
-
-class Lapse(str):
-    """Why an assignment ended without a report: deadline, silence, reassignment, abort."""
-
-    reason = Reassignment.HEALTH_CHECK
-    """How the reassignment it leads to is counted: as the `reassign` signal's, unless set."""
-
-    @classmethod
-    def of(cls, why: str, reason: Reassignment) -> "Lapse":
-        """A lapse counted as `reason`."""
-        lapse = cls(why)
-        lapse.reason = reason
-        return lapse
+    from workflows.messages import parse_message, reject_if
+    from workflows.options import record
+    from workflows.task_assignment import TaskAssignment
+    from workflows.task_inbox import TaskInbox
+    from workflows.task_judge import TaskJudge
+    from workflows.task_record import TaskRecord, bounded, reject_input
+    from workflows.task_waiting import Lapse, TaskWaiting
 
 
 @workflow.defn
@@ -128,72 +53,27 @@ class TaskWorkflow:
             return  # run() fails the workflow, naming why; no workflow task fails over it
         input = parsed
         checkpoint = TaskCheckpoint.model_validate(raw_checkpoint) if raw_checkpoint else None
-        task = input.task
         self._input = input
-        self._report: AgentReport | None = None
-        self._decision: ApprovalDecision | None = None
-        self._settling = False
-        """A report is being applied: decisions wait for the status it leads to."""
-        self._waiting = self._judged = 0
-        """Decisions that waited for a report, and those of them judged since: in order."""
-        self._assigning: str | None = None
-        self._heartbeats = 0
-        self._messages = 0
-        self._signals = 0
-        """Signals this run received, counted as each arrives: names its rejections."""
-        self._recording = asyncio.Lock()
-        """Rejections are written one at a time, so the trail keeps their order."""
-        self._quiet_rejections: set[str] = set()
-        self._closed: set[str] = set()
-        self._reassign: Lapse | None = None
-        self._abort: str | None = None
-        self._settled = 0
-        self._shown: tuple[TaskStatus, str | None] | None = None
-        self._exclude: list[str] = []
-        self._rework: list[dict[str, Any]] = []
-        self._reported: set[str] = set()
-        self._adopted = False
-        """A later run of the goal took this task over: it is told how the task ends."""
-        self._signers = signing.Signers()
-        """Whose signatures count for the current assignment and approval, and if they must."""
-        if checkpoint is not None:
-            self._adopted = checkpoint.adopted
-            self._signers = checkpoint.signers or self._signers
-            self._view = checkpoint.view
-            self._attempts_before = checkpoint.attempts_before
-            self._exclude = list(checkpoint.exclude)
-            self._rework = list(checkpoint.rework)
-            self._reported = set(checkpoint.reported)
-            # What this run showed is what the last one left: no upsert needed.
-            self._shown = (self._view.status, self._view.agent_id)
-            return
-        previous = input.previous or TaskSummary(task_id=task.id or "")
-        self._view = TaskView(
-            goal_id=input.goal_id,
-            goal_run_id=input.goal_run_id,
-            task_id=task.id or "",
-            title=task.title,
-            skill=task.skill,
-            depends_on=task.depends_on,
-            requires_approval=task.requires_approval,
-            attempts=previous.attempts,
-            reworks=previous.reworks,
-            tokens_used=previous.tokens_used,
-            cost_usd=previous.cost_usd,
-            seq=previous.seq,
-            history=[input.note] if input.note else [],
+        self._record = TaskRecord(input, checkpoint)
+        self._judge = TaskJudge(self._record, checkpoint)
+        self._inbox = TaskInbox(self._record, self._judge)
+        self._assignment = TaskAssignment(
+            self._record, self._judge, self._inbox, self._continue_as_new, checkpoint
         )
-        self._attempts_before = previous.attempts
-        if input.assigned is not None:
+        self._waiting = TaskWaiting(
+            self._record, self._judge, self._inbox, self._apply, self._continue_as_new
+        )
+        if checkpoint is None and input.assigned is not None:
             # The goal assigned the first attempt and recorded it; the task starts there.
-            self._view = self._assigned(self._view, input.assigned, self._view.attempts + 1)
-            self._view.seq += 1
-            self._shown = (self._view.status, self._view.agent_id)
+            view = self._record.view
+            self._record.view = self._assignment.assigned(view, input.assigned, view.attempts + 1)
+            self._record.view.seq += 1
+            self._record.shown = (self._record.view.status, self._record.view.agent_id)
 
     @workflow.run
     async def run(self, raw_input: Any, raw_checkpoint: Any = None) -> TaskSummary:
         if self._bad_input is not None:
-            await self._reject_input(self._bad_input)
+            await reject_input(self._bad_input)
         if not self._input.task.id:
             raise ApplicationError(
                 "task input has no task id; start tasks through a GoalWorkflow",
@@ -205,12 +85,12 @@ class TaskWorkflow:
         if not started_by_goal(self._input.goal_id, parent) or (
             info.workflow_id != f"{self._input.goal_id}/{self._input.task.id}"
         ):
-            await self._reject_input(
+            await reject_input(
                 f"expected a task of goal {self._input.goal_id!r} started by that goal, "
                 f"got one started by {parent or 'a client'}"
             )
-        self._view.started_at = self._view.started_at or workflow.now()
-        self._show()
+        self._record.view.started_at = self._record.view.started_at or workflow.now()
+        self._record.show()
         if self._input.assigned is not None and raw_checkpoint is None:
             await record(
                 AssignmentActivities.activate_assignment,
@@ -218,106 +98,53 @@ class TaskWorkflow:
                 f"show the assignment to {self._input.assigned.agent_id}",
             )
         await self._work()
-        self._settling = False
+        self._record.settling = False
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._adopted:  # the run that started it is gone: its result reaches nobody
-            await self._notify_goal()
-        return self._summary()
-
-    async def _reject_input(self, problem: str) -> NoReturn:
-        """Fail at once on input that is no task's, recorded under the goal its id names:
-        a task workflow started by hand, not by its goal."""
-        info = workflow.info()
-        goal_id, _, task_id = info.workflow_id.partition("/")
-        message = (
-            f"task workflow {info.workflow_id!r} rejected: {problem}; tasks are started "
-            "by their GoalWorkflow"
-        )[:MAX_EVENT_MESSAGE_CHARS]
-        metrics.rejected(workflow.metric_meter(), Rejected.TASK_INPUT)
-        await record(
-            ReadModelActivities.record_event,
-            Event(
-                event_id=fact_id("task-input", info.run_id),
-                kind=EventKind.TASK_INPUT_REJECTED,
-                goal_id=goal_id,
-                task_id=task_id or None,
-                message=message,
-            ),
-            "record the rejected task input",
-        )
-        raise ApplicationError(message, type="InvalidTaskInput", non_retryable=True)
+        if self._record.adopted:  # the run that started it is gone: its result reaches nobody
+            await self._record.notify_goal()
+        return self._record.summary()
 
     @workflow.query
     def status(self) -> TaskView:
         """The task as it is now, its history and error bounded (goalkeeper.limits)."""
-        return _bounded(self._view)
+        return bounded(self._record.view)
 
-    # Agents and approvers: each message has one receiving path, which a signal and an
-    # update share; a signal records what it rejects, an update tells the caller.
+    # Agents and approvers: a signal and its update share one receiving path, the inbox's;
+    # a signal records what it refuses, an update tells the caller.
 
     @workflow.signal(name="agent_report")
     async def agent_report(self, *payload: Any) -> None:
         """An agent's report; only the assigned agent's, for its current assignment, counts."""
-        await self._take_report(payload, self._received())
+        await self._inbox.take_report(payload, self._inbox.received())
 
     @workflow.update(name="report")
     async def report(self, *payload: Any) -> TaskView:
         """`agent_report`, answered: the task after the report, or why it was rejected."""
-        settled = await self._take_report(payload)
-        await workflow.wait_condition(lambda: settled is None or self._settled > settled)
-        return self._view
+        settled = await self._inbox.take_report(payload)
+        await workflow.wait_condition(lambda: settled is None or self._record.settled > settled)
+        return self._record.view
 
     @report.validator
     def _validate_report(self, *payload: Any) -> None:
-        problem = self._prejudge(payload, AgentReport, "agent report", self._report_problem)
+        problem = self._judge.prejudge_report(payload)
         reject_if(metrics.refused(workflow.metric_meter(), Rejected.REPORT, problem))
-
-    async def _take_report(
-        self, payload: tuple[Any, ...], received: int | None = None
-    ) -> int | None:
-        """Judge a report and apply it; returns how many changes had settled before it,
-        None when refused."""
-        self._messages += 1
-        report = await self._judge_report(payload)
-        if isinstance(report, str):
-            await self._refuse(Rejected.REPORT, report, payload, received)
-            return None
-        settled = self._settled
-        self._accept_report(report)
-        return settled
 
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
         """An approver's decision; only the approvers asked at this level may decide."""
-        await self._take_decision(payload, self._received())
+        await self._inbox.take_decision(payload, self._inbox.received())
 
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> TaskView:
         """`approval_decision`, answered: the task after the decision, or why it was rejected."""
-        settled = await self._take_decision(payload)
-        await workflow.wait_condition(lambda: settled is None or self._settled > settled)
-        return self._view
+        settled = await self._inbox.take_decision(payload)
+        await workflow.wait_condition(lambda: settled is None or self._record.settled > settled)
+        return self._record.view
 
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
-        if not self._settling:  # else the handler judges once the report is applied
-            # Its signature is judged by the handler, against the keys as they are then.
-            problem = self._judge_decision(payload, signed=False)
-            reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
-
-    async def _take_decision(
-        self, payload: tuple[Any, ...], received: int | None = None
-    ) -> int | None:
-        """Judge a decision once a report before it is applied, and take it; returns how
-        many changes had settled before it, None when refused."""
-        await self._after_settling()
-        decision = await self._judge_decision_now(payload)
-        if isinstance(decision, str):
-            await self._refuse(Rejected.DECISION, decision, payload, received)
-            return None
-        settled = self._settled
-        self._decision = decision
-        return settled
+        problem = self._inbox.prejudge_decision(payload)
+        reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
 
     @workflow.signal(name="agent_heartbeat")
     async def agent_heartbeat(self, *payload: Any) -> None:
@@ -326,49 +153,18 @@ class TaskWorkflow:
         Agents may instead write their heartbeat to PostgreSQL (agent.py does), where
         the task looks at its deadline: such heartbeats never enter this history.
         """
-        await self._take_heartbeat(payload, self._received())
+        await self._inbox.take_heartbeat(payload, self._inbox.received())
 
     @workflow.update(name="heartbeat")
     async def heartbeat(self, *payload: Any) -> TaskView:
         """`agent_heartbeat`, answered: rejected once the assignment is no longer the agent's."""
-        await self._take_heartbeat(payload)
-        return self._view
+        await self._inbox.take_heartbeat(payload)
+        return self._record.view
 
     @heartbeat.validator
     def _validate_heartbeat(self, *payload: Any) -> None:
-        problem = self._prejudge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
+        problem = self._judge.prejudge_heartbeat(payload)
         reject_if(metrics.refused(workflow.metric_meter(), Rejected.HEARTBEAT, problem))
-
-    async def _take_heartbeat(self, payload: tuple[Any, ...], received: int | None = None) -> None:
-        self._messages += 1
-        beat = await self._judge_heartbeat(payload)
-        if isinstance(beat, str):
-            recorded = True
-            if received is not None:  # one record per assignment, not one per stale beat
-                sent = payload[0] if len(payload) == 1 and isinstance(payload[0], dict) else {}
-                key = str(sent.get("assignment_id") or beat)
-                recorded = key not in self._quiet_rejections
-                self._quiet_rejections.add(key)
-            await self._refuse(Rejected.HEARTBEAT, beat, payload, received, recorded)
-            return
-        self._beat(workflow.now(), beat)
-
-    async def _refuse(
-        self,
-        what: Rejected,
-        problem: str,
-        payload: tuple[Any, ...],
-        received: int | None,
-        recorded: bool = True,
-    ) -> None:
-        """Refuse an agent's or approver's message: an update's caller is told why; a
-        signal's refusal (number `received` of this run) goes to the audit trail."""
-        metrics.rejected(workflow.metric_meter(), what)
-        error_type, kind = REFUSED[what]
-        if received is None:
-            raise ApplicationError(problem, type=error_type, non_retryable=True)
-        if recorded:
-            await self._record_rejection(kind, problem, payload, received)
 
     # Goalkeeper's own messages: sealed by a worker, so nobody else can send them.
 
@@ -379,248 +175,53 @@ class TaskWorkflow:
         Naming the assignment keeps a request about a slow agent from taking the task
         from the agent that replaced it.
         """
-        received = self._received()
+        received = self._inbox.received()
         request = sealing.opened(payload, Reassign, "reassign")
         if isinstance(request, str):
-            await self._refuse_internal(request, payload, received)
+            await self._inbox.refuse_internal(request, payload, received)
         elif (
-            self._view.status is TaskStatus.ASSIGNED
-            and request.assignment_id == self._view.assignment_id
+            self._record.view.status is TaskStatus.ASSIGNED
+            and request.assignment_id == self._record.view.assignment_id
         ):
-            why = request.reason[:MAX_SHORT_REASON_CHARS]
-            self._reassign = Lapse.of(why, Reassignment.HEALTH_CHECK)
+            self._inbox.reassign = request.reason[:MAX_SHORT_REASON_CHARS]
 
     @workflow.signal
     async def adopt(self, *payload: Any) -> None:
         """A later run of the goal took this task over: tell it how the task ends."""
-        received = self._received()
+        received = self._inbox.received()
         request = sealing.opened(payload, Adopt, "adopt")
         if isinstance(request, str):
-            await self._refuse_internal(request, payload, received)
+            await self._inbox.refuse_internal(request, payload, received)
         elif request.goal_run_id == self._input.goal_run_id:
-            self._adopted = True
+            self._record.adopted = True
         else:
             workflow.logger.warning(f"adopt ignored, not this task's goal run: {request!r:.200}")
 
     @workflow.signal(name="abort")
     async def abort(self, *payload: Any) -> None:
         """End the task without a result (the goal failed); its agent is released."""
-        received = self._received()
+        received = self._inbox.received()
         request = sealing.opened(payload, Abort, "abort", legacy=lambda v: {"reason": str(v)})
         if isinstance(request, str):
-            await self._refuse_internal(request, payload, received)
-        elif not self._view.status.is_terminal:
-            self._abort = request.reason[:MAX_SHORT_REASON_CHARS]
-
-    async def _refuse_internal(self, problem: str, payload: tuple[Any, ...], received: int) -> None:
-        """A message that poses as Goalkeeper's own: counted, and recorded like any refusal."""
-        self._messages += 1
-        metrics.rejected(workflow.metric_meter(), Rejected.INTERNAL)
-        await self._record_rejection(EventKind.MESSAGE_REJECTED, problem, payload, received)
-
-    async def _judge_report(self, payload: tuple[Any, ...]) -> AgentReport | str:
-        return await self._judge(payload, AgentReport, "agent report", self._report_problem)
-
-    async def _judge_heartbeat(self, payload: tuple[Any, ...]) -> Heartbeat | str:
-        return await self._judge(payload, Heartbeat, "heartbeat", self._heartbeat_problem)
-
-    async def _judge(
-        self,
-        payload: tuple[Any, ...],
-        model: type[AgentMessage],
-        what: str,
-        problem: Callable[[AgentMessage], str | None],
-    ) -> AgentMessage | str:
-        """The message, or why it is rejected; judged once its assignment is known."""
-        message = parse_message(payload, model, what)
-        if isinstance(message, str):
-            legacy = parse_message(payload, _LEGACY[model], what)
-            if isinstance(legacy, str) or workflow.patched(BOUNDED_TEXT):
-                return message
-            message = model.model_construct(**legacy.model_dump())
-        if message.assignment_id == self._assigning:
-            # The agent heard of its assignment before the workflow did: wait for it.
-            await workflow.wait_condition(lambda: self._assigning is None)
-        if self._key_unknown(message.agent_id):
-            await self._read_agent_key(message.agent_id)
-        return problem(message) or message
-
-    def _prejudge(
-        self,
-        payload: tuple[Any, ...],
-        model: type[AgentMessage],
-        what: str,
-        problem: Callable[[AgentMessage], str | None],
-    ) -> str | None:
-        """An update validator's judgement: what `_judge` would say, unless it must wait."""
-        message = parse_message(payload, model, what)
-        if isinstance(message, str):
-            return message
-        if message.assignment_id == self._assigning or self._key_unknown(message.agent_id):
-            return None  # the handler judges it once it knows the assignment, or the key
-        return problem(message)
-
-    def _accept_report(self, report: AgentReport) -> None:
-        self._reported.add(report.assignment_id)
-        self._report = report
-        self._settling = True
-
-    def _report_problem(self, report: AgentReport) -> str | None:
-        view = self._view
-        return report_problem(view, report, self._reported, self._closed) or (
-            signing.report_problem(self._signers, view.goal_id, view.task_id, report)
-        )
-
-    def _key_unknown(self, agent_id: str) -> bool:
-        """Signatures count, and the agent holding the task had no key when assigned (a
-        provisioned agent, which a runner that adopts it gives one)."""
-        signers = self._signers
-        return signers.required and signers.agent_key is None and agent_id == self._view.agent_id
-
-    async def _read_agent_key(self, agent_id: str) -> None:
-        """Read the agent's key now: a regular activity, as handlers and the timer-driven
-        heartbeat read both ask for it."""
-        key = await record_apart(KeyActivities.agent_key, agent_id, f"read the key of {agent_id}")
-        if key is not None and agent_id == self._view.agent_id:
-            self._signers.agent_key = key
-
-    async def _load_approver_keys(self, apart: bool = False) -> None:
-        """Read the keys of every approver who may be asked: before any may decide, and
-        again for each decision (from its handler, `apart`)."""
-        approvers = sorted({name for level in self._input.approval_levels for name in level})
-        read = record_apart if apart else record
-        keys: signing.Signers = await read(
-            KeyActivities.approver_keys, approvers, "read the approvers' keys"
-        )
-        self._signers.approver_keys = keys.approver_keys
-        self._signers.delegate_keys = keys.delegate_keys
-
-    async def _stored_heartbeat(self, assignment_id: str) -> datetime | None:
-        """When the agent last wrote its heartbeat to PostgreSQL; with signatures required,
-        only a heartbeat its key signed, later than the last one, counts."""
-        if workflow.patched(CHECKED_HEARTBEATS):
-            return await self._checked_heartbeat(assignment_id)
-        if not self._signers.required:
-            at: datetime | None = await workflow.execute_activity_method(
-                AssignmentActivities.last_heartbeat,
-                assignment_id,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=DATABASE_RETRY,
-                summary=f"read the heartbeat of {self._view.agent_id}",
-            )
-            return at
-        if self._key_unknown(self._view.agent_id or ""):
-            await self._read_agent_key(self._view.agent_id or "")
-        beat = await workflow.execute_activity_method(
-            AssignmentActivities.read_heartbeat,
-            assignment_id,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary=f"read the signed heartbeat of {self._view.agent_id}",
-        )
-        if beat is None or beat.at is None or self._heartbeat_problem(beat) is not None:
-            return None
-        self._signers.last_beat_at = beat.at
-        return datetime.fromisoformat(beat.at)
-
-    async def _checked_heartbeat(self, assignment_id: str) -> datetime | None:
-        """The stored heartbeat, its time checked against the database's clock by the
-        activity that reads it; one that cannot count for its time is recorded, once per
-        assignment, and the task goes on as if it had not been sent."""
-        signed = self._signers.required
-        if signed and self._key_unknown(self._view.agent_id or ""):
-            await self._read_agent_key(self._view.agent_id or "")
-        stored: StoredHeartbeat = await workflow.execute_activity_method(
-            AssignmentActivities.stored_heartbeat,
-            ReadHeartbeat(assignment_id=assignment_id, signed=signed),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary=f"read the heartbeat of {self._view.agent_id}",
-        )
-        if stored.problem is not None:
-            key = f"stored:{assignment_id}"
-            if key not in self._quiet_rejections:
-                self._quiet_rejections.add(key)
-                metrics.rejected(workflow.metric_meter(), Rejected.HEARTBEAT)
-                event = self._event(
-                    EventKind.HEARTBEAT_REJECTED,
-                    f"{stored.problem} (written to PostgreSQL)",
-                    self._view.agent_id,
-                )
-                async with self._recording:
-                    await record_apart(ReadModelActivities.record_event, event, "record heartbeat")
-            return None
-        if not signed:
-            return stored.at
-        if stored.beat is None or self._heartbeat_problem(stored.beat) is not None:
-            return None  # unsigned, or the one already counted: silence goes on
-        self._signers.last_beat_at = stored.beat.at
-        return stored.at
-
-    def _heartbeat_problem(self, beat: Heartbeat) -> str | None:
-        view = self._view
-        return (
-            assignment_problem(view, beat.agent_id, beat.assignment_id, "heartbeat", self._closed)
-            or heartbeat_time_problem(beat.at, workflow.now(), "the workflow's clock")
-            or signing.heartbeat_problem(self._signers, view.goal_id, view.task_id, beat)
-        )
-
-    def _beat(self, at: datetime, beat: Heartbeat | None = None) -> None:
-        if beat is not None and beat.at is not None:
-            self._signers.last_beat_at = beat.at
-        self._heartbeats += 1
-        if self._view.last_heartbeat_at is None or at > self._view.last_heartbeat_at:
-            self._view.last_heartbeat_at = at
-
-    async def _after_settling(self) -> None:
-        """Let a report that came first be applied before a decision is judged; decisions
-        that had to wait are then judged in the order they came."""
-        if not self._settling and self._waiting == self._judged:
-            return
-        ticket, self._waiting = self._waiting, self._waiting + 1
-        await workflow.wait_condition(lambda: not self._settling and self._judged == ticket)
-        self._judged += 1
-
-    def _judge_decision(
-        self, payload: tuple[Any, ...], signed: bool = True
-    ) -> ApprovalDecision | str:
-        """The decision, or why it cannot count; `signed=False` leaves its signature to be
-        judged once the approvers' keys are read again."""
-        decision = parse_message(payload, ApprovalDecision, "approval decision")
-        if isinstance(decision, str):
-            return decision
-        view = self._view
-        signers = self._signers if signed else self._signers.model_copy(update={"required": False})
-        return (
-            decision_problem(view, decision, self._decision is not None)
-            or signing.decision_problem(signers, view, decision)
-            or decision
-        )
-
-    async def _judge_decision_now(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
-        """Judged against the approvers' keys as they are now: a replaced key no longer
-        decides, and a new one does, for a task already waiting."""
-        decision = self._judge_decision(payload, signed=False)
-        if isinstance(decision, str) or not self._signers.required:
-            return decision
-        if workflow.patched(KEYS_PER_DECISION):
-            await self._load_approver_keys(apart=True)
-        return self._judge_decision(payload)
+            await self._inbox.refuse_internal(request, payload, received)
+        elif not self._record.view.status.is_terminal:
+            self._inbox.abort = request.reason[:MAX_SHORT_REASON_CHARS]
 
     # The life of the task.
 
     async def _work(self) -> None:
         """Assign, wait, and repeat on failure, lapse or rework until the task ends."""
-        input = self._input
+        input, record, inbox = self._input, self._record, self._inbox
         prefer: str | None = None
         while True:
-            if self._view.status is TaskStatus.PENDING and not await self._assign(prefer):
-                await self._apply(attempts.aborted_unassigned(self._standing(), self._abort or ""))
+            pending = record.view.status is TaskStatus.PENDING
+            if pending and not await self._assignment.assign(prefer):
+                await self._apply(attempts.aborted_unassigned(record.standing(), inbox.abort or ""))
                 return
-            outcome = await self._await_report()
-            standing = self._standing()
+            outcome = await self._waiting.report()
+            standing = record.standing()
             if isinstance(outcome, Lapse):
-                step = attempts.lapsed(standing, outcome, outcome.reason, self._abort)
+                step = attempts.lapsed(standing, outcome, outcome.reason, inbox.abort)
                 prefer = await self._apply(step)
                 if step.ended:
                     return
@@ -629,19 +230,19 @@ class TaskWorkflow:
             self._count_report()
             if report.outcome is ReportOutcome.FAILED:
                 step = attempts.failed(standing, report.error)
-            elif (problem := await self._check(report)) is not None:
+            elif (problem := await self._judge.result_problem(report)) is not None:
                 step = attempts.invalid(standing, problem, input.task.expects)
             else:
                 approvers = input.approval_levels[0] if input.task.requires_approval else None
                 step = attempts.completed(standing, approvers)
-                if approvers is not None and self._signers.required:
-                    await self._load_approver_keys()
+                if approvers is not None and self._judge.signers.required:
+                    await self._judge.load_approver_keys()
             prefer = await self._apply(step, report)
             if step.status is not TaskStatus.AWAITING_APPROVAL:
                 if step.ended:
                     return
                 continue
-            decision = await self._await_decision()
+            decision = await self._waiting.decision()
             if decision is None:  # aborted, or the chain ended and the policy is to fail
                 return
             step = attempts.decided(attempts.after(standing, step), decision)
@@ -649,26 +250,9 @@ class TaskWorkflow:
             if step.ended:
                 return
 
-    def _standing(self) -> attempts.Standing:
-        """Where the task stands now, as the rules of its attempts see it."""
-        view = self._view
-        return attempts.Standing(
-            task_id=view.task_id,
-            agent_id=view.agent_id or "",
-            assignment_id=view.assignment_id,
-            attempt=view.attempts,
-            attempts_used=view.attempts - self._attempts_before,
-            max_attempts=self._input.max_attempts,
-            history=tuple(view.history),
-            reworks=view.reworks,
-        )
-
     async def _apply(self, step: attempts.Step, report: AgentReport | None = None) -> str | None:
         """Carry out what an outcome means; returns the agent the next attempt prefers."""
-        if step.exclude is not None:
-            self._exclude.append(step.exclude)
-        if step.rework is not None:
-            self._rework.append(dict(step.rework))
+        self._assignment.remember(step)
         if step.reassigned is not None:
             metrics.reassigned(workflow.metric_meter(), step.reassigned)
         changes: dict[str, Any] = {"status": step.status, "history": list(step.history)}
@@ -687,215 +271,25 @@ class TaskWorkflow:
                 changes["result"] = report.result
             changes.update(self._spent(report))
         if step.assignment is None:
-            await self._change(step.kind, step.message, step.detail, **changes)
+            await self._record.change(step.kind, step.message, step.detail, **changes)
         else:
-            await self._end_assignment(step.assignment, report, step.kind, step.message, **changes)
+            await self._record.end_assignment(
+                step.assignment, report, step.kind, step.message, **changes
+            )
         return step.prefer
 
     def _count_report(self) -> None:
         """Count the report that arrived: how long after its assignment it came."""
-        assigned_at = self._view.assigned_at
+        assigned_at = self._record.view.assigned_at
         if assigned_at is not None:
             took = workflow.now() - assigned_at
             metrics.report_arrived(workflow.metric_meter(), self._input.task.skill, took)
 
-    async def _check(self, report: AgentReport) -> str | None:
-        """Why a completed report's result may not count: it refers to anything but a
-        result stored for its own assignment, or is not what the task expects."""
-        with workflow.unsafe.imports_passed_through():
-            from goalkeeper.references import holds_reference
-        expects = self._input.task.expects
-        # Tasks that expect nothing checked nothing before: their histories stay as they were.
-        if expects is None and not (
-            holds_reference(report.result) and workflow.patched("check-references")
-        ):
-            return None
-        request_id = self._input.task.inputs.get("request_id")
-        problem: str | None = await record(
-            CheckActivities.check_result,
-            CheckResult(
-                expects=expects,
-                result=report.result,
-                assignment_id=report.assignment_id,
-                request_id=request_id if isinstance(request_id, str) else None,
-                goal_id=self._input.goal_id,
-                goal_run_id=self._input.goal_run_id,
-            ),
-            f"check the {expects or 'referenced'} result",
-        )
-        # Bounded: it is kept in the task's history lines and its rework feedback.
-        return None if problem is None else problem[:MAX_EVENT_MESSAGE_CHARS]
-
     def _spent(self, report: AgentReport) -> dict[str, Any]:
         return {
-            "tokens_used": self._view.tokens_used + report.tokens_used,
-            "cost_usd": round(self._view.cost_usd + report.cost_usd, 6),
+            "tokens_used": self._record.view.tokens_used + report.tokens_used,
+            "cost_usd": round(self._record.view.cost_usd + report.cost_usd, 6),
         }
-
-    async def _assign(self, prefer: str | None) -> bool:
-        """Get an agent for the next attempt; the activity retries until it has one.
-
-        While a budget over the goal is spent, no agent is given: the task tells the goal
-        what it has cost (so the goal pauses and asks its approvers) and asks again, ever
-        less often, until the budget is raised. False if it was aborted meanwhile.
-        """
-        refusals = 0
-        while (refused := await self._assign_once(prefer)) is not None:
-            if refusals == 0:
-                await self._notify_goal()
-            refusals += 1
-            workflow.set_current_details(
-                f"**{self._view.title}**: pending, no agent may be given: {refused}"
-            )
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._abort is not None,
-                    timeout=refused_wait(refusals),
-                    timeout_summary="budget raise",
-                )
-            if self._abort is not None:
-                self._assigning = None
-                return False
-            if workflow.info().is_continue_as_new_suggested():
-                await self._continue_as_new()
-        return True
-
-    async def _assign_once(self, prefer: str | None) -> str | None:
-        """Assign the next attempt, or say why a spent budget allowed no agent."""
-        input = self._input
-        attempt = self._view.attempts + 1
-        assignment_id = assignment_id_of(input.goal_run_id, self._view.task_id, attempt)
-        self._assigning = assignment_id
-        assigned: list[Assignment] = await assign(
-            AssignmentActivities.assign_agents,
-            AssignAgents(
-                goal_id=input.goal_id,
-                goal_run_id=input.goal_run_id,
-                workspace=input.workspace,
-                tasks=[
-                    AssignTask(
-                        task_id=self._view.task_id,
-                        skill=input.task.skill,
-                        assignment_id=assignment_id,
-                        attempt=attempt,
-                        seq=self._view.seq + 1,
-                        exclude_agent_ids=self._exclude,
-                        prefer_agent_id=prefer,
-                        rework=self._rework,
-                        report_deadline_seconds=input.report_deadline_seconds,
-                        heartbeat_timeout_seconds=input.heartbeat_timeout_seconds,
-                    )
-                ],
-                require_signatures=input.require_signatures,
-            ),
-            f"assign an agent with skill {input.task.skill!r} (attempt {attempt})",
-        )
-        if assigned[0].refused is not None:
-            return assigned[0].refused
-        self._view = self._assigned(self._view, assigned[0], attempt)
-        self._view.seq += 1
-        self._report = None
-        self._decision = None
-        self._reassign = None
-        self._assigning = None
-        await self._settle()
-        return None
-
-    def _assigned(self, view: TaskView, assigned: Any, attempt: int) -> TaskView:
-        """The view once `assigned` holds the task's `attempt`-th assignment."""
-        now = getattr(assigned, "assigned_at", None) or workflow.now()
-        self._signers = signing.Signers(
-            required=assigned.signatures_required,
-            agent_key=assigned.agent_key,
-            agent_operator=assigned.agent_operator,
-        )
-        return view.model_copy(
-            update={
-                "status": TaskStatus.ASSIGNED,
-                "attempts": attempt,
-                "agent_id": assigned.agent_id,
-                "assignment_id": assigned.assignment_id,
-                "agent_ids": [*view.agent_ids, assigned.agent_id],
-                "assigned_at": now,
-                "report_due_at": now + timedelta(seconds=self._input.report_deadline_seconds),
-                "last_heartbeat_at": None,
-            }
-        )
-
-    async def _await_report(self) -> AgentReport | Lapse:
-        """The agent's report, or why none will come: deadline, silence, reassignment, abort.
-
-        One durable timer to the next moment that matters: the report deadline, or the
-        end of the allowed silence, when heartbeats written to PostgreSQL are read.
-        """
-        input = self._input
-        view = self._view
-        assignment_id = view.assignment_id
-        assert assignment_id is not None and view.report_due_at is not None
-        silence = timedelta(seconds=input.heartbeat_timeout_seconds)
-        due = view.report_due_at
-        looked_at = view.assigned_at or workflow.now()
-
-        def arrived() -> bool:
-            report = self._report
-            return report is not None and report.assignment_id == assignment_id
-
-        while True:
-            if arrived():
-                assert self._report is not None
-                return self._report
-            if self._abort is not None:
-                return self._lapse(assignment_id, f"aborted: {self._abort}")
-            if self._reassign is not None:
-                return self._lapse(assignment_id, self._reassign)
-            now = workflow.now()
-            if now >= due:
-                return self._lapse(
-                    assignment_id,
-                    f"missed its report deadline ({input.report_deadline_seconds}s)",
-                    Reassignment.DEADLINE,
-                )
-            heard = self._view.last_heartbeat_at
-            if now >= looked_at + silence:
-                # A regular activity: this read runs from a timer for as long as the task
-                # does, and a local activity there can trip queries during replay.
-                stored = await self._stored_heartbeat(assignment_id)
-                looked_at = now
-                if stored is not None:
-                    self._beat(stored)
-                    heard = self._view.last_heartbeat_at
-                if heard is not None and now >= heard + silence:
-                    return self._lapse(
-                        assignment_id,
-                        f"went silent (no heartbeat for {input.heartbeat_timeout_seconds}s)",
-                        Reassignment.SILENT,
-                    )
-            if self._messages >= MESSAGES_PER_RUN or workflow.info().is_continue_as_new_suggested():
-                await self._continue_as_new()
-            look = (heard if heard is not None and heard > looked_at else looked_at) + silence
-            beats = self._heartbeats
-
-            def stirred(beats: int = beats) -> bool:
-                return (
-                    arrived()
-                    or self._heartbeats != beats
-                    or self._reassign is not None
-                    or self._abort is not None
-                )
-
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    stirred,
-                    timeout=max(min(due, look) - now, timedelta(seconds=1)),
-                    timeout_summary=f"report or heartbeat from {self._view.agent_id}",
-                )
-
-    def _lapse(
-        self, assignment_id: str, why: str, reason: Reassignment = Reassignment.HEALTH_CHECK
-    ) -> Lapse:
-        """End an assignment without a report: from now on nothing of it counts."""
-        self._closed.add(assignment_id)
-        return why if isinstance(why, Lapse) else Lapse.of(why, reason)
 
     async def _continue_as_new(self) -> None:
         """A long task starts a fresh history, keeping its assignment and its state."""
@@ -904,233 +298,13 @@ class TaskWorkflow:
             args=[
                 self._input,
                 TaskCheckpoint(
-                    view=self._view,
-                    attempts_before=self._attempts_before,
-                    exclude=self._exclude,
-                    rework=self._rework,
-                    reported=sorted(self._reported),
-                    adopted=self._adopted,
-                    signers=self._signers,
+                    view=self._record.view,
+                    attempts_before=self._record.attempts_before,
+                    exclude=self._assignment.exclude,
+                    rework=self._assignment.rework,
+                    reported=sorted(self._judge.reported),
+                    adopted=self._record.adopted,
+                    signers=self._judge.signers,
                 ),
             ]
         )
-
-    async def _await_decision(self) -> ApprovalDecision | None:
-        """A decision from the approvers of each level in turn, escalating on timeout.
-
-        Returns None when the task ended here: aborted, or the chain ran out and the
-        goal's policy is to fail the task.
-        """
-        input = self._input
-        timeout = timedelta(seconds=input.approval_timeout_seconds)
-        for level, approvers in enumerate(input.approval_levels):
-            if level > 0:
-                step = attempts.escalated(
-                    self._standing(), level, approvers, input.approval_timeout_seconds
-                )
-                await self._apply(step)
-            try:
-                await workflow.wait_condition(
-                    lambda: self._decision is not None or self._abort is not None,
-                    timeout=timeout,
-                    timeout_summary=f"decision by {', '.join(approvers)}",
-                )
-            except TimeoutError:
-                continue
-            if self._abort is not None:
-                break
-            return self._decision
-        if self._abort is not None:
-            await self._apply(attempts.aborted_awaiting(self._standing(), self._abort))
-            return None
-        end = attempts.unanswered(
-            self._standing(), len(input.approval_levels), input.on_approval_timeout
-        )
-        if isinstance(end, ApprovalDecision):
-            return end
-        await self._apply(end)
-        return None
-
-    async def _end_assignment(
-        self,
-        outcome: AssignmentStatus,
-        report: AgentReport | None,
-        kind: EventKind,
-        message: str,
-        **changes: Any,
-    ) -> None:
-        """Close the assignment and move the task on, atomically; a lapse marks the agent."""
-        assignment_id, agent_id = self._view.assignment_id, self._view.agent_id
-        assert assignment_id is not None
-        self._closed.add(assignment_id)
-        self._advance(changes)
-        await record(
-            AssignmentActivities.end_assignment,
-            EndAssignment(
-                assignment_id=assignment_id,
-                status=outcome,
-                result=report.result if report else None,
-                error=report.error if report else message,
-                tokens_used=report.tokens_used if report else 0,
-                cost_usd=report.cost_usd if report else 0.0,
-                task=self._view,
-                event=self._event(kind, message, agent_id),
-            ),
-            f"record assignment {outcome} for agent {agent_id}",
-        )
-        await self._settle()
-
-    async def _change(
-        self,
-        kind: EventKind,
-        message: str,
-        detail: dict[str, Any] | None = None,
-        **changes: Any,
-    ) -> None:
-        """Move the task to a new state, record it, and tell the goal."""
-        self._advance(changes)
-        event = self._event(kind, message, self._view.agent_id, detail)
-        await record(
-            ReadModelActivities.record_task,
-            RecordTask(task=self._view, event=event),
-            f"record task {self._view.status}",
-        )
-        await self._settle()
-
-    def _advance(self, changes: dict[str, Any]) -> None:
-        self._view = _bounded(self._view.model_copy(update={**changes, "seq": self._view.seq + 1}))
-        self._settling = False  # what a report leads to is in the view now
-
-    async def _settle(self) -> None:
-        self._show()
-        # The goal learns of the end from this workflow's result; of the rest, by signal.
-        # A pending task is about to be assigned again: the goal hears of that instead.
-        if not self._view.status.is_terminal and self._view.status is not TaskStatus.PENDING:
-            await self._notify_goal()
-        self._settled += 1
-
-    def _summary(self) -> TaskSummary:
-        view = self._view
-        return TaskSummary(
-            task_id=view.task_id,
-            status=view.status,
-            agent_id=view.agent_id,
-            assignment_id=view.assignment_id,
-            attempts=view.attempts,
-            reworks=view.reworks,
-            tokens_used=view.tokens_used,
-            cost_usd=view.cost_usd,
-            waiting_on=view.waiting_on,
-            error=(view.error or "")[:MAX_SHORT_REASON_CHARS] or None,
-            seq=view.seq,
-            duration_seconds=self._duration(),
-        )
-
-    def _duration(self) -> float | None:
-        """How long the task ran once it ended: this workflow's time and its retries' before."""
-        view = self._view
-        if not view.status.is_terminal or view.started_at is None or view.ended_at is None:
-            return None
-        before = self._input.previous.duration_seconds if self._input.previous else None
-        return round((view.ended_at - view.started_at).total_seconds() + (before or 0.0), 3)
-
-    def _received(self) -> int:
-        """Count a signal as it arrives (before any wait), in the order of the history."""
-        self._signals += 1
-        return self._signals
-
-    async def _record_rejection(
-        self, kind: EventKind, message: str, payload: tuple[Any, ...], received: int
-    ) -> None:
-        """Record a rejected message in the audit trail; the task's state is unchanged."""
-        workflow.logger.warning(message)
-        agent_id = None
-        if len(payload) == 1 and isinstance(payload[0], dict):
-            agent_id = str(payload[0].get("agent_id") or "")[:MAX_ID_CHARS] or None
-        event = self._event(kind, message, agent_id, {"payload": summarize_payload(payload)})
-        # Named by this run and the signal's place in it: the same signal, the same row.
-        event.event_id = fact_id("signal", workflow.info().run_id, received)
-        async with self._recording:
-            await record_apart(ReadModelActivities.record_event, event, f"record {kind}")
-
-    def _event(
-        self,
-        kind: EventKind,
-        message: str,
-        agent_id: str | None,
-        detail: dict[str, Any] | None = None,
-    ) -> Event:
-        """An event about the task's change number `seq`: one id, however often written."""
-        view = self._view
-        return Event(
-            event_id=fact_id("task", view.goal_run_id, view.task_id, view.seq, kind),
-            kind=kind,
-            message=message,
-            goal_id=self._view.goal_id,
-            task_id=self._view.task_id,
-            agent_id=agent_id,
-            detail=detail or {},
-        )
-
-    async def _notify_goal(self) -> None:
-        """Send the goal this task's state; it keeps only the newest `seq` of its own run."""
-        parent = workflow.info().parent
-        if parent is None:
-            return
-        try:
-            update = TaskUpdate(
-                goal_run_id=self._input.goal_run_id,
-                task=self._summary(),
-                agent_ids=self._view.agent_ids,
-            )
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "task_update", sealing.sealed("task_update", parent.workflow_id, update)
-            )
-        except Exception as exc:  # the goal ended or was terminated: nothing left to tell
-            workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")
-
-    def _show(self) -> None:
-        """Mirror the state in the Temporal UI: search attributes and a one-line summary."""
-        view = self._view
-        if (view.status, view.agent_id) != self._shown:  # each upsert is a history event
-            self._shown = (view.status, view.agent_id)
-            updates = [sa.TASK_STATUS.value_set(view.status.value)]
-            if view.agent_id:
-                updates.append(sa.ASSIGNED_AGENT.value_set(view.agent_id))
-            workflow.upsert_search_attributes(updates)
-        line = f"**{view.title}**: {view.status}"
-        if view.agent_id:
-            line += f", agent `{view.agent_id}` (attempt {view.attempts})"
-        if view.waiting_on:
-            line += f"; waiting on approver {', '.join(view.waiting_on)}"
-        if view.history:
-            line += "\n\n" + "\n\n".join(view.history[-5:])
-        workflow.set_current_details(line)
-
-
-class _LegacyReport(AgentReport):
-    """A report as taken before the text limits: replays of tasks that took one."""
-
-    error: str | None = None
-
-
-class _LegacyHeartbeat(Heartbeat):
-    """A heartbeat as taken before its time was checked: replays of tasks that took one."""
-
-    @field_validator("at")
-    @classmethod
-    def _a_time(cls, at: str | None) -> str | None:
-        return at
-
-
-_LEGACY: dict[type[Any], type[Any]] = {AgentReport: _LegacyReport, Heartbeat: _LegacyHeartbeat}
-
-
-def _bounded(view: TaskView) -> TaskView:
-    """The view with its history and error bounded, so no agent input takes the `status`
-    query near Temporal's message limit (goalkeeper.limits.MAX_VIEW_BYTES)."""
-    history = bounded_history(view.history)
-    error = None if view.error is None else clip(view.error, MAX_VIEW_ERROR_CHARS)
-    if history == view.history and error == view.error:
-        return view
-    return view.model_copy(update={"history": history, "error": error})
