@@ -371,6 +371,29 @@ async def test_a_request_s_goal_is_waited_for_while_its_triage_runs(
     assert answered.code == 2 and "was answered directly" in answered.err
 
 
+async def test_an_agent_taken_offline_gets_no_new_work_until_registered_again(
+    cli: Cli, client: Client, workspace: str
+) -> None:
+    agent_id = f"{workspace}-alice"
+    await cli("agent", "register", agent_id, "--skills", "writing", "--workspace", workspace)
+    unknown = await cli("agent", "offline", agent_id, f"{workspace}-nobody")
+    assert unknown.code == 2 and f"no agent '{workspace}-nobody' in the registry" in unknown.err
+    agents = (await cli("agent", "list", "--workspace", workspace, "--json")).json()
+    assert [a["status"] for a in agents] == ["available"]  # nothing changed
+
+    offline = await cli("agent", "offline", agent_id)
+    assert offline.code == 0, offline.err
+    assert f"{agent_id} is offline: no new task goes to it" in offline.out
+    started = await cli("goal", "start", "--title", "Memo", "--workspace", workspace,
+                        "--task", "writing:Write the memo", "--json")  # fmt: skip
+    view = await wait_task(client, started.json()["goal_id"], "task-1", TaskStatus.ASSIGNED)
+    assert view.agent_id != agent_id  # provisioned instead
+
+    await cli("agent", "register", agent_id, "--skills", "writing", "--workspace", workspace)
+    agents = (await cli("agent", "list", "--workspace", workspace, "--json")).json()
+    assert {a["agent_id"]: a["status"] for a in agents}[agent_id] == "available"
+
+
 async def test_unreachable_servers_say_where_and_how_to_start_one(cli: Cli, tmp_path: Path) -> None:
     port = free_port()
     result = await cli("goal", "progress", "g", env={"TEMPORAL_ADDRESS": f"127.0.0.1:{port}"})
