@@ -105,6 +105,12 @@ def request_goal_id(request_id: str) -> str:
     return f"{request_id}.goal"
 
 
+def goal_request_id(goal_id: str) -> str | None:
+    """The request whose triage would start this goal, if its id is one a request gives."""
+    request_id = goal_id.removesuffix(".goal")
+    return request_id if request_id and request_id != goal_id else None
+
+
 def triage_goal_spec(
     request_id: str, request: RequestSpec, candidates: list[RunbookMatch]
 ) -> dict[str, Any]:

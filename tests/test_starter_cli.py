@@ -25,16 +25,19 @@ from interfaces.cli.serve import serve_beside
 from interfaces.config import Settings
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
 from tests.helpers import (
+    PATIENCE,
     ROOT,
     SimulatedAgents,
     eventually,
     goal_spec,
     new_goal_id,
+    report,
     running_agents,
     start_goal,
     wait_task,
 )
 from tests.starter import Ran, printed_until, run_starter
+from workflows.request import RequestWorkflow
 
 Cli = Callable[..., Awaitable[Ran]]
 
@@ -301,6 +304,94 @@ async def test_ask_prints_the_answer_or_the_goal(
     assert started.code == 0 and started.json()["request_id"].startswith("request-")
     empty = await cli("ask", "   ")
     assert empty.code == 2 and "question: String should have at least 1 character" in empty.err
+
+
+async def test_a_request_s_goal_is_waited_for_while_its_triage_runs(
+    cli: Cli,
+    client: Client,
+    task_queue: str,
+    workspace: str,
+    temporal_server: TemporalDevServer,
+    database_url: str,
+) -> None:
+    """Right after `ask`, the goal a request may become is not an unknown id: `goal
+    progress` says its triage runs, `--watch` waits for it, and says how the request ended
+    if it became no goal."""
+    requests = {}
+    for name in ("goal", "answer"):
+        request_id = f"{workspace}-{name}"
+        await client.start_workflow(
+            RequestWorkflow.run,
+            {"question": "Write the memo", "workspace": workspace},
+            id=request_id,
+            task_queue=task_queue,
+        )
+        # Nobody in the workspace triages: a provisioned agent holds it, and waits.
+        requests[name] = await wait_task(client, f"{request_id}.triage", "triage",
+                                         TaskStatus.ASSIGNED)  # fmt: skip
+    goal_id = f"{workspace}-goal.goal"
+
+    now = await cli("goal", "progress", goal_id)
+    assert now.code == 0, now.err
+    assert f"goal {goal_id!r} has not started yet: request '{workspace}-goal' starts it" in now.out
+    as_json = await cli("goal", "progress", goal_id, "--json")
+    waits_for = f"{workspace}-goal"
+    assert as_json.json() == {"goal_id": goal_id, "started": False, "request_id": waits_for}
+    no_tasks = await cli("goal", "tasks", goal_id, "--json")
+    assert (no_tasks.code, no_tasks.json()) == (0, [])
+    early = await cli("approve", f"{goal_id}/t1", "--as", "ops-lead")
+    assert early.code == 1 and "has not started yet" in early.err
+
+    async def watch(goal: str) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "starter.py"), "goal", "progress", goal, "--watch",
+            "--interval", "0.1",
+            env={**os.environ, "TEMPORAL_ADDRESS": temporal_server.address,
+                 "DATABASE_URL": database_url},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stderr is not None
+        said = await asyncio.wait_for(process.stderr.readline(), PATIENCE)
+        assert b"has not started yet" in said and said.endswith(b"; waiting\n"), said
+        return process
+
+    watching, waiting_in_vain = await watch(goal_id), await watch(f"{workspace}-answer.goal")
+    tasks = [{"id": "t1", "title": "Write the memo", "skill": "writing"}]
+    verdict = {"kind": "goal", "goal": {"title": "Memo", "tasks": tasks}, "reason": "work"}
+    await report(client, requests["goal"], result=verdict)
+    await report(client, requests["answer"], result={"kind": "answer", "answer": "No."})
+    await report(client, await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED))
+    out, err = await asyncio.wait_for(watching.communicate(), PATIENCE)
+    assert watching.returncode == 0, err
+    assert "100.0%  1 of 1 tasks" in out.decode().splitlines()[-1]
+    out, err = await asyncio.wait_for(waiting_in_vain.communicate(), PATIENCE)
+    assert waiting_in_vain.returncode == 2 and out == b""
+    assert f"request '{workspace}-answer' was answered directly, without a goal" in err.decode()
+    answered = await cli("goal", "report", f"{workspace}-answer.goal")
+    assert answered.code == 2 and "was answered directly" in answered.err
+
+
+async def test_an_agent_taken_offline_gets_no_new_work_until_registered_again(
+    cli: Cli, client: Client, workspace: str
+) -> None:
+    agent_id = f"{workspace}-alice"
+    await cli("agent", "register", agent_id, "--skills", "writing", "--workspace", workspace)
+    unknown = await cli("agent", "offline", agent_id, f"{workspace}-nobody")
+    assert unknown.code == 2 and f"no agent '{workspace}-nobody' in the registry" in unknown.err
+    agents = (await cli("agent", "list", "--workspace", workspace, "--json")).json()
+    assert [a["status"] for a in agents] == ["available"]  # nothing changed
+
+    offline = await cli("agent", "offline", agent_id)
+    assert offline.code == 0, offline.err
+    assert f"{agent_id} is offline: no new task goes to it" in offline.out
+    started = await cli("goal", "start", "--title", "Memo", "--workspace", workspace,
+                        "--task", "writing:Write the memo", "--json")  # fmt: skip
+    view = await wait_task(client, started.json()["goal_id"], "task-1", TaskStatus.ASSIGNED)
+    assert view.agent_id != agent_id  # provisioned instead
+
+    await cli("agent", "register", agent_id, "--skills", "writing", "--workspace", workspace)
+    agents = (await cli("agent", "list", "--workspace", workspace, "--json")).json()
+    assert {a["agent_id"]: a["status"] for a in agents}[agent_id] == "available"
 
 
 async def test_unreachable_servers_say_where_and_how_to_start_one(cli: Cli, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`agent register|list|role|rekey`: the registry, agents' PostgreSQL logins and keys."""
+"""`agent register|offline|list|role|rekey`: the registry, agents' PostgreSQL logins and keys."""
 
 import argparse
 import json
@@ -6,6 +6,8 @@ import os
 import secrets
 from dataclasses import asdict
 from typing import Any
+
+import asyncpg
 
 from goalkeeper.learning import AgentRecord
 from goalkeeper.masking import mask_url
@@ -39,6 +41,12 @@ def add_commands(commands: Commands, command: Command) -> None:
     registering.add_argument(
         "--config", help='what the agent works with, a JSON object, e.g. \'{"model": "m"}\''
     )
+    command(
+        agent,
+        "offline",
+        "take agents offline: they get no new work ('agent register' brings one back)",
+        take_offline,
+    ).add_argument("agent_ids", nargs="+", metavar="agent_id")
     command(
         agent, "list", "list agents with their status, load and record per skill", list_agents
     ).add_argument("--workspace", help="only this workspace")
@@ -96,6 +104,38 @@ async def register(session: Session, args: argparse.Namespace) -> None:
         {"agent_id": args.agent_id, "workspace": args.workspace, "skills": skills}
         | ({"config": config} if config is not None else {}),
         f"registered agent {args.agent_id} in workspace {args.workspace} ({', '.join(skills)})",
+    )
+
+
+async def take_offline(session: Session, args: argparse.Namespace) -> None:
+    """Take agents offline, so no new task is given to them: an agent that nothing runs
+    would otherwise take tasks and hold each until its report deadline. The assignments
+    they hold stay theirs."""
+    pool = await session.pool()
+    wanted = list(dict.fromkeys(args.agent_ids))
+    known = {
+        row["agent_id"]: row["active_assignments"]
+        for row in await pool.fetch(
+            "SELECT agent_id, active_assignments FROM agents WHERE agent_id = ANY($1::text[])",
+            wanted,
+        )
+    }
+    if unknown := [a for a in wanted if a not in known]:
+        raise CliError(f"no agent {', '.join(map(repr, unknown))} in the registry", EXIT_USAGE)
+    try:
+        await registry.take_offline(pool, wanted)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    one = len(wanted) == 1
+    text = (
+        f"{', '.join(wanted)} {'is' if one else 'are'} offline: no new task goes to "
+        f"{'it' if one else 'them'} until 'agent register' brings {'it' if one else 'them'} back"
+    )
+    if holding := [f"{a} ({known[a]})" for a in wanted if known[a]]:
+        text += f"; assignments held still, until done or due: {', '.join(holding)}"
+    session.emit(
+        [{"agent_id": a, "status": "offline", "active_assignments": known[a]} for a in wanted],
+        text,
     )
 
 

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -18,6 +23,7 @@ from goalkeeper import budgets
 from goalkeeper.costs import CostQuery, share
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import BudgetState, GoalReport, Progress
+from goalkeeper.requests import RequestView, goal_request_id
 from goalkeeper.runbooks import runbook_named
 from goalkeeper.statuses import GoalStatus
 from goalkeeper.validation import validate_goal_spec
@@ -30,6 +36,7 @@ from store.deliverables import read_deliverable
 from store.paging import goal_tasks
 from store.runbooks import fetch_runbook
 from workflows.goal import GoalWorkflow
+from workflows.request import RequestWorkflow
 
 INLINE_SPEC_BYTES = 256 * 1024
 """Specs larger than this, as JSON, go to the goal by reference: nothing Goalkeeper
@@ -50,9 +57,18 @@ def add_commands(commands: Commands, command: Command) -> None:
     starting.add_argument(
         "--task", action="append", default=[], help="SKILL:TITLE or SKILL:TITLE:approval (repeat)"
     )
-    watch = command(goal, "progress", "show a goal's progress", progress)
+    watch = command(
+        goal,
+        "progress",
+        "show a goal's progress (or that a request's triage has yet to start it)",
+        progress,
+    )
     watch.add_argument("goal_id")
-    watch.add_argument("--watch", action="store_true", help="follow until the goal ends")
+    watch.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow until the goal ends, waiting first for a request's triage to start it",
+    )
     watch.add_argument("--interval", type=float, default=0.5, help="seconds between updates")
     command(goal, "tasks", "list a goal's tasks, agents and assignments", tasks).add_argument(
         "goal_id"
@@ -116,7 +132,16 @@ async def start(session: Session, args: argparse.Namespace) -> None:
 
 
 async def progress(session: Session, args: argparse.Namespace) -> None:
-    handle = await goal_handle(session, args.goal_id)
+    try:
+        handle = await goal_handle(
+            session, args.goal_id, wait=args.interval if args.watch else None
+        )
+    except GoalNotStarted as exc:  # not an error: it is the goal's progress so far
+        session.emit(
+            {"goal_id": exc.goal_id, "started": False, "request_id": exc.request_id},
+            f"{exc} ('goal progress {exc.goal_id} --watch' waits for it)",
+        )
+        return
     if not args.watch:
         problem = await _problem(session, handle.id)
         try:
@@ -161,7 +186,11 @@ async def _problem(session: Session, goal_id: str) -> str | None:
 
 
 async def tasks(session: Session, args: argparse.Namespace) -> None:
-    handle = await goal_handle(session, args.goal_id)
+    try:
+        handle = await goal_handle(session, args.goal_id)
+    except GoalNotStarted as exc:
+        session.emit([], f"{exc}; it has no tasks yet")
+        return
     views = await goal_tasks(await session.client(), handle.id)
     rows = [
         [v.task_id, v.status, v.agent_id, v.attempts, v.assignment_id, ", ".join(v.waiting_on)]
@@ -174,7 +203,7 @@ async def tasks(session: Session, args: argparse.Namespace) -> None:
 
 
 async def report(session: Session, args: argparse.Namespace) -> None:
-    handle = await goal_handle(session, args.goal_id)
+    handle = await goal_handle(session, args.goal_id, wait=STARTED_POLL_SECONDS)
     try:
         result: GoalReport = await handle.result()
     except WorkflowFailureError as exc:
@@ -224,21 +253,83 @@ async def list_goals(session: Session, args: argparse.Namespace) -> None:
     )
 
 
-async def goal_handle(session: Session, goal_id: str) -> WorkflowHandle[Any, GoalReport]:
-    """The goal's workflow handle, or a one-line error if there is no such goal."""
+class GoalNotStarted(CliError):
+    """A goal that a running request starts if its triage finds the question needs one.
+    Where a command needs the goal itself, it exits 1, as for a task not started yet."""
+
+    def __init__(self, goal_id: str, request_id: str) -> None:
+        super().__init__(
+            f"goal {goal_id!r} has not started yet: request {request_id!r} starts it if its "
+            "triage finds the question needs a goal"
+        )
+        self.goal_id, self.request_id = goal_id, request_id
+
+
+async def goal_handle(
+    session: Session, goal_id: str, *, wait: float | None = None
+) -> WorkflowHandle[Any, GoalReport]:
+    """The goal's workflow handle, or a one-line error if there is no such goal.
+
+    A request's goal (`REQUEST_ID.goal`) that its triage has yet to start is waited for,
+    looking every `wait` seconds, if given; otherwise it raises `GoalNotStarted`.
+    """
     client = await session.client()
     handle = client.get_workflow_handle_for(GoalWorkflow.run, goal_id)
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise CliError(
-                f"no goal {goal_id!r} in namespace {client.namespace!r}", EXIT_USAGE
-            ) from exc
-        raise
+    told = False
+    while (description := await _described(handle)) is None:
+        request_id = await _request_to_start(session, goal_id)
+        if request_id is None:
+            raise CliError(f"no goal {goal_id!r} in namespace {client.namespace!r}", EXIT_USAGE)
+        if wait is None:
+            raise GoalNotStarted(goal_id, request_id)
+        if not told:
+            print(f"{GoalNotStarted(goal_id, request_id)}; waiting", file=sys.stderr, flush=True)
+            told = True
+        await asyncio.sleep(wait)
     if description.workflow_type != "GoalWorkflow":
         raise CliError(f"{goal_id!r} is a {description.workflow_type}, not a goal", EXIT_USAGE)
     return handle
+
+
+STARTED_POLL_SECONDS = 0.5
+"""How often a command that waits for a request's goal looks whether it has started."""
+
+
+async def _described(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionDescription | None:
+    """The workflow's description, or None if there is no such workflow."""
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def _request_to_start(session: Session, goal_id: str) -> str | None:
+    """The running request that may yet start this goal, or None if there is none; a
+    request that ended without starting it is an error that says how it ended."""
+    request_id = goal_request_id(goal_id)
+    if request_id is None:
+        return None
+    request = (await session.client()).get_workflow_handle_for(RequestWorkflow.run, request_id)
+    description = await _described(request)
+    if description is None or description.workflow_type != "RequestWorkflow":
+        return None
+    if description.status is WorkflowExecutionStatus.RUNNING:
+        return request_id
+    try:
+        view: RequestView = await request.result()
+    except WorkflowFailureError as exc:
+        raise CliError(f"no goal {goal_id!r}: request {request_id!r} failed: {exc.cause}") from exc
+    if view.kind == "answer":
+        raise CliError(
+            f"no goal {goal_id!r}: request {request_id!r} was answered directly, without a goal",
+            EXIT_USAGE,
+        )
+    raise CliError(
+        f"no goal {goal_id!r}: request {request_id!r} ended {view.status} without starting it"
+        + (f": {view.error}" if view.error else "")
+    )
 
 
 async def query_progress(handle: WorkflowHandle[Any, Any]) -> Progress:
