@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.suggestions import SuggestionActivities
     from goalkeeper import budgets, signing
     from goalkeeper.compiling import Verdict, next_step
+    from goalkeeper.details import current_details, held_stage, resumed_stage, task_note
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import retry_problem, signed_control_problem
@@ -59,7 +60,15 @@ with workflow.unsafe.imports_passed_through():
         RunbookRef,
         StoredGoal,
         StoreGoal,
+        goal_event,
         goal_started_message,
+    )
+    from goalkeeper.reports import (
+        goal_error,
+        reported,
+        task_report,
+        unfinished_partitions,
+        unfinished_tasks,
     )
     from goalkeeper.runbooks import Runbook, RunbookMatch, runbook_named
     from goalkeeper.scheduling import partition, topological_order
@@ -76,9 +85,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.specs import load_specs
     from workflows.window import TaskWindow
 
-_DETAIL_LINES = 10
-"""Tasks that need attention listed in the UI's current details; the rest are counted."""
-
 PAGE_BYTES = 128 * 1024
 """Task specs written or read per activity call, as JSON."""
 
@@ -88,9 +94,6 @@ COMPILE_TIMEOUT = timedelta(minutes=5)
 """Compiling a deliverable: every result of a goal of any size, read a page at a time."""
 SUGGEST_TIMEOUT = timedelta(minutes=1)
 """Reading a goal's record for suggestions: bounded queries, whatever its size."""
-
-REPORT_TASKS = 500
-"""Tasks listed in a goal's report; beyond it, completed ones are only counted."""
 
 SIGNED_CONTROLS = "signed-controls"
 """The patch from which a goal's budget raises, stops, added tasks and retry decisions
@@ -653,38 +656,22 @@ class GoalWorkflow:
     def _stage_now(self) -> str:
         if self._status is not GoalStatus.RUNNING or self._stage != "running":
             return self._stage
+        refused: str | None = None
         if self._window is not None:
             failing = self._window.schedule.failing
             schedule = self._window.schedule
             waiting = sorted(schedule.plan.ids[i] for i in schedule.retry_due)
             holding = self._window.holding
+            refused = self._window.refused
         elif self._partitions is not None:
             failing = self._partitions.failing
             waiting = sorted(self._partitions.retry_due())
             holding = False
-        else:
-            held = self._checkpoint.budget if self._checkpoint else None
-            if self._checkpoint and held and held.paused_at is not None and held.stopped is None:
-                *_, cost, tokens = checkpoint_figures(self._checkpoint)
-                return f"paused: budget ({budgets.describe(held, cost, tokens)})"
-            return self._stage
-        if failing:
-            return f"failing: {failing}"
+        else:  # the next run, its state not loaded yet
+            held = resumed_stage(self._checkpoint) if self._checkpoint else None
+            return held or self._stage
         paused = self._budget.stage(*self._spent()) if self._budget else None
-        if paused:
-            return paused
-        refused = self._window.refused if self._window is not None else None
-        if refused:
-            return f"paused: budget ({refused}); assignments start again once it is raised"
-        if waiting:
-            shown = ", ".join(waiting[:_DETAIL_LINES])
-            more = len(waiting) - _DETAIL_LINES
-            return f"awaiting a retry decision on {shown}" + (
-                f" and {more} more" if more > 0 else ""
-            )
-        if holding:
-            return "running: continuing as new"
-        return self._stage
+        return held_stage(failing, paused, refused, waiting, holding) or self._stage
 
     # Starting, and starting again after continue-as-new.
 
@@ -932,42 +919,22 @@ class GoalWorkflow:
         assert header is not None
         progress = self.progress()
         total = progress.tasks_total
-        not_done = total - progress.tasks_completed
-        self._status = GoalStatus.FAILED if not_done or self._unmet else GoalStatus.COMPLETED
-        self._stage = "done"
         window = self._window
-        failing = (
-            window.schedule.failing if window else (self._partitions and self._partitions.failing)
-        )
+        parts = self._partitions
+        failing = window.schedule.failing if window else (parts.failing if parts else None)
         lost: list[int] = []
         if window is not None:
             schedule = window.schedule
             lost = [i for i in range(total) if schedule.status_of(i) is not TaskStatus.COMPLETED]
-        error = None
-        if not_done:
-            if window is not None:
-                listed = "; ".join(
-                    f"{window.schedule.plan.ids[i]} {window.schedule.status_of(i)}"
-                    for i in lost[:_DETAIL_LINES]
-                )
-                more = len(lost) - _DETAIL_LINES
-                listed += f"; and {more} more" if more > 0 else ""
-            else:
-                listed = (
-                    f"{progress.tasks_failed} failed, {progress.tasks_skipped} skipped "
-                    "(the partitions' tasks queries and the read model list them)"
-                )
-            error = (
-                f"{not_done} of {total} tasks did not complete "
-                f"(on_task_failure={header.on_task_failure}"
-                + (f", {failing}" if failing else "")
-                + f"): {listed}"
+            unfinished = unfinished_tasks(
+                [(schedule.plan.ids[i], schedule.status_of(i)) for i in lost]
             )
-        if self._unmet:
-            error = f"{self._unmet}; {error}" if error else self._unmet
-        shown: list[int] | range = []
-        if window is not None:
-            shown = lost[:REPORT_TASKS] if total > REPORT_TASKS else range(total)
+        else:
+            unfinished = unfinished_partitions(progress)
+        error = goal_error(progress, header.on_task_failure, failing, unfinished, self._unmet)
+        self._status = GoalStatus.FAILED if error else GoalStatus.COMPLETED
+        self._stage = "done"
+        shown = reported(lost, total) if window is not None else []
         deliverable_bytes: int = await record(
             DeliverableActivities.compile_deliverable,
             CompileDeliverable(goal_id=self._goal_id, goal_run_id=self._run_id),
@@ -1033,19 +1000,7 @@ class GoalWorkflow:
 
     @staticmethod
     def _task_report(window: TaskWindow, i: int) -> TaskReport:
-        summary = window.summary(i)
-        return TaskReport(
-            task_id=summary.task_id,
-            title=window.specs[i].title,
-            outcome=window.schedule.status_of(i),
-            agent_id=summary.agent_id,
-            attempts=summary.attempts,
-            reworks=summary.reworks,
-            tokens_used=summary.tokens_used,
-            cost_usd=summary.cost_usd,
-            duration_seconds=summary.duration_seconds,
-            error=summary.error,
-        )
+        return task_report(window.summary(i), window.specs[i].title, window.schedule.status_of(i))
 
     def _event(
         self,
@@ -1055,13 +1010,7 @@ class GoalWorkflow:
         key: tuple[object, ...] = (),
     ) -> Event:
         """An event of this goal run, named by its kind and `key`, like a window's."""
-        return Event(
-            event_id=fact_id("goal", self._run_id, kind, None, *key),
-            kind=kind,
-            message=message,
-            goal_id=self._goal_id,
-            detail=detail or {},
-        )
+        return goal_event(self._goal_id, self._run_id, kind, message, detail=detail, key=key)
 
     def _show(self) -> None:
         """Mirror progress in the Temporal UI: search attributes and a one-glance status."""
@@ -1078,40 +1027,17 @@ class GoalWorkflow:
                 updates.append(sa.GOAL_WORKSPACE.value_set(self._header.workspace))
             self._shown = shown
             workflow.upsert_search_attributes(updates)
-        lines = [
-            f"**{progress.tasks_completed} of {progress.tasks_total} tasks done** "
-            f"({progress.progress_percentage}%), {progress.agents_total} agents, "
-            f"${progress.cost_usd:.4f}"
-        ]
-        if progress.stage not in ("running", "done"):
-            lines.append(progress.stage)
-        if self._budget is not None and self._budget.limited:
-            lines.append(
-                f"budget: {self._budget.describe(progress.cost_usd, progress.tokens_used)}"
-            )
-        if progress.tasks_failed or progress.tasks_skipped:
-            lines.append(f"{progress.tasks_failed} failed, {progress.tasks_skipped} skipped")
+        budget = self._budget
+        spent = None
+        if budget is not None and budget.limited:
+            spent = budget.describe(progress.cost_usd, progress.tokens_used)
         window = self._window
+        notes: list[str] = []
         if window is not None:
-            notes = [
-                n for n in (self._note(window, i) for i in sorted(window.schedule.running)) if n
-            ]
-            lines += notes[:_DETAIL_LINES]
-            if len(notes) > _DETAIL_LINES:
-                lines.append(f"and {len(notes) - _DETAIL_LINES} more")
-        workflow.set_current_details("\n\n".join(lines))
-
-    @staticmethod
-    def _note(window: TaskWindow, i: int) -> str:
-        """What the UI should say about a running task that needs attention, if anything."""
-        summary, title = window.summary(i), window.specs[i].title
-        if summary.goal_progress and summary.status is TaskStatus.ASSIGNED:
-            return f"{title}: {summary.goal_progress}"
-        if summary.status is TaskStatus.AWAITING_APPROVAL:
-            return f"waiting on approver {' or '.join(summary.waiting_on)} for '{title}'"
-        if summary.status is TaskStatus.ASSIGNED and summary.attempts > 1:
-            return f"'{title}' reassigned to {summary.agent_id} (attempt {summary.attempts})"
-        return ""
+            running = sorted(window.schedule.running)
+            found = (task_note(window.summary(i), window.specs[i].title) for i in running)
+            notes = [n for n in found if n]
+        workflow.set_current_details(current_details(progress, spent, notes))
 
 
 def _pages(tasks: list[TaskSpec]) -> list[tuple[int, list[TaskSpec]]]:
