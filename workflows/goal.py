@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.suggestions import SuggestionActivities
     from goalkeeper import budgets, signing
     from goalkeeper.compiling import Verdict, next_step
-    from goalkeeper.details import current_details, held_stage, resumed_stage, task_note
+    from goalkeeper.details import current_details, held_stage, resumed_stage
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.ids import fact_id, started_by_goal
     from goalkeeper.judging import retry_problem, signed_control_problem
@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         Progress,
         Signers,
         TaskPage,
-        TaskReport,
         TaskSpec,
         TasksQuery,
         TaskSummary,
@@ -63,13 +62,7 @@ with workflow.unsafe.imports_passed_through():
         goal_event,
         goal_started_message,
     )
-    from goalkeeper.reports import (
-        goal_error,
-        reported,
-        task_report,
-        unfinished_partitions,
-        unfinished_tasks,
-    )
+    from goalkeeper.reports import goal_error, unfinished_partitions
     from goalkeeper.runbooks import Runbook, RunbookMatch, runbook_named
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -658,9 +651,8 @@ class GoalWorkflow:
             return self._stage
         refused: str | None = None
         if self._window is not None:
-            failing = self._window.schedule.failing
-            schedule = self._window.schedule
-            waiting = sorted(schedule.plan.ids[i] for i in schedule.retry_due)
+            failing = self._window.failing
+            waiting = self._window.awaiting_retry()
             holding = self._window.holding
             refused = self._window.refused
         elif self._partitions is not None:
@@ -922,19 +914,11 @@ class GoalWorkflow:
         window = self._window
         parts = self._partitions
         failing = window.schedule.failing if window else (parts.failing if parts else None)
-        lost: list[int] = []
-        if window is not None:
-            schedule = window.schedule
-            lost = [i for i in range(total) if schedule.status_of(i) is not TaskStatus.COMPLETED]
-            unfinished = unfinished_tasks(
-                [(schedule.plan.ids[i], schedule.status_of(i)) for i in lost]
-            )
-        else:
-            unfinished = unfinished_partitions(progress)
+        unfinished = window.unfinished(progress) if window else unfinished_partitions(progress)
         error = goal_error(progress, header.on_task_failure, failing, unfinished, self._unmet)
         self._status = GoalStatus.FAILED if error else GoalStatus.COMPLETED
         self._stage = "done"
-        shown = reported(lost, total) if window is not None else []
+        tasks = window.task_reports() if window else []
         deliverable_bytes: int = await record(
             DeliverableActivities.compile_deliverable,
             CompileDeliverable(goal_id=self._goal_id, goal_run_id=self._run_id),
@@ -946,8 +930,8 @@ class GoalWorkflow:
             title=header.title,
             status=self._status,
             progress=self.progress(),
-            tasks=[self._task_report(window, i) for i in shown] if window else [],
-            tasks_omitted=total - len(shown),
+            tasks=tasks,
+            tasks_omitted=total - len(tasks),
             error=error,
             deliverable_bytes=deliverable_bytes,
         )
@@ -998,10 +982,6 @@ class GoalWorkflow:
         except ActivityError as exc:
             workflow.logger.warning(f"no suggestions for goal {self._goal_id!r}: {exc.cause}")
 
-    @staticmethod
-    def _task_report(window: TaskWindow, i: int) -> TaskReport:
-        return task_report(window.summary(i), window.specs[i].title, window.schedule.status_of(i))
-
     def _event(
         self,
         kind: EventKind,
@@ -1031,12 +1011,7 @@ class GoalWorkflow:
         spent = None
         if budget is not None and budget.limited:
             spent = budget.describe(progress.cost_usd, progress.tokens_used)
-        window = self._window
-        notes: list[str] = []
-        if window is not None:
-            running = sorted(window.schedule.running)
-            found = (task_note(window.summary(i), window.specs[i].title) for i in running)
-            notes = [n for n in found if n]
+        notes = self._window.task_notes() if self._window else []
         workflow.set_current_details(current_details(progress, spent, notes))
 
 
