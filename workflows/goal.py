@@ -16,11 +16,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.runbooks import RunbookActivities
     from activities.suggestions import SuggestionActivities
     from goalkeeper import budgets, signing
-    from goalkeeper.compiling import Verdict, next_step
-    from goalkeeper.details import current_details, held_stage, resumed_stage
+    from goalkeeper.details import current_details, resumed_stage
     from goalkeeper.errors import InvalidGoalSpec
     from goalkeeper.ids import fact_id, started_by_goal
-    from goalkeeper.judging import retry_problem, signed_control_problem
+    from goalkeeper.judging import signed_control_problem
     from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, MAX_SHORT_REASON_CHARS
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
@@ -41,9 +40,10 @@ with workflow.unsafe.imports_passed_through():
         TasksQuery,
         TaskSummary,
         TaskUpdate,
+        WindowState,
     )
     from goalkeeper.plan_task import needs_plan
-    from goalkeeper.planning import AddTasks, check_new_tasks
+    from goalkeeper.planning import AddTasks
     from goalkeeper.progress import checkpoint_figures, compute_progress
     from goalkeeper.records import (
         CompileDeliverable,
@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         FinishGoal,
         LoadTasks,
-        LoadVerdict,
         MatchRunbooks,
         RecordGoal,
         RecordRejectedGoal,
@@ -62,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
         goal_event,
         goal_started_message,
     )
-    from goalkeeper.reports import goal_error, unfinished_partitions
+    from goalkeeper.reports import goal_error
     from goalkeeper.runbooks import Runbook, RunbookMatch, runbook_named
     from goalkeeper.scheduling import partition, topological_order
     from goalkeeper.statuses import GoalStatus, TaskStatus
@@ -75,6 +74,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import Undecodable, parse_message, reject_if, summarize_payload
     from workflows.options import DATABASE_RETRY, record, record_apart
     from workflows.partitions import PartitionSet
+    from workflows.plans import FollowUp
+    from workflows.runner import Added, TaskRunner
     from workflows.specs import load_specs
     from workflows.window import TaskWindow
 
@@ -109,7 +110,7 @@ class GoalWorkflow:
     continues as new with a compact state (a byte per task; the specs stay in
     PostgreSQL), and its next run adopts the tasks still running: they tell it how they
     end. When a task fails for good, the goal's `on_task_failure` policy decides what
-    follows.
+    follows. How it runs its tasks, in one window or in partitions, is its `TaskRunner`'s.
     """
 
     @workflow.init
@@ -118,16 +119,13 @@ class GoalWorkflow:
         self._goal_id = info.workflow_id
         self._run_id = info.first_execution_run_id
         self._header: GoalSpec | None = None
-        self._window: TaskWindow | None = None
-        self._partitions: PartitionSet | None = None
+        self._runner: TaskRunner | None = None
         self._status = GoalStatus.RUNNING
         self._stage = "validating"
         self._shown: tuple[str, int] | None = None
         self._early_updates: list[TaskUpdate] = []
         self._signals = 0
         """Signals this run received, counted as each arrives: names its rejections."""
-        self._unmet: str | None = None
-        """Why the goal's success criteria are not met, when its judge said so last."""
         self._checkpoint = GoalCheckpoint.model_validate(checkpoint) if checkpoint else None
         self._told = 0
         """Updates sent to the goal this one is a sub-goal of, in all runs."""
@@ -149,73 +147,38 @@ class GoalWorkflow:
         else:
             await self._resume(self._checkpoint)
         assert self._header is not None
-        self._budget = GoalBudget(
+        runner = self._runner
+        assert runner is not None
+        self._budget = budget = GoalBudget(
             self._goal_id,
             self._run_id,
             self._header,
             self._checkpoint.budget if self._checkpoint else None,
-            self._halt,
-            self._wake,
+            runner.halt,
+            runner.wake,
         )
         self._stage = "running"
-        if self._window is not None:
-            self._window.paused = self._budget.paused  # a pause goes on after continue-as-new
-            await self._window.run(self._after_step, self._continue_as_new)
-        else:
-            parts = self._partitions
-            assert parts is not None
-            while not parts.ended:
-                await parts.step()
-                await self._after_step()
-                if workflow.info().is_continue_as_new_suggested():
-                    await self._continue_as_new()  # partitions signal the new run
-                await workflow.wait_condition(lambda: parts.changed)
+        runner.pause(budget.paused)  # a pause goes on after continue-as-new
+        await runner.run(self._after_step, self._continue_as_new)
         return await self._finish()
 
     async def _after_step(self) -> timedelta | None:
         """Show the goal, hold it to its budget, tell the goal it runs for; returns how
         soon to look again when a deadline is due."""
-        budget, window = self._budget, self._window
-        assert budget is not None
-        ended = (
-            window.closed
-            if window is not None
-            else bool(self._partitions and self._partitions.ended)
-        )
-        if not ended:  # what the last task spent cannot pause a goal that has ended
-            refused = window.refused if window is not None else None
+        budget, runner = self._budget, self._runner
+        assert budget is not None and runner is not None
+        if not runner.closed:  # what the last task spent cannot pause a goal that has ended
+            refused = runner.refused
             # PostgreSQL may count a report before the goal hears of it: its word holds.
-            own = refused is not None and window is not None and window.refused_by == self._goal_id
-            await budget.watch(*self._spent(), refused=own)
+            own = refused is not None and runner.refused_by == self._goal_id
+            await budget.watch(*runner.spent(), refused=own)
             await budget.held(None if own else refused)
-        if window is not None:
-            window.paused = budget.paused
+        runner.pause(budget.paused)
         self._show()
         return await self._tell_parent()
 
-    def _wake(self) -> None:
-        """Have the goal's loop look again: a budget decision's deadline has come."""
-        if self._window is not None:
-            self._window.changed = True
-        elif self._partitions is not None:
-            self._partitions.changed = True
-
-    def _halt(self, why: str) -> None:
-        """Stop the goal: running tasks are aborted, the rest skipped, and it fails."""
-        if self._window is not None and not self._window.closed:
-            if self._window.schedule.failing is None:
-                self._window.fail(why)
-        elif self._partitions is not None and self._partitions.failing is None:
-            self._partitions.failing = why
-            self._partitions.changed = True
-
-    def _spent(self) -> tuple[float, int]:
-        """What the goal's tasks have cost so far, in USD and tokens."""
-        if self._window is not None:
-            return self._window.cost_usd, self._window.tokens_used
-        if self._partitions is not None:
-            return self._partitions.spent()
-        return 0.0, 0
+    def _agents(self) -> tuple[set[str], set[str]]:
+        return self._runner.agent_ids() if self._runner else (set(), set())
 
     async def _tell_parent(self) -> timedelta | None:
         """A sub-goal tells the goal it runs for how far it is, when that changed, at most
@@ -248,11 +211,10 @@ class GoalWorkflow:
         assert header is not None and header.parent is not None and parent is not None
         self._told += 1
         task.seq = self._told
-        agents = self._window.agents if self._window else self._partitions_agents()
         update = TaskUpdate(
             goal_run_id=header.parent.goal_run_id,
             task=task,
-            agent_ids=sorted(agents)[:TOLD_AGENTS],
+            agent_ids=sorted(self._agents()[0])[:TOLD_AGENTS],
         )
         try:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
@@ -260,9 +222,6 @@ class GoalWorkflow:
             )
         except Exception as exc:  # the parent ended or was terminated: nothing to tell
             workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")
-
-    def _partitions_agents(self) -> set[str]:
-        return self._partitions.agents()[0] if self._partitions else set()
 
     @workflow.signal
     async def adopt(self, *payload: Any) -> None:
@@ -278,19 +237,14 @@ class GoalWorkflow:
     @workflow.query
     def progress(self) -> Progress:
         """Progress derived from the task states now: completed / total, failures included."""
-        header = self._header
+        header, runner, checkpoint = self._header, self._runner, self._checkpoint
         counts: dict[TaskStatus, int] = {}
-        agents: set[str] = set()
-        completed: set[str] = set()
-        cost, tokens = self._spent()
-        if self._window is not None:
-            window = self._window
-            counts, agents, completed = window.totals(), window.agents, window.agents_completed
-        elif self._partitions is not None:
-            counts = self._partitions.counts()
-            agents, completed = self._partitions.agents()
-        elif self._checkpoint is not None:  # the next run, its state not loaded yet
-            counts, agents, completed, cost, tokens = checkpoint_figures(self._checkpoint)
+        agents, completed = self._agents()
+        cost, tokens = runner.spent() if runner else (0.0, 0)
+        if runner is not None:
+            counts = runner.totals()
+        elif checkpoint is not None:  # the next run, its state not loaded yet
+            counts, agents, completed, cost, tokens = checkpoint_figures(checkpoint)
         return compute_progress(
             self._goal_id,
             self._status,
@@ -301,10 +255,10 @@ class GoalWorkflow:
             cost_usd=cost,
             tokens_used=tokens,
             on_task_failure=header.on_task_failure if header else "continue",
-            tasks_added=self._window.tasks_added if self._window else 0,
+            tasks_added=runner.tasks_added if runner else 0,
             budget=self._budget.state
             if self._budget
-            else (self._checkpoint.budget if self._checkpoint else None),
+            else (checkpoint.budget if checkpoint else None),
         )
 
     @workflow.query
@@ -316,15 +270,11 @@ class GoalWorkflow:
         lists its partition workflows instead, whose `tasks` queries page the same way.
         """
         parsed = TasksQuery.model_validate(query or {})
-        if self._window is not None:
-            return self._window.page(parsed)
-        empty = TaskPage(
+        if self._runner is not None:
+            return self._runner.page(parsed)
+        return TaskPage(
             goal_id=self._goal_id, offset=parsed.offset, limit=parsed.limit, total=0, tasks=[]
         )
-        if self._partitions is not None:
-            parts = self._partitions
-            empty.partitions = [parts.workflow_id(p.index) for p in parts.partitions]
-        return empty
 
     @workflow.signal
     async def task_update(self, *payload: Any) -> None:
@@ -332,10 +282,10 @@ class GoalWorkflow:
         update = sealing.opened(payload, TaskUpdate, "task_update")
         if isinstance(update, str):
             await self._refuse_internal(update, payload)
-        elif self._window is None:
+        elif self._runner is None:
             self._early_updates.append(update)
         else:
-            self._window.task_update(update)
+            self._runner.task_update(update)
 
     @workflow.signal
     async def abort(self, *payload: Any) -> None:
@@ -348,7 +298,8 @@ class GoalWorkflow:
             await self._refuse_internal(request, payload)
             return
         await workflow.wait_condition(self._ready)
-        self._halt(f"aborted: {request.reason[:MAX_SHORT_REASON_CHARS]}")
+        assert self._runner is not None
+        self._runner.halt(f"aborted: {request.reason[:MAX_SHORT_REASON_CHARS]}")
 
     @workflow.signal
     async def partition_update(self, *payload: Any) -> None:
@@ -356,8 +307,8 @@ class GoalWorkflow:
         update = sealing.opened(payload, PartitionUpdate, "partition_update")
         if isinstance(update, str):
             await self._refuse_internal(update, payload)
-        elif self._partitions is not None:
-            self._partitions.partition_update(update)
+        elif self._runner is not None:
+            self._runner.partition_update(update)
 
     async def _refuse_internal(self, problem: str, payload: tuple[Any, ...]) -> None:
         """A message that poses as Goalkeeper's own: counted, and recorded like any refusal."""
@@ -397,7 +348,8 @@ class GoalWorkflow:
                 "record rejected decision",
             )
             return
-        await self._take_retry_decision(decision)
+        assert self._runner is not None
+        await self._runner.take_retry_decision(decision)
 
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> Progress:
@@ -407,7 +359,8 @@ class GoalWorkflow:
         if isinstance(decision, str):
             metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
-        await self._take_retry_decision(decision)
+        assert self._runner is not None
+        await self._runner.take_retry_decision(decision)
         return self.progress()
 
     @decide.validator
@@ -421,81 +374,22 @@ class GoalWorkflow:
         """More work found while the goal runs: `{"tasks", "added_by", "reason"}`, checked
         like a spec's tasks; the goal's progress after them, or why they were refused."""
         await workflow.wait_condition(self._ready)
-        window = self._window
+        runner = self._runner
+        assert runner is not None
         first = self._judge_added(payload)
         if not isinstance(first, str):
             request = first[0]
-            agents = [request.added_by] if window and request.added_by in window.agents else []
+            working = runner.agent_ids()[0]
+            agents = [request.added_by] if request.added_by in working else []
             unsigned = await self._unsigned("add_tasks", request, request.added_by, agents)
             if unsigned is not None:
                 metrics.rejected(workflow.metric_meter(), Rejected.ADD_TASKS)
                 raise ApplicationError(unsigned, type="TasksRejected", non_retryable=True)
-        refused: list[str | None] = []
-
-        async def add() -> None:
-            # Judged again here: an addition taken in before this one changed the goal.
-            added = self._judge_added(payload)
-            if not isinstance(added, str):
-                request, tasks = added
-                await self._add(tasks, f"by {request.added_by}: {request.reason}")
-            refused.append(added if isinstance(added, str) else None)
-
-        if window is not None and not window.closed:
-            window.later(add)  # the loop adds them: positions follow each other
-            await workflow.wait_condition(lambda: bool(refused) or window.closed)
-        problem = refused[0] if refused else self._judge_added(payload)
-        if isinstance(problem, str):
+        problem = await runner.add_tasks(lambda: self._judge_added(payload))
+        if problem is not None:
             metrics.rejected(workflow.metric_meter(), Rejected.ADD_TASKS)
             raise ApplicationError(problem, type="TasksRejected", non_retryable=True)
         return self.progress()
-
-    async def _add(self, tasks: list[TaskSpec], why: str) -> None:
-        """Store tasks after the goal's own, then let them run."""
-        window = self._window
-        assert window is not None
-        await record(
-            ReadModelActivities.record_tasks,
-            RecordTasks(
-                goal_id=self._goal_id,
-                goal_run_id=self._run_id,
-                first_position=len(window.specs),
-                tasks=tasks,
-            ),
-            f"record {len(tasks)} added tasks",
-        )
-        await window.add(tasks, why)
-
-    async def _follow_up(self) -> bool:
-        """Every task has ended: compile, or re-plan when the criteria are not met."""
-        window, header = self._window, self._header
-        assert window is not None and header is not None
-        last = len(window.specs) - 1
-        verdict: Verdict | None = None
-        if (
-            window.specs[last].expects == "deliverable"
-            and window.schedule.status_of(last) is TaskStatus.COMPLETED
-        ):
-            verdict = await record(
-                DeliverableActivities.load_verdict,
-                LoadVerdict(goal_id=self._goal_id, task_id=window.specs[last].id or ""),
-                "read the judgement",
-            )
-        schedule = window.schedule
-        completed = {
-            schedule.plan.ids[i]
-            for i in range(len(window.specs))
-            if schedule.status_of(i) is TaskStatus.COMPLETED
-        }
-        step = next_step(header, window.specs, completed, verdict)
-        if step.task is None:
-            self._unmet = step.unmet
-            return False
-        if step.action == "compile":
-            self._stage = f"compiling the deliverable ({step.task.id})"
-        else:
-            self._stage = f"re-planning ({step.task.id}): {verdict.reasons if verdict else ''}"
-        await self._add([step.task], f"{step.action}: {self._stage}")
-        return True
 
     @add_tasks.validator
     def _validate_add_tasks(self, *payload: Any) -> None:
@@ -503,30 +397,13 @@ class GoalWorkflow:
             problem = self._judge_added(payload)
             reject_if(metrics.refused(workflow.metric_meter(), Rejected.ADD_TASKS, problem))
 
-    def _judge_added(self, payload: tuple[Any, ...]) -> "tuple[AddTasks, list[TaskSpec]] | str":
+    def _judge_added(self, payload: tuple[Any, ...]) -> Added:
         request = parse_message(payload, AddTasks, "add_tasks request")
         if isinstance(request, str):
             return request
-        window, header = self._window, self._header
-        if window is None or header is None:
-            return (
-                f"goal {self._goal_id!r} runs in partitions; tasks can be added only to a goal "
-                f"of at most partition_size tasks"
-            )
-        if self._status is not GoalStatus.RUNNING or window.closed:
-            return f"goal {self._goal_id!r} has ended; expected a running goal"
-        if window.schedule.failing is not None:
-            return f"goal {self._goal_id!r} is failing ({window.schedule.failing})"
-        try:
-            tasks = check_new_tasks(
-                header.model_copy(update={"goal_id": self._goal_id}),
-                request.tasks,
-                set(window.schedule.plan.index),
-                header.partition_size,
-            )
-        except InvalidGoalSpec as exc:
-            return str(exc)
-        return request, tasks
+        assert self._runner is not None
+        tasks = self._runner.judge_added(request, self._status is GoalStatus.RUNNING)
+        return tasks if isinstance(tasks, str) else (request, tasks)
 
     def _ready(self) -> bool:
         return self._budget is not None
@@ -550,11 +427,9 @@ class GoalWorkflow:
         if isinstance(request, str):
             metrics.rejected(workflow.metric_meter(), Rejected.BUDGET)
             raise ApplicationError(request, type="BudgetRaiseRejected", non_retryable=True)
-        if self._window is not None:
-            self._window.paused = budget.paused
-            self._window.retry_refused()
-        elif self._partitions is not None:
-            self._partitions.changed = True
+        assert self._runner is not None
+        self._runner.pause(budget.paused)
+        self._runner.raised()
         return self.progress()
 
     @raise_budget.validator
@@ -564,8 +439,8 @@ class GoalWorkflow:
             reject_if(metrics.refused(workflow.metric_meter(), Rejected.BUDGET, problem))
 
     def _judge_raise(self, payload: tuple[Any, ...]) -> Any:
-        assert self._budget is not None
-        return self._budget.judge_raise(payload, self._status, self._spent())
+        assert self._budget is not None and self._runner is not None
+        return self._budget.judge_raise(payload, self._status, self._runner.spent())
 
     @workflow.update
     async def stop(self, *payload: Any) -> Progress:
@@ -596,15 +471,8 @@ class GoalWorkflow:
         decision = parse_message(payload, ApprovalDecision, "approval decision")
         if isinstance(decision, str):
             return decision
-        if self._window is not None:
-            return self._window.judge_retry(decision) or decision
-        parts = self._partitions
-        assert parts is not None
-        awaiting = parts.retry_due()
-        # The goal holds no task's status: a task not awaiting a decision is "not failed".
-        state = "failed" if decision.task_id in awaiting else "not failed, or not in this goal"
-        problem = retry_problem(self._goal_id, decision, parts.header.approvers, awaiting, state)
-        return problem or decision
+        assert self._runner is not None
+        return self._runner.judge_retry(decision) or decision
 
     async def _judge_signed_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
         """A retry decision judged, and its signature too where the goal requires one."""
@@ -639,31 +507,15 @@ class GoalWorkflow:
             signers, kind, self._goal_id, request, signer, request.signed_by, request.signature
         )
 
-    async def _take_retry_decision(self, decision: ApprovalDecision) -> None:
-        if self._window is not None:
-            self._window.take_retry_decision(decision)
-        else:
-            assert self._partitions is not None
-            await self._partitions.forward(decision)
-
     def _stage_now(self) -> str:
         if self._status is not GoalStatus.RUNNING or self._stage != "running":
             return self._stage
-        refused: str | None = None
-        if self._window is not None:
-            failing = self._window.failing
-            waiting = self._window.awaiting_retry()
-            holding = self._window.holding
-            refused = self._window.refused
-        elif self._partitions is not None:
-            failing = self._partitions.failing
-            waiting = sorted(self._partitions.retry_due())
-            holding = False
-        else:  # the next run, its state not loaded yet
+        runner, budget = self._runner, self._budget
+        if runner is None:  # the next run, its state not loaded yet
             held = resumed_stage(self._checkpoint) if self._checkpoint else None
             return held or self._stage
-        paused = self._budget.stage(*self._spent()) if self._budget else None
-        return held_stage(failing, paused, refused, waiting, holding) or self._stage
+        paused = budget.stage(*runner.spent()) if budget else None
+        return runner.stage(paused) or self._stage
 
     # Starting, and starting again after continue-as-new.
 
@@ -726,9 +578,9 @@ class GoalWorkflow:
             )
         if partitioned:
             pairs = [(t.id or "", t.depends_on) for t in tasks]
-            self._open_partitions(header, partition(pairs, header.partition_size))
+            self._open(self._partitions_of(header, partition(pairs, header.partition_size)))
             return
-        self._open(TaskWindow(self._goal_id, self._run_id, header, tasks, header.max_running_tasks))
+        self._open(self._window_of(header, tasks))
 
     async def _resume(self, checkpoint: GoalCheckpoint) -> None:
         """Load the stored spec again and restore the state from the checkpoint."""
@@ -737,31 +589,32 @@ class GoalWorkflow:
             ReadModelActivities.load_goal, ref, "load the goal's spec"
         )
         if checkpoint.window is None:
-            self._partitions = PartitionSet(
-                self._goal_id, self._run_id, header, checkpoint.partitions, checkpoint.failing
+            self._open(
+                PartitionSet(
+                    self._goal_id, self._run_id, header, checkpoint.partitions, checkpoint.failing
+                )
             )
             return
         specs = await load_specs(
             LoadTasks(goal_id=self._goal_id, goal_run_id=self._run_id, start=0, end=ref.tasks_total)
         )
-        self._open(
-            TaskWindow.restore(
-                self._goal_id,
-                self._run_id,
-                header,
-                specs,
-                header.max_running_tasks,
-                checkpoint.window,
-            )
-        )
+        self._open(self._window_of(header, specs, checkpoint.window))
 
-    def _open(self, window: TaskWindow) -> None:
-        self._window = window
-        if self._header is not None and self._header.compile:
-            window.follow_up = self._follow_up
+    def _open(self, runner: TaskRunner) -> None:
+        self._runner = runner
         for update in self._early_updates:
-            window.task_update(update)
+            runner.task_update(update)
         self._early_updates.clear()
+
+    def _window_of(
+        self, header: GoalSpec, specs: list[TaskSpec], state: WindowState | None = None
+    ) -> TaskWindow:
+        """The goal's tasks in one window; a compiling goal follows its last task up."""
+        args = (self._goal_id, self._run_id, header, specs, header.max_running_tasks)
+        window = TaskWindow(*args) if state is None else TaskWindow.restore(*args, state)
+        if header.compile:
+            window.follow_up = FollowUp(window)
+        return window
 
     async def _validate(
         self, spec: Any, runbook: Runbook | None, candidates: list[RunbookMatch]
@@ -840,17 +693,15 @@ class GoalWorkflow:
                     end=stored.tasks_total,
                 )
             )
-            self._open(
-                TaskWindow(self._goal_id, self._run_id, header, specs, header.max_running_tasks)
-            )
+            self._open(self._window_of(header, specs))
             return
-        self._open_partitions(header, stored.partitions)
+        self._open(self._partitions_of(header, stored.partitions))
 
-    def _open_partitions(
+    def _partitions_of(
         self, header: GoalSpec, ranges: Sequence[tuple[int, int, list[int]]]
-    ) -> None:
-        """Run the goal's tasks in partitions, each task range (start, end, after) its own."""
-        self._partitions = PartitionSet(
+    ) -> PartitionSet:
+        """The goal's tasks in partitions, each task range (start, end, after) its own."""
+        return PartitionSet(
             self._goal_id,
             self._run_id,
             header,
@@ -863,8 +714,10 @@ class GoalWorkflow:
     async def _continue_as_new(self) -> None:
         """Start a fresh run with the same state; no task of the goal's own runs across it.
 
-        Returns instead when a handler asked the window for work meanwhile: that first.
+        Returns instead when a handler asked the runner for work meanwhile: that first.
         """
+        runner = self._runner
+        assert runner is not None
         await record(
             ReadModelActivities.record_event,
             self._event(
@@ -875,50 +728,33 @@ class GoalWorkflow:
             ),
             "record continue-as-new",
         )
-        window = self._window
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() or (window is not None and window.asked)
-        )
-        if window is not None and window.asked:
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or runner.asked)
+        if runner.asked:
             return
         total = self.progress().tasks_total
         ref = GoalRef(goal_id=self._goal_id, goal_run_id=self._run_id, tasks_total=total)
-        if self._window is not None:
-            checkpoint = GoalCheckpoint(
-                spec_ref=ref,
-                window=self._window.state(),
-                told=self._told,
-                adopted_by=self._adopted_by,
-                budget=self._budget.state if self._budget else None,
-            )
-        else:
-            assert self._partitions is not None
-            checkpoint = GoalCheckpoint(
-                spec_ref=ref,
-                partitions=self._partitions.partitions,
-                failing=self._partitions.failing,
-                told=self._told,
-                adopted_by=self._adopted_by,
-                budget=self._budget.state if self._budget else None,
-            )
+        checkpoint = runner.checkpoint(ref).model_copy(
+            update={
+                "told": self._told,
+                "adopted_by": self._adopted_by,
+                "budget": self._budget.state if self._budget else None,
+            }
+        )
         workflow.continue_as_new(args=[None, checkpoint.model_dump(mode="json")])
 
     # The end.
 
     async def _finish(self) -> GoalReport:
         """Settle the goal's status, record the report, and return it (or fail with it)."""
-        header = self._header
-        assert header is not None
+        header, runner = self._header, self._runner
+        assert header is not None and runner is not None
         progress = self.progress()
         total = progress.tasks_total
-        window = self._window
-        parts = self._partitions
-        failing = window.schedule.failing if window else (parts.failing if parts else None)
-        unfinished = window.unfinished(progress) if window else unfinished_partitions(progress)
-        error = goal_error(progress, header.on_task_failure, failing, unfinished, self._unmet)
+        failing, unfinished = runner.failing, runner.unfinished(progress)
+        error = goal_error(progress, header.on_task_failure, failing, unfinished, runner.unmet)
         self._status = GoalStatus.FAILED if error else GoalStatus.COMPLETED
         self._stage = "done"
-        tasks = window.task_reports() if window else []
+        tasks = runner.task_reports()
         deliverable_bytes: int = await record(
             DeliverableActivities.compile_deliverable,
             CompileDeliverable(goal_id=self._goal_id, goal_run_id=self._run_id),
@@ -1011,7 +847,7 @@ class GoalWorkflow:
         spent = None
         if budget is not None and budget.limited:
             spent = budget.describe(progress.cost_usd, progress.tokens_used)
-        notes = self._window.task_notes() if self._window else []
+        notes = self._runner.task_notes() if self._runner else []
         workflow.set_current_details(current_details(progress, spent, notes))
 
 

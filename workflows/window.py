@@ -4,8 +4,8 @@ Not a workflow itself: the goal workflow (and each partition of a large goal) ho
 one and calls it from its own handlers. The decisions come from the `Schedule` of the
 functional core, and what is asked of the tasks from its `TaskLedger`; this shell
 runs the loop, applies what ended, writes cascades in bounded batches, and hands
-starting tasks (`workflows.starts`), sub-goals (`workflows.subgoals`), retry decisions
-(`workflows.retries`) and adopting a plan (`workflows.plans`) to their own modules.
+starting tasks (`workflows.starts`), sub-goals (`workflows.subgoals`) and the tasks
+that join while the goal runs (`workflows.plans`) to their own modules.
 """
 
 import asyncio
@@ -23,29 +23,37 @@ with workflow.unsafe.imports_passed_through():
     import workflows.subgoals as subgoals
     from activities.children import ChildActivities
     from activities.read_model import ReadModelActivities
+    from goalkeeper.details import held_stage
     from goalkeeper.ids import fact_id
     from goalkeeper.ledger import TaskLedger
     from goalkeeper.models import (
         Abort,
         ApprovalDecision,
+        GoalCheckpoint,
+        GoalRef,
         GoalSpec,
+        PartitionUpdate,
         TaskSpec,
         TaskSummary,
         TaskUpdate,
         WindowState,
     )
+    from goalkeeper.planning import AddTasks
     from goalkeeper.records import AdoptTasks, EventKind, RecordSkips, SkippedTask
     from goalkeeper.scheduling import Ended, ScheduleState
     from goalkeeper.statuses import TaskStatus
     from goalkeeper.subgoals import subgoal_ended, subgoal_running
     from workflows.options import record, refused_wait
+    from workflows.runner import Added
 
 BATCH = 100
 """Tasks assigned per activity call, and skipped tasks written per call."""
 
 
 class TaskWindow(TaskLedger):
-    """A goal's tasks (all of them, or one partition's), run a window's worth at a time."""
+    """A goal's tasks (all of them, or one partition's), run a window's worth at a time.
+
+    As the goal's `TaskRunner`, it runs all of a goal's tasks."""
 
     def __init__(
         self,
@@ -84,7 +92,7 @@ class TaskWindow(TaskLedger):
         self._alarm: asyncio.Task[None] | None = None
         self.notes: dict[int, str] = {}
         """A line for the history of a task about to run again, by position."""
-        self.follow_up: Callable[[], Awaitable[bool]] | None = None
+        self.follow_up: plans.FollowUp | None = None
         """Called when every task has ended; True when it added tasks to run."""
 
     @classmethod
@@ -138,6 +146,9 @@ class TaskWindow(TaskLedger):
         self.schedule.change(i, update.task.status)
         self.changed = True
 
+    def partition_update(self, update: PartitionUpdate) -> None:
+        """A window has no partitions: nothing to take in."""
+
     # The loop, each step in proportion to what changed.
 
     async def run(
@@ -177,7 +188,7 @@ class TaskWindow(TaskLedger):
             )
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    self.wake,
+                    self.woken,
                     timeout=max(due - workflow.now(), timedelta(seconds=1)) if due else None,
                     timeout_summary="retry decision or budget deadline",
                 )
@@ -216,12 +227,18 @@ class TaskWindow(TaskLedger):
                     self.schedule.hold_back(ready[n:])
                     break
 
-    def wake(self) -> bool:
+    def woken(self) -> bool:
         return self.changed or bool(self.ends)
+
+    def wake(self) -> None:
+        self.changed = True
 
     # What holds it: a spent budget, a failing goal.
 
-    def retry_refused(self) -> None:
+    def pause(self, paused: bool) -> None:
+        self.paused = paused
+
+    def raised(self) -> None:
         """A budget was raised: try the tasks it held back now, not at the next look."""
         self._retry_at = None
         self.refuse(None, None)
@@ -235,19 +252,41 @@ class TaskWindow(TaskLedger):
         if why is not None:
             self._retry_at = workflow.now() + refused_wait(self._refusals)
 
+    def halt(self, why: str) -> None:
+        if not self.closed and self.schedule.failing is None:
+            self.fail(why)
+
     def fail(self, reason: str) -> None:
         """The goal is failing: what runs is aborted and the rest skipped, by the loop."""
         cascade = self.schedule.fail(reason)
         self.later(lambda: self.apply(cascade))
 
+    def stage(self, paused: str | None) -> str | None:
+        if self.follow_up is not None and self.follow_up.stage is not None:
+            return self.follow_up.stage
+        return held_stage(self.failing, paused, self.refused, self.awaiting_retry(), self.holding)
+
+    @property
+    def unmet(self) -> str | None:
+        return self.follow_up.unmet if self.follow_up is not None else None
+
+    def checkpoint(self, ref: GoalRef) -> GoalCheckpoint:
+        return GoalCheckpoint(spec_ref=ref, window=self.state())
+
     # What a failed task means under `ask_approver` (`workflows.retries`).
 
-    def take_retry_decision(self, decision: ApprovalDecision) -> None:
+    async def take_retry_decision(self, decision: ApprovalDecision) -> None:
         retries.take(self, decision)
 
     # Tasks that join while the goal runs.
 
-    async def add(self, specs: list[TaskSpec], why: str) -> None:
+    def judge_added(self, request: AddTasks, running: bool) -> list[TaskSpec] | str:
+        return plans.judge_added(self, request, running and not self.closed)
+
+    async def add_tasks(self, judge: Callable[[], Added]) -> str | None:
+        return await plans.add_tasks(self, judge)
+
+    async def join(self, specs: list[TaskSpec], why: str) -> None:
         """Tasks that join the running goal, already stored: they run as they get ready."""
         cascade = self.schedule.add([(t.id or "", t.depends_on) for t in specs])
         first = len(self.specs)
