@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue
 
+from goalkeeper.ids import fact_id
 from goalkeeper.models import GoalReport, GoalSpec, Heartbeat, TaskSpec, TaskSummary, TaskView
 from goalkeeper.requests import RequestSpec
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, RequestStatus
@@ -74,6 +75,28 @@ class Event(BaseModel):
     task_id: str | None = None
     agent_id: str | None = None
     detail: dict[str, JsonValue] = {}
+
+
+def goal_event(
+    goal_id: str,
+    goal_run_id: str,
+    kind: EventKind,
+    message: str,
+    task_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+    key: tuple[object, ...] = (),
+) -> Event:
+    """An event of a goal run, named by its kind, its task and `key`: what makes it one
+    fact (a change number, a position), so it is written once however often the writing
+    is repeated."""
+    return Event(
+        event_id=fact_id("goal", goal_run_id, kind, task_id, *key),
+        kind=kind,
+        message=message,
+        goal_id=goal_id,
+        task_id=task_id,
+        detail=detail or {},
+    )
 
 
 class RecordGoal(BaseModel):

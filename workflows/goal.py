@@ -1,106 +1,43 @@
 """`GoalWorkflow`: a goal from its spec to its report, one child `TaskWorkflow` per task."""
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
-    from activities.deliverables import DeliverableActivities
-    from activities.keys import KeyActivities
     from activities.read_model import ReadModelActivities
-    from activities.runbooks import RunbookActivities
-    from activities.suggestions import SuggestionActivities
-    from goalkeeper import budgets, signing
-    from goalkeeper.compiling import Verdict, next_step
-    from goalkeeper.errors import InvalidGoalSpec
-    from goalkeeper.ids import fact_id, started_by_goal
-    from goalkeeper.judging import retry_problem, signed_control_problem
-    from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, MAX_SHORT_REASON_CHARS
+    from goalkeeper.details import resumed_stage
+    from goalkeeper.limits import MAX_SHORT_REASON_CHARS
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         Abort,
         Adopt,
-        ApprovalDecision,
-        ControlSigners,
         GoalCheckpoint,
         GoalRef,
         GoalReport,
         GoalSpec,
-        PartitionState,
         PartitionUpdate,
         Progress,
-        Signers,
         TaskPage,
-        TaskReport,
-        TaskSpec,
         TasksQuery,
-        TaskSummary,
         TaskUpdate,
     )
-    from goalkeeper.plan_task import needs_plan
-    from goalkeeper.planning import AddTasks, check_new_tasks
     from goalkeeper.progress import checkpoint_figures, compute_progress
-    from goalkeeper.records import (
-        CompileDeliverable,
-        Event,
-        EventKind,
-        FinishGoal,
-        LoadTasks,
-        LoadVerdict,
-        MatchRunbooks,
-        RecordGoal,
-        RecordRejectedGoal,
-        RecordTasks,
-        RunbookRef,
-        StoredGoal,
-        StoreGoal,
-        goal_started_message,
-    )
-    from goalkeeper.runbooks import Runbook, RunbookMatch, runbook_named
-    from goalkeeper.scheduling import partition, topological_order
+    from goalkeeper.records import EventKind, goal_event
+    from goalkeeper.reports import goal_error
     from goalkeeper.statuses import GoalStatus, TaskStatus
-    from goalkeeper.subgoals import progress_line, subgoal_id, told_end
-    from goalkeeper.suggestions import SuggestFor
-    from goalkeeper.validation import validate_goal_spec
     from monitoring import metrics
-    from workflows import search_attributes as sa
     from workflows.budget import GoalBudget
-    from workflows.messages import Undecodable, parse_message, reject_if, summarize_payload
-    from workflows.options import DATABASE_RETRY, record, record_apart
-    from workflows.partitions import PartitionSet
-    from workflows.specs import load_specs
-    from workflows.window import TaskWindow
-
-_DETAIL_LINES = 10
-"""Tasks that need attention listed in the UI's current details; the rest are counted."""
-
-PAGE_BYTES = 128 * 1024
-"""Task specs written or read per activity call, as JSON."""
-
-STORE_TIMEOUT = timedelta(minutes=10)
-"""Validating and storing a spec stored by reference: 100,000 tasks take seconds."""
-COMPILE_TIMEOUT = timedelta(minutes=5)
-"""Compiling a deliverable: every result of a goal of any size, read a page at a time."""
-SUGGEST_TIMEOUT = timedelta(minutes=1)
-"""Reading a goal's record for suggestions: bounded queries, whatever its size."""
-
-REPORT_TASKS = 500
-"""Tasks listed in a goal's report; beyond it, completed ones are only counted."""
-
-SIGNED_CONTROLS = "signed-controls"
-"""The patch from which a goal's budget raises, stops, added tasks and retry decisions
-are checked for signatures where it requires them."""
-
-TELL_PARENT_EVERY = timedelta(seconds=1)
-"""A sub-goal tells the goal it runs for how far it is at most this often."""
-
-TOLD_AGENTS = 100
-"""Agents a sub-goal names to its parent in one update (the parent counts agents)."""
+    from workflows.controls import GoalControls, record_refusal
+    from workflows.display import GoalDisplay
+    from workflows.opening import GoalOpening
+    from workflows.options import record
+    from workflows.parent import ParentLink
+    from workflows.report import record_report, suggest
+    from workflows.runner import TaskRunner
 
 
 @workflow.defn
@@ -113,7 +50,7 @@ class GoalWorkflow:
     continues as new with a compact state (a byte per task; the specs stay in
     PostgreSQL), and its next run adopts the tasks still running: they tell it how they
     end. When a task fails for good, the goal's `on_task_failure` policy decides what
-    follows.
+    follows. How it runs its tasks, in one window or in partitions, is its `TaskRunner`'s.
     """
 
     @workflow.init
@@ -122,151 +59,80 @@ class GoalWorkflow:
         self._goal_id = info.workflow_id
         self._run_id = info.first_execution_run_id
         self._header: GoalSpec | None = None
-        self._window: TaskWindow | None = None
-        self._partitions: PartitionSet | None = None
+        self._runner: TaskRunner | None = None
         self._status = GoalStatus.RUNNING
         self._stage = "validating"
-        self._shown: tuple[str, int] | None = None
+        self._display = GoalDisplay()
         self._early_updates: list[TaskUpdate] = []
         self._signals = 0
         """Signals this run received, counted as each arrives: names its rejections."""
-        self._unmet: str | None = None
-        """Why the goal's success criteria are not met, when its judge said so last."""
         self._checkpoint = GoalCheckpoint.model_validate(checkpoint) if checkpoint else None
-        self._told = 0
-        """Updates sent to the goal this one is a sub-goal of, in all runs."""
-        self._last_told: tuple[str, int, float] | None = None
-        self._told_at: datetime | None = None
-        self._adopted_by: str | None = None
-        """The run of the parent goal that took this sub-goal over, if one did."""
         self._budget: GoalBudget | None = None
+        self._controls: GoalControls | None = None
+        """The signed changes to the goal, taken once it runs (its budget known)."""
+        self._parent = ParentLink(self.progress, lambda: self._agents()[0])
         if self._checkpoint is not None:
             self._stage = "running"
             self._run_id = self._checkpoint.spec_ref.goal_run_id
-            self._told = self._checkpoint.told
-            self._adopted_by = self._checkpoint.adopted_by
+            self._parent.told = self._checkpoint.told
+            self._parent.adopted_by = self._checkpoint.adopted_by
 
     @workflow.run
     async def run(self, spec: Any = None, checkpoint: Any = None) -> GoalReport:
+        opening = GoalOpening(self._goal_id, self._run_id, self._known, self._rejected)
         if self._checkpoint is None:
-            await self._begin(spec)
+            runner = await opening.begin(spec)
         else:
-            await self._resume(self._checkpoint)
+            runner = await opening.resume(self._checkpoint)
+        self._open(runner)
         assert self._header is not None
-        self._budget = GoalBudget(
+        self._budget = budget = GoalBudget(
             self._goal_id,
             self._run_id,
             self._header,
             self._checkpoint.budget if self._checkpoint else None,
-            self._halt,
-            self._wake,
+            runner.halt,
+            runner.wake,
+        )
+        self._controls = GoalControls(
+            self._goal_id, self._run_id, self._header, runner, budget, lambda: self._status
         )
         self._stage = "running"
-        if self._window is not None:
-            self._window.paused = self._budget.paused  # a pause goes on after continue-as-new
-            await self._window.run(self._after_step, self._continue_as_new)
-        else:
-            parts = self._partitions
-            assert parts is not None
-            while not parts.ended:
-                await parts.step()
-                await self._after_step()
-                if workflow.info().is_continue_as_new_suggested():
-                    await self._continue_as_new()  # partitions signal the new run
-                await workflow.wait_condition(lambda: parts.changed)
+        runner.pause(budget.paused)  # a pause goes on after continue-as-new
+        await runner.run(self._after_step, self._continue_as_new)
         return await self._finish()
+
+    def _known(self, header: GoalSpec) -> None:
+        """The spec is valid: its header shows in progress from now on."""
+        self._header = header
+
+    def _rejected(self) -> None:
+        self._status, self._stage = GoalStatus.REJECTED, "rejected"
+
+    def _open(self, runner: TaskRunner) -> None:
+        """Run the tasks with `runner`, which takes the updates that came before it."""
+        self._runner = runner
+        for update in self._early_updates:
+            runner.task_update(update)
+        self._early_updates.clear()
 
     async def _after_step(self) -> timedelta | None:
         """Show the goal, hold it to its budget, tell the goal it runs for; returns how
         soon to look again when a deadline is due."""
-        budget, window = self._budget, self._window
-        assert budget is not None
-        ended = (
-            window.closed
-            if window is not None
-            else bool(self._partitions and self._partitions.ended)
-        )
-        if not ended:  # what the last task spent cannot pause a goal that has ended
-            refused = window.refused if window is not None else None
+        budget, runner = self._budget, self._runner
+        assert budget is not None and runner is not None
+        if not runner.closed:  # what the last task spent cannot pause a goal that has ended
+            refused = runner.refused
             # PostgreSQL may count a report before the goal hears of it: its word holds.
-            own = refused is not None and window is not None and window.refused_by == self._goal_id
-            await budget.watch(*self._spent(), refused=own)
+            own = refused is not None and runner.refused_by == self._goal_id
+            await budget.watch(*runner.spent(), refused=own)
             await budget.held(None if own else refused)
-        if window is not None:
-            window.paused = budget.paused
+        runner.pause(budget.paused)
         self._show()
-        return await self._tell_parent()
+        return await self._parent.tell_progress(self._header)
 
-    def _wake(self) -> None:
-        """Have the goal's loop look again: a budget decision's deadline has come."""
-        if self._window is not None:
-            self._window.changed = True
-        elif self._partitions is not None:
-            self._partitions.changed = True
-
-    def _halt(self, why: str) -> None:
-        """Stop the goal: running tasks are aborted, the rest skipped, and it fails."""
-        if self._window is not None and not self._window.closed:
-            if self._window.schedule.failing is None:
-                self._window.fail(why)
-        elif self._partitions is not None and self._partitions.failing is None:
-            self._partitions.failing = why
-            self._partitions.changed = True
-
-    def _spent(self) -> tuple[float, int]:
-        """What the goal's tasks have cost so far, in USD and tokens."""
-        if self._window is not None:
-            return self._window.cost_usd, self._window.tokens_used
-        if self._partitions is not None:
-            return self._partitions.spent()
-        return 0.0, 0
-
-    async def _tell_parent(self) -> timedelta | None:
-        """A sub-goal tells the goal it runs for how far it is, when that changed, at most
-        once per `TELL_PARENT_EVERY`; returns how long to wait when it is too soon."""
-        header, parent = self._header, workflow.info().parent
-        if header is None or header.parent is None or parent is None:
-            return None
-        progress = self.progress()
-        told = (progress_line(progress), progress.tokens_used, progress.cost_usd)
-        if told == self._last_told:
-            return None
-        now = workflow.now()
-        if self._told_at is not None and now < self._told_at + TELL_PARENT_EVERY:
-            return self._told_at + TELL_PARENT_EVERY - now
-        self._last_told, self._told_at = told, now
-        await self._tell(
-            TaskSummary(
-                task_id=header.parent.task_id,
-                status=TaskStatus.ASSIGNED,
-                tokens_used=progress.tokens_used,
-                cost_usd=progress.cost_usd,
-                goal_progress=told[0],
-            )
-        )
-        return None
-
-    async def _tell(self, task: TaskSummary) -> None:
-        """Send the goal this one is a sub-goal of its task's state, numbered in turn."""
-        header, parent = self._header, workflow.info().parent
-        assert header is not None and header.parent is not None and parent is not None
-        self._told += 1
-        task.seq = self._told
-        agents = self._window.agents if self._window else self._partitions_agents()
-        update = TaskUpdate(
-            goal_run_id=header.parent.goal_run_id,
-            task=task,
-            agent_ids=sorted(agents)[:TOLD_AGENTS],
-        )
-        try:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "task_update", sealing.sealed("task_update", parent.workflow_id, update)
-            )
-        except Exception as exc:  # the parent ended or was terminated: nothing to tell
-            workflow.logger.warning(f"could not tell goal {parent.workflow_id!r}: {exc}")
-
-    def _partitions_agents(self) -> set[str]:
-        return self._partitions.agents()[0] if self._partitions else set()
+    def _agents(self) -> tuple[set[str], set[str]]:
+        return self._runner.agent_ids() if self._runner else (set(), set())
 
     @workflow.signal
     async def adopt(self, *payload: Any) -> None:
@@ -275,26 +141,21 @@ class GoalWorkflow:
         if isinstance(request, str):
             await self._refuse_internal(request, payload)
         else:
-            self._adopted_by = request.goal_run_id or None
+            self._parent.adopted_by = request.goal_run_id or None
 
     # Queries, signals and updates.
 
     @workflow.query
     def progress(self) -> Progress:
         """Progress derived from the task states now: completed / total, failures included."""
-        header = self._header
+        header, runner, checkpoint = self._header, self._runner, self._checkpoint
         counts: dict[TaskStatus, int] = {}
-        agents: set[str] = set()
-        completed: set[str] = set()
-        cost, tokens = self._spent()
-        if self._window is not None:
-            window = self._window
-            counts, agents, completed = window.totals(), window.agents, window.agents_completed
-        elif self._partitions is not None:
-            counts = self._partitions.counts()
-            agents, completed = self._partitions.agents()
-        elif self._checkpoint is not None:  # the next run, its state not loaded yet
-            counts, agents, completed, cost, tokens = checkpoint_figures(self._checkpoint)
+        agents, completed = self._agents()
+        cost, tokens = runner.spent() if runner else (0.0, 0)
+        if runner is not None:
+            counts = runner.totals()
+        elif checkpoint is not None:  # the next run, its state not loaded yet
+            counts, agents, completed, cost, tokens = checkpoint_figures(checkpoint)
         return compute_progress(
             self._goal_id,
             self._status,
@@ -305,10 +166,10 @@ class GoalWorkflow:
             cost_usd=cost,
             tokens_used=tokens,
             on_task_failure=header.on_task_failure if header else "continue",
-            tasks_added=self._window.tasks_added if self._window else 0,
+            tasks_added=runner.tasks_added if runner else 0,
             budget=self._budget.state
             if self._budget
-            else (self._checkpoint.budget if self._checkpoint else None),
+            else (checkpoint.budget if checkpoint else None),
         )
 
     @workflow.query
@@ -320,15 +181,11 @@ class GoalWorkflow:
         lists its partition workflows instead, whose `tasks` queries page the same way.
         """
         parsed = TasksQuery.model_validate(query or {})
-        if self._window is not None:
-            return self._window.page(parsed)
-        empty = TaskPage(
+        if self._runner is not None:
+            return self._runner.page(parsed)
+        return TaskPage(
             goal_id=self._goal_id, offset=parsed.offset, limit=parsed.limit, total=0, tasks=[]
         )
-        if self._partitions is not None:
-            parts = self._partitions
-            empty.partitions = [parts.workflow_id(p.index) for p in parts.partitions]
-        return empty
 
     @workflow.signal
     async def task_update(self, *payload: Any) -> None:
@@ -336,10 +193,10 @@ class GoalWorkflow:
         update = sealing.opened(payload, TaskUpdate, "task_update")
         if isinstance(update, str):
             await self._refuse_internal(update, payload)
-        elif self._window is None:
+        elif self._runner is None:
             self._early_updates.append(update)
         else:
-            self._window.task_update(update)
+            self._runner.task_update(update)
 
     @workflow.signal
     async def abort(self, *payload: Any) -> None:
@@ -352,7 +209,8 @@ class GoalWorkflow:
             await self._refuse_internal(request, payload)
             return
         await workflow.wait_condition(self._ready)
-        self._halt(f"aborted: {request.reason[:MAX_SHORT_REASON_CHARS]}")
+        assert self._runner is not None
+        self._runner.halt(f"aborted: {request.reason[:MAX_SHORT_REASON_CHARS]}")
 
     @workflow.signal
     async def partition_update(self, *payload: Any) -> None:
@@ -360,8 +218,8 @@ class GoalWorkflow:
         update = sealing.opened(payload, PartitionUpdate, "partition_update")
         if isinstance(update, str):
             await self._refuse_internal(update, payload)
-        elif self._partitions is not None:
-            self._partitions.partition_update(update)
+        elif self._runner is not None:
+            self._runner.partition_update(update)
 
     async def _refuse_internal(self, problem: str, payload: tuple[Any, ...]) -> None:
         """A message that poses as Goalkeeper's own: counted, and recorded like any refusal."""
@@ -369,16 +227,19 @@ class GoalWorkflow:
         received = self._signals
         metrics.rejected(workflow.metric_meter(), Rejected.INTERNAL)
         workflow.logger.warning(problem)
-        await record_apart(
-            ReadModelActivities.record_event,
-            self._event(
-                EventKind.MESSAGE_REJECTED,
-                problem,
-                {"payload": summarize_payload(payload)},
-                key=(workflow.info().run_id, received),
-            ),
-            "record a refused message",
+        await record_refusal(
+            self._goal_id, self._run_id, EventKind.MESSAGE_REJECTED, problem, payload, received
         )
+
+    # The signed changes: each waits until the goal runs, then `workflows.controls` takes it.
+
+    def _ready(self) -> bool:
+        return self._controls is not None
+
+    def _control(self) -> GoalControls:
+        """The goal's controls, once it is `_ready` for them."""
+        assert self._controls is not None
+        return self._controls
 
     @workflow.signal(name="approval_decision")
     async def approval_decision(self, *payload: Any) -> None:
@@ -386,509 +247,95 @@ class GoalWorkflow:
         self._signals += 1
         received = self._signals
         await workflow.wait_condition(self._ready)
-        decision = await self._judge_signed_retry(payload)
-        if isinstance(decision, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
-            workflow.logger.warning(decision)
-            await record_apart(
-                ReadModelActivities.record_event,
-                self._event(
-                    EventKind.DECISION_REJECTED,
-                    decision,
-                    {"payload": summarize_payload(payload)},
-                    key=(workflow.info().run_id, received),
-                ),
-                "record rejected decision",
-            )
-            return
-        await self._take_retry_decision(decision)
+        await self._control().approval_decision(payload, received)
 
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> Progress:
         """`approval_decision`, answered: the goal's progress after it, or why it was rejected."""
         await workflow.wait_condition(self._ready)
-        decision = await self._judge_signed_retry(payload)
-        if isinstance(decision, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
-            raise ApplicationError(decision, type="DecisionRejected", non_retryable=True)
-        await self._take_retry_decision(decision)
+        await self._control().decide(payload)
         return self.progress()
 
     @decide.validator
     def _validate_decision(self, *payload: Any) -> None:
-        if self._ready():  # before that, the handler judges once it can
-            problem = self._judge_retry(payload)
-            reject_if(metrics.refused(workflow.metric_meter(), Rejected.DECISION, problem))
+        if self._controls is not None:  # before that, the handler judges once it can
+            self._controls.validate_retry(payload)
 
     @workflow.update
     async def add_tasks(self, *payload: Any) -> Progress:
         """More work found while the goal runs: `{"tasks", "added_by", "reason"}`, checked
         like a spec's tasks; the goal's progress after them, or why they were refused."""
         await workflow.wait_condition(self._ready)
-        window = self._window
-        first = self._judge_added(payload)
-        if not isinstance(first, str):
-            request = first[0]
-            agents = [request.added_by] if window and request.added_by in window.agents else []
-            unsigned = await self._unsigned("add_tasks", request, request.added_by, agents)
-            if unsigned is not None:
-                metrics.rejected(workflow.metric_meter(), Rejected.ADD_TASKS)
-                raise ApplicationError(unsigned, type="TasksRejected", non_retryable=True)
-        refused: list[str | None] = []
-
-        async def add() -> None:
-            # Judged again here: an addition taken in before this one changed the goal.
-            added = self._judge_added(payload)
-            if not isinstance(added, str):
-                request, tasks = added
-                await self._add(tasks, f"by {request.added_by}: {request.reason}")
-            refused.append(added if isinstance(added, str) else None)
-
-        if window is not None and not window.closed:
-            window.later(add)  # the loop adds them: positions follow each other
-            await workflow.wait_condition(lambda: bool(refused) or window.closed)
-        problem = refused[0] if refused else self._judge_added(payload)
-        if isinstance(problem, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.ADD_TASKS)
-            raise ApplicationError(problem, type="TasksRejected", non_retryable=True)
+        await self._control().add_tasks(payload)
         return self.progress()
-
-    async def _add(self, tasks: list[TaskSpec], why: str) -> None:
-        """Store tasks after the goal's own, then let them run."""
-        window = self._window
-        assert window is not None
-        await record(
-            ReadModelActivities.record_tasks,
-            RecordTasks(
-                goal_id=self._goal_id,
-                goal_run_id=self._run_id,
-                first_position=len(window.specs),
-                tasks=tasks,
-            ),
-            f"record {len(tasks)} added tasks",
-        )
-        await window.add(tasks, why)
-
-    async def _follow_up(self) -> bool:
-        """Every task has ended: compile, or re-plan when the criteria are not met."""
-        window, header = self._window, self._header
-        assert window is not None and header is not None
-        last = len(window.specs) - 1
-        verdict: Verdict | None = None
-        if (
-            window.specs[last].expects == "deliverable"
-            and window.schedule.status_of(last) is TaskStatus.COMPLETED
-        ):
-            verdict = await record(
-                DeliverableActivities.load_verdict,
-                LoadVerdict(goal_id=self._goal_id, task_id=window.specs[last].id or ""),
-                "read the judgement",
-            )
-        schedule = window.schedule
-        completed = {
-            schedule.plan.ids[i]
-            for i in range(len(window.specs))
-            if schedule.status_of(i) is TaskStatus.COMPLETED
-        }
-        step = next_step(header, window.specs, completed, verdict)
-        if step.task is None:
-            self._unmet = step.unmet
-            return False
-        if step.action == "compile":
-            self._stage = f"compiling the deliverable ({step.task.id})"
-        else:
-            self._stage = f"re-planning ({step.task.id}): {verdict.reasons if verdict else ''}"
-        await self._add([step.task], f"{step.action}: {self._stage}")
-        return True
 
     @add_tasks.validator
     def _validate_add_tasks(self, *payload: Any) -> None:
-        if self._ready():  # before that, the handler judges once it can
-            problem = self._judge_added(payload)
-            reject_if(metrics.refused(workflow.metric_meter(), Rejected.ADD_TASKS, problem))
-
-    def _judge_added(self, payload: tuple[Any, ...]) -> "tuple[AddTasks, list[TaskSpec]] | str":
-        request = parse_message(payload, AddTasks, "add_tasks request")
-        if isinstance(request, str):
-            return request
-        window, header = self._window, self._header
-        if window is None or header is None:
-            return (
-                f"goal {self._goal_id!r} runs in partitions; tasks can be added only to a goal "
-                f"of at most partition_size tasks"
-            )
-        if self._status is not GoalStatus.RUNNING or window.closed:
-            return f"goal {self._goal_id!r} has ended; expected a running goal"
-        if window.schedule.failing is not None:
-            return f"goal {self._goal_id!r} is failing ({window.schedule.failing})"
-        try:
-            tasks = check_new_tasks(
-                header.model_copy(update={"goal_id": self._goal_id}),
-                request.tasks,
-                set(window.schedule.plan.index),
-                header.partition_size,
-            )
-        except InvalidGoalSpec as exc:
-            return str(exc)
-        return request, tasks
-
-    def _ready(self) -> bool:
-        return self._budget is not None
-
-    # Budgets: a raise or a stop, by one of the goal's approvers.
+        if self._controls is not None:  # before that, the handler judges once it can
+            self._controls.validate_added(payload)
 
     @workflow.update
     async def raise_budget(self, *payload: Any) -> Progress:
         """`{"approver", "usd", "tokens", "comment"}`: a higher budget; a goal paused at its
         budget goes on. Only the goal's approvers (escalation levels included) may."""
         await workflow.wait_condition(self._ready)
-        budget = self._budget
-        assert budget is not None
-        request = self._judge_raise(payload)
-        if not isinstance(request, str):
-            request = await self._unsigned("raise_budget", request, request.approver) or request
-        if not isinstance(request, str):
-            request = (
-                await budget.take_raise(request, lambda: self._judge_raise(payload)) or request
-            )
-        if isinstance(request, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.BUDGET)
-            raise ApplicationError(request, type="BudgetRaiseRejected", non_retryable=True)
-        if self._window is not None:
-            self._window.paused = budget.paused
-            self._window.retry_refused()
-        elif self._partitions is not None:
-            self._partitions.changed = True
+        await self._control().raise_budget(payload)
         return self.progress()
 
     @raise_budget.validator
     def _validate_raise_budget(self, *payload: Any) -> None:
-        if self._ready():  # before that, the handler judges once it can
-            problem = self._judge_raise(payload)
-            reject_if(metrics.refused(workflow.metric_meter(), Rejected.BUDGET, problem))
-
-    def _judge_raise(self, payload: tuple[Any, ...]) -> Any:
-        assert self._budget is not None
-        return self._budget.judge_raise(payload, self._status, self._spent())
+        if self._controls is not None:  # before that, the handler judges once it can
+            self._controls.validate_raise(payload)
 
     @workflow.update
     async def stop(self, *payload: Any) -> Progress:
         """`{"approver", "comment"}`: stop the goal (at its budget, or any time); running
         tasks are aborted, the rest skipped, and the goal fails, saying who stopped it."""
         await workflow.wait_condition(self._ready)
-        budget = self._budget
-        assert budget is not None
-        request = budget.judge_stop(payload, self._status)
-        if not isinstance(request, str):
-            request = await self._unsigned("stop", request, request.approver) or request
-        if not isinstance(request, str):
-            judge = lambda: budget.judge_stop(payload, self._status)  # noqa: E731
-            request = await budget.take_stop(request, judge) or request
-        if isinstance(request, str):
-            metrics.rejected(workflow.metric_meter(), Rejected.BUDGET)
-            raise ApplicationError(request, type="StopRejected", non_retryable=True)
+        await self._control().stop(payload)
         return self.progress()
 
     @stop.validator
     def _validate_stop(self, *payload: Any) -> None:
-        if self._ready():
-            assert self._budget is not None
-            problem = self._budget.judge_stop(payload, self._status)
-            reject_if(metrics.refused(workflow.metric_meter(), Rejected.BUDGET, problem))
+        if self._controls is not None:
+            self._controls.validate_stop(payload)
 
-    def _judge_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
-        decision = parse_message(payload, ApprovalDecision, "approval decision")
-        if isinstance(decision, str):
-            return decision
-        if self._window is not None:
-            return self._window.judge_retry(decision) or decision
-        parts = self._partitions
-        assert parts is not None
-        awaiting = parts.retry_due()
-        # The goal holds no task's status: a task not awaiting a decision is "not failed".
-        state = "failed" if decision.task_id in awaiting else "not failed, or not in this goal"
-        problem = retry_problem(self._goal_id, decision, parts.header.approvers, awaiting, state)
-        return problem or decision
-
-    async def _judge_signed_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
-        """A retry decision judged, and its signature too where the goal requires one."""
-        decision = self._judge_retry(payload)
-        if isinstance(decision, str):
-            return decision
-        return await self._unsigned("retry", decision, decision.approver) or decision
-
-    async def _unsigned(
-        self, kind: str, request: Any, signer: str, agents: Sequence[str] = ()
-    ) -> str | None:
-        """Why a change to this goal is not signed by someone allowed to make it, where the
-        goal requires signatures; the keys are read as they are now."""
-        header = self._header
-        assert header is not None
-        if header.require_signatures is False or not workflow.patched(SIGNED_CONTROLS):
-            return None
-        approvers = sorted({name for level in budgets.deciders(header) for name in level})
-        signers: Signers = await record_apart(
-            KeyActivities.control_signers,
-            ControlSigners(
-                approvers=approvers,
-                agents=list(agents),
-                require_signatures=header.require_signatures,
-            ),
-            f"read the keys that may sign {kind}",
-        )
-        if not signers.required:
-            return None
-        problem = signed_control_problem(kind, self._goal_id, request, signer, approvers, agents)
-        return problem or signing.control_problem(
-            signers, kind, self._goal_id, request, signer, request.signed_by, request.signature
-        )
-
-    async def _take_retry_decision(self, decision: ApprovalDecision) -> None:
-        if self._window is not None:
-            self._window.take_retry_decision(decision)
-        else:
-            assert self._partitions is not None
-            await self._partitions.forward(decision)
+    # What the goal shows.
 
     def _stage_now(self) -> str:
         if self._status is not GoalStatus.RUNNING or self._stage != "running":
             return self._stage
-        if self._window is not None:
-            failing = self._window.schedule.failing
-            schedule = self._window.schedule
-            waiting = sorted(schedule.plan.ids[i] for i in schedule.retry_due)
-            holding = self._window.holding
-        elif self._partitions is not None:
-            failing = self._partitions.failing
-            waiting = sorted(self._partitions.retry_due())
-            holding = False
-        else:
-            held = self._checkpoint.budget if self._checkpoint else None
-            if self._checkpoint and held and held.paused_at is not None and held.stopped is None:
-                *_, cost, tokens = checkpoint_figures(self._checkpoint)
-                return f"paused: budget ({budgets.describe(held, cost, tokens)})"
-            return self._stage
-        if failing:
-            return f"failing: {failing}"
-        paused = self._budget.stage(*self._spent()) if self._budget else None
-        if paused:
-            return paused
-        refused = self._window.refused if self._window is not None else None
-        if refused:
-            return f"paused: budget ({refused}); assignments start again once it is raised"
-        if waiting:
-            shown = ", ".join(waiting[:_DETAIL_LINES])
-            more = len(waiting) - _DETAIL_LINES
-            return f"awaiting a retry decision on {shown}" + (
-                f" and {more} more" if more > 0 else ""
-            )
-        if holding:
-            return "running: continuing as new"
-        return self._stage
+        runner, budget = self._runner, self._budget
+        if runner is None:  # the next run, its state not loaded yet
+            held = resumed_stage(self._checkpoint) if self._checkpoint else None
+            return held or self._stage
+        paused = budget.stage(*runner.spent()) if budget else None
+        return runner.stage(paused) or self._stage
 
-    # Starting, and starting again after continue-as-new.
+    def _show(self) -> None:
+        """Mirror progress in the Temporal UI: search attributes and a one-glance status."""
+        progress, budget, header = self.progress(), self._budget, self._header
+        spent = None
+        if budget is not None and budget.limited:
+            spent = budget.describe(progress.cost_usd, progress.tokens_used)
+        notes = self._runner.task_notes() if self._runner else []
+        workspace = header.workspace if header else None
+        self._display.show(self._status, progress, workspace, spent, notes)
 
-    async def _begin(self, raw: Any) -> None:
-        """Validate the spec, store it, and run its tasks itself or in partitions."""
-        if isinstance(raw, Undecodable):
-            await self._reject(f"invalid goal spec: {raw}", str(raw))
-        if isinstance(raw, dict) and set(raw) == {"spec_ref"}:
-            await self._begin_stored(str(raw["spec_ref"]))
-            return
-        named = runbook_named(raw)
-        runbook, candidates = None, []
-        if needs_plan(raw):
-            candidates = await record(
-                RunbookActivities.match_runbooks,
-                MatchRunbooks(text=f"{raw.get('title', '')} {raw.get('description', '')}"),
-                "find runbooks for the planner",
-            )
-        if named is not None:
-            name, version = named
-            runbook = await record(
-                RunbookActivities.load_runbook,
-                RunbookRef(name=name, version=version),
-                f"load runbook {name!r}",
-            )
-        spec = await self._validate(raw, runbook, candidates)
-        await self._check_parent(spec, raw)
-        self._header = header = spec.header()
-        tasks = spec.tasks
-        partitioned = len(tasks) > header.partition_size
-        if partitioned:  # stored in dependency order, so partitions only look back
-            pairs = [(t.id or "", t.depends_on) for t in tasks]
-            tasks = [tasks[i] for i in topological_order(pairs)]
-        pages = _pages(tasks)
-        await record(
-            ReadModelActivities.record_goal,
-            RecordGoal(
-                goal_id=self._goal_id,
-                goal_run_id=self._run_id,
-                header=header,
-                tasks_total=len(tasks),
-                tasks=pages[0][1],
-                event=self._event(
-                    EventKind.GOAL_STARTED,
-                    goal_started_message(self._goal_id, header, len(tasks), partitioned),
-                ),
-            ),
-            "record the goal",
-        )
-        for first, page in pages[1:]:
-            await record(
-                ReadModelActivities.record_tasks,
-                RecordTasks(
-                    goal_id=self._goal_id,
-                    goal_run_id=self._run_id,
-                    first_position=first,
-                    tasks=page,
-                ),
-                f"record tasks {first + 1} to {first + len(page)}",
-            )
-        if partitioned:
-            pairs = [(t.id or "", t.depends_on) for t in tasks]
-            self._open_partitions(header, partition(pairs, header.partition_size))
-            return
-        self._open(TaskWindow(self._goal_id, self._run_id, header, tasks, header.max_running_tasks))
-
-    async def _resume(self, checkpoint: GoalCheckpoint) -> None:
-        """Load the stored spec again and restore the state from the checkpoint."""
-        ref = checkpoint.spec_ref
-        self._header = header = await record(
-            ReadModelActivities.load_goal, ref, "load the goal's spec"
-        )
-        if checkpoint.window is None:
-            self._partitions = PartitionSet(
-                self._goal_id, self._run_id, header, checkpoint.partitions, checkpoint.failing
-            )
-            return
-        specs = await load_specs(
-            LoadTasks(goal_id=self._goal_id, goal_run_id=self._run_id, start=0, end=ref.tasks_total)
-        )
-        self._open(
-            TaskWindow.restore(
-                self._goal_id,
-                self._run_id,
-                header,
-                specs,
-                header.max_running_tasks,
-                checkpoint.window,
-            )
-        )
-
-    def _open(self, window: TaskWindow) -> None:
-        self._window = window
-        if self._header is not None and self._header.compile:
-            window.follow_up = self._follow_up
-        for update in self._early_updates:
-            window.task_update(update)
-        self._early_updates.clear()
-
-    async def _validate(
-        self, spec: Any, runbook: Runbook | None, candidates: list[RunbookMatch]
-    ) -> GoalSpec:
-        """Check the spec before anything runs; an invalid goal is recorded and fails at once."""
-        try:
-            return validate_goal_spec(spec, self._goal_id, runbook, candidates)
-        except InvalidGoalSpec as exc:
-            await self._reject(str(exc), spec)
-            raise  # not reached: _reject fails the workflow
-
-    async def _check_parent(self, spec: GoalSpec, raw: Any) -> None:
-        """Reject a spec naming a `parent` unless that goal (or one of its partitions)
-        started this one, as Temporal records it: no client starts a "sub-goal" that
-        reports into a real goal or passes for one."""
-        parent = spec.parent
-        if parent is None:
-            return
-        info = workflow.info().parent
-        by = info.workflow_id if info else None
-        expected = subgoal_id(parent.goal_id, parent.task_id)
-        if not started_by_goal(parent.goal_id, by) or self._goal_id != expected:
-            await self._reject(
-                f"invalid goal spec: parent: expected sub-goal {expected!r} started by goal "
-                f"{parent.goal_id!r}, got {self._goal_id!r} started by "
-                f"{'workflow ' + repr(by) if by else 'a client'}; sub-goals are started by "
-                "their goal",
-                raw,
-            )
-
-    async def _reject(self, error: str, spec: Any) -> NoReturn:
-        self._status, self._stage = GoalStatus.REJECTED, "rejected"
-        metrics.rejected(workflow.metric_meter(), Rejected.GOAL_INPUT)
-        workflow.upsert_search_attributes([sa.GOAL_STATUS.value_set(self._status.value)])
-        workflow.set_current_details(f"**Rejected**: {error}")
-        await record(
-            ReadModelActivities.record_rejected_goal,
-            RecordRejectedGoal(
-                goal_id=self._goal_id,
-                first_run_id=self._run_id,
-                raw_spec=summarize_payload((spec,), 4000),
-                error=error[:MAX_EVENT_MESSAGE_CHARS],
-                event=self._event(EventKind.GOAL_REJECTED, error[:MAX_EVENT_MESSAGE_CHARS]),
-            ),
-            "record rejected goal",
-        )
-        raise ApplicationError(error, type="InvalidGoalSpec", non_retryable=True) from None
-
-    async def _begin_stored(self, spec_ref: str) -> None:
-        """A spec stored by reference: an activity validates and stores it, the goal never
-        holds it; its tasks run in partitions (or in a window, if few)."""
-        stored: StoredGoal = await workflow.execute_activity_method(
-            ReadModelActivities.store_goal,
-            StoreGoal(
-                spec_id=spec_ref,
-                goal_id=self._goal_id,
-                goal_run_id=self._run_id,
-                event_id=fact_id("goal", self._run_id, EventKind.GOAL_STARTED, None),
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=DATABASE_RETRY,
-            summary="validate and store the goal's spec",
-        )
-        if stored.error is not None or stored.header is None:
-            await self._reject(stored.error or "invalid goal spec", {"spec_ref": spec_ref})
-        header = stored.header
-        assert header is not None
-        await self._check_parent(header, {"spec_ref": spec_ref})
-        self._header = header
-        if stored.tasks_total <= header.partition_size:
-            specs = await load_specs(
-                LoadTasks(
-                    goal_id=self._goal_id,
-                    goal_run_id=self._run_id,
-                    start=0,
-                    end=stored.tasks_total,
-                )
-            )
-            self._open(
-                TaskWindow(self._goal_id, self._run_id, header, specs, header.max_running_tasks)
-            )
-            return
-        self._open_partitions(header, stored.partitions)
-
-    def _open_partitions(
-        self, header: GoalSpec, ranges: Sequence[tuple[int, int, list[int]]]
-    ) -> None:
-        """Run the goal's tasks in partitions, each task range (start, end, after) its own."""
-        self._partitions = PartitionSet(
-            self._goal_id,
-            self._run_id,
-            header,
-            [
-                PartitionState(index=n, start=start, end=end, after=after)
-                for n, (start, end, after) in enumerate(ranges)
-            ],
-        )
+    # Continuing as new, and the end.
 
     async def _continue_as_new(self) -> None:
         """Start a fresh run with the same state; no task of the goal's own runs across it.
 
-        Returns instead when a handler asked the window for work meanwhile: that first.
+        Returns instead when a handler asked the runner for work meanwhile: that first.
         """
+        runner = self._runner
+        assert runner is not None
         await record(
             ReadModelActivities.record_event,
-            self._event(
+            goal_event(
+                self._goal_id,
+                self._run_id,
                 EventKind.GOAL_CONTINUED,
                 f"goal {self._goal_id!r} continued as new after "
                 f"{workflow.info().get_current_history_length()} history events",
@@ -896,117 +343,45 @@ class GoalWorkflow:
             ),
             "record continue-as-new",
         )
-        window = self._window
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() or (window is not None and window.asked)
-        )
-        if window is not None and window.asked:
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or runner.asked)
+        if runner.asked:
             return
         total = self.progress().tasks_total
         ref = GoalRef(goal_id=self._goal_id, goal_run_id=self._run_id, tasks_total=total)
-        if self._window is not None:
-            checkpoint = GoalCheckpoint(
-                spec_ref=ref,
-                window=self._window.state(),
-                told=self._told,
-                adopted_by=self._adopted_by,
-                budget=self._budget.state if self._budget else None,
-            )
-        else:
-            assert self._partitions is not None
-            checkpoint = GoalCheckpoint(
-                spec_ref=ref,
-                partitions=self._partitions.partitions,
-                failing=self._partitions.failing,
-                told=self._told,
-                adopted_by=self._adopted_by,
-                budget=self._budget.state if self._budget else None,
-            )
+        checkpoint = runner.checkpoint(ref).model_copy(
+            update={
+                "told": self._parent.told,
+                "adopted_by": self._parent.adopted_by,
+                "budget": self._budget.state if self._budget else None,
+            }
+        )
         workflow.continue_as_new(args=[None, checkpoint.model_dump(mode="json")])
-
-    # The end.
 
     async def _finish(self) -> GoalReport:
         """Settle the goal's status, record the report, and return it (or fail with it)."""
-        header = self._header
-        assert header is not None
+        header, runner = self._header, self._runner
+        assert header is not None and runner is not None
         progress = self.progress()
-        total = progress.tasks_total
-        not_done = total - progress.tasks_completed
-        self._status = GoalStatus.FAILED if not_done or self._unmet else GoalStatus.COMPLETED
+        failing, unfinished = runner.failing, runner.unfinished(progress)
+        error = goal_error(progress, header.on_task_failure, failing, unfinished, runner.unmet)
+        self._status = GoalStatus.FAILED if error else GoalStatus.COMPLETED
         self._stage = "done"
-        window = self._window
-        failing = (
-            window.schedule.failing if window else (self._partitions and self._partitions.failing)
-        )
-        lost: list[int] = []
-        if window is not None:
-            schedule = window.schedule
-            lost = [i for i in range(total) if schedule.status_of(i) is not TaskStatus.COMPLETED]
-        error = None
-        if not_done:
-            if window is not None:
-                listed = "; ".join(
-                    f"{window.schedule.plan.ids[i]} {window.schedule.status_of(i)}"
-                    for i in lost[:_DETAIL_LINES]
-                )
-                more = len(lost) - _DETAIL_LINES
-                listed += f"; and {more} more" if more > 0 else ""
-            else:
-                listed = (
-                    f"{progress.tasks_failed} failed, {progress.tasks_skipped} skipped "
-                    "(the partitions' tasks queries and the read model list them)"
-                )
-            error = (
-                f"{not_done} of {total} tasks did not complete "
-                f"(on_task_failure={header.on_task_failure}"
-                + (f", {failing}" if failing else "")
-                + f"): {listed}"
-            )
-        if self._unmet:
-            error = f"{self._unmet}; {error}" if error else self._unmet
-        shown: list[int] | range = []
-        if window is not None:
-            shown = lost[:REPORT_TASKS] if total > REPORT_TASKS else range(total)
-        deliverable_bytes: int = await record(
-            DeliverableActivities.compile_deliverable,
-            CompileDeliverable(goal_id=self._goal_id, goal_run_id=self._run_id),
-            "compile the deliverable",
-            COMPILE_TIMEOUT,
-        )
-        report = GoalReport(
-            goal_id=self._goal_id,
-            title=header.title,
-            status=self._status,
-            progress=self.progress(),
-            tasks=[self._task_report(window, i) for i in shown] if window else [],
-            tasks_omitted=total - len(shown),
-            error=error,
-            deliverable_bytes=deliverable_bytes,
-        )
-        await record(
-            ReadModelActivities.finish_goal,
-            FinishGoal(
-                goal_id=self._goal_id,
-                status=self._status,
-                report=report,
-                event=self._event(
-                    EventKind.GOAL_FINISHED,
-                    f"goal {self._goal_id!r} {self._status}: "
-                    f"{report.progress.tasks_completed} of {report.progress.tasks_total} tasks "
-                    "completed",
-                ),
-            ),
-            "record goal report",
+        report = await record_report(
+            self._goal_id,
+            self._run_id,
+            header,
+            self._status,
+            error,
+            runner.task_reports(),
+            progress.tasks_total,
+            self.progress,
         )
         if self._budget is not None:
             await self._budget.close()
-        await self._suggest()
+        await suggest(self._goal_id)
         self._show()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if header.parent is not None and self._adopted_by == header.parent.goal_run_id:
-            # The parent run that started this one is gone: the result reaches nobody.
-            await self._tell(told_end(header.parent.task_id, report, ""))
+        await self._parent.tell_end(header, report)
         if failing:
             raise ApplicationError(
                 f"goal {self._goal_id!r} failed: {error}",
@@ -1015,117 +390,3 @@ class GoalWorkflow:
                 non_retryable=True,
             )
         return report
-
-    async def _suggest(self) -> None:
-        """Look for improvements in the goal's record; advice never holds up its end."""
-        if not workflow.patched("suggestions-at-end"):  # goals that ended before it
-            return
-        try:
-            await workflow.execute_local_activity_method(
-                SuggestionActivities.suggest_improvements,
-                SuggestFor(goal_id=self._goal_id),
-                start_to_close_timeout=SUGGEST_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=3),
-                summary="look for improvements",
-            )
-        except ActivityError as exc:
-            workflow.logger.warning(f"no suggestions for goal {self._goal_id!r}: {exc.cause}")
-
-    @staticmethod
-    def _task_report(window: TaskWindow, i: int) -> TaskReport:
-        summary = window.summary(i)
-        return TaskReport(
-            task_id=summary.task_id,
-            title=window.specs[i].title,
-            outcome=window.schedule.status_of(i),
-            agent_id=summary.agent_id,
-            attempts=summary.attempts,
-            reworks=summary.reworks,
-            tokens_used=summary.tokens_used,
-            cost_usd=summary.cost_usd,
-            duration_seconds=summary.duration_seconds,
-            error=summary.error,
-        )
-
-    def _event(
-        self,
-        kind: EventKind,
-        message: str,
-        detail: dict[str, Any] | None = None,
-        key: tuple[object, ...] = (),
-    ) -> Event:
-        """An event of this goal run, named by its kind and `key`, like a window's."""
-        return Event(
-            event_id=fact_id("goal", self._run_id, kind, None, *key),
-            kind=kind,
-            message=message,
-            goal_id=self._goal_id,
-            detail=detail or {},
-        )
-
-    def _show(self) -> None:
-        """Mirror progress in the Temporal UI: search attributes and a one-glance status."""
-        progress = self.progress()
-        # In halves: each upsert is a history event, so a goal makes three, not one per
-        # task; the details below show the exact figure at every moment.
-        shown = (self._status.value, int(progress.progress_percentage // 50))
-        if shown != self._shown:
-            updates: list[SearchAttributeUpdate[Any]] = [
-                sa.GOAL_STATUS.value_set(self._status.value),
-                sa.GOAL_PROGRESS.value_set(progress.progress_percentage),
-            ]
-            if self._shown is None and self._header is not None:
-                updates.append(sa.GOAL_WORKSPACE.value_set(self._header.workspace))
-            self._shown = shown
-            workflow.upsert_search_attributes(updates)
-        lines = [
-            f"**{progress.tasks_completed} of {progress.tasks_total} tasks done** "
-            f"({progress.progress_percentage}%), {progress.agents_total} agents, "
-            f"${progress.cost_usd:.4f}"
-        ]
-        if progress.stage not in ("running", "done"):
-            lines.append(progress.stage)
-        if self._budget is not None and self._budget.limited:
-            lines.append(
-                f"budget: {self._budget.describe(progress.cost_usd, progress.tokens_used)}"
-            )
-        if progress.tasks_failed or progress.tasks_skipped:
-            lines.append(f"{progress.tasks_failed} failed, {progress.tasks_skipped} skipped")
-        window = self._window
-        if window is not None:
-            notes = [
-                n for n in (self._note(window, i) for i in sorted(window.schedule.running)) if n
-            ]
-            lines += notes[:_DETAIL_LINES]
-            if len(notes) > _DETAIL_LINES:
-                lines.append(f"and {len(notes) - _DETAIL_LINES} more")
-        workflow.set_current_details("\n\n".join(lines))
-
-    @staticmethod
-    def _note(window: TaskWindow, i: int) -> str:
-        """What the UI should say about a running task that needs attention, if anything."""
-        summary, title = window.summary(i), window.specs[i].title
-        if summary.goal_progress and summary.status is TaskStatus.ASSIGNED:
-            return f"{title}: {summary.goal_progress}"
-        if summary.status is TaskStatus.AWAITING_APPROVAL:
-            return f"waiting on approver {' or '.join(summary.waiting_on)} for '{title}'"
-        if summary.status is TaskStatus.ASSIGNED and summary.attempts > 1:
-            return f"'{title}' reassigned to {summary.agent_id} (attempt {summary.attempts})"
-        return ""
-
-
-def _pages(tasks: list[TaskSpec]) -> list[tuple[int, list[TaskSpec]]]:
-    """The tasks in pages of at most `PAGE_BYTES` as JSON, each with its first position."""
-    pages: list[tuple[int, list[TaskSpec]]] = []
-    page: list[TaskSpec] = []
-    first = size = 0
-    for position, task in enumerate(tasks):
-        bytes_ = len(task.model_dump_json())
-        if page and size + bytes_ > PAGE_BYTES:
-            pages.append((first, page))
-            page, first, size = [], position, 0
-        page.append(task)
-        size += bytes_
-    if page:
-        pages.append((first, page))
-    return pages

@@ -151,7 +151,7 @@ class PartitionWorkflow:
         if problem is not None:
             await self._refuse(problem, payload, EventKind.DECISION_REJECTED)
             return
-        window.take_retry_decision(decision)
+        await window.take_retry_decision(decision)
 
     @workflow.signal
     async def fail(self, *payload: Any) -> None:

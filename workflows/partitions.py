@@ -1,12 +1,14 @@
 """`PartitionSet`: how a large goal runs its tasks, as a tree of partition workflows.
 
-Not a workflow itself: the goal holds one when it has more tasks than a partition
-holds. Partitions cover ranges of the goal's tasks in dependency order, so each
+Not a workflow itself: the goal holds one, as its `TaskRunner`, when it has more tasks
+than a partition holds. Partitions cover ranges of the goal's tasks in dependency order, so each
 depends only on partitions before it; a few run at once, each with its share of the
 goal's window, and each rolls its exact counts up to the goal by signal.
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -17,27 +19,50 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     import workflows.sealing as sealing
     from activities.read_model import ReadModelActivities
+    from goalkeeper.details import held_stage
     from goalkeeper.ids import fact_id, partition_workflow_id
+    from goalkeeper.judging import retry_problem
     from goalkeeper.models import (
         ApprovalDecision,
+        GoalCheckpoint,
+        GoalRef,
         GoalSpec,
         PartitionFail,
         PartitionInput,
         PartitionState,
         PartitionUpdate,
+        Progress,
+        TaskPage,
+        TaskReport,
+        TaskSpec,
+        TasksQuery,
+        TaskUpdate,
     )
+    from goalkeeper.planning import AddTasks
     from goalkeeper.records import SkipRange
+    from goalkeeper.reports import unfinished_partitions
     from goalkeeper.scheduling import STATUSES
     from goalkeeper.statuses import TaskStatus
     from workflows.options import record
     from workflows.partition import PartitionWorkflow
+    from workflows.runner import Added
 
 RUNNING_PARTITIONS = 4
 """Partitions running at once; the goal's window is shared among them."""
 
 
 class PartitionSet:
-    """The partitions of one goal, what each last reported, and which may start."""
+    """The partitions of one goal, what each last reported, and which may start.
+
+    The goal holds no task of its own: its figures are the sums of its partitions'.
+    """
+
+    tasks_added = 0
+    """Tasks join only a goal that runs them itself."""
+    unmet = None
+    """Only a goal that runs its tasks itself compiles a deliverable against its criteria."""
+    asked = False
+    """Handlers ask no work of the loop: what they decide goes to the partitions."""
 
     def __init__(
         self,
@@ -51,8 +76,24 @@ class PartitionSet:
         self.partitions = partitions
         self.failing = failing
         self.changed = False
+        self.refused: str | None = None
+        """Never set: PostgreSQL refuses the partitions' assignments, which wait there."""
+        self.refused_by: str | None = None
         self._watchers: dict[int, asyncio.Task[None]] = {}
         self._stopped: set[int] = set()
+
+    async def run(
+        self,
+        after_step: Callable[[], Awaitable[timedelta | None]],
+        continue_as_new: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Start partitions as they may start until every one has ended."""
+        while not self.ended:
+            await self.step()
+            await after_step()
+            if workflow.info().is_continue_as_new_suggested():
+                await continue_as_new()  # partitions signal the new run
+            await workflow.wait_condition(lambda: self.changed)
 
     def workflow_id(self, index: int) -> str:
         return partition_workflow_id(self.goal_id, index)
@@ -62,10 +103,14 @@ class PartitionSet:
         return all(p.update is not None and p.update.ended for p in self.partitions)
 
     @property
+    def closed(self) -> bool:
+        return self.ended
+
+    @property
     def window(self) -> int:
         return max(1, self.header.max_running_tasks // RUNNING_PARTITIONS)
 
-    def counts(self) -> dict[TaskStatus, int]:
+    def totals(self) -> dict[TaskStatus, int]:
         totals = dict.fromkeys(STATUSES, 0)
         for p in self.partitions:
             if p.update is None:
@@ -75,7 +120,7 @@ class PartitionSet:
                     totals[status] += n
         return totals
 
-    def agents(self) -> tuple[set[str], set[str]]:
+    def agent_ids(self) -> tuple[set[str], set[str]]:
         agents: set[str] = set()
         completed: set[str] = set()
         for p in self.partitions:
@@ -98,6 +143,41 @@ class PartitionSet:
             for task_id in p.update.retry_due
         }
 
+    def page(self, query: TasksQuery) -> TaskPage:
+        """No task of the goal's own: the partition workflows, whose `tasks` queries page."""
+        return TaskPage(
+            goal_id=self.goal_id,
+            offset=query.offset,
+            limit=query.limit,
+            total=0,
+            tasks=[],
+            partitions=[self.workflow_id(p.index) for p in self.partitions],
+        )
+
+    def checkpoint(self, ref: GoalRef) -> GoalCheckpoint:
+        return GoalCheckpoint(spec_ref=ref, partitions=self.partitions, failing=self.failing)
+
+    # Stage, report and UI.
+
+    def stage(self, paused: str | None) -> str | None:
+        awaiting = sorted(self.retry_due())
+        return held_stage(self.failing, paused, None, awaiting, False)
+
+    def task_notes(self) -> list[str]:
+        return []
+
+    def unfinished(self, progress: Progress) -> str:
+        return unfinished_partitions(progress)
+
+    def task_reports(self) -> list[TaskReport]:
+        return []
+
+    # What changes it.
+
+    def task_update(self, update: TaskUpdate) -> None:
+        """Tasks tell their partition, not the goal: an update here is ignored."""
+        workflow.logger.warning(f"ignored update for task {update.task.task_id!r}")
+
     def partition_update(self, update: PartitionUpdate) -> None:
         """A partition's newest counts; stale, repeated or other runs' updates are ignored."""
         if update.goal_run_id != self.goal_run_id or not 0 <= update.index < len(self.partitions):
@@ -110,6 +190,42 @@ class PartitionSet:
         if update.failing and self.failing is None:
             self.failing = update.failing
         self.changed = True
+
+    def halt(self, why: str) -> None:
+        if self.failing is None:
+            self.failing = why
+            self.changed = True
+
+    def wake(self) -> None:
+        self.changed = True
+
+    def pause(self, paused: bool) -> None:
+        """PostgreSQL holds the partitions' assignments to the budget: nothing to do here."""
+
+    def raised(self) -> None:
+        self.changed = True
+
+    def judge_retry(self, decision: ApprovalDecision) -> str | None:
+        awaiting = self.retry_due()
+        # The goal holds no task's status: a task not awaiting a decision is "not failed".
+        state = "failed" if decision.task_id in awaiting else "not failed, or not in this goal"
+        return retry_problem(self.goal_id, decision, self.header.approvers, awaiting, state)
+
+    async def take_retry_decision(self, decision: ApprovalDecision) -> None:
+        await self.forward(decision)
+
+    def judge_added(self, request: AddTasks, running: bool) -> list[TaskSpec] | str:
+        return self._no_tasks()
+
+    async def add_tasks(self, judge: Callable[[], Added]) -> str | None:
+        problem = judge()
+        return problem if isinstance(problem, str) else self._no_tasks()
+
+    def _no_tasks(self) -> str:
+        return (
+            f"goal {self.goal_id!r} runs in partitions; tasks can be added only to a goal "
+            f"of at most partition_size tasks"
+        )
 
     async def step(self) -> None:
         """Start the partitions that may start, or stop everything if the goal is failing."""
