@@ -58,8 +58,8 @@ from store.database import (
 from workflows import sealing, search_attributes
 from workflows.goal import GoalWorkflow
 from workflows.health import HealthCheckWorkflow
-from workflows.partition import PartitionWorkflow
 from workflows.request import RequestWorkflow
+from workflows.runners.partition import PartitionWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("goalkeeper.worker")

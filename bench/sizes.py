@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15, help="functions to list (15)")
     args = parser.parse_args()
     print("lines  workflow module")
-    for path in sorted((ROOT / "workflows").glob("*.py")):
+    for path in sorted((ROOT / "workflows").rglob("*.py")):
         print(f"{len(path.read_text().splitlines()):5}  {path.relative_to(ROOT)}")
     files = [p for name in args.paths for p in sorted((ROOT / name).rglob("*.py"))]
     longest = sorted((f for path in files for f in functions(path)), reverse=True)

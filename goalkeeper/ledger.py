@@ -1,7 +1,7 @@
 """`TaskLedger`: a window's record of its tasks, as its goal's queries, report and UI read it.
 
 The specs, the `Schedule`, a compact summary per task that has left `pending`, what
-the tasks spent and which agents did them. The window (`workflows.window`) changes it
+the tasks spent and which agents did them. The window (`workflows.runners.window`) changes it
 as tasks start and end; what it is asked is answered here, with no Temporal call.
 """
 

@@ -18,8 +18,8 @@ from goalkeeper.statuses import GoalStatus, RequestStatus
 from interfaces.agents.runner import Work, WorkResult
 from tests.helpers import SimulatedAgents, running_agents, start_goal
 from workflows.goal import GoalWorkflow
-from workflows.partition import PartitionWorkflow
 from workflows.request import RequestWorkflow
+from workflows.runners.partition import PartitionWorkflow
 from workflows.task import TaskWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"

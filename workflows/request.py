@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.runbooks import RunbookMatch
     from goalkeeper.statuses import GoalStatus, RequestStatus
     from monitoring import metrics
-    from workflows.goal import GoalWorkflow
+    from workflows.goal.workflow import GoalWorkflow
     from workflows.messages import Undecodable, summarize_payload
     from workflows.options import record
 

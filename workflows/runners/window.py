@@ -4,8 +4,8 @@ Not a workflow itself: the goal workflow (and each partition of a large goal) ho
 one and calls it from its own handlers. The decisions come from the `Schedule` of the
 functional core, and what is asked of the tasks from its `TaskLedger`; this shell
 runs the loop, applies what ended, writes cascades in bounded batches, and hands
-starting tasks (`workflows.starts`), sub-goals (`workflows.subgoals`) and the tasks
-that join while the goal runs (`workflows.plans`) to their own modules.
+starting tasks (`workflows.runners.starts`), sub-goals (`workflows.runners.subgoals`) and the tasks
+that join while the goal runs (`workflows.runners.plans`) to their own modules.
 """
 
 import asyncio
@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    import workflows.plans as plans
-    import workflows.retries as retries
+    import workflows.runners.plans as plans
+    import workflows.runners.retries as retries
+    import workflows.runners.starts as starts
+    import workflows.runners.subgoals as subgoals
     import workflows.sealing as sealing
-    import workflows.starts as starts
-    import workflows.subgoals as subgoals
     from activities.children import ChildActivities
     from activities.read_model import ReadModelActivities
     from goalkeeper.details import held_stage
@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.statuses import TaskStatus
     from goalkeeper.subgoals import subgoal_ended, subgoal_running
     from workflows.options import record, refused_wait
-    from workflows.runner import Added
+    from workflows.runners.runner import Added
 
 BATCH = 100
 """Tasks assigned per activity call, and skipped tasks written per call."""
@@ -273,7 +273,7 @@ class TaskWindow(TaskLedger):
     def checkpoint(self, ref: GoalRef) -> GoalCheckpoint:
         return GoalCheckpoint(spec_ref=ref, window=self.state())
 
-    # What a failed task means under `ask_approver` (`workflows.retries`).
+    # What a failed task means under `ask_approver` (`workflows.runners.retries`).
 
     async def take_retry_decision(self, decision: ApprovalDecision) -> None:
         retries.take(self, decision)

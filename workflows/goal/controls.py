@@ -24,10 +24,10 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.records import EventKind, goal_event
     from goalkeeper.statuses import GoalStatus
     from monitoring import metrics
-    from workflows.budget import GoalBudget
+    from workflows.goal.budget import GoalBudget
     from workflows.messages import parse_message, reject_if, summarize_payload
     from workflows.options import record_apart
-    from workflows.runner import Added, TaskRunner
+    from workflows.runners.runner import Added, TaskRunner
 
 SIGNED_CONTROLS = "signed-controls"
 """The patch from which a goal's budget raises, stops, added tasks and retry decisions

@@ -28,11 +28,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.statuses import TaskStatus
     from workflows.options import record
-    from workflows.runner import Added
+    from workflows.runners.runner import Added
     from workflows.specs import load_specs
 
 if TYPE_CHECKING:
-    from workflows.window import TaskWindow
+    from workflows.runners.window import TaskWindow
 
 
 def judge_added(window: "TaskWindow", request: AddTasks, running: bool) -> list[TaskSpec] | str:

@@ -26,11 +26,11 @@ with workflow.unsafe.imports_passed_through():
     from monitoring import metrics
     from workflows.messages import parse_message, reject_if
     from workflows.options import record
-    from workflows.task_assignment import TaskAssignment
-    from workflows.task_inbox import TaskInbox
-    from workflows.task_judge import TaskJudge
-    from workflows.task_record import TaskRecord, bounded, reject_input
-    from workflows.task_waiting import Lapse, TaskWaiting
+    from workflows.task.assignment import TaskAssignment
+    from workflows.task.inbox import TaskInbox
+    from workflows.task.judge import TaskJudge
+    from workflows.task.record import TaskRecord, bounded, reject_input
+    from workflows.task.waiting import Lapse, TaskWaiting
 
 
 @workflow.defn

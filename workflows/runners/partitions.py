@@ -44,8 +44,8 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.scheduling import STATUSES
     from goalkeeper.statuses import TaskStatus
     from workflows.options import record
-    from workflows.partition import PartitionWorkflow
-    from workflows.runner import Added
+    from workflows.runners.partition import PartitionWorkflow
+    from workflows.runners.runner import Added
 
 RUNNING_PARTITIONS = 4
 """Partitions running at once; the goal's window is shared among them."""

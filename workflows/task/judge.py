@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from monitoring import metrics
     from workflows.messages import parse_message
     from workflows.options import ACTIVITY_TIMEOUT, DATABASE_RETRY, record, record_apart
-    from workflows.task_record import TaskRecord
+    from workflows.task.record import TaskRecord
 
 KEYS_PER_DECISION = "approver-keys-per-decision"
 """The patch from which the approvers' keys are read again for each signed decision."""

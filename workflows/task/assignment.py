@@ -19,9 +19,9 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.records import AssignAgents, Assignment, AssignTask
     from goalkeeper.statuses import TaskStatus
     from workflows.options import assign, refused_wait
-    from workflows.task_inbox import TaskInbox
-    from workflows.task_judge import TaskJudge
-    from workflows.task_record import TaskRecord
+    from workflows.task.inbox import TaskInbox
+    from workflows.task.judge import TaskJudge
+    from workflows.task.record import TaskRecord
 
 
 class TaskAssignment:

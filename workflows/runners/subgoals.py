@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import record
 
 if TYPE_CHECKING:
-    from workflows.window import TaskWindow
+    from workflows.runners.window import TaskWindow
 
 
 async def start(window: "TaskWindow", i: int) -> None:

@@ -15,8 +15,8 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat
     from goalkeeper.records import EventKind
     from monitoring import metrics
-    from workflows.task_judge import KEYS_PER_DECISION, TaskJudge
-    from workflows.task_record import TaskRecord
+    from workflows.task.judge import KEYS_PER_DECISION, TaskJudge
+    from workflows.task.record import TaskRecord
 
 REFUSED = {
     Rejected.REPORT: ("ReportRejected", EventKind.REPORT_REJECTED),

@@ -14,9 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper import attempts
     from goalkeeper.metrics import Reassignment
     from goalkeeper.models import AgentReport, ApprovalDecision
-    from workflows.task_inbox import TaskInbox
-    from workflows.task_judge import TaskJudge
-    from workflows.task_record import TaskRecord
+    from workflows.task.inbox import TaskInbox
+    from workflows.task.judge import TaskJudge
+    from workflows.task.record import TaskRecord
 
 MESSAGES_PER_RUN = 1000
 """Heartbeats and reports one run takes before it continues as new, well inside

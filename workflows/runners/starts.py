@@ -1,7 +1,7 @@
 """Starting a window's tasks: agents assigned in batches, then one task workflow each,
 whose result tells the window how its task ended.
 
-Tasks that are goals start their sub-goals instead (`workflows.subgoals`).
+Tasks that are goals start their sub-goals instead (`workflows.runners.subgoals`).
 """
 
 import asyncio
@@ -14,7 +14,7 @@ from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    import workflows.subgoals as subgoals
+    import workflows.runners.subgoals as subgoals
     from activities.assignment import AssignmentActivities
     from activities.read_model import ReadModelActivities
     from goalkeeper.ids import assignment_id
@@ -24,10 +24,10 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.statuses import TaskStatus
     from workflows import search_attributes as sa
     from workflows.options import assign, record
-    from workflows.task import TaskWorkflow
+    from workflows.task.workflow import TaskWorkflow
 
 if TYPE_CHECKING:
-    from workflows.window import TaskWindow
+    from workflows.runners.window import TaskWindow
 
 
 async def start(window: "TaskWindow", positions: list[int]) -> bool:

@@ -39,14 +39,14 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.subgoals import subgoal_id
     from goalkeeper.validation import validate_goal_spec
     from monitoring import metrics
-    from workflows.display import GoalDisplay
+    from workflows.goal.display import GoalDisplay
     from workflows.messages import Undecodable, summarize_payload
     from workflows.options import DATABASE_RETRY, record
-    from workflows.partitions import PartitionSet
-    from workflows.plans import FollowUp
-    from workflows.runner import TaskRunner
+    from workflows.runners.partitions import PartitionSet
+    from workflows.runners.plans import FollowUp
+    from workflows.runners.runner import TaskRunner
+    from workflows.runners.window import TaskWindow
     from workflows.specs import load_specs
-    from workflows.window import TaskWindow
 
 PAGE_BYTES = 128 * 1024
 """Task specs written or read per activity call, as JSON."""

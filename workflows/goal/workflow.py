@@ -30,14 +30,14 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.reports import goal_error
     from goalkeeper.statuses import GoalStatus, TaskStatus
     from monitoring import metrics
-    from workflows.budget import GoalBudget
-    from workflows.controls import GoalControls, record_refusal
-    from workflows.display import GoalDisplay
-    from workflows.opening import GoalOpening
+    from workflows.goal.budget import GoalBudget
+    from workflows.goal.controls import GoalControls, record_refusal
+    from workflows.goal.display import GoalDisplay
+    from workflows.goal.opening import GoalOpening
+    from workflows.goal.parent import ParentLink
+    from workflows.goal.report import record_report, suggest
     from workflows.options import record
-    from workflows.parent import ParentLink
-    from workflows.report import record_report, suggest
-    from workflows.runner import TaskRunner
+    from workflows.runners.runner import TaskRunner
 
 
 @workflow.defn
@@ -231,7 +231,7 @@ class GoalWorkflow:
             self._goal_id, self._run_id, EventKind.MESSAGE_REJECTED, problem, payload, received
         )
 
-    # The signed changes: each waits until the goal runs, then `workflows.controls` takes it.
+    # The signed changes: each waits until the goal runs, then `workflows.goal.controls` takes it.
 
     def _ready(self) -> bool:
         return self._controls is not None

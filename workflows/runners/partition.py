@@ -28,8 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from monitoring import metrics
     from workflows.messages import parse_message, summarize_payload
     from workflows.options import record, record_apart
+    from workflows.runners.window import TaskWindow
     from workflows.specs import load_specs
-    from workflows.window import TaskWindow
 
 ROLLUP_EVERY = timedelta(seconds=1)
 """Counts go to the goal at most this often (and at once when the partition ends)."""
