@@ -289,9 +289,9 @@ async def test_a_goal_paused_at_its_budget_stays_paused_across_continue_as_new(
     reported: set[str] = set()
 
     async def settled_in_a_later_run() -> Progress | None:
-        # Work in flight (started before the pause) finishes. Its ends are history too: with
-        # them the goal surely reaches the length at which it continues as new, which the
-        # ten reports alone may not when they arrive together and are handled in one go.
+        # Work in flight (started before the pause) finishes. Its ends are history too, yet
+        # the ten reports may arrive together and be handled in one go, leaving the goal
+        # short of the length at which it continues as new.
         for row in await pool.fetch(
             "SELECT task_id, assignment_id::text FROM assignments "
             "WHERE goal_id = $1 AND status = 'active'",
@@ -303,6 +303,11 @@ async def test_a_goal_paused_at_its_budget_stays_paused_across_continue_as_new(
                 reported.add(row["assignment_id"])
         now = await handle.query(GoalWorkflow.progress)
         moved = await events(pool, handle.id, "goal_continued_as_new")
+        if not moved and now.tasks_running == 0:
+            # Idle and paused, the goal may sit below the length at which Temporal suggests
+            # continuing as new: a forged message, refused and recorded, grows its history
+            # as an outsider's would, and the goal looks again.
+            await client.get_workflow_handle(handle.id).signal("task_update", {"forged": True})
         return now if moved and now.tasks_running == 0 and now.tasks_completed >= 10 else None
 
     now = await eventually(settled_in_a_later_run, what="the work in flight to finish, later")
@@ -316,3 +321,28 @@ async def test_a_goal_paused_at_its_budget_stays_paused_across_continue_as_new(
         report_ = await handle.result()
     assert report_.status is GoalStatus.COMPLETED and report_.progress.tasks_completed == 20
     assert len(await events(pool, handle.id, "goal_paused")) == 1
+
+
+async def test_refused_messages_to_an_idle_goal_make_it_continue_as_new(
+    small_history_client: Client, queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    client = small_history_client
+    handle = await start_goal(client, goal_spec(1, workspace), queue)
+    await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    first = (await handle.describe()).run_id
+    sent = 0
+
+    async def moved() -> list[asyncpg.Record] | None:
+        # The goal waits on its one task; only an outsider's forged messages reach it.
+        nonlocal sent
+        await client.get_workflow_handle(handle.id).signal("task_update", {"forged": sent})
+        sent += 1
+        return await events(pool, handle.id, "goal_continued_as_new") or None
+
+    await eventually(moved, what="the goal to continue as new under refused messages")
+    assert (await handle.describe()).run_id != first
+    refused = await events(pool, handle.id, "message_rejected")
+    assert refused and len(refused) <= sent
+    await report(client, await task_view(client, handle.id, "t1"))
+    result = await handle.result()
+    assert result.status is GoalStatus.COMPLETED and result.progress.tasks_completed == 1

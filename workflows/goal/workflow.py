@@ -40,6 +40,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.runners.runner import TaskRunner
 
 
+LOOK_AGAIN = "look-again-after-refusals"
+"""Goals that started before a refused message could wake an idle loop."""
+
+
 @workflow.defn
 class GoalWorkflow:
     """Validates a goal, runs its tasks as they become ready, and reports the outcome.
@@ -230,6 +234,14 @@ class GoalWorkflow:
         await record_refusal(
             self._goal_id, self._run_id, EventKind.MESSAGE_REJECTED, problem, payload, received
         )
+        self._look_again()
+
+    def _look_again(self) -> None:
+        """Refused messages grow the history of a goal that may be idle (paused at its
+        budget, say): its loop looks again, to continue as new once Temporal suggests it."""
+        suggested = workflow.info().is_continue_as_new_suggested()
+        if self._runner is not None and suggested and workflow.patched(LOOK_AGAIN):
+            self._runner.wake()
 
     # The signed changes: each waits until the goal runs, then `workflows.goal.controls` takes it.
 
@@ -248,6 +260,7 @@ class GoalWorkflow:
         received = self._signals
         await workflow.wait_condition(self._ready)
         await self._control().approval_decision(payload, received)
+        self._look_again()
 
     @workflow.update(name="decide")
     async def decide(self, *payload: Any) -> Progress:
