@@ -16,9 +16,9 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from interfaces.api.auth import Access, Reader
-from interfaces.api.goals import known_goal
+from interfaces.api.goals import UNKNOWN_GOAL, known_goal
 from interfaces.api.listener import EventListener
-from interfaces.api.problems import Problem
+from interfaces.api.problems import Problem, answers
 from interfaces.api.state import Pool
 from store.events import events_after, events_by_seq
 
@@ -86,6 +86,7 @@ def _too_many(held: str, setting: str, limit: int) -> Problem:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
+@answers(UNKNOWN_GOAL | {429: "too many event streams open for the token or the client's address"})
 async def goal_events(
     request: Request,
     pool: Pool,
