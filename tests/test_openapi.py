@@ -65,6 +65,8 @@ def conforms(document: dict[str, Any], method: str, path: str, response: httpx.R
     assert status in listed, (method, path, status, sorted(listed), response.text)
     media = response.headers["content-type"].split(";")[0]
     assert media in listed[status]["content"], (method, path, status, media)
+    for header in listed[status].get("headers", {}):
+        assert header in response.headers, (method, path, status, header)
     schema = listed[status]["content"][media]["schema"]
     body = response.json()
     jsonschema.Draft202012Validator({**schema, "components": document["components"]}).validate(body)
@@ -115,6 +117,11 @@ async def test_every_error_of_every_operation_is_a_problem_of_the_documented_sch
         if "{goal_id}" in path:
             assert "404" in errors, (method, path)
     assert seen > 50
+    for path in ("/api/v1/goals", "/api/v1/me"):
+        [operation] = document["paths"][path].values()
+        assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+    streams = document["paths"]["/api/v1/goals/{goal_id}/events"]["get"]["responses"]["429"]
+    assert "Retry-After" in streams["headers"]
     health = document["paths"]["/api/v1/health"]["get"]["responses"]["503"]
     assert list(health["content"]) == ["application/json"]
 

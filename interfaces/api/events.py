@@ -86,7 +86,11 @@ def _too_many(held: str, setting: str, limit: int) -> Problem:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-@answers(UNKNOWN_GOAL | {429: "too many event streams open for the token or the client's address"})
+@answers(UNKNOWN_GOAL)
+@answers(
+    {429: "too many event streams open for the token or the client's address"},
+    headers={"Retry-After": "seconds to wait before opening one again"},
+)
 async def goal_events(
     request: Request,
     pool: Pool,

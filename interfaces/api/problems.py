@@ -120,9 +120,13 @@ SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["parameter", "in", "value", "expected"],
                 "properties": {
-                    "parameter": {"type": "string", "description": "its name (or 'body')"},
+                    "parameter": {
+                        "type": "string",
+                        "description": "its name: a body's field, 'body' when there is "
+                        "none, or where its JSON broke",
+                    },
                     "in": {"enum": ["path", "query", "header", "cookie", "body"]},
-                    "value": {"description": "the value sent (null: none)"},
+                    "value": {"description": "what was sent (for a missing field, its object)"},
                     "expected": {"type": "string", "description": "what it should be"},
                 },
             },
@@ -152,18 +156,25 @@ class Answer:
     description: str
     except_methods: frozenset[str] = frozenset()
     """Methods it is never answered to (e.g. a check that only actions go through)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers it always comes with, and what each says."""
 
 
 def answers(
-    problems: Mapping[int, str], *, except_methods: Collection[str] = ()
+    problems: Mapping[int, str],
+    *,
+    except_methods: Collection[str] = (),
+    headers: Mapping[str, str] | None = None,
 ) -> Callable[[_Declared], _Declared]:
     """Declare the problems (status: when) a route, a dependency or a middleware class may
-    answer: every operation it runs for lists them in the OpenAPI document.
+    answer, with the `headers` (name: what it says) they come with: every operation it
+    runs for lists them in the OpenAPI document.
 
     Declared where the refusal is made, a new route gets its middleware's and its
     dependencies' problems without a word; it names only its own (an unknown goal...).
     """
-    declared = tuple(Answer(s, d, frozenset(except_methods)) for s, d in problems.items())
+    sent = tuple((headers or {}).items())
+    declared = tuple(Answer(s, d, frozenset(except_methods), sent) for s, d in problems.items())
 
     def declare(thing: _Declared) -> _Declared:
         setattr(thing, _ANSWERS, (*getattr(thing, _ANSWERS, ()), *declared))
@@ -210,6 +221,9 @@ def _with_problems(spec: dict[str, Any], app: FastAPI) -> dict[str, Any]:
             for answer in declared:
                 if method not in answer.except_methods:
                     _describe(responses, str(answer.status), answer.description)
+                    for name, says in answer.headers:
+                        sent = responses[str(answer.status)].setdefault("headers", {})
+                        sent[name] = {"description": says, "schema": {"type": "string"}}
             for status, response in responses.items():
                 if status[:1] in "45" and "content" not in response:
                     response["content"] = {
