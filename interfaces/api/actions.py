@@ -103,10 +103,10 @@ async def me(actor: Actor) -> dict[str, Any]:
 @answers(
     {
         404: "no goal of that id that the token may see, no such started task, or its "
-        "workflow has ended"
+        "workflow has ended",
+        409: "refused by the workflow, the task has ended, or its result changed",
     }
 )
-@answers({409: "refused by the workflow, the task has ended, or its result changed"})
 async def decide(
     request: Request,
     pool: Pool,

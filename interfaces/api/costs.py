@@ -15,8 +15,12 @@ router = APIRouter(tags=["costs"])
 
 
 @router.get("/costs")
-@answers({400: "a bad `by` or `since`, or no workspace named by a token of several"})
-@answers({404: "no goal of that id, or a workspace, that the token may see"})
+@answers(
+    {
+        400: "a bad `by` or `since`, or no workspace named by a token of several",
+        404: "no goal of that id, or a workspace, that the token may see",
+    }
+)
 async def costs(
     pool: Pool,
     access: Reader,

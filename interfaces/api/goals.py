@@ -125,8 +125,12 @@ async def goal_tasks(
 
 
 @router.get("/goals/{goal_id:path}/tasks/{task_id}/result")
-@answers({404: "no such goal (that the token may see) or task of it"})
-@answers({409: "a result stored by reference that cannot be read"})
+@answers(
+    {
+        404: "no goal of that id that the token may see, or no such task of it",
+        409: "a result stored by reference that cannot be read",
+    }
+)
 async def task_result(pool: Pool, access: Reader, goal_id: str, task_id: str) -> dict[str, Any]:
     """A task's result whole, one stored by reference resolved: what its approvers decide
     on, with the SHA-256 of the content (`content_digest`), which signatures bind."""
