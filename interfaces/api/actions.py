@@ -17,8 +17,8 @@ from goalkeeper.signing import digest, sign_control, sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
 from goalkeeper.suggestions import InvalidSuggestionDecision, SuggestionStatus
 from interfaces.api.auth import DELEGATE, Access, Actor, act
-from interfaces.api.goals import known_goal
-from interfaces.api.problems import Problem
+from interfaces.api.goals import UNKNOWN_GOAL, known_goal
+from interfaces.api.problems import Problem, answers
 from interfaces.api.state import Pool, Temporal
 from interfaces.api.suggestions import own_suggestion
 from store.feedback import give_feedback
@@ -26,6 +26,10 @@ from store.suggestions import decide_suggestion
 from workflows.task import TaskWorkflow
 
 router = APIRouter(tags=["actions"], dependencies=[act])
+
+NOT_RUNNING = {404: "no goal of that id that the token may see, or its workflow has ended"}
+UNDECIDED = {409: "no open suggestion of that id (or prefix) that the token may see"}
+REFUSED = {409: "refused by the workflow (its own message, `workflow_id`)"}
 
 
 class DecisionBody(BaseModel):
@@ -96,6 +100,13 @@ async def me(actor: Actor) -> dict[str, Any]:
 
 
 @router.post("/goals/{goal_id:path}/tasks/{task_id}/decision")
+@answers(
+    {
+        404: "no goal of that id that the token may see, no such started task, or its "
+        "workflow has ended",
+        409: "refused by the workflow, the task has ended, or its result changed",
+    }
+)
 async def decide(
     request: Request,
     pool: Pool,
@@ -139,6 +150,7 @@ async def decide(
 
 
 @router.post("/goals/{goal_id:path}/budget")
+@answers(NOT_RUNNING | REFUSED | {422: "neither usd nor tokens"})
 async def raise_budget(
     request: Request, pool: Pool, client: Temporal, actor: Actor, goal_id: str, body: BudgetBody
 ) -> dict[str, Any]:
@@ -154,6 +166,7 @@ async def raise_budget(
 
 
 @router.post("/goals/{goal_id:path}/stop")
+@answers(NOT_RUNNING | REFUSED)
 async def stop(
     request: Request,
     pool: Pool,
@@ -171,6 +184,7 @@ async def stop(
 
 
 @router.post("/feedback", status_code=201)
+@answers(UNKNOWN_GOAL | {422: "a rating out of 1-5, or a task or comment that cannot be kept"})
 async def give(pool: Pool, actor: Actor, body: FeedbackBody) -> dict[str, Any]:
     """Rate a goal's or a task's work as the token's person, as `starter.py feedback` does."""
     await known_goal(pool, actor, body.goal_id)
@@ -182,6 +196,7 @@ async def give(pool: Pool, actor: Actor, body: FeedbackBody) -> dict[str, Any]:
 
 
 @router.post("/suggestions/{suggestion_id}/accept")
+@answers(UNDECIDED)
 async def accept(
     pool: Pool, actor: Actor, suggestion_id: str, body: CommentBody | None = None
 ) -> dict[str, Any]:
@@ -191,6 +206,7 @@ async def accept(
 
 
 @router.post("/suggestions/{suggestion_id}/dismiss")
+@answers(UNDECIDED)
 async def dismiss(
     pool: Pool, actor: Actor, suggestion_id: str, body: CommentBody | None = None
 ) -> dict[str, Any]:

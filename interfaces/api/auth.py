@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from interfaces.api.problems import Problem
+from interfaces.api.problems import Problem, answers
 from interfaces.api.state import Pool
 from store.tokens import InvalidToken, TokenHolder, token_holder
 
@@ -57,6 +57,10 @@ class Access:
         return self.workspaces is None or workspace in self.workspaces
 
 
+CHALLENGE = {"WWW-Authenticate": "'Bearer': send a token as 'Authorization: Bearer TOKEN'"}
+"""What a 401 says of how to authenticate, as the OpenAPI document shows it."""
+
+
 def unauthorized(detail: str) -> Problem:
     """A 401 saying what was wrong with the credentials, never repeating them."""
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
@@ -79,6 +83,10 @@ BearerToken = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 CookieToken = Annotated[str | None, Depends(_cookie)]
 
 
+@answers(
+    {401: "no valid token: unknown or revoked, another scheme, or none while reads need one"},
+    headers=CHALLENGE,
+)
 async def reader(request: Request, pool: Pool, bearer: BearerToken, cookie: CookieToken) -> Access:
     """The request's access; no token at all is refused before any database work."""
     token = bearer.credentials if bearer is not None else cookie
@@ -96,6 +104,10 @@ async def reader(request: Request, pool: Pool, bearer: BearerToken, cookie: Cook
     return _seen(request, Access.of(await _holder(pool, token)))
 
 
+@answers({401: "no valid token: missing, unknown or revoked, or another scheme"}, headers=CHALLENGE)
+@answers(
+    {403: "a signed-in browser acting from a page of another origin"}, except_methods=SAFE_METHODS
+)
 async def _actor(request: Request, pool: Pool, bearer: BearerToken, cookie: CookieToken) -> Access:
     """The request's person, from its header, or from a signed-in browser's own pages."""
     if bearer is not None:

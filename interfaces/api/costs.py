@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from goalkeeper.costs import InvalidCostQuery, cost_query
 from interfaces.api.auth import Access, Reader
 from interfaces.api.goals import known_goal
-from interfaces.api.problems import Problem, not_found
+from interfaces.api.problems import Problem, answers, not_found
 from interfaces.api.state import Limit, Pool
 from store.costs import cost_report
 
@@ -15,6 +15,12 @@ router = APIRouter(tags=["costs"])
 
 
 @router.get("/costs")
+@answers(
+    {
+        400: "a bad `by` or `since`, or no workspace named by a token of several",
+        404: "no goal of that id, or a workspace, that the token may see",
+    }
+)
 async def costs(
     pool: Pool,
     access: Reader,

@@ -16,9 +16,9 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from interfaces.api.auth import Access, Reader
-from interfaces.api.goals import known_goal
+from interfaces.api.goals import UNKNOWN_GOAL, known_goal
 from interfaces.api.listener import EventListener
-from interfaces.api.problems import Problem
+from interfaces.api.problems import Problem, answers
 from interfaces.api.state import Pool
 from store.events import events_after, events_by_seq
 
@@ -85,6 +85,11 @@ def _too_many(held: str, setting: str, limit: int) -> Problem:
     "/goals/{goal_id:path}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
+)
+@answers(UNKNOWN_GOAL)
+@answers(
+    {429: "too many event streams open for the token or the client's address"},
+    headers={"Retry-After": "seconds to wait before opening one again"},
 )
 async def goal_events(
     request: Request,

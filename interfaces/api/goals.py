@@ -13,12 +13,15 @@ from goalkeeper.progress import compute_progress
 from goalkeeper.signing import digest
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.auth import Access, Reader
-from interfaces.api.problems import Problem, not_found
+from interfaces.api.problems import Problem, answers, not_found
 from interfaces.api.state import Limit, Offset, Pool, Temporal, page
 from store.results import UnresolvedReference, resolve
 from workflows.goal import GoalWorkflow
 
 router = APIRouter(tags=["goals"])
+
+UNKNOWN_GOAL = {404: "no goal of that id that the token may see"}
+"""What `known_goal` answers, for the routes that call it to declare."""
 
 _FIGURES = """
     p.tasks_total, p.tasks_completed, p.tasks_failed, p.tasks_skipped, p.tasks_running,
@@ -78,6 +81,7 @@ async def list_goals(
 
 
 @router.get("/goals/{goal_id:path}/tasks")
+@answers(UNKNOWN_GOAL)
 async def goal_tasks(
     pool: Pool,
     access: Reader,
@@ -121,6 +125,12 @@ async def goal_tasks(
 
 
 @router.get("/goals/{goal_id:path}/tasks/{task_id}/result")
+@answers(
+    {
+        404: "no goal of that id that the token may see, or no such task of it",
+        409: "a result stored by reference that cannot be read",
+    }
+)
 async def task_result(pool: Pool, access: Reader, goal_id: str, task_id: str) -> dict[str, Any]:
     """A task's result whole, one stored by reference resolved: what its approvers decide
     on, with the SHA-256 of the content (`content_digest`), which signatures bind."""
@@ -144,6 +154,7 @@ async def task_result(pool: Pool, access: Reader, goal_id: str, task_id: str) ->
 
 
 @router.get("/goals/{goal_id:path}")
+@answers(UNKNOWN_GOAL)
 async def goal(
     pool: Pool,
     client: Temporal,

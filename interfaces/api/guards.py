@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from interfaces.api.problems import problem_response
+from interfaces.api.problems import answers, problem_response
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 """The names a browser on this machine reaches a loopback server by, at any port."""
@@ -41,6 +41,7 @@ def allowed_hosts(configured: tuple[str, ...] | None, bind_host: str) -> tuple[s
     )
 
 
+@answers({421: "a Host header naming no host served (GOALKEEPER_API_ALLOWED_HOSTS)"})
 class HostCheck:
     """Refuses (421) a request whose Host header is not one of `hosts` (`name` at any port,
     `name:port`, or `*` for any)."""
@@ -79,6 +80,7 @@ class BodyTooLarge(HTTPException):
         self.limit = limit
 
 
+@answers({413: "a request body over GOALKEEPER_API_MAX_BODY_BYTES"})
 class BodyLimit:
     """Refuses (413) a request whose body is over `limit` bytes, before it is read whole.
 

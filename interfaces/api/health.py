@@ -17,7 +17,13 @@ from interfaces.telemetry import masked
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", responses={503: {"description": "PostgreSQL or Temporal unreachable"}})
+_UNREACHABLE = {
+    "description": "PostgreSQL or Temporal unreachable: the same body, `status` 'unreachable'",
+    "content": {"application/json": {}},  # not a problem: the health report itself
+}
+
+
+@router.get("/health", responses={503: _UNREACHABLE})
 async def health(pool: Pool, client: Temporal, access: Reader) -> JSONResponse:
     """`ok`, `alerts` (open alerts) or `unreachable` (503): what the health check last found
     (its alerts about the token's workspaces)."""
