@@ -115,12 +115,6 @@ async def store_spec(pool: asyncpg.Pool, spec: dict[str, Any]) -> str:
     return spec_id
 
 
-def goal_id_of(spec: dict[str, Any], goal_id: str | None = None) -> str:
-    """The id a goal starts under: the one asked for, else its spec's, else a new one."""
-    found = goal_id or spec.get("goal_id")
-    return found if isinstance(found, str) and found else f"goal-{uuid.uuid4().hex[:8]}"
-
-
 async def check_goal(pool: PoolSource, spec: dict[str, Any], goal_id: str) -> GoalSpec:
     """The goal `spec` as its workflow reads it, with the stored runbook it names.
 
@@ -136,17 +130,25 @@ async def check_goal(pool: PoolSource, spec: dict[str, Any], goal_id: str) -> Go
 
 
 async def start_goal(
-    client: ClientSource, pool: PoolSource, task_queue: str, spec: dict[str, Any], goal_id: str
+    client: ClientSource,
+    pool: PoolSource,
+    task_queue: str,
+    spec: dict[str, Any],
+    goal_id: str | None = None,
 ) -> str:
     """Start a `GoalWorkflow` for `spec` once it is checked, by reference if it is large;
-    its id.
+    its id: `goal_id` if given, else the spec's, else a new one.
 
     Raises:
         InvalidGoalSpec: the spec is invalid (its id included); nothing started.
         AlreadyStarted: a goal of that id exists.
     """
-    if spec.get("goal_id") not in (None, goal_id):
+    if goal_id is not None and spec.get("goal_id") not in (None, goal_id):
         spec = {**spec, "goal_id": goal_id}
+    named = spec.get("goal_id")
+    if not goal_id:
+        # A spec's goal_id that is no string is left for the spec's check to refuse.
+        goal_id = named if isinstance(named, str) and named else f"goal-{uuid.uuid4().hex[:8]}"
     await check_goal(pool, spec, goal_id)  # the workflow checks again; this answers sooner
     argument: dict[str, Any] = spec
     if len(json.dumps(spec)) > INLINE_SPEC_BYTES:

@@ -24,7 +24,7 @@ from interfaces.cli import queries
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
 from interfaces.cli.specs import load_spec_file, spec_from_flags
-from interfaces.starting import AlreadyStarted, goal_id_of, start_goal
+from interfaces.starting import AlreadyStarted, start_goal
 from store.costs import cost_report
 from store.deliverables import read_deliverable
 from store.paging import goal_tasks
@@ -82,13 +82,13 @@ async def start(session: Session, args: argparse.Namespace) -> None:
         source = "flags"
     else:
         raise CliError("give a spec file, or --title and at least one --task", EXIT_USAGE)
-    goal_id = goal_id_of(spec, args.goal_id)
+    queue = session.settings.task_queue
     try:
-        await start_goal(session.client, session.pool, session.settings.task_queue, spec, goal_id)
+        goal_id = await start_goal(session.client, session.pool, queue, spec, args.goal_id)
     except InvalidGoalSpec as exc:
         raise CliError(f"{source}: {exc}", EXIT_USAGE) from exc
     except AlreadyStarted as exc:
-        raise CliError(f"goal {goal_id!r} already exists; choose another goal id") from exc
+        raise CliError(f"goal {exc.workflow_id!r} already exists; choose another goal id") from exc
     link = session.ui_link(goal_id)
     session.emit({"goal_id": goal_id, "ui": link}, f"started goal {goal_id}\n{link}")
 
