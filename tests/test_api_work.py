@@ -130,6 +130,8 @@ async def test_goals_start_from_a_spec_and_from_a_runbook_and_run_to_the_end(
     assert report.status is GoalStatus.COMPLETED
     read = await read_when_recorded(http, started.headers["location"], person)
     assert (read["status"], read["tasks_completed"]) == ("completed", 2)
+    again = {**goal_spec(1, workspace), "goal_id": goal_id}
+    refused(await http.post("/api/v1/goals", json=again, headers=person), 409, repr(goal_id))
 
     name = f"rb-{uuid.uuid4().hex[:8]}"
     await add_runbook(pool, parse_runbook(runbook_toml(name, "zebra"), f"{name}.toml"))

@@ -127,8 +127,8 @@ def router_for(settings: Settings) -> APIRouter:
         response: Response,
     ) -> dict[str, Any]:
         """Add tasks to a running goal as the token's person, through its `add_tasks` update,
-        signed on their behalf (a goal that requires signatures takes them from its
-        approvers only); the goal's progress after them."""
+        signed on their behalf (a goal that requires signatures takes them only from
+        its approvers or its tasks' agents); the goal's progress after them."""
         await known_goal(pool, actor, goal_id)
         payload: dict[str, Any] = {
             "tasks": body.tasks,
