@@ -2,8 +2,10 @@
 tasks added to a running goal; and hostile input refused, naming the value, starting
 nothing."""
 
+import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -16,6 +18,7 @@ from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.app import create_app
 from interfaces.config import Settings
+from interfaces.starting import INLINE_SPEC_BYTES
 from store.runbooks import add_runbook
 from store.tokens import new_token
 from tests.helpers import (
@@ -34,18 +37,26 @@ LIMIT = 32 * 1024
 """The body limit of the test's app: small, so an oversized body is cheap to send."""
 
 
-@pytest.fixture
-async def http(
-    pool: asyncpg.Pool, client: Client, task_queue: str
+@asynccontextmanager
+async def serving(
+    pool: asyncpg.Pool, client: Client, task_queue: str, **settings: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API, in process, starting work on the test's own task queue."""
-    settings = Settings(task_queue=task_queue, api_max_body_bytes=LIMIT)
-    app = create_app(settings, pool=pool, client=client)
+    app = create_app(Settings(task_queue=task_queue, **settings), pool=pool, client=client)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://localhost") as http,
     ):
+        yield http
+
+
+@pytest.fixture
+async def http(
+    pool: asyncpg.Pool, client: Client, task_queue: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with a small body limit, so an oversized body is cheap to send."""
+    async with serving(pool, client, task_queue, api_max_body_bytes=LIMIT) as http:
         yield http
 
 
@@ -263,3 +274,27 @@ async def test_a_spec_only_its_workflow_can_judge_is_rejected_there_and_recorded
     assert "sub-goals are started by their goal" in goal["error"], goal
     [event] = await events(pool, goal["goal_id"], "goal_rejected")
     assert "'elsewhere'" in event["message"]
+
+
+async def test_a_large_spec_goes_to_its_goal_by_reference(
+    pool: asyncpg.Pool, client: Client, task_queue: str, workspace: str
+) -> None:
+    person = await bearer(pool, "someone", workspace)
+    tasks = [
+        {"id": f"t{i}", "title": f"Task {i}", "skill": "writing", "guidance": "g" * 16_000}
+        for i in range(1, 21)
+    ]
+    spec = goal_spec(workspace=workspace, goal_id=new_goal_id(), tasks=tasks)
+    assert INLINE_SPEC_BYTES < len(json.dumps(spec)) < Settings().api_max_body_bytes
+    async with serving(pool, client, task_queue) as http:
+        started = await http.post("/api/v1/goals", json=spec, headers=person)
+    assert started.status_code == 202, started.text
+    goal_id = started.json()["goal_id"]
+    assert goal_id == spec["goal_id"]
+    stored = "SELECT count(*) FROM goal_specs WHERE spec->>'goal_id' = $1"
+    assert await pool.fetchval(stored, goal_id) == 1
+    history = client.get_workflow_handle(goal_id).fetch_history_events()
+    first = await history.__anext__()
+    started_with = first.workflow_execution_started_event_attributes.input.payloads[0].data
+    assert len(started_with) < 1024 and b"spec_ref" in started_with
+    await wait_task(client, goal_id, "t20", TaskStatus.ASSIGNED)
