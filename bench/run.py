@@ -50,11 +50,11 @@ from interfaces import telemetry
 from interfaces.agents import registry
 from interfaces.agents.runner import AgentRunner, SimulatedWork
 from interfaces.api.app import create_app
-from interfaces.cli.goals import store_spec
 from interfaces.config import Settings
 from interfaces.metrics import COLLECT_EVERY, collect
 from interfaces.secret import new_secret_entry, parse_secret
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from interfaces.starting import store_spec
 from monitoring.watch import Watch
 from store.database import apply_schema, create_pool
 from store.paging import goal_tasks

@@ -8,7 +8,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 from goalkeeper.models import TaskPage
 from goalkeeper.statuses import GoalStatus, TaskStatus
-from interfaces.cli.goals import store_spec
+from interfaces.starting import store_spec
 from store.paging import goal_tasks
 from tests.helpers import (
     SimulatedAgents,

@@ -21,7 +21,9 @@ from interfaces.api import (
     goals,
     health,
     problems,
+    requests,
     suggestions,
+    work,
 )
 from interfaces.api.auth import DELEGATE, read
 from interfaces.api.events import StreamLimits
@@ -97,8 +99,9 @@ def create_app(
     app.add_exception_handler(BodyTooLarge, body_too_large)
     pages.install(app)
     app.include_router(actions.router, prefix=PREFIX)  # each route needs a person's token
+    app.include_router(work.router_for(settings), prefix=PREFIX)  # so does each of these
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
-    for module in (events, goals, agents, costs, suggestions, health):
+    for module in (events, goals, requests, agents, costs, suggestions, health):
         app.include_router(module.router, prefix=PREFIX, dependencies=[read])
     app.include_router(pages.signing_in)
     app.include_router(pages.router)

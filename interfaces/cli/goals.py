@@ -2,21 +2,16 @@
 
 import argparse
 import asyncio
-import json
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper import budgets
@@ -24,23 +19,17 @@ from goalkeeper.costs import CostQuery, share
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import BudgetState, GoalReport, Progress
 from goalkeeper.requests import RequestView, goal_request_id
-from goalkeeper.runbooks import runbook_named
 from goalkeeper.statuses import GoalStatus
-from goalkeeper.validation import validate_goal_spec
 from interfaces.cli import queries
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session, table
 from interfaces.cli.specs import load_spec_file, spec_from_flags
+from interfaces.starting import AlreadyStarted, start_goal
 from store.costs import cost_report
 from store.deliverables import read_deliverable
 from store.paging import goal_tasks
-from store.runbooks import fetch_runbook
 from workflows.goal import GoalWorkflow
 from workflows.request import RequestWorkflow
-
-INLINE_SPEC_BYTES = 256 * 1024
-"""Specs larger than this, as JSON, go to the goal by reference: nothing Goalkeeper
-sends to Temporal is larger (Temporal itself caps a workflow's input at 2 MiB)."""
 
 
 def add_commands(commands: Commands, command: Command) -> None:
@@ -82,15 +71,6 @@ def add_commands(commands: Commands, command: Command) -> None:
     listing.add_argument("--limit", type=int, default=50, help="newest N goals (50)")
 
 
-async def store_spec(pool: asyncpg.Pool, spec: dict[str, Any]) -> str:
-    """Keep a goal spec in PostgreSQL; the goal is started with `{"spec_ref": <id>}`."""
-    spec_id = str(uuid.uuid4())
-    await pool.execute(
-        "INSERT INTO goal_specs (spec_id, spec) VALUES ($1::uuid, $2)", spec_id, spec
-    )
-    return spec_id
-
-
 async def start(session: Session, args: argparse.Namespace) -> None:
     if args.spec:
         spec = load_spec_file(args.spec)
@@ -102,31 +82,13 @@ async def start(session: Session, args: argparse.Namespace) -> None:
         source = "flags"
     else:
         raise CliError("give a spec file, or --title and at least one --task", EXIT_USAGE)
-    goal_id = args.goal_id or spec.get("goal_id") or f"goal-{uuid.uuid4().hex[:8]}"
-    if args.goal_id and spec.get("goal_id") not in (None, args.goal_id):
-        spec = {**spec, "goal_id": args.goal_id}
-    named = runbook_named(spec)
-    runbook = None if named is None else await fetch_runbook(await session.pool(), *named)
+    queue = session.settings.task_queue
     try:
-        validate_goal_spec(spec, goal_id, runbook)  # the workflow checks again; this is sooner
+        goal_id = await start_goal(session.client, session.pool, queue, spec, args.goal_id)
     except InvalidGoalSpec as exc:
         raise CliError(f"{source}: {exc}", EXIT_USAGE) from exc
-    client = await session.client()
-    argument: dict[str, Any] = spec
-    if len(json.dumps(spec)) > INLINE_SPEC_BYTES:
-        # Too large to pass to Temporal: stored, and the goal receives its reference.
-        argument = {"spec_ref": await store_spec(await session.pool(), spec)}
-    try:
-        await client.start_workflow(
-            GoalWorkflow.run,
-            argument,
-            id=goal_id,
-            task_queue=session.settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=str(spec.get("title", ""))[:200],
-        )
-    except WorkflowAlreadyStartedError as exc:
-        raise CliError(f"goal {goal_id!r} already exists; choose another goal id") from exc
+    except AlreadyStarted as exc:
+        raise CliError(f"goal {exc.workflow_id!r} already exists; choose another goal id") from exc
     link = session.ui_link(goal_id)
     session.emit({"goal_id": goal_id, "ui": link}, f"started goal {goal_id}\n{link}")
 

@@ -1,19 +1,15 @@
 """`ask`: a question, triaged by an agent into an answer or a goal."""
 
 import argparse
-import uuid
 from typing import Any
 
-from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from goalkeeper.models import describe_validation_error
-from goalkeeper.requests import RequestSpec, RequestView
+from goalkeeper.requests import RequestView
 from goalkeeper.statuses import RequestStatus
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_FAILED, EXIT_USAGE, CliError, Session
+from interfaces.starting import AlreadyStarted, InvalidRequest, start_request
 from workflows.request import RequestWorkflow
 
 
@@ -28,23 +24,14 @@ def add_commands(commands: Commands, command: Command) -> None:
 
 async def ask(session: Session, args: argparse.Namespace) -> None:
     spec = {"question": args.question, "workspace": args.workspace, "approvers": args.approver}
+    queue = session.settings.task_queue
     try:
-        RequestSpec.model_validate(spec)  # the workflow checks again; this answers sooner
-    except ValidationError as exc:
-        raise CliError(describe_validation_error(exc, "request"), EXIT_USAGE) from exc
-    request_id = args.request_id or f"request-{uuid.uuid4().hex[:8]}"
-    client = await session.client()
-    try:
-        handle = await client.start_workflow(
-            RequestWorkflow.run,
-            spec,
-            id=request_id,
-            task_queue=session.settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=args.question[:200],
-        )
-    except WorkflowAlreadyStartedError as exc:
-        raise CliError(f"request {request_id!r} already exists; choose another id") from exc
+        request_id = await start_request(session.client, queue, spec, args.request_id)
+    except InvalidRequest as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except AlreadyStarted as exc:
+        raise CliError(str(exc)) from exc
+    handle = (await session.client()).get_workflow_handle_for(RequestWorkflow.run, request_id)
     link = session.ui_link(request_id)
     if not args.wait:
         session.emit({"request_id": request_id, "ui": link}, f"asked: request {request_id}\n{link}")
