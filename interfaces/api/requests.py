@@ -9,7 +9,7 @@ from temporalio.service import RPCError
 
 from goalkeeper.requests import RequestView
 from interfaces.api.auth import Reader
-from interfaces.api.problems import not_found
+from interfaces.api.problems import answers, not_found
 from interfaces.api.state import Pool, Temporal
 from workflows.request import RequestWorkflow
 
@@ -17,6 +17,7 @@ router = APIRouter(tags=["requests"])
 
 
 @router.get("/requests/{request_id}")
+@answers({404: "no request of that id that the token may see"})
 async def request(pool: Pool, client: Temporal, access: Reader, request_id: str) -> dict[str, Any]:
     """One request: its status, and the answer or the goal its triage chose. A request of
     another workspace answers 404, as an unknown one does."""

@@ -13,10 +13,10 @@ from temporalio.client import Client
 
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import describe_validation_error
-from interfaces.api.actions import delegated, send_update
+from interfaces.api.actions import REFUSED, delegated, send_update
 from interfaces.api.auth import Access, Actor, act
-from interfaces.api.goals import known_goal
-from interfaces.api.problems import Problem
+from interfaces.api.goals import UNKNOWN_GOAL, known_goal
+from interfaces.api.problems import Problem, answers
 from interfaces.api.state import Pool, Temporal
 from interfaces.config import Settings
 from interfaces.starting import (
@@ -68,12 +68,16 @@ def workspace_for(actor: Access, asked: Any) -> Any:
     return asked
 
 
+NOT_YOURS = {403: "a workspace that is not one of the token's"}
+
+
 def router_for(settings: Settings) -> APIRouter:
     """The routes that start work, on `settings`' task queue; each needs a person's token."""
     router = APIRouter(tags=["work"], dependencies=[act])
     queue = settings.task_queue
 
     @router.post("/requests", status_code=202)
+    @answers(NOT_YOURS | {409: "a request id used before"})
     async def ask(
         client: Temporal, actor: Actor, body: RequestBody, response: Response
     ) -> dict[str, Any]:
@@ -95,6 +99,7 @@ def router_for(settings: Settings) -> APIRouter:
         return {"request_id": request_id, "location": location}
 
     @router.post("/goals", status_code=202)
+    @answers(NOT_YOURS | {409: "a goal id used before"})
     async def start(
         pool: Pool,
         client: Temporal,
@@ -117,6 +122,7 @@ def router_for(settings: Settings) -> APIRouter:
         return {"goal_id": goal_id, "location": location}
 
     @router.post("/goals/{goal_id:path}/tasks", status_code=201)
+    @answers(UNKNOWN_GOAL | REFUSED)
     async def add_tasks(
         request: Request,
         pool: Pool,
