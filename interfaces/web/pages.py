@@ -9,6 +9,7 @@ API, which knows the person by the same cookie.
 """
 
 import json
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,10 +21,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from goalkeeper.records import EventKind
+from goalkeeper.runbooks import Runbook
 from goalkeeper.signing import digest
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from goalkeeper.suggestions import SuggestionStatus
-from interfaces.api import agents, costs, goals, suggestions
+from interfaces.api import agents, costs, goals, requests, suggestions
 from interfaces.api.auth import (
     COOKIE,
     Access,
@@ -38,6 +40,7 @@ from interfaces.api.problems import Problem
 from interfaces.api.state import Limit, Offset, Pool, Temporal
 from store.deliverables import read_deliverable
 from store.events import latest_events
+from store.runbooks import fetch_runbook, list_runbooks
 from store.tokens import InvalidToken, token_holder
 
 HERE = Path(__file__).parent
@@ -185,6 +188,54 @@ async def goal_page(
         kinds=[kind.value for kind in EventKind],
         deliverable=await read_deliverable(pool, goal_id),
     )
+
+
+@router.get("/start", response_class=HTMLResponse)
+async def start_page(
+    request: Request, pool: Pool, access: PageReader, runbook: str | None = None
+) -> Response:
+    """Ask a question, or start a goal from a stored runbook and its parameters (or from a
+    description to plan from), in one of the token's workspaces."""
+    return _render(
+        request,
+        "start.html",
+        page="start",
+        runbooks=await _offered_runbooks(pool),
+        chosen=runbook,
+        workspaces=access.scope,
+    )
+
+
+async def _offered_runbooks(pool: Any) -> list[Runbook]:
+    """The latest version of each stored runbook (at most PAGE), with its parameters."""
+    offered = []
+    for listed in (await list_runbooks(pool))[:PAGE]:
+        runbook = await fetch_runbook(pool, listed["name"], listed["version"])
+        if runbook is not None:
+            offered.append(runbook)
+    return offered
+
+
+@router.get("/requests/{request_id}", response_class=HTMLResponse)
+async def request_page(
+    request: Request, pool: Pool, client: Temporal, access: PageReader, request_id: str
+) -> Response:
+    """A question asked: its status while triage runs, then its answer or the goal set for
+    it, with that goal's progress."""
+    try:
+        asked = await requests.request(
+            pool=pool, client=client, access=access, request_id=request_id
+        )
+    except Problem as problem:
+        return _problem_page(request, problem)
+    goal = None
+    # A goal set but not recorded yet: the page shows its id until it is.
+    with suppress(Problem):
+        if asked.get("goal_id"):
+            goal = await goals.goal(
+                pool=pool, client=client, access=access, goal_id=asked["goal_id"]
+            )
+    return _render(request, "request.html", page="start", asked=asked, goal=goal)
 
 
 @router.get("/approvals", response_class=HTMLResponse)

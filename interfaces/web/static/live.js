@@ -73,9 +73,13 @@ async function act(form, submitter) {
   if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
   const body = {};
   for (const field of form.querySelectorAll("input, select, textarea")) {
-    if (!field.name || field.value === "") continue;
+    if (!field.name || field.value === "" || field.matches(":disabled")) continue;
     const numeric = field.type === "number" || field.dataset.type === "number";
-    body[field.name] = numeric ? Number(field.value) : field.value;
+    // "parameters.region" goes to body.parameters.region: one level of nesting is enough.
+    const [name, inner] = field.name.split(".", 2);
+    const value = numeric ? Number(field.value) : field.value;
+    if (inner === undefined) body[name] = value;
+    else (body[name] = body[name] || {})[inner] = value;
   }
   if (submitter && submitter.name) body[submitter.name] = submitter.value;
   const url = (submitter && submitter.getAttribute("formaction")) || form.dataset.post;
@@ -89,7 +93,9 @@ async function act(form, submitter) {
       body: JSON.stringify(body),
     });
     const answer = await response.json().catch(() => ({}));
-    if (response.ok) {
+    if (response.ok && form.dataset.open) {
+      await opened(form, out, answer);
+    } else if (response.ok) {
       show(out, "ok", "done");
       for (const field of form.querySelectorAll("textarea, input:not([type=hidden])")) field.value = "";
       setTimeout(refresh, 100);
@@ -103,13 +109,46 @@ async function act(form, submitter) {
   }
 }
 
+// A form that starts work (data-open) shows what it started, then opens its page once the
+// API can read it (data-ready): a goal is readable once its workflow has recorded it.
+async function opened(form, out, answer) {
+  const fill = (template) => template.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(answer[key] || ""));
+  const page = fill(form.dataset.open);
+  show(out, "ok", "started ");
+  const link = document.createElement("a");
+  link.href = page;
+  link.textContent = answer.goal_id || answer.request_id || page;
+  out.append(link, document.createTextNode("; opening its page…"));
+  const ready = form.dataset.ready ? fill(form.dataset.ready) : null;
+  for (let tries = 0; ready && tries < 120; tries++) {
+    const seen = await fetch(ready, { credentials: "same-origin" }).catch(() => null);
+    if (seen && seen.ok) break;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  location.assign(page);
+}
+
 function show(out, kind, text) {
   if (!out) { if (kind === "error") alert(text); return; }
   out.className = "answer " + kind;
   out.textContent = text;
 }
 
+// A select marked data-choose shows the fieldset of its choice (data-choice) and disables
+// the others, so only the chosen runbook's parameters are sent.
+function choose(select) {
+  for (const set of select.form.querySelectorAll("fieldset[data-choice]")) {
+    const off = set.dataset.choice !== select.value;
+    set.disabled = off;
+    set.hidden = off;
+  }
+}
+
 function wire(root) {
+  for (const select of root.querySelectorAll("select[data-choose]")) {
+    select.addEventListener("change", () => choose(select));
+    choose(select);
+  }
   for (const form of root.querySelectorAll("form.action")) {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
