@@ -66,6 +66,7 @@ function lastSeq() {
 async function act(form, submitter) {
   const out = form.querySelector(".answer");
   show(out, "", "");
+  for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
   if (!document.body.dataset.person) {
     show(out, "error", "paste your API token at the top first ('starter.py token new --as NAME --workspace W')");
     return;
@@ -101,11 +102,21 @@ async function act(form, submitter) {
       setTimeout(refresh, 100);
     } else {
       show(out, "error", answer.detail || response.status + " " + response.statusText);
+      markInvalid(form, answer.detail || "");
     }
   } catch (error) {
     show(out, "error", "the API did not answer: " + error);
   } finally {
     for (const button of form.querySelectorAll("button")) button.disabled = false;
+  }
+}
+
+// The fields a refusal names ("goal_id: ...", "needs ['owner']") are marked beside its words.
+function markInvalid(form, detail) {
+  for (const field of form.querySelectorAll("[name]")) {
+    if (field.matches(":disabled")) continue;
+    const key = field.name.split(".").pop();
+    if (detail.includes(key + ":") || detail.includes("'" + key + "'")) field.setAttribute("aria-invalid", "true");
   }
 }
 
