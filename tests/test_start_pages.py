@@ -182,3 +182,25 @@ async def test_the_forms_start_nothing_beyond_the_token_or_from_elsewhere_and_sa
     hidden = await site.get(f"/requests/{outsider}")
     assert hidden.status_code == 404 and repr(outsider) in text(hidden.text)
     await client.get_workflow_handle(outsider).terminate()
+
+
+async def test_a_question_that_becomes_a_goal_is_followed_to_that_goal(
+    site: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, workspace: str
+) -> None:
+    await signed_in(site, pool, "asker", workspace)
+    # Words no runbook holds, so the simulated triage sets a goal of its own tasks.
+    question = f"Zorblat the {uuid.uuid4().hex} quux with vorpal snickersnee and jabberwock"
+    skills = ("triage", "research", "writing")
+    async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), skills):
+        asked = await post(site, "/api/v1/requests", {"question": question})
+        assert asked.status_code == 202, asked.text
+        request_id = asked.json()["request_id"]
+
+        async def completed() -> Any:
+            html = (await site.get(f"/requests/{request_id}")).text
+            return html if 'data-status="completed"' in html and "100.0 %" in html else None
+
+        html = await eventually(completed, what="the request page following its goal to the end")
+    goal_id = await pool.fetchval("SELECT goal_id FROM requests WHERE request_id = $1", request_id)
+    assert goal_id and f'<a class="title" href="/goals/{goal_id}">' in html
+    assert "no runbook fits it" in text(html)  # why triage set a goal
