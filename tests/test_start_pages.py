@@ -92,6 +92,14 @@ async def test_the_forms_offer_the_runbooks_with_their_parameters_and_the_tokens
     assert '<input name="workspace" placeholder="default"' in anywhere
 
 
+async def test_with_open_reads_the_forms_show_but_say_a_token_is_needed(
+    api: httpx.AsyncClient,
+) -> None:
+    html = (await api.get(f"{HERE}/start")).text
+    assert "Starting work needs a personal token" in text(html)
+    refused(await api.post("/requests", json={"question": "q?"}), 401, "missing token")
+
+
 async def test_a_question_asked_from_the_page_is_followed_to_its_answer(
     site: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, workspace: str
 ) -> None:
