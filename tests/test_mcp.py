@@ -104,6 +104,7 @@ def tool_error(result: CallToolResult, *words: str) -> str:
     for word in words:
         assert word in first.text, first.text
     assert "Traceback" not in first.text and 'File "' not in first.text
+    assert "pydantic.dev" not in first.text and "\n" not in first.text
     return first.text
 
 
@@ -201,7 +202,8 @@ async def test_an_approval_decided_only_by_its_approver(
         waiting = answer(await mcp.call_tool("list_approvals", {}))["items"]
         assert [(w["goal_id"], w["task_id"]) for w in waiting] == [(goal_id, "t1")]
         malformed = {"goal_id": goal_id, "task_id": "t1", "decision": "maybe"}
-        tool_error(await mcp.call_tool("decide_approval", malformed), "decision", "'maybe'")
+        wrong = await mcp.call_tool("decide_approval", malformed)
+        tool_error(wrong, "decision: Input should be 'approve' or 'reject', got 'maybe'")
         stale = {
             "goal_id": goal_id,
             "task_id": "t1",
@@ -324,10 +326,19 @@ async def test_hostile_callers_are_refused_with_their_reason(
         tool_error(await mcp.call_tool("start_goal", {"spec": spec}), workspace, "expected one of")
 
     async with connected(mcp_url, mine) as mcp:
-        tool_error(await mcp.call_tool("goal_progress", {}), "goal_id", "Field required")
-        tool_error(await mcp.call_tool("goal_tasks", {"goal_id": goal_id, "limit": 0}), "limit")
-        tool_error(await mcp.call_tool("goal_progress", {"goal_id": 42}), "goal_id", "42")
-        tool_error(await mcp.call_tool("start_goal", {"spec": "not a spec"}), "spec")
+        invalid = "invalid arguments to "
+        absent = await mcp.call_tool("goal_progress", {})
+        tool_error(absent, invalid + "goal_progress: goal_id: Field required")
+        zero = await mcp.call_tool("goal_tasks", {"goal_id": goal_id, "limit": 0})
+        tool_error(zero, invalid + "goal_tasks: limit: ", "greater than or equal to 1, got 0")
+        number = await mcp.call_tool("goal_progress", {"goal_id": 42})
+        tool_error(number, "goal_id: ", "string, got 42")
+        text = await mcp.call_tool("start_goal", {"spec": "not a spec"})
+        tool_error(text, "spec: ", "dictionary, got 'not a spec'")
+        usd = {"goal_id": goal_id, "usd": "lots"}
+        tool_error(await mcp.call_tool("raise_budget", usd), "usd: ", "got 'lots'")
+        typo = await mcp.call_tool("stop_goal", {"goalid": goal_id})
+        tool_error(typo, "unknown ['goalid'], expected some of ['comment', 'goal_id']")
         bad_spec = {"spec": {"workspace": workspace, "title": "No tasks"}}
         tool_error(await mcp.call_tool("start_goal", bad_spec), "invalid goal spec")
         tool_error(await mcp.call_tool("no_such_tool", {}), "no_such_tool")

@@ -27,8 +27,14 @@ INSTRUCTIONS = (
 
 def build(app: FastAPI) -> MCPServer:
     """The MCP server, its tools and resources reading from `app`'s connections."""
-    server: MCPServer = MCPServer("goalkeeper", title="Goalkeeper", instructions=INSTRUCTIONS)
-    tools.install(server)
+    served = tools.tools()
+    server: MCPServer = MCPServer(
+        "goalkeeper",
+        title="Goalkeeper",
+        instructions=INSTRUCTIONS,
+        tools=served,
+        middleware=[tools.ArgumentCheck(served)],
+    )
     resources.install(server, app)
     return server
 

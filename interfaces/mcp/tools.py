@@ -8,13 +8,17 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import asyncpg
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.context import CallNext, ServerRequestContext
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+from mcp.server.mcpserver.tools import Tool
+from mcp_types import CallToolResult, TextContent
+from pydantic import Field, ValidationError
 from starlette.requests import Request
 from temporalio.client import Client
 
 from goalkeeper.errors import InvalidGoalSpec
+from goalkeeper.models import describe_validation_error
 from interfaces.api import actions, goals
 from interfaces.api.actions import BudgetBody, CommentBody, DecisionBody
 from interfaces.api.auth import Access
@@ -62,19 +66,52 @@ class Caller:
         self.task_queue: str = request.app.state.mcp_task_queue
 
 
-def install(server: MCPServer) -> None:
-    """Add the tools to `server`."""
-    for tool in (
-        ask,
-        start_goal_tool,
-        goal_progress,
-        goal_tasks,
-        list_approvals,
-        decide_approval,
-        raise_budget,
-        stop_goal,
-    ):
-        server.add_tool(refusals(tool), name=tool.__name__.removesuffix("_tool"))
+def tools() -> list[Tool]:
+    """The tools, for the server to serve."""
+    return [
+        Tool.from_function(refusals(tool), name=tool.__name__.removesuffix("_tool"))
+        for tool in (
+            ask,
+            start_goal_tool,
+            goal_progress,
+            goal_tasks,
+            list_approvals,
+            decide_approval,
+            raise_budget,
+            stop_goal,
+        )
+    ]
+
+
+class ArgumentCheck:
+    """Checks a tool call's arguments before it runs: those that do not validate are its
+    error, one line naming each bad or unknown argument, what was expected and what was
+    given."""
+
+    def __init__(self, served: list[Tool]) -> None:
+        self.tools = {tool.name: tool for tool in served}
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+        params = ctx.params or {}
+        name = params.get("name")
+        tool = (
+            self.tools.get(name) if ctx.method == "tools/call" and isinstance(name, str) else None
+        )
+        arguments = params.get("arguments") or {}
+        if tool is not None and isinstance(arguments, dict):
+            known = sorted(tool.parameters.get("properties", {}))
+            unknown = sorted(set(arguments) - set(known))
+            if unknown:
+                text = (
+                    f"invalid arguments to {tool.name}: unknown {unknown}, expected some of {known}"
+                )
+                return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+            try:
+                tool.fn_metadata.validate_arguments(arguments)
+            except ValidationError as exc:
+                text = describe_validation_error(exc, f"arguments to {tool.name}")
+                return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+        return await call_next(ctx)
 
 
 async def ask(
