@@ -309,6 +309,14 @@ async def test_hostile_callers_are_refused_with_their_reason(
         async with connected(mcp_url, None) as mcp:
             await mcp.list_tools()
     assert unconnected.group_contains(MCPError)
+    # Each request stands alone: a token revoked while its client is connected is refused
+    # at its very next call.
+    held = await new_token(pool, "owner", [workspace])
+    async with connected(mcp_url, held["token"]) as mcp:
+        assert answer(await mcp.call_tool("goal_progress", {"goal_id": goal_id}))
+        await revoke_token(pool, held["token_id"])
+        with pytest.raises(MCPError):
+            await mcp.call_tool("stop_goal", {"goal_id": goal_id})
     # The goal went on untouched: nobody stopped it.
     await wait_task(client, goal_id, "t1", TaskStatus.ASSIGNED)
 
