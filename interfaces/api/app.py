@@ -38,6 +38,7 @@ from interfaces.api.listener import EventListener
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.keyring import key_for
+from interfaces.mcp import server as mcp
 from interfaces.stack import database_url
 from interfaces.web import pages
 from store.database import create_pool
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(pages.router)
     app.mount("/static", pages.static, name="static")
     _docs(app)
+    mcp.install(app, settings)
     # The last added runs first: a foreign Host is refused before a body is even counted.
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     app.add_middleware(HostCheck, hosts=hosts)
