@@ -62,6 +62,8 @@ class EventKind(StrEnum):
     WORKFLOW_RECOVERED = "workflow_recovered"
     GOAL_STALLED = "goal_stalled"
     GOAL_MOVING = "goal_moving"
+    ACTION_REFUSED = "action_refused"
+    """A person's decision or change sent through the API (or MCP) that its workflow refused."""
 
 
 class Event(BaseModel):

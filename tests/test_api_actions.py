@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
 from goalkeeper.statuses import TaskStatus
 from interfaces.api.app import create_app
@@ -306,3 +306,19 @@ async def sse(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         elif text:
             yield text
             text = ""
+
+
+async def test_a_refused_action_is_recorded_in_the_goals_trail(
+    api: httpx.AsyncClient, client: Client, task_queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    handle = await start_goal(client, goal_spec(1, workspace, approvers=["ops-lead"]), task_queue)
+    await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    intruder = await bearer(pool, "intruder", workspace)
+    refused(await api.post(f"/goals/{handle.id}/stop", headers=intruder), 409, "'intruder'")
+    rows = await pool.fetch(
+        "SELECT message, detail FROM events WHERE goal_id = $1 AND kind = 'action_refused'",
+        handle.id,
+    )
+    assert len(rows) == 1 and "stop by 'intruder' refused" in rows[0]["message"]
+    assert rows[0]["detail"]["person"] == "intruder"
+    assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING

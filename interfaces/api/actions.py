@@ -3,8 +3,10 @@ feedback, suggestions. Each goes through the same update or code path as the CLI
 workflows' validators answer the person, as problem details. A token acts only on goals of
 its workspaces: any other goal is unknown to it."""
 
+import uuid
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -13,6 +15,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper.controls import CONTROLS
 from goalkeeper.feedback import InvalidFeedback, feedback
+from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, clip
+from goalkeeper.records import Event, EventKind
 from goalkeeper.signing import digest, sign_control, sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
 from goalkeeper.suggestions import InvalidSuggestionDecision, SuggestionStatus
@@ -22,6 +26,7 @@ from interfaces.api.problems import Problem, answers
 from interfaces.api.state import Pool, Temporal
 from interfaces.api.suggestions import own_suggestion
 from store.feedback import give_feedback
+from store.rows import insert_event
 from store.suggestions import decide_suggestion
 from workflows.task import TaskWorkflow
 
@@ -65,13 +70,35 @@ class FeedbackBody(BaseModel):
     comment: str = ""
 
 
-async def send_update(client: Client, workflow_id: str, name: str, payload: Any) -> Any:
-    """Send an update and return its answer; its validator's refusal becomes a 409."""
+async def send_update(
+    client: Client,
+    workflow_id: str,
+    name: str,
+    payload: Any,
+    *,
+    pool: asyncpg.Pool,
+    person: str | None,
+    goal_id: str,
+    task_id: str | None = None,
+) -> Any:
+    """Send an update as `person` and return its answer; its validator's refusal becomes a
+    409, and an `action_refused` event in the goal's trail says who was refused and why."""
     try:
         return await client.get_workflow_handle(workflow_id).execute_update(name, payload)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        await insert_event(
+            pool,
+            Event(
+                event_id=str(uuid.uuid4()),
+                kind=EventKind.ACTION_REFUSED,
+                message=f"{name} by {person!r} refused: {clip(message, MAX_EVENT_MESSAGE_CHARS)}",
+                goal_id=goal_id,
+                task_id=task_id,
+                detail={"person": person, "update": name, "workflow_id": workflow_id},
+            ),
+        )
         raise Problem(409, "Refused by the workflow", message, workflow_id=workflow_id) from exc
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
@@ -132,7 +159,9 @@ async def decide(
     if view.status is TaskStatus.FAILED:  # retry it or give up, on the attempt that failed
         retry = {**payload, "task_id": task_id, "attempt": view.attempts}
         retry = delegated(request, "retry", goal_id, retry)
-        answer = await send_update(client, goal_id, "decide", retry)
+        answer = await send_update(
+            client, goal_id, "decide", retry, pool=pool, person=actor.person, goal_id=goal_id
+        )
         return {"goal": answer}
     if view.status.is_terminal:
         raise Problem(409, "Task ended", f"task {task!r} already ended ({view.status})")
@@ -146,7 +175,17 @@ async def decide(
         )
     payload |= {"signed_by": DELEGATE}
     payload["signature"] = sign_decision(request.app.state.signing_key, view, payload)
-    return {"task": await send_update(client, task, "decide", payload)}
+    answer = await send_update(
+        client,
+        task,
+        "decide",
+        payload,
+        pool=pool,
+        person=actor.person,
+        goal_id=goal_id,
+        task_id=task_id,
+    )
+    return {"task": answer}
 
 
 @router.post("/goals/{goal_id:path}/budget")
@@ -161,7 +200,9 @@ async def raise_budget(
     payload: dict[str, Any] = {"approver": actor.person, "comment": body.comment}
     payload |= {k: v for k, v in (("usd", body.usd), ("tokens", body.tokens)) if v is not None}
     payload = delegated(request, "raise_budget", goal_id, payload)
-    answer: dict[str, Any] = await send_update(client, goal_id, "raise_budget", payload)
+    answer: dict[str, Any] = await send_update(
+        client, goal_id, "raise_budget", payload, pool=pool, person=actor.person, goal_id=goal_id
+    )
     return answer
 
 
@@ -179,7 +220,9 @@ async def stop(
     await known_goal(pool, actor, goal_id)
     payload = {"approver": actor.person, "comment": (body or CommentBody()).comment}
     payload = delegated(request, "stop", goal_id, payload)
-    answer: dict[str, Any] = await send_update(client, goal_id, "stop", payload)
+    answer: dict[str, Any] = await send_update(
+        client, goal_id, "stop", payload, pool=pool, person=actor.person, goal_id=goal_id
+    )
     return answer
 
 

@@ -146,7 +146,9 @@ def router_for(settings: Settings) -> APIRouter:
         except ValidationError as exc:
             detail = describe_validation_error(exc, "add_tasks request")
             raise Problem(422, "Invalid tasks", detail, goal_id=goal_id) from None
-        answer = await send_update(client, goal_id, "add_tasks", payload)
+        answer = await send_update(
+            client, goal_id, "add_tasks", payload, pool=pool, person=actor.person, goal_id=goal_id
+        )
         location = f"{API}/goals/{goal_id}/tasks"
         response.headers["Location"] = location
         return {"goal_id": goal_id, "location": location, "progress": answer}
