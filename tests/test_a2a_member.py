@@ -6,6 +6,8 @@ reaches them with `a2a-sdk`'s client through the bridge of `agent.py --a2a-bridg
 
 import asyncio
 import json
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from temporalio.client import Client, WorkflowFailureError
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.a2a.member import MAX_RESULT_CHARS, serve_members
 from interfaces.stack import free_port
+from store.database import apply_schema, create_pool, login_url, scram_verifier
 from tests.helpers import PATIENCE, events, eventually, goal_spec, new_goal_id, start_goal
 from tests.starter import Ran, starter
 
@@ -141,6 +144,29 @@ async def a2a_agent(
         await serving
 
 
+@pytest.fixture
+async def worker_login(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a fresh login of goalkeeper_worker, the login the bridge runs with."""
+    group = "goalkeeper_worker"
+    await pool.execute(
+        f"DO $$ BEGIN CREATE ROLE {group} NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    await apply_schema(pool)
+    name, password = f"test_bridge_{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
+    await pool.execute(
+        f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{scram_verifier(password)}' IN ROLE {group}"
+    )
+    try:
+        login = await create_pool(login_url(database_url, name, password), max_size=8)
+        try:
+            yield login
+        finally:
+            await login.close()
+    finally:
+        await pool.execute(f'DROP ROLE "{name}"')
+
+
 @asynccontextmanager
 async def bridge(client: Client, pool: asyncpg.Pool, workspace: str) -> AsyncIterator[None]:
     stop = asyncio.Event()
@@ -161,7 +187,12 @@ async def answer(database_url: str, *args: str) -> Ran:
 
 
 async def test_an_a2a_agent_joins_with_its_cards_skills_and_completes_a_goal(
-    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str, database_url: str
+    client: Client,
+    pool: asyncpg.Pool,
+    worker_login: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    database_url: str,
 ) -> None:
     async with a2a_agent() as served:
         agent_id = f"{workspace}-scribe"
@@ -172,7 +203,7 @@ async def test_an_a2a_agent_joins_with_its_cards_skills_and_completes_a_goal(
         assert skills == ["writing", "prose"]
         spec = goal_spec(2, workspace, require_signatures=True)
         spec["tasks"][1]["depends_on"] = ["t1"]
-        async with bridge(client, pool, workspace):
+        async with bridge(client, worker_login, workspace):
             handle = await start_goal(client, spec, task_queue)
             report = await asyncio.wait_for(handle.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
@@ -227,6 +258,8 @@ async def test_an_a2a_agents_question_is_answered_by_an_approver(
             assert "Which region, north or south?" in asked[0]["message"]
             wrong = await answer(database_url, goal_id, "t1", "north", "--as", "mallory")
             assert wrong.code == 1 and "'mallory' may not answer" in wrong.err
+            long = await answer(database_url, goal_id, "t1", "n" * 4001, "--as", "lead")
+            assert long.code == 2 and "at most 4000 characters, got 4001" in long.err
             ran = await answer(database_url, goal_id, "t1", "north", "--as", "lead")
             assert ran.code == 0, ran.err
             report = await asyncio.wait_for(handle.result(), PATIENCE)

@@ -49,6 +49,8 @@ log = logging.getLogger("goalkeeper.a2a")
 MAX_RESULT_CHARS = 4 * 1024 * 1024
 """An A2A agent's artifacts longer than this (as JSON) fail the attempt, named."""
 MAX_QUESTION_CHARS = 4000
+"""A question longer than this is clipped before approvers see it."""
+MAX_ANSWER_CHARS = 4000
 POLL_SECONDS = 0.5
 """How often the bridge reads an A2A task's state, and a question's answer."""
 CALL_SECONDS = 30.0

@@ -65,6 +65,12 @@ def _pinned_key(path: str) -> dict[str, Any]:
 
 async def answer(session: Session, args: argparse.Namespace) -> None:
     """Answer an A2A agent's open question on a task; only the task's approvers may."""
+    if len(args.text) > member.MAX_ANSWER_CHARS:
+        raise CliError(
+            f"expected an answer of at most {member.MAX_ANSWER_CHARS} characters, got "
+            f"{len(args.text)}",
+            EXIT_USAGE,
+        )
     pool = await session.pool()
     approvers = await a2a.approvers_of(pool, args.goal_id, args.task_id)
     if approvers is None:
