@@ -219,16 +219,16 @@ async def test_an_a2a_agent_joins_with_its_cards_skills_and_completes_a_goal(
 async def test_a_failing_a2a_agent_fails_its_task_with_its_error(
     client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str, database_url: str
 ) -> None:
-    async with a2a_agent() as served:
+    async with a2a_agent() as served, bridge(client, pool, workspace):
+        # Registered while the bridge runs: the bridge takes it on at its next sweep.
         agent_id = f"{workspace}-scribe"
         assert (
             await register(database_url, agent_id, "--a2a", served.url, "--workspace", workspace)
         ).code == 0
         spec = goal_spec(0, workspace, max_attempts=1)
         spec["tasks"] = [{"id": "t1", "title": "fail at this", "skill": "writing"}]
-        async with bridge(client, pool, workspace):
-            handle = await start_goal(client, spec, task_queue)
-            report = await asyncio.wait_for(handle.result(), PATIENCE)
+        handle = await start_goal(client, spec, task_queue)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
     (task,) = report.tasks
     assert task.outcome is TaskStatus.FAILED
     assert task.error is not None and "the printer is on fire" in task.error

@@ -247,35 +247,70 @@ async def serve_members(
     stop: asyncio.Event,
     sweep_interval: float = SWEEP_INTERVAL,
 ) -> AgentRunner:
-    """Serve the assignments of every A2A agent of a workspace until stopped.
+    """Serve the assignments of every A2A agent of a workspace until stopped, taking on
+    those registered meanwhile at each sweep.
 
     Each agent gets a key of its own, kept on this machine and registered as `agent.py`
     registers its agents' keys, so the reports made for it are signed as any agent's.
     """
-    rows = await a2a.members(pool, workspace)
-    if not rows:
-        raise GoalkeeperError(
-            f"no A2A agents in workspace {workspace!r}: register one with "
-            "'python starter.py agent register NAME --a2a URL'"
-        )
-    agent_ids = [row["agent_id"] for row in rows]
-    keys = {agent_id: key_for("agent", agent_id) for agent_id in agent_ids}
-    for row in rows:
-        await registry.register_agent(
-            pool,
-            row["agent_id"],
+    agent_ids: list[str] = []
+    keys: dict[str, str] = {}
+    await _join(pool, workspace, agent_ids, keys)
+    if not agent_ids:
+        log.warning(
+            "no A2A agents in workspace %r yet: register one with "
+            "'python starter.py agent register NAME --a2a URL'",
             workspace,
-            row["skills"],
-            row["capacity"],
-            public_key=public_key_of(keys[row["agent_id"]]),
         )
-    log.info("bridging A2A agents %s of workspace %r", ", ".join(agent_ids), workspace)
     async with httpx.AsyncClient() as http:
+        # The runner reads these same list and dict, so agents joined later are served.
         runner = AgentRunner(
             client, pool, agent_ids, A2ABridge(pool, http), sweep_interval=sweep_interval, keys=keys
+        )
+        joining = asyncio.create_task(
+            _keep_joining(pool, workspace, agent_ids, keys, stop, sweep_interval)
         )
         try:
             await runner.run(stop)
         finally:
+            joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await joining
             await registry.take_offline(pool, agent_ids)
     return runner
+
+
+async def _join(
+    pool: asyncpg.Pool, workspace: str, agent_ids: list[str], keys: dict[str, str]
+) -> None:
+    """Take on the workspace's A2A agents not yet served, registering a key for each."""
+    for row in await a2a.members(pool, workspace):
+        agent_id = row["agent_id"]
+        if agent_id in keys:
+            continue
+        key = key_for("agent", agent_id)
+        await registry.register_agent(
+            pool, agent_id, workspace, row["skills"], row["capacity"], public_key=public_key_of(key)
+        )
+        keys[agent_id] = key
+        agent_ids.append(agent_id)
+        log.info("bridging A2A agent %s (%s) of workspace %r", agent_id, row["url"], workspace)
+
+
+async def _keep_joining(
+    pool: asyncpg.Pool,
+    workspace: str,
+    agent_ids: list[str],
+    keys: dict[str, str],
+    stop: asyncio.Event,
+    interval: float,
+) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        try:
+            await _join(pool, workspace, agent_ids, keys)
+        except (OSError, asyncpg.PostgresError, GoalkeeperError) as exc:
+            log.warning("could not take on new A2A agents: %s", exc)
