@@ -38,8 +38,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client, WorkflowFailureError
 
+from goalkeeper import signing
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.a2a.member import MAX_RESULT_CHARS, serve_members
+from interfaces.agents import registry
 from interfaces.stack import free_port
 from store.database import apply_schema, create_pool, login_url, scram_verifier
 from tests.helpers import PATIENCE, events, eventually, goal_spec, new_goal_id, start_goal
@@ -449,3 +451,20 @@ async def test_an_unsigned_card_is_refused_when_a_key_is_pinned(
             database_url, f"{workspace}-x", "--a2a", served.url, "--card-key", str(pinned)
         )
     assert ran.code == 1 and "signature does not verify" in ran.err
+
+
+async def test_a_bridge_leaves_alone_an_agent_whose_key_another_holds(
+    client: Client, pool: asyncpg.Pool, workspace: str, database_url: str
+) -> None:
+    async with a2a_agent() as served:
+        agent_id = f"{workspace}-scribe"
+        ran = await register(database_url, agent_id, "--a2a", served.url, "--workspace", workspace)
+        assert ran.code == 0, ran.err
+        _, public = signing.new_keys()  # another bridge serves it, with its own key
+        await registry.register_agent(pool, agent_id, workspace, ["writing"], public_key=public)
+        stop = asyncio.Event()
+        stop.set()
+        runner = await serve_members(client, pool, workspace, stop)
+    assert list(runner.agent_ids) == []
+    kept = await pool.fetchval("SELECT public_key FROM agents WHERE agent_id = $1", agent_id)
+    assert kept == public

@@ -255,7 +255,8 @@ async def serve_members(
     """
     agent_ids: list[str] = []
     keys: dict[str, str] = {}
-    await _join(pool, workspace, agent_ids, keys)
+    refused: set[str] = set()
+    await _join(pool, workspace, agent_ids, keys, refused)
     if not agent_ids:
         log.warning(
             "no A2A agents in workspace %r yet: register one with "
@@ -268,7 +269,7 @@ async def serve_members(
             client, pool, agent_ids, A2ABridge(pool, http), sweep_interval=sweep_interval, keys=keys
         )
         joining = asyncio.create_task(
-            _keep_joining(pool, workspace, agent_ids, keys, stop, sweep_interval)
+            _keep_joining(pool, workspace, agent_ids, keys, refused, stop, sweep_interval)
         )
         try:
             await runner.run(stop)
@@ -281,17 +282,31 @@ async def serve_members(
 
 
 async def _join(
-    pool: asyncpg.Pool, workspace: str, agent_ids: list[str], keys: dict[str, str]
+    pool: asyncpg.Pool,
+    workspace: str,
+    agent_ids: list[str],
+    keys: dict[str, str],
+    refused: set[str],
 ) -> None:
     """Take on the workspace's A2A agents not yet served, registering a key for each."""
     for row in await a2a.members(pool, workspace):
         agent_id = row["agent_id"]
-        if agent_id in keys:
+        if agent_id in keys or agent_id in refused:
             continue
         key = key_for("agent", agent_id)
-        await registry.register_agent(
-            pool, agent_id, workspace, row["skills"], row["capacity"], public_key=public_key_of(key)
-        )
+        try:
+            await registry.register_agent(
+                pool,
+                agent_id,
+                workspace,
+                row["skills"],
+                row["capacity"],
+                public_key=public_key_of(key),
+            )
+        except registry.RegistrationRefused as exc:  # e.g. another bridge holds its key
+            refused.add(agent_id)  # not asked again: its work is left to whoever holds its key
+            log.warning("not bridging A2A agent %s: %s", agent_id, exc)
+            continue
         keys[agent_id] = key
         agent_ids.append(agent_id)
         log.info("bridging A2A agent %s (%s) of workspace %r", agent_id, row["url"], workspace)
@@ -302,6 +317,7 @@ async def _keep_joining(
     workspace: str,
     agent_ids: list[str],
     keys: dict[str, str],
+    refused: set[str],
     stop: asyncio.Event,
     interval: float,
 ) -> None:
@@ -311,6 +327,6 @@ async def _keep_joining(
         if stop.is_set():
             return
         try:
-            await _join(pool, workspace, agent_ids, keys)
+            await _join(pool, workspace, agent_ids, keys, refused)
         except (OSError, asyncpg.PostgresError, GoalkeeperError) as exc:
             log.warning("could not take on new A2A agents: %s", exc)
