@@ -3,6 +3,7 @@
     python agent.py --count 4 --skills data,writing
     python agent.py --skills writing --hook mypackage.agents:write      # a Python function
     python agent.py --skills data --command './my-agent.sh'             # a shell command
+    python agent.py --a2a-bridge --workspace acme       # the workspace's A2A agents
 
 Agents register in PostgreSQL, wake on their assignments through LISTEN/NOTIFY, and
 report by signalling their task workflow. See interfaces/agents/runner.py for the hook
@@ -26,6 +27,7 @@ from temporalio.client import Client
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.signing import public_key_of
 from interfaces import telemetry
+from interfaces.a2a.member import serve_members
 from interfaces.agents import registry
 from interfaces.agents.runner import (
     AgentRunner,
@@ -114,6 +116,11 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--cost-per-1k-tokens", type=float, default=0.002, help="USD per 1k tokens")
     sim.add_argument("--seed", default="goalkeeper", help="same seed, same outcomes")
     real = p.add_mutually_exclusive_group()
+    real.add_argument(
+        "--a2a-bridge",
+        action="store_true",
+        help="serve the workspace's A2A agents ('starter.py agent register NAME --a2a URL')",
+    )
     real.add_argument("--hook", help="module:function called with each assignment")
     real.add_argument("--command", help="shell command run with each assignment on stdin")
     return p
@@ -147,7 +154,11 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     pool = await create_pool(database_url(settings, start=False), max_size=4)
     try:
-        if await wait_for_schema(pool, stop):
+        if not await wait_for_schema(pool, stop):
+            return
+        if args.a2a_bridge:
+            await serve_members(client, pool, args.workspace, stop)
+        else:
             await serve(args, client, pool, agent_ids, skills, hook, stop)
     finally:
         await pool.close()

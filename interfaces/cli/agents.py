@@ -12,7 +12,7 @@ import asyncpg
 from goalkeeper.learning import AgentRecord
 from goalkeeper.masking import mask_url
 from interfaces.agents import registry
-from interfaces.cli import keys
+from interfaces.cli import keys, members
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 from interfaces.stack import database_url
@@ -35,7 +35,9 @@ def add_commands(commands: Commands, command: Command) -> None:
     )
     registering = command(agent, "register", "register (or bring back) an agent", register)
     registering.add_argument("agent_id")
-    registering.add_argument("--skills", required=True, help="comma-separated skills")
+    registering.add_argument("--skills", help="comma-separated skills (or --a2a's card's)")
+    registering.add_argument("--a2a", metavar="URL", help="an A2A agent: its skills from its card")
+    registering.add_argument("--card-key", help="a JWK file: the key its A2A card is signed with")
     registering.add_argument("--workspace", default="default", help="workspace (default)")
     registering.add_argument("--capacity", type=int, default=1, help="assignments at once (1)")
     registering.add_argument(
@@ -51,6 +53,7 @@ def add_commands(commands: Commands, command: Command) -> None:
         agent, "list", "list agents with their status, load and record per skill", list_agents
     ).add_argument("--workspace", help="only this workspace")
     _add_role_commands(agent, command)
+    members.add_commands(agent, command)
     replaced = command(agent, "rekey", "give an agent a new key, as its operator", keys.rekey)
     replaced.add_argument("agent_id")
     replaced.add_argument("--public-key", required=True, help="its new public key (base64)")
@@ -90,6 +93,10 @@ def _add_role_commands(agent: Commands, command: Command) -> None:
 
 
 async def register(session: Session, args: argparse.Namespace) -> None:
+    if args.a2a:
+        return await members.register(session, args)
+    if not args.skills:
+        raise CliError("expected --skills (or --a2a URL, whose card names them)", EXIT_USAGE)
     skills = [s.strip() for s in args.skills.split(",") if s.strip()]
     config = agent_config(args.config)
     try:
