@@ -3,9 +3,13 @@ takes, heartbeats and reports its assignments; whatever else it sends is refused
 problem details, recorded, and loses nothing."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,13 +18,17 @@ import pytest
 from temporalio.client import Client
 
 from goalkeeper import signing
-from goalkeeper.models import AgentReport
+from goalkeeper.models import AgentReport, GoalReport
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.api.app import create_app
 from interfaces.config import Settings
+from interfaces.keyring import key_for
+from interfaces.stack import TemporalDevServer
 from store.agent_credentials import new_credential, revoke_credential
-from tests.helpers import PATIENCE, events, eventually, goal_spec, start_goal, wait_task
+from tests import web
+from tests.helpers import PATIENCE, ROOT, events, eventually, goal_spec, start_goal, wait_task
+from tests.starter import starter
 
 BODY_LIMIT = 256 * 1024
 PROBLEM = "application/problem+json"
@@ -232,3 +240,97 @@ async def test_hostile_requests_are_refused_recorded_and_the_task_still_waits(
     view = await wait_task(client, goal.id, "t1", TaskStatus.ASSIGNED, attempt=2)
     assert view.result is None
     await registry.take_offline(pool, [agent_id, other_id, revoked_id])
+
+
+async def result_while_running(
+    result: Awaitable[GoalReport], process: subprocess.Popen[bytes], log: Path
+) -> GoalReport:
+    """The goal's report, unless the agent's process ends first (its log then says why)."""
+    waiting = asyncio.ensure_future(result)
+
+    watching = asyncio.ensure_future(asyncio.to_thread(process.wait))
+    done, _ = await asyncio.wait(
+        {waiting, watching}, timeout=PATIENCE, return_when=asyncio.FIRST_COMPLETED
+    )
+    watching.cancel()
+    if waiting not in done:
+        waiting.cancel()
+        raise AssertionError(f"the agent ended or the goal did not: {log.read_text()}")
+    return waiting.result()
+
+
+async def test_agent_py_over_http_needs_no_database_login_nor_temporal_and_signs(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    tmp_path: Path,
+) -> None:
+    agent_id = f"{workspace}-process"
+    # The process signs with its key on this machine, whose public half is registered.
+    public = signing.public_key_of(key_for("agent", agent_id))
+    await registry.register_agent(pool, agent_id, workspace, ["writing"], public_key=public)
+    credential = (await new_credential(pool, agent_id))["credential"]
+    settings = Settings(database_url=database_url, temporal_address=temporal_server.address)
+    unreachable = {
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
+        "TEMPORAL_ADDRESS": "127.0.0.1:9",
+    }
+    env = os.environ | unreachable | {"GOALKEEPER_AGENT_CREDENTIAL": credential}
+    log = tmp_path / "agent.log"
+    with web.serve(create_app(settings)) as url, log.open("wb") as out:
+        command = [sys.executable, str(ROOT / "agent.py"), "--api", url, "--delay", "1.5-2"]
+        process = subprocess.Popen(
+            [*command, "--success-rate", "1"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+        try:
+            tasks = [
+                {"id": "draft", "title": "Draft", "skill": "writing"},
+                {"id": "edit", "title": "Edit", "skill": "writing", "depends_on": ["draft"]},
+            ]
+            spec = goal_spec(
+                workspace=workspace,
+                tasks=tasks,
+                require_signatures=True,
+                heartbeat_timeout_seconds=3,
+            )
+            goal = await start_goal(client, spec, task_queue)
+            report = await result_while_running(goal.result(), process, log)
+        finally:
+            process.terminate()
+            process.wait(30)
+    said = log.read_text()
+    assert report.status is GoalStatus.COMPLETED, said
+    assert {t.agent_id for t in report.tasks} == {agent_id}
+    rejected = [r["kind"] for r in await events(pool, goal.id) if r["kind"].endswith("_rejected")]
+    assert rejected == [], said
+    assert said.count("reported completed") == 2 and "refused" not in said, said
+    await registry.take_offline(pool, [agent_id])
+
+
+async def test_credentials_are_made_listed_and_revoked_from_the_cli(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, database_url: str, workspace: str
+) -> None:
+    agent_id = f"{workspace}-cli"
+    await registry.register_agent(pool, agent_id, workspace, ["writing"])
+    unknown = await starter(database_url, "agent", "credential", "new", f"{workspace}-nobody")
+    assert unknown.code == 2 and "no agent" in unknown.err
+    made = (await starter(database_url, "agent", "credential", "new", agent_id, "--json")).json()
+    assert made["credential"].startswith("gka_") and made["workspace"] == workspace
+    auth = {"Authorization": f"Bearer {made['credential']}"}
+    assert (await http.get("/me", headers=auth)).json()["agent_id"] == agent_id
+    listed = await starter(database_url, "agent", "credential", "list", "--agent", agent_id)
+    assert made["credential_id"] in listed.out and made["credential"] not in listed.out
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM agent_credentials WHERE credential_hash = $1", made["credential"]
+    )
+    assert stored == 0  # only its hash is kept
+    revoked = await starter(database_url, "agent", "credential", "revoke", made["credential_id"])
+    assert revoked.code == 0, revoked.err
+    refused(await http.get("/me", headers=auth), 401, "revoked")
+    await registry.take_offline(pool, [agent_id])

@@ -48,6 +48,9 @@ router = APIRouter(prefix="/agent", tags=["agent protocol"])
 MAX_WAIT_SECONDS = 60
 """The longest an agent's poll for work is held open."""
 
+MAX_SEEN = 200
+"""Assignment ids an agent may say it has (an agent holds at most its capacity)."""
+
 MAKE_ONE = "'starter.py agent credential new AGENT'"
 CHALLENGE = {"WWW-Authenticate": "'Bearer': send 'Authorization: Bearer CREDENTIAL'"}
 
@@ -128,16 +131,21 @@ async def assignments(
         float,
         Query(ge=0, le=MAX_WAIT_SECONDS, description="seconds to wait for one if none (0-60)"),
     ] = 30,
+    seen: Annotated[
+        list[str],
+        Query(max_length=MAX_SEEN, description="assignment ids the agent has: wait for another"),
+    ] = [],  # noqa: B006 (FastAPI copies it)
 ) -> dict[str, Any]:
     """The agent's active assignments, each with its full context (the goal, the task,
-    its dependencies' results, rework comments); waits up to `wait` seconds for one."""
+    its dependencies' results, rework comments); waits up to `wait` seconds for one not
+    `seen`."""
     deadline = time.monotonic() + wait
     async with _bell(request).listening(agent.agent_id) as rung:
         while True:
             rung.clear()  # before reading, so a notice while it reads is not lost
             rows = await registry.active_assignments(pool, [agent.agent_id])
             left = deadline - time.monotonic()
-            if rows or left <= 0:
+            if any(r["assignment_id"] not in seen for r in rows) or left <= 0:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(rung.wait(), left)
