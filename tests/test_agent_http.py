@@ -193,8 +193,9 @@ async def test_hostile_requests_are_refused_recorded_and_the_task_still_waits(
     )
     await revoke_credential(pool, listed)
     refused(await http.get("/assignments?wait=0", headers=revoked), 401, "revoked")
+    refused(await http.post(f"{path}/report", json=report, headers=revoked), 401, "revoked")
     recorded = await pool.fetchval(
-        "SELECT count(*) FROM events WHERE agent_id = $1 AND kind = 'message_rejected'",
+        "SELECT count(*) FROM events WHERE agent_id = $1 AND kind = 'credential_rejected'",
         revoked_id,
     )
     assert recorded == 1

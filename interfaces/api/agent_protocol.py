@@ -19,7 +19,11 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -47,6 +51,13 @@ router = APIRouter(prefix="/agent", tags=["agent protocol"])
 
 MAX_WAIT_SECONDS = 60
 """The longest an agent's poll for work is held open."""
+
+SIGNALS = {"report": "agent_report", "heartbeat": "agent_heartbeat"}
+"""The signal each update mirrors, sent when the update gets no answer in time."""
+
+SENT_AS_SIGNAL = "sent"
+"""The `status` answered when the task had no answer in time and was sent the signal: it
+judges the message later, and records a refusal in the goal's trail."""
 
 MAX_SEEN = 200
 """Assignment ids an agent may say it has (an agent holds at most its capacity)."""
@@ -86,7 +97,7 @@ async def _agent(
         # Recorded once per credential: a revoked one in use is worth an operator's look.
         event = Event(
             event_id=fact_id("agent-credential-revoked", exc.credential_id),
-            kind=EventKind.MESSAGE_REJECTED,
+            kind=EventKind.CREDENTIAL_REJECTED,
             message=clip(f"agent protocol refused: {exc}", MAX_EVENT_MESSAGE_CHARS),
             agent_id=exc.agent_id,
             detail={"via": "http", "credential_id": exc.credential_id},
@@ -296,8 +307,14 @@ async def _update(
     """Send the task the update; its refusal is recorded and answered as a 409."""
     kind = EventKind.REPORT_REJECTED if name == "report" else EventKind.HEARTBEAT_REJECTED
     workflow_id = f"{row['goal_id']}/{row['task_id']}"
+    handle = client.get_workflow_handle(workflow_id)
     try:
-        answer = await client.get_workflow_handle(workflow_id).execute_update(name, payload)
+        answer = await handle.execute_update(name, payload)
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        # No answer in time (a busy worker): sent as the signal, which the task judges the
+        # same way and whose refusal it records itself; a repeat is harmless.
+        await handle.signal(SIGNALS[name], payload)
+        return {"status": SENT_AS_SIGNAL}
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
