@@ -3,6 +3,7 @@ takes, heartbeats and reports its assignments; whatever else it sends is refused
 problem details, recorded, and loses nothing."""
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -334,4 +335,41 @@ async def test_credentials_are_made_listed_and_revoked_from_the_cli(
     revoked = await starter(database_url, "agent", "credential", "revoke", made["credential_id"])
     assert revoked.code == 0, revoked.err
     refused(await http.get("/me", headers=auth), 401, "revoked")
+    await registry.take_offline(pool, [agent_id])
+
+
+async def test_assignments_stream_as_server_sent_events(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+) -> None:
+    agent_id, auth = await agent_with_credential(pool, workspace, "streamed")
+    settings = Settings(database_url=database_url, temporal_address=temporal_server.address)
+    with web.serve(create_app(settings)) as url:
+        async with (
+            httpx.AsyncClient(base_url=f"{url}/api/v1/agent", timeout=PATIENCE) as http,
+            http.stream("GET", "/assignments/stream", headers=auth) as stream,
+        ):
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            # Made after the stream opened: it comes as the NOTIFY wakes the stream.
+            goal = await start_goal(client, goal_spec(workspace=workspace), task_queue)
+            lines = stream.aiter_lines()
+            data = None
+            async with asyncio.timeout(PATIENCE):
+                async for line in lines:
+                    if line.startswith("data: "):
+                        data = json.loads(line.removeprefix("data: "))
+                        break
+            assert data is not None and (data["goal_id"], data["task_id"]) == (goal.id, "t1")
+            done = await http.post(
+                f"/assignments/{data['assignment_id']}/report",
+                json={"outcome": "completed", "result": "streamed"},
+                headers=auth,
+            )
+            assert done.status_code == 200, done.text
+        report = await asyncio.wait_for(goal.result(), PATIENCE)
+    assert report.status is GoalStatus.COMPLETED
     await registry.take_offline(pool, [agent_id])

@@ -14,10 +14,12 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import (
     Client,
@@ -32,7 +34,8 @@ from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, clip
 from goalkeeper.records import Event, EventKind
 from interfaces.agents import registry
 from interfaces.api.assignment_bell import AssignmentBell
-from interfaces.api.auth import unauthorized
+from interfaces.api.auth import Access, unauthorized
+from interfaces.api.events import KEEPALIVE_SECONDS, _EventStream
 from interfaces.api.problems import Problem, answers
 from interfaces.api.state import Pool, Temporal
 from store import results
@@ -165,6 +168,52 @@ async def assignments(
         "workspace": agent.workspace,
         "assignments": [await _assignment_view(pool, row) for row in rows],
     }
+
+
+@router.get(
+    "/assignments/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+@answers(
+    {429: "too many streams open for the credential or the client's address"},
+    headers={"Retry-After": "seconds to wait before opening one again"},
+)
+async def assignment_stream(request: Request, pool: Pool, agent: Agent) -> StreamingResponse:
+    """The agent's active assignments, then each new one as it is made, as server-sent
+    events (`id: ASSIGNMENT_ID`, `event: assignment`, `data:` as in GET /assignments). A
+    reconnecting agent is sent those still active again."""
+    address = request.client.host if request.client else "unknown"
+    as_holder = Access(agent.agent_id, f"agent:{agent.credential_id}", None)
+    close = request.app.state.stream_limits.open(as_holder, address)
+    return _EventStream(
+        _assignment_events(pool, _bell(request), agent.agent_id),
+        on_close=close,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _assignment_events(
+    pool: asyncpg.Pool, bell: AssignmentBell, agent_id: str
+) -> AsyncGenerator[str]:
+    """Each active assignment of the agent once, as an SSE message, and a keepalive line
+    when there is nothing to say."""
+    sent: set[str] = set()
+    async with bell.listening(agent_id) as rung:
+        while True:
+            rung.clear()  # before reading, so a notice while it reads is not lost
+            rows = await registry.active_assignments(pool, [agent_id])
+            for row in rows:
+                if row["assignment_id"] not in sent:
+                    sent.add(row["assignment_id"])
+                    data = json.dumps(await _assignment_view(pool, row), default=str)
+                    yield f"id: {row['assignment_id']}\nevent: assignment\ndata: {data}\n\n"
+            sent &= {row["assignment_id"] for row in rows}  # ended ones are forgotten
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rung.wait(), KEEPALIVE_SECONDS)
+            if not rung.is_set():
+                yield ": keepalive\n\n"
 
 
 @router.post(
