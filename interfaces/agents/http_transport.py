@@ -1,6 +1,7 @@
 """`HttpTransport`: an agent runner reaching Goalkeeper over the HTTP agent protocol
 (/api/v1/agent/) with the agent's own credential: no PostgreSQL login, no Temporal."""
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from goalkeeper.errors import GoalkeeperError
 from goalkeeper.references import holds_reference
 from interfaces.agents.transport import Row
 from store.results import INLINE_LIMIT
@@ -22,7 +24,12 @@ WAIT_SECONDS = 30.0
 """How long one poll for work is held open by the API."""
 
 
-class ProtocolError(Exception):
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 20.0)
+"""Waits before sending a report again while the API cannot be reached or fails (5xx); a
+report sent twice is harmless (the second is refused as already taken)."""
+
+
+class ProtocolError(GoalkeeperError):
     """The API refused a request this runner cannot go on without (e.g. its credential)."""
 
 
@@ -62,12 +69,20 @@ class HttpTransport:
     async def assignments(
         self, agent_ids: Sequence[str], adopt_in: str | None, known: Sequence[str]
     ) -> list[Row]:
-        answer = await self.http.get(
-            "/assignments", params={"wait": self.wait, "seen": list(known)}
-        )
+        try:
+            answer = await self.http.get(
+                "/assignments", params={"wait": self.wait, "seen": list(known)}
+            )
+        except httpx.TransportError as exc:  # the API away: the next poll tries again
+            log.warning("could not reach the API for assignments: %r", exc)
+            await asyncio.sleep(RETRY_SECONDS[1])
+            return []
         if answer.status_code == 401:
             raise ProtocolError(_problem(answer))
-        answer.raise_for_status()
+        if answer.status_code != 200:
+            log.warning("the API refused a poll for assignments: %s", _problem(answer))
+            await asyncio.sleep(RETRY_SECONDS[1])
+            return []
         found = answer.json()
         return [a | {"agent_id": found["agent_id"]} for a in found["assignments"]]
 
@@ -101,7 +116,32 @@ class HttpTransport:
         return answer.json()
 
     async def report(self, goal_id: str, task_id: str, report: dict[str, Any]) -> bool:
-        answer = await self.http.post(f"/assignments/{report['assignment_id']}/report", json=report)
+        path = f"/assignments/{report['assignment_id']}/report"
+        for wait in (*RETRY_SECONDS, None):
+            try:
+                answer = await self.http.post(path, json=report)
+            except httpx.TransportError as exc:
+                failure = repr(exc)
+            else:
+                if answer.status_code < 500:
+                    break
+                failure = _problem(answer)
+            if wait is None:
+                log.warning(
+                    "agent %s: report on %s/%s not sent: %s",
+                    report["agent_id"],
+                    goal_id,
+                    task_id,
+                    failure,
+                )
+                return False
+            log.warning(
+                "agent %s: report not sent yet (%s); again in %.0f s",
+                report["agent_id"],
+                failure,
+                wait,
+            )
+            await asyncio.sleep(wait)
         if answer.status_code == 200:
             return True
         log.warning(
