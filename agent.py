@@ -4,12 +4,17 @@
     python agent.py --skills writing --hook mypackage.agents:write      # a Python function
     python agent.py --skills data --command './my-agent.sh'             # a shell command
     python agent.py --a2a-bridge --workspace acme       # the workspace's A2A agents
+    GOALKEEPER_AGENT_CREDENTIAL=gka_... python agent.py --api http://goalkeeper:8000
 
-Agents register in PostgreSQL, wake on their assignments through LISTEN/NOTIFY, and
-report by signalling their task workflow. See interfaces/agents/runner.py for the hook
-interface. Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and DATABASE_URL like the worker;
+With --api, the one agent its credential acts for (`starter.py agent credential new
+AGENT`) works over the HTTP agent protocol, holding no database login and no route to
+Temporal; it signs with its key on this machine (register its public key, printed at
+start, with `starter.py agent rekey`). Otherwise agents register in PostgreSQL, wake on
+their assignments through LISTEN/NOTIFY, and report by signalling their task workflow;
+they read TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and DATABASE_URL like the worker, and
 DATABASE_URL should be an agents' login (`starter.py agent role new NAME`), which may act
-only for its own agents. A worker creates the schema: agents wait for it.
+only for its own agents. A worker creates the schema: agents wait for it. See
+interfaces/agents/runner.py for the hook interface.
 """
 
 import argparse
@@ -17,11 +22,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
 
 import asyncpg
+import httpx
 from temporalio.client import Client
 
 from goalkeeper.errors import GoalkeeperError
@@ -29,6 +36,7 @@ from goalkeeper.signing import public_key_of
 from interfaces import telemetry
 from interfaces.a2a.member import serve_members
 from interfaces.agents import registry
+from interfaces.agents.http_transport import CREDENTIAL_ENV, HttpTransport, ProtocolError
 from interfaces.agents.runner import (
     AgentRunner,
     CommandHook,
@@ -99,6 +107,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also do the work of agents Goalkeeper provisioned in the workspace",
     )
+    http = p.add_argument_group("over HTTP (no PostgreSQL login, no Temporal)")
+    http.add_argument("--api", metavar="URL", help="the Goalkeeper API, e.g. http://host:8000")
+    http.add_argument(
+        "--credential",
+        help=f"the agent's credential (better: the {CREDENTIAL_ENV} environment variable)",
+    )
     sim = p.add_argument_group("simulated work (when no --hook or --command is given)")
     sim.add_argument("--success-rate", type=float, default=0.9, help="chance an attempt succeeds")
     sim.add_argument(
@@ -143,6 +157,9 @@ def hook_of(args: argparse.Namespace) -> Hook:
 
 
 async def run(args: argparse.Namespace) -> None:
+    if args.api:
+        await run_over_http(args)
+        return
     settings = Settings.from_env()
     hook = hook_of(args)
     skills = [s.strip() for s in args.skills.split(",") if s.strip()]
@@ -162,6 +179,42 @@ async def run(args: argparse.Namespace) -> None:
             await serve(args, client, pool, agent_ids, skills, hook, stop)
     finally:
         await pool.close()
+
+
+async def run_over_http(args: argparse.Namespace) -> None:
+    """Serve the credential's agent over the HTTP agent protocol until stopped."""
+    credential = args.credential or os.environ.get(CREDENTIAL_ENV)
+    if not credential:
+        raise GoalkeeperError(
+            f"--api needs the agent's credential: set {CREDENTIAL_ENV} (or --credential) to "
+            "one from 'starter.py agent credential new AGENT'"
+        )
+    hook = hook_of(args)
+    transport = HttpTransport(args.api, credential.strip())
+    await transport.open()
+    try:
+        me = await transport.me()
+    except (ProtocolError, httpx.HTTPError) as exc:
+        raise GoalkeeperError(f"the API at {args.api} refused the agent: {exc}") from None
+    finally:
+        await transport.close()
+    agent_id = str(me["agent_id"])
+    key = key_for("agent", agent_id)
+    log.info(
+        "agent %s serving workspace %r over %s; its public key (for 'starter.py agent rekey "
+        "%s --public-key KEY --as OPERATOR' where signatures are required): %s",
+        agent_id,
+        me["workspace"],
+        args.api,
+        agent_id,
+        public_key_of(key),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = AgentRunner(None, None, [agent_id], hook, keys={agent_id: key}, transport=transport)
+    await runner.run(stop)
 
 
 async def wait_for_schema(pool: asyncpg.Pool, stop: asyncio.Event) -> bool:

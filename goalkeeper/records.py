@@ -37,6 +37,8 @@ class EventKind(StrEnum):
     HEARTBEAT_REJECTED = "heartbeat_rejected"
     MESSAGE_REJECTED = "message_rejected"
     """A message posing as one of Goalkeeper's own (unsealed, forged, or sent elsewhere)."""
+    CREDENTIAL_REJECTED = "credential_rejected"
+    """An agent's revoked credential used on the HTTP agent protocol (once per credential)."""
     APPROVAL_ESCALATED = "approval_escalated"
     RETRY_REQUESTED = "retry_requested"
     TASK_CANCELLED = "task_cancelled"

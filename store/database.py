@@ -38,6 +38,7 @@ SCHEMA_FILES = (
     "schema_costs.sql",
     "schema_learning.sql",
     "schema_api.sql",
+    "schema_agent_api.sql",
     "schema_security.sql",
     "schema_roles.sql",
     "schema_a2a.sql",

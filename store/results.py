@@ -40,9 +40,14 @@ async def by_reference(pool: asyncpg.Pool, assignment_id: str, result: Any) -> A
     The digest is of the content as PostgreSQL gives it back, which is what the task
     checks and approvers see (jsonb may respell numbers).
     """
-    size = len(json.dumps(result))
-    if size <= INLINE_LIMIT and not holds_reference(result):
+    if len(json.dumps(result)) <= INLINE_LIMIT and not holds_reference(result):
         return result  # one holding a `$ref` key is stored, for inline it would be refused
+    return await stored(pool, assignment_id, result)
+
+
+async def stored(pool: asyncpg.Pool, assignment_id: str, result: Any) -> dict[str, Any]:
+    """Store a result for the assignment, whatever its size; the reference to report."""
+    size = len(json.dumps(result))
     row = await pool.fetchrow(
         "SELECT result_id::text, body FROM goalkeeper_store_result($1, $2)",
         uuid.UUID(assignment_id),

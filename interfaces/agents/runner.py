@@ -1,4 +1,5 @@
-"""Runs agents: registers them, wakes on their assignments, does the work, reports by signal.
+"""Runs agents: wakes on their assignments, does the work, heartbeats and reports, over
+PostgreSQL and Temporal or over the HTTP agent protocol (interfaces/agents/transport.py).
 
 The work itself is a hook: the simulated work of the demo and benchmarks, a Python
 function, or a shell command. A hook receives a `Work` (the goal, the task, the
@@ -7,7 +8,6 @@ raising marks the attempt failed, with the exception's message as the error.
 """
 
 import asyncio
-import contextlib
 import importlib
 import inspect
 import json
@@ -16,27 +16,22 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 from pydantic import JsonValue
-from temporalio.client import (
-    Client,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.service import RPCError
+from temporalio.client import Client
 
-from activities.assignment import ASSIGNMENTS_CHANNEL
 from goalkeeper import signing
 from goalkeeper.limits import MAX_ERROR_CHARS, clip
 from goalkeeper.models import AgentReport
-from interfaces.agents import registry
 from interfaces.agents.judgement import simulated_compile, simulated_plan, simulated_triage
-from store import results
+from interfaces.agents.transport import DatabaseTransport, Transport
 
 log = logging.getLogger("goalkeeper.agent")
+
+T = TypeVar("T")
 
 SWEEP_INTERVAL = 30.0
 """Seconds between safety sweeps of the inbox; wake-ups normally come by NOTIFY."""
@@ -175,10 +170,15 @@ def load_function_hook(spec: str) -> Hook:
 
 @dataclass
 class AgentRunner:
-    """Serves the assignments of a set of agents until stopped."""
+    """Serves the assignments of a set of agents until stopped.
 
-    client: Client
-    pool: asyncpg.Pool
+    It reaches Goalkeeper through its `transport`: by default PostgreSQL and Temporal
+    (`client` and `pool`), or the HTTP agent protocol (`HttpTransport`, which needs
+    neither).
+    """
+
+    client: Client | None
+    pool: asyncpg.Pool | None
     agent_ids: Sequence[str]
     hook: Hook
     adopt_in_workspace: str | None = None
@@ -190,39 +190,45 @@ class AgentRunner:
     """Provisioned agents another runner gave a key: this one cannot sign for them."""
     started: set[str] = field(default_factory=set)
     reports: int = 0
+    transport: Transport | None = None
+
+    def __post_init__(self) -> None:
+        if self.transport is None:
+            if self.client is None or self.pool is None:
+                raise ValueError("expected a Temporal client and a pool, or a transport")
+            self.transport = DatabaseTransport(self.client, self.pool, self.sweep_interval)
+
+    @property
+    def _transport(self) -> Transport:
+        assert self.transport is not None  # set by __post_init__
+        return self.transport
 
     async def run(self, stop: asyncio.Event) -> None:
-        wake = asyncio.Event()
-
-        def woken(*_: object) -> None:
-            wake.set()
-
-        listener = await self.pool.acquire()
-        await listener.add_listener(ASSIGNMENTS_CHANNEL, woken)
-        running: set[asyncio.Task[None]] = set()
+        await self._transport.open()
+        running: dict[str, asyncio.Task[None]] = {}
+        seen: list[str] = []
         try:
             while not stop.is_set():
-                wake.clear()  # before the sweep, so a wake-up during it is not lost
-                for row in await registry.active_assignments(
-                    self.pool, self.agent_ids, self.adopt_in_workspace
-                ):
+                rows = await _unless_stopped(
+                    self._transport.assignments(self.agent_ids, self.adopt_in_workspace, seen),
+                    stop,
+                )
+                seen = [row["assignment_id"] for row in rows or ()]  # each started below
+                for row in rows or ():
                     if row["assignment_id"] not in self.started:
                         self.started.add(row["assignment_id"])
                         task = asyncio.create_task(self._serve(row))
-                        running.add(task)
-                        task.add_done_callback(running.discard)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(wake, stop), self.sweep_interval)
+                        running[row["assignment_id"]] = task
+                        task.add_done_callback(_forget(running, row["assignment_id"]))
         finally:
-            for task in running:
+            for task in list(running.values()):
                 task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            await listener.remove_listener(ASSIGNMENTS_CHANNEL, woken)
-            await self.pool.release(listener)
+            await asyncio.gather(*running.values(), return_exceptions=True)
+            await self._transport.close()
 
-    async def _serve(self, row: asyncpg.Record) -> None:
+    async def _serve(self, row: Mapping[str, Any]) -> None:
         """Do one assignment, heartbeating meanwhile, and report how it went."""
-        work = await self._work_of(row)
+        work = self._work_of(row)
         adopted = work.agent_id not in self.agent_ids
         if adopted and work.agent_id not in self.keys and work.agent_id not in self.unsigned:
             await self._adopt_key(work.agent_id)
@@ -233,9 +239,8 @@ class AgentRunner:
             work.task_id,
             work.attempt,
         )
-        handle = self.client.get_workflow_handle(f"{work.goal_id}/{work.task_id}")
         doing = asyncio.create_task(self._do(work))
-        beating = asyncio.create_task(self._heartbeat(handle, work, doing))
+        beating = asyncio.create_task(self._heartbeat(work, doing))
         try:
             report = await doing
         except asyncio.CancelledError:
@@ -243,10 +248,10 @@ class AgentRunner:
         finally:
             beating.cancel()
         try:
-            report["result"] = await results.by_reference(
-                self.pool, work.assignment_id, report.get("result")
+            report["result"] = await self._transport.by_reference(
+                work.assignment_id, report.get("result")
             )
-        except asyncpg.PostgresError as exc:  # the assignment ended meanwhile: not ours now
+        except Exception as exc:  # the assignment ended meanwhile: not ours now
             log.warning(
                 "agent %s could not store its result for %s/%s: %s",
                 work.agent_id,
@@ -259,28 +264,7 @@ class AgentRunner:
         if key is not None:
             content = signing.report_content(work.goal_id, work.task_id, AgentReport(**report))
             report["signature"] = signing.sign(key, content)
-        try:
-            await handle.execute_update("report", report)
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            # No answer in time (a busy worker): send it as a signal; a repeat is harmless.
-            await handle.signal("agent_report", report)
-        except WorkflowUpdateFailedError as exc:
-            log.warning(
-                "agent %s: report on %s/%s rejected: %s",
-                work.agent_id,
-                work.goal_id,
-                work.task_id,
-                exc.cause,
-            )
-            return
-        except RPCError as exc:  # the task ended meanwhile: nothing left to tell
-            log.warning(
-                "agent %s could not report on %s/%s: %s",
-                work.agent_id,
-                work.goal_id,
-                work.task_id,
-                exc,
-            )
+        if not await self._transport.report(work.goal_id, work.task_id, report):
             return
         self.reports += 1
         log.info(
@@ -315,14 +299,12 @@ class AgentRunner:
                 report |= {"tokens_used": exc.tokens_used, "cost_usd": exc.cost_usd}
             return report
 
-    async def _heartbeat(
-        self, handle: WorkflowHandle[Any, Any], work: Work, doing: asyncio.Task[Any]
-    ) -> None:
+    async def _heartbeat(self, work: Work, doing: asyncio.Task[Any]) -> None:
         """Tell the task it is being worked on; stop the work if it is no longer ours.
 
-        The heartbeat is written to the assignment's row, where the task workflow reads
-        it when the allowed silence runs out: days of heartbeats add nothing to any
-        workflow history.
+        Over PostgreSQL the heartbeat is written to the assignment's row, where the task
+        workflow reads it when the allowed silence runs out: days of heartbeats add
+        nothing to any workflow history.
         """
         timeout = float(work.context.get("heartbeat_timeout_seconds") or 60)
         while not doing.done():
@@ -331,15 +313,16 @@ class AgentRunner:
                 return
             at = datetime.now(UTC)
             try:
-                held = await registry.heartbeat(
-                    self.pool,
+                held = await self._transport.heartbeat(
+                    work.goal_id,
+                    work.task_id,
                     work.agent_id,
                     work.assignment_id,
-                    signature=self._signed_beat(work, at),
-                    at=at,
+                    at,
+                    self._beat_signature(work, at),
                 )
-            except (OSError, asyncpg.PostgresError) as exc:  # PostgreSQL away: keep working
-                log.warning("agent %s could not heartbeat: %s", work.agent_id, exc)
+            except (OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
+                log.warning("agent %s could not heartbeat: %s", work.agent_id, exc)  # keep working
                 continue
             if not held:
                 log.warning(
@@ -357,7 +340,7 @@ class AgentRunner:
         agent lives as long as its goal, and leaves no key file behind."""
         key, public = signing.new_keys()
         try:
-            claimed = await registry.claim_provisioned(self.pool, agent_id, public)
+            claimed = await self._transport.claim_provisioned(agent_id, public)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("could not give provisioned agent %s a key: %s", agent_id, exc)
             return
@@ -370,27 +353,26 @@ class AgentRunner:
                 agent_id,
             )
 
-    def _signed_beat(self, work: Work, at: datetime) -> str | None:
-        """The heartbeat at `at`, signed, as kept beside the assignment; None without a key."""
+    def _beat_signature(self, work: Work, at: datetime) -> str | None:
+        """The agent's signature of its heartbeat at `at`; None without a key."""
         key = self.keys.get(work.agent_id)
         if key is None:
             return None
-        sent = at.isoformat()
         content = signing.heartbeat_content(
-            work.goal_id, work.task_id, work.agent_id, work.assignment_id, sent
+            work.goal_id, work.task_id, work.agent_id, work.assignment_id, at.isoformat()
         )
-        return json.dumps({"at": sent, "signature": signing.sign(key, content)})
+        return signing.sign(key, content)
 
     async def _resolved(self, work: Work) -> Work:
         """The work with its dependencies' results read where they are stored."""
         context = dict(work.context)
         context["dependency_results"] = {
-            task_id: await results.resolve(self.pool, value)
+            task_id: await self._transport.resolve(value)
             for task_id, value in (context.get("dependency_results") or {}).items()
         }
         return replace(work, context=context)
 
-    async def _work_of(self, row: asyncpg.Record) -> Work:
+    def _work_of(self, row: Mapping[str, Any]) -> Work:
         context = dict(row["context"])
         return Work(
             assignment_id=row["assignment_id"],
@@ -403,10 +385,26 @@ class AgentRunner:
         )
 
 
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
+def _forget(
+    running: dict[str, asyncio.Task[None]], assignment_id: str
+) -> Callable[[asyncio.Task[None]], None]:
+    """A done callback that drops the assignment's task from those running."""
+
+    def forget(_: asyncio.Task[None]) -> None:
+        running.pop(assignment_id, None)
+
+    return forget
+
+
+async def _unless_stopped(waiting: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """What `waiting` gives, or None once `stop` is set first."""
+    task = asyncio.ensure_future(waiting)
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for waiter in waiters:
-            waiter.cancel()
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task.result() if task.done() and not task.cancelled() else None

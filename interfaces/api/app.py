@@ -15,6 +15,7 @@ from temporalio.client import Client
 from goalkeeper.signing import public_key_of
 from interfaces.api import (
     actions,
+    agent_protocol,
     agents,
     costs,
     events,
@@ -101,6 +102,7 @@ def create_app(
     pages.install(app)
     app.include_router(actions.router, prefix=PREFIX)  # each route needs a person's token
     app.include_router(work.router_for(settings), prefix=PREFIX)  # so does each of these
+    app.include_router(agent_protocol.router, prefix=PREFIX)  # an agent's own credential
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
     for module in (events, goals, requests, agents, costs, suggestions, health):
         app.include_router(module.router, prefix=PREFIX, dependencies=[read])

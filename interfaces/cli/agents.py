@@ -12,7 +12,7 @@ import asyncpg
 from goalkeeper.learning import AgentRecord
 from goalkeeper.masking import mask_url
 from interfaces.agents import registry
-from interfaces.cli import keys, members
+from interfaces.cli import credentials, keys, members
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 from interfaces.stack import database_url
@@ -54,6 +54,7 @@ def add_commands(commands: Commands, command: Command) -> None:
     ).add_argument("--workspace", help="only this workspace")
     _add_role_commands(agent, command)
     members.add_commands(agent, command)
+    credentials.add_commands(agent, command)
     replaced = command(agent, "rekey", "give an agent a new key, as its operator", keys.rekey)
     replaced.add_argument("agent_id")
     replaced.add_argument("--public-key", required=True, help="its new public key (base64)")

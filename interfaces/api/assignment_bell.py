@@ -1,0 +1,85 @@
+"""One LISTEN for every agent waiting on the API for work: a single database connection
+hears each agent's assignment notice and wakes that agent's long polls in this process.
+
+A waiting agent therefore holds no database connection, and the connection is held only
+while some agent waits. A notice lost with the connection costs at most one wait: each
+poll reads the inbox again before it waits.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import anyio
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from activities.assignment import ASSIGNMENTS_CHANNEL
+
+log = logging.getLogger("goalkeeper.api")
+
+
+class AssignmentBell:
+    """Wakes the agents told of a new assignment (the notice's payload is the agent id)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._connection: PoolConnectionProxy | None = None
+        self._waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def listening(self, agent_id: str) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever `agent_id` is told of an assignment, while inside."""
+        rung = asyncio.Event()
+        async with self._lock:
+            if self._connection is None:
+                await self._listen()
+            self._waiting[agent_id].add(rung)
+        try:
+            yield rung
+        finally:
+            # Shielded: an agent's leaving cancels its poll, and with it every await here.
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    waiting = self._waiting.get(agent_id)
+                    if waiting is not None:
+                        waiting.discard(rung)
+                        if not waiting:
+                            del self._waiting[agent_id]
+                    if not self._waiting:
+                        await self._release()
+
+    async def _listen(self) -> None:
+        connection = await self._pool.acquire()
+        try:
+            await connection.add_listener(ASSIGNMENTS_CHANNEL, self._notice)
+            connection.add_termination_listener(self._lost)
+        except BaseException:
+            await self._pool.release(connection)
+            raise
+        self._connection = connection
+
+    async def _release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        connection.remove_termination_listener(self._lost)
+        with contextlib.suppress(Exception):
+            await connection.remove_listener(ASSIGNMENTS_CHANNEL, self._notice)
+        await self._pool.release(connection)
+
+    def _notice(self, _: object, __: object, ___: object, payload: object) -> None:
+        for rung in self._waiting.get(str(payload), ()):
+            rung.set()
+
+    def _lost(self, _: object) -> None:
+        log.warning("the assignment listener's connection was lost; waiting agents poll again")
+        for waiting in self._waiting.values():
+            for rung in waiting:
+                rung.set()
+        lost, self._connection = self._connection, None
+        if lost is not None:
+            asyncio.get_running_loop().create_task(self._pool.release(lost))
