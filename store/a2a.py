@@ -144,3 +144,24 @@ async def approvers_of(pool: asyncpg.Pool, goal_id: str, task_id: str) -> list[s
     if row is None:
         return None
     return list(dict.fromkeys([*row["task"], *row["goal"]]))
+
+
+async def open_questions(
+    pool: asyncpg.Pool, person: str, workspaces: list[str] | None, limit: int = 100
+) -> list[asyncpg.Record]:
+    """The questions A2A agents ask that `person` may answer (an approver of the task or its
+    goal), in `workspaces` (None: every one), oldest first."""
+    return await pool.fetch(
+        """
+        SELECT q.question_id, q.goal_id, q.task_id, q.agent_id, q.question, q.asked_at
+        FROM a2a_questions q
+        JOIN tasks t ON t.goal_id = q.goal_id AND t.task_id = q.task_id
+        JOIN goals g ON g.goal_id = q.goal_id
+        WHERE q.answered_at IS NULL AND ($2::text[] IS NULL OR g.workspace = ANY($2))
+          AND ($1 = ANY(t.approvers) OR $1 = ANY(g.approvers))
+        ORDER BY q.asked_at LIMIT $3
+        """,
+        person,
+        workspaces,
+        limit,
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import httpx
 import jwt
 import pytest
 import uvicorn
@@ -44,6 +45,7 @@ from interfaces.a2a.member import MAX_RESULT_CHARS, serve_members
 from interfaces.agents import registry
 from interfaces.stack import free_port
 from store.database import apply_schema, create_pool, login_url, scram_verifier
+from store.tokens import new_token
 from tests.helpers import PATIENCE, events, eventually, goal_spec, new_goal_id, start_goal
 from tests.starter import Ran, starter
 
@@ -468,3 +470,48 @@ async def test_a_bridge_leaves_alone_an_agent_whose_key_another_holds(
     assert list(runner.agent_ids) == []
     kept = await pool.fetchval("SELECT public_key FROM agents WHERE agent_id = $1", agent_id)
     assert kept == public
+
+
+async def test_an_a2a_agents_question_is_answered_over_the_api(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    database_url: str,
+    api: httpx.AsyncClient,
+) -> None:
+    async with a2a_agent() as served:
+        agent_id = f"{workspace}-asker"
+        assert (
+            await register(database_url, agent_id, "--a2a", served.url, "--workspace", workspace)
+        ).code == 0
+        spec = goal_spec(0, workspace, approvers=["lead"])
+        spec["tasks"] = [{"id": "t1", "title": "ask first", "skill": "writing"}]
+        goal_id = new_goal_id()
+        lead = await new_token(pool, "lead", [workspace])
+        mallory = await new_token(pool, "mallory", [workspace])
+        outsider = await new_token(pool, "lead", ["elsewhere"])
+        as_ = lambda made: {"Authorization": f"Bearer {made['token']}"}  # noqa: E731
+        path = f"/goals/{goal_id}/tasks/t1/answer"
+        async with bridge(client, pool, workspace):
+            handle = await start_goal(client, spec, task_queue, goal_id)
+            await eventually(
+                lambda: events(pool, goal_id, "agent_question"), what="the agent's question"
+            )
+            waiting = (await api.get("/questions", headers=as_(lead))).json()
+            assert [(q["goal_id"], q["task_id"]) for q in waiting] == [(goal_id, "t1")]
+            assert (await api.get("/questions", headers=as_(mallory))).json() == []
+            denied = await api.post(path, json={"answer": "north"}, headers=as_(mallory))
+            assert denied.status_code == 403 and "'mallory' may not answer" in denied.text
+            unknown = await api.post(path, json={"answer": "north"}, headers=as_(outsider))
+            assert unknown.status_code == 404
+            long = await api.post(path, json={"answer": "n" * 4001}, headers=as_(lead))
+            assert long.status_code == 422 and "got 4001" in long.text
+            ran = await api.post(path, json={"answer": "north"}, headers=as_(lead))
+            assert ran.status_code == 200, ran.text
+            report = await asyncio.wait_for(handle.result(), PATIENCE)
+        again = await api.post(path, json={"answer": "south"}, headers=as_(lead))
+    assert again.status_code == 409 and "no question waits" in again.text
+    assert report.status is GoalStatus.COMPLETED
+    refused = await events(pool, goal_id, "action_refused")
+    assert len(refused) == 1 and "mallory" in refused[0]["message"]

@@ -22,6 +22,7 @@ from interfaces.api import (
     goals,
     health,
     problems,
+    questions,
     requests,
     suggestions,
     work,
@@ -101,6 +102,7 @@ def create_app(
     app.add_exception_handler(BodyTooLarge, body_too_large)
     pages.install(app)
     app.include_router(actions.router, prefix=PREFIX)  # each route needs a person's token
+    app.include_router(questions.router, prefix=PREFIX)
     app.include_router(work.router_for(settings), prefix=PREFIX)  # so does each of these
     app.include_router(agent_protocol.router, prefix=PREFIX)  # an agent's own credential
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id

@@ -7,10 +7,10 @@ from typing import Any
 
 from interfaces.a2a import member
 from interfaces.a2a.cards import CardRefused
+from interfaces.a2a.questions import AnswerRefused, answer_question
 from interfaces.agents import registry
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
-from store import a2a
 
 
 def add_commands(agent: Commands, command: Command) -> None:
@@ -65,25 +65,13 @@ def _pinned_key(path: str) -> dict[str, Any]:
 
 async def answer(session: Session, args: argparse.Namespace) -> None:
     """Answer an A2A agent's open question on a task; only the task's approvers may."""
-    if len(args.text) > member.MAX_ANSWER_CHARS:
-        raise CliError(
-            f"expected an answer of at most {member.MAX_ANSWER_CHARS} characters, got "
-            f"{len(args.text)}",
-            EXIT_USAGE,
-        )
-    pool = await session.pool()
-    approvers = await a2a.approvers_of(pool, args.goal_id, args.task_id)
-    if approvers is None:
-        raise CliError(f"no task {args.goal_id}/{args.task_id}", EXIT_USAGE)
-    if args.approver not in approvers:
-        raise CliError(
-            f"{args.approver!r} may not answer on {args.goal_id}/{args.task_id}: expected one "
-            f"of its approvers {', '.join(approvers) or '(none named)'}"
-        )
     try:
-        row = await a2a.answer(pool, args.goal_id, args.task_id, args.text, args.approver)
-    except a2a.NoOpenQuestion as exc:
-        raise CliError(str(exc)) from exc
+        row = await answer_question(
+            await session.pool(), args.goal_id, args.task_id, args.text, args.approver
+        )
+    except AnswerRefused as exc:
+        usage = exc.kind in ("too_long", "no_task")
+        raise CliError(str(exc), EXIT_USAGE if usage else 1) from exc
     session.emit(
         {"question_id": str(row["question_id"]), "question": row["question"], "answer": args.text},
         f"answered {row['agent_id']}'s question on {args.goal_id}/{args.task_id}: "
