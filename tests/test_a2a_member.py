@@ -501,6 +501,11 @@ async def test_an_a2a_agents_question_is_answered_over_the_api(
             waiting = (await api.get("/questions", headers=as_(lead))).json()
             assert [(q["goal_id"], q["task_id"]) for q in waiting] == [(goal_id, "t1")]
             assert (await api.get("/questions", headers=as_(mallory))).json() == []
+            page = await api.get("http://localhost/approvals", headers=as_(lead))
+            assert "Which region, north or south?" in page.text
+            assert f'data-post="/api/v1{path}"' in page.text  # the page's answer form
+            other = await api.get("http://localhost/approvals", headers=as_(mallory))
+            assert "Which region" not in other.text
             denied = await api.post(path, json={"answer": "north"}, headers=as_(mallory))
             assert denied.status_code == 403 and "'mallory' may not answer" in denied.text
             unknown = await api.post(path, json={"answer": "north"}, headers=as_(outsider))

@@ -38,6 +38,7 @@ from interfaces.api.auth import (
 from interfaces.api.health import health_report
 from interfaces.api.problems import Problem
 from interfaces.api.state import Limit, Offset, Pool, Temporal
+from store import a2a
 from store.deliverables import read_deliverable
 from store.events import latest_events
 from store.runbooks import fetch_runbook, list_runbooks
@@ -242,10 +243,17 @@ async def request_page(
 async def approvals_page(
     request: Request, pool: Pool, access: PageReader, approver: str | None = None
 ) -> Response:
-    """Tasks waiting for a decision, each with the exact result to approve."""
+    """Tasks waiting for a decision, each with the exact result to approve; and the
+    questions A2A agents ask that the signed-in person may answer."""
     waiting = await agents.approvals(pool, access, approver or None, PAGE)
+    asked = await a2a.open_questions(pool, access.person, access.scope) if access.person else []
     return _render(
-        request, "approvals.html", page="approvals", items=waiting["items"], approver=approver
+        request,
+        "approvals.html",
+        page="approvals",
+        items=waiting["items"],
+        approver=approver,
+        questions=asked,
     )
 
 
