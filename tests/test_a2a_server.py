@@ -285,10 +285,26 @@ async def test_hostile_calls_are_refused_naming_the_reason(
                 await anext(agent.send_message(asking("   ")))
             with pytest.raises(InvalidParamsError, match="workspace 'elsewhere'"):
                 await anext(agent.send_message(asking("What is it?", workspace="elsewhere")))
+            # With no agent at work, the request stays in triage: nothing to stop yet.
+            request = asking("Who approves refunds?")
+            request.configuration.return_immediately = True
+            [sent] = [r async for r in agent.send_message(request)]
+            triaged = sent.task.id
+
+            async def triaging() -> bool:
+                task = await agent.get_task(GetTaskRequest(id=triaged))
+                return task.status.state == TaskState.TASK_STATE_WORKING
+
+            await eventually(triaging, what="the request in triage")
+            with pytest.raises(TaskNotCancelableError, match="is triaging: only a running goal"):
+                await agent.cancel_task(CancelTaskRequest(id=triaged))
+            kept = await agent.get_task(GetTaskRequest(id=triaged))
+            assert kept.status.state == TaskState.TASK_STATE_WORKING, text_of(kept)
+            assert text_of(kept) == f"request 'a2a-{triaged}': triaging the question"
             unknown = str(uuid.uuid4())
             with pytest.raises(TaskNotFoundError):
                 await agent.get_task(GetTaskRequest(id=unknown))
             with pytest.raises(TaskNotFoundError):
                 await agent.cancel_task(CancelTaskRequest(id=unknown))
     after = await pool.fetchval("SELECT count(*) FROM requests WHERE request_id LIKE 'a2a-%'")
-    assert after == started  # nothing refused started a request
+    assert after == started + 1  # nothing refused started a request: only the one in triage

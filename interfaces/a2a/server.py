@@ -14,6 +14,7 @@ from typing import Any
 from a2a.auth.user import User
 from a2a.helpers import new_text_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.agent_execution.active_task import TERMINAL_TASK_STATES
 from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
@@ -26,6 +27,7 @@ from a2a.types.a2a_pb2 import (
     AgentCard,
     AgentInterface,
     AgentSkill,
+    CancelTaskRequest,
     HTTPAuthSecurityScheme,
     Role,
     SecurityRequirement,
@@ -188,7 +190,8 @@ class GoalkeeperExecutor(AgentExecutor):
 
     def __init__(self, app: FastAPI, task_queue: str) -> None:
         self.app, self.task_queue = app, task_queue
-        self._canceled: set[str] = set()
+        self._stopped: dict[str, str] = {}
+        """The goal each A2A task being canceled has stopped."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         holder: TokenHolder = context.call_context.state["holder"]
@@ -241,9 +244,9 @@ class GoalkeeperExecutor(AgentExecutor):
     async def _follow(self, access: Access, request_id: str, updater: TaskUpdater) -> None:
         """Publish the request's standing each time it changes, until it ends."""
         last: Standing | None = None
-        while updater.task_id not in self._canceled:
+        while updater.task_id not in self._stopped:
             now, artifact = await self._standing(access, request_id)
-            if now != last and updater.task_id not in self._canceled:
+            if now != last and updater.task_id not in self._stopped:
                 message = new_text_message(now.message, role=Role.ROLE_AGENT)
                 if now.state is A2aState.COMPLETED and artifact is not None:
                     await updater.add_artifact([new_text_part(artifact[1])], name=artifact[0])
@@ -281,11 +284,10 @@ class GoalkeeperExecutor(AgentExecutor):
                 artifact = ("answer", str(request["answer"]))
         return now, artifact
 
-    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        """Stop the task's goal (signed as the dashboard's delegate, for the token's
-        person), or its request while it is triaged; refused as the goal refuses it."""
-        holder: TokenHolder = context.call_context.state["holder"]
-        task_id = str(context.task_id)
+    async def stop(self, task_id: str, holder: TokenHolder) -> None:
+        """Stop the task's goal, signed as the dashboard's delegate for the token's person;
+        refused, saying why and changing nothing, while the request is triaged or when the
+        goal refuses it."""
         request_id = request_id_of(task_id)
         client = self.app.state.client
         try:
@@ -295,17 +297,23 @@ class GoalkeeperExecutor(AgentExecutor):
         except Problem as exc:
             raise TaskNotCancelableError(message=exc.detail) from None
         goal_id = request.get("goal_id")
-        if goal_id and request["status"] == "goal_running":
-            payload = {"approver": holder.person, "comment": f"A2A task {task_id} canceled"}
-            try:
-                await send_update(client, goal_id, "stop", self._signed("stop", goal_id, payload))
-            except Problem as exc:
-                raise TaskNotCancelableError(message=exc.detail) from None
-            said = f"goal {goal_id!r} stopped"
-        else:
-            await client.get_workflow_handle(request_id).cancel()
-            said = f"request {request_id!r} canceled"
-        self._canceled.add(task_id)
+        if not goal_id or request["status"] != "goal_running":
+            # A request in triage has nothing to stop yet, and ends within moments.
+            raise TaskNotCancelableError(
+                message=f"request {request_id!r} is {request['status']}: only a running goal "
+                "can be stopped; cancel again once its goal runs"
+            )
+        payload = {"approver": holder.person, "comment": f"A2A task {task_id} canceled"}
+        try:
+            await send_update(client, goal_id, "stop", self._signed("stop", goal_id, payload))
+        except Problem as exc:
+            raise TaskNotCancelableError(message=exc.detail) from None
+        self._stopped[task_id] = goal_id
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        """Say the task is canceled: `stop` has stopped its goal."""
+        task_id = str(context.task_id)
+        said = f"goal {self._stopped.pop(task_id, None)!r} stopped"
         updater = TaskUpdater(event_queue, task_id, str(context.context_id))
         await updater.cancel(new_text_message(said, role=Role.ROLE_AGENT))
 
@@ -318,14 +326,28 @@ class GoalkeeperExecutor(AgentExecutor):
         return payload | {"signature": signature}
 
 
+class _Handler(DefaultRequestHandler):
+    """The SDK's handler, stopping a task's goal before it cancels the task: a refusal
+    then leaves the task as it was, still followed."""
+
+    def __init__(self, executor: GoalkeeperExecutor) -> None:
+        self.tasks = InMemoryTaskStore()
+        base = agent_card("http://localhost", [])
+        super().__init__(agent_executor=executor, task_store=self.tasks, agent_card=base)
+        self.goalkeeper = executor
+
+    async def on_cancel_task(
+        self, params: CancelTaskRequest, context: ServerCallContext
+    ) -> Task | None:
+        task = await self.tasks.get(params.id, context)  # only the token's own tasks
+        if task is not None and task.status.state not in TERMINAL_TASK_STATES:
+            await self.goalkeeper.stop(params.id, context.state["holder"])
+        return await super().on_cancel_task(params, context)
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     """Serve Goalkeeper's Agent Card and its A2A JSON-RPC endpoint on the API `app`."""
-    base = agent_card("http://localhost", [])
-    handler = DefaultRequestHandler(
-        agent_executor=GoalkeeperExecutor(app, settings.task_queue),
-        task_store=InMemoryTaskStore(),
-        agent_card=base,
-    )
+    handler = _Handler(GoalkeeperExecutor(app, settings.task_queue))
     dispatcher = JsonRpcDispatcher(request_handler=handler, context_builder=_TokenContext())
 
     async def rpc(request: Request) -> Response:
