@@ -301,6 +301,10 @@ async def test_hostile_calls_are_refused_naming_the_reason(
             kept = await agent.get_task(GetTaskRequest(id=triaged))
             assert kept.status.state == TaskState.TASK_STATE_WORKING, text_of(kept)
             assert text_of(kept) == f"request 'a2a-{triaged}': triaging the question"
+            reply = asking("Approve it")
+            reply.message.task_id = triaged
+            with pytest.raises(InvalidParamsError, match=f"taskId '{triaged}': expected none"):
+                await anext(agent.send_message(reply))
             unknown = str(uuid.uuid4())
             with pytest.raises(TaskNotFoundError):
                 await agent.get_task(GetTaskRequest(id=unknown))

@@ -7,7 +7,7 @@ ends, and cancelling it stops the goal, signed as the dashboard's delegate."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ from a2a.helpers import new_text_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.agent_execution.active_task import TERMINAL_TASK_STATES
 from a2a.server.context import ServerCallContext
-from a2a.server.events import EventQueue
+from a2a.server.events import Event, EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import DefaultServerCallContextBuilder, ServerCallContextBuilder
@@ -29,9 +29,11 @@ from a2a.types.a2a_pb2 import (
     AgentSkill,
     CancelTaskRequest,
     HTTPAuthSecurityScheme,
+    Message,
     Role,
     SecurityRequirement,
     SecurityScheme,
+    SendMessageRequest,
     StringList,
     Task,
     TaskState,
@@ -197,11 +199,6 @@ class GoalkeeperExecutor(AgentExecutor):
         holder: TokenHolder = context.call_context.state["holder"]
         access = Access.of(holder)
         task_id, context_id = str(context.task_id), str(context.context_id)
-        if context.current_task is not None:
-            raise InvalidParamsError(
-                message=f"task {task_id!r} already holds its request; decide on its "
-                "approvals through the API or the dashboard, or send a new message"
-            )
         spec = self._spec(context, access)
         request_id = request_id_of(task_id)
         assert context.message is not None
@@ -336,6 +333,19 @@ class _Handler(DefaultRequestHandler):
         super().__init__(agent_executor=executor, task_store=self.tasks, agent_card=base)
         self.goalkeeper = executor
 
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Message | Task:
+        _new_request(params)
+        return await super().on_message_send(params, context)
+
+    async def on_message_send_stream(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Event, None]:
+        _new_request(params)
+        async for event in super().on_message_send_stream(params, context):
+            yield event
+
     async def on_cancel_task(
         self, params: CancelTaskRequest, context: ServerCallContext
     ) -> Task | None:
@@ -343,6 +353,17 @@ class _Handler(DefaultRequestHandler):
         if task is not None and task.status.state not in TERMINAL_TASK_STATES:
             await self.goalkeeper.stop(params.id, context.state["holder"])
         return await super().on_cancel_task(params, context)
+
+
+def _new_request(params: SendMessageRequest) -> None:
+    """Refuse a message for an existing task: each message is a request of its own, and a
+    goal's approvals are decided where approvers decide them."""
+    if params.message.task_id:
+        raise InvalidParamsError(
+            message=f"taskId {params.message.task_id!r}: expected none; each message starts "
+            "a request of its own, and approvals and budgets are decided on the dashboard, "
+            "with the CLI or through the API"
+        )
 
 
 def install(app: FastAPI, settings: Settings) -> None:
