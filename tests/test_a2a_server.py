@@ -30,7 +30,7 @@ from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNot
 from temporalio.client import Client as Temporal
 
 from goalkeeper.runbooks import parse_runbook
-from interfaces.agents.runner import SimulatedWork
+from interfaces.agents.runner import SimulatedWork, Work, WorkResult
 from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.stack import free_port
@@ -312,3 +312,49 @@ async def test_hostile_calls_are_refused_naming_the_reason(
                 await agent.cancel_task(CancelTaskRequest(id=unknown))
     after = await pool.fetchval("SELECT count(*) FROM requests WHERE request_id LIKE 'a2a-%'")
     assert after == started + 1  # nothing refused started a request: only the one in triage
+
+
+class TightBudget:
+    """Simulated agents whose triage gives the goal a budget its first task spends."""
+
+    def __init__(self) -> None:
+        self.work = SimulatedWork(delay=(0, 0))
+
+    async def __call__(self, work: Work) -> WorkResult:
+        done = await self.work(work)
+        if isinstance(done.result, dict) and done.result.get("kind") == "goal":
+            goal = done.result["goal"]
+            assert isinstance(goal, dict)
+            goal["budget_usd"] = 0.0001
+        return done
+
+
+async def test_a_goal_paused_at_its_budget_requires_input_until_it_is_raised(
+    pool: asyncpg.Pool, client: Temporal, task_queue: str, workspace: str
+) -> None:
+    _, word = await stored_runbook(pool)
+    secret = await token(pool, "lead", workspace)
+    skills = (*SKILLS, f"planning-{word}")
+    waiting = {TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_FAILED}
+    async with (
+        running_agents(client, pool, workspace, TightBudget(), skills),
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret) as agent,
+        httpx.AsyncClient(base_url=f"{url}/api/v1", headers=bearer(secret)) as api,
+    ):
+        stream = agent.send_message(asking(ask_for_work(word)))
+        task_id = (await anext(stream)).task.id
+        goal_id = f"a2a-{task_id}.goal"
+        seen = [item async for item in states(stream, waiting)]
+        state, asked = seen[-1]
+        assert state == TaskState.TASK_STATE_INPUT_REQUIRED, seen
+        assert "paused: budget" in asked and "Asked of lead: raise its budget" in asked
+        assert f"POST /api/v1/goals/{goal_id}/budget" in asked
+        raised = await api.post(f"/goals/{goal_id}/budget", json={"usd": 10})
+        assert raised.status_code == 200, raised.text
+        seen = [item async for item in states(stream, waiting)]
+        state, asked = seen[-1]
+        assert state == TaskState.TASK_STATE_INPUT_REQUIRED, seen
+        assert "'announce'" in asked and "awaits approval by lead" in asked
+        assert "paused" not in asked  # the raise let the goal go on to its next task
+        await stream.aclose()  # type: ignore[attr-defined]
