@@ -268,6 +268,10 @@ async def test_hostile_calls_are_refused_naming_the_reason(
             refused = await http.post(f"{url}/a2a", json=send, headers=V1 | headers)
             assert (refused.status_code, refused.headers["content-type"]) == (401, PROBLEM)
             assert why in refused.json()["detail"]
+        huge = {**send, "params": {"message": {"parts": [{"text": "x" * (1024 * 1024)}]}}}
+        too_large = await http.post(f"{url}/a2a", json=huge, headers=V1 | bearer(secret))
+        assert (too_large.status_code, too_large.headers["content-type"]) == (413, PROBLEM)
+        assert "expected a request body of at most" in too_large.json()["detail"]
         malformed = await http.post(
             f"{url}/a2a",
             content=b'{"jsonrpc": "2.0", "id": 1, "method"',
@@ -283,6 +287,8 @@ async def test_hostile_calls_are_refused_naming_the_reason(
         async with a2a(url, secret, streaming=False) as agent:
             with pytest.raises(InvalidParamsError, match="got no text"):
                 await anext(agent.send_message(asking("   ")))
+            with pytest.raises(InvalidParamsError, match="question"):
+                await anext(agent.send_message(asking("why" * 6000)))
             with pytest.raises(InvalidParamsError, match="workspace 'elsewhere'"):
                 await anext(agent.send_message(asking("What is it?", workspace="elsewhere")))
             # With no agent at work, the request stays in triage: nothing to stop yet.

@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from a2a.auth.user import User
 from a2a.helpers import new_text_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
@@ -46,6 +47,7 @@ from google.protobuf.json_format import MessageToDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from temporalio.service import RPCError
 
 from goalkeeper.a2a_states import A2aState, Standing, Waiting, standing
 from goalkeeper.controls import CONTROLS
@@ -242,7 +244,13 @@ class GoalkeeperExecutor(AgentExecutor):
         """Publish the request's standing each time it changes, until it ends."""
         last: Standing | None = None
         while updater.task_id not in self._stopped:
-            now, artifact = await self._standing(access, request_id)
+            try:
+                now, artifact = await self._standing(access, request_id)
+            except (asyncpg.PostgresError, OSError, RPCError) as exc:
+                # The request goes on without us: read it again rather than fail the task.
+                log.warning("a2a: reading request %r failed, retrying: %r", request_id, exc)
+                await asyncio.sleep(POLL_SECONDS)
+                continue
             if now != last and updater.task_id not in self._stopped:
                 message = new_text_message(now.message, role=Role.ROLE_AGENT)
                 if now.state is A2aState.COMPLETED and artifact is not None:
