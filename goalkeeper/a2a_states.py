@@ -79,6 +79,11 @@ def _goal_standing(goal_id: str, goal: Mapping[str, Any], waiting: Sequence[Wait
     percentage = float(goal.get("progress_percentage") or 0)
     progress = f"goal {goal_id!r}: {percentage:.0f}% ({done} of {total} tasks completed)"
     approvers = ", ".join(goal.get("approvers") or ()) or "its approvers"
+    if stage.startswith("paused: budget") and stage.endswith("once it is raised"):
+        return Standing(  # another budget (its workspace's) holds it: not its approvers' call
+            A2aState.INPUT_REQUIRED,
+            f"{progress}; {stage}. Asked of an operator: raise that budget (starter.py budget set)",
+        )
     if stage.startswith("paused: budget"):
         return Standing(
             A2aState.INPUT_REQUIRED,

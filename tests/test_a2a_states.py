@@ -75,3 +75,15 @@ def test_a_goal_paused_at_its_budget_requires_input_to_raise_it_or_stop() -> Non
 def test_a_goal_just_ended_works_until_its_request_records_the_end(status: str) -> None:
     got = standing(of("goal_running", goal_id="g"), GOAL | {"status": status})
     assert got == Standing(A2aState.WORKING, f"goal 'g' {status}; finishing")
+
+
+def test_a_goal_held_by_its_workspace_budget_asks_an_operator() -> None:
+    stage = (
+        "paused: budget (workspace 'w' has spent its monthly budget); assignments start "
+        "again once it is raised"
+    )
+    got = standing(of("goal_running", goal_id="g"), GOAL | {"stage": stage})
+    assert got.state is A2aState.INPUT_REQUIRED
+    assert got.message.endswith(
+        f"{stage}. Asked of an operator: raise that budget (starter.py budget set)"
+    )

@@ -58,7 +58,7 @@ from interfaces.api.auth import DELEGATE, MAKE_ONE, Access, unauthorized
 from interfaces.api.problems import Problem
 from interfaces.api.work import workspace_for
 from interfaces.config import Settings
-from interfaces.starting import InvalidRequest, start_request
+from interfaces.starting import InvalidRequest, check_request, start_request
 from store.deliverables import read_deliverable
 from store.runbooks import list_runbooks
 from store.tokens import InvalidToken, TokenHolder, token_holder
@@ -203,6 +203,10 @@ class GoalkeeperExecutor(AgentExecutor):
         task_id, context_id = str(context.task_id), str(context.context_id)
         spec = self._spec(context, access)
         request_id = request_id_of(task_id)
+        try:
+            check_request(spec, request_id)  # a refusal makes no task at all
+        except InvalidRequest as exc:
+            raise InvalidParamsError(message=str(exc)) from None
         assert context.message is not None
         await event_queue.enqueue_event(
             Task(
