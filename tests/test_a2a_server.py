@@ -26,10 +26,16 @@ from a2a.types.a2a_pb2 import (
     Task,
     TaskState,
 )
-from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
+from a2a.utils.errors import (
+    InvalidParamsError,
+    InvalidRequestError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+)
 from temporalio.client import Client as Temporal
 
 from goalkeeper.runbooks import parse_runbook
+from interfaces.a2a import server
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
 from interfaces.api.app import create_app
 from interfaces.config import Settings
@@ -247,7 +253,11 @@ async def test_cancelling_the_task_stops_its_goal_and_other_tokens_see_nothing(
 
 
 async def test_hostile_calls_are_refused_naming_the_reason(
-    pool: asyncpg.Pool, client: Temporal, task_queue: str, workspace: str
+    pool: asyncpg.Pool,
+    client: Temporal,
+    task_queue: str,
+    workspace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     secret = await token(pool, "asker", workspace)
     started = await pool.fetchval("SELECT count(*) FROM requests WHERE request_id LIKE 'a2a-%'")
@@ -307,6 +317,9 @@ async def test_hostile_calls_are_refused_naming_the_reason(
             kept = await agent.get_task(GetTaskRequest(id=triaged))
             assert kept.status.state == TaskState.TASK_STATE_WORKING, text_of(kept)
             assert text_of(kept) == f"request 'a2a-{triaged}': triaging the question"
+            monkeypatch.setattr(server, "MAX_TASKS_PER_TOKEN", 1)  # that one is running
+            with pytest.raises(InvalidRequestError, match="still running: 1; expected fewer"):
+                await anext(agent.send_message(asking("And another?")))
             reply = asking("Approve it")
             reply.message.task_id = triaged
             with pytest.raises(InvalidParamsError, match=f"taskId '{triaged}': expected none"):

@@ -41,7 +41,7 @@ from a2a.types.a2a_pb2 import (
     TaskStatus,
 )
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, TransportProtocol
-from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError
+from a2a.utils.errors import InvalidParamsError, InvalidRequestError, TaskNotCancelableError
 from fastapi import FastAPI
 from google.protobuf.json_format import MessageToDict
 from starlette.requests import Request
@@ -66,6 +66,9 @@ from store.tokens import InvalidToken, TokenHolder, token_holder
 RPC_PATH = "/a2a"
 POLL_SECONDS = 0.5
 """How often a working A2A task reads its request and goal from the read model."""
+
+MAX_TASKS_PER_TOKEN = 32
+"""A2A tasks a token may have running at once: each is followed until its request ends."""
 
 MAX_RUNBOOK_SKILLS = 200
 """Runbooks shown as skills on the card at most, so the card stays small."""
@@ -196,17 +199,37 @@ class GoalkeeperExecutor(AgentExecutor):
         self.app, self.task_queue = app, task_queue
         self._stopped: dict[str, str] = {}
         """The goal each A2A task being canceled has stopped."""
+        self._following: dict[str, set[str]] = {}
+        """The A2A tasks each token has running, by its token id."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         holder: TokenHolder = context.call_context.state["holder"]
         access = Access.of(holder)
-        task_id, context_id = str(context.task_id), str(context.context_id)
+        task_id = str(context.task_id)
         spec = self._spec(context, access)
         request_id = request_id_of(task_id)
         try:
             check_request(spec, request_id)  # a refusal makes no task at all
         except InvalidRequest as exc:
             raise InvalidParamsError(message=str(exc)) from None
+        following = self._following.setdefault(holder.token_id, set())
+        if len(following) >= MAX_TASKS_PER_TOKEN:
+            raise InvalidRequestError(
+                message=f"this token's A2A tasks still running: {len(following)}; expected "
+                f"fewer than {MAX_TASKS_PER_TOKEN}: wait for one to end, or cancel one"
+            )
+        following.add(task_id)
+        try:
+            await self._start(context, event_queue, spec, access)
+        finally:
+            following.discard(task_id)
+
+    async def _start(
+        self, context: RequestContext, event_queue: EventQueue, spec: dict[str, Any], access: Access
+    ) -> None:
+        """Make the task, start its request, and follow it to its end."""
+        task_id, context_id = str(context.task_id), str(context.context_id)
+        request_id = request_id_of(task_id)
         assert context.message is not None
         await event_queue.enqueue_event(
             Task(
