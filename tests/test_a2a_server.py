@@ -377,3 +377,30 @@ async def test_a_goal_paused_at_its_budget_requires_input_until_it_is_raised(
         assert "'announce'" in asked and "awaits approval by lead" in asked
         assert "paused" not in asked  # the raise let the goal go on to its next task
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_goal_stopped_elsewhere_is_a_failed_task_with_the_reason(
+    pool: asyncpg.Pool, client: Temporal, task_queue: str, workspace: str
+) -> None:
+    _, word = await stored_runbook(pool)
+    secret = await token(pool, "lead", workspace)
+    skills = (*SKILLS, f"planning-{word}")
+    ended = {TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED}
+    async with (
+        running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), skills),
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret) as agent,
+        httpx.AsyncClient(base_url=f"{url}/api/v1", headers=bearer(secret)) as api,
+    ):
+        stream = agent.send_message(asking(ask_for_work(word)))
+        task_id = (await anext(stream)).task.id
+        goal_id = f"a2a-{task_id}.goal"
+        async for _ in states(stream, ended | {TaskState.TASK_STATE_INPUT_REQUIRED}):
+            pass
+        stopped = await api.post(f"/goals/{goal_id}/stop", json={"comment": "not now"})
+        assert stopped.status_code == 200, stopped.text
+        rest = [item async for item in states(stream, ended)]
+    state, said = rest[-1]
+    assert state == TaskState.TASK_STATE_FAILED, rest
+    assert said.startswith(f"request 'a2a-{task_id}' failed: goal failed: goal {goal_id!r}")
+    assert "stopped by 'lead': not now" in said, said
