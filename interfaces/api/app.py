@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from goalkeeper.signing import public_key_of
+from interfaces.a2a import server as a2a
 from interfaces.api import (
     actions,
     agent_protocol,
@@ -101,6 +102,7 @@ def create_app(
     problems.install(app)
     app.add_exception_handler(BodyTooLarge, body_too_large)
     pages.install(app)
+    a2a.install(app, settings)  # the Agent Card and A2A's JSON-RPC, with the tokens
     app.include_router(actions.router, prefix=PREFIX)  # each route needs a person's token
     app.include_router(questions.router, prefix=PREFIX)
     app.include_router(work.router_for(settings), prefix=PREFIX)  # so does each of these
