@@ -4,10 +4,11 @@ in a temporary data folder, then the worker and agents as the tour starts them).
 
 Like a person who reads each answer before typing the next command, the test waits for
 what the tour says has happened (a task assigned, a result awaiting approval) before a
-command that needs it, fills in placeholders such as `<assignment_id from the query>` from
-the previous command's output, and presses Ctrl-C where a comment says to. Every command
-must succeed and every goal the tour starts must complete; when the README's commands
-change, this test runs the new ones.
+command that needs it, fills in placeholders such as `<assignment_id from the query>` or
+`<the gka_... it printed>` from the previous command's output, gives the tour's API address
+its own port, and presses Ctrl-C where a comment says to. Every command must succeed and
+every goal the tour starts must complete; when the README's commands change, this test
+runs the new ones.
 """
 
 import asyncio
@@ -52,6 +53,11 @@ TASK_READY = {
 """The state a task is in when the tour sends each of these (by command or signal name)."""
 
 PLACEHOLDER = re.compile(r"<(\w+) from the query>")
+"""A value the previous command printed as JSON, by its key."""
+PRINTED = re.compile(r"<the (\w+)\.\.\. it printed>")
+"""A secret the previous command printed once, by how it starts (`gka_`)."""
+API = "http://127.0.0.1:8000"
+"""The API's address as the tour gives it (the port `up` serves it on by default)."""
 
 
 @dataclass
@@ -195,9 +201,17 @@ class Tour:
             assert found, f"{step}\nno {match.group(1)} in the previous output:\n{self.last_output}"
             return found.group(1)
 
-        text = PLACEHOLDER.sub(value, step.text)
+        def printed(match: re.Match[str]) -> str:
+            found = re.search(rf"(?<!\S){re.escape(match.group(1))}\S+", self.last_output)
+            assert found, (
+                f"{step}\nno {match.group(1)}... in the previous output:\n{self.last_output}"
+            )
+            return found.group(0)
+
+        text = PRINTED.sub(printed, PLACEHOLDER.sub(value, step.text))
+        text = text.replace(API, f"http://127.0.0.1:{self.api_port}")
         assert not re.search(r"<[^>]+>", text), f"{step}\na placeholder the test cannot fill"
-        if step.long_running() == "up":  # the only change: free ports, not the defaults
+        if step.long_running() == "up":  # free ports, not the defaults
             text += f" --port {self.port} --ui-port {self.ui_port} --api-port {self.api_port}"
         return text
 
@@ -306,6 +320,11 @@ class Tour:
         done = all(row["status"] == "completed" for row in rows)
         return [row["goal_id"] for row in rows] if done else None
 
+    async def agents_of(self, goal_id: str) -> list[str]:
+        """The agents that hold a goal's tasks."""
+        sql = "SELECT DISTINCT agent_id FROM tasks WHERE goal_id = $1 ORDER BY agent_id"
+        return [row["agent_id"] for row in await (await self._pool()).fetch(sql, goal_id)]
+
     async def stop(self) -> None:
         """Stop everything the tour started, last first, as Ctrl-C in each terminal would."""
         if self.pool is not None:
@@ -347,6 +366,7 @@ def test_the_tour_is_read_from_the_readme() -> None:
     all_steps = [s for block in tour_blocks(README.read_text()) for s in steps(block)]
     assert [s.long_running() for s in all_steps[:2]] == ["up", "worker.py"]
     assert any("<assignment_id from the query>" in s.text for s in all_steps)
+    assert any(PRINTED.search(s.text) and "--api" in s.argv for s in all_steps)
     assert any(s.comment.startswith("Ctrl-C") for s in all_steps)
     assert sum(s.background for s in all_steps) >= 4  # up, the worker twice, agents
 
@@ -360,7 +380,9 @@ async def test_the_tour_runs_from_start_to_end(tmp_path: Path) -> None:
                 await tour.run(step)
                 ran += 1
         goals = await eventually(tour.completed_goals, what="every goal of the tour to complete")
-        assert {"welcome", "q3.goal", "signed"} <= set(goals), goals
+        assert {"welcome", "q3.goal", "over-http", "signed"} <= set(goals), goals
+        # Nothing but `agent.py --api` runs courier: its task was done over HTTP.
+        assert await tour.agents_of("over-http") == ["courier"]
     finally:
         await tour.stop()
         # Stopping `up` stops the stack: had it not, what it left is stopped here.
