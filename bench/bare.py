@@ -49,7 +49,8 @@ class BareGoal:
         done = 0
         for n in range(tasks):
             if len(running) >= window:
-                finished, running = await workflow.wait(running, return_when="FIRST_COMPLETED")
+                finished, pending = await workflow.wait(running, return_when="FIRST_COMPLETED")
+                running = set(pending)
                 done += len(finished)
             running.add(
                 asyncio.ensure_future(

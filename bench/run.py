@@ -2,6 +2,7 @@
 
     python bench/run.py [--goals 100] [--tasks 10] [--agents 8] [--big 10000] [--audit 20]
     python bench/run.py --learning-only [--learning 200]
+    python bench/run.py --agents-only [--chain 100]
 
 Starts its own Temporal dev server and PostgreSQL (free ports, a temporary folder), and
 runs, in one process, one worker and simulated agents that answer at once:
@@ -44,6 +45,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from bench import chain
 from bench.bare import BareAgents, BareGoal, BareTask
 from goalkeeper.models import TaskPage
 from interfaces import telemetry
@@ -82,6 +84,10 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
             data_converter=pydantic_data_converter,
             runtime=telemetry.runtime(metrics_address),
         )
+        if args.agents_only:
+            await chain.compare(client, pool, args.chain, _chain_worker)
+            await pool.close()
+            return
         if args.learning:
             await _learning(client, pool, args.learning)
             if args.learning_only:
@@ -92,6 +98,8 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
                 await _api_latencies(client, pool, args.api_goals)
             await pool.close()
             return
+        if args.chain:
+            await chain.compare(client, pool, args.chain, _chain_worker)
         total = args.goals * args.tasks
         print(f"{args.goals} goals x {args.tasks} tasks, one worker, agents answering at once")
 
@@ -162,6 +170,10 @@ async def bench(args: argparse.Namespace, folder: Path) -> None:
 
 
 WATCH_EVERY = 5.0
+
+
+def _chain_worker(client: Client, pool: Any, queue: str) -> Any:
+    return build_worker(client, pool, queue, seal_keys=SEAL_KEYS)
 
 
 async def _watch(watch: Watch, stop: asyncio.Event, rounds: list[float]) -> None:
@@ -507,6 +519,17 @@ def main() -> None:
         help="live goals of 100 tasks while the goal page's API answers are timed; 0 skips",
     )
     parser.add_argument("--api-only", action="store_true", help="run only the API timing")
+    parser.add_argument(
+        "--chain",
+        type=int,
+        default=100,
+        help="tasks of the chain run by agents on the signal path and over HTTP; 0 skips",
+    )
+    parser.add_argument(
+        "--agents-only",
+        action="store_true",
+        help="run only the chain: bare Temporal, the signal path, the HTTP agent path",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="goalkeeper-bench-") as folder:
         asyncio.run(bench(args, Path(folder)))
