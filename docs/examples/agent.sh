@@ -19,10 +19,13 @@ while true; do
     id=$(jq -r .assignment_id <<<"$work")
     title=$(jq -r .context.task.title <<<"$work")
     # The work itself: here, a line saying what was done.
-    jq -n --arg result "$title: done by curl" '{outcome: "completed", result: $result}' |
-      curl -sS -H "$AUTH" -H 'Content-Type: application/json' \
-        -X POST "$API/assignments/$id/report" --data-binary @- >/dev/null
-    echo "reported completed $id"
+    report=$(jq -n --arg result "$title: done by curl" '{outcome: "completed", result: $result}')
+    if answer=$(curl -sS --fail-with-body -H "$AUTH" -H 'Content-Type: application/json' \
+      -X POST "$API/assignments/$id/report" --data-binary "$report"); then
+      echo "reported completed $id"
+    else
+      echo "report refused: $answer" >&2
+    fi
     seen="$seen&seen=$id"
   done < <(jq -c '.assignments[]' <<<"$body")
 done
