@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from goalkeeper.statuses import GoalStatus
+from goalkeeper import signing
+from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.api.app import create_app
 from interfaces.config import Settings
@@ -25,7 +27,7 @@ from interfaces.stack import TemporalDevServer, free_port
 from store.agent_credentials import new_credential
 from store.tokens import new_token
 from tests import web
-from tests.helpers import PATIENCE, ROOT, eventually, goal_spec, start_goal
+from tests.helpers import PATIENCE, ROOT, events, eventually, goal_spec, start_goal, wait_task
 from tests.starter import starter
 
 EXAMPLES = ROOT / "docs" / "examples"
@@ -71,13 +73,15 @@ def api_url(database_url: str, temporal_server: TemporalDevServer) -> Iterator[s
 def running(
     command: list[str], log: Path, env: dict[str, str]
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`command` in its own process, its output in `log`, stopped at the end."""
+    """`command` in its own process group, its output in `log`, stopped at the end."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=os.environ | env, stdout=out, stderr=out)
+        process = subprocess.Popen(
+            command, env=os.environ | env, stdout=out, stderr=out, start_new_session=True
+        )
         try:
             yield process
-        finally:
-            process.terminate()
+        finally:  # its whole group: a shell's curl would outlive the shell
+            os.killpg(process.pid, signal.SIGTERM)
             process.wait(30)
 
 
@@ -181,6 +185,41 @@ async def test_an_http_example_agent_with_a_wrong_credential_says_why(
         said = await eventually(refusal, what="the refusal in the agent's output")
     assert "unknown" in said, said
     assert '"status":401' in said.replace(" ", ""), said
+
+
+@pytest.mark.parametrize("language", ["curl", "python", "typescript"])
+async def test_an_unsigned_report_of_an_example_is_refused_and_the_task_waits(
+    language: str,
+    api_url: str,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    tmp_path: Path,
+) -> None:
+    """The examples do not sign: a goal that requires signatures refuses their reports,
+    the agent prints why, and the task goes on waiting for a signed one."""
+    agent_id = f"{workspace}-example"
+    _, public = signing.new_keys()
+    await registry.register_agent(pool, agent_id, workspace, ["writing"], public_key=public)
+    credential = (await new_credential(pool, agent_id))["credential"]
+    log = tmp_path / "agent.log"
+    env = {"GOALKEEPER_AGENT_CREDENTIAL": credential, "PYTHONPATH": ""}
+    spec = goal_spec(workspace=workspace, require_signatures=True)
+    goal = await start_goal(client, spec, task_queue)
+
+    async def refusal() -> str | None:
+        said = log.read_text()
+        return said if "report refused" in said else None
+
+    with running(commands(tmp_path, api_url)[language], log, env):
+        said = await eventually(refusal, what="the refusal in the agent's output")
+    assert "409" in said and "unsigned" in said and "reported completed" not in said, said
+    view = await wait_task(client, goal.id, "t1", TaskStatus.ASSIGNED, attempt=1)
+    assert view.result is None
+    assert await events(pool, goal.id, "report_rejected")
+    await goal.terminate("the test is over")
+    await registry.take_offline(pool, [agent_id])
 
 
 async def test_the_a2a_example_serves_its_card_and_does_a_goal_through_the_bridge(
