@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Test sessions side by side (each file's tests stay together, in one session).
 TEST_WORKERS ?= 2
 
-.PHONY: install browser promtool demo test lint up worker compose-env compose-up bench screenshots clean
+.PHONY: install browser promtool examples demo test lint up worker compose-env compose-up bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,13 @@ browser: ## Install headless Chromium and chromedriver for the browser tests, if
 promtool: ## Install promtool (Debian's prometheus) for the alert rules' unit tests, if missing (apt)
 	.ci/promtool
 
+examples: ## Install curl, jq and Node.js for the documented example agents' tests, if missing (apt)
+	.ci/examples
+
 demo: install ## Run a sample goal on the embedded stack, end to end, and stop (ARGS=--keep)
 	$(PY) starter.py demo $(ARGS)
 
-test: install lint browser promtool ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
+test: install lint browser promtool examples ## Lint, type-check and run the whole suite against a real Temporal and PostgreSQL
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
