@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 import anyio
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from activities.assignment import ASSIGNMENTS_CHANNEL
+from store.listening import Listening
 
 log = logging.getLogger("goalkeeper.api")
 
@@ -25,8 +25,7 @@ class AssignmentBell:
     """Wakes the agents told of a new assignment (the notice's payload is the agent id)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._connection: PoolConnectionProxy | None = None
+        self._listening = Listening(pool, ASSIGNMENTS_CHANNEL, self._ring, self._lost)
         self._waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._lock = asyncio.Lock()
 
@@ -35,8 +34,7 @@ class AssignmentBell:
         """An event set whenever `agent_id` is told of an assignment, while inside."""
         rung = asyncio.Event()
         async with self._lock:
-            if self._connection is None:
-                await self._listen()
+            await self._listening.start()
             self._waiting[agent_id].add(rung)
         try:
             yield rung
@@ -50,36 +48,14 @@ class AssignmentBell:
                         if not waiting:
                             del self._waiting[agent_id]
                     if not self._waiting:
-                        await self._release()
+                        await self._listening.stop()
 
-    async def _listen(self) -> None:
-        connection = await self._pool.acquire()
-        try:
-            await connection.add_listener(ASSIGNMENTS_CHANNEL, self._notice)
-            connection.add_termination_listener(self._lost)
-        except BaseException:
-            await self._pool.release(connection)
-            raise
-        self._connection = connection
-
-    async def _release(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        connection.remove_termination_listener(self._lost)
-        with contextlib.suppress(Exception):
-            await connection.remove_listener(ASSIGNMENTS_CHANNEL, self._notice)
-        await self._pool.release(connection)
-
-    def _notice(self, _: object, __: object, ___: object, payload: object) -> None:
-        for rung in self._waiting.get(str(payload), ()):
+    def _ring(self, agent_id: str) -> None:
+        for rung in self._waiting.get(agent_id, ()):
             rung.set()
 
-    def _lost(self, _: object) -> None:
+    def _lost(self) -> None:
         log.warning("the assignment listener's connection was lost; waiting agents poll again")
         for waiting in self._waiting.values():
             for rung in waiting:
                 rung.set()
-        lost, self._connection = self._connection, None
-        if lost is not None:
-            asyncio.get_running_loop().create_task(self._pool.release(lost))

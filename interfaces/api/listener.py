@@ -14,9 +14,9 @@ from collections import defaultdict
 
 import anyio
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from store.events import EVENTS_CHANNEL, parse_notice
+from store.listening import Listening
 
 log = logging.getLogger("goalkeeper.api")
 
@@ -58,18 +58,15 @@ class EventListener:
     """The API's one listening connection, taken from its pool while any stream is open."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._connection: PoolConnectionProxy | None = None
+        self._listening = Listening(pool, EVENTS_CHANNEL, self._hear, self._lost)
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
         self._lock = asyncio.Lock()
-        self._releasing: asyncio.Task[None] | None = None
 
     async def subscribe(self, goal_id: str) -> Subscription:
         """Hear a goal's new events from now on; `unsubscribe` when done."""
         subscription = Subscription(goal_id)
         async with self._lock:
-            if self._connection is None:
-                await self._listen()
+            await self._listening.start()
             self._subscribers[goal_id].add(subscription)
         return subscription
 
@@ -85,44 +82,22 @@ class EventListener:
                     if not subscribers:
                         del self._subscribers[subscription.goal_id]
                 if not self._subscribers:
-                    await self._release()
+                    await self._listening.stop()
 
     async def close(self) -> None:
         """End every subscription and give the connection back (the app is stopping)."""
         async with self._lock:
             self._end_all()
-            await self._release()
+            await self._listening.stop()
 
-    async def _listen(self) -> None:
-        connection = await self._pool.acquire()
-        try:
-            await connection.add_listener(EVENTS_CHANNEL, self._notice)
-            connection.add_termination_listener(self._lost)
-        except BaseException:
-            await self._pool.release(connection)
-            raise
-        self._connection = connection
-
-    async def _release(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        connection.remove_termination_listener(self._lost)
-        with contextlib.suppress(Exception):
-            await connection.remove_listener(EVENTS_CHANNEL, self._notice)
-        await self._pool.release(connection)
-
-    def _notice(self, _: object, __: object, ___: object, payload: object) -> None:
-        goal_id, seq = parse_notice(str(payload))
+    def _hear(self, payload: str) -> None:
+        goal_id, seq = parse_notice(payload)
         for subscription in self._subscribers.get(goal_id, ()):
             subscription.hear(seq)
 
-    def _lost(self, _: object) -> None:
+    def _lost(self) -> None:
         log.warning("the event listener's connection was lost; open event streams end")
         self._end_all()
-        lost, self._connection = self._connection, None
-        if lost is not None:  # the pool replaces it; the next stream listens again
-            self._releasing = asyncio.get_running_loop().create_task(self._pool.release(lost))
 
     def _end_all(self) -> None:
         for subscribers in self._subscribers.values():
