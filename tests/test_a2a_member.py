@@ -239,6 +239,19 @@ async def test_a_failing_a2a_agent_fails_its_task_with_its_error(
     assert len(served.agent.seen) == 1
 
 
+async def asking_goal(
+    database_url: str, url: str, agent_id: str, workspace: str
+) -> tuple[dict[str, Any], str]:
+    """Register the A2A agent at `url` (one that asks a question first) and make the spec
+    and id of a goal of one task for it, approved by `lead`."""
+    assert (
+        await register(database_url, agent_id, "--a2a", url, "--workspace", workspace)
+    ).code == 0
+    spec = goal_spec(0, workspace, approvers=["lead"])
+    spec["tasks"] = [{"id": "t1", "title": "ask first", "skill": "writing"}]
+    return spec, new_goal_id()
+
+
 async def test_an_a2a_agents_question_is_answered_by_an_approver(
     client: Client,
     pool: asyncpg.Pool,
@@ -247,13 +260,9 @@ async def test_an_a2a_agents_question_is_answered_by_an_approver(
     database_url: str,
 ) -> None:
     async with a2a_agent() as served:
-        agent_id = f"{workspace}-scribe"
-        assert (
-            await register(database_url, agent_id, "--a2a", served.url, "--workspace", workspace)
-        ).code == 0
-        spec = goal_spec(0, workspace, approvers=["lead"])
-        spec["tasks"] = [{"id": "t1", "title": "ask first", "skill": "writing"}]
-        goal_id = new_goal_id()
+        spec, goal_id = await asking_goal(
+            database_url, served.url, f"{workspace}-scribe", workspace
+        )
         async with bridge(client, pool, workspace):
             handle = await start_goal(client, spec, task_queue, goal_id)
             asked = await eventually(
@@ -482,12 +491,7 @@ async def test_an_a2a_agents_question_is_answered_over_the_api(
 ) -> None:
     async with a2a_agent() as served:
         agent_id = f"{workspace}-asker"
-        assert (
-            await register(database_url, agent_id, "--a2a", served.url, "--workspace", workspace)
-        ).code == 0
-        spec = goal_spec(0, workspace, approvers=["lead"])
-        spec["tasks"] = [{"id": "t1", "title": "ask first", "skill": "writing"}]
-        goal_id = new_goal_id()
+        spec, goal_id = await asking_goal(database_url, served.url, agent_id, workspace)
         lead = await new_token(pool, "lead", [workspace])
         mallory = await new_token(pool, "mallory", [workspace])
         outsider = await new_token(pool, "lead", ["elsewhere"])
