@@ -1,10 +1,12 @@
 # Goalkeeper worker, starter and agent runner; one image, the command picks the role.
 FROM python:3.11-slim
-# Goalkeeper runs as an unprivileged user of its own. Agents' keys live in a volume mounted
-# at /var/lib/goalkeeper/keys, which a new volume takes (owner-only) from this directory.
+# Goalkeeper runs as an unprivileged user of its own. Agents' keys and credentials live in
+# volumes mounted at /var/lib/goalkeeper/keys and /var/lib/goalkeeper/credentials, which a
+# new volume takes (owner-only) from these directories.
 RUN useradd --system --user-group --uid 10001 --create-home --home-dir /home/goalkeeper \
         goalkeeper \
-    && install -d -o goalkeeper -g goalkeeper -m 700 /var/lib/goalkeeper/keys
+    && install -d -o goalkeeper -g goalkeeper -m 700 /var/lib/goalkeeper/keys \
+        /var/lib/goalkeeper/credentials
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY goalkeeper goalkeeper

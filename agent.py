@@ -6,10 +6,11 @@
     python agent.py --a2a-bridge --workspace acme       # the workspace's A2A agents
     GOALKEEPER_AGENT_CREDENTIAL=gka_... python agent.py --api http://goalkeeper:8000
 
-With --api, the one agent its credential acts for (`starter.py agent credential new
-AGENT`) works over the HTTP agent protocol, holding no database login and no route to
-Temporal; it signs with its key on this machine (register its public key, printed at
-start, with `starter.py agent rekey`). Otherwise agents register in PostgreSQL, wake on
+With --api, the agent its credential acts for (`starter.py agent credential new AGENT`),
+or one agent per file of --credentials DIR, works over the HTTP agent protocol, holding
+no database login and no route to Temporal; each signs with its key on this machine,
+which it registers over HTTP the first time (an operator replaces it with `starter.py
+agent rekey`). Otherwise agents register in PostgreSQL, wake on
 their assignments through LISTEN/NOTIFY, and report by signalling their task workflow;
 they read TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and DATABASE_URL like the worker, and
 DATABASE_URL should be an agents' login (`starter.py agent role new NAME`), which may act
@@ -25,10 +26,10 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from temporalio.client import Client
 
 from goalkeeper.errors import GoalkeeperError
@@ -36,7 +37,8 @@ from goalkeeper.signing import public_key_of
 from interfaces import telemetry
 from interfaces.a2a.member import serve_members
 from interfaces.agents import registry
-from interfaces.agents.http_transport import CREDENTIAL_ENV, HttpTransport, ProtocolError
+from interfaces.agents.http_transport import CREDENTIAL_ENV
+from interfaces.agents.over_http import Credential, credentials_in, serve_over_http
 from interfaces.agents.runner import (
     AgentRunner,
     CommandHook,
@@ -113,6 +115,12 @@ def parser() -> argparse.ArgumentParser:
         "--credential",
         help=f"the agent's credential (better: the {CREDENTIAL_ENV} environment variable)",
     )
+    http.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="DIR",
+        help="serve one agent per DIR/AGENT.credential ('agent credential new AGENT --into DIR')",
+    )
     sim = p.add_argument_group("simulated work (when no --hook or --command is given)")
     sim.add_argument("--success-rate", type=float, default=0.9, help="chance an attempt succeeds")
     sim.add_argument(
@@ -182,39 +190,23 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def run_over_http(args: argparse.Namespace) -> None:
-    """Serve the credential's agent over the HTTP agent protocol until stopped."""
-    credential = args.credential or os.environ.get(CREDENTIAL_ENV)
-    if not credential:
+    """Serve the credentials' agents over the HTTP agent protocol until stopped."""
+    if args.credentials:
+        credentials = credentials_in(args.credentials)
+    elif credential := (args.credential or os.environ.get(CREDENTIAL_ENV, "")).strip():
+        source = "--credential" if args.credential else CREDENTIAL_ENV
+        credentials = [Credential(credential, source)]
+    else:
         raise GoalkeeperError(
-            f"--api needs the agent's credential: set {CREDENTIAL_ENV} (or --credential) to "
-            "one from 'starter.py agent credential new AGENT'"
+            f"--api needs agents' credentials: set {CREDENTIAL_ENV} (or --credential) to one "
+            "from 'starter.py agent credential new AGENT', or give --credentials DIR"
         )
     hook = hook_of(args)
-    transport = HttpTransport(args.api, credential.strip())
-    await transport.open()
-    try:
-        me = await transport.me()
-    except (ProtocolError, httpx.HTTPError) as exc:
-        raise GoalkeeperError(f"the API at {args.api} refused the agent: {exc}") from None
-    finally:
-        await transport.close()
-    agent_id = str(me["agent_id"])
-    key = key_for("agent", agent_id)
-    log.info(
-        "agent %s serving workspace %r over %s; its public key (for 'starter.py agent rekey "
-        "%s --public-key KEY --as OPERATOR' where signatures are required): %s",
-        agent_id,
-        me["workspace"],
-        args.api,
-        agent_id,
-        public_key_of(key),
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = AgentRunner(None, None, [agent_id], hook, keys={agent_id: key}, transport=transport)
-    await runner.run(stop)
+    await serve_over_http(args.api, credentials, hook, stop)
 
 
 async def wait_for_schema(pool: asyncpg.Pool, stop: asyncio.Event) -> bool:

@@ -14,6 +14,10 @@ class UnknownSigner(GoalkeeperError):
     """An agent or approver with no such id, or no key where one is needed."""
 
 
+class KeyAlreadySet(GoalkeeperError):
+    """An agent that has a key already: only an operator replaces it."""
+
+
 async def register_approver_key(
     connection: Connection, approver: str, public_key: str, *, delegate: bool = False
 ) -> None:
@@ -61,6 +65,30 @@ async def rekey_agent(
     if not done:
         raise UnknownSigner(f"no agent {agent_id!r}: expected a registered agent id")
     await _event(connection, agent_id, f"agent {agent_id!r} was given a new key by {operator!r}")
+
+
+async def first_agent_key(connection: Connection, agent_id: str, public_key: str) -> bool:
+    """Give an agent that has no key yet `public_key` (its first, trusted on first use as
+    when it registers itself); True if it was set now, False if it was already the key.
+    `KeyAlreadySet` if the agent has another key: only an operator replaces one."""
+    check_public_key(public_key)
+    current = await connection.fetchrow(
+        "SELECT public_key FROM agents WHERE agent_id = $1 FOR UPDATE", agent_id
+    )
+    if current is None:
+        raise UnknownSigner(f"no agent {agent_id!r}: expected a registered agent id")
+    if current["public_key"] == public_key:
+        return False
+    if current["public_key"] is not None:
+        raise KeyAlreadySet(
+            f"agent {agent_id!r} already has another key; only an operator may replace it "
+            "(starter.py agent rekey)"
+        )
+    await connection.execute(
+        "UPDATE agents SET public_key = $2 WHERE agent_id = $1", agent_id, public_key
+    )
+    await _event(connection, agent_id, f"agent {agent_id!r} registered its first key over HTTP")
+    return True
 
 
 async def _event(connection: Connection, agent_id: str | None, message: str) -> None:

@@ -8,6 +8,7 @@ headless Chromium (`dashboard`, `browser`; helpers in tests/web.py).
 import http.server
 import json
 import os
+import secrets
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,10 +27,13 @@ from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.secret import new_secret_entry, parse_secret
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
-from store.database import apply_schema, create_pool
+from store.database import apply_schema, create_pool, login_url, scram_verifier
 from tests import web
 from worker import build_worker
 from workflows import sealing
+
+SERVICES_GROUP = "goalkeeper_worker"
+"""The group of docker-compose.yml's service logins (ops/postgres/roles.sh makes it)."""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -107,6 +111,28 @@ async def task_queue(client: Client, pool: asyncpg.Pool) -> AsyncIterator[str]:
     queue = f"test-{uuid.uuid4().hex[:8]}"
     async with build_worker(client, pool, queue):
         yield queue
+
+
+@pytest.fixture
+async def worker_login(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[str]:
+    """The DATABASE_URL of a fresh member of goalkeeper_worker (docker-compose.yml's
+    `worker` and `api` logins), after the owner applied the schema, which grants the group
+    what it may do. Roles are cluster-wide: the login is dropped after the test, the group
+    stays, as compose's would."""
+    await pool.execute(
+        f"DO $$ BEGIN CREATE ROLE {SERVICES_GROUP} NOLOGIN; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    await apply_schema(pool)
+    name, password = f"test_worker_{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
+    await pool.execute(
+        f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{scram_verifier(password)}' "
+        f"IN ROLE {SERVICES_GROUP}"
+    )
+    try:
+        yield login_url(database_url, name, password)
+    finally:
+        await pool.execute(f'DROP ROLE "{name}"')
 
 
 @pytest.fixture

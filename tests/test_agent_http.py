@@ -87,7 +87,7 @@ async def test_an_agent_over_http_takes_its_assignments_and_completes_a_goal(
 ) -> None:
     agent_id, auth = await agent_with_credential(pool, workspace, "http")
     me = await http.get("/me", headers=auth)
-    assert me.json() == {"agent_id": agent_id, "workspace": workspace}
+    assert me.json() == {"agent_id": agent_id, "workspace": workspace, "public_key": None}
     tasks = [
         {"id": "draft", "title": "Draft", "skill": "writing"},
         {"id": "edit", "title": "Edit", "skill": "writing", "depends_on": ["draft"]},
@@ -316,7 +316,7 @@ async def test_agent_py_over_http_needs_no_database_login_nor_temporal_and_signs
 
 
 async def test_credentials_are_made_listed_and_revoked_from_the_cli(
-    http: httpx.AsyncClient, pool: asyncpg.Pool, database_url: str, workspace: str
+    http: httpx.AsyncClient, pool: asyncpg.Pool, database_url: str, workspace: str, tmp_path: Path
 ) -> None:
     agent_id = f"{workspace}-cli"
     await registry.register_agent(pool, agent_id, workspace, ["writing"])
@@ -332,6 +332,18 @@ async def test_credentials_are_made_listed_and_revoked_from_the_cli(
         "SELECT count(*) FROM agent_credentials WHERE credential_hash = $1", made["credential"]
     )
     assert stored == 0  # only its hash is kept
+    # Written to a file instead, once: the agent keeps it on the next call.
+    into = tmp_path / "credentials"
+    for made_now in (True, False):
+        written = await starter(
+            database_url, "agent", "credential", "new", agent_id, "--into", str(into), "--json"
+        )
+        assert written.code == 0 and written.json()["made"] is made_now, written.err
+    assert (into / f"{agent_id}.credential").read_text().startswith("gka_")
+    nobody = await starter(
+        database_url, "agent", "credential", "new", f"{workspace}-nobody", "--into", str(into)
+    )
+    assert nobody.code == 2 and not (into / f"{workspace}-nobody.credential").exists()
     revoked = await starter(database_url, "agent", "credential", "revoke", made["credential_id"])
     assert revoked.code == 0, revoked.err
     refused(await http.get("/me", headers=auth), 401, "revoked")
@@ -372,4 +384,25 @@ async def test_assignments_stream_as_server_sent_events(
             assert done.status_code == 200, done.text
         report = await asyncio.wait_for(goal.result(), PATIENCE)
     assert report.status is GoalStatus.COMPLETED
+    await registry.take_offline(pool, [agent_id])
+
+
+async def test_an_agent_registers_its_first_key_and_no_other(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, workspace: str
+) -> None:
+    agent_id, auth = await agent_with_credential(pool, workspace, "keyed")
+    assert (await http.get("/me", headers=auth)).json()["public_key"] is None
+    first, other = (signing.new_keys()[1] for _ in range(2))
+    refused(await http.put("/key", json={"public_key": "AAAA"}, headers=auth), 422, "public_key")
+    answer = await http.put("/key", json={"public_key": first}, headers=auth)
+    assert answer.status_code == 200 and answer.json()["registered"] is True, answer.text
+    again = await http.put("/key", json={"public_key": first}, headers=auth)
+    assert again.status_code == 200 and again.json()["registered"] is False
+    # Whoever else holds the credential cannot sign as the agent with a key of their own.
+    refused(await http.put("/key", json={"public_key": other}, headers=auth), 409, "operator")
+    assert (await http.get("/me", headers=auth)).json()["public_key"] == first
+    kinds = await pool.fetch("SELECT kind FROM events WHERE agent_id = $1 ORDER BY seq", agent_id)
+    assert [r["kind"] for r in kinds].count("key_registered") == 1
+    assert [r["kind"] for r in kinds][-1] == "action_refused"
+    refused(await http.put("/key", json={"public_key": first}), 401, "missing")
     await registry.take_offline(pool, [agent_id])

@@ -25,14 +25,12 @@ SOURCES = [
     *ROOT.glob("interfaces/**/*.py"),
     *ROOT.glob("activities/*.py"),
 ]
-AGENTS_LOGIN = "agents"
-"""The agents' PostgreSQL login, which the agent-login service makes."""
 LOGINS = {
     "schema": ("goalkeeper", "GOALKEEPER_OWNER_DB_PASSWORD"),
-    "agent-login": ("goalkeeper", "GOALKEEPER_OWNER_DB_PASSWORD"),
     "worker": ("worker", "GOALKEEPER_WORKER_DB_PASSWORD"),
+    "api": ("api", "GOALKEEPER_API_DB_PASSWORD"),
+    "agent-setup": ("api", "GOALKEEPER_API_DB_PASSWORD"),
     "codec-server": ("api", "GOALKEEPER_API_DB_PASSWORD"),
-    "agents": (AGENTS_LOGIN, "GOALKEEPER_AGENTS_DB_PASSWORD"),
 }
 """Each Goalkeeper service's PostgreSQL login, and the .env variable of its password."""
 ROLES_SCRIPT = ROOT / "ops" / "postgres" / "roles.sh"
@@ -83,7 +81,8 @@ def test_goalkeeper_services_set_only_variables_the_code_reads(compose: dict[str
             continue
         env = set(service.get("environment", {}))
         assert env <= known, f"{name} sets variables nothing reads: {env - known}"
-        assert {"TEMPORAL_ADDRESS", "DATABASE_URL"} <= env, name
+        if name in LOGINS:
+            assert "DATABASE_URL" in env, name
 
 
 def test_addresses_point_at_services_and_ports_that_exist(compose: dict[str, Any]) -> None:
@@ -137,8 +136,8 @@ def test_every_goalkeeper_service_gets_the_same_codec_keys_from_outside_the_file
         for name, service in compose["services"].items()
         if "GOALKEEPER_CODEC_KEYS" in service.get("environment", {})
     }
-    # Those that talk to Temporal; the schema's owner needs none.
-    assert set(keys) == {"worker", "agents", "codec-server"}
+    # Those that talk to Temporal; the schema's owner and the agents need none.
+    assert set(keys) == {"worker", "api", "codec-server"}
     assert len(set(keys.values())) == 1, keys
     # Required from the environment (.env), so no key is ever written in the file.
     assert re.fullmatch(r"\$\{GOALKEEPER_CODEC_KEYS:\?[^}]+\}", keys["worker"]), keys["worker"]
@@ -165,28 +164,47 @@ def test_the_ui_decodes_through_the_codec_server(compose: dict[str, Any]) -> Non
     assert ui["environment"]["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "false"
 
 
-def test_signatures_are_required_and_agents_keep_their_keys_and_own_login(
+def test_signatures_are_required_and_agents_keep_their_keys_and_credentials(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
     assert services["worker"]["environment"]["GOALKEEPER_REQUIRE_SIGNATURES"] == "on"
-    agents = services["agents"]
+    agents, setup = services["agents"], services["agent-setup"]
+    args = agent.parser().parse_args(agents["command"][2:])
     key_dir = agents["environment"]["GOALKEEPER_KEY_DIR"]
-    volume, _, mounted = next(v for v in agents["volumes"] if v.endswith(key_dir)).partition(":")
-    assert mounted == key_dir and volume in compose["volumes"]  # named: kept across restarts
-    login = services["agent-login"]
-    args = main.parser().parse_args(login["command"][2:])
-    assert (args.name, args.password_env, args.if_missing) == (
-        AGENTS_LOGIN,
-        "GOALKEEPER_AGENTS_DB_PASSWORD",
-        True,
-    )
-    assert login["environment"]["GOALKEEPER_AGENTS_DB_PASSWORD"].startswith(
-        "${GOALKEEPER_AGENTS_DB_PASSWORD:?"
-    )
-    assert agents["depends_on"]["agent-login"]["condition"] == "service_completed_successfully"
-    # The login serves the workspace the agents serve, and no other.
-    assert args.workspaces == [agent.parser().parse_args(agents["command"][2:]).workspace]
+    mounts = _mounts(agents)
+    assert mounts[key_dir] in compose["volumes"]  # named: kept across restarts
+    # agent-setup writes a credential per agent into the volume the agents read.
+    (written,) = re.findall(r"credential new \S+\s+--into (\S+);", _script(setup))
+    assert _mounts(setup)[written] == mounts[str(args.credentials)] in compose["volumes"]
+    assert f"{mounts[str(args.credentials)]}:{args.credentials}:ro" in agents["volumes"]
+    assert agents["depends_on"]["agent-setup"]["condition"] == "service_completed_successfully"
+    assert setup["depends_on"]["schema"]["condition"] == "service_completed_successfully"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for path in (key_dir, str(args.credentials)):  # a new volume takes them owner-only
+        assert re.search(rf"install -d -o goalkeeper -g goalkeeper -m 700 [^&]*{path}", dockerfile)
+
+
+def test_agents_hold_no_login_no_keys_of_goalkeeper_and_reach_only_the_api(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    agents = services["agents"]
+    assert set(agents["environment"]) == {"GOALKEEPER_KEY_DIR"}
+    assert not REFERENCE.findall(json.dumps(agents))  # no password, no codec key
+    assert "agent-login" not in services and "AGENTS_DB" not in json.dumps(compose)
+    # Their network holds the API and them, nothing else: no Temporal, no PostgreSQL.
+    assert agents["networks"] == ["agents"]
+    on_it = {name for name, service in services.items() if "agents" in service.get("networks", [])}
+    assert on_it == {"agents", "api"}, on_it
+    api = services["api"]
+    assert "default" in api["networks"]  # it reaches Temporal and PostgreSQL
+    url = urlparse(agent.parser().parse_args(agents["command"][2:]).api)
+    served = main.parser().parse_args(api["command"][2:])
+    assert (url.hostname, url.port, served.host) == ("api", served.port, "0.0.0.0")
+    allowed = api["environment"]["GOALKEEPER_API_ALLOWED_HOSTS"].split(",")
+    assert url.hostname in allowed and "localhost" in allowed
+    assert api["ports"] == [f"127.0.0.1:{served.port}:{served.port}"]  # this host's loopback
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
@@ -503,25 +521,17 @@ def test_each_service_holds_only_its_own_login_and_the_owner_is_no_superuser(
         if made["password"]:
             assert _variable(postgres["environment"][made["password"]]) == made["password"]
 
-    # The owner's password goes to the services that apply the schema and make logins.
+    # The owner's password goes to the service that applies the schema, and no other.
     holders = {
         name
         for name, env in _environments(compose).items()
         if "GOALKEEPER_OWNER_DB_PASSWORD" in json.dumps(env)
     }
-    assert holders == {"postgres", "schema", "agent-login"}, holders
+    assert holders == {"postgres", "schema"}, holders
     assert services["schema"]["command"][-2:] == ["schema", "apply"]
     assert services["worker"]["depends_on"]["schema"]["condition"] == (
         "service_completed_successfully"
     )
-
-
-def test_agents_hold_only_their_scoped_login(compose: dict[str, Any]) -> None:
-    agents = compose["services"]["agents"]["environment"]
-    text = json.dumps(agents)
-    used = set(REFERENCE.findall(text))
-    assert used == {"GOALKEEPER_AGENTS_DB_PASSWORD", "GOALKEEPER_CODEC_KEYS"}, used
-    assert _login(agents["DATABASE_URL"]) == (AGENTS_LOGIN, "GOALKEEPER_AGENTS_DB_PASSWORD")
 
 
 def test_temporal_is_not_published_and_its_ui_only_reads(compose: dict[str, Any]) -> None:

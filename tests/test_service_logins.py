@@ -6,7 +6,6 @@ random name) and is dropped after it; the group role stays, as compose's would.
 """
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,35 +15,20 @@ from temporalio.client import Client
 
 from goalkeeper.statuses import GoalStatus
 from interfaces.agents.runner import SimulatedWork
-from store.database import apply_schema, create_pool, login_url, owns_schema, scram_verifier
+from store.database import create_pool, login_url, owns_schema
 from tests.helpers import PATIENCE, goal_spec, running_agents, start_goal
 from tests.starter import starter
 from worker import build_worker
 
-GROUP = "goalkeeper_worker"
-
 
 @pytest.fixture
-async def as_worker(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool connected as a fresh member of goalkeeper_worker, after the owner applied the
-    schema (which grants the group what it may do)."""
-    await pool.execute(
-        f"DO $$ BEGIN CREATE ROLE {GROUP} NOLOGIN; "
-        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-    )
-    await apply_schema(pool)
-    name, password = f"test_worker_{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
-    await pool.execute(
-        f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{scram_verifier(password)}' IN ROLE {GROUP}"
-    )
+async def as_worker(worker_login: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool connected as a fresh member of goalkeeper_worker."""
+    login = await create_pool(worker_login, max_size=8)
     try:
-        login = await create_pool(login_url(database_url, name, password), max_size=8)
-        try:
-            yield login
-        finally:
-            await login.close()
+        yield login
     finally:
-        await pool.execute(f'DROP ROLE "{name}"')
+        await login.close()
 
 
 async def test_a_worker_on_its_own_login_completes_a_goal(

@@ -66,6 +66,12 @@ class HttpTransport:
         me: dict[str, Any] = answer.json()
         return me
 
+    async def register_key(self, public_key: str) -> None:
+        """Register the agent's first public key (an operator replaces one it has)."""
+        answer = await self.http.put("/key", json={"public_key": public_key})
+        if answer.status_code != 200:
+            raise ProtocolError(_problem(answer))
+
     async def assignments(
         self, agent_ids: Sequence[str], adopt_in: str | None, known: Sequence[str]
     ) -> list[Row]:

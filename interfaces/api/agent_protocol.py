@@ -131,9 +131,11 @@ def _bell(request: Request) -> AssignmentBell:
 
 
 @router.get("/me")
-async def me(agent: Agent) -> dict[str, Any]:
-    """The agent the credential acts for, and its workspace: a way to check a credential."""
-    return {"agent_id": agent.agent_id, "workspace": agent.workspace}
+async def me(pool: Pool, agent: Agent) -> dict[str, Any]:
+    """The agent the credential acts for, its workspace and its public key (null until it
+    has one): a way to check a credential."""
+    key = await pool.fetchval("SELECT public_key FROM agents WHERE agent_id = $1", agent.agent_id)
+    return {"agent_id": agent.agent_id, "workspace": agent.workspace, "public_key": key}
 
 
 @router.get("/assignments")

@@ -16,6 +16,7 @@ from goalkeeper.signing import public_key_of
 from interfaces.a2a import server as a2a
 from interfaces.api import (
     actions,
+    agent_keys,
     agent_protocol,
     agents,
     costs,
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(questions.router, prefix=PREFIX)
     app.include_router(work.router_for(settings), prefix=PREFIX)  # so does each of these
     app.include_router(agent_protocol.router, prefix=PREFIX)  # an agent's own credential
+    app.include_router(agent_keys.router, prefix=PREFIX)  # so does this one
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
     for module in (events, goals, requests, agents, costs, suggestions, health):
         app.include_router(module.router, prefix=PREFIX, dependencies=[read])
