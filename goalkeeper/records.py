@@ -356,7 +356,7 @@ def goal_started_message(goal_id: str, header: GoalSpec, tasks: int, partitioned
         else ""
     )
     how = f" in partitions of {header.partition_size}" if partitioned else ""
-    return f"goal {goal_id!r} started with {tasks} tasks{source}{how}"
+    return f"goal {goal_id!r} started with {tasks} task{'s' if tasks != 1 else ''}{source}{how}"
 
 
 class CheckResult(BaseModel):

@@ -34,3 +34,18 @@ async def insert_tasks(
             for n, t in enumerate(tasks)
         ],
     )
+
+
+MAX_SKILLS_OFFERED = 200
+"""Skills a form offers at most: a hint, not a limit on what may be asked for."""
+
+
+async def workspace_skills(connection: Connection, workspace: str) -> list[str]:
+    """The skills the workspace's agents have, for a form to offer when adding a task."""
+    rows = await connection.fetch(
+        "SELECT DISTINCT skill FROM agents, unnest(skills) AS skill WHERE workspace = $1 "
+        "ORDER BY skill LIMIT $2",
+        workspace,
+        MAX_SKILLS_OFFERED,
+    )
+    return [r["skill"] for r in rows]

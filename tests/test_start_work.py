@@ -1,7 +1,8 @@
 """Work started from the dashboard in a real browser: a question asked in the Ask box
-followed to its answer, and a goal started from a shipped runbook through the New goal
-form, bad input shown next to it first; with the pages' screenshots at laptop and phone
-sizes (`make screenshots` writes them to docs/screenshots)."""
+followed to its answer, a goal started from a shipped runbook through the New goal form,
+and a task added to a running goal from its page, bad input shown next to each form
+first; with the pages' screenshots at laptop and phone sizes (`make screenshots` writes
+them to docs/screenshots)."""
 
 import os
 import uuid
@@ -23,7 +24,7 @@ from interfaces.stack import TemporalDevServer
 from store.runbooks import add_runbook
 from store.tokens import new_token
 from tests import web
-from tests.helpers import ROOT, running_agents
+from tests.helpers import ROOT, events, eventually, goal_spec, running_agents, start_goal
 
 SCREENSHOTS = "GOALKEEPER_SCREENSHOTS"
 """Where `make screenshots` has the pages' screenshots written (docs/screenshots)."""
@@ -140,3 +141,63 @@ async def test_ask_and_start_a_goal_from_the_forms_with_screenshots(
         row = await pool.fetchrow("SELECT workspace, spec FROM goals WHERE goal_id = $1", goal_id)
         assert row is not None and row["workspace"] == workspace
         await client.get_workflow_handle(goal_id).terminate()
+
+
+async def test_add_a_task_to_a_running_goal_from_its_page_with_screenshots(
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    browser: webdriver.Chrome,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    workspace: str,
+    tmp_path: Path,
+) -> None:
+    where = Path(os.environ.get(SCREENSHOTS) or tmp_path)
+    where = where if where.is_absolute() else ROOT / where
+    settings = Settings(
+        database_url=database_url, temporal_address=temporal_server.address, task_queue=task_queue
+    )
+    token = (await new_token(pool, "ops-lead", [workspace]))["token"]
+    # No agent serves the workspace: the goal runs on, waiting, while a task is added.
+    spec = goal_spec(workspace=workspace, approvers=["ops-lead"])
+    goal = await start_goal(client, spec, task_queue)
+    await eventually(
+        lambda: pool.fetchval("SELECT 1 FROM tasks WHERE goal_id = $1", goal.id),
+        what="the goal's task in the read model",
+    )
+    form = "#add-task form"
+    with web.serve(create_app(settings)) as base:
+        web.sign_in(browser, base, token)
+        browser.get(f"{base}/goals/{goal.id}")
+        browser.find_element(By.CSS_SELECTOR, "#add-task summary").click()
+
+        def field(name: str) -> Any:
+            return browser.find_element(By.CSS_SELECTOR, f"{form} [name='{name}']")
+
+        field("tasks.id").send_keys("follow-up")
+        field("tasks.title").send_keys("Follow up with the readers")
+        field("tasks.skill").send_keys("writing")
+        field("tasks.depends_on").send_keys("t1, nope")
+        field("reason").send_keys("the readers asked for more")
+        browser.find_element(By.CSS_SELECTOR, f"{form} button[type=submit]").click()
+        refused = await web.wait_until(browser, answer_of(form, "nope"), "the refusal shown")
+        assert "depends_on" in refused or "unknown" in refused, refused
+
+        field("tasks.depends_on").clear()
+        field("tasks.depends_on").send_keys("t1")
+        browser.find_element(By.CSS_SELECTOR, f"{form} button[type=submit]").click()
+        await web.wait_until(browser, answer_of(form, "done"), "the task added")
+
+        def listed(driver: WebDriver) -> bool:
+            return bool(driver.find_elements(By.CSS_SELECTOR, "#tasks tr[data-task-id=follow-up]"))
+
+        await web.wait_until(browser, listed, "the added task in the goal's tasks")
+        shoot(browser, where, "add-task")
+    row = await pool.fetchrow(
+        "SELECT depends_on, skill FROM tasks WHERE goal_id = $1 AND task_id = 'follow-up'", goal.id
+    )
+    assert row is not None and (row["depends_on"], row["skill"]) == (["t1"], "writing")
+    trail = [r for r in await events(pool, goal.id) if r["kind"] == "tasks_added"]
+    assert len(trail) == 1 and "ops-lead" in trail[0]["message"], trail
+    await goal.terminate()

@@ -42,6 +42,7 @@ from store import a2a
 from store.deliverables import read_deliverable
 from store.events import latest_events
 from store.runbooks import fetch_runbook, list_runbooks
+from store.tasks import workspace_skills
 from store.tokens import InvalidToken, token_holder
 
 HERE = Path(__file__).parent
@@ -188,6 +189,7 @@ async def goal_page(
         events=await latest_events(pool, goal_id, TRAIL),
         kinds=[kind.value for kind in EventKind],
         deliverable=await read_deliverable(pool, goal_id),
+        skills=await workspace_skills(pool, goal["workspace"]),
     )
 
 

@@ -296,7 +296,8 @@ class TaskWindow(TaskLedger):
             ReadModelActivities.record_event,
             self.event(
                 EventKind.TASKS_ADDED,
-                f"{len(specs)} tasks added to goal {self.goal_id!r} ({why}); "
+                f"{len(specs)} task{'s' if len(specs) != 1 else ''} added to goal "
+                f"{self.goal_id!r} ({why}); "
                 f"it now has {len(self.specs)}",
                 detail={"task_ids": [t.id for t in specs[:50]], "count": len(specs)},
                 key=(first,),

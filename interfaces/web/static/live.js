@@ -76,10 +76,14 @@ async function act(form, submitter) {
   for (const field of form.querySelectorAll("input, select, textarea")) {
     if (!field.name || field.value === "" || field.matches(":disabled")) continue;
     const numeric = field.type === "number" || field.dataset.type === "number";
-    // "parameters.region" goes to body.parameters.region: one level of nesting is enough.
+    // "parameters.region" goes to body.parameters.region: one level of nesting is enough;
+    // where the form sends one item of a list (data-one="tasks"), "tasks.id" goes to
+    // body.tasks[0].id. A data-list field's commas make a list.
     const [name, inner] = field.name.split(".", 2);
-    const value = numeric ? Number(field.value) : field.value;
+    let value = numeric ? Number(field.value) : field.value;
+    if (field.dataset.list !== undefined) value = value.split(",").map((v) => v.trim()).filter(Boolean);
     if (inner === undefined) body[name] = value;
+    else if (form.dataset.one === name) ((body[name] = body[name] || [{}])[0])[inner] = value;
     else (body[name] = body[name] || {})[inner] = value;
   }
   if (submitter && submitter.name) body[submitter.name] = submitter.value;
