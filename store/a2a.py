@@ -165,3 +165,49 @@ async def open_questions(
         workspaces,
         limit,
     )
+
+
+async def keep_task(
+    pool: asyncpg.Pool, assignment_id: str, agent_id: str, a2a_task_id: str
+) -> None:
+    """Remember the A2A task an assignment became, for a bridge that restarts."""
+    await pool.execute(
+        "INSERT INTO a2a_member_tasks (assignment_id, agent_id, a2a_task_id) VALUES ($1, $2, $3) "
+        "ON CONFLICT (assignment_id) DO UPDATE SET a2a_task_id = EXCLUDED.a2a_task_id",
+        uuid.UUID(assignment_id),
+        agent_id,
+        a2a_task_id,
+    )
+
+
+async def kept_task(pool: asyncpg.Pool, assignment_id: str) -> str | None:
+    """The A2A task an assignment became before the bridge restarted, if any."""
+    found: str | None = await pool.fetchval(
+        "SELECT a2a_task_id FROM a2a_member_tasks WHERE assignment_id = $1",
+        uuid.UUID(assignment_id),
+    )
+    return found
+
+
+async def forget_task(pool: asyncpg.Pool, assignment_id: str) -> None:
+    """The assignment's A2A task is over for Goalkeeper: nothing to resume."""
+    await pool.execute(
+        "DELETE FROM a2a_member_tasks WHERE assignment_id = $1", uuid.UUID(assignment_id)
+    )
+
+
+async def still_assigned(pool: asyncpg.Pool, assignment_id: str) -> bool:
+    """Whether the assignment is still its agent's (not ended, taken away or reassigned)."""
+    status = await pool.fetchval(
+        "SELECT status::text FROM assignments WHERE assignment_id = $1", uuid.UUID(assignment_id)
+    )
+    return bool(status == "active")
+
+
+async def questions_answered(pool: asyncpg.Pool, assignment_id: str) -> int:
+    """How many of an assignment's questions were answered: a resumed bridge counts on."""
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM a2a_questions WHERE assignment_id = $1 AND answered_at IS NOT NULL",
+        uuid.UUID(assignment_id),
+    )
+    return count

@@ -25,3 +25,12 @@ CREATE TABLE IF NOT EXISTS a2a_questions (
 );
 CREATE INDEX IF NOT EXISTS a2a_questions_open ON a2a_questions (goal_id, task_id)
     WHERE answered_at IS NULL;
+
+-- The A2A task each assignment of an A2A agent became, while the bridge follows it: a
+-- bridge that restarts follows it again instead of sending the work a second time.
+CREATE TABLE IF NOT EXISTS a2a_member_tasks (
+    assignment_id  uuid PRIMARY KEY,
+    agent_id       text NOT NULL,
+    a2a_task_id    text NOT NULL,
+    sent_at        timestamptz NOT NULL DEFAULT now()
+);

@@ -146,15 +146,21 @@ class A2ABridge:
         config = ClientConfig(streaming=False, polling=True, httpx_client=self.http)
         client = ClientFactory(config).create(parse_agent_card(dict(row["card"])))
         task_id: str | None = None
+        ended = True  # False while the A2A task may go on for a bridge that restarts
         try:
-            reply = await self._send(client, work, message_of(work))
-            if reply.HasField("message"):  # an answer at once, with no task to follow
-                return WorkResult(result=result_of(reply.message.parts, work.agent_id))
-            task_id = reply.task.id
-            return await self._follow(client, work, reply.task)
+            task = await self._resumed(client, work)
+            if task is None:
+                reply = await self._send(client, work, message_of(work))
+                if reply.HasField("message"):  # an answer at once, with no task to follow
+                    return WorkResult(result=result_of(reply.message.parts, work.agent_id))
+                task = reply.task
+                await a2a.keep_task(self.pool, work.assignment_id, work.agent_id, task.id)
+            task_id = task.id
+            asked = await a2a.questions_answered(self.pool, work.assignment_id)
+            return await self._follow(client, work, task, asked)
         except asyncio.CancelledError:
             if task_id is not None:
-                await asyncio.shield(self._cancel(client, work, task_id))
+                ended = await asyncio.shield(self._taken_away(client, work, task_id))
             raise
         except A2AFailure:
             raise
@@ -163,6 +169,40 @@ class A2ABridge:
             raise A2AFailure(
                 f"A2A agent {work.agent_id} at {row['url']}: {type(exc).__name__}: {exc}"
             ) from exc
+        finally:
+            if ended and task_id is not None:
+                await asyncio.shield(a2a.forget_task(self.pool, work.assignment_id))
+
+    async def _resumed(self, client: A2AClient, work: Work) -> Task | None:
+        """The A2A task this assignment became before the bridge restarted, read again;
+        None if there is none, or the agent no longer knows it (the work is sent anew)."""
+        kept = await a2a.kept_task(self.pool, work.assignment_id)
+        if kept is None:
+            return None
+        try:
+            async with asyncio.timeout(CALL_SECONDS):
+                task = await client.get_task(GetTaskRequest(id=kept))
+        except Exception as exc:
+            log.warning(
+                "A2A agent %s no longer knows task %s of %s/%s (%s): sending the work again",
+                work.agent_id,
+                kept,
+                work.goal_id,
+                work.task_id,
+                exc,
+            )
+            return None
+        log.info("following A2A task %s of %s again after a restart", kept, work.agent_id)
+        return task
+
+    async def _taken_away(self, client: A2AClient, work: Work, task_id: str) -> bool:
+        """Cancel the agent's A2A task if its assignment was taken away; True if so. A
+        bridge stopping leaves it running, for the next bridge to follow."""
+        if await a2a.still_assigned(self.pool, work.assignment_id):
+            log.info("leaving A2A task %s of %s to the next bridge", task_id, work.agent_id)
+            return False
+        await self._cancel(client, work, task_id)
+        return True
 
     async def _send(self, client: A2AClient, work: Work, message: Message) -> Any:
         request = SendMessageRequest(
@@ -173,9 +213,9 @@ class A2ABridge:
                 return reply
         raise A2AFailure(f"A2A agent {work.agent_id} sent no reply to its assignment")
 
-    async def _follow(self, client: A2AClient, work: Work, task: Task) -> WorkResult:
-        """Read the A2A task until it ends, passing its questions to the approvers."""
-        asked = 0
+    async def _follow(self, client: A2AClient, work: Work, task: Task, asked: int) -> WorkResult:
+        """Read the A2A task until it ends, passing its questions to the approvers (`asked`
+        of them answered already, before a restart)."""
         while True:
             state = task.status.state
             if state in _DONE:
