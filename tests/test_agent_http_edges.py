@@ -17,9 +17,11 @@ from temporalio.client import Client
 
 from goalkeeper.statuses import TaskStatus
 from interfaces.agents import registry
+from interfaces.agents.http_transport import HttpTransport
 from interfaces.api.app import create_app
+from interfaces.cli.serve import Dashboard
 from interfaces.config import Settings
-from interfaces.stack import free_port
+from interfaces.stack import TemporalDevServer, free_port
 from store.agent_credentials import new_credential, revoke_credential
 from tests.helpers import eventually, goal_spec, start_goal, wait_task
 
@@ -139,3 +141,45 @@ async def test_an_oversized_body_is_refused_unread_and_recorded_against_its_agen
     view = await wait_task(client, goal.id, "t1", TaskStatus.ASSIGNED)
     assert view.assignment_id == work["assignment_id"] and view.result is None
     await registry.take_offline(pool, [agent_id, revoked_id])
+
+
+async def test_an_open_long_poll_is_answered_when_the_api_stops(
+    pool: asyncpg.Pool, workspace: str, database_url: str, temporal_server: TemporalDevServer
+) -> None:
+    polling, auth = await agent_with_credential(pool, workspace, "polling")
+    running, theirs = await agent_with_credential(pool, workspace, "running")
+    streaming, watch = await agent_with_credential(pool, workspace, "streaming")
+    settings = Settings(database_url=database_url, temporal_address=temporal_server.address)
+    dashboard = Dashboard(settings, free_port())  # as `serve` runs it, and stops it
+    await dashboard.start()
+    app = dashboard.app
+    assert app is not None
+    transport = HttpTransport(dashboard.url, theirs["Authorization"].removeprefix("Bearer "))
+    await transport.open()
+    try:
+        async with httpx.AsyncClient(base_url=f"{dashboard.url}api/v1/agent") as http:
+            poll = asyncio.create_task(
+                http.get("/assignments", params={"wait": 60}, headers=auth, timeout=90)
+            )
+            runner = asyncio.create_task(transport.assignments([running], None, []))
+            async with http.stream("GET", "/assignments/stream", headers=watch) as stream:
+
+                async def all_wait() -> bool:
+                    bell = getattr(app.state, "assignment_bell", None)
+                    return bell is not None and bell.waiting == {polling, running, streaming}
+
+                await eventually(all_wait, what="the three agents to wait for work")
+                await dashboard.stop()
+                answer = await poll
+                found = await runner
+                streamed = await stream.aread()  # it ends: no cut-off chunked body
+    finally:
+        await transport.close()
+        await dashboard.stop()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"].startswith(PROBLEM)
+    assert answer.headers["retry-after"] == "5"
+    assert "the API is stopping" in answer.json()["detail"]
+    assert found == []  # the agent runner's transport takes it as no work yet, and goes on
+    assert stream.status_code == 200 and b"assignment" not in streamed
+    await registry.take_offline(pool, [polling, running, streaming])

@@ -66,6 +66,9 @@ SENT_AS_SIGNAL = "sent"
 """The `status` answered when the task had no answer in time and was sent the signal: it
 judges the message later, and records a refusal in the goal's trail."""
 
+STOPPING_RETRY_SECONDS = 5
+"""The Retry-After of a poll answered because the API stops."""
+
 MAX_SEEN = 200
 """Assignment ids an agent may say it has (an agent holds at most its capacity)."""
 
@@ -204,6 +207,33 @@ def _body(description: str, *, required: bool = True) -> dict[str, Any]:
     return {"requestBody": {"required": required, "content": content}}
 
 
+def _stopping(app: Any) -> asyncio.Event:
+    """Set once the API begins to stop."""
+    stopping: asyncio.Event | None = getattr(app.state, "agents_stopping", None)
+    if stopping is None:
+        stopping = app.state.agents_stopping = asyncio.Event()
+    return stopping
+
+
+def stop_waiting(app: Any) -> None:
+    """Tell the agents waiting on `app` that it stops: each long poll answers at once (503,
+    try again) and each assignment stream ends, rather than be cut off by the server."""
+    _stopping(app).set()
+    bell: AssignmentBell | None = getattr(app.state, "assignment_bell", None)
+    if bell is not None:
+        bell.ring_all()
+
+
+def _stopped() -> Problem:
+    return Problem(
+        503,
+        "API stopping",
+        f"the API is stopping: expected to answer again shortly; poll again in "
+        f"{STOPPING_RETRY_SECONDS} seconds (or at another instance)",
+        headers={"Retry-After": str(STOPPING_RETRY_SECONDS)},
+    )
+
+
 def _bell(request: Request) -> AssignmentBell:
     bell: AssignmentBell | None = getattr(request.app.state, "assignment_bell", None)
     if bell is None:
@@ -218,6 +248,10 @@ async def me(agent: Agent) -> dict[str, Any]:
 
 
 @router.get("/assignments")
+@answers(
+    {503: "the API is stopping: poll again after Retry-After"},
+    headers={"Retry-After": "seconds to wait before polling again"},
+)
 async def assignments(
     request: Request,
     pool: Pool,
@@ -235,9 +269,12 @@ async def assignments(
     its dependencies' results, rework comments); waits up to `wait` seconds for one not
     `seen`."""
     deadline = time.monotonic() + wait
+    stopping = _stopping(request.app)
     async with _bell(request).listening(agent.agent_id) as rung:
         while True:
             rung.clear()  # before reading, so a notice while it reads is not lost
+            if stopping.is_set():
+                raise _stopped()
             rows = await registry.active_assignments(pool, [agent.agent_id])
             left = deadline - time.monotonic()
             if any(r["assignment_id"] not in seen for r in rows) or left <= 0:
@@ -268,7 +305,7 @@ async def assignment_stream(request: Request, pool: Pool, agent: Agent) -> Strea
     as_holder = Access(agent.agent_id, f"agent:{agent.credential_id}", None)
     close = request.app.state.stream_limits.open(as_holder, address)
     return _EventStream(
-        _assignment_events(pool, _bell(request), agent.agent_id),
+        _assignment_events(pool, _bell(request), agent.agent_id, _stopping(request.app)),
         on_close=close,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -276,14 +313,16 @@ async def assignment_stream(request: Request, pool: Pool, agent: Agent) -> Strea
 
 
 async def _assignment_events(
-    pool: asyncpg.Pool, bell: AssignmentBell, agent_id: str
+    pool: asyncpg.Pool, bell: AssignmentBell, agent_id: str, stopping: asyncio.Event
 ) -> AsyncGenerator[str]:
     """Each active assignment of the agent once, as an SSE message, and a keepalive line
-    when there is nothing to say."""
+    when there is nothing to say; it ends when the API stops (the agent reconnects)."""
     sent: set[str] = set()
     async with bell.listening(agent_id) as rung:
         while True:
             rung.clear()  # before reading, so a notice while it reads is not lost
+            if stopping.is_set():
+                return
             rows = await registry.active_assignments(pool, [agent_id])
             for row in rows:
                 if row["assignment_id"] not in sent:
