@@ -551,7 +551,14 @@ def only(served: Served) -> str:
 async def test_a_card_at_an_address_not_allowed_is_refused_unfetched(
     pool: asyncpg.Pool, workspace: str, database_url: str
 ) -> None:
-    async with a2a_agent() as served, a2a_agent() as other:
+    async def by_name(request: Any) -> Response:
+        # Called at the address it resolved to, the request still names the host it asked.
+        if not request.headers["host"].startswith("localhost:"):
+            return Response(status_code=421)
+        return JSONResponse(card_json(card_of(f"http://{request.headers['host']}")))
+
+    extra = [Route("/named/.well-known/agent-card.json", by_name)]
+    async with a2a_agent(extra) as served, a2a_agent() as other:
         agent_id = f"{workspace}-inside"
         refused = {
             "unlisted": await register(database_url, agent_id, "--a2a", served.url, allowed=""),
@@ -570,6 +577,13 @@ async def test_a_card_at_an_address_not_allowed_is_refused_unfetched(
             ),
         }
         allowed = await register(database_url, agent_id, "--a2a", served.url, allowed=only(served))
+        by_range = await register(
+            database_url,
+            f"{agent_id}-by-range",
+            "--a2a",
+            served.url.replace("127.0.0.1", "localhost") + "/named",
+            allowed="127.0.0.0/8,::1",
+        )
     assert {k: r.code for k, r in refused.items()} == dict.fromkeys(refused, 1), refused
     for ran in refused.values():
         assert "is not a public address" in ran.err and SETTING in ran.err, ran.err
@@ -577,6 +591,7 @@ async def test_a_card_at_an_address_not_allowed_is_refused_unfetched(
     assert "localhost (resolving to 127.0.0.1)" in refused["by name"].err
     assert "refused to call http://169.254.169.254/latest/" in refused["metadata"].err
     assert allowed.code == 0, allowed.err
+    assert by_range.code == 0, by_range.err
 
 
 async def test_a_card_naming_an_interface_not_allowed_is_refused(

@@ -41,7 +41,7 @@ from goalkeeper.errors import GoalkeeperError
 from goalkeeper.limits import MAX_ERROR_CHARS, clip
 from goalkeeper.signing import public_key_of
 from interfaces.a2a.cards import Card, CardRefused, card_json, fetch_card
-from interfaces.a2a.reach import AddressRefused, Reach, checked_address, guarded_client
+from interfaces.a2a.reach import AddressRefused, Reach, checked_addresses, guarded_client
 from interfaces.agents import registry
 from interfaces.agents.runner import SWEEP_INTERVAL, AgentRunner, Work, WorkResult
 from interfaces.config import Settings
@@ -93,7 +93,7 @@ async def register(
         card = await fetch_card(url, http, pinned_key)
     for interface in card.card.supported_interfaces:
         try:
-            await checked_address(httpx.URL(interface.url), reach)
+            await checked_addresses(httpx.URL(interface.url), reach)
         except (AddressRefused, httpx.InvalidURL) as exc:
             raise CardRefused(card.url, f"its interface {interface.url!r}: {exc}") from None
     await registry.register_agent(pool, agent_id, workspace, card.skills, capacity)

@@ -97,8 +97,8 @@ async def addresses_of(host: str, port: int) -> list[IPAddress]:
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found))
 
 
-async def checked_address(url: httpx.URL, reach: Reach) -> IPAddress | None:
-    """The address to call `url` at, once checked; None where its host is listed by name
+async def checked_addresses(url: httpx.URL, reach: Reach) -> list[IPAddress] | None:
+    """The addresses to call `url` at, once checked; None where its host is listed by name
     (then it is called as the system resolves it). `AddressRefused` says why not."""
     if url.scheme not in ("http", "https"):
         raise AddressRefused(
@@ -123,7 +123,7 @@ async def checked_address(url: httpx.URL, reach: Reach) -> IPAddress | None:
             f"{host}{where} is not a public address: loopback, private, link-local, "
             "multicast and reserved ones are refused unless listed",
         )
-    return found[0]
+    return found
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
@@ -136,17 +136,25 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self.inner = inner or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        address = await checked_address(request.url, self.reach)
-        if address is not None and str(address) != request.url.host:
+        addresses = await checked_addresses(request.url, self.reach)
+        if addresses is None or [str(a) for a in addresses] == [request.url.host]:
+            return await self.inner.handle_async_request(request)
+        failure: httpx.ConnectError | None = None
+        for address in addresses:  # in the resolver's order, as a client would try them
             extensions: dict[str, Any] = {"sni_hostname": request.url.host, **request.extensions}
-            request = httpx.Request(
+            pinned = httpx.Request(
                 request.method,
                 request.url.copy_with(host=str(address)),
                 headers=request.headers,  # its Host header still names the URL's host
-                stream=request.stream,
+                stream=request.stream,  # not yet read: a refused connection sends nothing
                 extensions=extensions,
             )
-        return await self.inner.handle_async_request(request)
+            try:
+                return await self.inner.handle_async_request(pinned)
+            except httpx.ConnectError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
     async def aclose(self) -> None:
         await self.inner.aclose()
