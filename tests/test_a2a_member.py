@@ -592,6 +592,9 @@ async def test_a_card_at_an_address_not_allowed_is_refused_unfetched(
     assert "refused to call http://169.254.169.254/latest/" in refused["metadata"].err
     assert allowed.code == 0, allowed.err
     assert by_range.code == 0, by_range.err
+    misread = await register(database_url, agent_id, "--a2a", served.url, allowed="a b,10.0.0.0/8")
+    assert misread.code == 2 and f"{SETTING} must be host names" in misread.err
+    assert "got 'a b'" in misread.err
 
 
 async def test_a_card_naming_an_interface_not_allowed_is_refused(
