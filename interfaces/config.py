@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from goalkeeper.learning import check_selection_mode
 from goalkeeper.seals import SealKeys
+from interfaces.a2a.reach import Reach
 from interfaces.codec import Keyring, parse_keys, read_keys_file
 from interfaces.secret import parse_secret, read_secret_file, stack_secret
 
@@ -63,6 +64,9 @@ class Settings:
     """Event streams one token may hold open at once."""
     api_streams_per_address: int = 8
     """Event streams one client address may hold open at once."""
+    a2a_reach: Reach = field(default_factory=Reach)
+    """The non-public hosts (names, name:port, CIDR ranges) A2A agents' cards, keys and
+    interfaces may be fetched from; public addresses are always allowed."""
     worker_secret: SealKeys | None = None
     """The keys that seal the workers' own messages; None: the embedded stack's file."""
 
@@ -111,6 +115,7 @@ class Settings:
             api_streams_per_address=_count(
                 env, "GOALKEEPER_API_STREAMS_PER_ADDRESS", cls.api_streams_per_address
             ),
+            a2a_reach=Reach.parse((env.get("GOALKEEPER_A2A_ALLOWED_HOSTS") or "").split(",")),
             worker_secret=_worker_secret(env),
         )
 

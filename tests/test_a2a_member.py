@@ -41,13 +41,19 @@ from temporalio.client import Client, WorkflowFailureError
 
 from goalkeeper import signing
 from goalkeeper.statuses import GoalStatus, TaskStatus
+from interfaces.a2a.cards import card_json
 from interfaces.a2a.member import MAX_RESULT_CHARS, serve_members
+from interfaces.a2a.reach import SETTING, Reach
 from interfaces.agents import registry
 from interfaces.stack import free_port
 from store.database import apply_schema, create_pool, login_url, scram_verifier
 from store.tokens import new_token
 from tests.helpers import PATIENCE, events, eventually, goal_spec, new_goal_id, start_goal
-from tests.starter import Ran, starter
+from tests.starter import Ran, run_starter, starter
+
+LOOPBACK = "127.0.0.1"
+"""What the tests let Goalkeeper call: their agents are served on loopback, which is
+refused unless listed."""
 
 
 @dataclass
@@ -118,16 +124,19 @@ def card_of(url: str, name: str = "Scribe") -> AgentCard:
 
 @asynccontextmanager
 async def a2a_agent(
-    extra: list[Route] | None = None, sign: ec.EllipticCurvePrivateKey | None = None
+    extra: list[Route] | None = None,
+    sign: ec.EllipticCurvePrivateKey | None = None,
+    jku: str | None = None,
 ) -> AsyncIterator[Served]:
-    """A real A2A agent (a2a-sdk's handler and routes) on a free port, with `extra` routes."""
+    """A real A2A agent (a2a-sdk's handler and routes) on a free port, with `extra` routes;
+    its card signed with `sign` names `jku` (by default its own /jwks.json)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     card = card_of(url)
     if sign is not None:
         pem = sign.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         card = create_agent_card_signer(
-            pem, {"kid": "k1", "alg": "ES256", "jku": f"{url}/jwks.json", "typ": "JOSE"}
+            pem, {"kid": "k1", "alg": "ES256", "jku": jku or f"{url}/jwks.json", "typ": "JOSE"}
         )(card)
     agent = Scripted()
     handler = DefaultRequestHandler(agent, InMemoryTaskStore(), card)
@@ -172,9 +181,14 @@ async def worker_login(pool: asyncpg.Pool, database_url: str) -> AsyncIterator[a
 
 
 @asynccontextmanager
-async def bridge(client: Client, pool: asyncpg.Pool, workspace: str) -> AsyncIterator[None]:
+async def bridge(
+    client: Client, pool: asyncpg.Pool, workspace: str, allowed: str = LOOPBACK
+) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    serving = asyncio.create_task(serve_members(client, pool, workspace, stop, sweep_interval=1))
+    reach = Reach.parse(allowed.split(","))
+    serving = asyncio.create_task(
+        serve_members(client, pool, workspace, stop, sweep_interval=1, reach=reach)
+    )
     try:
         yield
     finally:
@@ -182,8 +196,11 @@ async def bridge(client: Client, pool: asyncpg.Pool, workspace: str) -> AsyncIte
         await serving
 
 
-async def register(database_url: str, *args: str) -> Ran:
-    return await starter(database_url, "agent", "register", *args, "--json")
+async def register(database_url: str, *args: str, allowed: str = LOOPBACK) -> Ran:
+    """`starter.py agent register ARGS`, letting it call only `allowed` of the non-public
+    addresses (GOALKEEPER_A2A_ALLOWED_HOSTS)."""
+    env = {"DATABASE_URL": database_url, SETTING: allowed}
+    return await run_starter(env, "agent", "register", *args, "--json")
 
 
 async def answer(database_url: str, *args: str) -> Ran:
@@ -524,3 +541,156 @@ async def test_an_a2a_agents_question_is_answered_over_the_api(
     assert report.status is GoalStatus.COMPLETED
     refused = await events(pool, goal_id, "action_refused")
     assert len(refused) == 1 and "mallory" in refused[0]["message"]
+
+
+def only(served: Served) -> str:
+    """An allow-list naming one served agent's host and port, and nothing else local."""
+    return served.url.removeprefix("http://")
+
+
+async def test_a_card_at_an_address_not_allowed_is_refused_unfetched(
+    pool: asyncpg.Pool, workspace: str, database_url: str
+) -> None:
+    async def by_name(request: Any) -> Response:
+        # Called at the address it resolved to, the request still names the host it asked.
+        if not request.headers["host"].startswith("localhost:"):
+            return Response(status_code=421)
+        return JSONResponse(card_json(card_of(f"http://{request.headers['host']}")))
+
+    extra = [Route("/named/.well-known/agent-card.json", by_name)]
+    async with a2a_agent(extra) as served, a2a_agent() as other:
+        agent_id = f"{workspace}-inside"
+        refused = {
+            "unlisted": await register(database_url, agent_id, "--a2a", served.url, allowed=""),
+            "other port": await register(
+                database_url, agent_id, "--a2a", other.url, allowed=only(served)
+            ),
+            "by name": await register(
+                database_url,
+                agent_id,
+                "--a2a",
+                served.url.replace("127.0.0.1", "localhost"),
+                allowed=only(served),
+            ),
+            "metadata": await register(
+                database_url, agent_id, "--a2a", "http://169.254.169.254/latest", allowed=""
+            ),
+        }
+        allowed = await register(database_url, agent_id, "--a2a", served.url, allowed=only(served))
+        by_range = await register(
+            database_url,
+            f"{agent_id}-by-range",
+            "--a2a",
+            served.url.replace("127.0.0.1", "localhost") + "/named",
+            allowed="127.0.0.0/8,::1",
+        )
+    assert {k: r.code for k, r in refused.items()} == dict.fromkeys(refused, 1), refused
+    for ran in refused.values():
+        assert "is not a public address" in ran.err and SETTING in ran.err, ran.err
+    assert f"refused to call {other.url}/.well-known/agent-card.json" in refused["other port"].err
+    assert "localhost (resolving to 127.0.0.1)" in refused["by name"].err
+    assert "refused to call http://169.254.169.254/latest/" in refused["metadata"].err
+    assert allowed.code == 0, allowed.err
+    assert by_range.code == 0, by_range.err
+    misread = await register(database_url, agent_id, "--a2a", served.url, allowed="a b,10.0.0.0/8")
+    assert misread.code == 2 and f"{SETTING} must be host names" in misread.err
+    assert "got 'a b'" in misread.err
+
+
+async def test_a_card_naming_an_interface_not_allowed_is_refused(
+    pool: asyncpg.Pool, workspace: str, database_url: str
+) -> None:
+    async with a2a_agent() as other:
+        targets = {"metadata": "http://169.254.169.254", "elsewhere": other.url}
+
+        async def card(request: Any) -> Response:
+            url = targets[request.path_params["name"]]
+            return JSONResponse(card_json(card_of(url)))
+
+        async with a2a_agent([Route("/{name}/.well-known/agent-card.json", card)]) as served:
+            agent_id = f"{workspace}-pointing"
+            refused = {
+                name: await register(
+                    database_url, agent_id, "--a2a", f"{served.url}/{name}", allowed=only(served)
+                )
+                for name in targets
+            }
+    for name, ran in refused.items():
+        assert ran.code == 1, ran.err
+        assert f"its interface '{targets[name]}/rpc'" in ran.err, ran.err
+        assert "is not a public address" in ran.err
+    assert await pool.fetchval("SELECT count(*) FROM agents WHERE agent_id = $1", agent_id) == 0
+    assert other.agent.seen == []
+
+
+async def test_a_redirect_is_followed_only_to_an_allowed_address(
+    pool: asyncpg.Pool, workspace: str, database_url: str
+) -> None:
+    async with a2a_agent() as other:
+
+        async def away(request: Any) -> Response:
+            return Response(
+                status_code=302, headers={"Location": f"{other.url}/.well-known/agent-card.json"}
+            )
+
+        async def home(request: Any) -> Response:
+            return Response(status_code=301, headers={"Location": "/.well-known/agent-card.json"})
+
+        extra = [
+            Route("/away/.well-known/agent-card.json", away),
+            Route("/home/.well-known/agent-card.json", home),
+        ]
+        async with a2a_agent(extra) as served:
+            agent_id = f"{workspace}-moved"
+            away_ran = await register(
+                database_url, agent_id, "--a2a", f"{served.url}/away", allowed=only(served)
+            )
+            home_ran = await register(
+                database_url, agent_id, "--a2a", f"{served.url}/home", allowed=only(served)
+            )
+    assert away_ran.code == 1
+    assert f"refused to call {other.url}/.well-known/agent-card.json" in away_ran.err
+    assert home_ran.code == 0, home_ran.err
+
+
+async def test_a_signed_cards_key_set_at_an_address_not_allowed_is_refused(
+    pool: asyncpg.Pool, workspace: str, database_url: str
+) -> None:
+    signer = ec.generate_private_key(ec.SECP256R1())
+
+    async def published(request: Any) -> Response:
+        return JSONResponse(jwks(signer))
+
+    # Signed with a key served elsewhere: verifiable, were Goalkeeper let call there.
+    async with (
+        a2a_agent([Route("/jwks.json", published)]) as keys,
+        a2a_agent(sign=signer, jku=f"{keys.url}/jwks.json") as served,
+    ):
+        agent_id = f"{workspace}-keyed"
+        refused = await register(database_url, agent_id, "--a2a", served.url, allowed=only(served))
+        both = f"{only(served)},{only(keys)}"
+        allowed = await register(database_url, agent_id, "--a2a", served.url, allowed=both)
+    assert refused.code == 1
+    assert f"its key set (jku) refused to call {keys.url}/jwks.json" in refused.err
+    assert allowed.code == 0 and allowed.json()["signed"] is True, allowed.err
+
+
+async def test_the_bridge_calls_no_interface_not_allowed(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str, database_url: str
+) -> None:
+    async with a2a_agent() as served, a2a_agent() as other:
+        agent_id = f"{workspace}-turned"
+        ran = await register(database_url, agent_id, "--a2a", served.url, "--workspace", workspace)
+        assert ran.code == 0, ran.err
+        # The stored card now names another local agent, one the bridge may not call.
+        card = await pool.fetchval("SELECT card FROM a2a_agents WHERE agent_id = $1", agent_id)
+        card["supportedInterfaces"][0]["url"] = f"{other.url}/rpc"
+        await pool.execute("UPDATE a2a_agents SET card = $2 WHERE agent_id = $1", agent_id, card)
+        spec = goal_spec(1, workspace, max_attempts=1)
+        async with bridge(client, pool, workspace, allowed=only(served)):
+            handle = await start_goal(client, spec, task_queue)
+            report = await asyncio.wait_for(handle.result(), PATIENCE)
+    (task,) = report.tasks
+    assert task.outcome is TaskStatus.FAILED
+    assert task.error is not None and f"refused to call {other.url}/rpc" in task.error
+    assert other.agent.seen == [] and served.agent.seen == []

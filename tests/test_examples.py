@@ -28,7 +28,7 @@ from store.agent_credentials import new_credential
 from store.tokens import new_token
 from tests import web
 from tests.helpers import PATIENCE, ROOT, events, eventually, goal_spec, start_goal, wait_task
-from tests.starter import starter
+from tests.starter import run_starter
 
 EXAMPLES = ROOT / "docs" / "examples"
 PAGE = ROOT / "docs" / "connect-an-agent.md"
@@ -246,12 +246,14 @@ async def test_the_a2a_example_serves_its_card_and_does_a_goal_through_the_bridg
 
         await eventually(card, what="the A2A example's card")
         agent_id = f"{workspace}-scribe"
-        ran = await starter(
-            database_url, "agent", "register", agent_id, "--a2a", url, "--workspace", workspace
+        allowed = {"GOALKEEPER_A2A_ALLOWED_HOSTS": f"127.0.0.1:{port}"}  # loopback, listed
+        ran = await run_starter(
+            {"DATABASE_URL": database_url, **allowed},
+            *("agent", "register", agent_id, "--a2a", url, "--workspace", workspace),
         )
         assert ran.code == 0, ran.err
         bridge = [sys.executable, str(ROOT / "agent.py"), "--a2a-bridge", "--workspace", workspace]
-        env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_server.address}
+        env = {"DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_server.address, **allowed}
         log = tmp_path / "bridge.log"
         with running(bridge, log, env) as process:
             results = await goal_done_by(client, pool, task_queue, workspace, process, log)

@@ -1,5 +1,7 @@
 """An A2A agent's card: fetched from its well-known path, bounded, parsed, its signature checked.
 
+Every fetch goes through the client it is given: the bridge's and the CLI's check each
+address (interfaces/a2a/reach.py), so a redirect is followed only to an allowed one.
 A card that is signed counts only if one of its signatures verifies (JWS over the card's
 canonical form, as `a2a-sdk` signs it) with a key the operator pinned or, without one, the
 key its `jku` names; a signed card that does not verify is refused, never used unsigned.
@@ -21,6 +23,7 @@ from jwt.exceptions import PyJWTError
 from jwt.utils import base64url_decode
 
 from goalkeeper.errors import GoalkeeperError
+from interfaces.a2a.reach import MAX_REDIRECTS, AddressRefused
 
 MAX_CARD_BYTES = 256 * 1024
 """Larger cards are refused: a card is a page of metadata, not a payload."""
@@ -102,7 +105,9 @@ async def fetch_card(
 async def _get(url: str, http: httpx.AsyncClient) -> bytes:
     """At most MAX_CARD_BYTES from `url`, or `CardRefused`."""
     try:
-        async with http.stream("GET", url, timeout=FETCH_SECONDS) as response:
+        async with http.stream(
+            "GET", url, timeout=FETCH_SECONDS, follow_redirects=True
+        ) as response:
             if response.status_code != 200:
                 raise CardRefused(url, f"expected HTTP 200, got {response.status_code}")
             body = b""
@@ -111,6 +116,10 @@ async def _get(url: str, http: httpx.AsyncClient) -> bytes:
                 if len(body) > MAX_CARD_BYTES:
                     raise CardRefused(url, f"expected at most {MAX_CARD_BYTES} bytes, got more")
             return body
+    except AddressRefused as exc:
+        raise CardRefused(url, str(exc)) from None
+    except httpx.TooManyRedirects:
+        raise CardRefused(url, f"expected at most {MAX_REDIRECTS} redirects, got more") from None
     except httpx.HTTPError as exc:
         raise CardRefused(url, f"cannot be fetched: {exc or type(exc).__name__}") from None
 
@@ -127,7 +136,11 @@ async def _keys(
             header = json.loads(base64url_decode(signature.protected.encode()))
             jku = header.get("jku") if isinstance(header, dict) else None
             if isinstance(jku, str) and jku:
-                found += PyJWKSet.from_dict(json.loads(await _get(jku, http))).keys
+                try:
+                    body = await _get(jku, http)
+                except CardRefused as exc:
+                    raise CardRefused(where, f"its key set (jku) {exc.reason}") from None
+                found += PyJWKSet.from_dict(json.loads(body)).keys
         return found
     except (PyJWTError, ValueError, TypeError) as exc:
         raise CardRefused(where, f"its signing key cannot be read: {exc}") from None

@@ -4,6 +4,8 @@ The bridge is a hook of the ordinary agent runner (`agent.py --a2a-bridge`), so 
 agent's assignments take the same path as any agent's: woken by NOTIFY, heartbeats while
 its A2A task runs, reports signed with a key the bridge holds for it, and the assignment
 taken away (at a deadline, on reassignment or when the goal stops) cancels its A2A task.
+Every call, at registration and by the bridge, goes only where GOALKEEPER_A2A_ALLOWED_HOSTS
+lets it (interfaces/a2a/reach.py).
 """
 
 import asyncio
@@ -38,9 +40,11 @@ from temporalio.client import Client as TemporalClient
 from goalkeeper.errors import GoalkeeperError
 from goalkeeper.limits import MAX_ERROR_CHARS, clip
 from goalkeeper.signing import public_key_of
-from interfaces.a2a.cards import Card, card_json, fetch_card
+from interfaces.a2a.cards import Card, CardRefused, card_json, fetch_card
+from interfaces.a2a.reach import AddressRefused, Reach, checked_addresses, guarded_client
 from interfaces.agents import registry
 from interfaces.agents.runner import SWEEP_INTERVAL, AgentRunner, Work, WorkResult
+from interfaces.config import Settings
 from interfaces.keyring import key_for
 from store import a2a
 
@@ -76,17 +80,22 @@ async def register(
     workspace: str,
     capacity: int = 1,
     pinned_key: dict[str, Any] | None = None,
-    http: httpx.AsyncClient | None = None,
+    reach: Reach | None = None,
 ) -> Card:
     """Register the A2A agent at `url` from its card: its skills become the agent's.
 
-    `CardRefused` (nothing registered) when the card cannot be fetched, is malformed, or
-    is signed and does not verify.
+    `CardRefused` (nothing registered) when the card cannot be fetched, is malformed, is
+    signed and does not verify, or it or an interface it names is at an address `reach`
+    (by default GOALKEEPER_A2A_ALLOWED_HOSTS) does not allow.
     """
-    async with contextlib.AsyncExitStack() as stack:
-        if http is None:
-            http = await stack.enter_async_context(httpx.AsyncClient())
+    reach = reach if reach is not None else Settings.from_env().a2a_reach
+    async with guarded_client(reach) as http:
         card = await fetch_card(url, http, pinned_key)
+    for interface in card.card.supported_interfaces:
+        try:
+            await checked_addresses(httpx.URL(interface.url), reach)
+        except (AddressRefused, httpx.InvalidURL) as exc:
+            raise CardRefused(card.url, f"its interface {interface.url!r}: {exc}") from None
     await registry.register_agent(pool, agent_id, workspace, card.skills, capacity)
     await a2a.store_member(pool, agent_id, card.url, card_json(card.card), card.signed)
     return card
@@ -164,6 +173,8 @@ class A2ABridge:
             raise
         except A2AFailure:
             raise
+        except AddressRefused as exc:  # the card names an address not allowed (any longer)
+            raise A2AFailure(f"A2A agent {work.agent_id}: {exc}") from None
         except Exception as exc:
             # Whatever the agent sent that the SDK cannot read fails the attempt, named.
             raise A2AFailure(
@@ -286,9 +297,11 @@ async def serve_members(
     workspace: str,
     stop: asyncio.Event,
     sweep_interval: float = SWEEP_INTERVAL,
+    reach: Reach | None = None,
 ) -> AgentRunner:
     """Serve the assignments of every A2A agent of a workspace until stopped, taking on
-    those registered meanwhile at each sweep.
+    those registered meanwhile at each sweep; the bridge calls only what `reach` (by
+    default GOALKEEPER_A2A_ALLOWED_HOSTS) allows.
 
     Each agent gets a key of its own, kept on this machine and registered as `agent.py`
     registers its agents' keys, so the reports made for it are signed as any agent's.
@@ -303,7 +316,8 @@ async def serve_members(
             "'python starter.py agent register NAME --a2a URL'",
             workspace,
         )
-    async with httpx.AsyncClient() as http:
+    reach = reach if reach is not None else Settings.from_env().a2a_reach
+    async with guarded_client(reach) as http:
         # The runner reads these same list and dict, so agents joined later are served.
         runner = AgentRunner(
             client, pool, agent_ids, A2ABridge(pool, http), sweep_interval=sweep_interval, keys=keys

@@ -21,6 +21,8 @@ import asyncpg
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.types import Scope
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -51,6 +53,8 @@ from workflows.messages import summarize_payload
 log = logging.getLogger("goalkeeper.api")
 
 router = APIRouter(prefix="/agent", tags=["agent protocol"])
+AGENT_PATH = "/api/v1/agent/"
+"""Where the router is served (the API's prefix and its own)."""
 
 MAX_WAIT_SECONDS = 60
 """The longest an agent's poll for work is held open."""
@@ -61,6 +65,9 @@ SIGNALS = {"report": "agent_report", "heartbeat": "agent_heartbeat"}
 SENT_AS_SIGNAL = "sent"
 """The `status` answered when the task had no answer in time and was sent the signal: it
 judges the message later, and records a refusal in the goal's trail."""
+
+STOPPING_RETRY_SECONDS = 5
+"""The Retry-After of a poll answered because the API stops."""
 
 MAX_SEEN = 200
 """Assignment ids an agent may say it has (an agent holds at most its capacity)."""
@@ -97,15 +104,7 @@ async def _agent(
     try:
         return await credential_holder(pool, bearer.credentials.strip())
     except RevokedCredential as exc:
-        # Recorded once per credential: a revoked one in use is worth an operator's look.
-        event = Event(
-            event_id=fact_id("agent-credential-revoked", exc.credential_id),
-            kind=EventKind.CREDENTIAL_REJECTED,
-            message=clip(f"agent protocol refused: {exc}", MAX_EVENT_MESSAGE_CHARS),
-            agent_id=exc.agent_id,
-            detail={"via": "http", "credential_id": exc.credential_id},
-        )
-        await insert_event(pool, event)
+        await _record_revoked(pool, exc)
         raise unauthorized(str(exc)) from exc
     except InvalidCredential as exc:
         log.warning("agent protocol refused a credential: %s", exc)
@@ -115,12 +114,124 @@ async def _agent(
 Agent = Annotated[CredentialHolder, Depends(_agent)]
 
 
+async def _record_revoked(pool: asyncpg.Pool, exc: RevokedCredential) -> None:
+    """Recorded once per credential: a revoked one in use is worth an operator's look."""
+    event = Event(
+        event_id=fact_id("agent-credential-revoked", exc.credential_id),
+        kind=EventKind.CREDENTIAL_REJECTED,
+        message=clip(f"agent protocol refused: {exc}", MAX_EVENT_MESSAGE_CHARS),
+        agent_id=exc.agent_id,
+        detail={"via": "http", "credential_id": exc.credential_id},
+    )
+    await insert_event(pool, event)
+
+
+async def record_oversized(
+    scope: Scope, limit: int, declared: int | None, counted: int | None
+) -> None:
+    """Record a body refused as too large on the agent protocol (BodyLimit's `on_refused`),
+    against the agent whose valid credential sent it, without reading the body.
+
+    A refusal is recorded only for a valid credential (in its goal's trail when the path
+    names one of its assignments, else as the agent's), a revoked one as its one
+    credential refusal, and nothing for a missing or unknown one: a stranger cannot fill
+    the trail. At most one credential lookup, one assignment lookup and one row.
+    """
+    path: str = scope.get("path", "")
+    if not path.startswith(AGENT_PATH):
+        return
+    scheme, _, credential = Headers(scope=scope).get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return
+    pool: asyncpg.Pool = scope["app"].state.pool
+    try:
+        try:
+            agent = await credential_holder(pool, credential.strip())
+        except RevokedCredential as exc:
+            await _record_revoked(pool, exc)
+            return
+        except InvalidCredential:
+            return
+        kind = (
+            EventKind.HEARTBEAT_REJECTED
+            if path.endswith("/heartbeat")
+            else EventKind.REPORT_REJECTED
+        )
+        size = f"Content-Length {declared:,}" if counted is None else f"{counted:,} bytes so far"
+        message = (
+            f"{scope.get('method', 'POST')} {path}: expected a body of at most {limit:,} bytes "
+            f"(GOALKEEPER_API_MAX_BODY_BYTES), got {size}; refused unread"
+        )
+        detail = {"path": path, "limit": limit, "declared": declared, "counted": counted}
+        row = await _assignment_of(pool, agent, path)
+        if row is not None:
+            await _record(pool, agent, row, kind, message, detail)
+            return
+        text = f"{kind.value.replace('_', ' ')} (agent protocol): {message}"
+        event = Event(
+            event_id=fact_id("agent-http", kind, agent.credential_id, message),
+            kind=kind,
+            message=clip(text, MAX_EVENT_MESSAGE_CHARS),
+            agent_id=agent.agent_id,
+            detail={"via": "http", "credential_id": agent.credential_id} | detail,
+        )
+        await insert_event(pool, event)
+    except (OSError, asyncpg.PostgresError) as exc:  # the 413 is answered all the same
+        log.warning("could not record a body too large on %s: %s", path, exc)
+
+
+async def _assignment_of(
+    pool: asyncpg.Pool, agent: CredentialHolder, path: str
+) -> asyncpg.Record | None:
+    """The credential's own assignment that an agent-protocol path names, if any."""
+    parts = path.removeprefix(AGENT_PATH).split("/")
+    if len(parts) < 2 or parts[0] != "assignments":
+        return None
+    try:
+        wanted = uuid.UUID(parts[1])
+    except ValueError:
+        return None
+    return await pool.fetchrow(
+        "SELECT assignment_id::text, goal_id, task_id FROM assignments "
+        "WHERE assignment_id = $1 AND agent_id = $2",
+        wanted,
+        agent.agent_id,
+    )
+
+
 def _body(description: str, *, required: bool = True) -> dict[str, Any]:
     """A JSON object body as the OpenAPI document shows it; the route reads it itself, so
     a malformed one is refused and recorded against its assignment."""
     schema = {"type": "object", "description": description}
     content = {"application/json": {"schema": schema}}
     return {"requestBody": {"required": required, "content": content}}
+
+
+def _stopping(app: Any) -> asyncio.Event:
+    """Set once the API begins to stop."""
+    stopping: asyncio.Event | None = getattr(app.state, "agents_stopping", None)
+    if stopping is None:
+        stopping = app.state.agents_stopping = asyncio.Event()
+    return stopping
+
+
+def stop_waiting(app: Any) -> None:
+    """Tell the agents waiting on `app` that it stops: each long poll answers at once (503,
+    try again) and each assignment stream ends, rather than be cut off by the server."""
+    _stopping(app).set()
+    bell: AssignmentBell | None = getattr(app.state, "assignment_bell", None)
+    if bell is not None:
+        bell.ring_all()
+
+
+def _stopped() -> Problem:
+    return Problem(
+        503,
+        "API stopping",
+        f"the API is stopping: expected to answer again shortly; poll again in "
+        f"{STOPPING_RETRY_SECONDS} seconds (or at another instance)",
+        headers={"Retry-After": str(STOPPING_RETRY_SECONDS)},
+    )
 
 
 def _bell(request: Request) -> AssignmentBell:
@@ -139,6 +250,10 @@ async def me(pool: Pool, agent: Agent) -> dict[str, Any]:
 
 
 @router.get("/assignments")
+@answers(
+    {503: "the API is stopping: poll again after Retry-After"},
+    headers={"Retry-After": "seconds to wait before polling again"},
+)
 async def assignments(
     request: Request,
     pool: Pool,
@@ -156,9 +271,12 @@ async def assignments(
     its dependencies' results, rework comments); waits up to `wait` seconds for one not
     `seen`."""
     deadline = time.monotonic() + wait
+    stopping = _stopping(request.app)
     async with _bell(request).listening(agent.agent_id) as rung:
         while True:
             rung.clear()  # before reading, so a notice while it reads is not lost
+            if stopping.is_set():
+                raise _stopped()
             rows = await registry.active_assignments(pool, [agent.agent_id])
             left = deadline - time.monotonic()
             if any(r["assignment_id"] not in seen for r in rows) or left <= 0:
@@ -189,7 +307,7 @@ async def assignment_stream(request: Request, pool: Pool, agent: Agent) -> Strea
     as_holder = Access(agent.agent_id, f"agent:{agent.credential_id}", None)
     close = request.app.state.stream_limits.open(as_holder, address)
     return _EventStream(
-        _assignment_events(pool, _bell(request), agent.agent_id),
+        _assignment_events(pool, _bell(request), agent.agent_id, _stopping(request.app)),
         on_close=close,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -197,14 +315,16 @@ async def assignment_stream(request: Request, pool: Pool, agent: Agent) -> Strea
 
 
 async def _assignment_events(
-    pool: asyncpg.Pool, bell: AssignmentBell, agent_id: str
+    pool: asyncpg.Pool, bell: AssignmentBell, agent_id: str, stopping: asyncio.Event
 ) -> AsyncGenerator[str]:
     """Each active assignment of the agent once, as an SSE message, and a keepalive line
-    when there is nothing to say."""
+    when there is nothing to say; it ends when the API stops (the agent reconnects)."""
     sent: set[str] = set()
     async with bell.listening(agent_id) as rung:
         while True:
             rung.clear()  # before reading, so a notice while it reads is not lost
+            if stopping.is_set():
+                return
             rows = await registry.active_assignments(pool, [agent_id])
             for row in rows:
                 if row["assignment_id"] not in sent:

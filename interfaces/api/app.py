@@ -118,7 +118,11 @@ def create_app(
     _docs(app)
     mcp.install(app, settings)
     # The last added runs first: a foreign Host is refused before a body is even counted.
-    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.api_max_body_bytes,
+        on_refused=agent_protocol.record_oversized,  # an agent's refusals are recorded
+    )
     app.add_middleware(HostCheck, hosts=hosts)
     return app
 

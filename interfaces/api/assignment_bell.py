@@ -54,8 +54,17 @@ class AssignmentBell:
         for rung in self._waiting.get(agent_id, ()):
             rung.set()
 
-    def _lost(self) -> None:
-        log.warning("the assignment listener's connection was lost; waiting agents poll again")
+    @property
+    def waiting(self) -> frozenset[str]:
+        """The agents waiting now."""
+        return frozenset(self._waiting)
+
+    def ring_all(self) -> None:
+        """Wake every waiting agent: each reads its inbox again, and sees why it was woken."""
         for waiting in self._waiting.values():
             for rung in waiting:
                 rung.set()
+
+    def _lost(self) -> None:
+        log.warning("the assignment listener's connection was lost; waiting agents poll again")
+        self.ring_all()

@@ -3,6 +3,7 @@ DNS-rebinding page's requests name the attacker's host) and bodies over the size
 (refused from `Content-Length`, or counted while they stream in)."""
 
 import ipaddress
+from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -80,27 +81,36 @@ class BodyTooLarge(HTTPException):
         self.limit = limit
 
 
+OnRefused = Callable[[Scope, int, int | None, int | None], Awaitable[None]]
+"""Told of each body refused as too large: the request's scope, the limit, the declared
+Content-Length (None if absent or malformed) and the bytes counted (None if unread)."""
+
+
 @answers({413: "a request body over GOALKEEPER_API_MAX_BODY_BYTES"})
 class BodyLimit:
     """Refuses (413) a request whose body is over `limit` bytes, before it is read whole.
 
     A body at most twice the limit is read to its end (and dropped) before the answer, so
     its client, still sending, gets the 413 rather than a reset connection; a larger one
-    is answered at once.
+    is answered at once. `on_refused`, if given, is told of each refusal first (to record
+    it), without the body.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, on_refused: OnRefused | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            if declared.isdigit() and int(declared) <= 2 * self.limit:
-                await self._drop(receive, int(declared))
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if declared is not None and (size is None or size > self.limit):
+            if size is not None and size <= 2 * self.limit:
+                await self._drop(receive, size)
+            await self._told(scope, size, None)
             await self._refuse(scope, receive, send, f"got Content-Length {declared}")
             return
         received = 0
@@ -113,10 +123,15 @@ class BodyLimit:
                 if received > self.limit:
                     if message.get("more_body"):
                         await self._drop(receive, self.limit)
+                    await self._told(scope, size, received)
                     raise BodyTooLarge(self.limit)
             return message
 
         await self.app(scope, counted, send)
+
+    async def _told(self, scope: Scope, declared: int | None, counted: int | None) -> None:
+        if self.on_refused is not None:
+            await self.on_refused(scope, self.limit, declared, counted)
 
     async def _drop(self, receive: Receive, at_most: int) -> None:
         """Read and drop the rest of a body, up to `at_most` bytes."""

@@ -30,7 +30,13 @@ async def register(session: Session, args: argparse.Namespace) -> None:
     pinned = _pinned_key(args.card_key) if args.card_key else None
     try:
         card = await member.register(
-            await session.pool(), args.agent_id, args.a2a, args.workspace, args.capacity, pinned
+            await session.pool(),
+            args.agent_id,
+            args.a2a,
+            args.workspace,
+            args.capacity,
+            pinned,
+            session.settings.a2a_reach,
         )
     except CardRefused as exc:
         raise CliError(str(exc)) from exc

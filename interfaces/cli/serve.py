@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import uvicorn
+from fastapi import FastAPI
 
+from interfaces.api.agent_protocol import stop_waiting
 from interfaces.api.app import create_app
 from interfaces.api.guards import is_loopback
 from interfaces.cli.commands import Command, Commands
@@ -91,6 +93,8 @@ class Dashboard:
         self.settings = settings
         self.port, self.host, self.option = port, host, option
         self.quiet = quiet
+        self.app: FastAPI | None = None
+        """The app, once started."""
         self._socket: socket.socket | None = None
         self._server: _SignalFreeServer | None = None
         self._serving: asyncio.Task[None] | None = None
@@ -106,7 +110,7 @@ class Dashboard:
         Raises CliError when the port cannot be had or the app cannot reach its servers.
         """
         try:
-            app = create_app(self.settings, bind_host=self.host)
+            self.app = app = create_app(self.settings, bind_host=self.host)
         except ValueError as exc:
             raise CliError(str(exc), EXIT_USAGE) from exc
         self._socket = _listen(self.host, self.port, self.option)
@@ -158,6 +162,11 @@ class _SignalFreeServer(uvicorn.Server):
             await super().startup(sockets)
         finally:
             self.settled.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Waiting agents are answered before the grace period starts, not cut off after it.
+        stop_waiting(self.config.app)
+        await super().shutdown(sockets)
 
 
 async def _serve(server: _SignalFreeServer, listening: socket.socket) -> None:
