@@ -21,10 +21,11 @@ from temporalio.client import Client
 
 from goalkeeper.statuses import GoalStatus
 from interfaces.a2a.member import register, serve_members
+from interfaces.a2a.reach import Reach
 from interfaces.agents import registry
 from interfaces.stack import free_port
 from tests.helpers import PATIENCE, eventually, goal_spec, start_goal
-from tests.test_a2a_member import card_of
+from tests.test_a2a_member import LOOPBACK, card_of
 
 
 @dataclass
@@ -77,14 +78,15 @@ async def test_a_restarted_bridge_follows_the_a2a_task_it_had_sent(
     client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
 ) -> None:
     agent_id = f"{workspace}-slow"
+    reach = Reach.parse([LOOPBACK])
     async with slow_agent() as (url, agent):
-        await register(pool, agent_id, url, workspace)
+        await register(pool, agent_id, url, workspace, reach=reach)
         spec = goal_spec(workspace=workspace, heartbeat_timeout_seconds=60)
         goal = await start_goal(client, spec, task_queue)
 
         first_stop = asyncio.Event()
         first = asyncio.create_task(
-            serve_members(client, pool, workspace, first_stop, sweep_interval=0.5)
+            serve_members(client, pool, workspace, first_stop, sweep_interval=0.5, reach=reach)
         )
         kept = await eventually(
             lambda: pool.fetchrow(
@@ -106,7 +108,7 @@ async def test_a_restarted_bridge_follows_the_a2a_task_it_had_sent(
 
         second_stop = asyncio.Event()
         second = asyncio.create_task(
-            serve_members(client, pool, workspace, second_stop, sweep_interval=0.5)
+            serve_members(client, pool, workspace, second_stop, sweep_interval=0.5, reach=reach)
         )
         try:
             agent.release.set()

@@ -85,6 +85,10 @@ class HttpTransport:
             return []
         if answer.status_code == 401:
             raise ProtocolError(_problem(answer))
+        if answer.status_code == 503:  # the API is stopping: poll again when it says
+            log.info("the API is not serving assignments now: %s", _problem(answer))
+            await asyncio.sleep(_retry_after(answer))
+            return []
         if answer.status_code != 200:
             log.warning("the API refused a poll for assignments: %s", _problem(answer))
             await asyncio.sleep(RETRY_SECONDS[1])
@@ -164,6 +168,14 @@ class HttpTransport:
 
     async def claim_provisioned(self, agent_id: str, public_key: str) -> bool:
         return False  # a credential acts for its own agent only
+
+
+def _retry_after(answer: httpx.Response) -> float:
+    """The seconds a 503's Retry-After asks for, within 1 to 60; 5 if it names none."""
+    try:
+        return min(max(float(answer.headers.get("retry-after", "5")), 1.0), 60.0)
+    except ValueError:
+        return 5.0
 
 
 def _is_problem(answer: httpx.Response) -> bool:
