@@ -82,6 +82,22 @@ async def save(
     return kept is not None
 
 
+async def say_canceled(
+    pool: asyncpg.Pool, task_id: str, token_id: str, task: dict[str, Any]
+) -> None:
+    """Put what a cancel stopped into a task canceled where no call held it (the SDK
+    kept its last status message)."""
+    await pool.execute(
+        """
+        UPDATE a2a_tasks SET task = $3, updated_at = now()
+        WHERE task_id = $1 AND token_id = $2 AND final AND state = 'TASK_STATE_CANCELED'
+        """,
+        task_id,
+        token_id,
+        task,
+    )
+
+
 async def task_of(pool: asyncpg.Pool, task_id: str, token_id: str) -> dict[str, Any] | None:
     """The task `task_id` if `token_id` owns it: another token's task is not found."""
     task: dict[str, Any] | None = await pool.fetchval(

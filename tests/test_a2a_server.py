@@ -522,3 +522,45 @@ async def test_tasks_outlive_a_restart_and_are_followed_to_their_end(
     assert said == list(dict.fromkeys(said)), said  # each change said once
     final = await pool.fetchval("SELECT final FROM a2a_tasks WHERE task_id = $1", task_id)
     assert final is True
+
+
+async def test_a_task_in_triage_is_canceled_after_a_restart(
+    pool: asyncpg.Pool, client: Temporal, task_queue: str, workspace: str
+) -> None:
+    secret = await token(pool, "asker", workspace)
+    request = asking("Who approves refunds after the restart?")
+    request.configuration.return_immediately = True
+    async with (
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret, streaming=False) as agent,
+    ):
+        [sent] = [r async for r in agent.send_message(request)]
+    task_id = sent.task.id
+    request_id = f"a2a-{task_id}"
+    async with (
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret, streaming=False) as agent,
+    ):
+
+        async def triaging() -> bool:
+            task = await agent.get_task(GetTaskRequest(id=task_id))
+            return text_of(task) == f"request {request_id!r}: triaging the question"
+
+        await eventually(triaging, what="the task followed again, in triage")
+        canceled = await agent.cancel_task(CancelTaskRequest(id=task_id))
+        assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+        assert text_of(canceled) == f"request {request_id!r} canceled while triaged"
+
+        async def ended() -> bool:
+            status = await pool.fetchval(
+                "SELECT status FROM requests WHERE request_id = $1", request_id
+            )
+            return bool(status == "canceled")
+
+        await eventually(ended, what="the request canceled")
+        await asyncio.sleep(2 * server.POLL_SECONDS)  # its follower reads the end, writes nothing
+        got = await agent.get_task(GetTaskRequest(id=task_id))
+        assert got.status.state == TaskState.TASK_STATE_CANCELED
+        assert text_of(got) == f"request {request_id!r} canceled while triaged"
+        with pytest.raises(TaskNotCancelableError):
+            await agent.cancel_task(CancelTaskRequest(id=task_id))

@@ -424,9 +424,9 @@ class GoalkeeperExecutor(AgentExecutor):
         updater = TaskUpdater(event_queue, task_id, str(context.context_id))
         await updater.cancel(new_text_message(said, role=Role.ROLE_AGENT))
 
-    def forget_stopped(self, task_id: str) -> None:
-        """A task canceled without `cancel` (no call of this process held it)."""
-        self._stopped.pop(task_id, None)
+    def forget_stopped(self, task_id: str) -> str | None:
+        """What a cancel stopped, if `cancel` has not said it (no call held the task)."""
+        return self._stopped.pop(task_id, None)
 
     def _signed(self, kind: str, goal_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """`payload` signed by the dashboard's key for the token's person, as the API's
@@ -467,7 +467,20 @@ class _Handler(DefaultRequestHandler):
         if task is not None and task.status.state not in TERMINAL_TASK_STATES:
             await self.goalkeeper.stop(params.id, context.state["holder"])
         try:
-            return await super().on_cancel_task(params, context)
+            canceled = await super().on_cancel_task(params, context)
+            said = self.goalkeeper.forget_stopped(params.id)
+            if canceled is not None and said is not None:
+                # No call of this process held the task (it was followed again after a
+                # restart): the SDK canceled it in the store, keeping its last message.
+                canceled.status.message.CopyFrom(new_text_message(said, role=Role.ROLE_AGENT))
+                holder: TokenHolder = context.state["holder"]
+                await a2a_tasks.say_canceled(
+                    self.goalkeeper.app.state.pool,
+                    params.id,
+                    holder.token_id,
+                    as_json(bounded(canceled)),
+                )
+            return canceled
         finally:
             self.goalkeeper.forget_stopped(params.id)
 
