@@ -167,11 +167,11 @@ class RequestWorkflow:
         goal = await self._run_goal(
             {"spec_ref": outcome.spec_ref}, view.goal_id, ParentClosePolicy.ABANDON
         )
+        if self._canceled and (isinstance(goal, str) or goal.status is not GoalStatus.COMPLETED):
+            return await self._end_canceled(f"while its goal ran: goal {view.goal_id!r} aborted")
         if isinstance(goal, str):
             return await self._end(RequestStatus.FAILED, error=f"goal failed: {goal}")
         view.goal_status = goal.status.value
-        if self._canceled and goal.status is not GoalStatus.COMPLETED:
-            return await self._end_canceled(f"while its goal ran: goal {view.goal_id!r} aborted")
         completed = goal.status is GoalStatus.COMPLETED
         return await self._end(
             RequestStatus.COMPLETED if completed else RequestStatus.FAILED,
