@@ -36,10 +36,12 @@ from temporalio.client import Client as Temporal
 
 from goalkeeper.runbooks import parse_runbook
 from interfaces.a2a import server
+from interfaces.a2a.tasks import as_json
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
 from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.stack import free_port
+from store import a2a_tasks
 from store.runbooks import add_runbook
 from store.tokens import new_token, token_holder
 from tests.helpers import PATIENCE, eventually, running_agents
@@ -564,3 +566,38 @@ async def test_a_task_in_triage_is_canceled_after_a_restart(
         assert text_of(got) == f"request {request_id!r} canceled while triaged"
         with pytest.raises(TaskNotCancelableError):
             await agent.cancel_task(CancelTaskRequest(id=task_id))
+
+
+async def test_a_kept_task_whose_request_never_started_fails_saying_so(
+    pool: asyncpg.Pool,
+    client: Temporal,
+    task_queue: str,
+    workspace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = await token(pool, "asker", workspace)
+    holder = await token_holder(pool, secret)
+    task_id = str(uuid.uuid4())
+    kept = Task(id=task_id, context_id="c1", history=[asking("Still there?").message])
+    owner = {"token_id": holder.token_id, "person": "asker", "workspace": workspace}
+    # As an API that stopped between keeping the task and starting its request left it.
+    await a2a_tasks.claim(
+        pool, task_id, owner, f"a2a-{task_id}", "TASK_STATE_SUBMITTED", as_json(kept), 32
+    )
+    monkeypatch.setattr(server, "UNKNOWN_READS", 2)
+    async with (
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret, streaming=False) as agent,
+    ):
+
+        async def failed() -> Task | None:
+            task = await agent.get_task(GetTaskRequest(id=task_id))
+            return task if task.status.state == TaskState.TASK_STATE_FAILED else None
+
+        task = await eventually(failed, what="the kept task failed")
+    assert text_of(task) == (
+        f"request 'a2a-{task_id}' was never started (the API stopped as it started it): "
+        "send the message again"
+    )
+    final = await pool.fetchval("SELECT final FROM a2a_tasks WHERE task_id = $1", task_id)
+    assert final is True  # it no longer counts against the token's limit

@@ -70,6 +70,10 @@ RPC_PATH = "/a2a"
 POLL_SECONDS = 0.5
 """How often a working A2A task reads its request and goal from the read model."""
 
+UNKNOWN_READS = 20
+"""Reads (one per POLL_SECONDS) that find no request before a kept task is failed: its API
+stopped between keeping the task and starting the request."""
+
 MAX_TASKS_PER_TOKEN = 32
 """A2A tasks a token may have running at once (counted in PostgreSQL, across restarts):
 each is followed until its request ends."""
@@ -299,6 +303,7 @@ class GoalkeeperExecutor(AgentExecutor):
     ) -> None:
         """Publish the request's standing each time it changes, until it ends."""
         last: Standing | None = None
+        unknown = 0
         while task_id not in self._stopped:
             try:
                 now, artifact, goal_id = await self._standing(access, request_id)
@@ -307,6 +312,19 @@ class GoalkeeperExecutor(AgentExecutor):
                 log.warning("a2a: reading request %r failed, retrying: %r", request_id, exc)
                 await asyncio.sleep(POLL_SECONDS)
                 continue
+            except Problem as exc:  # neither the read model nor Temporal knows the request
+                unknown += 1
+                if unknown < UNKNOWN_READS:
+                    await asyncio.sleep(POLL_SECONDS)
+                    continue
+                log.warning("a2a: task %r: %s", task_id, exc.detail)
+                said = (
+                    f"request {request_id!r} was never started (the API stopped as it "
+                    "started it): send the message again"
+                )
+                message = new_text_message(said, role=Role.ROLE_AGENT)
+                await publish(TaskState.TASK_STATE_FAILED, message, None, None)
+                return
             if now != last and task_id not in self._stopped:
                 message = new_text_message(now.message, role=Role.ROLE_AGENT)
                 with_artifact = artifact if now.state is A2aState.COMPLETED else None
