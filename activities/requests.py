@@ -70,7 +70,7 @@ class RequestActivities:
                 UPDATE requests SET status = $3::request_status, kind = coalesce($4, kind),
                     answer = coalesce($5, answer), goal_id = coalesce($6, goal_id),
                     reason = coalesce($7, reason), error = coalesce($8, error),
-                    ended_at = CASE WHEN $3::text IN ('answered', 'completed', 'failed')
+                    ended_at = CASE WHEN $3::text IN ('answered', 'completed', 'failed', 'canceled')
                                     THEN now() END,
                     updated_at = now()
                 WHERE request_id = $1 AND first_run_id = $2

@@ -61,6 +61,10 @@ def standing(
         return Standing(A2aState.COMPLETED, str(request.get("answer") or ""))
     if status is RequestStatus.COMPLETED:
         return Standing(A2aState.COMPLETED, f"goal {goal_id!r} completed")
+    if status is RequestStatus.CANCELED:
+        return Standing(
+            A2aState.CANCELED, f"request {request_id!r} {request.get('error') or 'canceled'}"
+        )
     if status in (RequestStatus.FAILED, RequestStatus.REJECTED):
         why = request.get("error") or (goal or {}).get("error") or f"request {status.value}"
         return Standing(A2aState.FAILED, f"request {request_id!r} {status.value}: {why}")

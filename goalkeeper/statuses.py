@@ -93,6 +93,8 @@ class RequestStatus(StrEnum):
     """Triage never gave a valid result, or the goal failed."""
     REJECTED = "rejected"
     """The request itself was invalid."""
+    CANCELED = "canceled"
+    """Its caller canceled it: its triage or goal was aborted, and no goal started after."""
 
     @property
     def is_terminal(self) -> bool:

@@ -106,6 +106,12 @@ async def start_request(
     return request_id
 
 
+async def cancel_request(client: Client, request_id: str) -> None:
+    """Ask a request to end canceled: Temporal's cancellation, which `RequestWorkflow`
+    takes by aborting the goal running for it (its triage or its work) and starting none."""
+    await client.get_workflow_handle(request_id).cancel()
+
+
 async def store_spec(pool: asyncpg.Pool, spec: dict[str, Any]) -> str:
     """Keep a goal spec in PostgreSQL; the goal is started with `{"spec_ref": <id>}`."""
     spec_id = str(uuid.uuid4())

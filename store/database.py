@@ -42,6 +42,7 @@ SCHEMA_FILES = (
     "schema_security.sql",
     "schema_roles.sql",
     "schema_a2a.sql",
+    "schema_a2a_tasks.sql",
     "schema_services.sql",
 )
 """Applied in this order: the core read model, then costs, feedback and suggestions, then

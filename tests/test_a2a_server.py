@@ -36,12 +36,14 @@ from temporalio.client import Client as Temporal
 
 from goalkeeper.runbooks import parse_runbook
 from interfaces.a2a import server
+from interfaces.a2a.tasks import as_json
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
 from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.stack import free_port
+from store import a2a_tasks
 from store.runbooks import add_runbook
-from store.tokens import new_token
+from store.tokens import new_token, token_holder
 from tests.helpers import PATIENCE, eventually, running_agents
 from tests.test_runbooks import runbook_toml
 
@@ -301,7 +303,7 @@ async def test_hostile_calls_are_refused_naming_the_reason(
                 await anext(agent.send_message(asking("why" * 6000)))
             with pytest.raises(InvalidParamsError, match="workspace 'elsewhere'"):
                 await anext(agent.send_message(asking("What is it?", workspace="elsewhere")))
-            # With no agent at work, the request stays in triage: nothing to stop yet.
+            # With no agent at work, the request stays in triage and its task running.
             request = asking("Who approves refunds?")
             request.configuration.return_immediately = True
             [sent] = [r async for r in agent.send_message(request)]
@@ -312,11 +314,6 @@ async def test_hostile_calls_are_refused_naming_the_reason(
                 return task.status.state == TaskState.TASK_STATE_WORKING
 
             await eventually(triaging, what="the request in triage")
-            with pytest.raises(TaskNotCancelableError, match="is triaging: only a running goal"):
-                await agent.cancel_task(CancelTaskRequest(id=triaged))
-            kept = await agent.get_task(GetTaskRequest(id=triaged))
-            assert kept.status.state == TaskState.TASK_STATE_WORKING, text_of(kept)
-            assert text_of(kept) == f"request 'a2a-{triaged}': triaging the question"
             monkeypatch.setattr(server, "MAX_TASKS_PER_TOKEN", 1)  # that one is running
             with pytest.raises(InvalidRequestError, match="still running: 1; expected fewer"):
                 await anext(agent.send_message(asking("And another?")))
@@ -331,6 +328,9 @@ async def test_hostile_calls_are_refused_naming_the_reason(
                 await agent.cancel_task(CancelTaskRequest(id=unknown))
     after = await pool.fetchval("SELECT count(*) FROM requests WHERE request_id LIKE 'a2a-%'")
     assert after == started + 1  # nothing refused started a request: only the one in triage
+    holder = await token_holder(pool, secret)
+    kept = await pool.fetch("SELECT task_id FROM a2a_tasks WHERE token_id = $1", holder.token_id)
+    assert [r["task_id"] for r in kept] == [triaged]  # nor kept a task
 
 
 class TightBudget:
@@ -404,3 +404,200 @@ async def test_a_goal_stopped_elsewhere_is_a_failed_task_with_the_reason(
     assert state == TaskState.TASK_STATE_FAILED, rest
     assert said.startswith(f"request 'a2a-{task_id}' failed: goal failed: goal {goal_id!r}")
     assert "stopped by 'lead': not now" in said, said
+
+
+async def test_cancelling_in_triage_ends_the_request_canceled_with_no_goal(
+    pool: asyncpg.Pool, client: Temporal, task_queue: str, workspace: str
+) -> None:
+    secret = await token(pool, "asker", workspace)
+    async with (
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret, streaming=False) as agent,
+    ):
+        request = asking(ask_for_work("triage-only"))
+        request.configuration.return_immediately = True
+        [sent] = [r async for r in agent.send_message(request)]
+        task_id = sent.task.id
+        request_id = f"a2a-{task_id}"
+
+        async def triaging() -> bool:
+            status = await pool.fetchval(
+                "SELECT status FROM goals WHERE goal_id = $1", f"{request_id}.triage"
+            )
+            return bool(status == "running")
+
+        await eventually(triaging, what="the triage goal running")  # no agent takes it
+        canceled = await agent.cancel_task(CancelTaskRequest(id=task_id))
+        assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+        assert text_of(canceled) == f"request {request_id!r} canceled while triaged"
+
+        async def ended() -> bool:
+            status = await pool.fetchval(
+                "SELECT status FROM requests WHERE request_id = $1", request_id
+            )
+            return bool(status == "canceled")
+
+        await eventually(ended, what="the request canceled")
+        row = await pool.fetchrow(
+            "SELECT error, goal_id, ended_at FROM requests WHERE request_id = $1", request_id
+        )
+        assert row is not None and row["goal_id"] is None and row["ended_at"] is not None
+        assert row["error"] == "canceled by its caller while triaged"
+        triage = await pool.fetchrow(
+            "SELECT status, error FROM goals WHERE goal_id = $1", f"{request_id}.triage"
+        )
+        assert triage is not None and triage["status"] == "failed"
+        assert f"request {request_id!r} canceled" in triage["error"], triage["error"]
+        started = await pool.fetchval(
+            "SELECT count(*) FROM goals WHERE goal_id = $1", f"{request_id}.goal"
+        )
+        assert started == 0
+        with pytest.raises(TaskNotCancelableError):  # a replayed cancel changes nothing
+            await agent.cancel_task(CancelTaskRequest(id=task_id))
+        got = await agent.get_task(GetTaskRequest(id=task_id))
+        assert got.status.state == TaskState.TASK_STATE_CANCELED
+    final = await pool.fetchrow("SELECT state, final FROM a2a_tasks WHERE task_id = $1", task_id)
+    assert final is not None and (final["state"], final["final"]) == ("TASK_STATE_CANCELED", True)
+
+
+async def test_tasks_outlive_a_restart_and_are_followed_to_their_end(
+    pool: asyncpg.Pool,
+    client: Temporal,
+    task_queue: str,
+    workspace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, word = await stored_runbook(pool)
+    secret = await token(pool, "lead", workspace)
+    other = await token(pool, "lead", workspace)
+    skills = (*SKILLS, f"planning-{word}")
+    async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), skills):
+        async with serving(pool, client, task_queue) as url, a2a(url, secret) as agent:
+            stream = agent.send_message(asking(ask_for_work(word)))
+            task_id = (await anext(stream)).task.id
+            goal_id = f"a2a-{task_id}.goal"
+            async for _ in states(stream, {TaskState.TASK_STATE_INPUT_REQUIRED}):
+                pass
+            await stream.aclose()  # type: ignore[attr-defined]
+        # The API is gone; the goal waits for its approval, and the task is kept.
+        row = await pool.fetchrow(
+            "SELECT state, final, goal_id, person, workspace FROM a2a_tasks WHERE task_id = $1",
+            task_id,
+        )
+        assert row is not None and dict(row) == {
+            "state": "TASK_STATE_INPUT_REQUIRED",
+            "final": False,
+            "goal_id": goal_id,
+            "person": "lead",
+            "workspace": workspace,
+        }
+        async with (
+            serving(pool, client, task_queue) as url,
+            a2a(url, secret, streaming=False) as agent,
+            a2a(url, other, streaming=False) as stranger,
+            httpx.AsyncClient(base_url=f"{url}/api/v1", headers=bearer(secret)) as api,
+        ):
+            got = await agent.get_task(GetTaskRequest(id=task_id))
+            assert got.status.state == TaskState.TASK_STATE_INPUT_REQUIRED, text_of(got)
+            assert "'announce'" in text_of(got) and "awaits approval by lead" in text_of(got)
+            assert got.history[0].parts[0].text == ask_for_work(word)
+            with pytest.raises(TaskNotFoundError):
+                await stranger.get_task(GetTaskRequest(id=task_id))
+            monkeypatch.setattr(server, "MAX_TASKS_PER_TOKEN", 1)  # the kept task counts
+            with pytest.raises(InvalidRequestError, match="still running: 1; expected fewer"):
+                await anext(agent.send_message(asking("And another?")))
+            decided = await api.post(
+                f"/goals/{goal_id}/tasks/announce/decision", json={"decision": "approve"}
+            )
+            assert decided.status_code == 200, decided.text
+
+            async def completed() -> Task | None:
+                task = await agent.get_task(GetTaskRequest(id=task_id))
+                return task if task.status.state == TaskState.TASK_STATE_COMPLETED else None
+
+            done = await eventually(completed, what="the task followed again to its end")
+    assert text_of(done) == f"goal {goal_id!r} completed"
+    [deliverable] = done.artifacts
+    stored = await pool.fetchval("SELECT body FROM deliverables WHERE goal_id = $1", goal_id)
+    assert deliverable.name == "deliverable" and deliverable.parts[0].text == stored
+    said = [" ".join(p.text for p in m.parts) for m in done.history[1:]]
+    assert said == list(dict.fromkeys(said)), said  # each change said once
+    final = await pool.fetchval("SELECT final FROM a2a_tasks WHERE task_id = $1", task_id)
+    assert final is True
+
+
+async def test_a_task_in_triage_is_canceled_after_a_restart(
+    pool: asyncpg.Pool, client: Temporal, task_queue: str, workspace: str
+) -> None:
+    secret = await token(pool, "asker", workspace)
+    request = asking("Who approves refunds after the restart?")
+    request.configuration.return_immediately = True
+    async with (
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret, streaming=False) as agent,
+    ):
+        [sent] = [r async for r in agent.send_message(request)]
+    task_id = sent.task.id
+    request_id = f"a2a-{task_id}"
+    async with (
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret, streaming=False) as agent,
+    ):
+
+        async def triaging() -> bool:
+            task = await agent.get_task(GetTaskRequest(id=task_id))
+            return text_of(task) == f"request {request_id!r}: triaging the question"
+
+        await eventually(triaging, what="the task followed again, in triage")
+        canceled = await agent.cancel_task(CancelTaskRequest(id=task_id))
+        assert canceled.status.state == TaskState.TASK_STATE_CANCELED
+        assert text_of(canceled) == f"request {request_id!r} canceled while triaged"
+
+        async def ended() -> bool:
+            status = await pool.fetchval(
+                "SELECT status FROM requests WHERE request_id = $1", request_id
+            )
+            return bool(status == "canceled")
+
+        await eventually(ended, what="the request canceled")
+        await asyncio.sleep(2 * server.POLL_SECONDS)  # its follower reads the end, writes nothing
+        got = await agent.get_task(GetTaskRequest(id=task_id))
+        assert got.status.state == TaskState.TASK_STATE_CANCELED
+        assert text_of(got) == f"request {request_id!r} canceled while triaged"
+        with pytest.raises(TaskNotCancelableError):
+            await agent.cancel_task(CancelTaskRequest(id=task_id))
+
+
+async def test_a_kept_task_whose_request_never_started_fails_saying_so(
+    pool: asyncpg.Pool,
+    client: Temporal,
+    task_queue: str,
+    workspace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = await token(pool, "asker", workspace)
+    holder = await token_holder(pool, secret)
+    task_id = str(uuid.uuid4())
+    kept = Task(id=task_id, context_id="c1", history=[asking("Still there?").message])
+    owner = {"token_id": holder.token_id, "person": "asker", "workspace": workspace}
+    # As an API that stopped between keeping the task and starting its request left it.
+    await a2a_tasks.claim(
+        pool, task_id, owner, f"a2a-{task_id}", "TASK_STATE_SUBMITTED", as_json(kept), 32
+    )
+    monkeypatch.setattr(server, "UNKNOWN_READS", 2)
+    async with (
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret, streaming=False) as agent,
+    ):
+
+        async def failed() -> Task | None:
+            task = await agent.get_task(GetTaskRequest(id=task_id))
+            return task if task.status.state == TaskState.TASK_STATE_FAILED else None
+
+        task = await eventually(failed, what="the kept task failed")
+    assert text_of(task) == (
+        f"request 'a2a-{task_id}' was never started (the API stopped as it started it): "
+        "send the message again"
+    )
+    final = await pool.fetchval("SELECT final FROM a2a_tasks WHERE task_id = $1", task_id)
+    assert final is True  # it no longer counts against the token's limit

@@ -36,6 +36,11 @@ def test_a_request_whose_goal_completed_is_completed() -> None:
     assert got == Standing(A2aState.COMPLETED, "goal 'r1.goal' completed")
 
 
+def test_a_canceled_request_is_canceled_saying_when() -> None:
+    got = standing(of("canceled", error="canceled by its caller while triaged"))
+    assert got == Standing(A2aState.CANCELED, "request 'r1' canceled by its caller while triaged")
+
+
 @pytest.mark.parametrize("status", ["failed", "rejected"])
 def test_a_failed_or_rejected_request_is_failed_with_its_reason(status: str) -> None:
     got = standing(of(status, error="triage gave no valid result"))

@@ -12,8 +12,9 @@ from goalkeeper.requests import RequestView
 from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, RequestStatus
 from interfaces.agents.runner import SimulatedWork, Work, WorkResult
+from interfaces.starting import cancel_request
 from store.runbooks import add_runbook
-from tests.helpers import PATIENCE, events, one_row, running_agents
+from tests.helpers import PATIENCE, events, eventually, one_row, running_agents
 from tests.test_runbooks import runbook_toml
 from workflows.request import RequestWorkflow
 
@@ -187,3 +188,45 @@ async def test_a_request_whose_goal_id_is_taken_fails_and_says_so(
     assert view.status is RequestStatus.FAILED
     assert view.error and f"goal '{request_id}.triage' is already running" in view.error
     await squatter.terminate("test over")
+
+
+async def test_a_canceled_request_aborts_its_running_goal_and_ends_canceled(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    word = f"w{uuid.uuid4().hex[:8]}"
+    runbook = parse_runbook(
+        runbook_toml(f"{word}-rollout", word, extra="requires_approval = true"), "r.toml"
+    )
+    await add_runbook(pool, runbook)
+    skills = (*SKILLS, f"planning-{word}")
+    request_id = f"request-{uuid.uuid4().hex[:8]}"
+    goal_id = f"{request_id}.goal"
+    spec = {
+        "question": f"Do the {word} work for all of the people, please, as soon as it can be done",
+        "workspace": workspace,
+        "approvers": ["lead"],
+    }
+    async with running_agents(client, pool, workspace, SimulatedWork(delay=(0, 0)), skills):
+        handle = await client.start_workflow(
+            RequestWorkflow.run, spec, id=request_id, task_queue=task_queue
+        )
+
+        async def awaiting() -> bool:
+            status = await pool.fetchval(
+                "SELECT status FROM tasks WHERE goal_id = $1 AND task_id = 'announce'", goal_id
+            )
+            return bool(status == "awaiting_approval")
+
+        await eventually(awaiting, what="the goal waiting for its approval")
+        await cancel_request(client, request_id)
+        view = await asyncio.wait_for(handle.result(), PATIENCE)
+    assert view.status is RequestStatus.CANCELED
+    assert view.error == f"canceled by its caller while its goal ran: goal {goal_id!r} aborted"
+    goal = await one_row(pool, "SELECT status, error FROM goals WHERE goal_id = $1", goal_id)
+    assert goal["status"] == "failed" and f"request {request_id!r} canceled" in goal["error"]
+    row = await one_row(
+        pool, "SELECT status, error FROM requests WHERE request_id = $1", request_id
+    )
+    assert (row["status"], row["error"]) == ("canceled", view.error)
+    ended = await events(pool, request_id, "request_ended")
+    assert ended[0]["message"] == f"request {request_id!r} canceled: {view.error}"

@@ -1,5 +1,6 @@
 """`RequestWorkflow`: a person's question, triaged by an agent into an answer or a goal."""
 
+import asyncio
 from typing import Any, NoReturn
 
 from temporalio import workflow
@@ -13,12 +14,13 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    import workflows.sealing as sealing
     from activities.requests import RequestActivities
     from activities.runbooks import RunbookActivities
     from goalkeeper.ids import fact_id
     from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, MAX_SHOWN_QUESTION_CHARS
     from goalkeeper.metrics import Rejected
-    from goalkeeper.models import GoalReport, describe_validation_error
+    from goalkeeper.models import Abort, GoalReport, describe_validation_error
     from goalkeeper.records import (
         Event,
         EventKind,
@@ -44,6 +46,11 @@ with workflow.unsafe.imports_passed_through():
 MAX_REQUEST_ID = 100
 """Request ids leave room for the `.triage` and `.goal` of the goals they start."""
 
+CANCELABLE = "request-cancel"
+"""The patch from which a request asked to cancel (Temporal's cancellation, which only
+the API sends, for the caller whose request it is) ends canceled: the goal it runs is
+aborted and no goal starts after its triage. Histories before it replay as they ran."""
+
 
 @workflow.defn
 class RequestWorkflow:
@@ -52,13 +59,18 @@ class RequestWorkflow:
     The triage is a goal of one task (`{request_id}.triage`, skill `triage`), so it gets
     an agent, deadlines and retries like any task; its result must be an answer or a
     valid goal spec, checked before it counts. A goal starts as `{request_id}.goal`,
-    by reference, and the request ends when it does.
+    by reference, and the request ends when it does. Canceled (Temporal's cancellation),
+    it aborts the goal running for it and ends `canceled`, starting no goal after triage.
     """
 
     @workflow.init
     def __init__(self, raw: Any = None) -> None:
         info = workflow.info()
         self._run_id = info.first_execution_run_id
+        self._canceled = False
+        self._child: str | None = None
+        """The goal (triage, then the work) running for the request now."""
+        self._aborts: list[asyncio.Future[None]] = []
         self._view = RequestView(
             request_id=info.workflow_id,
             question="",
@@ -68,6 +80,39 @@ class RequestWorkflow:
 
     @workflow.run
     async def run(self, raw: Any = None) -> RequestView:
+        if not workflow.patched(CANCELABLE):
+            return await self._run(raw)
+        # Shielded: a cancellation is taken as a request to end, never breaks off a step.
+        work = asyncio.ensure_future(self._run(raw))
+        while True:
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                self._cancel()
+
+    def _cancel(self) -> None:
+        """End the request canceled: abort the goal running for it, and start no other."""
+        if not self._canceled:
+            self._canceled = True
+            self._abort_child()
+
+    def _abort_child(self) -> None:
+        to = self._child
+        if to is None or not self._canceled:
+            return
+        self._child = None
+        abort = Abort(reason=f"request {self._view.request_id!r} canceled")
+        self._aborts.append(asyncio.ensure_future(self._signal_abort(to, abort)))
+
+    async def _signal_abort(self, to: str, abort: Abort) -> None:
+        try:
+            await workflow.get_external_workflow_handle(to).signal(
+                "abort", sealing.sealed("abort", to, abort)
+            )
+        except Exception as exc:  # it has ended already: the request ends as it reports
+            workflow.logger.warning(f"could not abort {to!r}: {exc}")
+
+    async def _run(self, raw: Any) -> RequestView:
         request = await self._validate(raw)
         view = self._view
         view.question, view.workspace = request.question, request.workspace
@@ -91,11 +136,15 @@ class RequestWorkflow:
             "record the request",
         )
         self._show("triaging")
+        if self._canceled:
+            return await self._end_canceled("before its triage")
         triage = await self._run_goal(
             triage_goal_spec(view.request_id, request, candidates),
             triage_goal_id(view.request_id),
             ParentClosePolicy.TERMINATE,
         )
+        if self._canceled:
+            return await self._end_canceled("while triaged")
         if isinstance(triage, str):
             return await self._end(RequestStatus.FAILED, error=f"triage failed: {triage}")
         outcome: TriageOutcome = await record(
@@ -105,6 +154,8 @@ class RequestWorkflow:
         if outcome.kind == "answer":
             view.answer = outcome.answer
             return await self._end(RequestStatus.ANSWERED)
+        if self._canceled:
+            return await self._end_canceled("while triaged")
         view.goal_id = request_goal_id(view.request_id)
         await self._update(
             RequestStatus.GOAL_RUNNING,
@@ -116,6 +167,8 @@ class RequestWorkflow:
         goal = await self._run_goal(
             {"spec_ref": outcome.spec_ref}, view.goal_id, ParentClosePolicy.ABANDON
         )
+        if self._canceled and (isinstance(goal, str) or goal.status is not GoalStatus.COMPLETED):
+            return await self._end_canceled(f"while its goal ran: goal {view.goal_id!r} aborted")
         if isinstance(goal, str):
             return await self._end(RequestStatus.FAILED, error=f"goal failed: {goal}")
         view.goal_status = goal.status.value
@@ -167,13 +220,19 @@ class RequestWorkflow:
     ) -> GoalReport | str:
         """Run a goal as a child to its end: its report, or why it could not run."""
         try:
-            report: GoalReport = await workflow.execute_child_workflow(
+            child = await workflow.start_child_workflow(
                 GoalWorkflow.run,
                 spec,
                 id=goal_id,
                 parent_close_policy=policy,
                 static_summary=f"for request {self._view.request_id}",
             )
+            self._child = goal_id
+            self._abort_child()  # canceled as it started
+            try:
+                report: GoalReport = await child
+            finally:
+                self._child = None
         except ChildWorkflowError as exc:
             cause = exc.cause
             return str(cause.message if isinstance(cause, ApplicationError) else cause or exc)
@@ -187,12 +246,16 @@ class RequestWorkflow:
             return errors[0] if errors else report.error or "the triage task failed"
         return report
 
+    async def _end_canceled(self, when: str) -> RequestView:
+        return await self._end(RequestStatus.CANCELED, error=f"canceled by its caller {when}")
+
     async def _end(self, status: RequestStatus, error: str | None = None) -> RequestView:
         view = self._view
         view.error = error
         what = {
             RequestStatus.ANSWERED: f"answered directly; why: {view.reason or 'not given'}",
             RequestStatus.COMPLETED: f"completed: goal {view.goal_id!r} completed",
+            RequestStatus.CANCELED: f"canceled: {error}",
         }.get(status, f"failed: {error}")
         await self._update(status, EventKind.REQUEST_ENDED, f"request {view.request_id!r} {what}")
         self._show(status.value)

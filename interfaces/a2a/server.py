@@ -3,11 +3,12 @@ protocol's send, stream, get and cancel (JSON-RPC at /a2a) as the token's person
 
 A message becomes a request, started as `POST /api/v1/requests` starts one; its A2A task
 follows the request and its goal (goalkeeper.a2a_states) from the read model until it
-ends, and cancelling it stops the goal, signed as the dashboard's delegate."""
+ends, kept in PostgreSQL (interfaces.a2a.tasks) so it outlives a restart. Cancelling it
+cancels a request in triage, or stops its goal, signed as the dashboard's delegate."""
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,7 +23,7 @@ from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import DefaultServerCallContextBuilder, ServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.tasks import TaskUpdater
 from a2a.types.a2a_pb2 import (
     AgentCapabilities,
     AgentCard,
@@ -52,13 +53,15 @@ from temporalio.service import RPCError
 from goalkeeper.a2a_states import A2aState, Standing, Waiting, standing
 from goalkeeper.controls import CONTROLS
 from goalkeeper.signing import sign_control
+from interfaces.a2a.tasks import StoredTasks, StoredTaskWriter, as_json, bounded
 from interfaces.api import goals, requests
 from interfaces.api.actions import send_update
 from interfaces.api.auth import DELEGATE, MAKE_ONE, Access, unauthorized
 from interfaces.api.problems import Problem
 from interfaces.api.work import workspace_for
 from interfaces.config import Settings
-from interfaces.starting import InvalidRequest, check_request, start_request
+from interfaces.starting import InvalidRequest, cancel_request, check_request, start_request
+from store import a2a_tasks
 from store.deliverables import read_deliverable
 from store.runbooks import list_runbooks
 from store.tokens import InvalidToken, TokenHolder, token_holder
@@ -67,8 +70,16 @@ RPC_PATH = "/a2a"
 POLL_SECONDS = 0.5
 """How often a working A2A task reads its request and goal from the read model."""
 
+UNKNOWN_READS = 20
+"""Reads (one per POLL_SECONDS) that find no request before a kept task is failed: its API
+stopped between keeping the task and starting the request."""
+
 MAX_TASKS_PER_TOKEN = 32
-"""A2A tasks a token may have running at once: each is followed until its request ends."""
+"""A2A tasks a token may have running at once (counted in PostgreSQL, across restarts):
+each is followed until its request ends."""
+
+Publish = Callable[[TaskState, Message, tuple[str, str] | None, str | None], Awaitable[bool]]
+"""Says a followed task's new state (with its artifact and goal): False once it ended."""
 
 MAX_RUNBOOK_SKILLS = 200
 """Runbooks shown as skills on the card at most, so the card stays small."""
@@ -193,14 +204,15 @@ async def authenticated(request: Request) -> TokenHolder:
 
 
 class GoalkeeperExecutor(AgentExecutor):
-    """Starts a request for each new A2A task and follows it until it ends."""
+    """Starts a request for each new A2A task and follows it until it ends; a task is kept
+    in PostgreSQL, so an API that starts again follows each one not yet ended."""
 
     def __init__(self, app: FastAPI, task_queue: str) -> None:
         self.app, self.task_queue = app, task_queue
         self._stopped: dict[str, str] = {}
-        """The goal each A2A task being canceled has stopped."""
-        self._following: dict[str, set[str]] = {}
-        """The A2A tasks each token has running, by its token id."""
+        """What canceling each A2A task being canceled has stopped, as its message says."""
+        self._resumed: set[asyncio.Task[None]] = set()
+        """The followers of the tasks this process took up again when it started."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         holder: TokenHolder = context.call_context.state["holder"]
@@ -212,38 +224,57 @@ class GoalkeeperExecutor(AgentExecutor):
             check_request(spec, request_id)  # a refusal makes no task at all
         except InvalidRequest as exc:
             raise InvalidParamsError(message=str(exc)) from None
-        following = self._following.setdefault(holder.token_id, set())
-        if len(following) >= MAX_TASKS_PER_TOKEN:
-            raise InvalidRequestError(
-                message=f"this token's A2A tasks still running: {len(following)}; expected "
-                f"fewer than {MAX_TASKS_PER_TOKEN}: wait for one to end, or cancel one"
-            )
-        following.add(task_id)
-        try:
-            await self._start(context, event_queue, spec, access)
-        finally:
-            following.discard(task_id)
+        await self._start(context, event_queue, spec, access)
 
     async def _start(
         self, context: RequestContext, event_queue: EventQueue, spec: dict[str, Any], access: Access
     ) -> None:
-        """Make the task, start its request, and follow it to its end."""
+        """Keep the task (within the token's limit), start its request, and follow it."""
         task_id, context_id = str(context.task_id), str(context.context_id)
         request_id = request_id_of(task_id)
-        assert context.message is not None
-        await event_queue.enqueue_event(
-            Task(
-                id=task_id,
-                context_id=context_id,
-                status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED),
-                history=[context.message],
-            )
+        assert context.message is not None and access.token_id and access.person
+        task = Task(
+            id=task_id,
+            context_id=context_id,
+            status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED),
+            history=[context.message],
         )
+        pool, limit = self.app.state.pool, MAX_TASKS_PER_TOKEN
+        owner = {
+            "token_id": access.token_id,
+            "person": access.person,
+            "workspace": spec["workspace"],
+        }
+        state = TaskState.Name(task.status.state)
+        kept, running = await a2a_tasks.claim(
+            pool, task_id, owner, request_id, state, as_json(bounded(task)), limit
+        )
+        if not kept:
+            raise InvalidRequestError(
+                message=f"this token's A2A tasks still running: {running}; expected fewer "
+                f"than {limit}: wait for one to end, or cancel one"
+            )
         try:
             await start_request(self._client, self.task_queue, spec, request_id)
-        except InvalidRequest as exc:
-            raise InvalidParamsError(message=str(exc)) from None
-        await self._follow(access, request_id, TaskUpdater(event_queue, task_id, context_id))
+        except BaseException as exc:
+            await a2a_tasks.forget(pool, task_id, access.token_id)  # nothing started
+            if isinstance(exc, InvalidRequest):
+                raise InvalidParamsError(message=str(exc)) from None
+            raise
+        await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task_id, context_id)
+
+        async def publish(
+            state: TaskState, message: Message, artifact: tuple[str, str] | None, goal: str | None
+        ) -> bool:
+            if artifact is not None:
+                await updater.add_artifact([new_text_part(artifact[1])], name=artifact[0])
+            await updater.update_status(state, message=message)
+            if goal is not None:
+                await a2a_tasks.note_goal(pool, task_id, goal)
+            return True
+
+        await self._follow(access, request_id, task_id, publish)
 
     def _spec(self, context: RequestContext, access: Access) -> dict[str, Any]:
         """The request a message asks for: its text, and the workspace and approvers its
@@ -267,31 +298,76 @@ class GoalkeeperExecutor(AgentExecutor):
     async def _client(self) -> Any:
         return self.app.state.client
 
-    async def _follow(self, access: Access, request_id: str, updater: TaskUpdater) -> None:
+    async def _follow(
+        self, access: Access, request_id: str, task_id: str, publish: Publish
+    ) -> None:
         """Publish the request's standing each time it changes, until it ends."""
         last: Standing | None = None
-        while updater.task_id not in self._stopped:
+        unknown = 0
+        while task_id not in self._stopped:
             try:
-                now, artifact = await self._standing(access, request_id)
+                now, artifact, goal_id = await self._standing(access, request_id)
             except (asyncpg.PostgresError, OSError, RPCError) as exc:
                 # The request goes on without us: read it again rather than fail the task.
                 log.warning("a2a: reading request %r failed, retrying: %r", request_id, exc)
                 await asyncio.sleep(POLL_SECONDS)
                 continue
-            if now != last and updater.task_id not in self._stopped:
+            except Problem as exc:  # neither the read model nor Temporal knows the request
+                unknown += 1
+                if unknown < UNKNOWN_READS:
+                    await asyncio.sleep(POLL_SECONDS)
+                    continue
+                log.warning("a2a: task %r: %s", task_id, exc.detail)
+                said = (
+                    f"request {request_id!r} was never started (the API stopped as it "
+                    "started it): send the message again"
+                )
+                message = new_text_message(said, role=Role.ROLE_AGENT)
+                await publish(TaskState.TASK_STATE_FAILED, message, None, None)
+                return
+            if now != last and task_id not in self._stopped:
                 message = new_text_message(now.message, role=Role.ROLE_AGENT)
-                if now.state is A2aState.COMPLETED and artifact is not None:
-                    await updater.add_artifact([new_text_part(artifact[1])], name=artifact[0])
-                await updater.update_status(_STATES[now.state], message=message)
+                with_artifact = artifact if now.state is A2aState.COMPLETED else None
+                if not await publish(_STATES[now.state], message, with_artifact, goal_id):
+                    return  # it ended elsewhere: canceled by a call this process did not hold
                 last = now
             if now.state.is_terminal:
                 return
             await asyncio.sleep(POLL_SECONDS)
 
+    async def resume(self) -> None:
+        """Follow again every stored task not yet ended: the API stopped while it ran."""
+        pool = self.app.state.pool
+        for row in await a2a_tasks.unfinished(pool):
+            holder = TokenHolder(row["token_id"], row["person"], frozenset([row["workspace"]]))
+            writer = StoredTaskWriter(pool, row["task_id"], row["token_id"])
+            follower = asyncio.create_task(
+                self._follow_stored(Access.of(holder), row["request_id"], row["task_id"], writer)
+            )
+            self._resumed.add(follower)
+            follower.add_done_callback(self._resumed.discard)
+        if self._resumed:
+            log.info("a2a: following %d unfinished tasks again", len(self._resumed))
+
+    async def _follow_stored(
+        self, access: Access, request_id: str, task_id: str, writer: StoredTaskWriter
+    ) -> None:
+        try:
+            await self._follow(access, request_id, task_id, writer.publish)
+        except Exception:  # one task's trouble leaves the others followed
+            log.exception("a2a: following task %r again failed", task_id)
+
+    async def aclose(self) -> None:
+        """Stop the followers taken up again; their tasks are followed after the next start."""
+        for follower in list(self._resumed):
+            follower.cancel()
+        await asyncio.gather(*self._resumed, return_exceptions=True)
+
     async def _standing(
         self, access: Access, request_id: str
-    ) -> tuple[Standing, tuple[str, str] | None]:
-        """The request's standing now, and its artifact (name, text) once it has one."""
+    ) -> tuple[Standing, tuple[str, str] | None, str | None]:
+        """The request's standing now, its artifact (name, text) once it has one, and its
+        goal once it has one."""
         pool, client = self.app.state.pool, self.app.state.client
         request = await requests.request(pool, client, access, request_id)
         goal_id, goal, waiting = request.get("goal_id"), None, []
@@ -314,12 +390,13 @@ class GoalkeeperExecutor(AgentExecutor):
                 artifact = ("deliverable", body)
             elif request.get("answer"):
                 artifact = ("answer", str(request["answer"]))
-        return now, artifact
+        return now, artifact, goal_id
 
     async def stop(self, task_id: str, holder: TokenHolder) -> None:
-        """Stop the task's goal, signed as the dashboard's delegate for the token's person;
-        refused, saying why and changing nothing, while the request is triaged or when the
-        goal refuses it."""
+        """Stop the task's work: a request in triage is canceled (its triage aborted, no
+        goal started), a running goal is stopped, signed as the dashboard's delegate for the
+        token's person; refused, saying why and changing nothing, once the request ended or
+        when its goal refuses."""
         request_id = request_id_of(task_id)
         client = self.app.state.client
         try:
@@ -329,11 +406,19 @@ class GoalkeeperExecutor(AgentExecutor):
         except Problem as exc:
             raise TaskNotCancelableError(message=exc.detail) from None
         goal_id = request.get("goal_id")
+        if request["status"] == "triaging":
+            try:
+                await cancel_request(client, request_id)
+            except RPCError as exc:
+                raise TaskNotCancelableError(
+                    message=f"request {request_id!r} could not be canceled: {exc.message}"
+                ) from None
+            self._stopped[task_id] = f"request {request_id!r} canceled while triaged"
+            return
         if not goal_id or request["status"] != "goal_running":
-            # A request in triage has nothing to stop yet, and ends within moments.
             raise TaskNotCancelableError(
-                message=f"request {request_id!r} is {request['status']}: only a running goal "
-                "can be stopped; cancel again once its goal runs"
+                message=f"request {request_id!r} is {request['status']}: expected one in "
+                "triage or with a running goal"
             )
         payload = {"approver": holder.person, "comment": f"A2A task {task_id} canceled"}
         try:
@@ -348,14 +433,18 @@ class GoalkeeperExecutor(AgentExecutor):
             )
         except Problem as exc:
             raise TaskNotCancelableError(message=exc.detail) from None
-        self._stopped[task_id] = goal_id
+        self._stopped[task_id] = f"goal {goal_id!r} stopped"
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        """Say the task is canceled: `stop` has stopped its goal."""
+        """Say the task is canceled: `stop` has stopped its work."""
         task_id = str(context.task_id)
-        said = f"goal {self._stopped.pop(task_id, None)!r} stopped"
+        said = self._stopped.pop(task_id, "canceled")
         updater = TaskUpdater(event_queue, task_id, str(context.context_id))
         await updater.cancel(new_text_message(said, role=Role.ROLE_AGENT))
+
+    def forget_stopped(self, task_id: str) -> str | None:
+        """What a cancel stopped, if `cancel` has not said it (no call held the task)."""
+        return self._stopped.pop(task_id, None)
 
     def _signed(self, kind: str, goal_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """`payload` signed by the dashboard's key for the token's person, as the API's
@@ -371,7 +460,7 @@ class _Handler(DefaultRequestHandler):
     then leaves the task as it was, still followed."""
 
     def __init__(self, executor: GoalkeeperExecutor) -> None:
-        self.tasks = InMemoryTaskStore()
+        self.tasks = StoredTasks(lambda: executor.app.state.pool)
         base = agent_card("http://localhost", [])
         super().__init__(agent_executor=executor, task_store=self.tasks, agent_card=base)
         self.goalkeeper = executor
@@ -395,7 +484,23 @@ class _Handler(DefaultRequestHandler):
         task = await self.tasks.get(params.id, context)  # only the token's own tasks
         if task is not None and task.status.state not in TERMINAL_TASK_STATES:
             await self.goalkeeper.stop(params.id, context.state["holder"])
-        return await super().on_cancel_task(params, context)
+        try:
+            canceled = await super().on_cancel_task(params, context)
+            said = self.goalkeeper.forget_stopped(params.id)
+            if canceled is not None and said is not None:
+                # No call of this process held the task (it was followed again after a
+                # restart): the SDK canceled it in the store, keeping its last message.
+                canceled.status.message.CopyFrom(new_text_message(said, role=Role.ROLE_AGENT))
+                holder: TokenHolder = context.state["holder"]
+                await a2a_tasks.say_canceled(
+                    self.goalkeeper.app.state.pool,
+                    params.id,
+                    holder.token_id,
+                    as_json(bounded(canceled)),
+                )
+            return canceled
+        finally:
+            self.goalkeeper.forget_stopped(params.id)
 
 
 def _new_request(params: SendMessageRequest) -> None:
@@ -427,9 +532,11 @@ def install(app: FastAPI, settings: Settings) -> None:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with opened(app) as state:
+            await handler.goalkeeper.resume()
             try:
                 yield state
             finally:  # before the app's connections close: no task reads a closed pool
+                await handler.goalkeeper.aclose()
                 await handler.aclose()
 
     app.router.lifespan_context = lifespan
