@@ -146,6 +146,7 @@ def build_worker(
             read_model.record_task,
             read_model.finish_goal,
             read_model.record_event,
+            read_model.record_events,
             budget.record_budget,
             runbooks.load_runbook,
             runbooks.match_runbooks,

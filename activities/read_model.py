@@ -396,3 +396,10 @@ class ReadModelActivities:
     async def record_event(self, event: Event) -> None:
         """Append one event to the audit trail (rejections, notices)."""
         await insert_event(self.pool, event)
+
+    @activity.defn
+    async def record_events(self, events: list[Event]) -> None:
+        """Append events to the audit trail in one transaction (refused messages, batched)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            for event in events:
+                await insert_event(connection, event)

@@ -7,6 +7,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
 from activities.children import ChildActivities
@@ -30,6 +31,9 @@ from tests.helpers import (
 from worker import build_worker
 from workflows.goal import GoalWorkflow
 
+SIGNALS_PER_RUN = 1_500
+"""Signals Temporal takes per run here (10,000 by default): a flood's end, sooner."""
+
 
 @pytest.fixture(scope="module")
 def small_history_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
@@ -38,7 +42,10 @@ def small_history_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
         tmp_path_factory.mktemp("can") / "temporal.db",
         port=free_port(),
         ui_port=None,
-        dynamic_config={"limit.historyCount.suggestContinueAsNew": "60"},
+        dynamic_config={
+            "limit.historyCount.suggestContinueAsNew": "60",
+            "history.maximumSignalsPerExecution": str(SIGNALS_PER_RUN),
+        },
     )
     server.start()
     yield server
@@ -348,3 +355,46 @@ async def test_refused_messages_to_an_idle_goal_make_it_continue_as_new(
     await report(client, await task_view(client, handle.id, "t1"))
     result = await handle.result()
     assert result.status is GoalStatus.COMPLETED and result.progress.tasks_completed == 1
+
+
+async def test_a_flood_of_refused_messages_cannot_grow_a_goal_to_temporals_limit(
+    small_history_client: Client, queue: str, pool: asyncpg.Pool, workspace: str
+) -> None:
+    """Forged messages sent without pause from many senders, while the goal waits: no
+    run can close while they keep coming, so Temporal takes at most SIGNALS_PER_RUN of
+    them per run. Each refusal is recorded, in batches apart from its handler, so the
+    run's history stays a small multiple of the messages (Temporal ends a run at 51,200
+    events: 10,000 signals, its default cap, must stay well under it); then the goal
+    continues as new and goes on."""
+    client = small_history_client
+    handle = await start_goal(client, goal_spec(1, workspace), queue)
+    await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    first = (await handle.describe()).run_id
+    sent = 0
+
+    async def flood() -> None:
+        nonlocal sent
+        target = client.get_workflow_handle(handle.id)
+        while True:
+            try:
+                await target.signal("task_update", {"forged": sent})
+            except RPCError as exc:  # the run's cap: the flood ends here
+                assert "limit for signal events" in str(exc), exc
+                return
+            sent += 1
+
+    await asyncio.wait_for(asyncio.gather(*(flood() for _ in range(8))), PATIENCE)
+    assert sent == SIGNALS_PER_RUN
+
+    async def moved() -> str | None:
+        run_id = (await handle.describe()).run_id
+        return run_id if run_id != first else None
+
+    await eventually(moved, what="the goal to continue as new once the flood ends")
+    history = await client.get_workflow_handle(handle.id, run_id=first).fetch_history()
+    assert len(history.events) < 2 * sent, (len(history.events), sent)
+    recorded = await events(pool, handle.id, "message_rejected")
+    assert len(recorded) == sent  # each refusal in the trail, once
+    await report(client, await task_view(client, handle.id, "t1"))
+    result = await handle.result()
+    assert result.status is GoalStatus.COMPLETED

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.goal.budget import GoalBudget
     from workflows.messages import parse_message, reject_if, summarize_payload
     from workflows.options import record_apart
+    from workflows.refusals import RefusalLog
     from workflows.runners.runner import Added, TaskRunner
 
 SIGNED_CONTROLS = "signed-controls"
@@ -35,6 +36,7 @@ are checked for signatures where it requires them."""
 
 
 async def record_refusal(
+    refusals: RefusalLog,
     goal_id: str,
     goal_run_id: str,
     kind: EventKind,
@@ -43,16 +45,20 @@ async def record_refusal(
     received: int,
 ) -> None:
     """Record a message the goal refused, named by its run and the `received`-th signal."""
+    event = goal_event(
+        goal_id,
+        goal_run_id,
+        kind,
+        problem,
+        detail={"payload": summarize_payload(payload)},
+        key=(workflow.info().run_id, received),
+    )
+    if refusals.batched():
+        refusals.add(event)
+        return
     await record_apart(
         ReadModelActivities.record_event,
-        goal_event(
-            goal_id,
-            goal_run_id,
-            kind,
-            problem,
-            detail={"payload": summarize_payload(payload)},
-            key=(workflow.info().run_id, received),
-        ),
+        event,
         "record rejected decision"
         if kind is EventKind.DECISION_REJECTED
         else "record a refused message",
@@ -70,10 +76,12 @@ class GoalControls:
         runner: TaskRunner,
         budget: GoalBudget,
         status: Callable[[], GoalStatus],
+        refusals: RefusalLog,
     ) -> None:
         self.goal_id, self.goal_run_id, self.header = goal_id, goal_run_id, header
         self.runner, self.budget = runner, budget
         self._status = status
+        self.refusals = refusals
 
     # Tasks added: `add_tasks`.
 
@@ -174,6 +182,7 @@ class GoalControls:
             metrics.rejected(workflow.metric_meter(), Rejected.DECISION)
             workflow.logger.warning(decision)
             await record_refusal(
+                self.refusals,
                 self.goal_id,
                 self.goal_run_id,
                 EventKind.DECISION_REJECTED,

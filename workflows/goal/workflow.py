@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.goal.parent import ParentLink
     from workflows.goal.report import record_report, suggest
     from workflows.options import record
+    from workflows.refusals import RefusalLog
     from workflows.runners.runner import TaskRunner
 
 
@@ -70,6 +71,8 @@ class GoalWorkflow:
         self._early_updates: list[TaskUpdate] = []
         self._signals = 0
         """Signals this run received, counted as each arrives: names its rejections."""
+        self._refusals = RefusalLog()
+        """Refused messages, written in batches apart from their handlers."""
         self._checkpoint = GoalCheckpoint.model_validate(checkpoint) if checkpoint else None
         self._budget: GoalBudget | None = None
         self._controls: GoalControls | None = None
@@ -99,7 +102,13 @@ class GoalWorkflow:
             runner.wake,
         )
         self._controls = GoalControls(
-            self._goal_id, self._run_id, self._header, runner, budget, lambda: self._status
+            self._goal_id,
+            self._run_id,
+            self._header,
+            runner,
+            budget,
+            lambda: self._status,
+            self._refusals,
         )
         self._stage = "running"
         runner.pause(budget.paused)  # a pause goes on after continue-as-new
@@ -232,7 +241,13 @@ class GoalWorkflow:
         metrics.rejected(workflow.metric_meter(), Rejected.INTERNAL)
         workflow.logger.warning(problem)
         await record_refusal(
-            self._goal_id, self._run_id, EventKind.MESSAGE_REJECTED, problem, payload, received
+            self._refusals,
+            self._goal_id,
+            self._run_id,
+            EventKind.MESSAGE_REJECTED,
+            problem,
+            payload,
+            received,
         )
         self._look_again()
 
@@ -356,6 +371,7 @@ class GoalWorkflow:
             ),
             "record continue-as-new",
         )
+        await self._refusals.flush()
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() or runner.asked)
         if runner.asked:
             return
@@ -393,6 +409,7 @@ class GoalWorkflow:
             await self._budget.close()
         await suggest(self._goal_id)
         self._show()
+        await self._refusals.flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._parent.tell_end(header, report)
         if failing:

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from monitoring import metrics
     from workflows.messages import parse_message, summarize_payload
     from workflows.options import record, record_apart
+    from workflows.refusals import RefusalLog
     from workflows.runners.window import TaskWindow
     from workflows.specs import load_specs
 
@@ -59,6 +60,7 @@ class PartitionWorkflow:
         self._last_sent = workflow.now()
         self._early: list[TaskUpdate] = []
         self._signals = 0
+        self._refusals = RefusalLog()
         """Signals this run received, counted as each arrives: names its rejections."""
 
     @workflow.run
@@ -107,6 +109,7 @@ class PartitionWorkflow:
         if state is None:
             await window.start_blocked()
         await window.run(self._roll_up, self._continue_as_new)
+        await self._refusals.flush()
         return self._update(ended=True)
 
     @workflow.query
@@ -177,17 +180,17 @@ class PartitionWorkflow:
         workflow.logger.warning(problem)
         info = workflow.info()
         goal_id = self._input.goal_id if self._input else info.workflow_id
-        await record_apart(
-            ReadModelActivities.record_event,
-            Event(
-                event_id=fact_id("partition", info.run_id, kind, received),
-                kind=kind,
-                message=problem,
-                goal_id=goal_id,
-                detail={"payload": summarize_payload(payload)},
-            ),
-            f"record {kind}",
+        event = Event(
+            event_id=fact_id("partition", info.run_id, kind, received),
+            kind=kind,
+            message=problem,
+            goal_id=goal_id,
+            detail={"payload": summarize_payload(payload)},
         )
+        if self._refusals.batched():
+            self._refusals.add(event)
+            return
+        await record_apart(ReadModelActivities.record_event, event, f"record {kind}")
 
     async def _roll_up(self) -> timedelta | None:
         """Tell the goal the counts if they changed, at most once per `ROLLUP_EVERY`."""
@@ -235,5 +238,6 @@ class PartitionWorkflow:
         """A fresh history with the same state; no task runs across it."""
         window = self._window
         assert window is not None
+        await self._refusals.flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(args=[self._input, window.state()])

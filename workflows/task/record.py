@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.messages import summarize_payload
     from workflows.options import record, record_apart
+    from workflows.refusals import RefusalLog
 
 
 class TaskRecord:
@@ -52,6 +53,8 @@ class TaskRecord:
         """Changes this run has settled: an update's answer waits for the next one."""
         self.recording = asyncio.Lock()
         """Rejections are written one at a time, so the trail keeps their order."""
+        self.refusals = RefusalLog()
+        """Refused messages, written in batches apart from their handlers."""
         self._quiet_rejections: set[str] = set()
         """What rejections are recorded once for: an assignment, not each stale heartbeat."""
         self.closed: set[str] = set()
@@ -180,6 +183,9 @@ class TaskRecord:
         event = self.event(kind, message, agent_id, {"payload": summarize_payload(payload)})
         # Named by this run and the signal's place in it: the same signal, the same row.
         event.event_id = fact_id("signal", workflow.info().run_id, received)
+        if self.refusals.batched():
+            self.refusals.add(event)
+            return
         async with self.recording:
             await record_apart(ReadModelActivities.record_event, event, f"record {kind}")
 

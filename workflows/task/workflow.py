@@ -99,6 +99,7 @@ class TaskWorkflow:
             )
         await self._work()
         self._record.settling = False
+        await self._record.refusals.flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._record.adopted:  # the run that started it is gone: its result reaches nobody
             await self._record.notify_goal()
@@ -293,6 +294,7 @@ class TaskWorkflow:
 
     async def _continue_as_new(self) -> None:
         """A long task starts a fresh history, keeping its assignment and its state."""
+        await self._record.refusals.flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(
             args=[
