@@ -51,6 +51,14 @@ class Work:
     config: dict[str, Any] = field(default_factory=dict)
     """The agent's configuration as registered (or, provisioned, copied from its skill's
     best-recorded agent)."""
+    poster: Callable[[str], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+    """Where `note` posts: set by the runner where its transport takes notes."""
+
+    async def note(self, text: str) -> None:
+        """Say what the agent is doing now ("searching 3 sources"), for people watching the
+        goal; kept apart from workflow history. A note that cannot be posted is dropped."""
+        if self.poster is not None:
+            await self.poster(text)
 
     @property
     def goal(self) -> dict[str, Any]:
@@ -68,6 +76,14 @@ class WorkResult:
     result: JsonValue
     tokens_used: int = 0
     cost_usd: float = 0.0
+    input_tokens: int | None = None
+    """Of `tokens_used`, those the model read (prompt) and wrote, where known."""
+    output_tokens: int | None = None
+    cost_known: bool = True
+    """False where no price was known for the model: `cost_usd` is then no figure at all."""
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    """Each tool call of the attempt: `tool`, `args_digest`, `duration_ms`, `outcome`
+    ('success', 'failed', 'timeout'), `error`."""
 
 
 Hook = Callable[[Work], Awaitable[WorkResult] | WorkResult]
