@@ -34,6 +34,7 @@ from goalkeeper.records import (
 )
 from goalkeeper.statuses import TaskStatus
 from monitoring import metrics
+from monitoring.traces import traceparent
 from store.rows import Connection
 
 BUDGET_SPENT = "GK402"
@@ -169,6 +170,8 @@ class AssignmentActivities:
                 "goal_run_id": request.goal_run_id,
                 "workspace": request.workspace,
                 "provision_id": agent_id,
+                # The agent's spans (its model calls, its tools) join the goal's trace.
+                "traceparent": traceparent(),
                 "provision_event": {
                     # Derived from the assignment id: one provisioning per assignment, ever.
                     "event_id": str(uuid.uuid5(uuid.UUID(task.assignment_id), "1")),

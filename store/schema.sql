@@ -482,7 +482,8 @@ BEGIN
                    FROM jsonb_array_elements(r->'rework') w),
         'budget', goalkeeper_budget_left(r->>'goal_id', r->>'workspace'),
         'report_deadline_seconds', (r->>'report_deadline_seconds')::int,
-        'heartbeat_timeout_seconds', (r->>'heartbeat_timeout_seconds')::int)
+        'heartbeat_timeout_seconds', (r->>'heartbeat_timeout_seconds')::int,
+        'traceparent', r->>'traceparent')
     INTO context
     FROM tasks t WHERE t.goal_id = r->>'goal_id' AND t.task_id = r->>'task_id';
     -- An assignment made before its task workflow starts stays hidden from the agent

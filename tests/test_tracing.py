@@ -117,3 +117,32 @@ async def test_sdk_metrics_are_served_for_prometheus_when_configured(
     # Prometheus names: counters end in _total, durations are seconds and say so.
     assert "\ntemporal_workflow_completed_total{" in body
     assert "\ntemporal_local_activity_execution_latency_seconds_bucket{" in body
+
+
+async def test_each_assignment_carries_its_goals_trace_for_the_agent(
+    traced_client: Client,
+    traced_queue: str,
+    pool: asyncpg.Pool,
+    workspace: str,
+    exporter: InMemorySpanExporter,
+) -> None:
+    """An agent's spans (its model calls, its tools) join the goal's trace: each
+    assignment's context names the span that assigned it, within that trace."""
+    handle = await start_goal(traced_client, goal_spec(2, workspace), traced_queue)
+    async with SimulatedAgents(traced_client, pool, handle.id):
+        await handle.result()
+    spans = {
+        s.context.span_id: s
+        for s in exporter.get_finished_spans()
+        if _about(s, handle.id) and not s.name.startswith("SignalWorkflow:")  # agents' own
+    }
+    (trace_id,) = {s.context.trace_id for s in spans.values()}
+    rows = await pool.fetch(
+        "SELECT context->>'traceparent' AS traceparent FROM assignments WHERE goal_id = $1",
+        handle.id,
+    )
+    assert len(rows) == 2
+    for row in rows:
+        version, trace_hex, span_hex, _flags = row["traceparent"].split("-")
+        assert version == "00" and int(trace_hex, 16) == trace_id, row
+        assert spans[int(span_hex, 16)].name == "RunActivity:assign_agents"
