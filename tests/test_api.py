@@ -259,6 +259,13 @@ async def test_agents_and_approvals(
         agent["active_assignments"] / agent["capacity"],
         True,
     )
+    [held] = agent["holding"]  # what it holds right now
+    assert (held["goal_id"], held["task_id"], held["title"], held["attempt"]) == (
+        handle.id,
+        "t1",
+        "Sign off",
+        1,
+    )
 
     await report(client, view)
     await wait_task(client, handle.id, "t1", TaskStatus.AWAITING_APPROVAL)
@@ -285,6 +292,8 @@ async def test_agents_and_approvals(
 
     [record] = await eventually(recorded, what="the agent's record in the API")
     assert (record["completions"], record["failures"]) == (1, 0)
+    [agent] = (await get(api, "/agents", workspace=workspace))["items"]
+    assert agent["holding"] == []  # nothing once its work is done
     empty = await get(api, "/agents", workspace=f"none-{uuid.uuid4().hex[:6]}")
     assert (empty["total"], empty["items"]) == (0, [])
 

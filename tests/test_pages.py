@@ -129,6 +129,8 @@ async def test_agents_costs_suggestions_and_health_pages(
 ) -> None:
     handle = await start_goal(client, goal_spec(1, workspace), task_queue)
     view = await wait_task(client, handle.id, "t1", TaskStatus.ASSIGNED)
+    holding = text(await page(api, "/agents", workspace=workspace))
+    assert f"{handle.id} / t1 Task 1 · attempt 1 · since" in holding, holding
     await report(client, view)
     await handle.result()
 

@@ -90,9 +90,11 @@ def _usd(value: float | None) -> str:
     return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
 
 
-def _ago(value: datetime | None) -> str:
+def _ago(value: datetime | str | None) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str):  # from a JSON row: ISO 8601, with its offset
+        value = datetime.fromisoformat(value)
     seconds = int((datetime.now(UTC) - value).total_seconds())
     # Minutes at the finest: a live region is not swapped just because a second went by.
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
