@@ -145,3 +145,37 @@ async def test_agents_costs_suggestions_and_health_pages(
     assert "Suggestions" in await page(api, "/suggestions", status="dismissed")
     health = text(await page(api, "/health"))
     assert "PostgreSQL reachable" in health and "Temporal reachable" in health
+
+
+async def test_goal_page_draws_its_tasks_dependencies_with_their_states(
+    api: httpx.AsyncClient, client: Client, task_queue: str, workspace: str
+) -> None:
+    tasks: list[dict[str, Any]] = [
+        {"id": "research", "title": "Research", "skill": "writing"},
+        {"id": "outline", "title": "Outline", "skill": "writing"},
+        {
+            "id": "draft",
+            "title": "Draft",
+            "skill": "writing",
+            "depends_on": ["research", "outline"],
+        },
+    ]
+    tasks[2]["depends_on"] = ["research", "outline"]
+    handle = await start_goal(client, goal_spec(workspace=workspace, tasks=tasks), task_queue)
+    view = await wait_task(client, handle.id, "research", TaskStatus.ASSIGNED)
+    await report(client, view)
+
+    async def drawn() -> str | None:
+        html = await page(api, f"/goals/{handle.id}")
+        done = '<g class="node completed" data-task-id="research"'
+        return html if done in html else None
+
+    html = await eventually(drawn, what="the graph with research completed")
+    nodes = {t: s for s, t in re.findall(r'<g class="node (\w+)" data-task-id="(\w+)"', html)}
+    assert (nodes["research"], nodes["draft"]) == ("completed", "pending"), nodes
+    assert set(nodes) == {"research", "outline", "draft"}
+    assert 'data-task-id="draft" transform="translate(190,0)"' in html  # after both
+    assert html.count('<path class="edge"') == 2
+    filtered = await page(api, f"/goals/{handle.id}", status="pending")
+    assert 'id="graph"' not in filtered  # drawn only from the whole goal
+    await client.get_workflow_handle(handle.id).terminate()

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from goalkeeper.graph import NODE_HEIGHT, NODE_WIDTH, layout
 from goalkeeper.records import EventKind
 from goalkeeper.runbooks import Runbook
 from goalkeeper.signing import digest
@@ -105,6 +106,7 @@ def _ago(value: datetime | str | None) -> str:
 
 templates.env.filters["usd"] = _usd
 templates.env.filters["ago"] = _ago
+templates.env.globals |= {"node_width": NODE_WIDTH, "node_height": NODE_HEIGHT}
 
 
 def _pager_query(params: Any, offset: int) -> str:
@@ -179,6 +181,7 @@ async def goal_page(
     except Problem as problem:
         return _problem_page(request, problem)
     tasks = await goals.goal_tasks(pool, access, goal_id, status, PAGE, offset)
+    whole = status is None and offset == 0 and tasks["next_offset"] is None
     return _render(
         request,
         "goal.html",
@@ -192,6 +195,7 @@ async def goal_page(
         kinds=[kind.value for kind in EventKind],
         deliverable=await read_deliverable(pool, goal_id),
         skills=await workspace_skills(pool, goal["workspace"]),
+        graph=layout(tasks["items"]) if whole else None,
     )
 
 
