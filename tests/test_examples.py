@@ -270,7 +270,7 @@ async def test_an_agent_credential_and_a_persons_token_each_open_only_their_own_
     as_person = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=api_url) as http:
         me = await http.get("/api/v1/agent/me", headers=as_agent)
-        assert me.json() == {"agent_id": agent_id, "workspace": workspace}
+        assert me.json() == {"agent_id": agent_id, "workspace": workspace, "public_key": None}
         assert (await http.get("/api/v1/goals", headers=as_person)).status_code == 200
         # Neither is the other: an agent reads no goals, a person takes no assignments.
         for path, auth in (("/api/v1/goals", as_agent), ("/api/v1/agent/me", as_person)):
