@@ -341,6 +341,15 @@ class TaskView(BaseModel):
     last_heartbeat_at: datetime | None = None
     tokens_used: int = 0
     cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    """Of `tokens_used`, those its attempts' reports said the model read and wrote."""
+    cost_unknown_attempts: int = 0
+    """Attempts whose cost no price was known for: `cost_usd` leaves them out."""
+    tool_calls: list[ToolCallRecord] = []
+    """The latest report's tool calls (its last `limits.MAX_SHOWN_TOOL_CALLS`)."""
+    tool_calls_total: int = 0
+    """How many tool calls that report recorded, shown or not."""
     result: JsonValue = None
     error: str | None = None
     history: list[str] = []
