@@ -4,6 +4,7 @@ whose record is malformed is refused with the reason, recorded, and the task sti
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 from temporalio.client import Client
 
 from goalkeeper import signing
-from goalkeeper.models import AgentReport
-from goalkeeper.statuses import GoalStatus, TaskStatus
+from goalkeeper.models import AgentReport, ToolCallRecord
+from goalkeeper.records import EndAssignment, Event, EventKind
+from goalkeeper.statuses import AssignmentStatus, GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.agents.runner import Work, WorkResult
 from interfaces.api.app import create_app
@@ -275,3 +277,33 @@ async def test_the_runner_reports_what_its_hook_did(
         ("search-1", "success", None),
         ("search-2", "timeout", "no answer in 30 s"),
     ]
+
+    # A retried end of the assignment (the activity's one statement again) adds nothing.
+    assignment_id = view.assignment_id
+    assert assignment_id is not None
+    again = EndAssignment(
+        assignment_id=assignment_id,
+        status=AssignmentStatus.COMPLETED,
+        result="answered",
+        tokens_used=90,
+        input_tokens=70,
+        output_tokens=20,
+        cost_known=False,
+        tool_calls=[ToolCallRecord(**call(n)) for n in (1, 2, 3)],
+        task=view,
+        event=Event(
+            event_id=str(uuid.uuid4()),
+            kind=EventKind.TASK_COMPLETED,
+            message="retried",
+            goal_id=goal.id,
+            task_id="t1",
+        ),
+    )
+    for _ in range(2):
+        await pool.execute("SELECT goalkeeper_end_assignment($1)", again.model_dump(mode="json"))
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM tool_calls WHERE assignment_id = $1::uuid", assignment_id
+        )
+        == 2
+    )
