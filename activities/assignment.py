@@ -217,7 +217,13 @@ class AssignmentActivities:
         meter = metrics.activity_meter()
         if row["closes_in"] is not None:
             self.spend.add(
-                meter, row["closes_in"], task.skill, request.tokens_used, request.cost_usd
+                meter,
+                row["closes_in"],
+                task.skill,
+                request.tokens_used,
+                request.cost_usd,
+                request.input_tokens,
+                request.output_tokens,
             )
         if row["task_was"] is not None and not TaskStatus(row["task_was"]).is_terminal:
             metrics.tasks_finished(meter, task.status)

@@ -60,6 +60,12 @@ class CostLine(BaseModel):
     cost_usd: float
     wasted_tokens: int
     wasted_usd: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    """Of `tokens_used`, those the reports said the model read and wrote (where they said)."""
+    cost_unknown_attempts: int = 0
+    """Attempts whose cost no price was known for: `cost_usd` does not include them, so
+    with any of these it is a lower bound, not the whole spend."""
 
 
 class CostReport(BaseModel):
@@ -108,3 +114,21 @@ def cost_query(
 def share(part: float, whole: float) -> str:
     """`part` as a percentage of `whole`, for people: '12%' (or '-' of nothing)."""
     return f"{100 * part / whole:.0f}%" if whole else "-"
+
+
+def spend_notes(line: CostLine) -> list[str]:
+    """What people must know beside a cost figure: the tokens read and written where the
+    reports said, and the attempts whose cost is unknown (left out, never counted as 0)."""
+    notes = []
+    if line.input_tokens or line.output_tokens:
+        notes.append(
+            f"tokens read: {line.input_tokens}, written: {line.output_tokens} "
+            "(of the attempts that said)"
+        )
+    if line.cost_unknown_attempts:
+        notes.append(
+            f"cost unknown for {line.cost_unknown_attempts} "
+            f"attempt{'' if line.cost_unknown_attempts == 1 else 's'} (no price known): "
+            f"${line.cost_usd:.4f} leaves them out"
+        )
+    return notes

@@ -53,6 +53,15 @@ MAX_TIME_CHARS = 40
 MAX_QUOTED_CHARS = 80
 """Of a malformed value quoted back in the error that refuses it."""
 
+MAX_TOOL_CALLS = 100
+"""Tool calls one report may record (an attempt with more keeps its last ones)."""
+MAX_TOOL_NAME_CHARS = 200
+MAX_TOOL_ERROR_CHARS = 500
+"""Of why one tool call failed, as a report records it."""
+MAX_SHOWN_TOOL_CALLS = 20
+"""Of the latest attempt's tool calls, those a task's view shows (the last ones); the read
+model keeps them all."""
+
 MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the clock it is checked against a heartbeat's time may be."""
 

@@ -159,6 +159,15 @@ TOKENS = Metric(
     ("workspace", "skill"),
     "{token}",
 )
+TOKENS_BY_DIRECTION = Metric(
+    "goalkeeper_tokens_by_direction",
+    Kind.COUNTER,
+    "The same tokens by direction: `input` (read) and `output` (written) where the report "
+    "said, `unsaid` for the rest.",
+    ("workspace", "skill", "direction"),
+    "{token}",
+)
+TOKEN_DIRECTIONS = ("input", "output", "unsaid")
 COST = Metric(
     "goalkeeper_cost_usd_total",
     Kind.SUM,
@@ -201,6 +210,7 @@ CATALOGUE = (
     MESSAGES_REJECTED,
     AGENTS_PROVISIONED,
     TOKENS,
+    TOKENS_BY_DIRECTION,
     COST,
     TASKS_FINISHED,
     GOALS_FINISHED,

@@ -29,6 +29,9 @@ from goalkeeper.limits import (
     MAX_TASK_DESCRIPTION_CHARS,
     MAX_TIME_CHARS,
     MAX_TITLE_CHARS,
+    MAX_TOOL_CALLS,
+    MAX_TOOL_ERROR_CHARS,
+    MAX_TOOL_NAME_CHARS,
     heartbeat_time,
 )
 from goalkeeper.scheduling import ScheduleState
@@ -208,6 +211,21 @@ class GoalSpec(_Strict):
         return sorted({*self.approvers, *task.approvers})
 
 
+ToolCallOutcome = Literal["success", "failed", "timeout"]
+
+
+class ToolCallRecord(_Strict):
+    """One tool call of an attempt, as its agent reports it: the arguments only by digest,
+    so a report never carries (nor leaks) what the tool was given."""
+
+    tool: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOOL_NAME_CHARS)]
+    args_digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    """The SHA-256 of the call's arguments, 64 lowercase hex digits."""
+    duration_ms: int = Field(ge=0, le=7 * 86400 * 1000)
+    outcome: ToolCallOutcome
+    error: str | None = Field(default=None, max_length=MAX_TOOL_ERROR_CHARS)
+
+
 class AgentReport(_Strict):
     """An agent's report on its assignment: the `agent_report` signal."""
 
@@ -219,8 +237,42 @@ class AgentReport(_Strict):
     error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
     tokens_used: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0)
+    input_tokens: int | None = Field(default=None, ge=0)
+    """Of `tokens_used`, those the model read (its prompts), where known."""
+    output_tokens: int | None = Field(default=None, ge=0)
+    """Of `tokens_used`, those the model wrote, where known."""
+    cost_known: bool = True
+    """False where no price was known: `cost_usd` is then unknown (and must be 0), not free."""
+    tool_calls: list[ToolCallRecord] = Field(default=[], max_length=MAX_TOOL_CALLS)
     signature: str | None = Field(default=None, max_length=MAX_SIGNATURE_CHARS)
     """The agent's signature over the report (goalkeeper.signing.report_content)."""
+
+    @model_validator(mode="after")
+    def _tokens_add_up(self) -> "AgentReport":
+        """Input and output tokens are parts of `tokens_used`: with both given, a
+        `tokens_used` of 0 becomes their sum, and any other must equal it."""
+        split = (self.input_tokens, self.output_tokens)
+        if None not in split:
+            total = sum(t or 0 for t in split)
+            if self.tokens_used == 0:
+                self.tokens_used = total
+            elif self.tokens_used != total:
+                raise ValueError(
+                    f"tokens_used {self.tokens_used} is not input_tokens + output_tokens "
+                    f"({total}): expected their sum, or 0 to have it counted"
+                )
+        else:
+            for name, part in zip(("input_tokens", "output_tokens"), split, strict=True):
+                if part is not None and part > self.tokens_used:
+                    raise ValueError(
+                        f"{name} {part} is more than tokens_used {self.tokens_used}: "
+                        "expected a part of it"
+                    )
+        if not self.cost_known and self.cost_usd != 0:
+            raise ValueError(
+                f"cost_usd {self.cost_usd} with cost_known false: expected 0, as no price was known"
+            )
+        return self
 
 
 class ApprovalDecision(_Strict):
@@ -289,6 +341,15 @@ class TaskView(BaseModel):
     last_heartbeat_at: datetime | None = None
     tokens_used: int = 0
     cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    """Of `tokens_used`, those its attempts' reports said the model read and wrote."""
+    cost_unknown_attempts: int = 0
+    """Attempts whose cost no price was known for: `cost_usd` leaves them out."""
+    tool_calls: list[ToolCallRecord] = []
+    """The latest report's tool calls (its last `limits.MAX_SHOWN_TOOL_CALLS`)."""
+    tool_calls_total: int = 0
+    """How many tool calls that report recorded, shown or not."""
     result: JsonValue = None
     error: str | None = None
     history: list[str] = []

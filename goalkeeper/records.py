@@ -7,7 +7,15 @@ from typing import Any
 from pydantic import BaseModel, JsonValue
 
 from goalkeeper.ids import fact_id
-from goalkeeper.models import GoalReport, GoalSpec, Heartbeat, TaskSpec, TaskSummary, TaskView
+from goalkeeper.models import (
+    GoalReport,
+    GoalSpec,
+    Heartbeat,
+    TaskSpec,
+    TaskSummary,
+    TaskView,
+    ToolCallRecord,
+)
 from goalkeeper.requests import RequestSpec
 from goalkeeper.statuses import AssignmentStatus, GoalStatus, RequestStatus
 
@@ -300,6 +308,11 @@ class EndAssignment(BaseModel):
     error: str | None = None
     tokens_used: int = 0
     cost_usd: float = 0.0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_known: bool = True
+    tool_calls: list[ToolCallRecord] = []
+    """All the report's tool calls, kept in the read model (the view shows the last few)."""
     task: TaskView
     event: Event
 

@@ -53,21 +53,32 @@ def digest(value: Any) -> str:
 
 
 def report_content(goal_id: str, task_id: str, report: AgentReport) -> bytes:
-    """What an agent signs for a report: whose, about what, and the result's digest."""
-    return _canonical(
-        {
-            "kind": "report",
-            "goal_id": goal_id,
-            "task_id": task_id,
-            "assignment_id": report.assignment_id,
-            "agent_id": report.agent_id,
-            "outcome": str(report.outcome),
-            "result_digest": digest(report.result),
-            "error": report.error,
-            "tokens_used": report.tokens_used,
-            "cost_usd": report.cost_usd,
-        }
-    )
+    """What an agent signs for a report: whose, about what, and the result's digest.
+
+    The token split, an unknown cost and the tool calls are signed only where given, so a
+    report without them signs the very content it did before they existed.
+    """
+    content: dict[str, Any] = {
+        "kind": "report",
+        "goal_id": goal_id,
+        "task_id": task_id,
+        "assignment_id": report.assignment_id,
+        "agent_id": report.agent_id,
+        "outcome": str(report.outcome),
+        "result_digest": digest(report.result),
+        "error": report.error,
+        "tokens_used": report.tokens_used,
+        "cost_usd": report.cost_usd,
+    }
+    if report.input_tokens is not None:
+        content["input_tokens"] = report.input_tokens
+    if report.output_tokens is not None:
+        content["output_tokens"] = report.output_tokens
+    if not report.cost_known:
+        content["cost_known"] = False
+    if report.tool_calls:
+        content["tool_calls"] = [call.model_dump(mode="json") for call in report.tool_calls]
+    return _canonical(content)
 
 
 def heartbeat_content(

@@ -134,9 +134,22 @@ class Spend:
         self._cost: dict[tuple[str, str], float] = {}
 
     @_quietly
-    def add(self, meter: MetricMeter, workspace: str, skill: str, tokens: int, usd: float) -> None:
+    def add(
+        self,
+        meter: MetricMeter,
+        workspace: str,
+        skill: str,
+        tokens: int,
+        usd: float,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
         labels = {"workspace": workspace, "skill": skill}
         _add(meter, m.TOKENS, tokens, **labels)
+        read, written = input_tokens or 0, output_tokens or 0
+        unsaid = max(0, tokens - read - written)
+        for direction, count in zip(m.TOKEN_DIRECTIONS, (read, written, unsaid), strict=True):
+            _add(meter, m.TOKENS_BY_DIRECTION, count, direction=direction, **labels)
         if usd > 0:
             total = self._cost[workspace, skill] = self._cost.get((workspace, skill), 0.0) + usd
             meter.create_gauge_float(m.COST.name, m.COST.description).set(total, labels)

@@ -24,7 +24,8 @@ WITH scope AS (
     WHERE ($1::text IS NULL OR g.goal_id = $1 OR g.goal_id LIKE $2)
       AND ($3::text IS NULL OR g.workspace = $3)
 ), attempts AS (
-    SELECT {key} AS key, a.tokens_used, a.cost_usd,
+    SELECT {key} AS key, a.tokens_used, a.cost_usd, a.input_tokens, a.output_tokens,
+           NOT a.cost_known AS cost_unknown,
            (a.status IN ('failed', 'timed_out', 'cancelled')
             OR (a.attempt < t.attempts AND a.status NOT IN ('active', 'starting'))
             OR t.status = 'failed') AS wasted
@@ -36,18 +37,25 @@ WITH scope AS (
     SELECT key, count(*) AS attempts, count(*) FILTER (WHERE wasted) AS wasted_attempts,
            sum(tokens_used) AS tokens_used, sum(cost_usd) AS cost_usd,
            coalesce(sum(tokens_used) FILTER (WHERE wasted), 0) AS wasted_tokens,
-           coalesce(sum(cost_usd) FILTER (WHERE wasted), 0) AS wasted_usd
+           coalesce(sum(cost_usd) FILTER (WHERE wasted), 0) AS wasted_usd,
+           coalesce(sum(input_tokens), 0) AS input_tokens,
+           coalesce(sum(output_tokens), 0) AS output_tokens,
+           count(*) FILTER (WHERE cost_unknown) AS cost_unknown_attempts
     FROM attempts GROUP BY key
 )
 SELECT key, attempts, wasted_attempts, tokens_used::bigint, cost_usd::float8,
-       wasted_tokens::bigint, wasted_usd::float8,
+       wasted_tokens::bigint, wasted_usd::float8, input_tokens::bigint, output_tokens::bigint,
+       cost_unknown_attempts,
        count(*) OVER () AS groups,
        sum(attempts) OVER ()::bigint AS all_attempts,
        sum(wasted_attempts) OVER ()::bigint AS all_wasted_attempts,
        sum(tokens_used) OVER ()::bigint AS all_tokens_used,
        sum(cost_usd) OVER ()::float8 AS all_cost_usd,
        sum(wasted_tokens) OVER ()::bigint AS all_wasted_tokens,
-       sum(wasted_usd) OVER ()::float8 AS all_wasted_usd
+       sum(wasted_usd) OVER ()::float8 AS all_wasted_usd,
+       sum(input_tokens) OVER ()::bigint AS all_input_tokens,
+       sum(output_tokens) OVER ()::bigint AS all_output_tokens,
+       sum(cost_unknown_attempts) OVER ()::bigint AS all_cost_unknown_attempts
 FROM lines
 ORDER BY {order}
 LIMIT $5
@@ -98,6 +106,9 @@ async def cost_report(connection: Connection, query: CostQuery) -> CostReport:
         cost_usd=round(first["all_cost_usd"], 6),
         wasted_tokens=first["all_wasted_tokens"],
         wasted_usd=round(first["all_wasted_usd"], 6),
+        input_tokens=first["all_input_tokens"],
+        output_tokens=first["all_output_tokens"],
+        cost_unknown_attempts=first["all_cost_unknown_attempts"],
     )
     return CostReport(by=query.by, lines=lines, total=total, more_lines=first["groups"] - len(rows))
 
@@ -111,6 +122,9 @@ def _line(row: Any) -> dict[str, Any]:
         "cost_usd": round(row["cost_usd"], 6),
         "wasted_tokens": row["wasted_tokens"],
         "wasted_usd": round(row["wasted_usd"], 6),
+        "input_tokens": row["input_tokens"],
+        "output_tokens": row["output_tokens"],
+        "cost_unknown_attempts": row["cost_unknown_attempts"],
     }
 
 

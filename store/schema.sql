@@ -156,6 +156,23 @@ CREATE TABLE IF NOT EXISTS assignments (
 ALTER TABLE assignments ADD COLUMN IF NOT EXISTS last_heartbeat_at timestamptz;
 -- An agent's inbox: its active assignments.
 CREATE INDEX IF NOT EXISTS assignments_inbox ON assignments (agent_id) WHERE status = 'active';
+-- Of tokens_used, those the model read and wrote, where the report said; and whether a
+-- price was known for the attempt (false: its cost_usd of 0 is unknown, not free).
+ALTER TABLE assignments ADD COLUMN IF NOT EXISTS input_tokens bigint CHECK (input_tokens >= 0);
+ALTER TABLE assignments ADD COLUMN IF NOT EXISTS output_tokens bigint CHECK (output_tokens >= 0);
+ALTER TABLE assignments ADD COLUMN IF NOT EXISTS cost_known boolean NOT NULL DEFAULT true;
+-- An attempt's tool calls as its report recorded them (n: their order), its arguments
+-- only by digest. Written with the assignment's end, once.
+CREATE TABLE IF NOT EXISTS tool_calls (
+    assignment_id  uuid NOT NULL REFERENCES assignments ON DELETE CASCADE,
+    n              integer NOT NULL CHECK (n >= 1),
+    tool           text NOT NULL,
+    args_digest    text NOT NULL CHECK (args_digest ~ '^[0-9a-f]{64}$'),
+    duration_ms    bigint NOT NULL CHECK (duration_ms >= 0),
+    outcome        text NOT NULL CHECK (outcome IN ('success', 'failed', 'timeout')),
+    error          text,
+    PRIMARY KEY (assignment_id, n)
+);
 CREATE INDEX IF NOT EXISTS assignments_goal ON assignments (goal_id);
 
 -- Results too large for workflow history; tasks carry {"$ref": "results/<id>"} instead.
@@ -556,10 +573,19 @@ DECLARE
 BEGIN
     UPDATE assignments SET status = (r->>'status')::assignment_status, result = r->'result',
            error = r->>'error', tokens_used = (r->>'tokens_used')::bigint,
-           cost_usd = (r->>'cost_usd')::numeric, ended_at = now()
+           cost_usd = (r->>'cost_usd')::numeric, ended_at = now(),
+           input_tokens = (r->>'input_tokens')::bigint,
+           output_tokens = (r->>'output_tokens')::bigint,
+           cost_known = coalesce((r->>'cost_known')::boolean, true)
     WHERE assignment_id = (r->>'assignment_id')::uuid AND status IN ('active', 'starting')
     RETURNING agent_id, goal_id INTO agent, goal;
     IF agent IS NOT NULL THEN
+        INSERT INTO tool_calls (assignment_id, n, tool, args_digest, duration_ms, outcome, error)
+        SELECT (r->>'assignment_id')::uuid, c.n, c.call->>'tool', c.call->>'args_digest',
+               (c.call->>'duration_ms')::bigint, c.call->>'outcome', c.call->>'error'
+        FROM jsonb_array_elements(coalesce(r->'tool_calls', '[]'::jsonb))
+             WITH ORDINALITY AS c(call, n)
+        ON CONFLICT (assignment_id, n) DO NOTHING;
         PERFORM goalkeeper_release(agent);
         PERFORM goalkeeper_count_spend(goal, (r->>'tokens_used')::bigint,
                                        (r->>'cost_usd')::numeric);

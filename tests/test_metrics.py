@@ -52,6 +52,7 @@ AGREED = frozenset(
         "goalkeeper_messages_rejected_total",
         "goalkeeper_agents_provisioned_total",
         "goalkeeper_tokens_total",
+        "goalkeeper_tokens_by_direction_total",
         "goalkeeper_cost_usd_total",
         "goalkeeper_tasks_finished_total",
         "goalkeeper_goals_finished_total",
@@ -246,6 +247,7 @@ async def test_goalkeeper_metrics_move_as_a_goal_runs(
     assert after.value("goalkeeper_agents_provisioned_total", **skill) == provisioned > 0
     # Four reports (t2 failed once) of 10 tokens and $0.001 each.
     assert after.value("goalkeeper_tokens_total", **spent) == 40
+    assert after.value("goalkeeper_tokens_by_direction_total", direction="unsaid", **spent) == 40
     assert after.value("goalkeeper_cost_usd_total", **spent) == pytest.approx(0.004)
     assert after.value("goalkeeper_task_assignment_duration_seconds_count", **skill) == 4
     assert after.value("goalkeeper_task_report_duration_seconds_count", **skill) == 4

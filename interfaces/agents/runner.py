@@ -301,12 +301,22 @@ class AgentRunner:
             done = await produced if inspect.isawaitable(produced) else produced
             if not isinstance(done, WorkResult):
                 done = WorkResult(result=done)
-            return report | {
+            report |= {
                 "outcome": "completed",
                 "result": done.result,
                 "tokens_used": done.tokens_used,
                 "cost_usd": done.cost_usd,
             }
+            # Only what the hook gave: a report without them signs as it always did.
+            if done.input_tokens is not None:
+                report["input_tokens"] = done.input_tokens
+            if done.output_tokens is not None:
+                report["output_tokens"] = done.output_tokens
+            if not done.cost_known:
+                report["cost_known"] = False
+            if done.tool_calls:
+                report["tool_calls"] = [dict(call) for call in done.tool_calls]
+            return report
         except Exception as exc:
             # Goalkeeper refuses longer errors: the end of a traceback says most.
             error = str(exc) or type(exc).__name__

@@ -153,6 +153,55 @@ async def task_result(pool: Pool, access: Reader, goal_id: str, task_id: str) ->
     }
 
 
+@router.get("/goals/{goal_id:path}/tasks/{task_id}")
+@answers({404: "no goal of that id that the token may see, or no such task of it"})
+async def one_task(pool: Pool, access: Reader, goal_id: str, task_id: str) -> dict[str, Any]:
+    """One task: its row, its tokens read and written over all attempts, how many of its
+    attempts' cost is unknown, and its latest attempt with that attempt's tool calls."""
+    await known_goal(pool, access, goal_id)  # another workspace's is the same 404
+    row = await pool.fetchrow(
+        """
+        SELECT t.task_id, t.title, t.skill, t.status, t.agent_id, t.assignment_id::text,
+               t.attempts, t.reworks, t.cost_usd::float8, t.tokens_used, t.depends_on,
+               t.requires_approval, t.approvers, t.error, t.subgoal_id, t.started_at,
+               t.ended_at,
+               (SELECT coalesce(sum(a.input_tokens), 0)::bigint FROM assignments a
+                WHERE a.goal_id = t.goal_id AND a.task_id = t.task_id) AS input_tokens,
+               (SELECT coalesce(sum(a.output_tokens), 0)::bigint FROM assignments a
+                WHERE a.goal_id = t.goal_id AND a.task_id = t.task_id) AS output_tokens,
+               (SELECT count(*) FROM assignments a WHERE a.goal_id = t.goal_id
+                AND a.task_id = t.task_id AND NOT a.cost_known) AS cost_unknown_attempts
+        FROM tasks t WHERE t.goal_id = $1 AND t.task_id = $2
+        """,
+        goal_id,
+        task_id,
+    )
+    if row is None:
+        raise not_found("task", task_id, f"a task id from GET /api/v1/goals/{goal_id}/tasks")
+    latest = await pool.fetchrow(
+        """
+        SELECT assignment_id::text, attempt, agent_id, status::text, tokens_used,
+               input_tokens, output_tokens, cost_usd::float8, cost_known, created_at, ended_at
+        FROM assignments WHERE goal_id = $1 AND task_id = $2
+        ORDER BY attempt DESC, created_at DESC LIMIT 1
+        """,
+        goal_id,
+        task_id,
+    )
+    attempt: dict[str, Any] | None = None
+    if latest is not None:
+        attempt = dict(latest)
+        if not attempt["cost_known"]:
+            attempt["cost_usd"] = None  # unknown, not free
+        calls = await pool.fetch(
+            "SELECT n, tool, args_digest, duration_ms, outcome, error FROM tool_calls "
+            "WHERE assignment_id = $1::uuid ORDER BY n",
+            latest["assignment_id"],
+        )
+        attempt["tool_calls"] = [dict(c) for c in calls]
+    return {"goal_id": goal_id, **dict(row), "latest_attempt": attempt}
+
+
 @router.get("/goals/{goal_id:path}")
 @answers(UNKNOWN_GOAL)
 async def goal(

@@ -2,7 +2,7 @@
 
 import argparse
 
-from goalkeeper.costs import CostReport, InvalidCostQuery, cost_query, share
+from goalkeeper.costs import CostReport, InvalidCostQuery, cost_query, share, spend_notes
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 from store.costs import cost_report
@@ -76,4 +76,4 @@ def describe_costs(report: CostReport) -> str:
     )
     if report.more_lines:
         text += f"\n({report.more_lines} more {report.by.value} lines in the total; see --limit)"
-    return text
+    return "\n".join([text, *spend_notes(total)])

@@ -15,7 +15,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper import budgets
-from goalkeeper.costs import CostQuery, share
+from goalkeeper.costs import CostQuery, share, spend_notes
 from goalkeeper.errors import InvalidGoalSpec
 from goalkeeper.models import BudgetState, GoalReport, Progress
 from goalkeeper.requests import RequestView, goal_request_id
@@ -187,6 +187,8 @@ async def report(session: Session, args: argparse.Namespace) -> None:
                 "failed, lapsed or reworked attempts (starter.py costs --goal "
                 f"{args.goal_id} --by task)"
             )
+        if notes := spend_notes(waste):
+            text += "\n\n" + "\n".join(notes)
         session.emit(
             {**result.model_dump(mode="json"), "costs": waste.model_dump(mode="json")}, text
         )

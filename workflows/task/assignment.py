@@ -138,5 +138,7 @@ class TaskAssignment:
                 "assigned_at": now,
                 "report_due_at": now + deadline,
                 "last_heartbeat_at": None,
+                "tool_calls": [],
+                "tool_calls_total": 0,
             }
         )

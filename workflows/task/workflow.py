@@ -10,7 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
     from goalkeeper import attempts
     from goalkeeper.ids import started_by_goal
-    from goalkeeper.limits import MAX_SHORT_REASON_CHARS
+    from goalkeeper.limits import MAX_SHORT_REASON_CHARS, MAX_SHOWN_TOOL_CALLS
     from goalkeeper.metrics import Rejected
     from goalkeeper.models import (
         Abort,
@@ -287,9 +287,15 @@ class TaskWorkflow:
             metrics.report_arrived(workflow.metric_meter(), self._input.task.skill, took)
 
     def _spent(self, report: AgentReport) -> dict[str, Any]:
+        view = self._record.view
         return {
-            "tokens_used": self._record.view.tokens_used + report.tokens_used,
-            "cost_usd": round(self._record.view.cost_usd + report.cost_usd, 6),
+            "tokens_used": view.tokens_used + report.tokens_used,
+            "cost_usd": round(view.cost_usd + report.cost_usd, 6),
+            "input_tokens": view.input_tokens + (report.input_tokens or 0),
+            "output_tokens": view.output_tokens + (report.output_tokens or 0),
+            "cost_unknown_attempts": view.cost_unknown_attempts + (not report.cost_known),
+            "tool_calls": report.tool_calls[-MAX_SHOWN_TOOL_CALLS:],
+            "tool_calls_total": len(report.tool_calls),
         }
 
     async def _continue_as_new(self) -> None:
