@@ -53,6 +53,12 @@ MAX_TIME_CHARS = 40
 MAX_QUOTED_CHARS = 80
 """Of a malformed value quoted back in the error that refuses it."""
 
+MAX_NOTE_CHARS = 280
+"""Of a note an agent posts while it works ("searching 3 sources"): a line, not a log."""
+MAX_NOTES_PER_ASSIGNMENT = 50
+"""Notes an agent may post on one assignment (one attempt); more are refused, said once.
+store/schema_notes.sql holds both limits for the database (goalkeeper_note_limits)."""
+
 MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the clock it is checked against a heartbeat's time may be."""
 
