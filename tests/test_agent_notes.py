@@ -13,17 +13,20 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from a2a.types.a2a_pb2 import TaskState
 from temporalio.client import Client
 
 from goalkeeper.limits import MAX_NOTE_CHARS, MAX_NOTES_PER_ASSIGNMENT
+from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.agents import registry
 from interfaces.agents.http_transport import HttpTransport
-from interfaces.agents.runner import AgentRunner, Work, WorkResult
+from interfaces.agents.runner import AgentRunner, SimulatedWork, Work, WorkResult
 from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.stack import free_port
 from store.agent_credentials import new_credential
+from store.runbooks import add_runbook
 from tests.helpers import (
     PATIENCE,
     events,
@@ -34,7 +37,9 @@ from tests.helpers import (
     task_view,
     wait_task,
 )
+from tests.test_a2a_server import SKILLS, a2a, ask_for_work, asking, serving, states, token
 from tests.test_least_privilege import agent_login, assignment_for
+from tests.test_runbooks import runbook_toml
 
 PROBLEM = "application/problem+json"
 NOTES = ("searching 3 sources", "draft 2 of 3 <b>bold</b>")
@@ -279,3 +284,47 @@ async def test_an_agents_login_posts_notes_only_for_its_own_agents(
             )
     kept = await events(pool, goal_id, "agent_note")
     assert [e["message"] for e in kept] == ["on it"]
+
+
+async def test_a_goal_served_over_a2a_says_its_newest_note_while_it_works(
+    pool: asyncpg.Pool, client: Client, task_queue: str, workspace: str
+) -> None:
+    word = f"w{uuid.uuid4().hex[:8]}"
+    await add_runbook(pool, parse_runbook(runbook_toml(f"{word}-rollout", word), "r.toml"))
+    secret = await token(pool, "lead", workspace)
+    released = asyncio.Event()
+    simulated = SimulatedWork(delay=(0, 0))
+
+    async def hook(work: Work) -> WorkResult:
+        if work.task_id == "announce":
+            await work.note("drafting the announcement, 1 of 2")
+            await released.wait()
+        return await simulated(work)
+
+    skills = (*SKILLS, f"planning-{word}")
+    working: list[str] = []
+    async with (
+        running_agents(client, pool, workspace, hook, skills),
+        serving(pool, client, task_queue) as url,
+        a2a(url, secret) as agent,
+    ):
+        stream = agent.send_message(asking(ask_for_work(word)))
+        ended = {TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED}
+        try:
+            async for item in states(stream, ended):
+                if not isinstance(item, tuple):
+                    continue  # the deliverable
+                state, said = item
+                if state == TaskState.TASK_STATE_WORKING:
+                    working.append(said)
+                    if "drafting the announcement" in said:
+                        released.set()
+        finally:
+            released.set()
+    assert state == TaskState.TASK_STATE_COMPLETED, working
+    [noted] = [said for said in working if "drafting the announcement" in said]
+    assert noted.endswith(
+        f"; agent '{workspace}-agent-0' on task 'announce': drafting the announcement, 1 of 2"
+    ) or noted.endswith(
+        f"; agent '{workspace}-agent-1' on task 'announce': drafting the announcement, 1 of 2"
+    ), noted
