@@ -112,6 +112,7 @@ async def notes_seen_while_working(
         page = (await http.get(f"/goals/{goal_id}")).text
     # Shown on the goal's page, as text: an agent's note never becomes markup.
     assert NOTES[0] in page and "draft 2 of 3 &lt;b&gt;bold&lt;/b&gt;" in page
+    assert page.count('class="note"') == len(NOTES)
     assert 'data-kinds="' in page and "agent_note" in page.split('data-kinds="')[1].split('"')[0]
     hook.released.set()
     return seen
@@ -220,6 +221,10 @@ async def test_notes_over_http_are_refused_for_others_ended_too_long_and_too_man
         refused(await http.post(path, json={"text": 42}, headers=auth), 422, "got int")
         refused(await http.post(path, json={}, headers=auth), 422, "got none")
         assert (await http.post(path, json=["x"], headers=auth)).status_code == 422
+        huge = await http.post(path, json={"text": "x" * 2_000_000}, headers=auth)
+        refused(huge, 413)
+        *_, oversized = await events(pool, handle.id, "note_rejected")
+        assert oversized["agent_id"] == owner and "refused unread" in oversized["message"]
         ok = await http.post(path, json={"text": "n" * MAX_NOTE_CHARS}, headers=auth)
         assert ok.status_code == 201, ok.text
 
@@ -234,8 +239,9 @@ async def test_notes_over_http_are_refused_for_others_ended_too_long_and_too_man
                 f"at most {MAX_NOTES_PER_ASSIGNMENT} per attempt",
             )
         rejected = await events(pool, handle.id, "note_rejected")
-        assert len(rejected) == 2
+        assert len(rejected) == 3
         assert rejected[-1]["agent_id"] == owner
+        assert f"more than {MAX_NOTES_PER_ASSIGNMENT} notes" in rejected[-1]["message"]
         assert len(await events(pool, handle.id, "agent_note")) == MAX_NOTES_PER_ASSIGNMENT
 
         # Once the assignment has ended, its notes are over.

@@ -164,7 +164,7 @@ class CommandHook:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        payload = json.dumps(work.__dict__).encode()
+        payload = json.dumps({k: v for k, v in work.__dict__.items() if k != "poster"}).encode()
         out, err = await process.communicate(payload)
         if process.returncode != 0:
             raise RuntimeError(
