@@ -288,8 +288,15 @@ async def test_an_agents_login_posts_notes_only_for_its_own_agents(
                 "VALUES (gen_random_uuid(), $1, 'agent_note', 'forged')",
                 goal_id,
             )
+        # A flood at once: the limit holds exactly, and the refusal is said once.
+        flood = await asyncio.gather(
+            *(mine.fetchval(note, f"{workspace}-mine", assignment, f"n{i}") for i in range(60))
+        )
+        numbers = sorted(n for n in flood if n is not None)
+        assert numbers == list(range(2, MAX_NOTES_PER_ASSIGNMENT + 1))
     kept = await events(pool, goal_id, "agent_note")
-    assert [e["message"] for e in kept] == ["on it"]
+    assert kept[0]["message"] == "on it" and len(kept) == MAX_NOTES_PER_ASSIGNMENT
+    assert len(await events(pool, goal_id, "note_rejected")) == 1
 
 
 async def test_a_goal_served_over_a2a_says_its_newest_note_while_it_works(
