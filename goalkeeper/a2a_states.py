@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from goalkeeper.limits import MAX_NOTE_CHARS, clip
 from goalkeeper.statuses import GoalStatus, RequestStatus
 
 
@@ -48,10 +49,12 @@ def standing(
     request: Mapping[str, Any],
     goal: Mapping[str, Any] | None = None,
     waiting: Sequence[Waiting] = (),
+    note: Mapping[str, Any] | None = None,
 ) -> Standing:
     """The A2A standing of `request` (its `status`, `answer`, `goal_id`, `error`), given
     its goal's progress (`status`, `stage`, `progress_percentage`, task counts, and its
-    `approvers`) and the goal's tasks that await approval."""
+    `approvers`), the goal's tasks that await approval, and its agents' newest note
+    (`agent_id`, `task_id`, `message`), which a working goal's message ends with."""
     status = RequestStatus(request["status"])
     request_id = request["request_id"]
     goal_id = request.get("goal_id")
@@ -70,10 +73,15 @@ def standing(
         return Standing(A2aState.FAILED, f"request {request_id!r} {status.value}: {why}")
     if goal is None:
         return Standing(A2aState.WORKING, f"goal {goal_id!r} starting")
-    return _goal_standing(str(goal_id), goal, waiting)
+    return _goal_standing(str(goal_id), goal, waiting, note)
 
 
-def _goal_standing(goal_id: str, goal: Mapping[str, Any], waiting: Sequence[Waiting]) -> Standing:
+def _goal_standing(
+    goal_id: str,
+    goal: Mapping[str, Any],
+    waiting: Sequence[Waiting],
+    note: Mapping[str, Any] | None = None,
+) -> Standing:
     """A running goal's standing (one just ended waits for its request to record it)."""
     status = GoalStatus(goal["status"])
     if status is not GoalStatus.RUNNING:  # the request ends next, with its artifact
@@ -104,4 +112,8 @@ def _goal_standing(goal_id: str, goal: Mapping[str, Any], waiting: Sequence[Wait
             A2aState.INPUT_REQUIRED,
             f"{progress}; {asks}. Decide at POST {API}/goals/{goal_id}/tasks/TASK/decision",
         )
-    return Standing(A2aState.WORKING, f"{progress}; {stage}")
+    said = ""
+    if note is not None:
+        text = clip(str(note.get("message") or ""), MAX_NOTE_CHARS)
+        said = f"; agent {note.get('agent_id')!r} on task {note.get('task_id')!r}: {text}"
+    return Standing(A2aState.WORKING, f"{progress}; {stage}{said}")

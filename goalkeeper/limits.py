@@ -61,6 +61,11 @@ MAX_TOOL_ERROR_CHARS = 500
 MAX_SHOWN_TOOL_CALLS = 20
 """Of the latest attempt's tool calls, those a task's view shows (the last ones); the read
 model keeps them all."""
+MAX_NOTE_CHARS = 280
+"""Of a note an agent posts while it works ("searching 3 sources"): a line, not a log."""
+MAX_NOTES_PER_ASSIGNMENT = 50
+"""Notes an agent may post on one assignment (one attempt); more are refused, said once.
+store/schema_notes.sql holds both limits for the database (goalkeeper_note_limits)."""
 
 MAX_CLOCK_SKEW = timedelta(seconds=60)
 """How far ahead of the clock it is checked against a heartbeat's time may be."""

@@ -74,6 +74,10 @@ class EventKind(StrEnum):
     GOAL_MOVING = "goal_moving"
     ACTION_REFUSED = "action_refused"
     """A person's decision or change sent through the API (or MCP) that its workflow refused."""
+    AGENT_NOTE = "agent_note"
+    """What an agent says it is doing while it works (store/schema_notes.sql)."""
+    NOTE_REJECTED = "note_rejected"
+    """A note refused: for another agent's assignment, or past an assignment's limit (once)."""
 
 
 class Event(BaseModel):

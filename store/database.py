@@ -41,6 +41,7 @@ SCHEMA_FILES = (
     "schema_agent_api.sql",
     "schema_security.sql",
     "schema_roles.sql",
+    "schema_notes.sql",
     "schema_a2a.sql",
     "schema_a2a_tasks.sql",
     "schema_services.sql",

@@ -58,11 +58,13 @@ refused unless listed."""
 
 @dataclass
 class Scripted(AgentExecutor):
-    """An A2A agent whose behaviour each task's title chooses: `fail`, `ask`, `hang`,
-    `huge`, or anything else to complete."""
+    """An A2A agent whose behaviour each task's title chooses: `fail`, `ask`, `note`,
+    `hang`, `huge`, or anything else to complete."""
 
     seen: list[dict[str, Any]] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    """What a `note` task waits for after saying what it does."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         assert context.task_id and context.context_id and context.message
@@ -82,6 +84,12 @@ class Scripted(AgentExecutor):
             await updater.failed(new_text_message("the printer is on fire"))
         elif title.startswith("ask"):
             await updater.requires_input(new_text_message("Which region, north or south?"))
+        elif title.startswith("note"):
+            said = new_text_message("reading 3 sources")
+            await updater.update_status(TaskState.TASK_STATE_WORKING, message=said)
+            await self.released.wait()
+            await updater.add_artifact([new_text_part(f"{title} done")])
+            await updater.complete()
         elif title.startswith("hang"):
             await asyncio.Event().wait()
         elif title.startswith("huge"):
@@ -254,6 +262,35 @@ async def test_a_failing_a2a_agent_fails_its_task_with_its_error(
     assert task.outcome is TaskStatus.FAILED
     assert task.error is not None and "the printer is on fire" in task.error
     assert len(served.agent.seen) == 1
+
+
+async def test_what_an_a2a_agent_says_while_working_becomes_its_assignments_notes(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str, database_url: str
+) -> None:
+    async with a2a_agent() as served, bridge(client, pool, workspace):
+        agent_id = f"{workspace}-scribe"
+        assert (
+            await register(database_url, agent_id, "--a2a", served.url, "--workspace", workspace)
+        ).code == 0
+        spec = goal_spec(0, workspace)
+        spec["tasks"] = [{"id": "t1", "title": "note as you go", "skill": "writing"}]
+        handle = await start_goal(client, spec, task_queue)
+
+        async def noted() -> list[asyncpg.Record]:
+            return await events(pool, handle.id, "agent_note")
+
+        try:
+            [note] = await eventually(noted, what="the A2A agent's note")
+        finally:
+            served.agent.released.set()
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
+    assert report.status is GoalStatus.COMPLETED
+    assert (note["message"], note["agent_id"], note["task_id"]) == (
+        "reading 3 sources",
+        agent_id,
+        "t1",
+    )
+    assert len(await events(pool, handle.id, "agent_note")) == 1  # said once, noted once
 
 
 async def asking_goal(

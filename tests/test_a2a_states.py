@@ -92,3 +92,20 @@ def test_a_goal_held_by_its_workspace_budget_asks_an_operator() -> None:
     assert got.message.endswith(
         f"{stage}. Asked of an operator: raise that budget (starter.py budget set)"
     )
+
+
+def test_a_working_goal_ends_with_its_newest_note_bounded_and_a_waiting_one_does_not() -> None:
+    note = {"agent_id": "a1", "task_id": "t2", "message": "searching 3 sources"}
+    got = standing(of("goal_running", goal_id="r1.goal"), GOAL, note=note)
+    assert got == Standing(
+        A2aState.WORKING,
+        "goal 'r1.goal': 50% (1 of 2 tasks completed); running; "
+        "agent 'a1' on task 't2': searching 3 sources",
+    )
+    long = standing(
+        of("goal_running", goal_id="r1.goal"), GOAL, note=note | {"message": "x" * 5000}
+    )
+    assert len(long.message) < 500
+    waiting = [Waiting("t1", "Sign", ("lead",))]
+    asked = standing(of("goal_running", goal_id="r1.goal"), GOAL, waiting, note)
+    assert asked.state is A2aState.INPUT_REQUIRED and "searching" not in asked.message

@@ -38,7 +38,7 @@ from pydantic import JsonValue
 from temporalio.client import Client as TemporalClient
 
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.limits import MAX_ERROR_CHARS, clip
+from goalkeeper.limits import MAX_ERROR_CHARS, MAX_NOTE_CHARS, clip
 from goalkeeper.signing import public_key_of
 from interfaces.a2a.cards import Card, CardRefused, card_json, fetch_card
 from interfaces.a2a.reach import AddressRefused, Reach, checked_addresses, guarded_client
@@ -226,9 +226,15 @@ class A2ABridge:
 
     async def _follow(self, client: A2AClient, work: Work, task: Task, asked: int) -> WorkResult:
         """Read the A2A task until it ends, passing its questions to the approvers (`asked`
-        of them answered already, before a restart)."""
+        of them answered already, before a restart). What it says while working becomes
+        the assignment's notes, each once."""
+        said = ""
         while True:
             state = task.status.state
+            if state == TaskState.TASK_STATE_WORKING and _text(task.status.message) != said:
+                said = _text(task.status.message)
+                if said.strip():
+                    await work.note(clip(said, MAX_NOTE_CHARS))
             if state in _DONE:
                 parts = [part for artifact in task.artifacts for part in artifact.parts]
                 return WorkResult(result=result_of(parts, work.agent_id))

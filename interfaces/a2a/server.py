@@ -63,6 +63,7 @@ from interfaces.config import Settings
 from interfaces.starting import InvalidRequest, cancel_request, check_request, start_request
 from store import a2a_tasks
 from store.deliverables import read_deliverable
+from store.notes import latest_note
 from store.runbooks import list_runbooks
 from store.tokens import InvalidToken, TokenHolder, token_holder
 
@@ -370,7 +371,7 @@ class GoalkeeperExecutor(AgentExecutor):
         goal once it has one."""
         pool, client = self.app.state.pool, self.app.state.client
         request = await requests.request(pool, client, access, request_id)
-        goal_id, goal, waiting = request.get("goal_id"), None, []
+        goal_id, goal, waiting, note = request.get("goal_id"), None, [], None
         if goal_id and request["status"] == "goal_running":
             try:
                 goal = await goals.goal(pool, client, access, goal_id)
@@ -382,7 +383,8 @@ class GoalkeeperExecutor(AgentExecutor):
                 goal_id,
             )
             waiting = [Waiting(r["task_id"], r["title"], tuple(r["approvers"])) for r in rows]
-        now = standing(request, goal, waiting)
+            note = await latest_note(pool, goal_id)
+        now = standing(request, goal, waiting, note)
         artifact = None
         if now.state is A2aState.COMPLETED:
             body = await read_deliverable(pool, goal_id) if goal_id else None

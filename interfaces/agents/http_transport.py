@@ -169,6 +169,11 @@ class HttpTransport:
     async def claim_provisioned(self, agent_id: str, public_key: str) -> bool:
         return False  # a credential acts for its own agent only
 
+    async def note(self, assignment_id: str, agent_id: str, text: str) -> None:
+        answer = await self.http.post(f"/assignments/{assignment_id}/notes", json={"text": text})
+        if answer.status_code != 201:
+            raise ProtocolError(_problem(answer))
+
 
 def _retry_after(answer: httpx.Response) -> float:
     """The seconds a 503's Retry-After asks for, within 1 to 60; 5 if it names none."""

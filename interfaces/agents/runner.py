@@ -164,7 +164,7 @@ class CommandHook:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        payload = json.dumps(work.__dict__).encode()
+        payload = json.dumps({k: v for k, v in work.__dict__.items() if k != "poster"}).encode()
         out, err = await process.communicate(payload)
         if process.returncode != 0:
             raise RuntimeError(
@@ -408,7 +408,23 @@ class AgentRunner:
             attempt=row["attempt"],
             context=context,
             config=dict(row["config"] or {}),
+            poster=_poster(self._transport, row["assignment_id"], row["agent_id"]),
         )
+
+
+def _poster(
+    transport: Transport, assignment_id: str, agent_id: str
+) -> Callable[[str], Awaitable[None]]:
+    """Posts the assignment's notes through `transport`; a refused note is logged, and the
+    work goes on."""
+
+    async def post(text: str) -> None:
+        try:
+            await transport.note(assignment_id, agent_id, text)
+        except Exception as exc:
+            log.warning("agent %s: note on %s not posted: %s", agent_id, assignment_id, exc)
+
+    return post
 
 
 def _forget(

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from activities.assignment import ASSIGNMENTS_CHANNEL
 from interfaces.agents import registry
-from store import results
+from store import notes, results
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -72,6 +72,10 @@ class Transport(Protocol):
 
     async def claim_provisioned(self, agent_id: str, public_key: str) -> bool:
         """Give a provisioned agent this runner's key; True if it is the agent's key now."""
+        ...
+
+    async def note(self, assignment_id: str, agent_id: str, text: str) -> None:
+        """Post the agent's note on its assignment; raises naming why it was refused."""
         ...
 
 
@@ -158,3 +162,6 @@ class DatabaseTransport:
 
     async def claim_provisioned(self, agent_id: str, public_key: str) -> bool:
         return await registry.claim_provisioned(self.pool, agent_id, public_key)
+
+    async def note(self, assignment_id: str, agent_id: str, text: str) -> None:
+        await notes.post_note(self.pool, agent_id, assignment_id, text)

@@ -152,11 +152,10 @@ async def record_oversized(
             return
         except InvalidCredential:
             return
-        kind = (
-            EventKind.HEARTBEAT_REJECTED
-            if path.endswith("/heartbeat")
-            else EventKind.REPORT_REJECTED
-        )
+        kind = {
+            "heartbeat": EventKind.HEARTBEAT_REJECTED,
+            "notes": EventKind.NOTE_REJECTED,
+        }.get(path.rsplit("/", 1)[-1], EventKind.REPORT_REJECTED)
         size = f"Content-Length {declared:,}" if counted is None else f"{counted:,} bytes so far"
         message = (
             f"{scope.get('method', 'POST')} {path}: expected a body of at most {limit:,} bytes "

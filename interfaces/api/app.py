@@ -17,6 +17,7 @@ from interfaces.a2a import server as a2a
 from interfaces.api import (
     actions,
     agent_keys,
+    agent_notes,
     agent_protocol,
     agents,
     costs,
@@ -109,6 +110,7 @@ def create_app(
     app.include_router(work.router_for(settings), prefix=PREFIX)  # so does each of these
     app.include_router(agent_protocol.router, prefix=PREFIX)  # an agent's own credential
     app.include_router(agent_keys.router, prefix=PREFIX)  # so does this one
+    app.include_router(agent_notes.router, prefix=PREFIX)  # and this one
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
     for module in (events, goals, requests, agents, costs, suggestions, health):
         app.include_router(module.router, prefix=PREFIX, dependencies=[read])
