@@ -11,10 +11,11 @@ from temporalio.client import Client
 
 from goalkeeper.planning import parse_plan
 from goalkeeper.requests import parse_triage
-from goalkeeper.statuses import RequestStatus
-from interfaces.agents import llm
-from interfaces.agents.runner import Work
-from tests.helpers import PATIENCE, running_agents
+from goalkeeper.statuses import GoalStatus, RequestStatus
+from interfaces.agents import llm, registry
+from interfaces.agents.runner import AgentRunner, Work
+from tests.helpers import PATIENCE, goal_spec, running_agents, start_goal
+from tests.test_llm_tools import STDIO, USAGE, expected_cost, scripted
 from workflows.request import RequestWorkflow
 
 
@@ -77,3 +78,37 @@ async def test_a_request_triaged_by_the_llm_hook_on_the_real_stack(
         )
         view = await asyncio.wait_for(handle.result(), PATIENCE)
     assert (view.status, view.answer) == (RequestStatus.ANSWERED, "Refunds within 30 days.")
+
+
+async def test_a_goal_done_by_the_llm_hook_with_mcp_tools_counts_its_tokens_and_cost(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    config = {"mcp_servers": [STDIO], "tool_timeout_seconds": 30}
+    agent_ids = [f"{workspace}-llm-{n}" for n in range(2)]
+    for agent_id in agent_ids:
+        await registry.register_agent(pool, agent_id, workspace, ("writing",), 2, config=config)
+    model = scripted([("calc_add", {"a": 20, "b": 22})], answer="the sum")
+    runner = AgentRunner(client, pool, agent_ids, llm.LlmHook(model), sweep_interval=3600)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    try:
+        handle = await start_goal(
+            client, goal_spec(1, workspace, budget_usd=1.0, approvers=["boss"]), task_queue
+        )
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
+    finally:
+        stop.set()
+        await running
+        await registry.take_offline(pool, agent_ids)
+    assert report.status == GoalStatus.COMPLETED, report
+    (task,) = report.tasks
+    assert task.tokens_used == 2 * sum(USAGE)  # input and output of both model calls
+    assert task.cost_usd == pytest.approx(expected_cost(2))
+    row = await pool.fetchrow(
+        "SELECT spent_tokens, spent_usd, (SELECT result FROM tasks t WHERE t.goal_id = g.goal_id)"
+        " FROM goals g WHERE goal_id = $1",
+        handle.id,
+    )
+    assert row is not None and row["spent_tokens"] == 2 * sum(USAGE)
+    assert float(row["spent_usd"]) == pytest.approx(expected_cost(2))
+    assert "the sum: calc_add=42" in row["result"]
