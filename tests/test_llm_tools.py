@@ -5,12 +5,15 @@ streamable HTTP; prices come from `genai-prices`' own table. No network beyond l
 import hashlib
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +268,54 @@ def test_prices_come_from_the_table_and_the_provider_when_given() -> None:
     assert llm_costs.run_cost(RunUsage(input_tokens=1, cost=Decimal("0.5")), "x", None) == Decimal(
         "0.5"
     )
+
+
+async def test_an_http_server_that_answers_html_fails_the_attempt_naming_it() -> None:
+    class Html(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = b"<html>not MCP</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        server = {"name": "web", "url": f"http://127.0.0.1:{httpd.server_port}/mcp"}
+        config = {"mcp_servers": [server], "start_timeout_seconds": 5}
+        with pytest.raises(llm.LlmFailure, match=r"MCP server 'web' .* could not start: "):
+            await llm.LlmHook(scripted([]))(work(config))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def children() -> set[int]:
+    """The processes this one started that are still alive."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+async def test_a_stdio_server_ends_with_the_attempt_whatever_its_outcome() -> None:
+    before = children()
+    await llm.LlmHook(scripted([("calc_add", {"a": 1, "b": 2})]))(work({"mcp_servers": [STDIO]}))
+    with pytest.raises(llm.LlmFailure, match="budget"):
+        await llm.LlmHook(scripted([("calc_add", {"a": 1, "b": 2})]))(
+            work({"mcp_servers": [STDIO]}, budget={"usd_left": 0.0001})
+        )
+    assert children() - before == set()
