@@ -25,6 +25,7 @@ from pydantic_ai.usage import RequestUsage, RunUsage
 
 from interfaces.agents import llm, llm_costs
 from interfaces.agents.llm_costs import InProcessLimiter, OverBudget
+from interfaces.agents.llm_tools import MAX_KEPT_CALLS, ToolCallRecorder
 from interfaces.agents.runner import Work
 
 SERVER = str(Path(__file__).with_name("mcp_calc.py"))
@@ -319,3 +320,17 @@ async def test_a_stdio_server_ends_with_the_attempt_whatever_its_outcome() -> No
             work({"mcp_servers": [STDIO]}, budget={"usd_left": 0.0001})
         )
     assert children() - before == set()
+
+
+async def test_the_record_keeps_a_bounded_number_of_calls_with_clipped_errors() -> None:
+    notes: list[str] = []
+
+    async def note(text: str) -> None:
+        notes.append(text)
+
+    recorder = ToolCallRecorder(note=note)
+    for n in range(MAX_KEPT_CALLS + 5):
+        await recorder._record(ToolCallPart("calc_boom", {"n": n}), "failed", "x" * 5000, 0.01)
+    assert (len(recorder.calls), recorder.dropped) == (MAX_KEPT_CALLS, 5)
+    assert len(notes) == MAX_KEPT_CALLS
+    assert all(len(c["error"]) == 300 for c in recorder.calls)

@@ -242,7 +242,7 @@ class ToolCallRecorder(AbstractCapability[Any]):
                 "args_digest": args_digest(call.args_as_dict()),
                 "duration_ms": duration_ms,
                 "outcome": outcome,
-                "error": error,
+                "error": None if error is None else error[:MAX_TOOL_ERROR_CHARS],
             }
         )
         if self.note is not None:
