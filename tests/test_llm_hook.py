@@ -2,7 +2,8 @@
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -11,10 +12,11 @@ from temporalio.client import Client
 
 from goalkeeper.planning import parse_plan
 from goalkeeper.requests import parse_triage
-from goalkeeper.statuses import RequestStatus
-from interfaces.agents import llm
-from interfaces.agents.runner import Work
-from tests.helpers import PATIENCE, running_agents
+from goalkeeper.statuses import GoalStatus, RequestStatus
+from interfaces.agents import llm, registry
+from interfaces.agents.runner import AgentRunner, Work
+from tests.helpers import PATIENCE, eventually, goal_spec, running_agents, start_goal
+from tests.test_llm_tools import STDIO, USAGE, expected_cost, scripted
 from workflows.request import RequestWorkflow
 
 
@@ -77,3 +79,72 @@ async def test_a_request_triaged_by_the_llm_hook_on_the_real_stack(
         )
         view = await asyncio.wait_for(handle.result(), PATIENCE)
     assert (view.status, view.answer) == (RequestStatus.ANSWERED, "Refunds within 30 days.")
+
+
+@asynccontextmanager
+async def llm_agents(
+    client: Client, pool: asyncpg.Pool, workspace: str, hook: llm.LlmHook
+) -> AsyncIterator[None]:
+    """Two LLM agents whose config names the test's MCP server over stdio."""
+    config = {"mcp_servers": [STDIO], "tool_timeout_seconds": 30}
+    agent_ids = [f"{workspace}-llm-{n}" for n in range(2)]
+    for agent_id in agent_ids:
+        await registry.register_agent(pool, agent_id, workspace, ("writing",), 2, config=config)
+    runner = AgentRunner(client, pool, agent_ids, hook, sweep_interval=3600)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await running
+        await registry.take_offline(pool, agent_ids)
+
+
+async def test_a_goal_done_by_the_llm_hook_with_mcp_tools_counts_its_tokens_and_cost(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    model = scripted([("calc_add", {"a": 20, "b": 22})], answer="the sum")
+    spec = goal_spec(1, workspace, budget_usd=1.0, approvers=["boss"])
+    async with llm_agents(client, pool, workspace, llm.LlmHook(model)):
+        handle = await start_goal(client, spec, task_queue)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
+    assert report.status == GoalStatus.COMPLETED, report
+    (task,) = report.tasks
+    assert task.tokens_used == 2 * sum(USAGE)  # input and output of both model calls
+    assert task.cost_usd == pytest.approx(expected_cost(2))
+    row = await pool.fetchrow(
+        "SELECT spent_tokens, spent_usd, (SELECT result FROM tasks t WHERE t.goal_id = g.goal_id)"
+        " FROM goals g WHERE goal_id = $1",
+        handle.id,
+    )
+    assert row is not None and row["spent_tokens"] == 2 * sum(USAGE)
+    assert float(row["spent_usd"]) == pytest.approx(expected_cost(2))
+    assert "the sum: calc_add=42" in row["result"]
+
+
+async def test_an_attempt_stopped_by_its_goals_budget_fails_with_the_reason_and_its_spend_counts(
+    client: Client, pool: asyncpg.Pool, task_queue: str, workspace: str
+) -> None:
+    model = scripted([("calc_add", {"a": 1, "b": 1})])
+    spec = goal_spec(1, workspace, budget_usd=0.0004, approvers=["boss"])
+    async with llm_agents(client, pool, workspace, llm.LlmHook(model)):
+        handle = await start_goal(client, spec, task_queue)
+
+        async def first_attempt() -> asyncpg.Record | None:
+            return await pool.fetchrow(
+                "SELECT status::text, error, tokens_used, cost_usd FROM assignments"
+                " WHERE goal_id = $1 AND attempt = 1 AND status IN ('failed', 'completed')",
+                handle.id,
+            )
+
+        attempt = await eventually(first_attempt, what="the first attempt to end")
+        await handle.terminate("seen enough")
+    assert attempt["status"] == "failed"
+    assert attempt["error"] == (
+        "budget: USD 0.000172 left, the next model call would cost about 0.000249"
+    )
+    assert attempt["tokens_used"] == sum(USAGE)  # the one model call made is counted
+    assert float(attempt["cost_usd"]) == pytest.approx(expected_cost(1), abs=1e-6)
+    spent = await pool.fetchval("SELECT spent_tokens FROM goals WHERE goal_id = $1", handle.id)
+    assert spent >= sum(USAGE)

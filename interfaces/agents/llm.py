@@ -9,20 +9,42 @@ The model is any that `pydantic-ai` knows by name (`openai:...`, `anthropic:...`
 `google-gla:...`, with the provider's package and key installed), or a local
 OpenAI-compatible server: `GOALKEEPER_LLM_BASE_URL=http://localhost:11434/v1` with
 `GOALKEEPER_LLM_MODEL=llama3.1`.
+
+The agent's configuration (`agent.py --config`) may name a model and MCP servers whose
+tools the model may call (`llm_tools.LlmConfig`). Each attempt reports its input and output
+tokens, its cost (`llm_costs`) and every tool call, posts a note per tool call, and stops
+before a model call that would spend more than the assignment's budget has left.
 """
 
 import json
+import logging
 import os
 from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent
-from pydantic_ai.models import Model
+from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
+from pydantic_ai.models import Model, infer_model
+from pydantic_ai.usage import RunUsage, UsageLimits
 
 from goalkeeper.compiling import Compiled
 from goalkeeper.models import TaskSpec
 from goalkeeper.requests import TriageAnswer, TriageGoal
-from interfaces.agents.runner import Work, WorkResult
+from interfaces.agents.llm_costs import Budget, OverBudget, TokenLimiter, budget_left, run_cost
+from interfaces.agents.llm_tools import (
+    BadConfig,
+    LlmConfig,
+    ToolCallRecorder,
+    ToolsetFailed,
+    parse_config,
+    started,
+    toolsets_for,
+)
+from interfaces.agents.runner import SimulatedFailure, Work, WorkResult
+
+log = logging.getLogger("goalkeeper.agent.llm")
+
+MAX_MODEL_CALLS = 50
 
 INSTRUCTIONS = (
     "You are an agent on a team that Goalkeeper runs. Do the task you are given for the "
@@ -48,25 +70,89 @@ OUTPUTS: dict[str | None, Any] = {
 }
 
 
-class LlmHook:
-    """Does each assignment with one `pydantic-ai` agent run; reports its token use."""
+class LlmFailure(SimulatedFailure):
+    """An attempt of the LLM agent that failed, with what it had spent and the tool calls it
+    made (the runner counts the spend of a failure that carries it)."""
 
-    def __init__(self, model: Model | str) -> None:
+    def __init__(self, message: str, done: WorkResult) -> None:
+        super().__init__(message, done.tokens_used, done.cost_usd)
+        self.done = done
+
+
+class LlmHook:
+    """Does each assignment with one `pydantic-ai` agent run, with the MCP tools its
+    configuration names; reports its tokens, its cost and every tool call."""
+
+    def __init__(self, model: Model | str, limiter: TokenLimiter | None = None) -> None:
         self.model = model
+        self.limiter = limiter
 
     async def __call__(self, work: Work) -> WorkResult:
+        try:
+            config = parse_config(work.config)
+        except BadConfig as exc:
+            raise LlmFailure(str(exc), WorkResult(result=None)) from None
+        model = infer_model(config.model or self.model)
         expects = work.task.get("expects")
-        agent: Agent[None, Any] = Agent(
-            self.model, output_type=OUTPUTS.get(expects, str), instructions=INSTRUCTIONS
-        )
-        run = await agent.run(prompt(work))
-        output = run.output
+        output_type = OUTPUTS.get(expects, str)
+        usd_left, tokens_left = budget_left(work.context)
+        recorder = ToolCallRecorder(note=work.note)
+        budget = Budget(model.model_name, model.system, usd_left, tokens_left,
+                        config.expected_output_tokens, self.limiter)  # fmt: skip
+        usage = RunUsage()
+        try:
+            async with started(config) as servers:
+                agent: Agent[None, Any] = Agent(
+                    model,
+                    output_type=output_type,
+                    instructions=INSTRUCTIONS,
+                    toolsets=toolsets_for(servers, config, recorder.timed_out),
+                    capabilities=[recorder, budget],
+                )
+                async with agent.iter(prompt(work), usage=usage,
+                                      usage_limits=limits(config)) as run:  # fmt: skip
+                    async for _node in run:
+                        pass
+                assert run.result is not None
+                output = run.result.output
+        except (ToolsetFailed, OverBudget) as exc:
+            raise LlmFailure(str(exc), self._done(None, usage, model, recorder)) from None
+        except UsageLimitExceeded as exc:
+            raise LlmFailure(f"limit: {exc}", self._done(None, usage, model, recorder)) from None
+        except UnexpectedModelBehavior as exc:
+            wanted = getattr(output_type, "__name__", str(output_type))
+            raise LlmFailure(
+                f"the model did not answer as expected ({wanted}): {exc}",
+                self._done(None, usage, model, recorder),
+            ) from None
         result = (
             output.model_dump(mode="json", exclude_defaults=expects == "plan")
             if isinstance(output, BaseModel)
             else output
         )
-        return WorkResult(result=result, tokens_used=run.usage.total_tokens or 0)
+        return self._done(result, usage, model, recorder)
+
+    def _done(
+        self, result: Any, usage: RunUsage, model: Model, recorder: ToolCallRecorder
+    ) -> WorkResult:
+        cost = run_cost(usage, model.model_name, model.system)
+        if recorder.dropped:
+            log.info("%d tool calls past the first %d were counted, not kept",
+                     recorder.dropped, len(recorder.calls))  # fmt: skip
+        return WorkResult(
+            result=result,
+            tokens_used=usage.input_tokens + usage.output_tokens,
+            cost_usd=float(cost or 0),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_known=cost is not None,
+            tool_calls=tuple(recorder.calls),
+        )
+
+
+def limits(config: LlmConfig) -> UsageLimits:
+    """The run's own bounds: model calls, and tool calls as configured."""
+    return UsageLimits(request_limit=MAX_MODEL_CALLS, tool_calls_limit=config.max_tool_calls)
 
 
 def prompt(work: Work) -> str:

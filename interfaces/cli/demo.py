@@ -10,6 +10,7 @@ prints the report and the compiled deliverable, and stops everything it started.
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -75,6 +76,7 @@ def add_commands(commands: Commands, command: Command) -> None:
     show.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
     show.add_argument("--api-port", type=int, default=8000, help=API_PORT_HELP)
     show.add_argument("--timeout", type=float, default=300, help="give up after (300) seconds")
+    show.add_argument("--llm-offline", action="store_true", help=LLM_OFFLINE_HELP)
 
 
 async def add_shipped_runbooks(pool: asyncpg.Pool) -> list[str]:
@@ -112,7 +114,8 @@ async def run(session: Session, args: argparse.Namespace) -> None:
         logs.mkdir(parents=True, exist_ok=True)
         crew = Crew(env, logs)
         _add_team(crew, args)
-        print(f"worker and {args.agents} simulated agents started; logs in {logs}")
+        kind = "offline LLM (MCP tools, priced as gpt-4o-mini)" if args.llm_offline else "simulated"
+        print(f"worker and {args.agents} {kind} agents started; logs in {logs}")
         pool = await session.pool()
         print(f"runbooks stored: {', '.join(await add_shipped_runbooks(pool))}")
         dashboard = await serve_beside(
@@ -159,6 +162,21 @@ async def run(session: Session, args: argparse.Namespace) -> None:
             stack.stop()
 
 
+LLM_OFFLINE_HELP = (
+    "LLM agents with MCP tools instead of simulated ones, on a scripted model priced as "
+    "gpt-4o-mini: tool calls, notes and costs without a key"
+)
+
+
+def _work_args(args: argparse.Namespace) -> list[str]:
+    """How the demo's agents work: simulated, or the offline LLM agent with its tools."""
+    if args.llm_offline:
+        from interfaces.agents.llm_offline import config
+
+        return ["--hook", "interfaces.agents.llm_offline:hook", "--config", json.dumps(config())]
+    return ["--success-rate", str(args.success_rate), "--delay", args.delay, "--seed", args.seed]
+
+
 def _add_team(crew: "Crew", args: argparse.Namespace) -> None:
     """The worker and the simulated agents, each in a process of its own."""
     crew.add("worker", ["worker"])
@@ -174,12 +192,7 @@ def _add_team(crew: "Crew", args: argparse.Namespace) -> None:
                 str(n),
                 "--skills",
                 AGENT_SKILLS,
-                "--success-rate",
-                str(args.success_rate),
-                "--delay",
-                args.delay,
-                "--seed",
-                args.seed,
+                *_work_args(args),
                 *(["--adopt-provisioned"] if n == 1 else []),
             ],
         )
