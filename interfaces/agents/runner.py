@@ -301,27 +301,15 @@ class AgentRunner:
             done = await produced if inspect.isawaitable(produced) else produced
             if not isinstance(done, WorkResult):
                 done = WorkResult(result=done)
-            report |= {
-                "outcome": "completed",
-                "result": done.result,
-                "tokens_used": done.tokens_used,
-                "cost_usd": done.cost_usd,
-            }
-            # Only what the hook gave: a report without them signs as it always did.
-            if done.input_tokens is not None:
-                report["input_tokens"] = done.input_tokens
-            if done.output_tokens is not None:
-                report["output_tokens"] = done.output_tokens
-            if not done.cost_known:
-                report["cost_known"] = False
-            if done.tool_calls:
-                report["tool_calls"] = [dict(call) for call in done.tool_calls]
-            return report
+            return report | {"outcome": "completed", "result": done.result} | _spending(done)
         except Exception as exc:
             # Goalkeeper refuses longer errors: the end of a traceback says most.
             error = str(exc) or type(exc).__name__
             report |= {"outcome": "failed", "error": clip(error, MAX_ERROR_CHARS)}
-            if isinstance(exc, SimulatedFailure):
+            spent = getattr(exc, "done", None)  # a failure that says what it spent (LLM)
+            if isinstance(spent, WorkResult):
+                report |= _spending(spent)
+            elif isinstance(exc, SimulatedFailure):
                 report |= {"tokens_used": exc.tokens_used, "cost_usd": exc.cost_usd}
             return report
 
@@ -425,6 +413,21 @@ def _poster(
             log.warning("agent %s: note on %s not posted: %s", agent_id, assignment_id, exc)
 
     return post
+
+
+def _spending(done: WorkResult) -> dict[str, Any]:
+    """What an attempt spent and the tool calls it made, as its report says them: only
+    what the hook gave, so a report without them signs as it always did."""
+    spent: dict[str, Any] = {"tokens_used": done.tokens_used, "cost_usd": done.cost_usd}
+    if done.input_tokens is not None:
+        spent["input_tokens"] = done.input_tokens
+    if done.output_tokens is not None:
+        spent["output_tokens"] = done.output_tokens
+    if not done.cost_known:
+        spent["cost_known"] = False
+    if done.tool_calls:
+        spent["tool_calls"] = [dict(call) for call in done.tool_calls]
+    return spent
 
 
 def _forget(
