@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -31,7 +32,7 @@ from tests.helpers import (
 from worker import build_worker
 from workflows.goal import GoalWorkflow
 
-SIGNALS_PER_RUN = 1_500
+SIGNALS_PER_RUN = 1_000
 """Signals Temporal takes per run here (10,000 by default): a flood's end, sooner."""
 
 
@@ -378,13 +379,13 @@ async def test_a_flood_of_refused_messages_cannot_grow_a_goal_to_temporals_limit
         while True:
             try:
                 await target.signal("task_update", {"forged": sent})
-            except RPCError as exc:  # the run's cap: the flood ends here
-                assert "limit for signal events" in str(exc), exc
-                return
+            except RPCError as exc:
+                if "limit for signal events" in str(exc):
+                    return  # the run's cap: the flood ends here
+                continue  # a busy server's timeout: the flood goes on
             sent += 1
 
     await asyncio.wait_for(asyncio.gather(*(flood() for _ in range(8))), PATIENCE)
-    assert sent == SIGNALS_PER_RUN
 
     async def moved() -> str | None:
         run_id = (await handle.describe()).run_id
@@ -392,9 +393,14 @@ async def test_a_flood_of_refused_messages_cannot_grow_a_goal_to_temporals_limit
 
     await eventually(moved, what="the goal to continue as new once the flood ends")
     history = await client.get_workflow_handle(handle.id, run_id=first).fetch_history()
-    assert len(history.events) < 2 * sent, (len(history.events), sent)
+    signalled = sum(
+        e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for e in history.events
+    )
+    # What the server took (a sender may have timed out on one it took, on a busy machine).
+    assert signalled == SIGNALS_PER_RUN and sent <= signalled, (signalled, sent)
+    assert len(history.events) < 2 * signalled, (len(history.events), signalled)
     recorded = await events(pool, handle.id, "message_rejected")
-    assert len(recorded) == sent  # each refusal in the trail, once
+    assert len(recorded) == signalled  # each refusal in the trail, once
     await report(client, await task_view(client, handle.id, "t1"))
     result = await handle.result()
     assert result.status is GoalStatus.COMPLETED
