@@ -34,6 +34,9 @@ def build(app: FastAPI) -> MCPServer:
         instructions=INSTRUCTIONS,
         tools=served,
         middleware=[tools.ArgumentCheck(served)],
+        # The SDK sets up the root logger where nothing has (the CLI): at INFO, every
+        # command would print the libraries' chatter (the demo's pg_ctl lines, say).
+        log_level="WARNING",
     )
     resources.install(server, app)
     return server
