@@ -1,5 +1,6 @@
 """What every command needs: settings, output, and lazily opened Temporal and PostgreSQL."""
 
+import asyncio
 import json
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from interfaces.config import Settings
 from interfaces.stack import database_url
 from interfaces.telemetry import masked
 from store.database import create_pool
+
+CLOSE_SECONDS = 10.0
+"""How long a command waits for its database connections to come back as it ends."""
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 """0 success; 1 the goal, task or request failed; 2 bad usage or input; 3 a server is
@@ -57,8 +61,13 @@ class Session:
         return self._pool
 
     async def close(self) -> None:
+        """Close the pool; a connection that does not come back in time (a query cut by
+        Ctrl-C on a busy server, say) is dropped, so a command always ends when stopped."""
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), CLOSE_SECONDS)
+            except TimeoutError:
+                self._pool.terminate()
 
     def emit(self, data: Any, text: str) -> None:
         """Print `data` as JSON with --json, else the text for people."""
