@@ -102,8 +102,10 @@ def _interrupt(*_: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     hide_secrets()  # in the logs of the dashboard and the demo, and in any traceback
-    # SIGTERM unwinds like Ctrl-C, so the demo stops what it started.
+    # SIGTERM unwinds like Ctrl-C, so the demo stops what it started; Ctrl-C itself works
+    # even where the parent left it ignored (a child inherits that, and Python keeps it).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         session = Session(Settings.from_env(), as_json=args.json)
     except ValueError as exc:
