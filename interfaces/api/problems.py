@@ -65,7 +65,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         {
             "parameter": str(error["loc"][-1]),
             "in": str(error["loc"][0]),
-            "value": error.get("input"),
+            "value": _shown(error.get("input")),
             "expected": error["msg"],
         }
         for error in exc.errors()
@@ -76,6 +76,11 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         for e in errors
     )
     return problem_response(request, 422, "Invalid request parameter", detail, errors=errors)
+
+
+def _shown(value: Any) -> Any:
+    """A refused input as JSON can carry it: a body that is no JSON at all comes as bytes."""
+    return value.decode(errors="replace") if isinstance(value, bytes | bytearray) else value
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
