@@ -42,6 +42,7 @@ SCHEMA_FILES = (
     "schema_security.sql",
     "schema_roles.sql",
     "schema_notes.sql",
+    "schema_token_rates.sql",
     "schema_a2a.sql",
     "schema_a2a_tasks.sql",
     "schema_services.sql",

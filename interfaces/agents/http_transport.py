@@ -14,6 +14,7 @@ from goalkeeper.errors import GoalkeeperError
 from goalkeeper.references import holds_reference
 from interfaces.agents.transport import Row
 from store.results import INLINE_LIMIT
+from store.token_rates import RateRefused
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -41,6 +42,7 @@ class HttpTransport:
         self.wait = wait
         self._headers = {"Authorization": f"Bearer {credential}"}
         self._http: httpx.AsyncClient | None = None
+        self._rates_unknown = False
 
     async def open(self) -> None:
         self._http = httpx.AsyncClient(
@@ -173,6 +175,18 @@ class HttpTransport:
         answer = await self.http.post(f"/assignments/{assignment_id}/notes", json={"text": text})
         if answer.status_code != 201:
             raise ProtocolError(_problem(answer))
+
+    async def token_rate(self, agent_id: str, provider: str, tokens: int) -> float:
+        answer = await self.http.post("/token-rate", json={"provider": provider, "tokens": tokens})
+        if answer.status_code == 404:  # an API from before token rates: none is enforced
+            if not self._rates_unknown:
+                self._rates_unknown = True
+                log.warning("the API at %s has no token rates: model calls are not held back",
+                            self.base)  # fmt: skip
+            return 0.0
+        if answer.status_code != 200:
+            raise RateRefused(_problem(answer), answer.status_code)
+        return float(answer.json()["wait_seconds"])
 
 
 def _retry_after(answer: httpx.Response) -> float:

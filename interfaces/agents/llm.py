@@ -31,6 +31,7 @@ from goalkeeper.compiling import Compiled
 from goalkeeper.models import TaskSpec
 from goalkeeper.requests import TriageAnswer, TriageGoal
 from interfaces.agents.llm_costs import Budget, OverBudget, TokenLimiter, budget_left, run_cost
+from interfaces.agents.llm_rates import limiter_for
 from interfaces.agents.llm_tools import (
     BadConfig,
     LlmConfig,
@@ -98,7 +99,8 @@ class LlmHook:
         usd_left, tokens_left = budget_left(work.context)
         recorder = ToolCallRecorder(note=work.note)
         budget = Budget(model.model_name, model.system, usd_left, tokens_left,
-                        config.expected_output_tokens, self.limiter)  # fmt: skip
+                        config.expected_output_tokens,
+                        self.limiter or limiter_for(work, model.system))  # fmt: skip
         usage = RunUsage()
         try:
             async with started(config) as servers:

@@ -16,6 +16,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
@@ -53,6 +54,11 @@ class Work:
     best-recorded agent)."""
     poster: Callable[[str], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
     """Where `note` posts: set by the runner where its transport takes notes."""
+    token_rate: Callable[[str, int], Awaitable[float]] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Asks the workspace's shared tokens-per-minute rate for (provider, tokens): 0 once
+    granted (or where no limit is set), else the seconds to wait; set by the runner."""
 
     async def note(self, text: str) -> None:
         """Say what the agent is doing now ("searching 3 sources"), for people watching the
@@ -164,7 +170,8 @@ class CommandHook:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        payload = json.dumps({k: v for k, v in work.__dict__.items() if k != "poster"}).encode()
+        kept = {k: v for k, v in work.__dict__.items() if k not in ("poster", "token_rate")}
+        payload = json.dumps(kept).encode()
         out, err = await process.communicate(payload)
         if process.returncode != 0:
             raise RuntimeError(
@@ -397,6 +404,7 @@ class AgentRunner:
             context=context,
             config=dict(row["config"] or {}),
             poster=_poster(self._transport, row["assignment_id"], row["agent_id"]),
+            token_rate=partial(self._transport.token_rate, row["agent_id"]),
         )
 
 

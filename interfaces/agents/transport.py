@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from activities.assignment import ASSIGNMENTS_CHANNEL
 from interfaces.agents import registry
-from store import notes, results
+from store import notes, results, token_rates
 
 log = logging.getLogger("goalkeeper.agent")
 
@@ -76,6 +76,12 @@ class Transport(Protocol):
 
     async def note(self, assignment_id: str, agent_id: str, text: str) -> None:
         """Post the agent's note on its assignment; raises naming why it was refused."""
+        ...
+
+    async def token_rate(self, agent_id: str, provider: str, tokens: int) -> float:
+        """Spend `tokens` of `provider` under the agent's workspace's shared rate: 0 once
+        granted (or where no limit is set), else the seconds to wait before asking again;
+        raises `RateRefused` naming why it never could."""
         ...
 
 
@@ -165,3 +171,6 @@ class DatabaseTransport:
 
     async def note(self, assignment_id: str, agent_id: str, text: str) -> None:
         await notes.post_note(self.pool, agent_id, assignment_id, text)
+
+    async def token_rate(self, agent_id: str, provider: str, tokens: int) -> float:
+        return await token_rates.spend_tokens(self.pool, agent_id, provider, tokens)

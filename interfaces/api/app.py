@@ -19,6 +19,7 @@ from interfaces.api import (
     agent_keys,
     agent_notes,
     agent_protocol,
+    agent_rates,
     agents,
     costs,
     events,
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(agent_protocol.router, prefix=PREFIX)  # an agent's own credential
     app.include_router(agent_keys.router, prefix=PREFIX)  # so does this one
     app.include_router(agent_notes.router, prefix=PREFIX)  # and this one
+    app.include_router(agent_rates.router, prefix=PREFIX)  # and this one
     # events before goals: GET /goals/{goal_id:path} would take /goals/X/events as a goal id
     for module in (events, goals, requests, agents, costs, suggestions, health):
         app.include_router(module.router, prefix=PREFIX, dependencies=[read])
