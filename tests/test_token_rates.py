@@ -3,7 +3,9 @@ each other to one tokens-per-minute limit of a provider, kept in PostgreSQL on i
 a call larger than the whole limit is refused, no limit costs nothing, the ledger keeps
 only the window, and the LLM hook waits for room before its model call."""
 
+import argparse
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from functools import partial
@@ -22,6 +24,7 @@ from interfaces.agents.llm import LlmHook
 from interfaces.agents.llm_costs import OverBudget
 from interfaces.agents.llm_rates import SharedLimiter, limiter_for
 from interfaces.agents.runner import AgentRunner, Work
+from interfaces.cli.workspaces import tokens_per_minute
 from store.agent_credentials import new_credential
 from store.database import create_pool
 from store.token_rates import (
@@ -32,6 +35,7 @@ from store.token_rates import (
     token_rates,
 )
 from tests.helpers import PATIENCE
+from tests.starter import starter
 from tests.test_agent_notes import served  # noqa: F401  (a fixture)
 from tests.test_least_privilege import agent_login
 
@@ -244,3 +248,26 @@ async def test_the_llm_hook_waits_for_room(pool: asyncpg.Pool, workspace: str) -
     assert calls == [len(answers)]  # the model was called once, after the grant
     (spent,) = await ledger(pool, workspace, "function")  # the neighbour's left the window
     assert (spent["at"] - filled[0]).total_seconds() >= 2
+
+
+async def test_an_operator_sets_and_lifts_a_rate(
+    pool: asyncpg.Pool, database_url: str, workspace: str
+) -> None:
+    made = await starter(database_url, "workspace", "token-rate", workspace, "openai", "200000")
+    assert made.code == 0, made.err
+    assert f"workspace {workspace}: its agents share 200,000 tokens a minute of openai" in made.out
+    (rate,) = await token_rates(pool, workspace)
+    assert (rate.provider, rate.tokens_per_minute, rate.window_seconds) == ("openai", 200000, 60)
+    shown = await starter(database_url, "workspace", "token-rates", "--workspace", workspace,
+                          "--json")  # fmt: skip
+    assert [r["tokens_per_minute"] for r in json.loads(shown.out)] == [200000]
+
+    bad = await starter(database_url, "workspace", "token-rate", workspace, "Open AI", "10")
+    assert bad.code == 2 and "got 'Open AI'" in bad.err
+    for text, expected in (("0", "got 0"), ("1e3", "got '1e3'"), ("-5", "got -5")):
+        with pytest.raises(argparse.ArgumentTypeError, match=expected):
+            tokens_per_minute(text)
+
+    lifted = await starter(database_url, "workspace", "token-rate", workspace, "openai", "--clear")
+    assert lifted.code == 0 and "no limit on openai tokens now" in lifted.out
+    assert await token_rates(pool, workspace) == []

@@ -29,6 +29,7 @@ from interfaces.cli import (
     stack,
     suggestions,
     tokens,
+    workspaces,
 )
 from interfaces.cli.commands import CommandModule, Commands, Run
 from interfaces.cli.session import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
@@ -56,6 +57,7 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     feedback,
     suggestions,
     budgets,
+    workspaces,
     health,
     serve,
     tokens,
