@@ -163,6 +163,13 @@ async def test_every_attempt_with_its_tool_calls_notes_context_and_trace(
     assert done["trace_id"] in traces and failed["trace_id"] in traces
     assert done["trace_url"] == TRACE_URL.replace("{trace_id}", done["trace_id"])
 
+    # The task's page links each attempt's trace, and masks what the API masks.
+    page = await http.get(f"http://localhost/goals/{goal_id}/tasks/t1", headers=reader)
+    assert page.status_code == 200, page.text
+    for attempt in (done, failed):
+        assert f'href="{attempt["trace_url"]}"' in page.text
+    assert "hunter2-secret" not in page.text and "reader:****@db.example" in page.text
+
     # Paged, the latest first.
     first = (
         await http.get(f"/goals/{goal_id}/tasks/t1/attempts", params={"limit": 1}, headers=reader)
