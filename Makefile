@@ -48,7 +48,7 @@ compose-up: compose-env ## Start docker-compose.yml (ARGS=--scale worker=4), mak
 	docker compose up --build $(ARGS)
 
 screenshots: install browser ## Take the dashboard's screenshots at laptop and phone sizes into docs/screenshots
-	GOALKEEPER_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_dashboard.py tests/test_start_work.py -k screenshots
+	GOALKEEPER_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_dashboard.py tests/test_start_work.py tests/test_task_page.py -k screenshots
 
 bench: install ## Print throughput and memory figures
 	$(PY) bench/run.py

@@ -9,6 +9,7 @@ password even when nobody named it; `SecretFilter` does the same to log records.
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 MASK = "****"
@@ -79,6 +80,28 @@ def mask(text: str, secrets: Iterable[str] = ()) -> str:
             text = text.replace(secret, MASK)
     text = _URL_PASSWORD.sub(lambda m: m[1] + (MASK if m[2] else ""), text)
     return _PASSWORD_SETTING.sub(lambda m: m[1] + MASK, text)
+
+
+def mask_values(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """`value` (JSON: dicts, lists, text, numbers) with every text in it masked as `mask`
+    does; walked without recursion, so any depth, and never as one string, so masking
+    cannot break the JSON apart."""
+    root: list[Any] = [value]
+    pending: list[tuple[Any, Any]] = [(root, 0)]
+    while pending:
+        holder, key = pending.pop()
+        item = holder[key]
+        if isinstance(item, str):
+            holder[key] = mask(item, secrets)
+        elif isinstance(item, dict):
+            copy = dict(item)
+            holder[key] = copy
+            pending.extend((copy, k) for k in copy)
+        elif isinstance(item, list):
+            copy_list = list(item)
+            holder[key] = copy_list
+            pending.extend((copy_list, n) for n in range(len(copy_list)))
+    return root[0]
 
 
 def secrets_of(env: Mapping[str, str]) -> tuple[str, ...]:

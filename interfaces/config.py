@@ -32,6 +32,9 @@ class Settings:
     """Temporal Web UI, for the links the CLI prints."""
     traces: str = "none"
     """Where spans go: `none`, `console`, or `otlp` (to OTEL_EXPORTER_OTLP_ENDPOINT)."""
+    trace_url: str | None = None
+    """A trace viewer's address with `{trace_id}` in it (Jaeger's
+    `http://localhost:16686/trace/{trace_id}`): a task's page links each attempt's trace."""
     metrics_address: str | None = None
     """host:port to serve Temporal SDK metrics for Prometheus on, or None for none."""
     health_interval_seconds: int = 60
@@ -94,6 +97,7 @@ class Settings:
             data_dir=Path(env.get("GOALKEEPER_DATA_DIR") or ".goalkeeper"),
             ui_url=(env.get("GOALKEEPER_UI_URL") or cls.ui_url).rstrip("/"),
             traces=(env.get("GOALKEEPER_TRACES") or cls.traces).lower(),
+            trace_url=_trace_url(env, "GOALKEEPER_TRACE_URL"),
             metrics_address=env.get("GOALKEEPER_METRICS_ADDRESS") or None,
             health_interval_seconds=_seconds(env, "GOALKEEPER_HEALTH_INTERVAL", 60),
             watch_interval_seconds=_seconds(env, "GOALKEEPER_WATCH_INTERVAL", 5),
@@ -148,6 +152,19 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a whole number of 1 or more, got {raw!r}")
     return value
+
+
+def _trace_url(env: Mapping[str, str], name: str) -> str | None:
+    """A trace viewer's http(s) address with `{trace_id}` where the id goes."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.lower().startswith(("http://", "https://")) or "{trace_id}" not in raw:
+        raise ValueError(
+            f"{name} must be an http(s) address with {{trace_id}} where the trace id goes "
+            f"(http://localhost:16686/trace/{{trace_id}}), got {raw!r}"
+        )
+    return raw
 
 
 def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:

@@ -29,7 +29,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from goalkeeper.errors import GoalkeeperError
-from goalkeeper.masking import SecretFilter, mask, secrets_of
+from goalkeeper.masking import SecretFilter, mask, mask_values, secrets_of
 from goalkeeper.metrics import BUCKETS
 from interfaces.config import Settings
 
@@ -140,6 +140,12 @@ def masked(text: object) -> str:
     """`text` with the environment's secrets masked: for what is printed or answered
     rather than logged (errors on stderr, the API's health answer)."""
     return mask(str(text), secrets_of(os.environ))
+
+
+def masked_values(value: Any) -> Any:
+    """JSON `value` with the environment's secrets masked in every text it holds: for what
+    is answered whole, such as the context an agent was given."""
+    return mask_values(value, secrets_of(os.environ))
 
 
 class _MaskingRecords:

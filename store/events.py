@@ -65,3 +65,16 @@ async def trail(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def awaits_retry(pool: asyncpg.Pool, goal_id: str, task_id: str) -> bool:
+    """Whether the goal's approvers were asked to retry the failed task (`retry_requested`)
+    and have not decided yet: the newest of those events about it is the question."""
+    newest: str | None = await pool.fetchval(
+        "SELECT kind FROM events WHERE goal_id = $1 AND task_id = $2 "
+        "AND kind IN ('retry_requested', 'task_retried', 'decision_accepted') "
+        "ORDER BY seq DESC LIMIT 1",
+        goal_id,
+        task_id,
+    )
+    return newest == "retry_requested"

@@ -18,6 +18,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from selenium import webdriver
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -27,6 +30,7 @@ from interfaces.api.app import create_app
 from interfaces.config import Settings
 from interfaces.secret import new_secret_entry, parse_secret
 from interfaces.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from interfaces.telemetry import interceptor_for
 from store.database import apply_schema, create_pool, login_url, scram_verifier
 from tests import web
 from worker import build_worker
@@ -110,6 +114,34 @@ async def task_queue(client: Client, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """A fresh task queue with a Goalkeeper worker polling it for the test's duration."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
     async with build_worker(client, pool, queue):
+        yield queue
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    """Where a traced client's and its worker's spans are kept, for the test to read."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+async def traced_client(
+    temporal_server: TemporalDevServer, exporter: InMemorySpanExporter
+) -> Client:
+    """A client that traces, its spans to `exporter`; its workers inherit the tracing."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return await Client.connect(
+        temporal_server.address,
+        data_converter=pydantic_data_converter,
+        interceptors=[interceptor_for(provider)],
+    )
+
+
+@pytest.fixture
+async def traced_queue(traced_client: Client, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """A fresh task queue with a traced Goalkeeper worker polling it."""
+    queue = f"traced-{uuid.uuid4().hex[:8]}"
+    async with build_worker(traced_client, pool, queue):  # the worker inherits the interceptor
         yield queue
 
 

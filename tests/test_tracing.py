@@ -3,47 +3,19 @@
 import asyncio
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer, free_port
-from interfaces.telemetry import TelemetryError, interceptor_for, tracing_interceptors
+from interfaces.telemetry import TelemetryError, tracing_interceptors
 from tests.helpers import SimulatedAgents, goal_spec, start_goal
 from worker import build_worker
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-async def traced_client(
-    temporal_server: TemporalDevServer, exporter: InMemorySpanExporter
-) -> Client:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return await Client.connect(
-        temporal_server.address,
-        data_converter=pydantic_data_converter,
-        interceptors=[interceptor_for(provider)],
-    )
-
-
-@pytest.fixture
-async def traced_queue(traced_client: Client, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    queue = f"traced-{uuid.uuid4().hex[:8]}"
-    async with build_worker(traced_client, pool, queue):  # the worker inherits the interceptor
-        yield queue
 
 
 async def test_one_goal_is_one_linked_trace(

@@ -99,6 +99,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.open_reads = bool(settings.api_open_reads)
+    app.state.trace_url = settings.trace_url
     app.state.stream_limits = StreamLimits(
         settings.api_streams_per_token, settings.api_streams_per_address
     )

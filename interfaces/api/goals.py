@@ -1,13 +1,15 @@
 """Goals and their tasks, from the read model; a running goal's progress from its workflow
 when asked for (`live=true`)."""
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from temporalio.service import RPCError
 
 from goalkeeper import budgets
+from goalkeeper.limits import MAX_NOTES_PER_ASSIGNMENT, MAX_TOOL_CALLS
 from goalkeeper.models import BudgetState, Progress
 from goalkeeper.progress import compute_progress
 from goalkeeper.signing import digest
@@ -15,6 +17,8 @@ from goalkeeper.statuses import GoalStatus, TaskStatus
 from interfaces.api.auth import Access, Reader
 from interfaces.api.problems import Problem, answers, not_found
 from interfaces.api.state import Limit, Offset, Pool, Temporal, page
+from interfaces.telemetry import masked_values
+from monitoring.traces import trace_id_of
 from store.results import UnresolvedReference, resolve
 from workflows.goal import GoalWorkflow
 
@@ -151,6 +155,103 @@ async def task_result(pool: Pool, access: Reader, goal_id: str, task_id: str) ->
         "content": content,
         "content_digest": digest(content),
     }
+
+
+@router.get("/goals/{goal_id:path}/tasks/{task_id}/attempts")
+@answers({404: "no goal of that id that the token may see, or no such task of it"})
+async def task_attempts(
+    request: Request,
+    pool: Pool,
+    access: Reader,
+    goal_id: str,
+    task_id: str,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """A task's attempts, the latest first: each with its agent, status, times and
+    duration, tokens read and written, cost (`null`: unknown), error, trace id, its tool
+    calls and notes, and the context it was given (secrets masked; one longer than
+    CONTEXT_CHARS as its beginning, in `context_excerpt`)."""
+    await known_goal(pool, access, goal_id)  # another workspace's is the same 404
+    total = await pool.fetchval(
+        "SELECT (SELECT count(*) FROM assignments WHERE goal_id = $1 AND task_id = $2) "
+        "FROM tasks WHERE goal_id = $1 AND task_id = $2",
+        goal_id,
+        task_id,
+    )
+    if total is None:
+        raise not_found("task", task_id, f"a task id from GET /api/v1/goals/{goal_id}/tasks")
+    rows = await pool.fetch(
+        """
+        SELECT assignment_id::text, attempt, agent_id, status::text, created_at, ended_at,
+               extract(epoch FROM ended_at - created_at)::float8 AS duration_seconds,
+               tokens_used, input_tokens, output_tokens, cost_usd::float8, cost_known, error,
+               context
+        FROM assignments WHERE goal_id = $1 AND task_id = $2
+        ORDER BY attempt DESC, created_at DESC, assignment_id LIMIT $3 OFFSET $4
+        """,
+        goal_id,
+        task_id,
+        limit,
+        offset,
+    )
+    ids = [r["assignment_id"] for r in rows]
+    calls = await pool.fetch(
+        "SELECT assignment_id::text, n, tool, args_digest, duration_ms, outcome, error "
+        "FROM tool_calls WHERE assignment_id = ANY($1::uuid[]) AND n <= $2 "
+        "ORDER BY assignment_id, n",
+        ids,
+        MAX_TOOL_CALLS,
+    )
+    notes = await pool.fetch(
+        "SELECT detail->>'assignment_id' AS assignment_id, (detail->>'number')::int AS number, "
+        "message, created_at FROM events WHERE kind = 'agent_note' "
+        "AND detail->>'assignment_id' = ANY($1::text[]) ORDER BY seq LIMIT $2",
+        ids,
+        MAX_NOTES_PER_ASSIGNMENT * max(len(ids), 1),
+    )
+    trace_url = getattr(request.app.state, "trace_url", None)
+    items = []
+    for row in rows:
+        attempt = dict(row)
+        if not attempt["cost_known"]:
+            attempt["cost_usd"] = None  # unknown, not free
+        context = attempt.pop("context")
+        traced = context.get("traceparent") if isinstance(context, dict) else None
+        attempt["trace_id"] = trace_id_of(traced)
+        attempt["trace_url"] = (
+            trace_url.replace("{trace_id}", attempt["trace_id"])
+            if trace_url and attempt["trace_id"]
+            else None
+        )
+        attempt["tool_calls"] = [
+            {k: v for k, v in c.items() if k != "assignment_id"}
+            for c in calls
+            if c["assignment_id"] == row["assignment_id"]
+        ]
+        attempt["notes"] = [
+            {k: v for k, v in n.items() if k != "assignment_id"}
+            for n in notes
+            if n["assignment_id"] == row["assignment_id"]
+        ]
+        attempt |= bounded_context(context)
+        items.append(attempt)
+    return {"goal_id": goal_id, "task_id": task_id, **page(items, total, offset, limit)}
+
+
+CONTEXT_CHARS = 16_000
+"""Characters of an attempt's context the API answers whole; past them, its beginning."""
+
+
+def bounded_context(context: Any) -> dict[str, Any]:
+    """The context an agent was given, secrets masked, as the attempts list answers it:
+    whole (`context`) up to CONTEXT_CHARS of JSON, else its beginning as text
+    (`context_excerpt`); `context_chars` says how long it was."""
+    shown = masked_values(context)
+    text = json.dumps(shown, indent=2, ensure_ascii=False)
+    if len(text) <= CONTEXT_CHARS:
+        return {"context": shown, "context_excerpt": None, "context_chars": len(text)}
+    return {"context": None, "context_excerpt": text[:CONTEXT_CHARS], "context_chars": len(text)}
 
 
 @router.get("/goals/{goal_id:path}/tasks/{task_id}")

@@ -41,7 +41,7 @@ from interfaces.api.problems import Problem
 from interfaces.api.state import Limit, Offset, Pool, Temporal
 from store import a2a
 from store.deliverables import read_deliverable
-from store.events import latest_events
+from store.events import awaits_retry, latest_events
 from store.runbooks import fetch_runbook, list_runbooks
 from store.tasks import workspace_skills
 from store.tokens import InvalidToken, token_holder
@@ -55,6 +55,9 @@ SHOWN_BYTES = 200_000
 
 TRAIL = 50
 """Events a goal page shows: the newest, the rest are in the API's event stream."""
+
+ATTEMPTS = 20
+"""Attempts a task page shows at a time, the latest first; more page."""
 
 
 class SignIn(Exception):
@@ -122,6 +125,26 @@ def _shown(value: Any, whole: str = "the API") -> str:
     return f"{shown[:SHOWN_BYTES]}\n\n[{len(shown) - SHOWN_BYTES:,} more characters: see {whole}]"
 
 
+def _cut(value: Any) -> dict[str, Any]:
+    """A result as a person reads it (text as is, anything else as indented JSON), cut at
+    SHOWN_BYTES: `text`, and `more`, the characters left out (the API has them)."""
+    shown = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    return {"text": shown[:SHOWN_BYTES], "more": max(len(shown) - SHOWN_BYTES, 0)}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+templates.env.filters["duration"] = _duration
+templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
 templates.env.filters["pager_query"] = _pager_query
 templates.env.filters["shown"] = _shown
 templates.env.filters["digest"] = digest
@@ -162,6 +185,55 @@ async def goals_page(
         workspace=workspace,
         offset=offset,
         statuses=list(GoalStatus),
+    )
+
+
+@router.get("/goals/{goal_id:path}/tasks/{task_id}", response_class=HTMLResponse)
+async def task_page(
+    request: Request,
+    pool: Pool,
+    client: Temporal,
+    access: PageReader,
+    goal_id: str,
+    task_id: str,
+    status: TaskStatus | None = None,
+    offset: Offset = 0,
+) -> Response:
+    """A task: its status and approvals, its result (one stored by reference resolved),
+    each attempt with its agent, duration, tokens, cost, tool calls, notes, the context it
+    was given and its trace; and retry, reassign or cancel it where that applies."""
+    try:
+        task = await goals.one_task(pool=pool, access=access, goal_id=goal_id, task_id=task_id)
+    except Problem as problem:
+        # Goal ids may hold '/': a goal whose own id ends in /tasks/<x> has its page here.
+        whole = f"{goal_id}/tasks/{task_id}"
+        try:
+            await goals.known_goal(pool, access, whole)
+        except Problem:
+            return _problem_page(request, problem)
+        return await goal_page(request, pool, client, access, whole, status, offset)
+    goal = await goals.goal(pool=pool, client=client, access=access, goal_id=goal_id)
+    attempts = await goals.task_attempts(request, pool, access, goal_id, task_id, ATTEMPTS, offset)
+    result, unreadable = None, None
+    try:
+        result = (await goals.task_result(pool, access, goal_id, task_id))["content"]
+    except Problem as problem:
+        unreadable = problem.detail
+    return _render(
+        request,
+        "task.html",
+        page="goals",
+        goal=goal,
+        task=task,
+        attempts=attempts,
+        offset=offset,
+        result=None if result is None else _cut(result),
+        unreadable=unreadable,
+        kinds=[kind.value for kind in EventKind],
+        ended=TaskStatus(task["status"]).is_terminal,
+        retry=task["status"] == TaskStatus.FAILED
+        and goal["status"] == GoalStatus.RUNNING
+        and await awaits_retry(pool, goal_id, task_id),
     )
 
 

@@ -64,7 +64,7 @@ function lastSeq() {
 // Actions post JSON to the API as the person signed in: the browser sends the cookie, and
 // the page's own Origin, which is what lets the API take the cookie for an action.
 async function act(form, submitter) {
-  const out = form.querySelector(".answer");
+  let out = form.querySelector(".answer");
   show(out, "", "");
   for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
   if (!document.body.dataset.person) {
@@ -98,6 +98,12 @@ async function act(form, submitter) {
       body: JSON.stringify(body),
     });
     const answer = await response.json().catch(() => ({}));
+    // The page may have swapped the form's region for a fresh copy while it waited: the
+    // answer goes to the form the person sees now.
+    if (!form.isConnected) {
+      const now = [...document.querySelectorAll("form[data-post]")].find((f) => f.dataset.post === form.dataset.post);
+      if (now) { form = now; out = form.querySelector(".answer"); }
+    }
     if (response.ok && form.dataset.open) {
       await opened(form, out, answer);
     } else if (response.ok) {
