@@ -27,7 +27,12 @@ from interfaces.agents.runner import AgentRunner, Hook, Work, WorkResult
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer, free_port
-from interfaces.telemetry import TelemetryError, interceptor_for, tracing_interceptors
+from interfaces.telemetry import (
+    TelemetryError,
+    interceptor_for,
+    tracer_provider,
+    tracing_interceptors,
+)
 from tests.helpers import PATIENCE, SimulatedAgents, goal_spec, start_goal
 from tests.test_llm_tools import STDIO, USAGE, scripted
 from worker import build_worker
@@ -119,6 +124,7 @@ def _about(span: ReadableSpan, goal_id: str) -> bool:
 
 def test_tracing_is_off_by_default_and_rejects_unknown_exporters() -> None:
     assert tracing_interceptors(Settings(), "test") == []
+    assert tracer_provider(Settings(), "test") is None
     with pytest.raises(TelemetryError, match="one of none, console, otlp, got 'zipkin'"):
         tracing_interceptors(Settings(traces="zipkin"), "test")
 
