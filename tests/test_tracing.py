@@ -39,6 +39,8 @@ from worker import build_worker
 from workflows.goal import GoalWorkflow
 from workflows.task import TaskWorkflow
 
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
 
 @pytest.fixture
 def exporter() -> InMemorySpanExporter:
@@ -350,3 +352,19 @@ async def test_an_attempt_without_a_goal_trace_joins_no_other_trace(
     for span in attempts:
         assert span.parent is None and span.context.trace_id != unrelated_trace
     assert all(s.context.trace_id != unrelated_trace for s in spans if s.name != "unrelated")
+
+
+async def test_an_llm_attempt_that_fails_before_its_run_is_still_an_invoke_agent_span(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    """A configuration that does not fit fails the attempt before pydantic-ai runs, so the
+    runner's span shows it, with the reason."""
+    context = {"task": {"id": "t", "title": "Say hi"}, "traceparent": TRACEPARENT}
+    work = Work("a1", "agent-1", "g", "t", 1, context, config={"mcp_servers": "none"})
+    hook = llm.LlmHook(TestModel(custom_output_text="hi"), tracer_provider=provider)
+    with pytest.raises(llm.LlmFailure), attempt_span(work, provider):
+        await hook(work)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "invoke_agent agent-1" and span.status.status_code == StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "LlmFailure"
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == TRACEPARENT.split("-")[2]
