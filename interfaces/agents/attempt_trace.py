@@ -5,7 +5,8 @@ assignment's context (`monitoring.traces`); an attempt's spans are its children,
 trace runs from the request through the goal and the task to the agent's model calls and
 tools. Each attempt is one `invoke_agent <agent>` span: the LLM hook's comes from
 `pydantic-ai`'s instrumentation (with `chat` and `execute_tool` spans below it), and the
-runner makes one for every other hook.
+runner makes one for every other hook. A hook of your own that opens its own calls
+`traced_by_hook()` inside it.
 """
 
 import time
@@ -74,7 +75,7 @@ def attempt_attributes(work: "Work") -> dict[str, AttributeValue]:
 
 
 @dataclass
-class _Attempt:
+class Attempt:
     """One attempt the runner is making, as its span will say it."""
 
     traced: bool = False
@@ -86,12 +87,12 @@ def traced_by_hook() -> None:
     """Tell the runner that the hook opened this attempt's `invoke_agent` span itself, so
     the runner does not make another."""
     attempt = otel_context.get_value(_ATTEMPT)
-    if isinstance(attempt, _Attempt):
+    if isinstance(attempt, Attempt):
         attempt.traced = True
 
 
 @contextmanager
-def attempt_span(work: "Work", provider: TracerProvider | None = None) -> Iterator[_Attempt]:
+def attempt_span(work: "Work", provider: TracerProvider | None = None) -> Iterator[Attempt]:
     """Run an attempt in its goal's trace; at its end, its `invoke_agent` span, unless the
     hook made one (`traced_by_hook`).
 
@@ -100,7 +101,7 @@ def attempt_span(work: "Work", provider: TracerProvider | None = None) -> Iterat
     the assigning span, beside this one. Set `done` on what is yielded to record the
     attempt's token use.
     """
-    attempt = _Attempt()
+    attempt = Attempt()
     started = time.time_ns()
     parent = goal_context(work)
     token = otel_context.attach(otel_context.set_value(_ATTEMPT, attempt, parent))
@@ -118,7 +119,7 @@ def attempt_span(work: "Work", provider: TracerProvider | None = None) -> Iterat
 
 def _record(
     work: "Work",
-    attempt: _Attempt,
+    attempt: Attempt,
     failure: BaseException | None,
     started: int,
     parent: otel_context.Context,
