@@ -202,6 +202,8 @@ async def run_over_http(args: argparse.Namespace) -> None:
             "from 'starter.py agent credential new AGENT', or give --credentials DIR"
         )
     hook = hook_of(args)
+    # No Temporal client sets tracing up here: the attempts' spans need it all the same.
+    telemetry.tracer_provider(Settings.from_env(), "goalkeeper-agent")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -43,14 +43,20 @@ class TelemetryError(GoalkeeperError):
 
 def tracing_interceptors(settings: Settings, service: str) -> list[TracingInterceptor]:
     """The tracing interceptor for a client, or none when traces are off."""
+    provider = tracer_provider(settings, service)
+    return [] if provider is None else [interceptor_for(provider)]
+
+
+def tracer_provider(settings: Settings, service: str) -> TracerProvider | None:
+    """The process's tracer provider (made the global one) where traces are on, else None:
+    also for a process with no Temporal client, such as an agent over HTTP."""
     if settings.traces not in TRACE_TARGETS:
         raise TelemetryError(
             f"GOALKEEPER_TRACES must be one of {', '.join(TRACE_TARGETS)}, got {settings.traces!r}"
         )
     if settings.traces == "none":
-        return []
-    provider = _tracer_provider(service, settings.traces)
-    return [interceptor_for(provider)]
+        return None
+    return _tracer_provider(service, settings.traces)
 
 
 def interceptor_for(provider: TracerProvider) -> TracingInterceptor:

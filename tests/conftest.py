@@ -124,12 +124,16 @@ def exporter() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-async def traced_client(
-    temporal_server: TemporalDevServer, exporter: InMemorySpanExporter
-) -> Client:
-    """A client that traces, its spans to `exporter`; its workers inherit the tracing."""
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    """A tracer provider whose spans go to `exporter`: the worker's and the agents' alike."""
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+@pytest.fixture
+async def traced_client(temporal_server: TemporalDevServer, provider: TracerProvider) -> Client:
+    """A client that traces, its spans to `exporter`; its workers inherit the tracing."""
     return await Client.connect(
         temporal_server.address,
         data_converter=pydantic_data_converter,

@@ -1,21 +1,44 @@
-"""Telemetry: one goal is one linked trace; SDK metrics for Prometheus when configured."""
+"""Telemetry: one goal is one linked trace, from the workflows to each agent attempt's model
+calls and tools (OpenTelemetry's GenAI conventions), which replay never emits again; SDK
+metrics for Prometheus when configured."""
 
 import asyncio
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from pydantic_ai.models.test import TestModel
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
+from goalkeeper.statuses import GoalStatus
+from interfaces.agents import llm, registry
+from interfaces.agents.attempt_trace import attempt_span
+from interfaces.agents.runner import AgentRunner, Hook, Work, WorkResult
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer, free_port
-from interfaces.telemetry import TelemetryError, tracing_interceptors
-from tests.helpers import SimulatedAgents, goal_spec, start_goal
+from interfaces.telemetry import (
+    TelemetryError,
+    interceptor_for,
+    tracer_provider,
+    tracing_interceptors,
+)
+from tests.helpers import PATIENCE, SimulatedAgents, goal_spec, start_goal
+from tests.test_llm_tools import STDIO, USAGE, scripted
 from worker import build_worker
+from workflows.goal import GoalWorkflow
+from workflows.task import TaskWorkflow
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 async def test_one_goal_is_one_linked_trace(
@@ -61,6 +84,12 @@ async def test_one_goal_is_one_linked_trace(
         assert chain is root, f"{span.name} is not linked to the goal's start"
 
 
+def _in_goal(span: ReadableSpan, goal_id: str) -> bool:
+    """A span of the goal's workflows, not one of an agent's report (the agent's own trace)."""
+    reporting = span.name.startswith(("SignalWorkflow:", "StartWorkflowUpdate:"))
+    return _about(span, goal_id) and not reporting
+
+
 def _about(span: ReadableSpan, goal_id: str) -> bool:
     workflow_id = str((span.attributes or {}).get("temporalWorkflowID", ""))
     return workflow_id == goal_id or workflow_id.startswith(f"{goal_id}/")
@@ -68,6 +97,7 @@ def _about(span: ReadableSpan, goal_id: str) -> bool:
 
 def test_tracing_is_off_by_default_and_rejects_unknown_exporters() -> None:
     assert tracing_interceptors(Settings(), "test") == []
+    assert tracer_provider(Settings(), "test") is None
     with pytest.raises(TelemetryError, match="one of none, console, otlp, got 'zipkin'"):
         tracing_interceptors(Settings(traces="zipkin"), "test")
 
@@ -118,3 +148,195 @@ async def test_each_assignment_carries_its_goals_trace_for_the_agent(
         version, trace_hex, span_hex, _flags = row["traceparent"].split("-")
         assert version == "00" and int(trace_hex, 16) == trace_id, row
         assert spans[int(span_hex, 16)].name == "RunActivity:assign_agents"
+
+
+@asynccontextmanager
+async def traced_agents(
+    client: Client,
+    pool: asyncpg.Pool,
+    workspace: str,
+    hook: Hook,
+    provider: TracerProvider,
+    config: dict[str, Any] | None = None,
+) -> AsyncIterator[None]:
+    """Two agents with the skill `writing` (a task's retry goes to another agent), their
+    attempts traced to `provider`."""
+    agent_ids = [f"{workspace}-traced-{n}" for n in range(2)]
+    for agent_id in agent_ids:
+        await registry.register_agent(pool, agent_id, workspace, ("writing",), 2, config=config)
+    runner = AgentRunner(
+        client, pool, agent_ids, hook, sweep_interval=3600, tracer_provider=provider
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await running
+        await registry.take_offline(pool, agent_ids)
+
+
+def _chain(span: ReadableSpan, spans: Sequence[ReadableSpan]) -> list[str]:
+    """The names of `span` and its ancestors, nearest first."""
+    by_id = {s.context.span_id: s for s in spans}
+    names = [span.name]
+    while span.parent is not None and span.parent.span_id in by_id:
+        span = by_id[span.parent.span_id]
+        names.append(span.name)
+    return names
+
+
+async def test_an_llm_attempt_joins_its_goals_trace_with_its_model_calls_and_tools(
+    traced_client: Client,
+    traced_queue: str,
+    pool: asyncpg.Pool,
+    workspace: str,
+    exporter: InMemorySpanExporter,
+    provider: TracerProvider,
+) -> None:
+    """The attempt is `invoke_agent`, each model call `chat` with its tokens, the call of a
+    real MCP server's tool `execute_tool`: in the goal's trace, under the task's span."""
+    hook = llm.LlmHook(scripted([("calc_add", {"a": 20, "b": 22})]), tracer_provider=provider)
+    config = {"mcp_servers": [STDIO], "tool_timeout_seconds": 30}
+    async with traced_agents(traced_client, pool, workspace, hook, provider, config):
+        handle = await start_goal(traced_client, goal_spec(1, workspace), traced_queue)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
+    assert report.status == GoalStatus.COMPLETED, report
+
+    spans = exporter.get_finished_spans()
+    (trace_id,) = {s.context.trace_id for s in spans if _in_goal(s, handle.id)}
+    ours = [s for s in spans if s.context.trace_id == trace_id]
+    # One invoke_agent per attempt: the hook's own, not another from the runner.
+    (attempt,) = [s for s in ours if s.name.startswith("invoke_agent ")]
+    (tool,) = [s for s in ours if s.name.startswith("execute_tool ")]
+    chats = [s for s in ours if s.name.startswith("chat ")]
+
+    row = await pool.fetchrow(
+        "SELECT assignment_id::text, agent_id FROM assignments WHERE goal_id = $1", handle.id
+    )
+    assert row is not None
+    # The goal assigns a task's first attempt as it starts the task.
+    assert _chain(tool, spans) == [
+        "execute_tool calc_add",
+        f"invoke_agent {row['agent_id']}",
+        "RunActivity:assign_agents",
+        "StartActivity:assign_agents",
+        "StartWorkflow:GoalWorkflow",
+    ]
+    assert dict(attempt.attributes or {}) | {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": row["agent_id"],
+        "gen_ai.agent.id": row["agent_id"],
+        "goalkeeper.goal.id": handle.id,
+        "goalkeeper.task.id": "t1",
+        "goalkeeper.attempt": 1,
+        "goalkeeper.assignment.id": row["assignment_id"],
+    } == dict(attempt.attributes or {})
+    assert (tool.attributes or {})["gen_ai.tool.name"] == "calc_add"
+    assert len(chats) == 2 and all(c.parent and c.parent.span_id == attempt.context.span_id
+                                   for c in chats)  # fmt: skip
+    for chat in chats:
+        attributes = chat.attributes or {}
+        assert attributes["gen_ai.operation.name"] == "chat"
+        usage = (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"])
+        assert usage == USAGE
+    # The prompt, the answer and the tool's arguments stay in PostgreSQL, not in the trace.
+    assert not {k for k in tool.attributes or {} if "argument" in k or "result" in k}
+    assert '"b"' not in str(list((tool.attributes or {}).values()))  # the arguments' keys
+    assert "Test goal" not in str([dict(s.attributes or {}) for s in ours])
+
+
+async def test_every_attempt_of_any_hook_is_an_invoke_agent_span_and_replay_emits_none(
+    traced_client: Client,
+    traced_queue: str,
+    pool: asyncpg.Pool,
+    workspace: str,
+    exporter: InMemorySpanExporter,
+    provider: TracerProvider,
+) -> None:
+    """The runner makes the span for a hook that makes none; a failed attempt says why.
+    Replaying the goal's and the task's histories through the same tracing adds no span."""
+
+    def flaky(work: Work) -> WorkResult:
+        if work.attempt == 1:
+            raise RuntimeError("the first draft was lost")
+        return WorkResult(result="drafted", tokens_used=30, input_tokens=20, output_tokens=10)
+
+    async with traced_agents(traced_client, pool, workspace, flaky, provider):
+        handle = await start_goal(traced_client, goal_spec(1, workspace), traced_queue)
+        report = await asyncio.wait_for(handle.result(), PATIENCE)
+    assert report.status == GoalStatus.COMPLETED, report
+
+    spans = exporter.get_finished_spans()
+    (trace_id,) = {s.context.trace_id for s in spans if _in_goal(s, handle.id)}
+    attempts = sorted(
+        (s for s in spans if s.name.startswith("invoke_agent ")),
+        key=lambda s: str((s.attributes or {})["goalkeeper.attempt"]),
+    )
+    assert [(s.attributes or {})["goalkeeper.attempt"] for s in attempts] == [1, 2]
+    assert {s.context.trace_id for s in attempts} == {trace_id}
+    # The goal assigns the first attempt as it starts the task, the task its retry.
+    assigned = ["RunActivity:assign_agents", "StartActivity:assign_agents"]
+    assert [_chain(s, spans)[1:] for s in attempts] == [
+        [*assigned, "StartWorkflow:GoalWorkflow"],
+        [*assigned, "StartChildWorkflow:TaskWorkflow", "StartWorkflow:GoalWorkflow"],
+    ]
+    failed, done = attempts
+    assert failed.status.status_code == StatusCode.ERROR
+    assert failed.status.description == "the first draft was lost"
+    assert (failed.attributes or {})["error.type"] == "RuntimeError"
+    assert done.status.status_code == StatusCode.UNSET
+    assert (done.attributes or {})["gen_ai.usage.input_tokens"] == 20
+    assert (done.attributes or {})["gen_ai.usage.output_tokens"] == 10
+
+    histories = [
+        await traced_client.get_workflow_handle(workflow_id).fetch_history()
+        for workflow_id in (handle.id, f"{handle.id}/t1")
+    ]
+    emitted = len(exporter.get_finished_spans())
+    replayer = Replayer(
+        workflows=[GoalWorkflow, TaskWorkflow],
+        data_converter=pydantic_data_converter,
+        interceptors=[interceptor_for(provider)],
+    )
+    for history in histories:
+        await replayer.replay_workflow(history)
+    assert exporter.get_finished_spans()[emitted:] == ()
+
+
+async def test_an_attempt_without_a_goal_trace_joins_no_other_trace(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    """Without a traceparent (the worker traces nothing) an attempt's spans are a trace of
+    their own, never children of a span that happens to be current."""
+    work = Work("a1", "agent-1", "g", "t", 1, {"task": {"id": "t", "title": "Say hi"}})
+    hook = llm.LlmHook(TestModel(custom_output_text="hi"), tracer_provider=provider)
+    with provider.get_tracer("test").start_as_current_span("unrelated") as unrelated:
+        with attempt_span(work, provider):
+            assert (await hook(work)).result == "hi"
+        with attempt_span(work, provider):
+            pass  # a hook that makes no span of its own
+    spans = exporter.get_finished_spans()
+    attempts = [s for s in spans if s.name == "invoke_agent agent-1"]
+    assert len(attempts) == 2
+    unrelated_trace = unrelated.get_span_context().trace_id
+    for span in attempts:
+        assert span.parent is None and span.context.trace_id != unrelated_trace
+    assert all(s.context.trace_id != unrelated_trace for s in spans if s.name != "unrelated")
+
+
+async def test_an_llm_attempt_that_fails_before_its_run_is_still_an_invoke_agent_span(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    """A configuration that does not fit fails the attempt before pydantic-ai runs, so the
+    runner's span shows it, with the reason."""
+    context = {"task": {"id": "t", "title": "Say hi"}, "traceparent": TRACEPARENT}
+    work = Work("a1", "agent-1", "g", "t", 1, context, config={"mcp_servers": "none"})
+    hook = llm.LlmHook(TestModel(custom_output_text="hi"), tracer_provider=provider)
+    with pytest.raises(llm.LlmFailure), attempt_span(work, provider):
+        await hook(work)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "invoke_agent agent-1" and span.status.status_code == StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "LlmFailure"
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == TRACEPARENT.split("-")[2]

@@ -13,23 +13,31 @@ OpenAI-compatible server: `GOALKEEPER_LLM_BASE_URL=http://localhost:11434/v1` wi
 The agent's configuration (`agent.py --config`) may name a model and MCP servers whose
 tools the model may call (`llm_tools.LlmConfig`). Each attempt reports its input and output
 tokens, its cost (`llm_costs`) and every tool call, posts a note per tool call, and stops
-before a model call that would spend more than the assignment's budget has left.
+before a model call that would spend more than the assignment's budget has left. Its spans
+join the goal's trace (`attempt_trace`): `invoke_agent <agent>` for the attempt, with a
+`chat <model>` span per model call and an `execute_tool <tool>` span per tool call below it.
 """
 
 import json
 import logging
 import os
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from opentelemetry.trace import TracerProvider, get_current_span
 from pydantic import BaseModel, Field
-from pydantic_ai import Agent
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.capabilities import AbstractCapability, Instrumentation
 from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.models import Model, infer_model
+from pydantic_ai.models.instrumented import InstrumentationSettings
 from pydantic_ai.usage import RunUsage, UsageLimits
 
 from goalkeeper.compiling import Compiled
 from goalkeeper.models import TaskSpec
 from goalkeeper.requests import TriageAnswer, TriageGoal
+from interfaces.agents.attempt_trace import attempt_attributes, in_goal_trace, traced_by_hook
 from interfaces.agents.llm_costs import Budget, OverBudget, TokenLimiter, budget_left, run_cost
 from interfaces.agents.llm_rates import limiter_for
 from interfaces.agents.llm_tools import (
@@ -82,11 +90,18 @@ class LlmFailure(SimulatedFailure):
 
 class LlmHook:
     """Does each assignment with one `pydantic-ai` agent run, with the MCP tools its
-    configuration names; reports its tokens, its cost and every tool call."""
+    configuration names; reports its tokens, its cost and every tool call. Its spans go to
+    `tracer_provider`, or to the process's own if None."""
 
-    def __init__(self, model: Model | str, limiter: TokenLimiter | None = None) -> None:
+    def __init__(
+        self,
+        model: Model | str,
+        limiter: TokenLimiter | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
         self.model = model
         self.limiter = limiter
+        self.tracer_provider = tracer_provider
 
     async def __call__(self, work: Work) -> WorkResult:
         try:
@@ -102,21 +117,24 @@ class LlmHook:
                         config.expected_output_tokens,
                         self.limiter or limiter_for(work, model.system))  # fmt: skip
         usage = RunUsage()
+        traced = Instrumentation(settings=instrumentation(self.tracer_provider))
         try:
-            async with started(config) as servers:
-                agent: Agent[None, Any] = Agent(
-                    model,
-                    output_type=output_type,
-                    instructions=INSTRUCTIONS,
-                    toolsets=toolsets_for(servers, config, recorder.timed_out),
-                    capabilities=[recorder, budget],
-                )
-                async with agent.iter(prompt(work), usage=usage,
-                                      usage_limits=limits(config)) as run:  # fmt: skip
-                    async for _node in run:
-                        pass
-                assert run.result is not None
-                output = run.result.output
+            with in_goal_trace(work):
+                async with started(config) as servers:
+                    agent: Agent[None, Any] = Agent(
+                        model,
+                        name=work.agent_id,
+                        output_type=output_type,
+                        instructions=INSTRUCTIONS,
+                        toolsets=toolsets_for(servers, config, recorder.timed_out),
+                        capabilities=[traced, AttemptAttributes(work), recorder, budget],
+                    )
+                    async with agent.iter(prompt(work), usage=usage,
+                                          usage_limits=limits(config)) as run:  # fmt: skip
+                        async for _node in run:
+                            pass
+                    assert run.result is not None
+                    output = run.result.output
         except (ToolsetFailed, OverBudget) as exc:
             raise LlmFailure(str(exc), self._done(None, usage, model, recorder)) from None
         except UsageLimitExceeded as exc:
@@ -150,6 +168,34 @@ class LlmHook:
             cost_known=cost is not None,
             tool_calls=tuple(recorder.calls),
         )
+
+
+@dataclass
+class AttemptAttributes(AbstractCapability[Any]):
+    """Says which goal, task, attempt and assignment the run's `invoke_agent` span is for
+    (the instrumentation opens that span outermost, so it is current here), and that the
+    runner need not make one of its own."""
+
+    work: Work
+
+    async def before_run(self, ctx: RunContext[Any]) -> None:
+        get_current_span().set_attributes(attempt_attributes(self.work))
+        traced_by_hook()
+
+
+@cache
+def instrumentation(provider: TracerProvider | None) -> InstrumentationSettings:
+    """`pydantic-ai`'s spans by the GenAI semantic conventions (version 6: tool results in
+    the `tool` role), without prompts, answers or tool arguments: those are the goal's data,
+    kept in PostgreSQL under its access rules, not copied to whoever reads the traces. The
+    tools' definitions are named once per model call (`gen_ai.tool.definitions`), not again
+    with the rest of the request's parameters."""
+    return InstrumentationSettings(
+        tracer_provider=provider,
+        include_content=False,
+        include_model_request_parameters=False,
+        version=6,
+    )
 
 
 def limits(config: LlmConfig) -> UsageLimits:

@@ -4,7 +4,9 @@ PostgreSQL and Temporal or over the HTTP agent protocol (interfaces/agents/trans
 The work itself is a hook: the simulated work of the demo and benchmarks, a Python
 function, or a shell command. A hook receives a `Work` (the goal, the task, the
 results of the tasks it depends on, rework comments) and returns a `WorkResult`;
-raising marks the attempt failed, with the exception's message as the error.
+raising marks the attempt failed, with the exception's message as the error. Each
+attempt runs in its goal's trace and shows there as an `invoke_agent` span
+(interfaces/agents/attempt_trace.py).
 """
 
 import asyncio
@@ -21,12 +23,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+from opentelemetry.trace import TracerProvider
 from pydantic import JsonValue
 from temporalio.client import Client
 
 from goalkeeper import signing
 from goalkeeper.limits import MAX_ERROR_CHARS, clip
 from goalkeeper.models import AgentReport
+from interfaces.agents.attempt_trace import attempt_span
 from interfaces.agents.judgement import simulated_compile, simulated_plan, simulated_triage
 from interfaces.agents.transport import DatabaseTransport, Transport
 
@@ -214,6 +218,8 @@ class AgentRunner:
     started: set[str] = field(default_factory=set)
     reports: int = 0
     transport: Transport | None = None
+    tracer_provider: TracerProvider | None = None
+    """Where each attempt's `invoke_agent` span goes; the process's own if None."""
 
     def __post_init__(self) -> None:
         if self.transport is None:
@@ -304,10 +310,12 @@ class AgentRunner:
         try:
             # A dependency's result that cannot be read fails the attempt, naming it.
             work = await self._resolved(work)
-            produced = self.hook(work)
-            done = await produced if inspect.isawaitable(produced) else produced
-            if not isinstance(done, WorkResult):
-                done = WorkResult(result=done)
+            with attempt_span(work, self.tracer_provider) as attempt:
+                produced = self.hook(work)
+                done = await produced if inspect.isawaitable(produced) else produced
+                if not isinstance(done, WorkResult):
+                    done = WorkResult(result=done)
+                attempt.done = done
             return report | {"outcome": "completed", "result": done.result} | _spending(done)
         except Exception as exc:
             # Goalkeeper refuses longer errors: the end of a traceback says most.
