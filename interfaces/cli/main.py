@@ -28,6 +28,7 @@ from interfaces.cli import (
     serve,
     stack,
     suggestions,
+    task_controls,
     tokens,
 )
 from interfaces.cli.commands import CommandModule, Commands, Run
@@ -49,6 +50,7 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     requests,
     goals,
     approvals,
+    task_controls,
     agents,
     schema,
     runbooks,
