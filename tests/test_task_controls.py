@@ -46,6 +46,7 @@ from tests.helpers import (
 )
 from tests.starter import starter
 from tests.test_api_actions import bearer, refused
+from tests.test_replay import REPLAYER
 from tests.test_signatures import signed_report
 
 KEYS = {name: signing.new_keys() for name in ("agent", "lead", "mallory")}
@@ -157,6 +158,13 @@ async def goal_holds(handle: WorkflowHandle[Any, Any], task_id: str, attempt: in
     await eventually(probe, PATIENCE, f"the goal to hear of attempt {attempt} of {task_id}")
 
 
+async def replays(client: Client, *workflow_ids: str) -> None:
+    """The workflows' fresh histories replay on this code: the controls are deterministic."""
+    for workflow_id in workflow_ids:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        await REPLAYER.replay_workflow(history)
+
+
 async def add_agent(
     pool: asyncpg.Pool,
     agent_id: str,
@@ -256,6 +264,7 @@ async def test_a_task_reassigned_to_a_named_agent_completes_by_it_and_the_old_on
     assert result.status is GoalStatus.COMPLETED
     done = await task_view(client, goal.id, "t1")
     assert (done.agent_id, done.result) == (second, "result of t1")
+    await replays(client, goal.id, f"{goal.id}/t1")
 
 
 async def test_a_task_reassigned_without_a_name_goes_to_another_agent_else_the_same_pool(
@@ -336,6 +345,7 @@ async def test_a_cancelled_task_ends_skipped_with_its_dependents_and_the_goal_en
         goal.id,
     )
     assert [r["task_id"] for r in kinds] == ["t1", "t2"]
+    await replays(client, goal.id, f"{goal.id}/t1")
 
 
 async def test_a_signed_goal_takes_reassigns_and_cancels_signed_by_an_approver_once(
