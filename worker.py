@@ -131,6 +131,7 @@ def build_worker(
             assignments.read_heartbeat,
             assignments.stored_heartbeat,
             assignments.activate_assignment,
+            assignments.agent_standing,
             keys.approver_keys,
             keys.agent_key,
             keys.control_signers,

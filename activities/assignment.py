@@ -32,7 +32,8 @@ from goalkeeper.records import (
     ReadHeartbeat,
     StoredHeartbeat,
 )
-from goalkeeper.statuses import TaskStatus
+from goalkeeper.statuses import AgentStatus, TaskStatus
+from goalkeeper.task_controls import AgentQuery, AgentStanding
 from monitoring import metrics
 from monitoring.traces import traceparent
 from store.rows import Connection
@@ -85,6 +86,8 @@ class AssignmentActivities:
             try:
                 async with self.pool.acquire() as connection, connection.transaction():
                     prefer = task.prefer_agent_id
+                    if prefer is None and task.avoid_agent_ids:
+                        prefer = await self._other_agent(connection, request.workspace, task)
                     if prefer is None and self.selection == "learned":
                         prefer = await self._learned_choice(connection, request.workspace, task)
                     row = await self._assign(connection, request, task, prefer)
@@ -120,6 +123,54 @@ class AssignmentActivities:
                 )
             )
         return assigned
+
+    async def _other_agent(
+        self, connection: Connection, workspace: str, task: AssignTask
+    ) -> str | None:
+        """An agent other than those the task avoids that could take it now (the learned
+        choice among them, else the least loaded); None where there is none."""
+        others = task.model_copy(
+            update={"exclude_agent_ids": [*task.exclude_agent_ids, *task.avoid_agent_ids]}
+        )
+        if self.selection == "learned":
+            choice = await self._learned_choice(connection, workspace, others)
+            if choice is not None:
+                return choice
+        agent_id: str | None = await connection.fetchval(
+            """
+            SELECT agent_id FROM agents
+            WHERE workspace = $1 AND skills @> ARRAY[$2]
+              AND status IN ('available', 'busy') AND active_assignments < capacity
+              AND NOT agent_id = ANY($3::text[])
+            ORDER BY active_assignments::float8 / capacity, last_assigned_at NULLS FIRST, agent_id
+            LIMIT 1
+            """,
+            workspace,
+            task.skill,
+            others.exclude_agent_ids,
+        )
+        return agent_id
+
+    @activity.defn
+    async def agent_standing(self, query: AgentQuery) -> AgentStanding:
+        """An agent of a workspace as it stands now: its skills, status and load, for a
+        person's choice of it for a task (`reassign_task`)."""
+        row = await self.pool.fetchrow(
+            "SELECT skills, status, active_assignments, capacity FROM agents "
+            "WHERE agent_id = $1 AND workspace = $2",
+            query.agent_id,
+            query.workspace,
+        )
+        if row is None:
+            return AgentStanding(agent_id=query.agent_id)
+        return AgentStanding(
+            agent_id=query.agent_id,
+            known=True,
+            skills=list(row["skills"]),
+            status=AgentStatus(row["status"]),
+            active_assignments=row["active_assignments"],
+            capacity=row["capacity"],
+        )
 
     async def _learned_choice(
         self, connection: Connection, workspace: str, task: AssignTask

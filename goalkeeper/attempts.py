@@ -116,6 +116,24 @@ def lapsed(standing: Standing, why: str, reason: Reassignment, abort: str | None
     )
 
 
+def reassigned(standing: Standing, why: str, agent: str | None) -> Step:
+    """A person took the task from its agent (`why`): it goes to `agent` where named, else
+    to another agent where one can take it. Never the end of the task, whatever its
+    attempts: the person chose a new one, and the agent did not fail it."""
+    old = standing.agent_id
+    return Step(
+        status=TaskStatus.PENDING,
+        kind=EventKind.TASK_RETRIED,
+        message=f"task {standing.task_id!r} taken from agent {old!r}, {why}"[
+            :MAX_EVENT_MESSAGE_CHARS
+        ],
+        history=(*standing.history, f"attempt {standing.attempt}: taken from agent {old}, {why}"),
+        assignment=AssignmentStatus.CANCELLED,
+        prefer=agent,
+        reassigned=Reassignment.REQUESTED,
+    )
+
+
 def failed(standing: Standing, error: str | None) -> Step:
     """The agent reported that it failed: it is passed over for the next attempt."""
     agent = standing.agent_id

@@ -117,7 +117,7 @@ def raise_problem(
     leave the goal paused decides nothing.
     """
     goal = f"goal {goal_id!r}"
-    problem = _decider_problem(goal, spec, status, request.approver, "raise the budget of")
+    problem = decider_problem(goal, spec, status, request.approver, "raise the budget of")
     if problem:
         return problem
     if request.usd is None and request.tokens is None:
@@ -151,7 +151,7 @@ def raise_problem(
 
 def stop_problem(goal_id: str, spec: GoalSpec, status: GoalStatus, request: GoalStop) -> str | None:
     """Why a stop cannot count, or None."""
-    return _decider_problem(f"goal {goal_id!r}", spec, status, request.approver, "stop")
+    return decider_problem(f"goal {goal_id!r}", spec, status, request.approver, "stop")
 
 
 def raised(budget: BudgetState, request: BudgetRaise) -> BudgetState:
@@ -163,9 +163,11 @@ def raised(budget: BudgetState, request: BudgetRaise) -> BudgetState:
     )
 
 
-def _decider_problem(
+def decider_problem(
     goal: str, spec: GoalSpec, status: GoalStatus, approver: str, action: str
 ) -> str | None:
+    """Why `approver` may not `action` a goal: it has ended, or they are none of those
+    asked about it (its approvers, escalation levels included)."""
     if status is not GoalStatus.RUNNING:
         return f"{goal} has ended ({status}); expected a running goal"
     allowed = sorted({name for level in deciders(spec) for name in level})

@@ -134,8 +134,9 @@ def signed_control_problem(
 ) -> str | None:
     """Why a change to a goal that requires signatures cannot count, whatever its
     signature: added tasks come from an approver or an agent of the goal; a retry names
-    the attempt it decides, so that replayed, it counts for nothing (a replayed addition
-    names task ids already taken; a replayed raise is not above the budget)."""
+    the attempt it decides and a reassign the assignment it ends, so that replayed, they
+    count for nothing (a replayed addition names task ids already taken; a replayed raise
+    is not above the budget; a replayed cancel finds its task ended)."""
     what = f"{kind} of goal {goal_id!r} rejected: the goal requires signatures"
     if kind == "add_tasks" and signer not in approvers and signer not in agents:
         return (
@@ -146,4 +147,6 @@ def signed_control_problem(
         return (
             f"{what}; expected the failed attempt the decision is on ('attempt'), so it counts once"
         )
+    if kind == "reassign" and request.assignment_id is None:
+        return f"{what}; expected the assignment it takes away ('assignment_id'), so it counts once"
     return None

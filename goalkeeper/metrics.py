@@ -67,6 +67,8 @@ class Reassignment(StrEnum):
     """The `reassign` signal, which the health check sends for a task past its deadline."""
     RETRY_APPROVED = "retry_approved"
     """A failed task's approver asked for it to be tried again (`on_task_failure`)."""
+    REQUESTED = "requested"
+    """One of the goal's approvers took it from its agent (`reassign_task`)."""
 
 
 class Rejected(StrEnum):
@@ -79,6 +81,8 @@ class Rejected(StrEnum):
     ADD_TASKS = "add_tasks"
     BUDGET = "budget"
     """A budget raise or a stop."""
+    TASK_CONTROL = "task_control"
+    """A reassign or cancel of a goal's task."""
     GOAL_INPUT = "goal_input"
     TASK_INPUT = "task_input"
     REQUEST_INPUT = "request_input"

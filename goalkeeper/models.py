@@ -497,11 +497,16 @@ class Adopt(BaseModel):
 
 
 class Reassign(BaseModel):
-    """Take a task from the agent of `assignment_id` now (the health check). `reassign`,
-    sealed; naming the assignment keeps it from taking the task from a later agent."""
+    """Take a task from the agent of `assignment_id` now (the health check, or a person
+    through the goal's `reassign_task`). `reassign`, sealed; naming the assignment keeps it
+    from taking the task from a later agent."""
 
     assignment_id: str
     reason: str = "reassigned on request"
+    by: str | None = None
+    """The person who asked, through the goal: the task then goes on whatever its attempts,
+    to `agent_id` where named, else to another agent than this one where one can take it."""
+    agent_id: str | None = None
 
 
 class PartitionFail(BaseModel):

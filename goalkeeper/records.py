@@ -241,7 +241,9 @@ class AssignTask(BaseModel):
     exclude_agent_ids: list[str] = []
     """Agents that already failed this task."""
     prefer_agent_id: str | None = None
-    """The agent that did the work before, for rework."""
+    """The agent that did the work before, for rework, or the one a person named."""
+    avoid_agent_ids: list[str] = []
+    """Agents passed over where another can take the task (one a person took it from)."""
     rework: list[dict[str, JsonValue]] = []
     """Approvers' comments on earlier results, with the assignment each was about."""
     report_deadline_seconds: int

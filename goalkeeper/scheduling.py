@@ -271,6 +271,19 @@ class Schedule:
         self._lose(i, ended)
         return ended
 
+    def cancel(self, i: int, why: str) -> Ended:
+        """A person cancelled a task that has not started: skipped, and what depends on it
+        too, as when a failed task is given up. A running task ends through `end`."""
+        if self.status[i] != _PENDING or i in self.running:
+            raise ScheduleError(
+                f"task {self.plan.ids[i]!r} is {self.status_of(i)} and "
+                f"{'running' if i in self.running else 'not running'}; expected one not started"
+            )
+        self._set(i, TaskStatus.SKIPPED)
+        ended = Ended(skipped=[(i, why)])
+        self._lose(i, ended)
+        return ended
+
     def overdue(self, now: datetime) -> list[int]:
         """Failed tasks whose retry decision is past due, oldest first."""
         due = self.retry_due

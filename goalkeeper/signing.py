@@ -118,7 +118,7 @@ def decision_content(view: TaskView, decision: ApprovalDecision) -> bytes:
 
 def control_content(kind: str, goal_id: str, request: BaseModel) -> bytes:
     """What a person (or an agent, adding tasks) signs to change a goal: `kind` (raise_budget,
-    stop, add_tasks, retry) and every field of the request but its signature."""
+    stop, add_tasks, retry, reassign, cancel) and every field of the request but its signature."""
     fields = request.model_dump(mode="json", exclude={"signature"})
     return _canonical({"kind": kind, "goal_id": goal_id, **fields})
 

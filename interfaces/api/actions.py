@@ -8,14 +8,15 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from goalkeeper.controls import CONTROLS
 from goalkeeper.feedback import InvalidFeedback, feedback
-from goalkeeper.limits import MAX_EVENT_MESSAGE_CHARS, clip
+from goalkeeper.limits import MAX_COMMENT_CHARS, MAX_EVENT_MESSAGE_CHARS, clip
+from goalkeeper.models import Id, TaskView, describe_validation_error
 from goalkeeper.records import Event, EventKind
 from goalkeeper.signing import digest, sign_control, sign_decision
 from goalkeeper.statuses import Decision, TaskStatus
@@ -59,6 +60,19 @@ class CommentBody(BaseModel):
     """Why a person acts, for the audit trail."""
 
     comment: str = ""
+
+
+class ReassignBody(BaseModel):
+    """Take a task from its agent: to `agent` where named, else to another that can take it."""
+
+    comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
+    agent: Id | None = None
+
+
+class CancelBody(BaseModel):
+    """End a task that has not ended, without a result; why, for the audit trail."""
+
+    comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
 
 
 class FeedbackBody(BaseModel):
@@ -224,6 +238,122 @@ async def stop(
         client, goal_id, "stop", payload, pool=pool, person=actor.person, goal_id=goal_id
     )
     return answer
+
+
+TASK_CONTROL = {
+    404: "no goal of that id that the token may see, no such task in it, or its workflow has ended",
+    409: "refused by the workflow: the person may not, the task has ended or is not held "
+    "by an agent, or the agent named cannot take it",
+}
+
+
+@router.post("/goals/{goal_id:path}/tasks/{task_id}/reassign")
+@answers(TASK_CONTROL)
+async def reassign(
+    request: Request,
+    pool: Pool,
+    client: Temporal,
+    actor: Actor,
+    goal_id: str,
+    task_id: str,
+    body: ReassignBody,
+) -> dict[str, Any]:
+    """Take a task from its agent as one of the goal's approvers, as `starter.py task
+    reassign` does: to `agent` where named, else to another agent that can take it. The
+    agent's later report for the assignment it lost is refused as stale."""
+    await known_goal(pool, actor, goal_id)
+    await _known_task(pool, goal_id, task_id)
+    payload: dict[str, Any] = {"task_id": task_id, "approver": actor.person}
+    payload |= {"agent": body.agent, "comment": body.comment}
+    view = await _task_now(client, goal_id, task_id)
+    if view is not None and view.assignment_id is not None:  # the one it takes, so once
+        payload["assignment_id"] = view.assignment_id
+    payload = _delegated(request, "reassign", goal_id, payload)
+    answer: dict[str, Any] = await send_update(
+        client,
+        goal_id,
+        "reassign_task",
+        payload,
+        pool=pool,
+        person=actor.person,
+        goal_id=goal_id,
+        task_id=task_id,
+    )
+    return answer
+
+
+@router.post("/goals/{goal_id:path}/tasks/{task_id}/cancel")
+@answers(TASK_CONTROL)
+async def cancel(
+    request: Request,
+    pool: Pool,
+    client: Temporal,
+    actor: Actor,
+    goal_id: str,
+    task_id: str,
+    body: CancelBody | None = None,
+) -> dict[str, Any]:
+    """Cancel a task that has not ended as one of the goal's approvers, as `starter.py task
+    cancel` does: it ends skipped, its agent released, and what depends on it is skipped,
+    as when a failed task is given up; the goal goes on with the rest, or ends."""
+    await known_goal(pool, actor, goal_id)
+    await _known_task(pool, goal_id, task_id)
+    comment = (body or CancelBody()).comment
+    payload = {"task_id": task_id, "approver": actor.person, "comment": comment}
+    payload = _delegated(request, "cancel", goal_id, payload)
+    answer: dict[str, Any] = await send_update(
+        client,
+        goal_id,
+        "cancel_task",
+        payload,
+        pool=pool,
+        person=actor.person,
+        goal_id=goal_id,
+        task_id=task_id,
+    )
+    return answer
+
+
+async def _known_task(pool: Pool, goal_id: str, task_id: str) -> None:
+    """A 404 naming the goal's tasks, unless it has `task_id`."""
+    known = await pool.fetchval(
+        "SELECT true FROM tasks WHERE goal_id = $1 AND task_id = $2", goal_id, task_id
+    )
+    if known:
+        return
+    some = await pool.fetch(
+        "SELECT task_id FROM tasks WHERE goal_id = $1 ORDER BY task_id LIMIT 20", goal_id
+    )
+    raise Problem(
+        404,
+        "Unknown task",
+        f"goal {goal_id!r} has no task {clip(task_id, 200)!r}; expected one of "
+        f"{[r['task_id'] for r in some]}" + (" (the first 20)" if len(some) == 20 else ""),
+    )
+
+
+async def _task_now(client: Client, goal_id: str, task_id: str) -> TaskView | None:
+    """The task as its workflow holds it now; None before it starts."""
+    try:
+        view: TaskView = await client.get_workflow_handle(f"{goal_id}/{task_id}").query(
+            TaskWorkflow.status
+        )
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+    return view
+
+
+def _delegated(
+    request: Request, kind: str, goal_id: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """`delegated`, with a request the goal could never take (a person's name that is no
+    id) said as a 422 rather than failing the call."""
+    try:
+        return delegated(request, kind, goal_id, payload)
+    except ValidationError as exc:
+        raise Problem(422, "Invalid request", describe_validation_error(exc, kind)) from exc
 
 
 @router.post("/feedback", status_code=201)

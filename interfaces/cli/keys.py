@@ -13,7 +13,7 @@ from goalkeeper.signing import InvalidKey, check_public_key, sign_control, sign_
 from goalkeeper.statuses import Decision, TaskStatus
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
-from interfaces.cli.tasks import task_view
+from interfaces.cli.tasks import split_task_ref, task_view
 from interfaces.keyring import KeyFileError, key_path, load_key, new_key
 from store.keys import UnknownSigner, register_approver_key, rekey_agent
 
@@ -30,7 +30,10 @@ def add_commands(commands: Commands, command: Command) -> None:
     signing = command(
         commands, "sign", "print a signed decision or goal change for the temporal CLI", sign
     )
-    signing.add_argument("target", help="GOAL_ID/TASK_ID for a decision, GOAL_ID for --control")
+    signing.add_argument(
+        "target",
+        help="GOAL_ID/TASK_ID for a decision or --control reassign|cancel, else GOAL_ID",
+    )
     signing.add_argument("--decision", choices=[d.value for d in Decision])
     changes = sorted(set(CONTROLS) - {"retry"})  # a retry is signed as a --decision
     signing.add_argument("--control", choices=changes, help="a change to a goal")
@@ -42,6 +45,7 @@ def add_commands(commands: Commands, command: Command) -> None:
     signing.add_argument(
         "--agent-key", action="store_true", help="sign with the agent key of --as (add_tasks)"
     )
+    signing.add_argument("--agent", help="reassign: the agent to take the task")
 
 
 async def new_approver_key(session: Session, args: argparse.Namespace) -> None:
@@ -92,7 +96,12 @@ async def sign(session: Session, args: argparse.Namespace) -> None:
             else ("agent.py, which registers it")
         )
         raise CliError(f"no key for {kind} {args.approver!r} here; make one with {how}", EXIT_USAGE)
-    if args.control:
+    if args.control in ("reassign", "cancel"):
+        goal_id, name = split_task_ref(args.target)[0], args.control
+        payload = await task_payload(session, args)
+        payload["signature"] = sign_control(key, name, goal_id, CONTROLS[name](**payload))
+        workflow_id, name = goal_id, f"{args.control}_task"
+    elif args.control:
         goal_id, name, payload = args.target, args.control, control_payload(args)
         payload["signature"] = sign_control(key, name, goal_id, CONTROLS[name](**payload))
         workflow_id = goal_id
@@ -131,6 +140,22 @@ def control_payload(args: argparse.Namespace) -> dict[str, Any]:
         payload = {"approver": args.approver, "comment": args.comment}
         if args.control == "raise_budget":
             payload |= {"usd": args.usd, "tokens": args.tokens}
+    try:
+        CONTROLS[args.control].model_validate(payload)
+    except ValidationError as exc:
+        raise CliError(describe_validation_error(exc, args.control), EXIT_USAGE) from exc
+    return payload
+
+
+async def task_payload(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    """The request of `sign --control reassign|cancel` on the task named, checked as the
+    goal checks it; a reassign names the assignment it takes away, so it counts once."""
+    _, task_id = split_task_ref(args.target)
+    payload: dict[str, Any] = {"task_id": task_id, "approver": args.approver}
+    payload["comment"] = args.comment
+    if args.control == "reassign":
+        view = await task_view(session, args.target)
+        payload |= {"agent": args.agent, "assignment_id": view.assignment_id}
     try:
         CONTROLS[args.control].model_validate(payload)
     except ValidationError as exc:

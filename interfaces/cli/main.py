@@ -28,6 +28,7 @@ from interfaces.cli import (
     serve,
     stack,
     suggestions,
+    task_controls,
     tokens,
     workspaces,
 )
@@ -50,6 +51,7 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     requests,
     goals,
     approvals,
+    task_controls,
     agents,
     schema,
     runbooks,

@@ -1,5 +1,5 @@
 """The signed changes to a running goal: tasks added, its budget raised, the goal stopped,
-a failed task retried or given up.
+a failed task retried or given up, a task reassigned or cancelled.
 
 Each is judged, its signature checked where the goal requires one (invariant 9), then
 taken; a refusal says why. `GoalWorkflow`'s updates and signals hand their payloads
@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.assignment import AssignmentActivities
     from activities.keys import KeyActivities
     from activities.read_model import ReadModelActivities
     from goalkeeper import budgets, signing
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.planning import AddTasks
     from goalkeeper.records import EventKind, goal_event
     from goalkeeper.statuses import GoalStatus
+    from goalkeeper.task_controls import AgentQuery, TaskCancel, TaskReassign, agent_problem
     from monitoring import metrics
     from workflows.goal.budget import GoalBudget
     from workflows.messages import parse_message, reject_if, summarize_payload
@@ -33,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
 SIGNED_CONTROLS = "signed-controls"
 """The patch from which a goal's budget raises, stops, added tasks and retry decisions
 are checked for signatures where it requires them."""
+
+TASK_CONTROLS = "task-controls"
+"""The patch from which a goal takes a person's reassign or cancel of one of its tasks."""
 
 
 async def record_refusal(
@@ -192,6 +197,85 @@ class GoalControls:
             )
             return
         await self.runner.take_retry_decision(decision)
+
+    # A task reassigned or cancelled: `reassign_task` and `cancel_task`.
+
+    def judge_reassign(self, payload: tuple[Any, ...]) -> TaskReassign | str:
+        request = parse_message(payload, TaskReassign, "reassign request")
+        if isinstance(request, str):
+            return request
+        problem = budgets.decider_problem(
+            f"goal {self.goal_id!r}",
+            self.header,
+            self._status(),
+            request.approver,
+            "reassign a task of",
+        )
+        return problem or self.runner.judge_reassign(request) or request
+
+    def validate_reassign(self, payload: tuple[Any, ...]) -> None:
+        problem = self.judge_reassign(payload)
+        reject_if(metrics.refused(workflow.metric_meter(), Rejected.TASK_CONTROL, problem))
+
+    async def reassign_task(self, payload: tuple[Any, ...]) -> None:
+        """Take the task from its agent, once signed where the goal requires it and the
+        agent it names may take it; raise why not, the task left as it was."""
+        request: Any = self.judge_reassign(payload)
+        if not isinstance(request, str):
+            request = await self._unsigned("reassign", request, request.approver) or request
+        if not isinstance(request, str) and request.agent is not None:
+            request = await self._agent_refusal(request) or request
+        if not isinstance(request, str):
+            # The task may have moved on while the keys and the agent were read.
+            request = self.judge_reassign(payload)
+        if not isinstance(request, str) and not workflow.patched(TASK_CONTROLS):
+            request = f"goal {self.goal_id!r} runs code from before a task could be reassigned"
+        if isinstance(request, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.TASK_CONTROL)
+            raise ApplicationError(request, type="ReassignRejected", non_retryable=True)
+        self.runner.take_reassign(request)
+
+    async def _agent_refusal(self, request: TaskReassign) -> str | None:
+        """Why the agent a reassign names cannot take the task, as PostgreSQL holds it now."""
+        assert request.agent is not None
+        standing = await record_apart(
+            AssignmentActivities.agent_standing,
+            AgentQuery(agent_id=request.agent, workspace=self.header.workspace),
+            f"read agent {request.agent}",
+        )
+        skill = self.runner.skill_of(request.task_id)
+        return agent_problem(self.goal_id, request.task_id, skill, standing)
+
+    def judge_cancel(self, payload: tuple[Any, ...]) -> TaskCancel | str:
+        request = parse_message(payload, TaskCancel, "cancel request")
+        if isinstance(request, str):
+            return request
+        problem = budgets.decider_problem(
+            f"goal {self.goal_id!r}",
+            self.header,
+            self._status(),
+            request.approver,
+            "cancel a task of",
+        )
+        return problem or self.runner.judge_cancel(request) or request
+
+    def validate_cancel(self, payload: tuple[Any, ...]) -> None:
+        problem = self.judge_cancel(payload)
+        reject_if(metrics.refused(workflow.metric_meter(), Rejected.TASK_CONTROL, problem))
+
+    async def cancel_task(self, payload: tuple[Any, ...]) -> None:
+        """Cancel the task, once signed where the goal requires it; raise why not."""
+        request: Any = self.judge_cancel(payload)
+        if not isinstance(request, str):
+            request = await self._unsigned("cancel", request, request.approver) or request
+        if not isinstance(request, str):
+            request = self.judge_cancel(payload)  # it may have ended while keys were read
+        if not isinstance(request, str) and not workflow.patched(TASK_CONTROLS):
+            request = f"goal {self.goal_id!r} runs code from before a task could be cancelled"
+        if isinstance(request, str):
+            metrics.rejected(workflow.metric_meter(), Rejected.TASK_CONTROL)
+            raise ApplicationError(request, type="CancelRejected", non_retryable=True)
+        self.runner.take_cancel(request)
 
     async def _judge_signed_retry(self, payload: tuple[Any, ...]) -> ApprovalDecision | str:
         """A retry decision judged, and its signature too where the goal requires one."""

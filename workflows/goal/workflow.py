@@ -328,6 +328,35 @@ class GoalWorkflow:
         if self._controls is not None:
             self._controls.validate_stop(payload)
 
+    @workflow.update
+    async def reassign_task(self, *payload: Any) -> Progress:
+        """`{"task_id", "approver", "agent", "assignment_id", "comment"}`: take a task from
+        its agent, to `agent` where named (one that has its skill and takes work), else to
+        another that can take it. Only the goal's approvers may; the task is left as it
+        was, and the reason said, where it cannot be."""
+        await workflow.wait_condition(self._ready)
+        await self._control().reassign_task(payload)
+        return self.progress()
+
+    @reassign_task.validator
+    def _validate_reassign_task(self, *payload: Any) -> None:
+        if self._controls is not None:  # before that, the handler judges once it can
+            self._controls.validate_reassign(payload)
+
+    @workflow.update
+    async def cancel_task(self, *payload: Any) -> Progress:
+        """`{"task_id", "approver", "comment"}`: end a task that has not ended, without a
+        result; it ends skipped, its agent released, and what depends on it is skipped, as
+        when a failed task is given up. Only the goal's approvers may."""
+        await workflow.wait_condition(self._ready)
+        await self._control().cancel_task(payload)
+        return self.progress()
+
+    @cancel_task.validator
+    def _validate_cancel_task(self, *payload: Any) -> None:
+        if self._controls is not None:
+            self._controls.validate_cancel(payload)
+
     # What the goal shows.
 
     def _stage_now(self) -> str:

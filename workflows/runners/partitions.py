@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.reports import unfinished_partitions
     from goalkeeper.scheduling import STATUSES
     from goalkeeper.statuses import TaskStatus
+    from goalkeeper.task_controls import TaskCancel, TaskReassign
     from workflows.options import record
     from workflows.runners.partition import PartitionWorkflow
     from workflows.runners.runner import Added
@@ -220,6 +221,28 @@ class PartitionSet:
     async def add_tasks(self, judge: Callable[[], Added]) -> str | None:
         problem = judge()
         return problem if isinstance(problem, str) else self._no_tasks()
+
+    def judge_reassign(self, request: TaskReassign) -> str | None:
+        return self._no_control("reassign", request.task_id)
+
+    def skill_of(self, task_id: str) -> str:
+        raise NotImplementedError("a goal run in partitions takes no reassign")
+
+    def take_reassign(self, request: TaskReassign) -> None:
+        raise NotImplementedError("a goal run in partitions takes no reassign")
+
+    def judge_cancel(self, request: TaskCancel) -> str | None:
+        return self._no_control("cancel", request.task_id)
+
+    def take_cancel(self, request: TaskCancel) -> None:
+        raise NotImplementedError("a goal run in partitions takes no cancel")
+
+    def _no_control(self, kind: str, task_id: str) -> str:
+        return (
+            f"{kind} of task {task_id!r} of goal {self.goal_id!r} rejected: the goal runs in "
+            "partitions; a task can be reassigned or cancelled only in a goal of at most "
+            "partition_size tasks"
+        )
 
     def _no_tasks(self) -> str:
         return (

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from goalkeeper.planning import AddTasks
     from goalkeeper.statuses import TaskStatus
+    from goalkeeper.task_controls import TaskCancel, TaskReassign
 
 Added = tuple[AddTasks, list[TaskSpec]] | str
 """An `add_tasks` request and the tasks it adds, as checked; or why it was refused."""
@@ -132,3 +133,18 @@ class TaskRunner(Protocol):
 
     async def add_tasks(self, judge: Callable[[], Added]) -> str | None:
         """Add the tasks `judge` accepts when their turn comes; why not, if it refused."""
+
+    def judge_reassign(self, request: TaskReassign) -> str | None:
+        """Why a person's reassign of a task cannot count now, or None."""
+
+    def skill_of(self, task_id: str) -> str:
+        """The skill a task's agent needs (of a task `judge_reassign` accepted)."""
+
+    def take_reassign(self, request: TaskReassign) -> None:
+        """Take the task from its agent, to the one named or to another."""
+
+    def judge_cancel(self, request: TaskCancel) -> str | None:
+        """Why a person's cancel of a task cannot count now, or None."""
+
+    def take_cancel(self, request: TaskCancel) -> None:
+        """End the task without a result; what depends on it is skipped."""

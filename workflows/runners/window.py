@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.runners.retries as retries
     import workflows.runners.starts as starts
     import workflows.runners.subgoals as subgoals
+    import workflows.runners.task_controls as task_controls
     import workflows.sealing as sealing
     from activities.children import ChildActivities
     from activities.read_model import ReadModelActivities
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from goalkeeper.scheduling import Ended, ScheduleState
     from goalkeeper.statuses import TaskStatus
     from goalkeeper.subgoals import subgoal_ended, subgoal_running
+    from goalkeeper.task_controls import TaskCancel, TaskReassign
     from workflows.options import record, refused_wait
     from workflows.runners.runner import Added
 
@@ -92,6 +94,10 @@ class TaskWindow(TaskLedger):
         self._alarm: asyncio.Task[None] | None = None
         self.notes: dict[int, str] = {}
         """A line for the history of a task about to run again, by position."""
+        self.controlled: dict[int, str] = {}
+        """Running tasks a person reassigned or cancelled, by position: the assignment
+        taken away, or `task_controls.CANCELLING`; so a request repeated before the task
+        acts on it is refused. Kept until the task ends: no more than the tasks running."""
         self.follow_up: plans.FollowUp | None = None
         """Called when every task has ended; True when it added tasks to run."""
 
@@ -278,6 +284,23 @@ class TaskWindow(TaskLedger):
     async def take_retry_decision(self, decision: ApprovalDecision) -> None:
         retries.take(self, decision)
 
+    # A person's reassign or cancel of a task (`workflows.runners.task_controls`).
+
+    def judge_reassign(self, request: TaskReassign) -> str | None:
+        return task_controls.judge_reassign(self, request)
+
+    def skill_of(self, task_id: str) -> str:
+        return task_controls.skill_of(self, task_id)
+
+    def take_reassign(self, request: TaskReassign) -> None:
+        task_controls.take_reassign(self, request)
+
+    def judge_cancel(self, request: TaskCancel) -> str | None:
+        return task_controls.judge_cancel(self, request)
+
+    def take_cancel(self, request: TaskCancel) -> None:
+        task_controls.take_cancel(self, request)
+
     # Tasks that join while the goal runs.
 
     def judge_added(self, request: AddTasks, running: bool) -> list[TaskSpec] | str:
@@ -355,6 +378,7 @@ class TaskWindow(TaskLedger):
         ended, self.ends = self.ends, []
         for i, summary in ended:
             self.keep(i, summary)
+            self.controlled.pop(i, None)
             if self.specs[i].goal is not None:
                 await subgoals.record_end(self, i, summary)
             if summary.status is TaskStatus.COMPLETED and summary.agent_id:

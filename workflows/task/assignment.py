@@ -43,6 +43,15 @@ class TaskAssignment:
         """Agents no later attempt is given."""
         self.rework: list[dict[str, Any]] = list(checkpoint.rework) if checkpoint else []
         """What the next agent is told to do again, and why."""
+        self.avoid: list[str] = []
+        """Agents the next attempt goes to only where no other can take it."""
+
+    def reassigned(self, agent_id: str, to: str | None) -> None:
+        """A person took the task from `agent_id`: the next attempt goes to `to` (even one
+        passed over before: a person chose it), else to another agent where one can take it."""
+        if to is not None:
+            self.exclude = [a for a in self.exclude if a != to]
+        self.avoid = [] if to is not None else [agent_id]
 
     def remember(self, step: attempts.Step) -> None:
         """Keep what an attempt's end says the next assignment avoids or reworks."""
@@ -101,6 +110,7 @@ class TaskAssignment:
                         seq=view.seq + 1,
                         exclude_agent_ids=self.exclude,
                         prefer_agent_id=prefer,
+                        avoid_agent_ids=self.avoid,
                         rework=self.rework,
                         report_deadline_seconds=input.report_deadline_seconds,
                         heartbeat_timeout_seconds=input.heartbeat_timeout_seconds,
@@ -112,6 +122,7 @@ class TaskAssignment:
         )
         if assigned[0].refused is not None:
             return assigned[0].refused
+        self.avoid = []
         self._record.view = self.assigned(self._record.view, assigned[0], attempt)
         self._record.view.seq += 1
         self._inbox.assigned()

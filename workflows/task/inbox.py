@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from goalkeeper.metrics import Rejected
-    from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat
+    from goalkeeper.models import AgentReport, ApprovalDecision, Heartbeat, Reassign
     from goalkeeper.records import EventKind
     from monitoring import metrics
     from workflows.task.judge import KEYS_PER_DECISION, TaskJudge
@@ -36,7 +36,9 @@ class TaskInbox:
         self.report: AgentReport | None = None
         self.decision: ApprovalDecision | None = None
         self.reassign: str | None = None
-        """Why the health check takes the task from its agent, once it asks."""
+        """Why the health check (or a person) takes the task from its agent, once asked."""
+        self.reassigned_by: Reassign | None = None
+        """A person's request to take it, through the goal: whom to, and who asked."""
         self.abort: str | None = None
         """Why the goal ends the task without a result, once it asks."""
         self.heartbeats = 0
@@ -58,6 +60,7 @@ class TaskInbox:
         self.report = None
         self.decision = None
         self.reassign = None
+        self.reassigned_by = None
         self._judge.assigning = None
 
     async def take_report(

@@ -81,7 +81,8 @@ class TaskWaiting:
             if inbox.abort is not None:
                 return self._lapse(assignment_id, f"aborted: {inbox.abort}")
             if inbox.reassign is not None:
-                return self._lapse(assignment_id, inbox.reassign)
+                asked = Reassignment.REQUESTED if inbox.reassigned_by else Reassignment.HEALTH_CHECK
+                return self._lapse(assignment_id, inbox.reassign, asked)
             now = workflow.now()
             if now >= due:
                 return self._lapse(

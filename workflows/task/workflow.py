@@ -33,6 +33,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.task.waiting import Lapse, TaskWaiting
 
 
+TASK_CONTROLS = "task-controls"
+"""The patch from which a person's reassign (through the goal's `reassign_task`) sends the
+task on to the agent they named, or to another one, whatever its attempts."""
+
+
 @workflow.defn
 class TaskWorkflow:
     """Holds a task's agent to its deadlines, waits for approval, and returns how it ended.
@@ -185,6 +190,14 @@ class TaskWorkflow:
             and request.assignment_id == self._record.view.assignment_id
         ):
             self._inbox.reassign = request.reason[:MAX_SHORT_REASON_CHARS]
+            if request.by is not None and workflow.patched(TASK_CONTROLS):
+                self._inbox.reassigned_by = request
+        elif request.by is not None:
+            # The goal judged it on what it last heard; the task moved on since.
+            workflow.logger.warning(
+                f"reassign by {request.by!r} came after assignment {request.assignment_id!r} "
+                f"ended; the task is {self._record.view.status}"
+            )
 
     @workflow.signal
     async def adopt(self, *payload: Any) -> None:
@@ -222,6 +235,12 @@ class TaskWorkflow:
             outcome = await self._waiting.report()
             standing = record.standing()
             if isinstance(outcome, Lapse):
+                asked = inbox.reassigned_by
+                if asked is not None and inbox.abort is None:
+                    self._assignment.reassigned(standing.agent_id, asked.agent_id)
+                    step = attempts.reassigned(standing, outcome, asked.agent_id)
+                    prefer = await self._apply(step)
+                    continue
                 step = attempts.lapsed(standing, outcome, outcome.reason, inbox.abort)
                 prefer = await self._apply(step)
                 if step.ended:
