@@ -335,7 +335,8 @@ async def test_a_goal_served_over_a2a_says_its_newest_note_while_it_works(
         finally:
             released.set()
     assert state == TaskState.TASK_STATE_COMPLETED, working
-    [noted] = [said for said in working if "drafting the announcement" in said]
+    # The newest note is said in every working status until a newer one: once at least.
+    noted = next(said for said in working if "drafting the announcement" in said)
     assert noted.endswith(
         f"; agent '{workspace}-agent-0' on task 'announce': drafting the announcement, 1 of 2"
     ) or noted.endswith(

@@ -1,6 +1,7 @@
 """A task's page on the dashboard, in a real browser: its attempts, tool calls, notes and
 resolved result; a failed task retried with a button, and the goal runs it again; the
-reassign and cancel forms; and the pages of goal ids that hold '/tasks/'."""
+cancel refused to a non-approver with the reason and taken from an approver; and the
+pages of goal ids that hold '/tasks/'."""
 
 import asyncio
 import os
@@ -30,6 +31,7 @@ from tests.helpers import (
 )
 from tests.test_dashboard import SCREENSHOTS, on, sign_in, token
 from tests.test_task_attempts import LARGE, fails_then_succeeds
+from workflows.task import TaskWorkflow
 
 
 async def test_the_task_page_shows_attempts_retries_a_failed_task_and_its_screenshots(
@@ -148,7 +150,7 @@ async def test_the_task_page_shows_attempts_retries_a_failed_task_and_its_screen
         assert shot.stat().st_size > 5_000, shot
 
 
-async def test_reassign_and_cancel_show_the_apis_answer(
+async def test_cancel_is_refused_with_the_reason_to_a_non_approver_and_taken_from_one(
     dashboard: str,
     browser: webdriver.Chrome,
     client: Client,
@@ -156,26 +158,36 @@ async def test_reassign_and_cancel_show_the_apis_answer(
     task_queue: str,
     workspace: str,
 ) -> None:
-    goal = await start_goal(client, goal_spec(1, workspace), task_queue)
+    goal = await start_goal(client, goal_spec(1, workspace, approvers=["ops-lead"]), task_queue)
     await wait_task(client, goal.id, "t1", TaskStatus.ASSIGNED)
-    browser.get(f"{dashboard}/goals/{goal.id}/tasks/t1")
-    await sign_in(browser, await token(pool, "viewer", workspace), "viewer")
-    await web.wait_until(
-        browser, lambda d: "assigned" in d.find_element(By.ID, "task").text, "assigned"
-    )
-    assert not browser.find_elements(By.ID, "retry")  # it has not failed
-    await on(browser, "#actions summary", WebElement.click)
-    await on(browser, "#cancel input[name=comment]", lambda e: e.send_keys("not needed"))
-    browser.execute_script("window.confirm = () => true;")
-    await on(browser, "#cancel button", WebElement.click)
+    page = f"{dashboard}/goals/{goal.id}/tasks/t1"
+
+    async def cancel_as(person: str) -> None:
+        browser.delete_all_cookies()
+        browser.get(page)
+        await sign_in(browser, await token(pool, person, workspace), person)
+        await web.wait_until(
+            browser, lambda d: "assigned" in d.find_element(By.ID, "task").text, "assigned"
+        )
+        assert not browser.find_elements(By.ID, "retry")  # it has not failed
+        await on(browser, "#actions summary", WebElement.click)
+        await on(browser, "#cancel input[name=comment]", lambda e: e.send_keys("not needed"))
+        browser.execute_script("window.confirm = () => true;")
+        await on(browser, "#cancel button", WebElement.click)
 
     def answered(d: WebDriver) -> str | Literal[False]:
-        text = d.execute_script("return document.querySelector('#cancel .answer').textContent")
+        text = d.execute_script("return document.querySelector('#cancel .answer')?.textContent")
         return text if text and text != "sending…" else False
 
+    await cancel_as("viewer")
     said = await web.wait_until(browser, answered, "the API's answer under the form")
-    assert said  # whatever the API answered (a refusal's detail, or done) reaches the person
-    await goal.terminate()
+    assert "'viewer' may not cancel" in said, said
+    task = await client.get_workflow_handle(f"{goal.id}/t1").query(TaskWorkflow.status)
+    assert task.status is TaskStatus.ASSIGNED  # nothing was taken
+    await cancel_as("ops-lead")  # taken: the task ends, and its forms go with it
+    report = await asyncio.wait_for(goal.result(), PATIENCE)
+    assert report.tasks[0].outcome is TaskStatus.SKIPPED, report
+    assert "cancelled by 'ops-lead'" in (report.tasks[0].error or ""), report
 
 
 async def test_goal_ids_with_tasks_in_them_keep_their_pages(
