@@ -8,10 +8,7 @@ from datetime import UTC, datetime
 from secrets import token_hex
 from urllib.parse import urlsplit
 
-import uvicorn
-
 from interfaces import telemetry
-from interfaces.api.codec import create_codec_app
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
 from interfaces.codec import new_key_entry
@@ -78,6 +75,10 @@ async def serve(session: Session, args: argparse.Namespace) -> None:
             "to the keys the workers use; make one with 'python starter.py codec-key new'",
             EXIT_USAGE,
         )
+    import uvicorn  # loaded here, not for every command
+
+    from interfaces.api.codec import create_codec_app
+
     telemetry.configure_logging()  # who decoded what, beside uvicorn's access log
     origins = args.cors_origin or [ui_origin(session.settings)]
     app = create_codec_app(

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from interfaces.agents.over_http import CREDENTIAL_SUFFIX
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session, table
 from store.agent_credentials import (
@@ -62,6 +61,8 @@ async def new_into(session: Session, agent_id: str, directory: Path) -> None:
     that file is there already: so a setup that runs on every start makes each once."""
     if not agent_id or "/" in agent_id or agent_id.startswith("."):
         raise CliError(f"expected a plain agent id for a file name, got {agent_id!r}", EXIT_USAGE)
+    from interfaces.agents.over_http import CREDENTIAL_SUFFIX  # httpx and the runner: here
+
     path = directory / f"{agent_id}{CREDENTIAL_SUFFIX}"
     if _exists(path):
         session.emit(

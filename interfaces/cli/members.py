@@ -5,9 +5,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from interfaces.a2a import member
-from interfaces.a2a.cards import CardRefused
-from interfaces.a2a.questions import AnswerRefused, answer_question
 from interfaces.agents import registry
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_USAGE, CliError, Session
@@ -25,6 +22,9 @@ def add_commands(agent: Commands, command: Command) -> None:
 
 async def register(session: Session, args: argparse.Namespace) -> None:
     """Register the A2A agent at `args.a2a` from its card, taking its skills."""
+    from interfaces.a2a import member  # the A2A SDK is loaded here, not for every command
+    from interfaces.a2a.cards import CardRefused
+
     if args.skills:
         raise CliError("--skills and --a2a exclude each other: the card's skills are taken")
     pinned = _pinned_key(args.card_key) if args.card_key else None
@@ -71,6 +71,8 @@ def _pinned_key(path: str) -> dict[str, Any]:
 
 async def answer(session: Session, args: argparse.Namespace) -> None:
     """Answer an A2A agent's open question on a task; only the task's approvers may."""
+    from interfaces.a2a.questions import AnswerRefused, answer_question
+
     try:
         row = await answer_question(
             await session.pool(), args.goal_id, args.task_id, args.text, args.approver

@@ -7,24 +7,25 @@ stopping it in turn.
 
 import argparse
 import asyncio
-import contextlib
 import errno
 import signal
 import socket
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import uvicorn
-from fastapi import FastAPI
-
-from interfaces.api.agent_protocol import stop_waiting
-from interfaces.api.app import create_app
-from interfaces.api.guards import is_loopback
 from interfaces.cli.commands import Command, Commands
 from interfaces.cli.session import EXIT_UNREACHABLE, EXIT_USAGE, CliError, Session
 from interfaces.config import Settings
 from interfaces.stack import database_url
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from interfaces.cli.uvicorn_server import SignalFreeServer
+
+# The app, uvicorn and what they import are loaded when a command serves, not before:
+# every other command of starter.py starts that much sooner.
 
 API_PORT_HELP = "dashboard and HTTP API port (8000; 0: none)"
 """The help of `--api-port`, where `up` and the demo serve the dashboard beside the stack."""
@@ -63,7 +64,7 @@ async def serve_beside(settings: Settings, port: int) -> "Dashboard | None":
     if settings.api_open_reads is None:
         settings = replace(settings, api_open_reads=True)
     dashboard = Dashboard(settings, port)
-    assert is_loopback(dashboard.host), "open reads only on loopback"
+    assert _loopback(dashboard.host), "open reads only on loopback"
     try:
         await dashboard.start()
     except CliError as exc:
@@ -96,7 +97,7 @@ class Dashboard:
         self.app: FastAPI | None = None
         """The app, once started."""
         self._socket: socket.socket | None = None
-        self._server: _SignalFreeServer | None = None
+        self._server: SignalFreeServer | None = None
         self._serving: asyncio.Task[None] | None = None
 
     @property
@@ -109,6 +110,11 @@ class Dashboard:
 
         Raises CliError when the port cannot be had or the app cannot reach its servers.
         """
+        import uvicorn
+
+        from interfaces.api.app import create_app
+        from interfaces.cli.uvicorn_server import SignalFreeServer, serve_on
+
         try:
             self.app = app = create_app(self.settings, bind_host=self.host)
         except ValueError as exc:
@@ -122,8 +128,8 @@ class Dashboard:
             access_log=not self.quiet,
             timeout_graceful_shutdown=GRACE_SECONDS,
         )
-        self._server = _SignalFreeServer(config)
-        self._serving = asyncio.create_task(_serve(self._server, self._socket))
+        self._server = SignalFreeServer(config)
+        self._serving = asyncio.create_task(serve_on(self._server, self._socket))
         await self._server.settled.wait()
         if not self._server.started:
             await self.stop()
@@ -143,39 +149,6 @@ class Dashboard:
             await asyncio.wait([self._serving])
         if self._socket is not None:
             self._socket.close()
-
-
-class _SignalFreeServer(uvicorn.Server):
-    """uvicorn without its own Ctrl-C handling, which would stop the app and not the rest,
-    and with `settled`: set once it serves, or once it has failed to."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.settled = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets)
-        finally:
-            self.settled.set()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Waiting agents are answered before the grace period starts, not cut off after it.
-        stop_waiting(self.config.app)
-        await super().shutdown(sockets)
-
-
-async def _serve(server: _SignalFreeServer, listening: socket.socket) -> None:
-    try:
-        # SystemExit is how uvicorn says the app failed to start; it has logged why.
-        with contextlib.suppress(SystemExit):
-            await server.serve(sockets=[listening])
-    finally:
-        server.settled.set()
 
 
 def _listen(host: str, port: int, option: str) -> socket.socket:
@@ -198,10 +171,16 @@ def _listen(host: str, port: int, option: str) -> socket.socket:
     return listening
 
 
+def _loopback(host: str) -> bool:
+    from interfaces.api.guards import is_loopback
+
+    return is_loopback(host)
+
+
 def _reads(settings: Settings, host: str) -> str:
     if not settings.api_open_reads:
         return "Reading and acting need a token ('starter.py token new --as NAME --workspace W')"
-    where = "" if is_loopback(host) else f", to anyone who reaches {host}"
+    where = "" if _loopback(host) else f", to anyone who reaches {host}"
     return f"warning: reads are open without a token (GOALKEEPER_API_OPEN_READS){where}"
 
 
