@@ -19,10 +19,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from goalkeeper.runbooks import parse_runbook
 from goalkeeper.statuses import GoalStatus
 from interfaces.agents import llm, registry
 from interfaces.agents.attempt_trace import attempt_span
-from interfaces.agents.runner import AgentRunner, Hook, Work, WorkResult
+from interfaces.agents.runner import AgentRunner, Hook, SimulatedWork, Work, WorkResult
 from interfaces.client import connect
 from interfaces.config import Settings
 from interfaces.stack import TemporalDevServer, free_port
@@ -32,10 +33,13 @@ from interfaces.telemetry import (
     tracer_provider,
     tracing_interceptors,
 )
+from store.runbooks import add_runbook
 from tests.helpers import PATIENCE, SimulatedAgents, goal_spec, start_goal
 from tests.test_llm_tools import STDIO, USAGE, scripted
+from tests.test_runbooks import runbook_toml
 from worker import build_worker
 from workflows.goal import GoalWorkflow
+from workflows.request import RequestWorkflow
 from workflows.task import TaskWorkflow
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -158,12 +162,13 @@ async def traced_agents(
     hook: Hook,
     provider: TracerProvider,
     config: dict[str, Any] | None = None,
+    skills: tuple[str, ...] = ("writing",),
 ) -> AsyncIterator[None]:
-    """Two agents with the skill `writing` (a task's retry goes to another agent), their
-    attempts traced to `provider`."""
+    """Two agents with `skills` (a task's retry goes to another agent), their attempts
+    traced to `provider`."""
     agent_ids = [f"{workspace}-traced-{n}" for n in range(2)]
     for agent_id in agent_ids:
-        await registry.register_agent(pool, agent_id, workspace, ("writing",), 2, config=config)
+        await registry.register_agent(pool, agent_id, workspace, skills, 2, config=config)
     runner = AgentRunner(
         client, pool, agent_ids, hook, sweep_interval=3600, tracer_provider=provider
     )
@@ -245,6 +250,50 @@ async def test_an_llm_attempt_joins_its_goals_trace_with_its_model_calls_and_too
     assert not {k for k in tool.attributes or {} if "argument" in k or "result" in k}
     assert '"b"' not in str(list((tool.attributes or {}).values()))  # the arguments' keys
     assert "Test goal" not in str([dict(s.attributes or {}) for s in ours])
+
+
+async def test_a_request_its_goal_and_every_attempt_of_its_agents_are_one_trace(
+    traced_client: Client,
+    traced_queue: str,
+    pool: asyncpg.Pool,
+    workspace: str,
+    exporter: InMemorySpanExporter,
+    provider: TracerProvider,
+) -> None:
+    """From the question to the deliverable: triage, planning and each task's attempt are
+    `invoke_agent` spans under the request's own span, through its goal's and tasks'."""
+    word = f"w{uuid.uuid4().hex[:8]}"
+    await add_runbook(pool, parse_runbook(runbook_toml(f"{word}-rollout", word), "r.toml"))
+    skills = ("triage", "research", "writing", "writing-x", f"planning-{word}")
+    async with traced_agents(
+        traced_client, pool, workspace, SimulatedWork(delay=(0, 0)), provider, skills=skills
+    ):
+        request = await traced_client.start_workflow(
+            RequestWorkflow.run,
+            {
+                "question": f"Do the {word} work for all of the people, please, as soon as it can",
+                "workspace": workspace,
+            },
+            id=f"request-{uuid.uuid4().hex[:8]}",
+            task_queue=traced_queue,
+        )
+        view = await asyncio.wait_for(request.result(), PATIENCE)
+    assert view.kind == "goal" and view.goal_status == GoalStatus.COMPLETED.value, view
+
+    spans = exporter.get_finished_spans()
+    (root,) = [s for s in spans if s.name == "StartWorkflow:RequestWorkflow"]
+    ours = [s for s in spans if s.context.trace_id == root.context.trace_id]
+    attempts = [s for s in ours if s.name.startswith("invoke_agent ")]
+    tasks = {(s.attributes or {}).get("goalkeeper.task.id") for s in attempts}
+    rows = await pool.fetch(
+        "SELECT task_id FROM assignments WHERE goal_id LIKE $1", f"{request.id}.%"
+    )
+    assert tasks == {r["task_id"] for r in rows} and "triage" in tasks, tasks
+    for attempt in attempts:
+        chain = _chain(attempt, ours)
+        assert chain[-1] == "StartWorkflow:RequestWorkflow", chain
+    goal = next(s for s in ours if s.name == "RunWorkflow:GoalWorkflow")
+    assert _chain(goal, ours)[-1] == "StartWorkflow:RequestWorkflow"
 
 
 async def test_every_attempt_of_any_hook_is_an_invoke_agent_span_and_replay_emits_none(
