@@ -32,6 +32,10 @@ log = logging.getLogger("interfaces.health")
 QUERY_TIMEOUT = timedelta(seconds=10)
 """A goal that cannot answer a query this fast has no worker; that is itself a finding."""
 
+GOALS_AT_ONCE = 32
+"""Running goals checked side by side: goals without a worker each take QUERY_TIMEOUT to say
+so, and 500 of them one after another would outlast the check's own 5 minutes."""
+
 _COMPARED = ("status", "agent_id", "assignment_id", "attempts")
 """Task fields whose disagreement with the workflow counts as a finding."""
 
@@ -227,37 +231,46 @@ class HealthActivities:
             "SELECT goal_id FROM goals WHERE status = 'running' ORDER BY updated_at LIMIT $1",
             request.goals_limit,
         )
-        for goal in goals:
-            goal_id = goal["goal_id"]
-            report.goals_checked += 1
-            handle = self.client.get_workflow_handle(goal_id)
-            try:
-                description = await handle.describe()
-            except RPCError as exc:
-                if exc.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                description = None
-            if description is None or description.status is not WorkflowExecutionStatus.RUNNING:
-                await self._dead_goal(report, goal_id, description, repair)
-                continue
-            try:
-                views = await asyncio.wait_for(
-                    goal_tasks(self.client, goal_id), QUERY_TIMEOUT.total_seconds()
+        checking = asyncio.Semaphore(GOALS_AT_ONCE)
+
+        async def check(goal_id: str) -> None:
+            async with checking:
+                await self._goal_against_workflow(report, goal_id, repair)
+
+        async with asyncio.TaskGroup() as group:  # one that fails stops the rest
+            for goal in goals:
+                group.create_task(check(goal["goal_id"]))
+
+    async def _goal_against_workflow(
+        self, report: HealthReport, goal_id: str, repair: bool
+    ) -> None:
+        """One running goal: its workflow's tasks against its rows, or its workflow's end."""
+        report.goals_checked += 1
+        handle = self.client.get_workflow_handle(goal_id)
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            description = None
+        if description is None or description.status is not WorkflowExecutionStatus.RUNNING:
+            await self._dead_goal(report, goal_id, description, repair)
+            return
+        try:
+            views = await asyncio.wait_for(
+                goal_tasks(self.client, goal_id), QUERY_TIMEOUT.total_seconds()
+            )
+        except (RPCError, TimeoutError) as exc:  # a workflow that cannot answer is worth a look
+            report.findings.append(
+                Finding(
+                    kind="goal_unanswering",
+                    subject=f"goal:{goal_id}",
+                    message=f"goal {goal_id!r} did not answer its tasks query: "
+                    f"{getattr(exc, 'message', None) or 'no answer in time'}",
                 )
-            except (
-                RPCError,
-                TimeoutError,
-            ) as exc:  # a workflow that cannot answer queries is worth a look
-                report.findings.append(
-                    Finding(
-                        kind="goal_unanswering",
-                        subject=f"goal:{goal_id}",
-                        message=f"goal {goal_id!r} did not answer its tasks query: "
-                        f"{getattr(exc, 'message', None) or 'no answer in time'}",
-                    )
-                )
-                continue
-            await self._compare_tasks(report, goal_id, views, repair)
+            )
+            return
+        await self._compare_tasks(report, goal_id, views, repair)
 
     async def _compare_tasks(
         self, report: HealthReport, goal_id: str, views: list[TaskSummary], repair: bool
