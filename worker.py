@@ -16,6 +16,7 @@ all idempotently.
 While it runs it watches for wedged workflows and stalled goals (`monitoring.watch`).
 """
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -178,6 +179,13 @@ async def main() -> None:
 async def serve(settings: Settings, seal_keys: SealKeys, url: str) -> None:
     """Run the worker on the database at `url` until SIGINT or SIGTERM."""
     pool = await create_pool(url)
+    try:
+        await _serve_on(pool, settings, seal_keys, url)
+    finally:  # before its PostgreSQL stops, also where Temporal could not be reached
+        await pool.close()
+
+
+async def _serve_on(pool: asyncpg.Pool, settings: Settings, seal_keys: SealKeys, url: str) -> None:
     if await owns_schema(pool):
         await apply_schema(pool)
         log.info("PostgreSQL at %s: schema applied (%s)", _where(url), ", ".join(SCHEMA_FILES))
@@ -245,7 +253,6 @@ async def serve(settings: Settings, seal_keys: SealKeys, url: str) -> None:
         meter = telemetry.metric_meter(settings.metrics_address)
         running.create_task(metrics.collect(pool, meter, metrics.COLLECT_EVERY, stop))
         await stop.wait()
-    await pool.close()
 
 
 def _where(url: str) -> str:
@@ -256,6 +263,11 @@ def _where(url: str) -> str:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description="Run a Goalkeeper worker until Ctrl-C or SIGTERM. It takes no options: "
+        "it is configured by the environment (TEMPORAL_ADDRESS, DATABASE_URL, GOALKEEPER_*; "
+        "see docs/configuration.md)."
+    ).parse_args()
     telemetry.configure_logging()
     try:
         asyncio.run(main())

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body
 
 from goalkeeper.limits import MAX_NOTE_CHARS, MAX_NOTES_PER_ASSIGNMENT
 from goalkeeper.records import EventKind
-from interfaces.api.agent_protocol import OWN_ASSIGNMENT, Agent, _own_assignment
+from interfaces.api.agent_protocol import OWN_ASSIGNMENT, Agent, own_assignment
 from interfaces.api.problems import Problem, answers
 from interfaces.api.state import Pool
 from store.notes import NoteRefused, post_note
@@ -50,7 +50,7 @@ async def post_agent_note(
 ) -> dict[str, Any]:
     """Say what the agent is doing on its active assignment, for people watching the goal:
     the note joins the goal's event trail. Bounded in size and number per assignment."""
-    row = await _own_assignment(pool, agent, assignment_id, EventKind.NOTE_REJECTED)
+    row = await own_assignment(pool, agent, assignment_id, EventKind.NOTE_REJECTED)
     text = body.get("text")
     if not isinstance(text, str):
         raise Problem(

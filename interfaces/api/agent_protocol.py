@@ -356,7 +356,7 @@ async def heartbeat(
 ) -> dict[str, Any]:
     """Tell the task its agent still works on it; refused once the assignment is not the
     agent's current one, or when unsigned where signatures are required."""
-    row = await _own_assignment(pool, agent, assignment_id, EventKind.HEARTBEAT_REJECTED)
+    row = await own_assignment(pool, agent, assignment_id, EventKind.HEARTBEAT_REJECTED)
     payload = await _message(request, pool, agent, row, EventKind.HEARTBEAT_REJECTED)
     view = await _update(pool, client, agent, row, "heartbeat", payload)
     return {"assignment_id": row["assignment_id"], "status": view.get("status")}
@@ -379,7 +379,7 @@ async def report(
     assignment_id: str,
 ) -> dict[str, Any]:
     """Report how the assignment went; the task's answer, or its refusal naming why."""
-    row = await _own_assignment(pool, agent, assignment_id, EventKind.REPORT_REJECTED)
+    row = await own_assignment(pool, agent, assignment_id, EventKind.REPORT_REJECTED)
     payload = await _message(request, pool, agent, row, EventKind.REPORT_REJECTED)
     view = await _update(pool, client, agent, row, "report", payload)
     return {"assignment_id": row["assignment_id"], "status": view.get("status")}
@@ -394,7 +394,7 @@ async def store_result(
     body: Annotated[Any, Body(description="the result, any JSON, up to the body limit")],
 ) -> dict[str, Any]:
     """Store a result too large to report inline; report the reference this answers."""
-    row = await _own_assignment(pool, agent, assignment_id, EventKind.REPORT_REJECTED)
+    row = await own_assignment(pool, agent, assignment_id, EventKind.REPORT_REJECTED)
     if row["status"] != "active":
         raise Problem(
             409,
@@ -407,7 +407,7 @@ async def store_result(
         raise Problem(409, "Assignment ended", str(exc)) from exc
 
 
-async def _own_assignment(
+async def own_assignment(
     pool: asyncpg.Pool, agent: CredentialHolder, assignment_id: str, kind: EventKind
 ) -> asyncpg.Record:
     """The assignment, if the credential's agent holds (or held) it; another agent's is

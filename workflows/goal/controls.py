@@ -7,7 +7,7 @@ here once the goal is ready for them.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import record_apart
     from workflows.refusals import RefusalLog
     from workflows.runners.runner import Added, TaskRunner
+
+ControlOfTask = TypeVar("ControlOfTask", TaskReassign, TaskCancel)
 
 SIGNED_CONTROLS = "signed-controls"
 """The patch from which a goal's budget raises, stops, added tasks and retry decisions
@@ -201,7 +203,20 @@ class GoalControls:
     # A task reassigned or cancelled: `reassign_task` and `cancel_task`.
 
     def judge_reassign(self, payload: tuple[Any, ...]) -> TaskReassign | str:
-        request = parse_message(payload, TaskReassign, "reassign request")
+        return self._judge_task_control(
+            payload, TaskReassign, "reassign", self.runner.judge_reassign
+        )
+
+    def _judge_task_control(
+        self,
+        payload: tuple[Any, ...],
+        model: type[ControlOfTask],
+        kind: str,
+        judge: Callable[[ControlOfTask], str | None],
+    ) -> ControlOfTask | str:
+        """A reassign or cancel as the payload asks, or why it cannot count: not one of the
+        goal's deciders, or not what the task's state allows now."""
+        request = parse_message(payload, model, f"{kind} request")
         if isinstance(request, str):
             return request
         problem = budgets.decider_problem(
@@ -209,9 +224,9 @@ class GoalControls:
             self.header,
             self._status(),
             request.approver,
-            "reassign a task of",
+            f"{kind} a task of",
         )
-        return problem or self.runner.judge_reassign(request) or request
+        return problem or judge(request) or request
 
     def validate_reassign(self, payload: tuple[Any, ...]) -> None:
         problem = self.judge_reassign(payload)
@@ -247,17 +262,7 @@ class GoalControls:
         return agent_problem(self.goal_id, request.task_id, skill, standing)
 
     def judge_cancel(self, payload: tuple[Any, ...]) -> TaskCancel | str:
-        request = parse_message(payload, TaskCancel, "cancel request")
-        if isinstance(request, str):
-            return request
-        problem = budgets.decider_problem(
-            f"goal {self.goal_id!r}",
-            self.header,
-            self._status(),
-            request.approver,
-            "cancel a task of",
-        )
-        return problem or self.runner.judge_cancel(request) or request
+        return self._judge_task_control(payload, TaskCancel, "cancel", self.runner.judge_cancel)
 
     def validate_cancel(self, payload: tuple[Any, ...]) -> None:
         problem = self.judge_cancel(payload)
