@@ -34,6 +34,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 from starlette.types import ASGIApp
 
+from interfaces.cli.uvicorn_server import SignalFreeServer
 from tests.helpers import ROOT
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ def serve(app: ASGIApp, timeout: float = WAIT_SECONDS) -> Iterator[str]:
     config = uvicorn.Config(
         app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5
     )
-    server = uvicorn.Server(config)
+    server = SignalFreeServer(config)  # as `starter.py serve`: waiting agents answered first
     failures: list[BaseException] = []
 
     def run() -> None:
