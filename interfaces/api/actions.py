@@ -268,18 +268,7 @@ async def reassign(
     view = await _task_now(client, goal_id, task_id)
     if view is not None and view.assignment_id is not None:  # the one it takes, so once
         payload["assignment_id"] = view.assignment_id
-    payload = _delegated(request, "reassign", goal_id, payload)
-    answer: dict[str, Any] = await send_update(
-        client,
-        goal_id,
-        "reassign_task",
-        payload,
-        pool=pool,
-        person=actor.person,
-        goal_id=goal_id,
-        task_id=task_id,
-    )
-    return answer
+    return await _task_control(request, pool, client, actor, "reassign", goal_id, task_id, payload)
 
 
 @router.post("/goals/{goal_id:path}/tasks/{task_id}/cancel")
@@ -300,11 +289,25 @@ async def cancel(
     await _known_task(pool, goal_id, task_id)
     comment = (body or CancelBody()).comment
     payload = {"task_id": task_id, "approver": actor.person, "comment": comment}
-    payload = _delegated(request, "cancel", goal_id, payload)
+    return await _task_control(request, pool, client, actor, "cancel", goal_id, task_id, payload)
+
+
+async def _task_control(
+    request: Request,
+    pool: Pool,
+    client: Temporal,
+    actor: Actor,
+    kind: str,
+    goal_id: str,
+    task_id: str,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    """Send a reassign or cancel to the goal as its `kind`_task update, signed as delegate."""
+    payload = _delegated(request, kind, goal_id, payload)
     answer: dict[str, Any] = await send_update(
         client,
         goal_id,
-        "cancel_task",
+        f"{kind}_task",
         payload,
         pool=pool,
         person=actor.person,
